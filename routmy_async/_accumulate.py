@@ -1,0 +1,292 @@
+"""Streamed chunks in, one ``ChatCompletion`` out (pure: no I/O).
+
+Pieces are appended to lists and joined once at the end, so a long stream costs linear time.
+The rules for tool-call fragments follow what OpenAI-compatible routers really send:
+
+* fragments merge by ``index``; the first call may start at index 1;
+* ``id`` and ``function.name`` come on the first fragment only, or repeated on every fragment:
+  a repeat equal to what is known is not appended again;
+* a fragment without ``index`` belongs to the call with its ``id``, else to the last call;
+* ``tool_calls: []`` deltas change nothing.
+
+``reasoning_details`` merge by their own ``index``: text-like fields are concatenated, the
+others keep their latest value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    Choice,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Function,
+    ImageOutput,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = ["ChoiceState", "CompletionAccumulator", "ToolCallState"]
+
+_CONCATENATED_DETAIL_FIELDS = frozenset({"text", "summary", "data", "signature"})
+
+
+class ToolCallState:
+    """A tool call being assembled from fragments."""
+
+    __slots__ = ("arguments", "done", "id", "index", "name", "type")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.id = ""
+        self.type = "function"
+        self.name = ""
+        self.arguments: list[str] = []
+        self.done = False
+
+    def to_tool_call(self) -> ToolCall:
+        return ToolCall(
+            id=self.id,
+            type=self.type,
+            function=Function(name=self.name, arguments="".join(self.arguments)),
+            index=self.index,
+        )
+
+
+class ChoiceState:
+    """Everything seen so far for one choice."""
+
+    __slots__ = (
+        "content",
+        "finish_reason",
+        "images",
+        "index",
+        "last_tool_key",
+        "logprobs_content",
+        "logprobs_refusal",
+        "native_finish_reason",
+        "reasoning",
+        "reasoning_details",
+        "refusal",
+        "role",
+        "tool_calls",
+    )
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.role = "assistant"
+        self.content: list[str] = []
+        self.refusal: list[str] = []
+        self.reasoning: list[str] = []
+        self.reasoning_details: dict[int, dict[str, Any]] = {}
+        self.tool_calls: dict[int, ToolCallState] = {}
+        self.last_tool_key: int | None = None
+        self.images: list[ImageOutput] = []
+        self.logprobs_content: list[TokenLogprob] | None = None
+        self.logprobs_refusal: list[TokenLogprob] | None = None
+        self.finish_reason: str | None = None
+        self.native_finish_reason: str | None = None
+
+    def tool_call_for(self, fragment: ToolCallDelta) -> ToolCallState:
+        """Find (or open) the call a fragment belongs to."""
+        calls = self.tool_calls
+        key = fragment.index
+        if key is None:
+            if fragment.id:
+                for existing_key, call in calls.items():
+                    if call.id == fragment.id:
+                        key = existing_key
+                        break
+                else:
+                    key = max(calls, default=-1) + 1
+            elif self.last_tool_key is not None:
+                key = self.last_tool_key
+            else:
+                key = 0
+        call = calls.get(key)
+        if call is None:
+            call = calls[key] = ToolCallState(key)
+        self.last_tool_key = key
+        return call
+
+    def merge_reasoning_detail(self, detail: dict[str, Any], position: int) -> None:
+        key = detail.get("index")
+        if not isinstance(key, int):
+            key = position
+        known = self.reasoning_details.get(key)
+        if known is None:
+            self.reasoning_details[key] = dict(detail)
+            return
+        for name, value in detail.items():
+            previous = known.get(name)
+            if (
+                name in _CONCATENATED_DETAIL_FIELDS
+                and isinstance(value, str)
+                and isinstance(previous, str)
+            ):
+                known[name] = previous + value
+            elif value is not None:
+                known[name] = value
+
+    def to_choice(self) -> Choice:
+        tool_calls = (
+            [self.tool_calls[key].to_tool_call() for key in sorted(self.tool_calls)]
+            if self.tool_calls
+            else None
+        )
+        logprobs = None
+        if self.logprobs_content is not None or self.logprobs_refusal is not None:
+            logprobs = ChoiceLogprobs(content=self.logprobs_content, refusal=self.logprobs_refusal)
+        message = ChatCompletionMessage(
+            role=self.role,
+            content="".join(self.content) if self.content else None,
+            refusal="".join(self.refusal) if self.refusal else None,
+            tool_calls=tool_calls,
+            images=list(self.images) if self.images else None,
+            reasoning="".join(self.reasoning) if self.reasoning else None,
+            reasoning_details=(
+                [self.reasoning_details[key] for key in sorted(self.reasoning_details)]
+                if self.reasoning_details
+                else None
+            ),
+        )
+        return Choice(
+            index=self.index,
+            message=message,
+            finish_reason=self.finish_reason,
+            native_finish_reason=self.native_finish_reason,
+            logprobs=logprobs,
+        )
+
+
+class CompletionAccumulator:
+    """Feed it every chunk with :meth:`add`; :meth:`completion` builds the ``ChatCompletion``."""
+
+    __slots__ = (
+        "chunk_count",
+        "choices",
+        "created",
+        "id",
+        "model",
+        "provider",
+        "service_tier",
+        "system_fingerprint",
+        "usage",
+    )
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.created = 0
+        self.model = ""
+        self.system_fingerprint: str | None = None
+        self.service_tier: str | None = None
+        self.provider: str | None = None
+        self.usage: Usage | None = None
+        self.choices: dict[int, ChoiceState] = {}
+        self.chunk_count = 0
+
+    def add(self, chunk: ChatCompletionChunk) -> None:
+        """Merge one chunk into what is known."""
+        self.chunk_count += 1
+        if chunk.id and not self.id:
+            self.id = chunk.id
+            self.created = chunk.created
+            self.model = chunk.model
+        elif not self.model and chunk.model:
+            self.model = chunk.model
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.system_fingerprint is not None:
+            self.system_fingerprint = chunk.system_fingerprint
+        if chunk.provider is not None:
+            self.provider = chunk.provider
+        if chunk.service_tier is not None:
+            self.service_tier = chunk.service_tier
+        for choice in chunk.choices:
+            self.add_choice(choice)
+
+    def choice_state(self, index: int) -> ChoiceState:
+        state = self.choices.get(index)
+        if state is None:
+            state = self.choices[index] = ChoiceState(index)
+        return state
+
+    def add_choice(self, choice: ChunkChoice) -> ChoiceState:
+        """Merge one chunk choice; return its state (the stream's events read it)."""
+        state = self.choices.get(choice.index)
+        if state is None:
+            state = self.choices[choice.index] = ChoiceState(choice.index)
+        delta = choice.delta
+        if delta.content:
+            state.content.append(delta.content)
+        if delta.reasoning:
+            state.reasoning.append(delta.reasoning)
+        elif delta.reasoning_content:
+            state.reasoning.append(delta.reasoning_content)
+        if delta.tool_calls:
+            for fragment in delta.tool_calls:
+                call = state.tool_call_for(fragment)
+                if fragment.id and fragment.id != call.id:
+                    call.id = fragment.id
+                if fragment.type:
+                    call.type = fragment.type
+                function = fragment.function
+                if function is not None:
+                    if function.name and function.name != call.name:
+                        # Some servers stream the name in pieces; others repeat it whole.
+                        call.name = (
+                            function.name
+                            if not call.name or function.name.startswith(call.name)
+                            else call.name + function.name
+                        )
+                    if function.arguments:
+                        call.arguments.append(function.arguments)
+        if delta.refusal:
+            state.refusal.append(delta.refusal)
+        if delta.reasoning_details:
+            for position, detail in enumerate(delta.reasoning_details):
+                state.merge_reasoning_detail(detail, position)
+        if delta.images:
+            state.images.extend(delta.images)
+        if delta.role:
+            state.role = delta.role
+        if choice.logprobs is not None:
+            if choice.logprobs.content is not None:
+                if state.logprobs_content is None:
+                    state.logprobs_content = []
+                state.logprobs_content.extend(choice.logprobs.content)
+            if choice.logprobs.refusal is not None:
+                if state.logprobs_refusal is None:
+                    state.logprobs_refusal = []
+                state.logprobs_refusal.extend(choice.logprobs.refusal)
+        if choice.finish_reason is not None:
+            state.finish_reason = choice.finish_reason
+        if choice.native_finish_reason is not None:
+            state.native_finish_reason = choice.native_finish_reason
+        return state
+
+    @property
+    def finished(self) -> bool:
+        """Whether every choice seen has a ``finish_reason`` (and at least one was seen)."""
+        return bool(self.choices) and all(
+            state.finish_reason is not None for state in self.choices.values()
+        )
+
+    def completion(self) -> ChatCompletion:
+        """Build the ``ChatCompletion`` from everything added so far."""
+        return ChatCompletion(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=[self.choices[key].to_choice() for key in sorted(self.choices)],
+            usage=self.usage,
+            system_fingerprint=self.system_fingerprint,
+            service_tier=self.service_tier,
+            provider=self.provider,
+        )

@@ -1,0 +1,363 @@
+"""``AsyncRoutmy``: configuration, lifecycle and the request path every resource uses."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+
+from ._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    NotGiven,
+    Timeout,
+    check_headers,
+    coerce_timeout,
+)
+from ._exceptions import APIResponseValidationError, RoutmyError
+from ._transport import RawResponse, Transport, logger
+from .types._base import TopLevelResponse
+
+if TYPE_CHECKING:
+    from .resources.chat import Chat
+    from .resources.embeddings import Embeddings
+    from .resources.images import Images
+    from .resources.models import Models
+
+__all__ = ["AsyncRoutmy"]
+
+__version__ = "0.1.0"
+
+ResponseT = TypeVar("ResponseT", bound=TopLevelResponse)
+
+
+_RESOURCE_NAMES = frozenset({"chat", "models", "embeddings", "images"})
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class AsyncRoutmy:
+    """An asyncio client for rout.my.
+
+    :param api_key: the key; defaults to ``ROUTMY_API_KEY``. Checked at the first request.
+    :param base_url: defaults to ``ROUTMY_BASE_URL``, then ``https://api.rout.my/v1``.
+    :param timeout: total seconds, or a ``Timeout(connect=, read=, total=, stream_idle=)``.
+    :param max_retries: retries after the first attempt, for retryable failures.
+    :param default_headers: headers sent with every request.
+    :param default_query: query parameters sent with every request.
+    :param max_connections: the size of the connection pool.
+    :param session: an ``aiohttp.ClientSession`` to borrow; it is never closed by the client.
+    :param verify: verify TLS certificates (turning it off logs a warning).
+    :raises TypeError: an argument has the wrong type.
+    :raises ValueError: an argument has a wrong value (a negative retry count, a bad URL...).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        default_headers: Mapping[str, str] | None = None,
+        default_query: Mapping[str, str] | None = None,
+        max_connections: int = 100,
+        session: aiohttp.ClientSession | None = None,
+        verify: bool = True,
+    ):
+        if api_key is None:
+            api_key = os.environ.get("ROUTMY_API_KEY") or None
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+            raise TypeError("api_key must be a non-empty string")
+        if api_key is not None and any(ch in api_key for ch in "\r\n\0"):
+            raise ValueError("api_key contains CR, LF or NUL")
+        if base_url is None:
+            base_url = os.environ.get("ROUTMY_BASE_URL") or DEFAULT_BASE_URL
+        if not isinstance(base_url, str):
+            raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ValueError(f"max_connections must be an int >= 1, not {max_connections!r}")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError("session must be an aiohttp.ClientSession")
+        if not isinstance(verify, bool):
+            raise TypeError("verify must be a bool")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = coerce_timeout(timeout)
+        self.max_retries = max_retries
+        self.max_connections = max_connections
+        self._api_key = api_key
+        self._default_headers = check_headers(default_headers, name="default_headers")
+        self._default_query = check_headers(default_query, name="default_query")
+        self._transport = Transport(
+            max_connections=max_connections, session=session, verify=verify, secret=api_key
+        )
+        self._owns_transport = True
+        self._state = _State.UNOPENED
+        self._headers, self._stream_headers = self._build_headers()
+        if not verify:
+            logger.warning("TLS certificate verification is OFF for %s", self.base_url)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            logger.warning(
+                "base_url %s is plain http: the API key travels in clear text", self.base_url
+            )
+
+    def _build_headers(self) -> tuple[dict[str, str], dict[str, str]]:
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": f"routmy-async/{__version__}",
+        }
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        headers.update(self._default_headers)
+        stream_headers = {**headers, "Accept": "text/event-stream"}
+        return headers, stream_headers
+
+    # -- resources ----------------------------------------------------------------------
+
+    @cached_property
+    def chat(self) -> Chat:
+        """Chat Completions: ``client.chat.completions.create(...)``."""
+        from .resources.chat import Chat
+
+        return Chat(self)
+
+    @cached_property
+    def models(self) -> Models:
+        """The models list: ``await client.models.list()``."""
+        from .resources.models import Models
+
+        return Models(self)
+
+    @cached_property
+    def embeddings(self) -> Embeddings:
+        """Embeddings: ``await client.embeddings.create(model=..., input=...)``."""
+        from .resources.embeddings import Embeddings
+
+        return Embeddings(self)
+
+    @cached_property
+    def images(self) -> Images:
+        """Image generation: ``await client.images.generate(model=..., prompt=...)``."""
+        from .resources.images import Images
+
+        return Images(self)
+
+    # -- options ------------------------------------------------------------------------
+
+    @property
+    def api_key_set(self) -> bool:
+        """Whether a key is configured (the key itself is never exposed)."""
+        return self._api_key is not None
+
+    def with_options(
+        self,
+        *,
+        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
+        default_query: Mapping[str, str] | NotGiven = NOT_GIVEN,
+    ) -> AsyncRoutmy:
+        """Return a client with other settings that shares this client's connection pool.
+
+        Headers and query parameters given here are added to this client's. The new client
+        does not own the pool: closing it leaves the pool to this one.
+        """
+        self._check_open()
+        clone = object.__new__(AsyncRoutmy)
+        # cached_property resources are bound to their client: leave them to be rebuilt.
+        clone.__dict__.update(
+            {k: v for k, v in self.__dict__.items() if k not in _RESOURCE_NAMES}
+        )
+        if not isinstance(timeout, NotGiven):
+            clone.timeout = coerce_timeout(timeout)
+        if not isinstance(max_retries, NotGiven):
+            if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+                raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
+            clone.max_retries = max_retries
+        if not isinstance(default_headers, NotGiven):
+            clone._default_headers = {
+                **self._default_headers,
+                **check_headers(default_headers, name="default_headers"),
+            }
+        if not isinstance(default_query, NotGiven):
+            clone._default_query = {
+                **self._default_query,
+                **check_headers(default_query, name="default_query"),
+            }
+        clone._headers, clone._stream_headers = clone._build_headers()
+        clone._owns_transport = False
+        clone._state = _State.UNOPENED
+        return clone
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether ``close()`` has been called (on this client or the one owning its pool)."""
+        return self._state is _State.CLOSED or self._transport.closed
+
+    def _check_open(self) -> None:
+        if self.is_closed:
+            raise RuntimeError(
+                "this AsyncRoutmy client is closed; create a new one to send more requests"
+            )
+
+    async def __aenter__(self) -> AsyncRoutmy:
+        if self._state is _State.OPENED:
+            raise RuntimeError("this AsyncRoutmy client is already open (entered twice)")
+        self._check_open()
+        self._state = _State.OPENED
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the client and, if it owns it, its connection pool. Safe to call twice."""
+        self._state = _State.CLOSED
+        if self._owns_transport:
+            await self._transport.close()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        transport = getattr(self, "_transport", None)
+        if transport is None or not getattr(self, "_owns_transport", False):
+            return
+        if transport.close_on_collect():
+            _warn(
+                f"unclosed {self!r}: use `async with AsyncRoutmy() as client:` or "
+                "`await client.close()`",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key is not None else "missing"
+        return (
+            f"AsyncRoutmy(base_url={self.base_url!r}, api_key=<{key}>, "
+            f"max_retries={self.max_retries}, timeout={self.timeout!r})"
+        )
+
+    # -- the request path ---------------------------------------------------------------
+
+    def _prepare(
+        self, options: Mapping[str, Any], stream: bool
+    ) -> tuple[dict[str, str], dict[str, str] | None, Timeout, int]:
+        self._check_open()
+        if self._api_key is None:
+            raise RoutmyError(
+                "no API key: pass AsyncRoutmy(api_key=...) or set the ROUTMY_API_KEY "
+                "environment variable"
+            )
+        headers = self._stream_headers if stream else self._headers
+        extra_headers = options.get("extra_headers")
+        if extra_headers:
+            headers = {**headers, **check_headers(extra_headers, name="extra_headers")}
+        query: dict[str, str] | None = self._default_query or None
+        extra_query = options.get("extra_query")
+        if extra_query:
+            query = {**self._default_query, **check_headers(extra_query, name="extra_query")}
+        timeout = self.timeout
+        if "timeout" in options:
+            timeout = coerce_timeout(options["timeout"])
+        max_retries = options.get("max_retries", self.max_retries)
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
+        return headers, query, timeout, max_retries
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        options: Mapping[str, Any],
+    ) -> RawResponse:
+        headers, query, timeout, max_retries = self._prepare(options, False)
+        raw, _ = await self._transport.request(
+            method,
+            self._transport.url(self.base_url, path),
+            headers=headers,
+            body=body,
+            params=query,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        assert raw is not None
+        return raw
+
+    async def _open_stream(
+        self, path: str, *, body: bytes, options: Mapping[str, Any]
+    ) -> tuple[aiohttp.ClientResponse, Timeout, str]:
+        headers, query, timeout, max_retries = self._prepare(options, True)
+        url = self._transport.url(self.base_url, path)
+        _, response = await self._transport.request(
+            "POST",
+            url,
+            headers=headers,
+            body=body,
+            params=query,
+            timeout=timeout,
+            max_retries=max_retries,
+            stream=True,
+        )
+        assert response is not None
+        return response, timeout, str(url)
+
+    @staticmethod
+    def _decode(raw: RawResponse, decode: Any, what: str) -> Any:
+        try:
+            value = decode(raw.body)
+        except msgspec.ValidationError as exc:
+            problem = f"the {what} response has an unexpected shape: {exc}"
+        except msgspec.DecodeError as exc:
+            problem = (
+                f"the {what} response is not valid JSON ({exc}); "
+                f"Content-Type {raw.headers.get('Content-Type', '(none)')!r}, "
+                f"{len(raw.body)} bytes"
+            )
+        else:
+            if isinstance(value, TopLevelResponse):
+                value._attach(raw.body, raw.request_id)
+            return value
+        raise APIResponseValidationError(
+            problem, body=raw.body, status_code=raw.status, request_id=raw.request_id
+        )
+
+
+logging.getLogger("routmy_async").addHandler(logging.NullHandler())

@@ -1,0 +1,299 @@
+"""Every exception routmy_async raises, and the one place a status code becomes a class.
+
+The hierarchy::
+
+    RoutmyError
+    ├── APIConnectionError             the request never got a complete answer
+    │   └── APITimeoutError            ... because a timeout ran out
+    ├── APIResponseValidationError     a 2xx body that does not decode into its type
+    ├── APIStreamError                 an error frame inside an SSE stream
+    ├── ContentParseError              parse(): the model's content does not fit the Struct
+    └── APIStatusError                 a non-2xx answer
+        ├── BadRequestError            400
+        ├── AuthenticationError        401
+        ├── PaymentRequiredError       402
+        ├── PermissionDeniedError      403
+        ├── NotFoundError              404
+        ├── ConflictError              409
+        ├── UnprocessableEntityError   422
+        ├── RateLimitError             429
+        └── InternalServerError        >= 500
+
+Messages never contain the API key: the transport redacts anything the server echoes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APIStreamError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "ContentParseError",
+    "InternalServerError",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RoutmyError",
+    "UnprocessableEntityError",
+    "status_error",
+]
+
+_BODY_EXCERPT = 300
+
+
+class RoutmyError(Exception):
+    """The base of every error this SDK raises."""
+
+
+class APIConnectionError(RoutmyError):
+    """The request did not get a complete answer: refused, reset, DNS, cut off mid-body.
+
+    :param message: what happened, in words.
+    :param method: the HTTP method of the request, when known.
+    :param url: the URL of the request (never carries the key), when known.
+    """
+
+    def __init__(self, message: str, *, method: str | None = None, url: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.url = url
+
+
+class APITimeoutError(APIConnectionError):
+    """A connect, read, stream-idle or total timeout ran out."""
+
+
+class APIResponseValidationError(RoutmyError):
+    """A successful answer whose body does not have the documented shape.
+
+    :param message: what did not fit.
+    :param body: the raw body (or SSE frame) that failed to decode.
+    :param status_code: the HTTP status of the answer.
+    :param request_id: the server's request id, if it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        body: bytes = b"",
+        status_code: int = 200,
+        request_id: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.body = body
+        self.status_code = status_code
+        self.request_id = request_id
+
+
+class ContentParseError(RoutmyError):
+    """The model answered, but its content does not decode into the requested type.
+
+    :param message: why the content did not fit (or why there was none: refusal, length).
+    :param content: the raw text the model sent, kept so nothing is lost.
+    :param finish_reason: the choice's finish reason.
+    :param refusal: the model's refusal text, if it refused.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        content: str | None,
+        finish_reason: str | None = None,
+        refusal: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.content = content
+        self.finish_reason = finish_reason
+        self.refusal = refusal
+
+
+class _ServerErrorFields(RoutmyError):
+    """Shared fields of an error the server described: ``code``, ``type``, ``message``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | str | None = None,
+        type: str | None = None,
+        metadata: Any = None,
+        request_id: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.type = type
+        self.metadata = metadata
+        self.request_id = request_id
+
+
+class APIStreamError(_ServerErrorFields):
+    """An error frame (a top-level ``error`` object) arrived inside an SSE stream.
+
+    The chunks before it were delivered; ``code`` is a number or a string, as the server sent it.
+    """
+
+
+class APIStatusError(_ServerErrorFields):
+    """The server answered with a non-2xx status.
+
+    :param message: the server's message, or a description of the body when it had none.
+    :param status_code: the HTTP status.
+    :param body: the decoded JSON body, or the raw text when it was not JSON.
+    :param headers: the response headers.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        code: int | str | None = None,
+        type: str | None = None,
+        metadata: Any = None,
+        request_id: str | None = None,
+    ):
+        super().__init__(
+            message, code=code, type=type, metadata=metadata, request_id=request_id
+        )
+        self.status_code = status_code
+        self.body = body
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+
+    def __str__(self) -> str:
+        parts = [f"{self.status_code}"]
+        if self.code is not None and str(self.code) != str(self.status_code):
+            parts.append(f"[{self.code}]")
+        parts.append(self.message)
+        if self.request_id:
+            parts.append(f"(request id {self.request_id})")
+        return " ".join(parts)
+
+
+class BadRequestError(APIStatusError):
+    """400: invalid body, missing field, unsupported parameter or a blocked prompt."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing or invalid."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """402: the account has no credit left."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key is valid, but the model is not available to the account."""
+
+
+class NotFoundError(APIStatusError):
+    """404: wrong path or unknown model."""
+
+
+class ConflictError(APIStatusError):
+    """409: the request conflicts with the state of the server."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: the body is well-formed but cannot be processed."""
+
+
+class RateLimitError(APIStatusError):
+    """429: rate limit or quota exhausted."""
+
+
+class InternalServerError(APIStatusError):
+    """500 and above: the router or the upstream provider failed."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: PaymentRequiredError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def _error_fields(decoded: Any) -> tuple[str | None, Any, Any, Any, Any]:
+    """Pull (message, code, type, metadata, error_id) out of the known error body shapes."""
+    if not isinstance(decoded, dict):
+        return None, None, None, None, None
+    inner = decoded.get("error", decoded)
+    if isinstance(inner, str):
+        return inner, decoded.get("code"), decoded.get("type"), None, decoded.get("error_id")
+    if not isinstance(inner, dict):
+        return None, None, None, None, None
+    message = inner.get("message")
+    error_id = inner.get("error_id", decoded.get("error_id"))
+    return (
+        message if isinstance(message, str) else None,
+        inner.get("code"),
+        inner.get("type"),
+        inner.get("metadata"),
+        error_id,
+    )
+
+
+def status_error(
+    status_code: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    reason: str | None = None,
+) -> APIStatusError:
+    """Build the typed error for a non-2xx answer (pure: no I/O).
+
+    :param status_code: the HTTP status.
+    :param body: the raw response body (JSON, HTML, text or empty).
+    :param headers: the response headers (for ``x-request-id``).
+    :param reason: the HTTP reason phrase, used when the body says nothing.
+    """
+    decoded: Any
+    try:
+        decoded = msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError:
+        decoded = body.decode("utf-8", "replace")
+    message, code, err_type, metadata, error_id = _error_fields(decoded)
+    if message is None:
+        if isinstance(decoded, str) and decoded.strip():
+            excerpt = " ".join(decoded.split())[:_BODY_EXCERPT]
+            message = f"{reason or 'HTTP error'}: {excerpt}"
+        else:
+            message = reason or "HTTP error"
+    request_id = headers.get("x-request-id") or (str(error_id) if error_id else None)
+    if status_code >= 500:
+        cls: type[APIStatusError] = InternalServerError
+    else:
+        cls = _BY_STATUS.get(status_code, APIStatusError)
+    return cls(
+        message,
+        status_code=status_code,
+        body=decoded,
+        headers=headers,
+        code=code if isinstance(code, (int, str)) else None,
+        type=err_type if isinstance(err_type, str) else None,
+        metadata=metadata,
+        request_id=request_id,
+    )

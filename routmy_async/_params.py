@@ -1,0 +1,274 @@
+"""Request parameters: their types for the editor, and their checks before anything is sent.
+
+``ChatCompletionParams`` is written once and shared by ``create``, ``stream`` and ``parse``
+through ``Unpack``. At run time any other keyword is accepted too and sent as given, because
+the router passes unknown fields upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypedDict, Union
+
+import msgspec
+
+from ._config import Timeout
+from .types._base import ResponseObject
+
+__all__ = [
+    "ChatCompletionParams",
+    "MessageParam",
+    "RequestOptions",
+    "build_body",
+    "check_messages",
+    "check_model",
+    "encode_body",
+    "split_options",
+]
+
+MessageParam = Union[Mapping[str, Any], ResponseObject]
+"""A message: a dict with ``role`` and ``content``, or an assistant message from a response."""
+
+
+class RequestOptions(TypedDict, total=False):
+    """Per-call options: never sent in the body."""
+
+    extra_headers: Mapping[str, str] | None
+    extra_query: Mapping[str, str] | None
+    extra_body: Mapping[str, Any] | None
+    timeout: float | Timeout | None
+    max_retries: int
+
+
+class ChatCompletionParams(RequestOptions, total=False):
+    """Every optional request field of Chat Completions (rout.my's and OpenAI's)."""
+
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    top_a: float
+    max_tokens: int
+    max_output_tokens: int
+    max_completion_tokens: int
+    stop: str | Sequence[str] | None
+    response_format: Mapping[str, Any] | type[msgspec.Struct]
+    tools: Sequence[Mapping[str, Any] | Callable[..., Any] | type[msgspec.Struct]]
+    tool_choice: Literal["auto", "none", "required"] | Mapping[str, Any]
+    parallel_tool_calls: bool
+    reasoning: Mapping[str, Any]
+    metadata: Mapping[str, str]
+    modalities: Sequence[str]
+    image_config: Mapping[str, Any]
+    n: int
+    seed: int
+    frequency_penalty: float
+    presence_penalty: float
+    repetition_penalty: float
+    logit_bias: Mapping[str, float]
+    logprobs: bool
+    top_logprobs: int
+    user: str
+    stream_options: Mapping[str, Any]
+    service_tier: str
+    store: bool
+    prediction: Mapping[str, Any]
+    audio: Mapping[str, Any]
+    verbosity: str
+    models: Sequence[str]
+    provider: Mapping[str, Any]
+    transforms: Sequence[str]
+    plugins: Sequence[Mapping[str, Any]]
+    usage: Mapping[str, Any]
+
+
+_OPTION_NAMES = frozenset(RequestOptions.__annotations__)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _boolean(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _string(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _mapping(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _strings(value: Any) -> bool:
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, (str, bytes))
+        and all(isinstance(item, str) for item in value)
+    )
+
+
+def _stop(value: Any) -> bool:
+    return value is None or isinstance(value, str) or _strings(value)
+
+
+def _tool_choice(value: Any) -> bool:
+    return isinstance(value, (str, Mapping))
+
+
+def _mappings(value: Any) -> bool:
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, (str, bytes))
+        and all(isinstance(item, Mapping) for item in value)
+    )
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(key, str) for key in value)
+
+
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "stream": (_boolean, "a bool"),
+    "temperature": (_number, "a number"),
+    "top_p": (_number, "a number"),
+    "top_k": (_integer, "an int"),
+    "min_p": (_number, "a number"),
+    "top_a": (_number, "a number"),
+    "max_tokens": (_integer, "an int"),
+    "max_output_tokens": (_integer, "an int"),
+    "max_completion_tokens": (_integer, "an int"),
+    "stop": (_stop, "a string or a list of strings"),
+    "response_format": (_mapping, "a dict (or a msgspec.Struct type)"),
+    "tools": (_mappings, "a list of tool definitions (dicts)"),
+    "tool_choice": (_tool_choice, "'auto', 'none', 'required' or a dict"),
+    "parallel_tool_calls": (_boolean, "a bool"),
+    "reasoning": (_mapping, "a dict"),
+    "metadata": (_string_map, "a dict with string keys"),
+    "modalities": (_strings, "a list of strings"),
+    "image_config": (_mapping, "a dict"),
+    "n": (_integer, "an int"),
+    "seed": (_integer, "an int"),
+    "frequency_penalty": (_number, "a number"),
+    "presence_penalty": (_number, "a number"),
+    "repetition_penalty": (_number, "a number"),
+    "logit_bias": (_string_map, "a dict of token ids to numbers"),
+    "logprobs": (_boolean, "a bool"),
+    "top_logprobs": (_integer, "an int"),
+    "user": (_string, "a string"),
+    "stream_options": (_mapping, "a dict"),
+    "service_tier": (_string, "a string"),
+    "store": (_boolean, "a bool"),
+    "prediction": (_mapping, "a dict"),
+    "audio": (_mapping, "a dict"),
+    "verbosity": (_string, "a string"),
+    "models": (_strings, "a list of strings"),
+    "provider": (_mapping, "a dict"),
+    "transforms": (_strings, "a list of strings"),
+    "plugins": (_mappings, "a list of dicts"),
+    "usage": (_mapping, "a dict"),
+}
+
+_NON_NEGATIVE = frozenset(
+    {"max_tokens", "max_output_tokens", "max_completion_tokens", "top_logprobs", "top_k"}
+)
+
+
+def check_model(model: Any) -> str:
+    """:raises TypeError: ``model`` is not a string. :raises ValueError: it is empty."""
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a string such as 'provider/model-id', not {model!r}")
+    if not model.strip():
+        raise ValueError("model must not be empty: pass an id from client.models.list()")
+    return model
+
+
+def check_messages(messages: Any) -> list[Any]:
+    """Check that ``messages`` is a non-empty list of role-bearing messages; return it as a list.
+
+    :raises TypeError: not a list, or an item is not a message.
+    :raises ValueError: the list is empty or an item has no ``role``.
+    """
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Iterable):
+        raise TypeError(
+            "messages must be a list of messages such as "
+            f"[{{'role': 'user', 'content': '...'}}], not {type(messages).__name__}"
+        )
+    items = list(messages)
+    if not items:
+        raise ValueError("messages must not be empty")
+    for position, message in enumerate(items):
+        if isinstance(message, Mapping):
+            role = message.get("role")
+        elif isinstance(message, ResponseObject):
+            role = getattr(message, "role", None)
+        else:
+            raise TypeError(
+                f"messages[{position}] must be a dict with 'role' and 'content', "
+                f"not {type(message).__name__}"
+            )
+        if not isinstance(role, str) or not role:
+            raise ValueError(f"messages[{position}] has no 'role' (a non-empty string)")
+    return items
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Type-check the known optional fields; unknown ones pass through unchecked."""
+    for name, value in params.items():
+        check = _CHECKS.get(name)
+        if check is None:
+            continue
+        test, expected = check
+        if not test(value):
+            raise TypeError(f"{name} must be {expected}, not {value!r:.80}")
+        if name in _NON_NEGATIVE and value < 0:
+            raise ValueError(f"{name} must not be negative, not {value!r}")
+        if name == "n" and value < 1:
+            raise ValueError(f"n must be at least 1, not {value!r}")
+
+
+def split_options(params: dict[str, Any]) -> dict[str, Any]:
+    """Remove and return the per-call options (``extra_headers``, ``timeout``, ...)."""
+    if not params.keys() & _OPTION_NAMES:
+        return {}
+    return {name: params.pop(name) for name in _OPTION_NAMES if name in params}
+
+
+def build_body(
+    fields: dict[str, Any], extra_body: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Merge ``extra_body`` over the fields (the caller's explicit override wins)."""
+    if extra_body is not None:
+        if not isinstance(extra_body, Mapping):
+            raise TypeError(f"extra_body must be a dict, not {type(extra_body).__name__}")
+        fields.update(extra_body)
+    return fields
+
+
+def _unencodable(value: Any) -> Any:
+    raise TypeError(f"a value of type {type(value).__name__} cannot be sent as JSON")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_unencodable).encode
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """Encode a request body with msgspec.
+
+    :raises TypeError: a field holds a value JSON cannot carry; the message names the field.
+    """
+    try:
+        return _encode(body)
+    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+        for name, value in body.items():
+            try:
+                _encode(value)
+            except (TypeError, msgspec.EncodeError, OverflowError):
+                raise TypeError(f"request field {name!r} cannot be encoded as JSON: {exc}") from None
+        raise TypeError(f"the request body cannot be encoded as JSON: {exc}") from None
+

@@ -1,0 +1,357 @@
+"""``ChatCompletionStream``: SSE bytes from one open response, as typed chunks and events.
+
+The stream is a class with ``__anext__`` rather than an async generator, so nothing is left
+for the garbage collector to finalise on a closed loop: a ``break`` followed by leaving
+``async with``, an exception or a cancellation each close the response on the spot (closing is
+synchronous in aiohttp, so no await in the cleanup can be cut short). A stream read to its end
+releases its connection back to the pool; one abandoned early closes it, because a half-read
+HTTP/1.1 connection cannot be reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgspec
+
+from ._accumulate import CompletionAccumulator
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStreamError,
+    APITimeoutError,
+)
+from ._sse import ServerSentEvent, SSEDecoder
+from ._transport import TRANSPORT_ERRORS, map_transport_error
+from .types.chat import ChatCompletion, ChatCompletionChunk, StreamErrorBody
+from .types.events import (
+    CompletionDoneEvent,
+    ContentDeltaEvent,
+    ImageDoneEvent,
+    ReasoningDeltaEvent,
+    RefusalDeltaEvent,
+    StreamEvent,
+    ToolCallArgumentsDeltaEvent,
+    ToolCallDoneEvent,
+)
+
+if TYPE_CHECKING:
+    from ._transport import Transport
+
+__all__ = ["ChatCompletionStream"]
+
+_decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
+_decode_error = msgspec.json.Decoder(StreamErrorBody).decode
+_EVENT_STREAM = "text/event-stream"
+
+
+class _Error(msgspec.Struct):
+    error: StreamErrorBody | None = None
+
+
+_decode_error_envelope = msgspec.json.Decoder(_Error).decode
+
+
+class ChatCompletionStream:
+    """An open streamed chat completion: iterate it for ``ChatCompletionChunk`` objects.
+
+    Use it as ``async with stream:`` so the connection is released even when the loop is left
+    early. ``get_final_completion()`` returns the ``ChatCompletion`` built from every delta.
+    """
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        transport: Transport,
+        idle_timeout: float | None,
+        method: str = "POST",
+        url: str = "",
+        finalize: Callable[[ChatCompletion], ChatCompletion] | None = None,
+    ):
+        self._response = response
+        self._transport = transport
+        self._content = response.content
+        self._idle = idle_timeout
+        self._method = method
+        self._url = url
+        self._finalize = finalize
+        self._decoder = SSEDecoder()
+        self._pending: deque[ServerSentEvent] = deque()
+        self._accumulator = CompletionAccumulator()
+        self._loop = asyncio.get_running_loop()
+        self._loop_time = self._loop.time
+        self._last_event_at = self._loop_time()
+        self._done = False  # [DONE], or a clean EOF after every choice finished
+        self._closed = False
+        self._final: ChatCompletion | None = None
+        self.request_id: str | None = response.headers.get("x-request-id")
+        content_type = response.headers.get("Content-Type", "")
+        if _EVENT_STREAM not in content_type:
+            self._check_content_type(content_type)
+
+    # -- the async iterator -------------------------------------------------------------
+
+    def __aiter__(self) -> ChatCompletionStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        pending = self._pending
+        while not pending:
+            if self._done or self._closed:
+                raise StopAsyncIteration
+            await self._read()
+        event = pending.popleft()
+        try:
+            chunk = _decode_chunk(event.data)
+        except msgspec.ValidationError as exc:
+            self._abort()
+            raise APIResponseValidationError(
+                f"a stream frame has an unexpected shape: {exc}",
+                body=event.data,
+                request_id=self.request_id,
+            ) from None
+        except msgspec.DecodeError as exc:
+            self._abort()
+            raise APIResponseValidationError(
+                f"a stream frame is not valid JSON: {exc}",
+                body=event.data,
+                request_id=self.request_id,
+            ) from None
+        if chunk.error is not None or event.event == "error":
+            self._raise_stream_error(chunk.error, event.data)
+        chunk._attach(event.data, None)
+        self._accumulator.add(chunk)
+        return chunk
+
+    async def _read(self) -> None:
+        try:
+            data = await self._content.readany()
+        except BaseException as exc:
+            self._abort()
+            if isinstance(exc, TRANSPORT_ERRORS):
+                raise self._wire_error(exc) from exc
+            raise
+        if not data:
+            self._on_eof()
+            return
+        events = self._decoder.feed(data)
+        if events:
+            self._pending.extend(events)
+            self._last_event_at = self._loop_time()
+        elif self._idle is not None:
+            # Keep-alive comments reset the socket timer but are not events.
+            if self._loop_time() - self._last_event_at > self._idle:
+                self._abort()
+                raise APITimeoutError(
+                    f"{self._method} {self._url}: no stream event for {self._idle:g} s "
+                    f"(only keep-alive comments arrived)",
+                    method=self._method,
+                    url=self._url,
+                )
+        if self._decoder.done:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """After ``[DONE]``: read to EOF so the connection can go back to the pool."""
+        self._done = True
+        try:
+            while await self._content.readany():
+                pass
+        except BaseException as exc:
+            self._abort()
+            if not isinstance(exc, TRANSPORT_ERRORS):
+                raise
+            return
+        self._release()
+
+    def _on_eof(self) -> None:
+        self._release()
+        if self._accumulator.finished and not self._pending:
+            self._done = True
+            return
+        received = self._accumulator.chunk_count
+        self._closed = True
+        raise APIConnectionError(
+            f"{self._method} {self._url}: the stream ended after {received} chunk(s) without "
+            "[DONE] or a finish_reason: the answer is incomplete",
+            method=self._method,
+            url=self._url,
+        )
+
+    def _wire_error(self, exc: BaseException) -> APIConnectionError:
+        phase = f"stream (after {self._accumulator.chunk_count} chunk(s))"
+        error = map_transport_error(exc, method=self._method, url=self._url, phase=phase)
+        error.message = self._transport.redact(error.message)
+        error.args = (error.message,)
+        return error
+
+    def _raise_stream_error(self, body: StreamErrorBody | None, raw: bytes) -> None:
+        self._abort()
+        if body is None:
+            try:
+                body = _decode_error_envelope(raw).error or _decode_error(raw)
+            except msgspec.MsgspecError:
+                body = StreamErrorBody(message=raw.decode("utf-8", "replace"))
+        message = self._transport.redact(body.message or "the server reported an error")
+        raise APIStreamError(
+            message,
+            code=body.code,
+            type=body.type,
+            metadata=body.metadata,
+            request_id=self.request_id,
+        )
+
+    def _check_content_type(self, content_type: str) -> None:
+        # Read the start of the body so the error says what the server sent instead.
+        self._abort()
+        raise APIResponseValidationError(
+            f"expected an event stream, got Content-Type {content_type or '(none)'!r}",
+            status_code=self._response.status,
+            request_id=self.request_id,
+        )
+
+    # -- release ------------------------------------------------------------------------
+
+    def _release(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._response.release()
+
+    def _abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._response.close()
+
+    async def close(self) -> None:
+        """Close the stream. A stream not read to its end drops its connection."""
+        self._abort()
+
+    async def __aenter__(self) -> ChatCompletionStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._abort()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if not getattr(self, "_closed", True):
+            if self._loop.is_closed():
+                return
+            _warn(
+                "ChatCompletionStream was garbage-collected before it was read to the end or "
+                "closed; use `async with stream:` to release its connection",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
+            self._closed = True
+            self._response.close()
+
+    # -- results ------------------------------------------------------------------------
+
+    @property
+    def response(self) -> aiohttp.ClientResponse:
+        """The underlying aiohttp response (status, headers)."""
+        return self._response
+
+    @property
+    def completed(self) -> bool:
+        """Whether the stream was read to its end (``[DONE]`` or every choice finished)."""
+        return self._done
+
+    def current_completion(self) -> ChatCompletion:
+        """The completion accumulated so far, finished or not."""
+        return self._accumulator.completion()
+
+    def get_final_completion(self) -> ChatCompletion:
+        """The ``ChatCompletion`` built from every delta of a stream read to its end.
+
+        :raises RuntimeError: the stream has not been read to its end; use
+            ``await stream.until_done()`` to read the rest first.
+        """
+        if not self._done:
+            raise RuntimeError(
+                "the stream has not been read to its end: iterate it fully, or call "
+                "`await stream.until_done()`; `current_completion()` gives the partial result"
+            )
+        if self._final is None:
+            completion = self._accumulator.completion()
+            completion._attach(b"", self.request_id)
+            if self._finalize is not None:
+                completion = self._finalize(completion)
+            self._final = completion
+        return self._final
+
+    async def until_done(self) -> ChatCompletion:
+        """Read the rest of the stream and return the final completion."""
+        async for _ in self:
+            pass
+        return self.get_final_completion()
+
+    async def text_deltas(self, choice: int = 0) -> AsyncIterator[str]:
+        """Yield the text pieces of one choice (the first by default), and nothing else."""
+        async for chunk in self:
+            for item in chunk.choices:
+                if item.index == choice and item.delta.content:
+                    yield item.delta.content
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        """Yield typed events: text, refusal and reasoning deltas, tool-call argument deltas,
+        whole tool calls, whole images, and at the end the completion.
+
+        A tool call is reported done when its choice finishes (calls may interleave until then).
+        """
+        states = self._accumulator.choices
+        async for chunk in self:
+            for item in chunk.choices:
+                index = item.index
+                delta = item.delta
+                if delta.content:
+                    yield ContentDeltaEvent(choice_index=index, delta=delta.content)
+                if delta.refusal:
+                    yield RefusalDeltaEvent(choice_index=index, delta=delta.refusal)
+                reasoning = delta.reasoning or delta.reasoning_content
+                if reasoning:
+                    yield ReasoningDeltaEvent(choice_index=index, delta=reasoning)
+                state = states[index]
+                if delta.tool_calls:
+                    for fragment in delta.tool_calls:
+                        if fragment.function is not None and fragment.function.arguments:
+                            call = state.tool_calls[state.last_tool_key or 0]
+                            if fragment.index is not None:
+                                call = state.tool_calls.get(fragment.index, call)
+                            yield ToolCallArgumentsDeltaEvent(
+                                choice_index=index,
+                                index=call.index,
+                                name=call.name,
+                                arguments_delta=fragment.function.arguments,
+                            )
+                if delta.images:
+                    for image in delta.images:
+                        yield ImageDoneEvent(choice_index=index, image=image)
+                if item.finish_reason is not None:
+                    for done in self._finish_tool_calls(index):
+                        yield done
+        for index in sorted(states):
+            for done in self._finish_tool_calls(index):
+                yield done
+        yield CompletionDoneEvent(completion=self.get_final_completion())
+
+    def _finish_tool_calls(self, index: int) -> list[ToolCallDoneEvent]:
+        state = self._accumulator.choices[index]
+        finished = []
+        for key in sorted(state.tool_calls):
+            call = state.tool_calls[key]
+            if not call.done:
+                call.done = True
+                finished.append(ToolCallDoneEvent(choice_index=index, tool_call=call.to_tool_call()))
+        return finished
+
+    def __repr__(self) -> str:
+        state = "done" if self._done else ("closed" if self._closed else "open")
+        return f"<ChatCompletionStream {state} chunks={self._accumulator.chunk_count}>"

@@ -1,0 +1,123 @@
+"""Structured output: a strict JSON schema from a ``msgspec.Struct``, and decoding answers into it."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from ._exceptions import ContentParseError
+from .types.chat import ChatCompletion
+
+__all__ = ["parse_completion", "parser_for", "response_format_for", "strict_schema"]
+
+
+def _strictify(node: Any) -> None:
+    """Make every object schema strict: all properties required, no additional properties."""
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node:
+            node["required"] = list(node["properties"])
+            node["additionalProperties"] = False
+        for value in node.values():
+            _strictify(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strictify(value)
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Return a strict copy of a JSON schema, with a ``$ref`` root inlined.
+
+    Strict mode (OpenAI's, which routers pass on) wants every property listed in ``required``
+    and ``additionalProperties: false`` on every object.
+    """
+    result = copy.deepcopy(schema)
+    ref = result.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        defs = result.get("$defs", {})
+        root = dict(defs.get(ref.removeprefix("#/$defs/"), {}))
+        remaining = {key: value for key, value in defs.items() if key != ref[8:]}
+        if remaining or _refers_to(root, ref):
+            root["$defs"] = defs
+        result = root
+    _strictify(result)
+    return result
+
+
+def _refers_to(node: Any, ref: str) -> bool:
+    if isinstance(node, dict):
+        return node.get("$ref") == ref or any(_refers_to(v, ref) for v in node.values())
+    if isinstance(node, list):
+        return any(_refers_to(v, ref) for v in node)
+    return False
+
+
+def response_format_for(struct_type: type[msgspec.Struct]) -> dict[str, Any]:
+    """The ``response_format`` asking for JSON that decodes into ``struct_type``."""
+    schema = strict_schema(msgspec.json.schema(struct_type))
+    description = (struct_type.__doc__ or "").strip().split("\n\n")[0].strip()
+    json_schema: dict[str, Any] = {
+        "name": struct_type.__name__,
+        "schema": schema,
+        "strict": True,
+    }
+    if description:
+        json_schema["description"] = description
+    return {"type": "json_schema", "json_schema": json_schema}
+
+
+def parse_completion(completion: ChatCompletion, target: type[Any] | None) -> ChatCompletion:
+    """Decode each choice's content into ``target`` (plain JSON when ``None``) as ``parsed``.
+
+    :raises ContentParseError: a choice refused, was cut off, had no content, or does not fit.
+    """
+    decode_type: Any = target if target is not None else Any
+    for choice in completion.choices:
+        message = choice.message
+        if message.refusal:
+            raise ContentParseError(
+                f"the model refused: {message.refusal}",
+                content=message.content,
+                finish_reason=choice.finish_reason,
+                refusal=message.refusal,
+            )
+        if choice.finish_reason == "length":
+            raise ContentParseError(
+                "the answer was cut off by the token limit (finish_reason 'length') before the "
+                "JSON was complete; raise max_tokens",
+                content=message.content,
+                finish_reason=choice.finish_reason,
+            )
+        if message.content is None:
+            raise ContentParseError(
+                f"the answer has no content to parse (finish_reason {choice.finish_reason!r})",
+                content=None,
+                finish_reason=choice.finish_reason,
+            )
+        try:
+            parsed = msgspec.json.decode(message.content, type=decode_type)
+        except msgspec.ValidationError as exc:
+            raise ContentParseError(
+                f"the answer does not fit {getattr(target, '__name__', 'JSON')}: {exc}",
+                content=message.content,
+                finish_reason=choice.finish_reason,
+            ) from None
+        except msgspec.DecodeError as exc:
+            raise ContentParseError(
+                f"the answer is not valid JSON: {exc}",
+                content=message.content,
+                finish_reason=choice.finish_reason,
+            ) from None
+        msgspec.structs.force_setattr(message, "parsed", parsed)
+    return completion
+
+
+def parser_for(target: type[Any]) -> Callable[[ChatCompletion], ChatCompletion]:
+    """A finaliser that parses a completion into ``target`` (for create, parse and streams)."""
+
+    def finalize(completion: ChatCompletion) -> ChatCompletion:
+        return parse_completion(completion, target)
+
+    return finalize

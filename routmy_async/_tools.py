@@ -1,0 +1,378 @@
+"""Tools from typed Python functions, and the loop that runs the calls a model asks for.
+
+A function's signature becomes a ``msgspec`` Struct (``defstruct``); that one type gives both
+the JSON schema sent to the model and the decoder that checks the model's arguments, so the
+two can never disagree.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+import msgspec
+
+from ._structured import strict_schema
+from .types.chat import ChatCompletion, ToolCall
+from .types.events import CompletionDoneEvent, StreamEvent, ToolResultEvent
+
+if TYPE_CHECKING:
+    from .resources.chat import Completions
+
+__all__ = ["FunctionTool", "as_tool_param", "function_tool", "run_tools", "run_tools_stream"]
+
+_PARAM_DOC = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+):\s*(.+)$")
+_GOOGLE_ARG = re.compile(r"^\s{2,}(\w+)(?:\s*\([^)]*\))?:\s*(.+)$")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_encode = msgspec.json.Encoder().encode
+
+
+def _doc_parts(doc: str | None) -> tuple[str, dict[str, str]]:
+    """The summary paragraph and per-parameter text of a reST or Google-style docstring."""
+    if not doc:
+        return "", {}
+    text = inspect.cleandoc(doc)
+    summary_lines = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith(":") or line.strip() in ("Args:", "Arguments:"):
+            break
+        summary_lines.append(line.strip())
+    params: dict[str, str] = {}
+    in_args = False
+    for line in doc.splitlines():
+        match = _PARAM_DOC.match(line)
+        if match:
+            params[match.group(1)] = match.group(2).strip()
+            continue
+        if line.strip() in ("Args:", "Arguments:", "Parameters:"):
+            in_args = True
+            continue
+        if in_args:
+            google = _GOOGLE_ARG.match(line)
+            if google:
+                params[google.group(1)] = google.group(2).strip()
+            elif line.strip() and not line.startswith((" ", "\t")):
+                in_args = False
+    return " ".join(summary_lines), params
+
+
+class FunctionTool:
+    """A tool the model can call: its definition, and how to run it.
+
+    Build one with :func:`function_tool`. ``param`` is the definition sent in ``tools``.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str,
+        arguments_type: type[msgspec.Struct],
+        call: Callable[[msgspec.Struct], Any],
+        strict: bool,
+        parameter_docs: Mapping[str, str],
+    ):
+        self.name = name
+        self.description = description
+        self.arguments_type = arguments_type
+        self._call = call
+        self.strict = strict
+        schema = msgspec.json.schema(arguments_type)
+        schema = strict_schema(schema) if strict else _inline_root(schema)
+        properties = schema.get("properties", {})
+        for param_name, text in parameter_docs.items():
+            if param_name in properties and "description" not in properties[param_name]:
+                properties[param_name]["description"] = text
+        schema.pop("title", None)
+        schema.pop("description", None)
+        function: dict[str, Any] = {"name": name, "parameters": schema}
+        if description:
+            function["description"] = description
+        if strict:
+            function["strict"] = True
+        self.param: dict[str, Any] = {"type": "function", "function": function}
+        self._decode = msgspec.json.Decoder(arguments_type).decode
+
+    def decode_arguments(self, arguments: str) -> msgspec.Struct:
+        """Decode the model's JSON arguments into the typed argument Struct.
+
+        :raises msgspec.DecodeError: the arguments are not valid JSON or do not fit the types.
+        """
+        return self._decode(arguments or "{}")
+
+    async def run(self, arguments: str) -> Any:
+        """Decode ``arguments`` and call the tool (a sync function runs in a worker thread)."""
+        return await self._call(self.decode_arguments(arguments))
+
+    def __repr__(self) -> str:
+        return f"<FunctionTool {self.name}>"
+
+
+def _inline_root(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    defs = schema.get("$defs", {})
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        root = dict(defs.get(ref[8:], {}))
+        if len(defs) > 1:
+            root["$defs"] = defs
+        return root
+    return schema
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"tool name {name!r} must be 1-64 characters of letters, digits, '_' or '-'"
+        )
+    return name
+
+
+def function_tool(
+    fn: Callable[..., Any] | type[msgspec.Struct],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    strict: bool = False,
+) -> FunctionTool:
+    """Build a tool from a typed function (sync or async) or from a ``msgspec.Struct`` type.
+
+    The name comes from the function, the description from the docstring's summary, each
+    parameter's text from ``:param x:`` or ``Args:`` lines, and the JSON schema from the
+    annotations (str, int, float, bool, lists, dicts, ``Literal``, enums, optionals, Structs,
+    defaults). Parameters without a default are required. A Struct tool's "result" is the
+    decoded Struct itself: the model fills in a typed object.
+
+    :param strict: send the strict form (every property required, no additional properties).
+    :raises TypeError: ``fn`` is not callable, or a parameter has no or an unsupported annotation.
+    :raises ValueError: the name is not a valid tool name.
+    """
+    if isinstance(fn, FunctionTool):
+        return fn
+    if isinstance(fn, type) and issubclass(fn, msgspec.Struct):
+        summary, docs = _doc_parts(fn.__doc__)
+        struct_type = fn
+
+        async def return_struct(arguments: msgspec.Struct) -> Any:
+            return arguments
+
+        _check_schema(struct_type, fn.__name__)
+        return FunctionTool(
+            name=_check_name(name or fn.__name__),
+            description=description if description is not None else summary,
+            arguments_type=struct_type,
+            call=return_struct,
+            strict=strict,
+            parameter_docs=docs,
+        )
+    if not callable(fn):
+        raise TypeError(f"a tool must be a function or a msgspec.Struct type, not {fn!r}")
+    tool_name = name or getattr(fn, "__name__", None)
+    if not tool_name or tool_name == "<lambda>":
+        raise ValueError("a lambda or nameless callable needs name=... to be a tool")
+    signature = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:
+        raise TypeError(f"tool {tool_name!r}: cannot resolve its annotations ({exc})") from None
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"tool {tool_name!r}: *args/**kwargs ({param.name}) cannot be described")
+        if param.name not in hints:
+            raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} has no type annotation")
+        annotation = hints[param.name]
+        try:
+            msgspec.json.schema(annotation)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"tool {tool_name!r}: parameter {param.name!r} has an unsupported annotation "
+                f"{annotation!r} ({exc})"
+            ) from None
+        if param.default is inspect.Parameter.empty:
+            fields.append((param.name, annotation))
+        else:
+            fields.append((param.name, annotation, param.default))
+    arguments_type = msgspec.defstruct(f"{tool_name}_arguments", fields, kw_only=True)
+    summary, docs = _doc_parts(fn.__doc__)
+    is_async = inspect.iscoroutinefunction(fn)
+    names = [field[0] for field in fields]
+
+    async def call(arguments: msgspec.Struct) -> Any:
+        kwargs = {field: getattr(arguments, field) for field in names}
+        if is_async:
+            return await fn(**kwargs)
+        return await anyio.to_thread.run_sync(lambda: fn(**kwargs))
+
+    return FunctionTool(
+        name=_check_name(tool_name),
+        description=description if description is not None else summary,
+        arguments_type=arguments_type,
+        call=call,
+        strict=strict,
+        parameter_docs=docs,
+    )
+
+
+def _check_schema(struct_type: type[msgspec.Struct], name: str) -> None:
+    try:
+        msgspec.json.schema(struct_type)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"tool {name!r}: unsupported field type ({exc})") from None
+
+
+def as_tool_param(tool: Any) -> dict[str, Any]:
+    """The wire form of a tool: a dict as is, a ``FunctionTool``, a function or a Struct type."""
+    if isinstance(tool, Mapping):
+        return dict(tool)
+    return function_tool(tool).param
+
+
+def _result_text(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    try:
+        return _encode(result).decode()
+    except (TypeError, msgspec.EncodeError, OverflowError):
+        return str(result)
+
+
+async def _run_call(tools: Mapping[str, FunctionTool], call: ToolCall) -> tuple[str, bool]:
+    tool = tools.get(call.function.name)
+    if tool is None:
+        return f"Error: there is no tool named {call.function.name!r}", True
+    try:
+        arguments = tool.decode_arguments(call.function.arguments)
+    except msgspec.MsgspecError as exc:
+        return f"Error: the arguments for {tool.name} are not valid: {exc}", True
+    try:
+        result = await tool._call(arguments)
+    except Exception as exc:
+        return f"Error: {tool.name} failed: {type(exc).__name__}: {exc}", True
+    return _result_text(result), False
+
+
+async def _run_calls(
+    tools: Mapping[str, FunctionTool], calls: Sequence[ToolCall]
+) -> list[tuple[str, bool]]:
+    """Run every call at once; results come back in the order of ``calls``."""
+    results: list[tuple[str, bool]] = [("", False)] * len(calls)
+
+    async def one(position: int, call: ToolCall) -> None:
+        results[position] = await _run_call(tools, call)
+
+    async with anyio.create_task_group() as group:
+        for position, call in enumerate(calls):
+            group.start_soon(one, position, call)
+    return results
+
+
+def _tool_map(tools: Iterable[Any]) -> dict[str, FunctionTool]:
+    if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Iterable):
+        raise TypeError("tools must be a list of functions, Struct types or FunctionTools")
+    mapping: dict[str, FunctionTool] = {}
+    for tool in tools:
+        if isinstance(tool, Mapping):
+            raise TypeError(
+                "run_tools needs runnable tools (functions or function_tool(...)), not dicts"
+            )
+        built = function_tool(tool)
+        if built.name in mapping:
+            raise ValueError(f"two tools are named {built.name!r}")
+        mapping[built.name] = built
+    if not mapping:
+        raise ValueError("tools must not be empty")
+    return mapping
+
+
+def _check_rounds(max_rounds: Any) -> None:
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+        raise ValueError(f"max_rounds must be an int >= 1, not {max_rounds!r}")
+
+
+def _tool_messages(calls: Sequence[ToolCall], results: Sequence[tuple[str, bool]]) -> list[dict[str, Any]]:
+    return [
+        {"role": "tool", "tool_call_id": call.id, "name": call.function.name, "content": text}
+        for call, (text, _) in zip(calls, results)
+    ]
+
+
+async def run_tools(
+    self: Completions,
+    *,
+    model: str,
+    messages: Iterable[Any],
+    tools: Iterable[Any],
+    max_rounds: int = 8,
+    **params: Any,
+) -> ChatCompletion:
+    """Call the model, run the tools it asks for, and repeat until it answers.
+
+    Calls of one round run concurrently (sync functions in worker threads). Each round
+    appends the assistant message (``reasoning_details`` unchanged) and one ``tool`` message
+    per call; a failing tool or bad arguments become an error text for the model. Stops at an
+    answer without tool calls or after ``max_rounds`` model calls.
+
+    :returns: the last ``ChatCompletion``; ``.transcript`` holds every message of the run.
+    """
+    _check_rounds(max_rounds)
+    tool_map = _tool_map(tools)
+    params["tools"] = [tool.param for tool in tool_map.values()]
+    transcript = list(messages)
+    completion: ChatCompletion | None = None
+    for _round in range(max_rounds):
+        completion = await self.create(model=model, messages=transcript, **params)
+        message = completion.choices[0].message if completion.choices else None
+        if message is None or not message.tool_calls:
+            if message is not None:
+                transcript.append(message.to_param())
+            break
+        transcript.append(message.to_param())
+        results = await _run_calls(tool_map, message.tool_calls)
+        transcript.extend(_tool_messages(message.tool_calls, results))
+    assert completion is not None
+    completion.__dict__["_transcript"] = transcript
+    return completion
+
+
+async def run_tools_stream(
+    self: Completions,
+    *,
+    model: str,
+    messages: Iterable[Any],
+    tools: Iterable[Any],
+    max_rounds: int = 8,
+    **params: Any,
+) -> AsyncIterator[StreamEvent | ToolResultEvent]:
+    """Like :func:`run_tools`, streaming: yields each round's stream events and each tool result.
+
+    The last ``CompletionDoneEvent`` carries the final completion (with ``.transcript``).
+    """
+    _check_rounds(max_rounds)
+    tool_map = _tool_map(tools)
+    params["tools"] = [tool.param for tool in tool_map.values()]
+    transcript = list(messages)
+    for round_number in range(max_rounds):
+        async with self.stream(model=model, messages=transcript, **params) as stream:
+            async for event in stream.events():
+                if not isinstance(event, CompletionDoneEvent):
+                    yield event
+        completion = stream.get_final_completion()
+        message = completion.choices[0].message if completion.choices else None
+        if message is not None:
+            transcript.append(message.to_param())
+        last = round_number == max_rounds - 1
+        if message is None or not message.tool_calls or last:
+            completion.__dict__["_transcript"] = transcript
+            yield CompletionDoneEvent(completion=completion)
+            return
+        results = await _run_calls(tool_map, message.tool_calls)
+        transcript.extend(_tool_messages(message.tool_calls, results))
+        for call, (text, is_error) in zip(message.tool_calls, results):
+            yield ToolResultEvent(
+                tool_call_id=call.id, name=call.function.name, result=text, is_error=is_error
+            )

@@ -1,0 +1,307 @@
+"""The only module that talks to aiohttp: the pool, sending, retries, timeouts, error mapping.
+
+Every aiohttp, asyncio and OS exception is translated here into a ``RoutmyError`` subclass,
+with ``raise ... from exc`` so the cause stays visible in tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from . import _retry
+from ._config import Timeout
+from ._exceptions import APIConnectionError, APIStatusError, APITimeoutError, status_error
+
+__all__ = ["TRANSPORT_ERRORS", "RawResponse", "Transport", "logger", "map_transport_error"]
+
+logger = logging.getLogger("routmy_async")
+
+_DEBUG = logging.DEBUG
+
+
+class RawResponse:
+    """A whole non-streamed answer: status, headers and body bytes."""
+
+    __slots__ = ("body", "headers", "request_id", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.request_id: str | None = headers.get("x-request-id")
+
+
+def map_transport_error(
+    exc: BaseException, *, method: str, url: str, phase: str = "request"
+) -> APIConnectionError:
+    """Translate an aiohttp/asyncio/OS failure into ``APITimeoutError`` or ``APIConnectionError``."""
+    if isinstance(exc, asyncio.TimeoutError):
+        detail = str(exc) or "timed out"
+        return APITimeoutError(
+            f"{method} {url}: {phase} timed out ({detail})", method=method, url=url
+        )
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return APIConnectionError(
+            f"{method} {url}: could not resolve the host ({exc.os_error or exc})",
+            method=method,
+            url=url,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return APIConnectionError(
+            f"{method} {url}: could not connect ({exc.os_error or exc})", method=method, url=url
+        )
+    kind = type(exc).__name__
+    detail = str(exc) or kind
+    return APIConnectionError(
+        f"{method} {url}: connection failed during the {phase} ({kind}: {detail})",
+        method=method,
+        url=url,
+    )
+
+
+TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+class Transport:
+    """Owns (or borrows) one pooled ``aiohttp.ClientSession`` and sends requests through it.
+
+    The session is created on first use, inside the running loop, because aiohttp binds it to
+    the loop it is created in. Clients made with ``with_options`` share one ``Transport``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        session: aiohttp.ClientSession | None,
+        verify: bool,
+        secret: str | None,
+    ):
+        self._max_connections = max_connections
+        self._session = session
+        self._owns_session = session is None
+        self._verify = verify
+        self._secret = secret
+        self._closed = False
+        self._urls: dict[str, URL] = {}
+        self._client_timeouts: dict[tuple[Timeout, bool], aiohttp.ClientTimeout] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled session, created on first use."""
+        session = self._session
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                ssl=None if self._verify else False,
+                enable_cleanup_closed=False,
+            )
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                raise_for_status=False,
+                trust_env=False,
+            )
+        return session
+
+    @property
+    def has_session(self) -> bool:
+        return self._session is not None
+
+    def acquired_connections(self) -> int:
+        """How many pooled connections are checked out right now (0 when idle)."""
+        session = self._session
+        if session is None or session.connector is None:
+            return 0
+        connector: Any = session.connector
+        acquired = getattr(connector, "_acquired", ())
+        return len(acquired)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        session = self._session
+        if session is not None and self._owns_session:
+            # Shielded: a cancelled close must still release every socket.
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+    def close_on_collect(self) -> bool:
+        """Release sockets synchronously when the owner is garbage-collected unclosed.
+
+        Returns whether there was anything open. Never schedules work on a closed loop.
+        """
+        if self._closed:
+            return False
+        self._closed = True
+        session = self._session
+        if session is None or not self._owns_session or session.closed:
+            return False
+        connector = session.connector
+        session.detach()
+        if connector is not None:
+            loop: asyncio.AbstractEventLoop | None = getattr(connector, "_loop", None)
+            if loop is not None and not loop.is_closed():
+                connector._close()
+        return True
+
+    def url(self, base_url: str, path: str) -> URL:
+        key = base_url + path
+        url = self._urls.get(key)
+        if url is None:
+            url = self._urls[key] = URL(key)
+        return url
+
+    def client_timeout(self, timeout: Timeout, stream: bool) -> aiohttp.ClientTimeout:
+        key = (timeout, stream)
+        value = self._client_timeouts.get(key)
+        if value is None:
+            read = timeout.read
+            if stream and timeout.idle is not None:
+                read = timeout.idle if read is None else min(read, timeout.idle)
+            value = self._client_timeouts[key] = aiohttp.ClientTimeout(
+                total=timeout.total, sock_connect=timeout.connect, sock_read=read
+            )
+        return value
+
+    def redact(self, text: str) -> str:
+        secret = self._secret
+        if secret and secret in text:
+            return text.replace(secret, "[REDACTED]")
+        return text
+
+    def _fail(self, exc: BaseException, method: str, url: URL, phase: str) -> NoReturn:
+        error = map_transport_error(exc, method=method, url=str(url), phase=phase)
+        error.message = self.redact(error.message)
+        error.args = (error.message,)
+        raise error from exc
+
+    async def request(
+        self,
+        method: str,
+        url: URL,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        params: Mapping[str, str] | None,
+        timeout: Timeout,
+        max_retries: int,
+        stream: bool = False,
+    ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
+        """Send with retries. Returns the whole answer, or the open response when ``stream``.
+
+        :raises APIStatusError: a non-2xx answer once retries are spent (or not allowed).
+        :raises APIConnectionError: the connection failed once retries are spent.
+        """
+        if self._closed:
+            raise RuntimeError("the client is closed: create a new AsyncRoutmy to send requests")
+        session = self.session
+        client_timeout = self.client_timeout(timeout, stream)
+        attempt = 0
+        debug = logger.isEnabledFor(_DEBUG)
+        while True:
+            started = time.monotonic()
+            retry_headers: Mapping[str, str] = {}
+            try:
+                response = await session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    params=params,
+                    timeout=client_timeout,
+                    allow_redirects=False,
+                )
+            except TRANSPORT_ERRORS as exc:
+                if attempt >= max_retries:
+                    self._log(debug, method, url, None, attempt, started, repr(exc))
+                    self._fail(exc, method, url, "connect" if _is_connect(exc) else "request")
+                self._log(debug, method, url, None, attempt, started, f"retrying after {exc!r}")
+            else:
+                status = response.status
+                if 200 <= status < 300:
+                    if stream:
+                        self._log(debug, method, url, status, attempt, started, "stream open")
+                        return None, response
+                    try:
+                        data = await response.read()
+                    except BaseException as exc:
+                        response.close()
+                        if not isinstance(exc, TRANSPORT_ERRORS):
+                            raise
+                        if attempt >= max_retries:
+                            self._fail(exc, method, url, "body read")
+                        self._log(debug, method, url, status, attempt, started, "body cut off")
+                    else:
+                        response.release()
+                        self._log(debug, method, url, status, attempt, started, "")
+                        return RawResponse(status, response.headers, data), None
+                else:
+                    error = await self._status_error(response)
+                    self._log(debug, method, url, status, attempt, started, error.message)
+                    if attempt >= max_retries or not _retry.should_retry_status(
+                        status, response.headers
+                    ):
+                        raise error
+                    retry_headers = response.headers
+                    if _retry.retry_after_too_long(retry_headers, now=time.time()):
+                        raise error
+            attempt += 1
+            await anyio.sleep(_retry.retry_delay(attempt - 1, retry_headers, now=time.time()))
+
+    async def _status_error(self, response: aiohttp.ClientResponse) -> APIStatusError:
+        try:
+            data = await response.read()
+        except BaseException as exc:
+            response.close()
+            if not isinstance(exc, TRANSPORT_ERRORS):
+                raise
+            data = b""
+        else:
+            response.release()
+        error = status_error(response.status, data, response.headers, reason=response.reason)
+        redacted = self.redact(error.message)
+        if redacted != error.message:
+            error.message = redacted
+            error.args = (redacted,)
+            error.body = self.redact(str(error.body))
+        return error
+
+    def _log(
+        self,
+        debug: bool,
+        method: str,
+        url: URL,
+        status: int | None,
+        attempt: int,
+        started: float,
+        note: str,
+    ) -> None:
+        if debug:
+            logger.debug(
+                "%s %s -> %s (attempt %d, %.1f ms) %s",
+                method,
+                url.path,
+                status if status is not None else "no response",
+                attempt + 1,
+                (time.monotonic() - started) * 1000.0,
+                self.redact(note),
+            )
+
+
+def _is_connect(exc: BaseException) -> bool:
+    return isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))

@@ -1,0 +1,266 @@
+"""``client.chat.completions``: build the request, call the transport, decode the answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+
+import msgspec
+
+from .._params import (
+    ChatCompletionParams,
+    MessageParam,
+    build_body,
+    check_messages,
+    check_model,
+    check_params,
+    encode_body,
+    split_options,
+)
+from .._streaming import ChatCompletionStream
+from ..types.chat import ChatCompletion
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .._client import AsyncRoutmy
+    from .._tools import FunctionTool
+    from ..types.events import StreamEvent, ToolResultEvent
+
+__all__ = ["Chat", "ChatCompletionStreamManager", "Completions"]
+
+_decode_completion = msgspec.json.Decoder(ChatCompletion).decode
+_PATH = "/chat/completions"
+
+StructT = TypeVar("StructT", bound=msgspec.Struct)
+
+
+def _prepare_fields(params: dict[str, Any]) -> Callable[[ChatCompletion], ChatCompletion] | None:
+    """Turn SDK conveniences into wire values: Struct response formats, Python tools.
+
+    Returns the function that decodes a Struct response format, if one was given.
+    """
+    finalize = None
+    response_format = params.get("response_format")
+    if isinstance(response_format, type) and issubclass(response_format, msgspec.Struct):
+        from .._structured import parser_for, response_format_for
+
+        params["response_format"] = response_format_for(response_format)
+        finalize = parser_for(response_format)
+    tools = params.get("tools")
+    if tools is not None and not isinstance(tools, (str, bytes, Mapping)):
+        tools = list(tools)
+        if any(not isinstance(tool, Mapping) for tool in tools):
+            from .._tools import as_tool_param
+
+            tools = [as_tool_param(tool) for tool in tools]
+        params["tools"] = tools
+    return finalize
+
+
+class Completions:
+    """Chat Completions (``POST /chat/completions``)."""
+
+    def __init__(self, client: AsyncRoutmy):
+        self._client = client
+
+    def _build(
+        self, model: Any, messages: Any, stream: Any, params: dict[str, Any]
+    ) -> tuple[bytes, dict[str, Any], Callable[[ChatCompletion], ChatCompletion] | None]:
+        options = split_options(params)
+        check_model(model)
+        checked_messages = check_messages(messages)
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be a bool, not {stream!r}")
+        finalize = _prepare_fields(params) if params else None
+        check_params(params)
+        fields: dict[str, Any] = {"model": model, "messages": checked_messages}
+        if stream:
+            fields["stream"] = True
+        fields.update(params)
+        body = build_body(fields, options.get("extra_body"))
+        return encode_body(body), options, finalize
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam],
+        stream: Literal[False] = False,
+        **params: Unpack[ChatCompletionParams],
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam],
+        stream: Literal[True],
+        **params: Unpack[ChatCompletionParams],
+    ) -> ChatCompletionStream: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam],
+        stream: bool,
+        **params: Unpack[ChatCompletionParams],
+    ) -> ChatCompletion | ChatCompletionStream: ...
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam],
+        stream: bool = False,
+        **params: Any,
+    ) -> ChatCompletion | ChatCompletionStream:
+        """Create a chat completion; with ``stream=True``, an open ``ChatCompletionStream``.
+
+        Every request field of the API is a keyword argument; any other keyword, and
+        ``extra_body``, is sent in the JSON body as given. ``extra_headers``, ``extra_query``,
+        ``timeout`` and ``max_retries`` are per-call options, never sent in the body.
+
+        :raises TypeError: a field has the wrong type (before anything is sent).
+        :raises ValueError: a field has a wrong value (before anything is sent).
+        :raises APIStatusError: the server answered with an error status.
+        :raises APIConnectionError: the connection failed or timed out.
+        :raises APIResponseValidationError: the answer does not decode.
+        """
+        body, options, finalize = self._build(model, messages, stream, params)
+        if stream:
+            return await self._open(body, options, finalize)
+        raw = await self._client._request("POST", _PATH, body=body, options=options)
+        completion: ChatCompletion = self._client._decode(raw, _decode_completion, "chat completion")
+        return finalize(completion) if finalize is not None else completion
+
+    async def _open(
+        self,
+        body: bytes,
+        options: Mapping[str, Any],
+        finalize: Callable[[ChatCompletion], ChatCompletion] | None,
+    ) -> ChatCompletionStream:
+        client = self._client
+        response, timeout, url = await client._open_stream(_PATH, body=body, options=options)
+        return ChatCompletionStream(
+            response,
+            transport=client._transport,
+            idle_timeout=timeout.idle,
+            url=url,
+            finalize=finalize,
+        )
+
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam],
+        **params: Unpack[ChatCompletionParams],
+    ) -> ChatCompletionStreamManager:
+        """Open a stream as an async context manager, in one step.
+
+        ``async with client.chat.completions.stream(model=..., messages=...) as stream:``
+        The request is checked now and sent on entering the block; leaving it closes the
+        stream. With a ``msgspec.Struct`` as ``response_format`` the final completion's
+        ``message.parsed`` holds the decoded object.
+        """
+        extra: dict[str, Any] = dict(params)
+        body, options, finalize = self._build(model, messages, True, extra)
+        return ChatCompletionStreamManager(lambda: self._open(body, options, finalize))
+
+    async def parse(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam],
+        response_format: type[StructT] | Mapping[str, Any],
+        **params: Unpack[ChatCompletionParams],
+    ) -> ChatCompletion:
+        """Ask for JSON that fits ``response_format`` and decode it into ``message.parsed``.
+
+        A ``msgspec.Struct`` type is sent as a strict ``json_schema``; a dict is sent as is
+        (``{"type": "json_object"}`` decodes to plain JSON values).
+
+        :raises ContentParseError: the content does not fit, or the model refused or was cut off.
+        """
+        from .._structured import parse_completion
+
+        extra: dict[str, Any] = dict(params)
+        extra["response_format"] = response_format
+        completion = await self.create(model=model, messages=messages, **extra)
+        if isinstance(response_format, Mapping):
+            return parse_completion(completion, None)
+        return completion
+
+    async def run_tools(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam],
+        tools: Iterable[Callable[..., Any] | type[msgspec.Struct] | FunctionTool],
+        max_rounds: int = 8,
+        **params: Unpack[ChatCompletionParams],
+    ) -> ChatCompletion:
+        """Call the model, run the tools it asks for (concurrently), repeat until it answers.
+
+        Returns the last ``ChatCompletion``; its ``.transcript`` holds every message of the run.
+        A tool that raises, or arguments that do not decode, become an error text for the
+        model, never a crash. Stops after ``max_rounds`` model calls at the latest.
+        """
+        from .._tools import run_tools
+
+        return await run_tools(
+            self, model=model, messages=messages, tools=tools, max_rounds=max_rounds, **params
+        )
+
+    def run_tools_stream(
+        self,
+        *,
+        model: str,
+        messages: Iterable[MessageParam],
+        tools: Iterable[Callable[..., Any] | type[msgspec.Struct] | FunctionTool],
+        max_rounds: int = 8,
+        **params: Unpack[ChatCompletionParams],
+    ) -> AsyncIterator[StreamEvent | ToolResultEvent]:
+        """``run_tools``, streamed: each round's events, each tool result, then the final
+        ``CompletionDoneEvent``."""
+        from .._tools import run_tools_stream
+
+        return run_tools_stream(
+            self, model=model, messages=messages, tools=tools, max_rounds=max_rounds, **params
+        )
+
+
+class ChatCompletionStreamManager:
+    """``async with`` opens the stream on entry and closes it on exit."""
+
+    def __init__(self, opener: Callable[[], Awaitable[ChatCompletionStream]]):
+        self._opener = opener
+        self._stream: ChatCompletionStream | None = None
+
+    async def __aenter__(self) -> ChatCompletionStream:
+        if self._stream is not None:
+            raise RuntimeError("this stream manager was already entered")
+        self._stream = await self._opener()
+        return self._stream
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            await self._stream.close()
+
+
+class Chat:
+    """The chat namespace: ``client.chat.completions``."""
+
+    def __init__(self, client: AsyncRoutmy):
+        self.completions = Completions(client)

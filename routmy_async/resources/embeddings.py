@@ -1,0 +1,134 @@
+"""``client.embeddings``: ``POST /embeddings``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from .._exceptions import APIResponseValidationError
+from .._params import RequestOptions, build_body, check_model, encode_body, split_options
+from ..types.embeddings import (
+    CreateEmbeddingResponse,
+    Embedding,
+    WireEmbeddingResponse,
+    decode_base64_floats,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .._client import AsyncRoutmy
+
+__all__ = ["Embeddings", "check_embedding_input"]
+
+_decode_wire = msgspec.json.Decoder(WireEmbeddingResponse).decode
+
+EmbeddingInput = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
+
+
+def check_embedding_input(value: Any) -> int:
+    """Check ``input`` (a string, strings, a token list or token lists); return its item count.
+
+    :raises TypeError: any other shape. :raises ValueError: an empty list.
+    """
+    if isinstance(value, str):
+        return 1
+    if isinstance(value, (bytes, dict)) or not isinstance(value, Sequence):
+        raise TypeError(
+            "input must be a string, a list of strings, a list of token ids or a list of "
+            f"token-id lists, not {type(value).__name__}"
+        )
+    if not value:
+        raise ValueError("input must not be empty")
+    if all(isinstance(item, str) for item in value):
+        return len(value)
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return 1
+    if all(
+        isinstance(item, Sequence)
+        and not isinstance(item, (str, bytes))
+        and all(isinstance(token, int) and not isinstance(token, bool) for token in item)
+        for item in value
+    ):
+        return len(value)
+    raise TypeError(
+        "input must be a string, a list of strings, a list of token ids or a list of "
+        "token-id lists (the items are mixed or of another type)"
+    )
+
+
+class Embeddings:
+    """Vectors for texts or token lists."""
+
+    def __init__(self, client: AsyncRoutmy):
+        self._client = client
+
+    async def create(
+        self,
+        *,
+        model: str,
+        input: EmbeddingInput,
+        encoding_format: Literal["float", "base64"] | None = None,
+        dimensions: int | None = None,
+        user: str | None = None,
+        **params: Unpack[RequestOptions],
+    ) -> CreateEmbeddingResponse:
+        """Embed ``input``. Vectors are always lists of floats, in input order.
+
+        With ``encoding_format="base64"`` the server sends float32 vectors in base64 (a
+        smaller answer) and the SDK decodes them, so the caller never sees the encoding.
+        Other keywords, and ``extra_body``, are sent in the body as given.
+
+        :raises TypeError: ``input`` or another field has the wrong type.
+        :raises ValueError: ``input`` is empty, or ``dimensions`` is not positive.
+        """
+        extra: dict[str, Any] = dict(params)
+        options = split_options(extra)
+        check_model(model)
+        check_embedding_input(input)
+        if encoding_format not in (None, "float", "base64"):
+            raise ValueError(f"encoding_format must be 'float' or 'base64', not {encoding_format!r}")
+        if dimensions is not None and (
+            isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1
+        ):
+            raise ValueError(f"dimensions must be a positive int, not {dimensions!r}")
+        if user is not None and not isinstance(user, str):
+            raise TypeError(f"user must be a string, not {type(user).__name__}")
+        fields: dict[str, Any] = {"model": model, "input": input}
+        if encoding_format is not None:
+            fields["encoding_format"] = encoding_format
+        if dimensions is not None:
+            fields["dimensions"] = dimensions
+        if user is not None:
+            fields["user"] = user
+        fields.update(extra)
+        body = encode_body(build_body(fields, options.get("extra_body")))
+        raw = await self._client._request("POST", "/embeddings", body=body, options=options)
+        wire: WireEmbeddingResponse = self._client._decode(raw, _decode_wire, "embeddings")
+        try:
+            data = [
+                Embedding(
+                    object=item.object,
+                    index=item.index,
+                    embedding=(
+                        decode_base64_floats(item.embedding)
+                        if isinstance(item.embedding, str)
+                        else item.embedding
+                    ),
+                )
+                for item in wire.data
+            ]
+        except ValueError as exc:
+            raise APIResponseValidationError(
+                f"an embedding could not be decoded: {exc}",
+                body=raw.body,
+                request_id=raw.request_id,
+            ) from None
+        data.sort(key=lambda item: item.index)
+        response = CreateEmbeddingResponse(
+            object=wire.object, data=data, model=wire.model, usage=wire.usage
+        )
+        response._attach(raw.body, raw.request_id)
+        return response

@@ -1,0 +1,58 @@
+"""``client.models``: ``GET /models``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .._params import RequestOptions, split_options
+from ..types.models import Model, ModelList
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .._client import AsyncRoutmy
+
+__all__ = ["Models"]
+
+_decode_models = msgspec.json.Decoder(ModelList).decode
+
+
+class Models:
+    """The models the router serves."""
+
+    def __init__(self, client: AsyncRoutmy):
+        self._client = client
+
+    async def list(self, **options: Unpack[RequestOptions]) -> ModelList:
+        """List the models (``GET /models``); with a key, ``is_available`` marks access.
+
+        ``extra_headers``, ``extra_query``, ``timeout`` and ``max_retries`` apply to this call.
+        """
+        opts: dict[str, Any] = dict(options)
+        split_options(opts)
+        if opts:
+            raise TypeError(f"models.list() got unexpected arguments: {sorted(opts)}")
+        raw = await self._client._request("GET", "/models", options=options)
+        models: ModelList = self._client._decode(raw, _decode_models, "models list")
+        return models
+
+    async def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:
+        """Find one model by id in the list.
+
+        :raises NotFoundError: no model has that id.
+        """
+        from .._exceptions import NotFoundError
+        from .._params import check_model
+
+        check_model(model)
+        models = await self.list(**options)
+        for item in models.data:
+            if item.id == model:
+                return item
+        raise NotFoundError(
+            f"model {model!r} is not in the models list",
+            status_code=404,
+            code="model_not_found",
+        )

@@ -1,0 +1,89 @@
+"""Typed events of ``ChatCompletionStream.events()``, tagged by ``type``."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from .chat import ChatCompletion, ImageOutput, ToolCall
+
+__all__ = [
+    "CompletionDoneEvent",
+    "ContentDeltaEvent",
+    "ImageDoneEvent",
+    "ReasoningDeltaEvent",
+    "RefusalDeltaEvent",
+    "StreamEvent",
+    "ToolCallArgumentsDeltaEvent",
+    "ToolCallDoneEvent",
+    "ToolResultEvent",
+]
+
+
+class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
+    choice_index: int = 0
+
+
+class ContentDeltaEvent(_Event, tag="content.delta"):
+    """A piece of the answer's text."""
+
+    delta: str
+
+
+class RefusalDeltaEvent(_Event, tag="refusal.delta"):
+    """A piece of the model's refusal."""
+
+    delta: str
+
+
+class ReasoningDeltaEvent(_Event, tag="reasoning.delta"):
+    """A piece of the model's reasoning text."""
+
+    delta: str
+
+
+class ToolCallArgumentsDeltaEvent(_Event, tag="tool_call.arguments.delta"):
+    """A fragment of a tool call's JSON arguments."""
+
+    index: int
+    name: str
+    arguments_delta: str
+
+
+class ToolCallDoneEvent(_Event, tag="tool_call.done"):
+    """A tool call is complete: ``tool_call.function.arguments`` holds the whole JSON text."""
+
+    tool_call: ToolCall
+
+
+class ImageDoneEvent(_Event, tag="image.done"):
+    """An output image arrived whole."""
+
+    image: ImageOutput
+
+
+class ToolResultEvent(_Event, tag="tool.result"):
+    """``run_tools_stream``: a tool ran; ``result`` is the text sent back to the model."""
+
+    tool_call_id: str
+    name: str
+    result: str
+    is_error: bool = False
+
+
+class CompletionDoneEvent(_Event, tag="completion.done"):
+    """The stream ended; ``completion`` is built from every delta seen."""
+
+    completion: ChatCompletion
+
+
+StreamEvent = Union[
+    ContentDeltaEvent,
+    RefusalDeltaEvent,
+    ReasoningDeltaEvent,
+    ToolCallArgumentsDeltaEvent,
+    ToolCallDoneEvent,
+    ImageDoneEvent,
+    CompletionDoneEvent,
+]
