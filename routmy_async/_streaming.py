@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import anyio
 import msgspec
 
 from ._accumulate import CompletionAccumulator
@@ -48,6 +49,8 @@ __all__ = ["ChatCompletionStream"]
 _decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 _decode_error = msgspec.json.Decoder(StreamErrorBody).decode
 _EVENT_STREAM = "text/event-stream"
+_DRAIN_SECONDS = 1.0
+_DRAIN_BYTES = 1 << 20
 
 
 class _Error(msgspec.Struct):
@@ -158,17 +161,28 @@ class ChatCompletionStream:
             await self._drain()
 
     async def _drain(self) -> None:
-        """After ``[DONE]``: read to EOF so the connection can go back to the pool."""
+        """After ``[DONE]``: read to EOF so the connection can go back to the pool.
+
+        Bounded in time and size: a server that keeps talking after ``[DONE]`` loses its
+        connection instead of holding the caller.
+        """
         self._done = True
+        content = self._content
+        drained = 0
         try:
-            while await self._content.readany():
-                pass
+            with anyio.move_on_after(_DRAIN_SECONDS):
+                while drained < _DRAIN_BYTES:
+                    data = await content.readany()
+                    if not data:
+                        self._release()
+                        return
+                    drained += len(data)
         except BaseException as exc:
             self._abort()
             if not isinstance(exc, TRANSPORT_ERRORS):
                 raise
             return
-        self._release()
+        self._abort()
 
     def _on_eof(self) -> None:
         self._release()

@@ -1,0 +1,535 @@
+"""``MockRoutmy``: a real HTTP server on 127.0.0.1 that speaks the rout.my API.
+
+It answers deterministically by default (see ``_replies``), plays scripted replies queued
+for the next requests, injects faults (statuses, error frames, resets, stalls, slow chunks,
+keep-alive comments, raw bytes) and records every request it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from . import _replies
+
+__all__ = ["MockRoutmy", "RecordedRequest", "Reply"]
+
+DEFAULT_KEY = "sk-mock-key"
+
+
+@dataclass
+class RecordedRequest:
+    """A request the mock received. ``headers`` has the key redacted."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    json: Any = None
+
+
+@dataclass
+class Reply:
+    """A scripted answer for one request. Build them with the ``MockRoutmy.reply_*`` methods.
+
+    ``body`` is either whole bytes (a JSON answer) or, with ``chunks``, a list of SSE frames.
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    chunks: list[bytes] | None = None
+    raw: bytes | None = None
+    stall_before_headers: float = 0.0
+    chunk_delay: float = 0.0
+    write_size: int | None = None
+    reset_after: int | None = None
+    stall_after: int | None = None
+    stall_for: float = 3600.0
+    comments_before: int = 0
+    comment_interval: float | None = None
+    comments_forever: bool = False
+    path: str | None = None
+
+    @property
+    def scripted(self) -> bool:
+        """Whether the reply carries its own answer (else the default answer gets its faults)."""
+        return self.body is not None or self.chunks is not None or self.raw is not None
+
+
+def _error_body(message: str, type_: str, code: Any) -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "code": code}}).encode()
+
+
+def sse_frame(payload: Any) -> bytes:
+    """One SSE event: ``data: <json>`` and the blank line; ``[DONE]`` for the string "[DONE]"."""
+    if payload == "[DONE]":
+        return b"data: [DONE]\n\n"
+    if isinstance(payload, (bytes, bytearray)):
+        return bytes(payload)
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+class MockRoutmy:
+    """A local rout.my for tests, demos and examples.
+
+    ``async with MockRoutmy() as mock:`` then ``AsyncRoutmy(api_key=mock.api_key,
+    base_url=mock.base_url)``.
+
+    :param api_key: the key requests must carry (``Authorization: Bearer ...``).
+    :param host: the address to listen on (loopback by default).
+    :param port: 0 picks a free port.
+    :param models: the models list entries (default: a few ``mock/...`` models).
+    :param strict_models: answer 404 ``model_not_found`` for models not in the list.
+    :param latency: seconds to wait before every answer.
+    :param stream_piece: characters of text per streamed chunk.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: Sequence[Mapping[str, Any]] | None = None,
+        strict_models: bool = False,
+        latency: float = 0.0,
+        stream_piece: int = 8,
+    ):
+        self.api_key = api_key
+        self.host = host
+        self.port = port
+        self.models = [dict(m) for m in (models if models is not None else _replies.DEFAULT_MODELS)]
+        self.strict_models = strict_models
+        self.latency = latency
+        self.stream_piece = stream_piece
+        self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.disconnects = 0
+        self.request_times: list[float] = []
+        self._peers: set[tuple[str, int]] = set()
+        self._replies: deque[Reply] = deque()
+        self._serial = 0
+        self._runner: web.AppRunner | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``."""
+        if self._runner is None:
+            raise RuntimeError("the mock is not started: use `async with MockRoutmy() as mock:`")
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def connections_seen(self) -> int:
+        """How many distinct TCP connections have sent requests (keep-alive reuse keeps it low)."""
+        return len(self._peers)
+
+    async def start(self) -> MockRoutmy:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.1
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        if server is not None and self.port == 0:
+            sockets = getattr(server, "sockets", None) or ()
+            for sock in sockets:
+                self.port = sock.getsockname()[1]
+                break
+        return self
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> MockRoutmy:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- scripting ----------------------------------------------------------------------
+
+    def enqueue(self, reply: Reply) -> Reply:
+        """Queue a reply for the next request (to ``reply.path`` if set, else any path)."""
+        self._replies.append(reply)
+        return reply
+
+    def reply_json(
+        self,
+        body: Any,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        path: str | None = None,
+        **faults: Any,
+    ) -> Reply:
+        """Queue a JSON answer (a dict, or bytes sent exactly as given)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return self.enqueue(
+            Reply(
+                status=status,
+                headers={"Content-Type": "application/json", **(headers or {})},
+                body=data,
+                path=path,
+                **faults,
+            )
+        )
+
+    def reply_error(
+        self,
+        status: int,
+        message: str = "mock error",
+        *,
+        type: str = "invalid_request_error",
+        code: Any = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        path: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Queue ``times`` error answers with the service's error body (or ``body`` as given)."""
+        data = body if body is not None else _error_body(message, type, code)
+        for _ in range(times):
+            self.enqueue(
+                Reply(
+                    status=status,
+                    headers={"Content-Type": "application/json", **(headers or {})},
+                    body=data,
+                    path=path,
+                )
+            )
+
+    def reply_stream(
+        self,
+        chunks: Iterable[Any],
+        *,
+        done: bool = True,
+        headers: Mapping[str, str] | None = None,
+        path: str | None = None,
+        **faults: Any,
+    ) -> Reply:
+        """Queue an SSE stream: dicts become ``data:`` frames, bytes are written as given."""
+        frames = [sse_frame(chunk) for chunk in chunks]
+        if done:
+            frames.append(b"data: [DONE]\n\n")
+        return self.enqueue(
+            Reply(
+                headers={"Content-Type": "text/event-stream", **(headers or {})},
+                chunks=frames,
+                path=path,
+                **faults,
+            )
+        )
+
+    def reply_raw(self, data: bytes, *, path: str | None = None) -> Reply:
+        """Queue raw bytes written straight to the socket (status line included), then close."""
+        return self.enqueue(Reply(raw=data, path=path))
+
+    def reply_default(self, *, path: str | None = None, **faults: Any) -> Reply:
+        """Queue the default answer, with faults (``reset_after``, ``stall_after``, ...)."""
+        return self.enqueue(Reply(path=path, **faults))
+
+    def clear(self) -> None:
+        """Forget queued replies and recorded requests."""
+        self._replies.clear()
+        self.requests.clear()
+
+    # -- handlers -----------------------------------------------------------------------
+
+    def _take_reply(self, path: str) -> Reply | None:
+        for reply in self._replies:
+            if reply.path is None or path.endswith(reply.path):
+                self._replies.remove(reply)
+                return reply
+        return None
+
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        body = await request.read()
+        headers = {
+            key: ("Bearer [REDACTED]" if key.lower() == "authorization" else value)
+            for key, value in request.headers.items()
+        }
+        decoded: Any = None
+        if body:
+            try:
+                decoded = json.loads(body)
+            except ValueError:
+                decoded = None
+        record = RecordedRequest(
+            request.method, request.path, dict(request.query), headers, body, decoded
+        )
+        self.requests.append(record)
+        self.request_times.append(time.monotonic())
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            self._peers.add((str(peer[0]), int(peer[1])))
+        return record
+
+    def _authorized(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    def _unauthorized(self) -> web.Response:
+        return web.Response(
+            status=401,
+            body=_error_body("Invalid API key", "authentication_error", "Unauthorized"),
+            content_type="application/json",
+        )
+
+    async def _enter(self, request: web.Request) -> tuple[RecordedRequest, Reply | None]:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        record = await self._record(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return record, self._take_reply(request.path)
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            await self._record(request)
+            if request.path.rstrip("/") in (
+                "/v1/models",
+                "/v1/chat/completions",
+                "/v1/embeddings",
+                "/v1/images/generations",
+            ):
+                return web.Response(
+                    status=405,
+                    body=_error_body("Method not allowed", "invalid_request_error", 405),
+                    content_type="application/json",
+                )
+            return web.Response(
+                status=404,
+                body=_error_body(f"No route {request.path}", "not_found_error", "Not Found"),
+                content_type="application/json",
+            )
+        finally:
+            self.in_flight -= 1
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        record, reply = await self._enter(request)
+        try:
+            if reply is not None:
+                return await self._play(request, reply)
+            del record
+            entries = [
+                {"object": "model", "created": 1700000000, **model} for model in self.models
+            ]
+            return web.json_response({"object": "list", "data": entries})
+        finally:
+            self.in_flight -= 1
+
+    def _check_chat_body(self, body: Any) -> web.Response | None:
+        if not isinstance(body, dict):
+            return self._bad_request("Invalid request body")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return self._bad_request("Invalid request body: 'model' is required")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self._bad_request("Invalid request body: 'messages' is required")
+        return self._check_model(model)
+
+    def _check_model(self, model: str) -> web.Response | None:
+        entry = next((m for m in self.models if m.get("id") == model), None)
+        if entry is None and self.strict_models:
+            return web.Response(
+                status=404,
+                body=_error_body(
+                    f"Model {model} not found", "invalid_request_error", "model_not_found"
+                ),
+                content_type="application/json",
+            )
+        if entry is not None and entry.get("is_available") is False:
+            return web.Response(
+                status=403,
+                body=_error_body(
+                    f"Model {model} is not available for this key",
+                    "permission_error",
+                    "Forbidden",
+                ),
+                content_type="application/json",
+            )
+        return None
+
+    @staticmethod
+    def _bad_request(message: str) -> web.Response:
+        return web.Response(
+            status=400,
+            body=_error_body(message, "invalid_request_error", "Bad Request"),
+            content_type="application/json",
+        )
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        record, reply = await self._enter(request)
+        try:
+            if reply is not None and reply.scripted:
+                return await self._play(request, reply)
+            if not self._authorized(request):
+                return self._unauthorized()
+            problem = self._check_chat_body(record.json)
+            if problem is not None:
+                return problem
+            body = record.json
+            self._serial += 1
+            created = int(time.time())
+            if body.get("stream"):
+                chunks = _replies.chat_chunks(
+                    body, created=created, serial=self._serial, piece=self.stream_piece
+                )
+                frames = [sse_frame(chunk) for chunk in chunks] + [b"data: [DONE]\n\n"]
+                scripted = reply or Reply()
+                scripted.headers = {"Content-Type": "text/event-stream", **scripted.headers}
+                scripted.chunks = frames
+                if reply is None:
+                    scripted.comments_before = 1
+                return await self._play(request, scripted)
+            completion = _replies.chat_completion(body, created=created, serial=self._serial)
+            scripted = reply or Reply()
+            scripted.headers = {"Content-Type": "application/json", **scripted.headers}
+            scripted.body = json.dumps(completion).encode()
+            return await self._play(request, scripted)
+        finally:
+            self.in_flight -= 1
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        record, reply = await self._enter(request)
+        try:
+            if reply is not None and reply.scripted:
+                return await self._play(request, reply)
+            if not self._authorized(request):
+                return self._unauthorized()
+            body = record.json
+            if not isinstance(body, dict) or "input" not in body or not body.get("model"):
+                return self._bad_request("Invalid request body: 'model' and 'input' are required")
+            raw_input = body["input"]
+            if isinstance(raw_input, str):
+                items: list[Any] = [raw_input]
+            elif raw_input and all(isinstance(t, int) for t in raw_input):
+                items = [raw_input]
+            else:
+                items = list(raw_input)
+            dimensions = body.get("dimensions") or 8
+            data = []
+            tokens = 0
+            for index, item in enumerate(items):
+                text = item if isinstance(item, str) else " ".join(map(str, item))
+                tokens += len(text.split()) or 1
+                vector = _replies.embedding_vector(text, int(dimensions))
+                embedding: Any = vector
+                if body.get("encoding_format") == "base64":
+                    packed = struct.pack(f"<{len(vector)}f", *vector)
+                    embedding = base64.b64encode(packed).decode()
+                data.append({"object": "embedding", "index": index, "embedding": embedding})
+            answer = {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+            scripted = reply or Reply()
+            scripted.headers = {"Content-Type": "application/json", **scripted.headers}
+            scripted.body = json.dumps(answer).encode()
+            return await self._play(request, scripted)
+        finally:
+            self.in_flight -= 1
+
+    async def _images(self, request: web.Request) -> web.StreamResponse:
+        record, reply = await self._enter(request)
+        try:
+            if reply is not None and reply.scripted:
+                return await self._play(request, reply)
+            if not self._authorized(request):
+                return self._unauthorized()
+            body = record.json
+            if not isinstance(body, dict) or not body.get("prompt") or not body.get("model"):
+                return self._bad_request("Invalid request body: 'model' and 'prompt' are required")
+            count = body.get("n") or 1
+            encoded = base64.b64encode(_replies.png_bytes(16, 16)).decode()
+            if body.get("response_format") == "url":
+                items = [{"url": "data:image/png;base64," + encoded} for _ in range(count)]
+            else:
+                items = [{"b64_json": encoded} for _ in range(count)]
+            answer = {"created": int(time.time()), "data": items}
+            return web.json_response(answer)
+        finally:
+            self.in_flight -= 1
+
+    # -- playing a reply ----------------------------------------------------------------
+
+    async def _play(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        transport = request.transport
+        if reply.stall_before_headers:
+            await asyncio.sleep(reply.stall_before_headers)
+        if reply.raw is not None:
+            if transport is not None:
+                transport.write(reply.raw)
+                transport.close()
+            return web.Response()
+        headers = {"x-request-id": f"req-mock-{len(self.requests)}", **reply.headers}
+        if reply.chunks is None and reply.reset_after is None and reply.stall_after is None and (
+            not reply.write_size
+        ):
+            return web.Response(status=reply.status, body=reply.body or b"", headers=headers)
+        response = web.StreamResponse(status=reply.status, headers=headers)
+        if reply.chunks is None:
+            response.content_length = len(reply.body or b"")
+        await response.prepare(request)
+        written = 0
+        try:
+            for _ in range(reply.comments_before):
+                await response.write(b": OPENROUTER PROCESSING\n\n")
+            pieces = reply.chunks if reply.chunks is not None else [reply.body or b""]
+            for number, piece in enumerate(pieces):
+                if number and reply.chunk_delay:
+                    await asyncio.sleep(reply.chunk_delay)
+                if reply.comment_interval:
+                    await asyncio.sleep(reply.comment_interval)
+                    await response.write(b": OPENROUTER PROCESSING\n\n")
+                step = reply.write_size or len(piece) or 1
+                for start in range(0, len(piece), step):
+                    part = piece[start : start + step]
+                    limit = reply.reset_after if reply.reset_after is not None else reply.stall_after
+                    if limit is not None and written + len(part) >= limit:
+                        await response.write(part[: max(0, limit - written)])
+                        if reply.reset_after is not None:
+                            if transport is not None:
+                                transport.abort()
+                            return response
+                        await asyncio.sleep(reply.stall_for)
+                        return response
+                    await response.write(part)
+                    written += len(part)
+            while reply.comments_forever:
+                await asyncio.sleep(reply.comment_interval or 0.05)
+                await response.write(b": OPENROUTER PROCESSING\n\n")
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            self.disconnects += 1
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            raise
+        return response

@@ -1,0 +1,321 @@
+"""What MockRoutmy answers by default: deterministic completions, chunks, vectors and images.
+
+Pure functions over the decoded request body, so the behaviour is easy to read and to test.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "chat_chunks",
+    "chat_completion",
+    "embedding_vector",
+    "instance_for_schema",
+    "png_bytes",
+]
+
+DEFAULT_MODELS: list[dict[str, Any]] = [
+    {"id": "mock/echo", "owned_by": "mock", "token_multiplier": 1, "is_available": True},
+    {"id": "mock/reasoner", "owned_by": "mock", "token_multiplier": 2, "is_available": True},
+    {"id": "mock/vision", "owned_by": "mock", "token_multiplier": 1, "is_available": True},
+    {"id": "mock/image", "owned_by": "mock", "token_multiplier": 4, "is_available": True},
+    {"id": "mock/embed", "owned_by": "mock", "token_multiplier": 0.1, "is_available": True},
+    {"id": "mock/locked", "owned_by": "mock", "token_multiplier": 1, "is_available": False},
+    {"id": "openai/gpt-4o-mini", "owned_by": "openai", "token_multiplier": 1, "is_available": True},
+    {
+        "id": "anthropic/claude-sonnet-4",
+        "owned_by": "anthropic",
+        "token_multiplier": 3,
+        "is_available": True,
+    },
+]
+
+_ID_LIKE = re.compile(r"\b[A-Za-z]*\d[\w-]*\b")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def png_bytes(width: int = 8, height: int = 8, rgb: tuple[int, int, int] = (40, 90, 220)) -> bytes:
+    """A small solid-colour PNG, built by hand (zlib + CRC), so no imaging library is needed."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        pieces = []
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text":
+                pieces.append(str(part.get("text", "")))
+            elif part.get("type") == "image_url":
+                url = str((part.get("image_url") or {}).get("url", ""))
+                if url.startswith("data:"):
+                    mime = url[5:].split(";", 1)[0]
+                    size = len(url.split(",", 1)[-1]) * 3 // 4
+                    pieces.append(f"[image {mime}, about {size} bytes]")
+                else:
+                    pieces.append(f"[image {url}]")
+        return " ".join(pieces)
+    return ""
+
+
+def _last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text_of(message.get("content"))
+    return ""
+
+
+def _words(messages: list[Any]) -> int:
+    return sum(
+        len(_text_of(m.get("content")).split()) + 1 for m in messages if isinstance(m, dict)
+    )
+
+
+def instance_for_schema(schema: Any, hint: str = "", defs: dict[str, Any] | None = None) -> Any:
+    """A deterministic value that fits a JSON schema, drawn from the hint text where it can."""
+    if not isinstance(schema, dict):
+        return None
+    defs = defs if defs is not None else schema.get("$defs", {})
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return instance_for_schema(defs.get(ref[8:], {}), hint, defs)
+    for key in ("anyOf", "oneOf"):
+        options = schema.get(key)
+        if isinstance(options, list):
+            for option in options:
+                if isinstance(option, dict) and option.get("type") != "null":
+                    return instance_for_schema(option, hint, defs)
+            return None
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    if "default" in schema:
+        return schema["default"]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind == "object" or "properties" in schema:
+        return {
+            name: instance_for_schema(sub, hint, defs)
+            for name, sub in (schema.get("properties") or {}).items()
+        }
+    if kind == "array":
+        return [instance_for_schema(schema.get("items", {}), hint, defs)]
+    if kind == "string":
+        found = _ID_LIKE.search(hint)
+        return found.group(0) if found else (hint.split()[-1] if hint.split() else "example")
+    if kind == "integer":
+        number = _NUMBER.search(hint)
+        return int(float(number.group(0))) if number else 1
+    if kind == "number":
+        number = _NUMBER.search(hint)
+        return float(number.group(0)) if number else 1.0
+    if kind == "boolean":
+        return True
+    return None
+
+
+def _tool_calls(body: dict[str, Any], hint: str) -> list[dict[str, Any]] | None:
+    tools = body.get("tools")
+    messages = body.get("messages") or []
+    choice = body.get("tool_choice", "auto")
+    if not tools or choice == "none":
+        return None
+    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+        return None
+    functions = [t.get("function", {}) for t in tools if isinstance(t, dict)]
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name")
+        functions = [f for f in functions if f.get("name") == wanted] or functions[:1]
+    elif body.get("parallel_tool_calls") is False:
+        functions = functions[:1]
+    calls = []
+    for position, function in enumerate(functions):
+        arguments = instance_for_schema(function.get("parameters") or {}, hint)
+        calls.append(
+            {
+                "id": f"call_mock_{position}",
+                "type": "function",
+                "function": {
+                    "name": function.get("name", ""),
+                    "arguments": json.dumps(arguments if arguments is not None else {}),
+                },
+            }
+        )
+    return calls
+
+
+def _answer(body: dict[str, Any]) -> dict[str, Any]:
+    """The assistant message (as a dict) the mock gives for a request body."""
+    messages = body.get("messages") or []
+    hint = _last_user_text(messages)
+    message: dict[str, Any] = {"role": "assistant", "content": hint}
+    calls = _tool_calls(body, hint)
+    if calls:
+        message["content"] = None
+        message["tool_calls"] = calls
+    elif messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+        results = [
+            _text_of(m.get("content"))
+            for m in messages
+            if isinstance(m, dict) and m.get("role") == "tool"
+        ]
+        message["content"] = "Tool results: " + "; ".join(results[-len(calls or results) :])
+    response_format = body.get("response_format")
+    if not calls and isinstance(response_format, dict):
+        if response_format.get("type") == "json_schema":
+            schema = (response_format.get("json_schema") or {}).get("schema") or {}
+            message["content"] = json.dumps(instance_for_schema(schema, hint))
+        elif response_format.get("type") == "json_object":
+            message["content"] = json.dumps({"echo": hint})
+    modalities = body.get("modalities") or []
+    if not calls and "image" in modalities:
+        url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+        message["images"] = [{"type": "image_url", "image_url": {"url": url}, "index": 0}]
+        message["content"] = f"Here is an image of: {hint}"
+    if body.get("reasoning") is not None or str(body.get("model", "")).endswith("reasoner"):
+        thought = f"The user said {len(hint.split())} words; answering plainly."
+        message["reasoning"] = thought
+        message["reasoning_details"] = [
+            {"type": "reasoning.text", "text": thought, "format": "mock-v1", "index": 0}
+        ]
+    return message
+
+
+def _usage(body: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    prompt = _words(body.get("messages") or [])
+    completion = len(str(message.get("content") or "").split()) + sum(
+        len(c["function"]["arguments"]) // 4 for c in message.get("tool_calls") or []
+    )
+    reasoning = len(str(message.get("reasoning") or "").split())
+    total_completion = completion + reasoning
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": total_completion,
+        "total_tokens": prompt + total_completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+        "cost": round((prompt + total_completion) * 1e-6, 8),
+    }
+
+
+def chat_completion(body: dict[str, Any], *, created: int, serial: int) -> dict[str, Any]:
+    """The whole ``chat.completion`` the mock answers with."""
+    message = _answer(body)
+    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    finish = "tool_calls" if message.get("tool_calls") else "stop"
+    return {
+        "id": f"chatcmpl-mock-{serial}",
+        "object": "chat.completion",
+        "created": created,
+        "model": body.get("model"),
+        "provider": "mock",
+        "choices": [
+            {
+                "index": index,
+                "message": message,
+                "finish_reason": finish,
+                "native_finish_reason": finish,
+            }
+            for index in range(max(1, n))
+        ],
+        "usage": _usage(body, message),
+    }
+
+
+def _pieces(text: str, size: int) -> Iterator[str]:
+    for start in range(0, len(text), size):
+        yield text[start : start + size]
+
+
+def chat_chunks(
+    body: dict[str, Any], *, created: int, serial: int, piece: int = 8
+) -> list[dict[str, Any]]:
+    """The chunks of a streamed answer: role, text (or tool-call fragments), finish, usage."""
+    message = _answer(body)
+    base = {
+        "id": f"chatcmpl-mock-{serial}",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": body.get("model"),
+        "provider": "mock",
+    }
+    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    chunks: list[dict[str, Any]] = []
+
+    def add(index: int, delta: dict[str, Any], finish: str | None = None) -> None:
+        chunks.append(
+            {**base, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+        )
+
+    for index in range(max(1, n)):
+        add(index, {"role": "assistant", "content": ""})
+        if message.get("reasoning"):
+            for part in _pieces(message["reasoning"], piece):
+                add(index, {"reasoning": part})
+            add(index, {"reasoning_details": message["reasoning_details"]})
+        for position, call in enumerate(message.get("tool_calls") or []):
+            add(
+                index,
+                {
+                    "tool_calls": [
+                        {
+                            "index": position,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                },
+            )
+            for part in _pieces(call["function"]["arguments"], 5):
+                add(index, {"tool_calls": [{"index": position, "function": {"arguments": part}}]})
+        for part in _pieces(str(message.get("content") or ""), piece):
+            add(index, {"content": part})
+        for image in message.get("images") or []:
+            add(index, {"images": [image]})
+        add(index, {}, "tool_calls" if message.get("tool_calls") else "stop")
+    chunks.append({**base, "choices": [], "usage": _usage(body, message)})
+    return chunks
+
+
+def embedding_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector for ``text`` (from SHA-256), exact in float32."""
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        for offset in range(0, len(digest), 2):
+            values.append((int.from_bytes(digest[offset : offset + 2], "big") - 32768) / 32768)
+        counter += 1
+    values = values[:dimensions]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    # Round-trip through float32 so base64 and float answers carry the very same numbers.
+    packed = struct.pack(f"<{dimensions}f", *(v / norm for v in values))
+    return list(struct.unpack(f"<{dimensions}f", packed))
