@@ -109,11 +109,11 @@ class ChoiceState:
                 key = self.last_tool_key
             else:
                 key = 0
-        call = calls.get(key)
-        if call is None:
-            call = calls[key] = ToolCallState(key)
+        found = calls.get(key)
+        if found is None:
+            found = calls[key] = ToolCallState(key)
         self.last_tool_key = key
-        return call
+        return found
 
     def merge_reasoning_detail(self, detail: dict[str, Any], position: int) -> None:
         key = detail.get("index")
@@ -169,8 +169,8 @@ class CompletionAccumulator:
     """Feed it every chunk with :meth:`add`; :meth:`completion` builds the ``ChatCompletion``."""
 
     __slots__ = (
-        "chunk_count",
         "choices",
+        "chunk_count",
         "created",
         "id",
         "model",

@@ -187,7 +187,7 @@ class AsyncRoutmy:
     def with_options(
         self,
         *,
-        timeout: float | Timeout | None | NotGiven = NOT_GIVEN,
+        timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
         default_query: Mapping[str, str] | NotGiven = NOT_GIVEN,
@@ -200,9 +200,7 @@ class AsyncRoutmy:
         self._check_open()
         clone = object.__new__(AsyncRoutmy)
         # cached_property resources are bound to their client: leave them to be rebuilt.
-        clone.__dict__.update(
-            {k: v for k, v in self.__dict__.items() if k not in _RESOURCE_NAMES}
-        )
+        clone.__dict__.update({k: v for k, v in self.__dict__.items() if k not in _RESOURCE_NAMES})
         if not isinstance(timeout, NotGiven):
             clone.timeout = coerce_timeout(timeout)
         if not isinstance(max_retries, NotGiven):

@@ -64,7 +64,9 @@ class Timeout:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Timeout {name} must be a number of seconds or None, not {value!r}")
+                raise TypeError(
+                    f"Timeout {name} must be a number of seconds or None, not {value!r}"
+                )
             if value <= 0:
                 raise ValueError(f"Timeout {name} must be positive, not {value!r}")
         self.connect = connect

@@ -96,6 +96,4 @@ async def image_part(
         except IsADirectoryError:
             raise ValueError(f"image_part(): {path} is a directory, not an image") from None
         return _part(_data_url(data, mime_type, path.name), detail)
-    raise TypeError(
-        f"image_part() takes a URL, a path or bytes, not {type(source).__name__}"
-    )
+    raise TypeError(f"image_part() takes a URL, a path or bytes, not {type(source).__name__}")

@@ -171,9 +171,7 @@ class APIStatusError(_ServerErrorFields):
         metadata: Any = None,
         request_id: str | None = None,
     ):
-        super().__init__(
-            message, code=code, type=type, metadata=metadata, request_id=request_id
-        )
+        super().__init__(message, code=code, type=type, metadata=metadata, request_id=request_id)
         self.status_code = status_code
         self.body = body
         self.headers: Mapping[str, str] = headers if headers is not None else {}

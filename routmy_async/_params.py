@@ -8,7 +8,7 @@ the router passes unknown fields upstream.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypedDict, Union
+from typing import Any, Literal, TypedDict
 
 import msgspec
 
@@ -17,8 +17,11 @@ from .types._base import ResponseObject
 
 __all__ = [
     "ChatCompletionParams",
+    "FormatParams",
     "MessageParam",
     "RequestOptions",
+    "SamplingParams",
+    "ToolsParams",
     "build_body",
     "check_messages",
     "check_model",
@@ -26,7 +29,7 @@ __all__ = [
     "split_options",
 ]
 
-MessageParam = Union[Mapping[str, Any], ResponseObject]
+MessageParam = Mapping[str, Any] | ResponseObject
 """A message: a dict with ``role`` and ``content``, or an assistant message from a response."""
 
 
@@ -40,8 +43,8 @@ class RequestOptions(TypedDict, total=False):
     max_retries: int
 
 
-class ChatCompletionParams(RequestOptions, total=False):
-    """Every optional request field of Chat Completions (rout.my's and OpenAI's)."""
+class SamplingParams(RequestOptions, total=False):
+    """The optional request fields shared by every chat call (all but tools/response_format)."""
 
     temperature: float
     top_p: float
@@ -52,8 +55,6 @@ class ChatCompletionParams(RequestOptions, total=False):
     max_output_tokens: int
     max_completion_tokens: int
     stop: str | Sequence[str] | None
-    response_format: Mapping[str, Any] | type[msgspec.Struct]
-    tools: Sequence[Mapping[str, Any] | Callable[..., Any] | type[msgspec.Struct]]
     tool_choice: Literal["auto", "none", "required"] | Mapping[str, Any]
     parallel_tool_calls: bool
     reasoning: Mapping[str, Any]
@@ -80,6 +81,22 @@ class ChatCompletionParams(RequestOptions, total=False):
     transforms: Sequence[str]
     plugins: Sequence[Mapping[str, Any]]
     usage: Mapping[str, Any]
+
+
+class ToolsParams(SamplingParams, total=False):
+    """``SamplingParams`` plus ``tools`` (for ``parse``, which sets the response format)."""
+
+    tools: Sequence[Mapping[str, Any] | Callable[..., Any] | type[msgspec.Struct]]
+
+
+class FormatParams(SamplingParams, total=False):
+    """``SamplingParams`` plus ``response_format`` (for ``run_tools``, which sets the tools)."""
+
+    response_format: Mapping[str, Any] | type[msgspec.Struct]
+
+
+class ChatCompletionParams(ToolsParams, FormatParams, total=False):
+    """Every optional request field of Chat Completions (rout.my's and OpenAI's)."""
 
 
 _OPTION_NAMES = frozenset(RequestOptions.__annotations__)
@@ -239,9 +256,7 @@ def split_options(params: dict[str, Any]) -> dict[str, Any]:
     return {name: params.pop(name) for name in _OPTION_NAMES if name in params}
 
 
-def build_body(
-    fields: dict[str, Any], extra_body: Mapping[str, Any] | None
-) -> dict[str, Any]:
+def build_body(fields: dict[str, Any], extra_body: Mapping[str, Any] | None) -> dict[str, Any]:
     """Merge ``extra_body`` over the fields (the caller's explicit override wins)."""
     if extra_body is not None:
         if not isinstance(extra_body, Mapping):
@@ -269,6 +284,7 @@ def encode_body(body: Mapping[str, Any]) -> bytes:
             try:
                 _encode(value)
             except (TypeError, msgspec.EncodeError, OverflowError):
-                raise TypeError(f"request field {name!r} cannot be encoded as JSON: {exc}") from None
+                raise TypeError(
+                    f"request field {name!r} cannot be encoded as JSON: {exc}"
+                ) from None
         raise TypeError(f"the request body cannot be encoded as JSON: {exc}") from None
-

@@ -363,7 +363,9 @@ class ChatCompletionStream:
             call = state.tool_calls[key]
             if not call.done:
                 call.done = True
-                finished.append(ToolCallDoneEvent(choice_index=index, tool_call=call.to_tool_call()))
+                finished.append(
+                    ToolCallDoneEvent(choice_index=index, tool_call=call.to_tool_call())
+                )
         return finished
 
     def __repr__(self) -> str:

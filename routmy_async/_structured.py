@@ -1,4 +1,4 @@
-"""Structured output: a strict JSON schema from a ``msgspec.Struct``, and decoding answers into it."""
+"""Structured output: a strict JSON schema from a ``msgspec.Struct``, and decoding into it."""
 
 from __future__ import annotations
 

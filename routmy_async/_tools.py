@@ -39,7 +39,11 @@ def _doc_parts(doc: str | None) -> tuple[str, dict[str, str]]:
     text = inspect.cleandoc(doc)
     summary_lines = []
     for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith(":") or line.strip() in ("Args:", "Arguments:"):
+        if (
+            not line.strip()
+            or line.lstrip().startswith(":")
+            or line.strip() in ("Args:", "Arguments:")
+        ):
             break
         summary_lines.append(line.strip())
     params: dict[str, str] = {}
@@ -182,7 +186,9 @@ def function_tool(
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise TypeError(f"tool {tool_name!r}: *args/**kwargs ({param.name}) cannot be described")
+            raise TypeError(
+                f"tool {tool_name!r}: *args/**kwargs ({param.name}) cannot be described"
+            )
         if param.name not in hints:
             raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} has no type annotation")
         annotation = hints[param.name]
@@ -201,12 +207,14 @@ def function_tool(
     summary, docs = _doc_parts(fn.__doc__)
     is_async = inspect.iscoroutinefunction(fn)
     names = [field[0] for field in fields]
+    function: Callable[..., Any] = fn
 
     async def call(arguments: msgspec.Struct) -> Any:
         kwargs = {field: getattr(arguments, field) for field in names}
         if is_async:
-            return await fn(**kwargs)
-        return await anyio.to_thread.run_sync(lambda: fn(**kwargs))
+            return await function(**kwargs)
+        # A sync tool may block (disk, network): run it in a worker thread.
+        return await anyio.to_thread.run_sync(lambda: function(**kwargs))
 
     return FunctionTool(
         name=_check_name(tool_name),
@@ -294,10 +302,12 @@ def _check_rounds(max_rounds: Any) -> None:
         raise ValueError(f"max_rounds must be an int >= 1, not {max_rounds!r}")
 
 
-def _tool_messages(calls: Sequence[ToolCall], results: Sequence[tuple[str, bool]]) -> list[dict[str, Any]]:
+def _tool_messages(
+    calls: Sequence[ToolCall], results: Sequence[tuple[str, bool]]
+) -> list[dict[str, Any]]:
     return [
         {"role": "tool", "tool_call_id": call.id, "name": call.function.name, "content": text}
-        for call, (text, _) in zip(calls, results)
+        for call, (text, _) in zip(calls, results, strict=True)
     ]
 
 
@@ -372,7 +382,7 @@ async def run_tools_stream(
             return
         results = await _run_calls(tool_map, message.tool_calls)
         transcript.extend(_tool_messages(message.tool_calls, results))
-        for call, (text, is_error) in zip(message.tool_calls, results):
+        for call, (text, is_error) in zip(message.tool_calls, results, strict=True):
             yield ToolResultEvent(
                 tool_call_id=call.id, name=call.function.name, result=text, is_error=is_error
             )

@@ -42,7 +42,7 @@ class RawResponse:
 def map_transport_error(
     exc: BaseException, *, method: str, url: str, phase: str = "request"
 ) -> APIConnectionError:
-    """Translate an aiohttp/asyncio/OS failure into ``APITimeoutError`` or ``APIConnectionError``."""
+    """Translate an aiohttp/asyncio/OS failure into ``APITimeoutError``/``APIConnectionError``."""
     if isinstance(exc, asyncio.TimeoutError):
         detail = str(exc) or "timed out"
         return APITimeoutError(
@@ -106,7 +106,7 @@ class Transport:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 limit_per_host=0,
-                ssl=None if self._verify else False,
+                ssl=self._verify,
                 enable_cleanup_closed=False,
             )
             session = self._session = aiohttp.ClientSession(
@@ -198,7 +198,7 @@ class Transport:
         headers: Mapping[str, str],
         body: bytes | None,
         params: Mapping[str, str] | None,
-        timeout: Timeout,
+        timeout: Timeout,  # noqa: ASYNC109 - handed to aiohttp, which enforces it per phase
         max_retries: int,
         stream: bool = False,
     ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:

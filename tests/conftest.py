@@ -35,22 +35,22 @@ class RawServer:
 
     def __init__(self, handler: Handler):
         self._handler = handler
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self.connections = 0
         self.closed_by_client = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             await self._handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             self.closed_by_client += 1
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             writer.close()
             try:
                 await writer.wait_closed()

@@ -46,8 +46,12 @@ def test_text_refusal_and_role_are_joined():
 def test_tool_calls_merge_by_index_starting_at_one_and_interleaved():
     """Parallel calls interleave by index, the first may be index 1, args join whole."""
     acc = run(
-        chunk(delta(tool_calls=[{"index": 1, "id": "a", "function": {"name": "f", "arguments": ""}}])),
-        chunk(delta(tool_calls=[{"index": 2, "id": "b", "function": {"name": "g", "arguments": "{"}}])),
+        chunk(
+            delta(tool_calls=[{"index": 1, "id": "a", "function": {"name": "f", "arguments": ""}}])
+        ),
+        chunk(
+            delta(tool_calls=[{"index": 2, "id": "b", "function": {"name": "g", "arguments": "{"}}])
+        ),
         chunk(delta(tool_calls=[{"index": 1, "function": {"arguments": '{"x":'}}])),
         chunk(delta(tool_calls=[{"index": 2, "function": {"arguments": "}"}}])),
         chunk(delta(tool_calls=[{"index": 1, "function": {"arguments": "1}"}}])),
@@ -99,9 +103,16 @@ def test_reasoning_string_content_alias_and_details_by_index():
         chunk(delta(reasoning="think ")),
         chunk(delta(reasoning_content="more")),
         chunk(delta(reasoning_details=[{"type": "reasoning.text", "text": "a", "index": 0}])),
-        chunk(delta(reasoning_details=[{"type": "reasoning.text", "text": "b", "index": 0,
-                                        "signature": "s"}])),
-        chunk(delta(reasoning_details=[{"type": "reasoning.encrypted", "data": "xyz", "index": 1}])),
+        chunk(
+            delta(
+                reasoning_details=[
+                    {"type": "reasoning.text", "text": "b", "index": 0, "signature": "s"}
+                ]
+            )
+        ),
+        chunk(
+            delta(reasoning_details=[{"type": "reasoning.encrypted", "data": "xyz", "index": 1}])
+        ),
     )
     message = acc.completion().choices[0].message
     assert message.reasoning == "think more"
@@ -121,7 +132,10 @@ def test_images_and_logprobs_accumulate():
     )
     choice = acc.completion().choices[0]
     assert choice.message.images is not None and len(choice.message.images) == 1
-    assert choice.logprobs is not None and [t.token for t in choice.logprobs.content or []] == ["a", "a"]
+    assert choice.logprobs is not None and [t.token for t in choice.logprobs.content or []] == [
+        "a",
+        "a",
+    ]
 
 
 def test_usage_is_the_last_non_null_from_empty_choices_chunk():
@@ -129,7 +143,10 @@ def test_usage_is_the_last_non_null_from_empty_choices_chunk():
     usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "cost": 0.5}
     acc = run(
         chunk(delta(content="x"), usage=None),
-        chunk(delta(finish="stop"), usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}),
+        chunk(
+            delta(finish="stop"),
+            usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        ),
         chunk(usage=usage),
         chunk(usage=None),
     )
@@ -161,8 +178,12 @@ def test_not_finished_until_every_choice_has_a_reason():
 def test_native_finish_reason_and_metadata_fields():
     """native_finish_reason, provider and system_fingerprint carry over."""
     acc = run(
-        chunk({**delta(finish="error"), "native_finish_reason": "SAFETY"}, provider="x",
-              system_fingerprint="fp", service_tier="default"),
+        chunk(
+            {**delta(finish="error"), "native_finish_reason": "SAFETY"},
+            provider="x",
+            system_fingerprint="fp",
+            service_tier="default",
+        ),
     )
     done = acc.completion()
     assert done.choices[0].native_finish_reason == "SAFETY"

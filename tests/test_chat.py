@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+from typing import Any
 
 import msgspec
 import pytest
 from aioresponses import aioresponses
-
-from tests.conftest import patched_aioresponses
 
 from routmy_async import (
     APIResponseValidationError,
@@ -20,10 +19,11 @@ from routmy_async import (
     PermissionDeniedError,
 )
 from routmy_async.types import ChatCompletion
+from tests.conftest import patched_aioresponses
 
 MESSAGES = [{"role": "user", "content": "What does this endpoint do?"}]
 URL = "https://api.rout.my/v1/chat/completions"
-ANSWER = {
+ANSWER: dict[str, Any] = {
     "id": "chatcmpl_abc123",
     "object": "chat.completion",
     "created": 1744000000,
@@ -39,9 +39,10 @@ ANSWER = {
 }
 
 
-def sent_body(mocked: aioresponses) -> dict:
-    ((_, _), calls), = mocked.requests.items()
-    return json.loads(calls[0].kwargs["data"])
+def sent_body(mocked: aioresponses) -> dict[str, Any]:
+    (((_, _), calls),) = mocked.requests.items()
+    body: dict[str, Any] = json.loads(calls[0].kwargs["data"])
+    return body
 
 
 async def test_body_has_every_typed_field_and_no_unset_ones():
@@ -79,7 +80,10 @@ async def test_body_has_every_typed_field_and_no_unset_ones():
             body = sent_body(mocked)
     assert body["model"] == "provider/model-id" and body["messages"] == MESSAGES
     assert body["temperature"] == 0.7 and body["max_tokens"] == 256
-    assert body["image_config"] == {"aspect_ratio": "1:1"} and body["modalities"] == ["image", "text"]
+    assert body["image_config"] == {"aspect_ratio": "1:1"} and body["modalities"] == [
+        "image",
+        "text",
+    ]
     assert body["reasoning"] == {"effort": "high"} and body["metadata"] == {"team": "a"}
     assert "stream" not in body
 
@@ -89,17 +93,17 @@ async def test_unknown_keywords_and_extra_body_pass_through_options_do_not():
     async with AsyncRoutmy(api_key="sk-x") as client:
         with patched_aioresponses() as mocked:
             mocked.post(URL, payload=ANSWER)
-            await client.chat.completions.create(
+            await client.chat.completions.create(  # type: ignore[call-overload]
                 model="p/m",
                 messages=MESSAGES,
                 provider={"order": ["a"]},
-                some_future_field={"x": 1},  # type: ignore[call-arg]
+                some_future_field={"x": 1},
                 extra_body={"temperature": 0.1, "transforms": ["middle-out"]},
                 extra_headers={"X-Trace": "t1"},
                 timeout=12,
                 max_retries=0,
             )
-            ((_, _), calls), = mocked.requests.items()
+            (((_, _), calls),) = mocked.requests.items()
             body = json.loads(calls[0].kwargs["data"])
             headers = calls[0].kwargs["headers"]
     assert body["some_future_field"] == {"x": 1} and body["provider"] == {"order": ["a"]}
@@ -120,8 +124,13 @@ async def test_response_decodes_with_usage_and_request_id(client, mock):
 
 async def test_unmodelled_fields_stay_reachable(client, mock):
     """Fields the Structs do not declare are reachable as attributes and through .raw."""
-    mock.reply_json({**ANSWER, "router_trace": {"hops": 2},
-                     "choices": [{**ANSWER["choices"][0], "extra_choice_field": 1}]})
+    mock.reply_json(
+        {
+            **ANSWER,
+            "router_trace": {"hops": 2},
+            "choices": [{**ANSWER["choices"][0], "extra_choice_field": 1}],
+        }
+    )
     completion = await client.chat.completions.create(model="p/m", messages=MESSAGES)
     assert completion.router_trace == {"hops": 2}
     assert completion.raw["choices"][0]["extra_choice_field"] == 1
@@ -131,22 +140,47 @@ async def test_unmodelled_fields_stay_reachable(client, mock):
 
 async def test_images_reasoning_and_details_are_modelled(client, mock):
     """message.images, reasoning, reasoning_details, cost and token details decode."""
-    mock.reply_json({
-        **ANSWER,
-        "choices": [{"index": 0, "finish_reason": "stop", "native_finish_reason": "STOP",
-                     "message": {"role": "assistant", "content": "x",
-                                 "reasoning_content": "because",
-                                 "reasoning_details": [{"type": "reasoning.encrypted", "data": "e", "id": "r1"}],
-                                 "images": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "cost": 0.25,
-                  "prompt_tokens_details": {"cached_tokens": 1},
-                  "completion_tokens_details": {"reasoning_tokens": 2}},
-    })
+    mock.reply_json(
+        {
+            **ANSWER,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "native_finish_reason": "STOP",
+                    "message": {
+                        "role": "assistant",
+                        "content": "x",
+                        "reasoning_content": "because",
+                        "reasoning_details": [
+                            {"type": "reasoning.encrypted", "data": "e", "id": "r1"}
+                        ],
+                        "images": [
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+                            }
+                        ],
+                    },
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 1,
+                "completion_tokens": 2,
+                "total_tokens": 3,
+                "cost": 0.25,
+                "prompt_tokens_details": {"cached_tokens": 1},
+                "completion_tokens_details": {"reasoning_tokens": 2},
+            },
+        }
+    )
     completion = await client.chat.completions.create(model="p/m", messages=MESSAGES)
     choice = completion.choices[0]
     assert choice.native_finish_reason == "STOP"
     assert choice.message.reasoning == "because"
-    assert choice.message.reasoning_details == [{"type": "reasoning.encrypted", "data": "e", "id": "r1"}]
+    assert choice.message.reasoning_details == [
+        {"type": "reasoning.encrypted", "data": "e", "id": "r1"}
+    ]
     assert choice.message.images is not None
     assert choice.message.images[0].data() == b"\x89PNG\r\n\x1a\n"
     assert choice.message.images[0].mime_type == "image/png"
@@ -191,7 +225,8 @@ async def test_assistant_message_struct_is_accepted_back(client, mock):
     """A ChatCompletionMessage from a response can be sent back in messages."""
     first = await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
     await client.chat.completions.create(
-        model="mock/echo", messages=[*MESSAGES, first.choices[0].message, {"role": "user", "content": "more"}]
+        model="mock/echo",
+        messages=[*MESSAGES, first.choices[0].message, {"role": "user", "content": "more"}],
     )
     sent = mock.requests[-1].json["messages"][1]
     assert sent == {"role": "assistant", "content": MESSAGES[0]["content"]}
@@ -261,7 +296,7 @@ def test_struct_response_format_and_tools_are_converted():
         """Find a key."""
         return key
 
-    params = {"response_format": Answer, "tools": [lookup]}
+    params: dict[str, Any] = {"response_format": Answer, "tools": [lookup]}
     finalize = _prepare_fields(params)
     assert finalize is not None
     assert params["response_format"]["json_schema"]["name"] == "Answer"

@@ -66,7 +66,9 @@ def test_bad_constructor_arguments_name_the_problem(kwargs, exc, match):
 
 def test_timeout_forms():
     """A number bounds the total; a Timeout is kept; None means no limits."""
-    assert AsyncRoutmy(api_key="k", timeout=30).timeout == Timeout(connect=10.0, read=30.0, total=30.0)
+    assert AsyncRoutmy(api_key="k", timeout=30).timeout == Timeout(
+        connect=10.0, read=30.0, total=30.0
+    )
     custom = Timeout(connect=1, read=2, total=3, stream_idle=4)
     assert AsyncRoutmy(api_key="k", timeout=custom).timeout is custom
     assert AsyncRoutmy(api_key="k", timeout=None).timeout.total is None
@@ -126,7 +128,9 @@ async def test_session_is_created_lazily_and_closed_with_the_client(mock):
 async def test_borrowed_session_is_never_closed(mock):
     """A session= passed in stays open after the client closes."""
     async with aiohttp.ClientSession() as session:
-        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, session=session) as client:
+        async with AsyncRoutmy(
+            api_key=mock.api_key, base_url=mock.base_url, session=session
+        ) as client:
             await client.models.list()
         assert not session.closed
 
@@ -180,8 +184,12 @@ def test_tls_off_and_plain_http_log_warnings(caplog):
 
 async def test_default_query_and_headers_are_sent(mock):
     """default_query and default_headers reach the server on every request."""
-    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url,
-                           default_query={"team": "x"}, default_headers={"X-App": "t"}) as client:
+    async with AsyncRoutmy(
+        api_key=mock.api_key,
+        base_url=mock.base_url,
+        default_query={"team": "x"},
+        default_headers={"X-App": "t"},
+    ) as client:
         await client.models.list(extra_query={"page": "2"}, extra_headers={"X-Call": "1"})
     request = mock.requests[0]
     assert request.query == {"team": "x", "page": "2"}
@@ -192,7 +200,7 @@ async def test_default_query_and_headers_are_sent(mock):
 async def test_models_list_rejects_unknown_arguments(client):
     """models.list() takes only per-call options."""
     with pytest.raises(TypeError, match="unexpected"):
-        await client.models.list(limit=3)  # type: ignore[call-arg]
+        await client.models.list(limit=3)
 
 
 async def test_pool_is_bounded_by_max_connections():
@@ -200,7 +208,9 @@ async def test_pool_is_bounded_by_max_connections():
     import asyncio
 
     async with MockRoutmy(latency=0.05) as mock:
-        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, max_connections=3) as client:
+        async with AsyncRoutmy(
+            api_key=mock.api_key, base_url=mock.base_url, max_connections=3
+        ) as client:
             await asyncio.gather(*(client.models.list() for _ in range(12)))
         assert mock.peak_in_flight == 3
         assert mock.connections_seen == 3

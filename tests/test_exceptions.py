@@ -45,19 +45,30 @@ def test_status_maps_to_class(status, cls):
 
 def test_service_error_body_with_string_code():
     """rout.my's body: message, type and a string code are all kept."""
-    body = b'{"error": {"message": "Invalid request body", "type": "invalid_request_error", "code": "Bad Request"}}'
+    body = (
+        b'{"error": {"message": "Invalid request body", "type": "invalid_request_error", '
+        b'"code": "Bad Request"}}'
+    )
     error = status_error(400, body, {"x-request-id": "req-1"})
     assert error.message == "Invalid request body"
     assert error.type == "invalid_request_error" and error.code == "Bad Request"
     assert error.request_id == "req-1"
-    assert error.body == {"error": {"message": "Invalid request body",
-                                    "type": "invalid_request_error", "code": "Bad Request"}}
+    assert error.body == {
+        "error": {
+            "message": "Invalid request body",
+            "type": "invalid_request_error",
+            "code": "Bad Request",
+        }
+    }
     assert str(error) == "400 [Bad Request] Invalid request body (request id req-1)"
 
 
 def test_numeric_code_metadata_and_error_id():
     """A numeric code, metadata and error_id (as the request id) are kept."""
-    body = b'{"error": {"message": "upstream", "code": 502, "metadata": {"provider": "x"}, "error_id": "e-9"}}'
+    body = (
+        b'{"error": {"message": "upstream", "code": 502, "metadata": {"provider": "x"}, '
+        b'"error_id": "e-9"}}'
+    )
     error = status_error(502, body, {})
     assert error.code == 502 and error.metadata == {"provider": "x"}
     assert error.request_id == "e-9"
@@ -65,7 +76,9 @@ def test_numeric_code_metadata_and_error_id():
 
 def test_html_body_still_gives_the_status_class():
     """An HTML error page maps by status and its text appears in the message."""
-    error = status_error(503, b"<html><body>Service Unavailable</body></html>", {}, reason="Service Unavailable")
+    error = status_error(
+        503, b"<html><body>Service Unavailable</body></html>", {}, reason="Service Unavailable"
+    )
     assert isinstance(error, InternalServerError)
     assert "Service Unavailable" in error.message
     assert error.body.startswith("<html>")

@@ -136,7 +136,7 @@ def test_any_split_gives_the_same_events(cuts):
     """However the bytes are cut into reads, the decoded events are the same."""
     expected, _ = decode_all(REFERENCE)
     points = sorted(set(cuts))
-    reads = [REFERENCE[a:b] for a, b in zip([0, *points], [*points, len(REFERENCE)])]
+    reads = [REFERENCE[a:b] for a, b in zip([0, *points], [*points, len(REFERENCE)], strict=True)]
     got, decoder = decode_all(*reads)
     assert got == expected
     assert decoder.done
@@ -146,8 +146,9 @@ def test_any_split_gives_the_same_events(cuts):
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"))
-        .map(lambda s: s.encode()),
+        st.text(
+            alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n")
+        ).map(lambda s: s.encode()),
         min_size=1,
         max_size=8,
     ),
@@ -159,7 +160,7 @@ def test_generated_streams_roundtrip(payloads, newline, data):
     stream = b"".join(b"data: " + p + newline + newline for p in payloads)
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=20))
     points = sorted(set(cuts))
-    reads = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)])]
+    reads = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
     events, _ = decode_all(*reads)
     expected = [p for p in payloads if p != b"[DONE]"]
     if b"[DONE]" in payloads:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ MESSAGES = [{"role": "user", "content": "héllo wörld ☃ 🎉 streaming test"}
 TEXT = MESSAGES[0]["content"]
 
 
-def frame(obj: dict, newline: bytes = b"\n") -> bytes:
+def frame(obj: dict[str, Any], newline: bytes = b"\n") -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + newline + newline
 
 
@@ -45,8 +46,14 @@ def text_stream(newline: bytes = b"\n") -> bytes:
     for piece in pieces:
         out += frame({**base, "choices": [{"index": 0, "delta": {"content": piece}}]}, newline)
     out += frame({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, newline)
-    out += frame({**base, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2,
-                                                   "total_tokens": 3}}, newline)
+    out += frame(
+        {
+            **base,
+            "choices": [],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        },
+        newline,
+    )
     return out + b"data: [DONE]" + newline + newline
 
 
@@ -75,7 +82,9 @@ async def test_stream_split_at_any_size_and_line_ending(newline, write_size):
     """1-byte, odd and large writes, mid-UTF-8, with LF, CRLF or CR: the same result."""
     async with RawServer(serve_stream(text_stream(newline), write_size)) as server:
         async with AsyncRoutmy(api_key="sk-x", base_url=server.base_url) as client:
-            stream = await client.chat.completions.create(model="p/m", messages=MESSAGES, stream=True)
+            stream = await client.chat.completions.create(
+                model="p/m", messages=MESSAGES, stream=True
+            )
             async with stream:
                 texts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
             final = stream.get_final_completion()
@@ -109,15 +118,33 @@ async def test_text_deltas_yield_only_text(client):
 
 async def test_events_cover_text_reasoning_tools_images_and_done(client):
     """events() yields typed events, tool calls whole once their choice finishes."""
-    tools = [{"type": "function", "function": {"name": "get_order", "parameters": {
-        "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_order",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"order_id": {"type": "string"}},
+                    "required": ["order_id"],
+                },
+            },
+        }
+    ]
     async with client.chat.completions.stream(
-        model="mock/echo", messages=[{"role": "user", "content": "order 42"}], tools=tools,
+        model="mock/echo",
+        messages=[{"role": "user", "content": "order 42"}],
+        tools=tools,
         reasoning={"effort": "low"},
     ) as stream:
         events = [e async for e in stream.events()]
     kinds = {type(e) for e in events}
-    assert {ReasoningDeltaEvent, ToolCallArgumentsDeltaEvent, ToolCallDoneEvent, CompletionDoneEvent} <= kinds
+    assert {
+        ReasoningDeltaEvent,
+        ToolCallArgumentsDeltaEvent,
+        ToolCallDoneEvent,
+        CompletionDoneEvent,
+    } <= kinds
     args = "".join(e.arguments_delta for e in events if isinstance(e, ToolCallArgumentsDeltaEvent))
     done = [e for e in events if isinstance(e, ToolCallDoneEvent)]
     assert json.loads(args) == {"order_id": "42"}
@@ -131,7 +158,9 @@ async def test_events_cover_text_reasoning_tools_images_and_done(client):
 async def test_image_and_content_events(client):
     """Image output streams as ImageDoneEvent; content as ContentDeltaEvent."""
     async with client.chat.completions.stream(
-        model="mock/image", messages=[{"role": "user", "content": "cube"}], modalities=["image", "text"]
+        model="mock/image",
+        messages=[{"role": "user", "content": "cube"}],
+        modalities=["image", "text"],
     ) as stream:
         events = [e async for e in stream.events()]
     images = [e for e in events if isinstance(e, ImageDoneEvent)]
@@ -143,11 +172,16 @@ async def test_error_frame_raises_after_earlier_chunks(client, mock):
     """A mid-stream error frame raises APIStreamError with code and message after the
     chunks before it were delivered."""
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
-    mock.reply_stream([
-        {**base, "choices": [{"index": 0, "delta": {"content": "par"}}]},
-        {**base, "error": {"message": "Provider failed", "code": 502, "metadata": {"p": "x"}},
-         "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]},
-    ])
+    mock.reply_stream(
+        [
+            {**base, "choices": [{"index": 0, "delta": {"content": "par"}}]},
+            {
+                **base,
+                "error": {"message": "Provider failed", "code": 502, "metadata": {"p": "x"}},
+                "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+            },
+        ]
+    )
     received = []
     with pytest.raises(APIStreamError) as info:
         async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
@@ -204,7 +238,9 @@ async def test_html_200_for_a_stream_request(client, mock):
 async def test_clean_end_without_done_or_finish_raises(client, mock):
     """A stream that ends with neither [DONE] nor a finish_reason is reported as cut off."""
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
-    mock.reply_stream([{**base, "choices": [{"index": 0, "delta": {"content": "half"}}]}], done=False)
+    mock.reply_stream(
+        [{**base, "choices": [{"index": 0, "delta": {"content": "half"}}]}], done=False
+    )
     with pytest.raises(APIConnectionError, match=r"after 1 chunk\(s\) without \[DONE\]"):
         async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
             await stream.until_done()
@@ -213,8 +249,10 @@ async def test_clean_end_without_done_or_finish_raises(client, mock):
 async def test_end_with_finish_reason_but_no_done_is_fine(client, mock):
     """Servers that omit [DONE] after every choice finished complete normally."""
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
-    mock.reply_stream([{**base, "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}],
-                      done=False)
+    mock.reply_stream(
+        [{**base, "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}],
+        done=False,
+    )
     async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
         final = await stream.until_done()
     assert final.choices[0].message.content == "ok"
@@ -234,18 +272,22 @@ async def test_reset_mid_stream_is_a_connection_error(client, mock):
 async def test_stall_mid_stream_hits_idle_timeout(mock):
     """No bytes for longer than stream_idle: APITimeoutError."""
     mock.reply_default(stall_after=150, stall_for=30)
-    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url,
-                           timeout=Timeout(stream_idle=0.3)) as client:
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, timeout=Timeout(stream_idle=0.3)
+    ) as client:
         with pytest.raises(APITimeoutError):
-            async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as stream:
+            async with client.chat.completions.stream(
+                model="mock/echo", messages=MESSAGES
+            ) as stream:
                 await stream.until_done()
 
 
 async def test_keep_alive_comments_do_not_count_as_events(mock):
     """Only comments for longer than stream_idle: APITimeoutError naming the comments."""
     mock.reply_stream([], done=False, comments_forever=True, comment_interval=0.05)
-    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url,
-                           timeout=Timeout(stream_idle=0.4)) as client:
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, timeout=Timeout(stream_idle=0.4)
+    ) as client:
         with pytest.raises(APITimeoutError, match="keep-alive"):
             async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
                 await stream.until_done()
@@ -254,8 +296,9 @@ async def test_keep_alive_comments_do_not_count_as_events(mock):
 async def test_total_timeout_bounds_endless_comments(mock):
     """Keep-alive comments forever are bounded by the total timeout."""
     mock.reply_stream([], done=False, comments_forever=True, comment_interval=0.05)
-    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url,
-                           timeout=Timeout(total=0.5)) as client:
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, timeout=Timeout(total=0.5)
+    ) as client:
         with pytest.raises(APITimeoutError):
             async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
                 await stream.until_done()
@@ -284,7 +327,9 @@ async def test_exception_in_consumer_closes_the_stream(mock):
     mock.reply_default(chunk_delay=0.02)
     async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
         with pytest.raises(ZeroDivisionError):
-            async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as stream:
+            async with client.chat.completions.stream(
+                model="mock/echo", messages=MESSAGES
+            ) as stream:
                 async for _ in stream:
                     1 / 0  # noqa: B018
         assert client._transport.acquired_connections() == 0
@@ -297,7 +342,9 @@ async def test_cancelling_the_task_releases_the_connection(mock):
         started = asyncio.Event()
 
         async def consume() -> None:
-            async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as stream:
+            async with client.chat.completions.stream(
+                model="mock/echo", messages=MESSAGES
+            ) as stream:
                 async for _ in stream:
                     started.set()
 
@@ -318,7 +365,9 @@ async def test_cancel_without_context_manager_still_releases(mock):
     """Even without async with, a cancelled read closes the response."""
     mock.reply_default(chunk_delay=0.05)
     async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
-        stream = await client.chat.completions.create(model="mock/echo", messages=MESSAGES, stream=True)
+        stream = await client.chat.completions.create(
+            model="mock/echo", messages=MESSAGES, stream=True
+        )
         await stream.__anext__()
         task = asyncio.create_task(stream.__anext__())
         await asyncio.sleep(0.01)
@@ -356,7 +405,9 @@ async def test_request_body_has_stream_true(client, mock):
 async def test_dropped_stream_warns_and_closes(mock):
     """A stream dropped unread warns with ResourceWarning and frees its connection."""
     async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
-        stream = await client.chat.completions.create(model="mock/echo", messages=MESSAGES, stream=True)
+        stream = await client.chat.completions.create(
+            model="mock/echo", messages=MESSAGES, stream=True
+        )
         assert isinstance(stream, ChatCompletionStream)
         with pytest.warns(ResourceWarning, match="garbage-collected"):
             del stream

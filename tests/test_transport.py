@@ -45,7 +45,7 @@ async def test_retries_on_429_with_retry_after_then_succeeds(mock):
         elapsed = time.monotonic() - started
     assert completion.choices[0].message.content == "hi"
     assert len(mock.requests) == 3
-    gaps = [b - a for a, b in zip(mock.request_times, mock.request_times[1:])]
+    gaps = [b - a for a, b in zip(mock.request_times, mock.request_times[1:], strict=False)]
     assert all(gap >= 0.19 for gap in gaps)
     assert elapsed < 5
 
@@ -62,8 +62,14 @@ async def test_retry_after_ms_is_preferred(mock):
 
 async def test_retries_spent_raise_the_last_error(mock):
     """After max_retries the status error is raised, with the server's fields."""
-    mock.reply_error(502, "no provider", type="upstream_error", code=502,
-                     headers={"retry-after-ms": "1"}, times=3)
+    mock.reply_error(
+        502,
+        "no provider",
+        type="upstream_error",
+        code=502,
+        headers={"retry-after-ms": "1"},
+        times=3,
+    )
     async with client_for(mock, max_retries=2) as client:
         with pytest.raises(InternalServerError) as info:
             await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
@@ -76,7 +82,9 @@ async def test_per_call_max_retries_overrides_client(mock):
     mock.reply_error(429, "x", headers={"retry-after-ms": "1"})
     async with client_for(mock, max_retries=5) as client:
         with pytest.raises(RateLimitError):
-            await client.chat.completions.create(model="mock/echo", messages=MESSAGES, max_retries=0)
+            await client.chat.completions.create(
+                model="mock/echo", messages=MESSAGES, max_retries=0
+            )
     assert len(mock.requests) == 1
 
 
@@ -112,8 +120,11 @@ async def test_retry_after_longer_than_cap_is_not_slept(mock):
 
 async def test_html_error_page_maps_by_status(mock):
     """An HTML 500 page still raises InternalServerError with its text."""
-    mock.reply_error(500, body=b"<html><h1>Internal Server Error</h1></html>",
-                     headers={"Content-Type": "text/html"})
+    mock.reply_error(
+        500,
+        body=b"<html><h1>Internal Server Error</h1></html>",
+        headers={"Content-Type": "text/html"},
+    )
     async with client_for(mock, max_retries=0) as client:
         with pytest.raises(InternalServerError, match="Internal Server Error"):
             await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
@@ -178,15 +189,19 @@ async def test_connection_refused_is_typed():
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    async with AsyncRoutmy(api_key="sk-x", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0) as client:
+    async with AsyncRoutmy(
+        api_key="sk-x", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0
+    ) as client:
         with pytest.raises(APIConnectionError, match="could not connect"):
             await client.models.list()
 
 
 async def test_dns_failure_is_typed():
     """An unresolvable host: APIConnectionError, never a raw aiohttp error."""
-    async with AsyncRoutmy(api_key="sk-x", base_url="http://no-such-host.invalid/v1", max_retries=0) as client:
-        with pytest.raises(APIConnectionError, match="resolve|connect"):
+    async with AsyncRoutmy(
+        api_key="sk-x", base_url="http://no-such-host.invalid/v1", max_retries=0
+    ) as client:
+        with pytest.raises(APIConnectionError, match=r"resolve|connect"):
             await client.models.list()
 
 
@@ -197,12 +212,17 @@ async def test_redirects_are_not_followed():
     async def redirect(reader, writer):
         head, _ = await read_request(reader)
         hits.append(head)
-        writer.write(http_response(b"", status="307 Temporary Redirect",
-                                   extra="Location: http://127.0.0.2:1/steal\r\n"))
+        writer.write(
+            http_response(
+                b"", status="307 Temporary Redirect", extra="Location: http://127.0.0.2:1/steal\r\n"
+            )
+        )
         await writer.drain()
 
     async with RawServer(redirect) as server:
-        async with AsyncRoutmy(api_key="sk-secret", base_url=server.base_url, max_retries=0) as client:
+        async with AsyncRoutmy(
+            api_key="sk-secret", base_url=server.base_url, max_retries=0
+        ) as client:
             with pytest.raises(Exception) as info:
                 await client.models.list()
     assert getattr(info.value, "status_code", None) == 307
@@ -213,7 +233,9 @@ async def test_cancelled_request_releases_the_connection(mock):
     """Cancelling a request mid-flight leaves no acquired connection behind."""
     mock.reply_default(stall_before_headers=30)
     async with client_for(mock) as client:
-        task = asyncio.create_task(client.chat.completions.create(model="mock/echo", messages=MESSAGES))
+        task = asyncio.create_task(
+            client.chat.completions.create(model="mock/echo", messages=MESSAGES)
+        )
         await asyncio.sleep(0.2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -226,4 +248,6 @@ async def test_cancelled_request_releases_the_connection(mock):
 async def test_bad_request_from_server_body_check(client):
     """The mock validates bodies like the service (400 on a body without model)."""
     with pytest.raises(BadRequestError, match="model"):
-        await client.chat.completions.create(model="p/m", messages=MESSAGES, extra_body={"model": None})
+        await client.chat.completions.create(
+            model="p/m", messages=MESSAGES, extra_body={"model": None}
+        )

@@ -10,7 +10,9 @@ import msgspec
 
 from .._params import (
     ChatCompletionParams,
+    FormatParams,
     MessageParam,
+    ToolsParams,
     build_body,
     check_messages,
     check_model,
@@ -136,7 +138,9 @@ class Completions:
         if stream:
             return await self._open(body, options, finalize)
         raw = await self._client._request("POST", _PATH, body=body, options=options)
-        completion: ChatCompletion = self._client._decode(raw, _decode_completion, "chat completion")
+        completion: ChatCompletion = self._client._decode(
+            raw, _decode_completion, "chat completion"
+        )
         return finalize(completion) if finalize is not None else completion
 
     async def _open(
@@ -179,7 +183,7 @@ class Completions:
         model: str,
         messages: Iterable[MessageParam],
         response_format: type[StructT] | Mapping[str, Any],
-        **params: Unpack[ChatCompletionParams],
+        **params: Unpack[ToolsParams],
     ) -> ChatCompletion:
         """Ask for JSON that fits ``response_format`` and decode it into ``message.parsed``.
 
@@ -192,7 +196,7 @@ class Completions:
 
         extra: dict[str, Any] = dict(params)
         extra["response_format"] = response_format
-        completion = await self.create(model=model, messages=messages, **extra)
+        completion: ChatCompletion = await self.create(model=model, messages=messages, **extra)
         if isinstance(response_format, Mapping):
             return parse_completion(completion, None)
         return completion
@@ -204,7 +208,7 @@ class Completions:
         messages: Iterable[MessageParam],
         tools: Iterable[Callable[..., Any] | type[msgspec.Struct] | FunctionTool],
         max_rounds: int = 8,
-        **params: Unpack[ChatCompletionParams],
+        **params: Unpack[FormatParams],
     ) -> ChatCompletion:
         """Call the model, run the tools it asks for (concurrently), repeat until it answers.
 
@@ -225,7 +229,7 @@ class Completions:
         messages: Iterable[MessageParam],
         tools: Iterable[Callable[..., Any] | type[msgspec.Struct] | FunctionTool],
         max_rounds: int = 8,
-        **params: Unpack[ChatCompletionParams],
+        **params: Unpack[FormatParams],
     ) -> AsyncIterator[StreamEvent | ToolResultEvent]:
         """``run_tools``, streamed: each round's events, each tool result, then the final
         ``CompletionDoneEvent``."""

@@ -89,7 +89,9 @@ class Embeddings:
         check_model(model)
         check_embedding_input(input)
         if encoding_format not in (None, "float", "base64"):
-            raise ValueError(f"encoding_format must be 'float' or 'base64', not {encoding_format!r}")
+            raise ValueError(
+                f"encoding_format must be 'float' or 'base64', not {encoding_format!r}"
+            )
         if dimensions is not None and (
             isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1
         ):

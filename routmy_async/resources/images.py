@@ -59,18 +59,15 @@ class Images:
         if image_config is not None and not isinstance(image_config, Mapping):
             raise TypeError(f"image_config must be a dict, not {type(image_config).__name__}")
         fields: dict[str, Any] = {"model": model, "prompt": prompt}
-        for name, value in (
-            ("n", n),
-            ("size", size),
-            ("quality", quality),
-            ("image_config", image_config),
-        ):
-            if value is not None:
-                fields[name] = value
+        optional: dict[str, Any] = {
+            "n": n,
+            "size": size,
+            "quality": quality,
+            "image_config": image_config,
+        }
+        fields.update((name, value) for name, value in optional.items() if value is not None)
         fields.update(extra)
         body = encode_body(build_body(fields, options.get("extra_body")))
-        raw = await self._client._request(
-            "POST", "/images/generations", body=body, options=options
-        )
+        raw = await self._client._request("POST", "/images/generations", body=body, options=options)
         result: ImagesResponse = self._client._decode(raw, _decode_images, "images")
         return result

@@ -335,9 +335,7 @@ class MockRoutmy:
             if reply is not None:
                 return await self._play(request, reply)
             del record
-            entries = [
-                {"object": "model", "created": 1700000000, **model} for model in self.models
-            ]
+            entries = [{"object": "model", "created": 1700000000, **model} for model in self.models]
             return web.json_response({"object": "list", "data": entries})
         finally:
             self.in_flight -= 1
@@ -490,8 +488,11 @@ class MockRoutmy:
                 transport.close()
             return web.Response()
         headers = {"x-request-id": f"req-mock-{len(self.requests)}", **reply.headers}
-        if reply.chunks is None and reply.reset_after is None and reply.stall_after is None and (
-            not reply.write_size
+        if (
+            reply.chunks is None
+            and reply.reset_after is None
+            and reply.stall_after is None
+            and (not reply.write_size)
         ):
             return web.Response(status=reply.status, body=reply.body or b"", headers=headers)
         response = web.StreamResponse(status=reply.status, headers=headers)
@@ -512,7 +513,9 @@ class MockRoutmy:
                 step = reply.write_size or len(piece) or 1
                 for start in range(0, len(piece), step):
                     part = piece[start : start + step]
-                    limit = reply.reset_after if reply.reset_after is not None else reply.stall_after
+                    limit = (
+                        reply.reset_after if reply.reset_after is not None else reply.stall_after
+                    )
                     if limit is not None and written + len(part) >= limit:
                         await response.write(part[: max(0, limit - written)])
                         if reply.reset_after is not None:

@@ -8,16 +8,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
-
-try:
-    import pytest_asyncio
-except ImportError:  # pragma: no cover - the fixture needs pytest-asyncio
-    pytest_asyncio = None
 
 from ._mock import MockRoutmy
 
-if pytest_asyncio is not None:
+if importlib.util.find_spec("pytest_asyncio") is not None:
+    import pytest_asyncio
 
     @pytest_asyncio.fixture
     async def routmy_mock() -> AsyncIterator[MockRoutmy]:

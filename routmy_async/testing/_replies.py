@@ -91,9 +91,7 @@ def _last_user_text(messages: list[Any]) -> str:
 
 
 def _words(messages: list[Any]) -> int:
-    return sum(
-        len(_text_of(m.get("content")).split()) + 1 for m in messages if isinstance(m, dict)
-    )
+    return sum(len(_text_of(m.get("content")).split()) + 1 for m in messages if isinstance(m, dict))
 
 
 def instance_for_schema(schema: Any, hint: str = "", defs: dict[str, Any] | None = None) -> Any:
@@ -111,7 +109,7 @@ def instance_for_schema(schema: Any, hint: str = "", defs: dict[str, Any] | None
                 if isinstance(option, dict) and option.get("type") != "null":
                     return instance_for_schema(option, hint, defs)
             return None
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]
@@ -225,10 +223,15 @@ def _usage(body: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _choice_count(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 0 else 1
+
+
 def chat_completion(body: dict[str, Any], *, created: int, serial: int) -> dict[str, Any]:
     """The whole ``chat.completion`` the mock answers with."""
     message = _answer(body)
-    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    n = _choice_count(body)
     finish = "tool_calls" if message.get("tool_calls") else "stop"
     return {
         "id": f"chatcmpl-mock-{serial}",
@@ -243,7 +246,7 @@ def chat_completion(body: dict[str, Any], *, created: int, serial: int) -> dict[
                 "finish_reason": finish,
                 "native_finish_reason": finish,
             }
-            for index in range(max(1, n))
+            for index in range(n)
         ],
         "usage": _usage(body, message),
     }
@@ -266,7 +269,7 @@ def chat_chunks(
         "model": body.get("model"),
         "provider": "mock",
     }
-    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    n = _choice_count(body)
     chunks: list[dict[str, Any]] = []
 
     def add(index: int, delta: dict[str, Any], finish: str | None = None) -> None:
@@ -274,7 +277,7 @@ def chat_chunks(
             {**base, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
         )
 
-    for index in range(max(1, n)):
+    for index in range(n):
         add(index, {"role": "assistant", "content": ""})
         if message.get("reasoning"):
             for part in _pieces(message["reasoning"], piece):

@@ -30,8 +30,11 @@ class ResponseObject(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
         return result
 
 
-class TopLevelResponse(ResponseObject, dict=True):
-    """A whole response body: it keeps its raw JSON and the request id it came with."""
+class TopLevelResponse(ResponseObject, frozen=True, dict=True):
+    """A whole response body: it keeps its raw JSON and the request id it came with.
+
+    Subclasses repeat ``frozen=True``: mypy's dataclass_transform does not inherit it.
+    """
 
     def _attach(self, raw: bytes, request_id: str | None) -> None:
         # __dict__ (from dict=True) carries what is not a field; frozen forbids setattr.
@@ -55,7 +58,7 @@ class TopLevelResponse(ResponseObject, dict=True):
             if not isinstance(cached, dict):
                 cached = {}
             self.__dict__["_raw_dict"] = cached
-        result: dict[str, Any] = cached  # type: ignore[assignment]
+        result: dict[str, Any] = cached
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -65,6 +68,6 @@ class TopLevelResponse(ResponseObject, dict=True):
         value = self.raw.get(name, _MISSING)
         if value is _MISSING:
             raise AttributeError(
-                f"{type(self).__name__!s} has no attribute {name!r} and the server sent no such field"
+                f"{type(self).__name__} has no attribute {name!r} and the server sent no such field"
             )
         return value

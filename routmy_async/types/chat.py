@@ -68,14 +68,14 @@ async def write_bytes(path: str | Path, data: bytes) -> Path:
     return target
 
 
-class ImageURL(ResponseObject):
+class ImageURL(ResponseObject, frozen=True):
     """The URL of an image: a ``data:`` URL with the bytes inline, or a remote URL."""
 
     url: str = ""
     detail: str | None = None
 
 
-class ImageOutput(ResponseObject):
+class ImageOutput(ResponseObject, frozen=True):
     """An image the model generated (``message.images[i]``)."""
 
     type: str = "image_url"
@@ -105,14 +105,14 @@ class ImageOutput(ResponseObject):
         return await write_bytes(path, self.data())
 
 
-class Function(ResponseObject):
+class Function(ResponseObject, frozen=True):
     """The function a tool call invokes; ``arguments`` is the JSON text the model wrote."""
 
     name: str = ""
     arguments: str = ""
 
 
-class ToolCall(ResponseObject):
+class ToolCall(ResponseObject, frozen=True):
     """A tool call requested by the model."""
 
     id: str = ""
@@ -121,7 +121,7 @@ class ToolCall(ResponseObject):
     index: int | None = None
 
 
-class TopLogprob(ResponseObject):
+class TopLogprob(ResponseObject, frozen=True):
     """One of the most likely tokens at a position."""
 
     token: str = ""
@@ -129,7 +129,7 @@ class TopLogprob(ResponseObject):
     bytes: list[int] | None = None
 
 
-class TokenLogprob(ResponseObject):
+class TokenLogprob(ResponseObject, frozen=True):
     """The log probability of a generated token."""
 
     token: str = ""
@@ -138,14 +138,14 @@ class TokenLogprob(ResponseObject):
     top_logprobs: list[TopLogprob] = []
 
 
-class ChoiceLogprobs(ResponseObject):
+class ChoiceLogprobs(ResponseObject, frozen=True):
     """Log probabilities of a choice's content and refusal tokens."""
 
     content: list[TokenLogprob] | None = None
     refusal: list[TokenLogprob] | None = None
 
 
-class ChatCompletionMessage(ResponseObject):
+class ChatCompletionMessage(ResponseObject, frozen=True):
     """The assistant's message.
 
     ``reasoning_details`` are kept exactly as the server sent them (plain dicts), because a tool
@@ -197,7 +197,7 @@ class ChatCompletionMessage(ResponseObject):
         return param
 
 
-class PromptTokensDetails(ResponseObject):
+class PromptTokensDetails(ResponseObject, frozen=True):
     """Breakdown of the prompt tokens."""
 
     cached_tokens: int | None = None
@@ -206,7 +206,7 @@ class PromptTokensDetails(ResponseObject):
     image_tokens: int | None = None
 
 
-class CompletionTokensDetails(ResponseObject):
+class CompletionTokensDetails(ResponseObject, frozen=True):
     """Breakdown of the completion tokens."""
 
     reasoning_tokens: int | None = None
@@ -216,7 +216,7 @@ class CompletionTokensDetails(ResponseObject):
     rejected_prediction_tokens: int | None = None
 
 
-class Usage(ResponseObject):
+class Usage(ResponseObject, frozen=True):
     """Token counts (and, where the router reports it, the ``cost``) of a request."""
 
     prompt_tokens: int = 0
@@ -229,7 +229,7 @@ class Usage(ResponseObject):
     is_byok: bool | None = None
 
 
-class Choice(ResponseObject):
+class Choice(ResponseObject, frozen=True):
     """One of the completion's choices."""
 
     index: int = 0
@@ -239,7 +239,7 @@ class Choice(ResponseObject):
     logprobs: ChoiceLogprobs | None = None
 
 
-class ChatCompletion(TopLevelResponse):
+class ChatCompletion(TopLevelResponse, frozen=True):
     """A whole chat completion (``object: "chat.completion"``)."""
 
     id: str = ""
@@ -259,14 +259,14 @@ class ChatCompletion(TopLevelResponse):
         return value
 
 
-class FunctionDelta(ResponseObject):
+class FunctionDelta(ResponseObject, frozen=True):
     """A fragment of a tool call's function: the name on the first, argument text after."""
 
     name: str | None = None
     arguments: str | None = None
 
 
-class ToolCallDelta(ResponseObject):
+class ToolCallDelta(ResponseObject, frozen=True):
     """A fragment of a tool call, keyed by ``index``."""
 
     index: int | None = None
@@ -275,7 +275,7 @@ class ToolCallDelta(ResponseObject):
     function: FunctionDelta | None = None
 
 
-class ChoiceDelta(ResponseObject):
+class ChoiceDelta(ResponseObject, frozen=True):
     """What one chunk adds to a choice."""
 
     role: str | None = None
@@ -288,7 +288,7 @@ class ChoiceDelta(ResponseObject):
     images: list[ImageOutput] | None = None
 
 
-class ChunkChoice(ResponseObject):
+class ChunkChoice(ResponseObject, frozen=True):
     """A choice inside a streamed chunk."""
 
     index: int = 0
@@ -298,7 +298,7 @@ class ChunkChoice(ResponseObject):
     logprobs: ChoiceLogprobs | None = None
 
 
-class StreamErrorBody(ResponseObject):
+class StreamErrorBody(ResponseObject, frozen=True):
     """The ``error`` object of an error frame inside a stream."""
 
     message: str = ""
@@ -307,7 +307,7 @@ class StreamErrorBody(ResponseObject):
     metadata: Any = None
 
 
-class ChatCompletionChunk(TopLevelResponse):
+class ChatCompletionChunk(TopLevelResponse, frozen=True):
     """One streamed event (``object: "chat.completion.chunk"``)."""
 
     id: str = ""

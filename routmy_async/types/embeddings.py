@@ -28,7 +28,7 @@ def decode_base64_floats(text: str) -> list[float]:
     return values.tolist()
 
 
-class Embedding(ResponseObject):
+class Embedding(ResponseObject, frozen=True):
     """One vector; ``index`` is the position of its input."""
 
     object: str = "embedding"
@@ -36,7 +36,7 @@ class Embedding(ResponseObject):
     embedding: list[float] = []
 
 
-class EmbeddingUsage(ResponseObject):
+class EmbeddingUsage(ResponseObject, frozen=True):
     """Token counts of an embeddings request."""
 
     prompt_tokens: int = 0
@@ -44,7 +44,7 @@ class EmbeddingUsage(ResponseObject):
     cost: float | None = None
 
 
-class CreateEmbeddingResponse(TopLevelResponse):
+class CreateEmbeddingResponse(TopLevelResponse, frozen=True):
     """The answer of ``client.embeddings.create``: ``data`` is sorted by ``index``."""
 
     object: str = "list"

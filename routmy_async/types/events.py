@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 import msgspec
 
 from .chat import ChatCompletion, ImageOutput, ToolCall
@@ -25,25 +23,25 @@ class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
     choice_index: int = 0
 
 
-class ContentDeltaEvent(_Event, tag="content.delta"):
+class ContentDeltaEvent(_Event, frozen=True, tag="content.delta"):
     """A piece of the answer's text."""
 
     delta: str
 
 
-class RefusalDeltaEvent(_Event, tag="refusal.delta"):
+class RefusalDeltaEvent(_Event, frozen=True, tag="refusal.delta"):
     """A piece of the model's refusal."""
 
     delta: str
 
 
-class ReasoningDeltaEvent(_Event, tag="reasoning.delta"):
+class ReasoningDeltaEvent(_Event, frozen=True, tag="reasoning.delta"):
     """A piece of the model's reasoning text."""
 
     delta: str
 
 
-class ToolCallArgumentsDeltaEvent(_Event, tag="tool_call.arguments.delta"):
+class ToolCallArgumentsDeltaEvent(_Event, frozen=True, tag="tool_call.arguments.delta"):
     """A fragment of a tool call's JSON arguments."""
 
     index: int
@@ -51,19 +49,19 @@ class ToolCallArgumentsDeltaEvent(_Event, tag="tool_call.arguments.delta"):
     arguments_delta: str
 
 
-class ToolCallDoneEvent(_Event, tag="tool_call.done"):
+class ToolCallDoneEvent(_Event, frozen=True, tag="tool_call.done"):
     """A tool call is complete: ``tool_call.function.arguments`` holds the whole JSON text."""
 
     tool_call: ToolCall
 
 
-class ImageDoneEvent(_Event, tag="image.done"):
+class ImageDoneEvent(_Event, frozen=True, tag="image.done"):
     """An output image arrived whole."""
 
     image: ImageOutput
 
 
-class ToolResultEvent(_Event, tag="tool.result"):
+class ToolResultEvent(_Event, frozen=True, tag="tool.result"):
     """``run_tools_stream``: a tool ran; ``result`` is the text sent back to the model."""
 
     tool_call_id: str
@@ -72,18 +70,18 @@ class ToolResultEvent(_Event, tag="tool.result"):
     is_error: bool = False
 
 
-class CompletionDoneEvent(_Event, tag="completion.done"):
+class CompletionDoneEvent(_Event, frozen=True, tag="completion.done"):
     """The stream ended; ``completion`` is built from every delta seen."""
 
     completion: ChatCompletion
 
 
-StreamEvent = Union[
-    ContentDeltaEvent,
-    RefusalDeltaEvent,
-    ReasoningDeltaEvent,
-    ToolCallArgumentsDeltaEvent,
-    ToolCallDoneEvent,
-    ImageDoneEvent,
-    CompletionDoneEvent,
-]
+StreamEvent = (
+    ContentDeltaEvent
+    | RefusalDeltaEvent
+    | ReasoningDeltaEvent
+    | ToolCallArgumentsDeltaEvent
+    | ToolCallDoneEvent
+    | ImageDoneEvent
+    | CompletionDoneEvent
+)

@@ -12,7 +12,7 @@ from .chat import decode_data_url, write_bytes
 __all__ = ["GeneratedImage", "ImagesResponse"]
 
 
-class GeneratedImage(ResponseObject):
+class GeneratedImage(ResponseObject, frozen=True):
     """A generated image: ``b64_json`` (inline bytes) or ``url``."""
 
     url: str | None = None
@@ -38,7 +38,7 @@ class GeneratedImage(ResponseObject):
         return await write_bytes(path, self.data())
 
 
-class ImagesResponse(TopLevelResponse):
+class ImagesResponse(TopLevelResponse, frozen=True):
     """The answer of ``client.images.generate``."""
 
     created: int = 0

@@ -9,7 +9,7 @@ from ._base import ResponseObject, TopLevelResponse
 __all__ = ["Model", "ModelList"]
 
 
-class Model(ResponseObject, dict=True):
+class Model(ResponseObject, frozen=True, dict=True):
     """A model the router serves.
 
     ``token_multiplier`` scales quota use; ``is_available`` is ``False`` for a model that is
@@ -46,7 +46,7 @@ class Model(ResponseObject, dict=True):
         raise AttributeError(f"Model has no attribute {name!r} and the server sent no such field")
 
 
-class ModelList(TopLevelResponse):
+class ModelList(TopLevelResponse, frozen=True):
     """The list of models (``object: "list"``)."""
 
     object: str = "list"
