@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -237,6 +245,68 @@ class Completions:
 
         return run_tools_stream(
             self, model=model, messages=messages, tools=tools, max_rounds=max_rounds, **params
+        )
+
+    async def create_many(
+        self,
+        requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        concurrency: int = 16,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        return_exceptions: bool = True,
+        progress: bool | Callable[[int, int | None, int], None] | None = None,
+    ) -> list[ChatCompletion | BaseException]:
+        """Run many ``create`` calls at once; return the results in input order.
+
+        :param requests: keyword dicts for ``create`` (a list, or any iterable or async
+            iterable, pulled lazily as slots free up).
+        :param concurrency: the most requests in flight at once.
+        :param requests_per_minute: starts are spaced to stay under this rate.
+        :param tokens_per_minute: a token bucket, estimated from each request and corrected
+            by its ``usage``.
+        :param return_exceptions: keep a failed item's exception in its place (default); with
+            ``False`` the first failure cancels the rest and is raised.
+        :param progress: ``True`` for a progress bar (the ``progress`` extra, tqdm) or a log
+            line every few seconds; a callable gets ``(done, total, failed)``.
+
+        Retryable failures are retried (the client's ``max_retries``, or one per request);
+        a 429 pauses every new start of the batch, not just its own item.
+        """
+        from .._batch import create_many
+
+        return await create_many(
+            self,
+            requests,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            return_exceptions=return_exceptions,
+            progress=progress,
+        )
+
+    def create_many_iter(
+        self,
+        requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        concurrency: int = 16,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        progress: bool | Callable[[int, int | None, int], None] | None = None,
+    ) -> AsyncGenerator[tuple[int, ChatCompletion | BaseException], None]:
+        """Like ``create_many``, yielding ``(index, result)`` as each request finishes.
+
+        Leaving the loop early (or cancelling) cancels every request still in flight.
+        """
+        from .._batch import create_many_iter
+
+        return create_many_iter(
+            self,
+            requests,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            progress=progress,
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -134,3 +134,53 @@ class Embeddings:
         )
         response._attach(raw.body, raw.request_id)
         return response
+
+    async def embed_many(
+        self,
+        *,
+        model: str,
+        inputs: Sequence[str],
+        batch_size: int = 100,
+        concurrency: int = 4,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        progress: bool | Callable[[int, int | None, int], None] | None = None,
+        **params: Any,
+    ) -> list[list[float]]:
+        """Embed a long list of texts in requests of ``batch_size``; vectors in input order.
+
+        Runs under the same concurrency, rate limits, shared 429 backoff and retries as
+        ``chat.completions.create_many``. Other keywords go to every ``create`` call.
+
+        :raises RoutmyError: the first request that failed (the others are cancelled).
+        """
+        from .._batch import collect_in_order, run_many
+
+        if isinstance(inputs, str) or not isinstance(inputs, Sequence):
+            raise TypeError("inputs must be a list of strings")
+        if not all(isinstance(text, str) for text in inputs):
+            raise TypeError("inputs must be a list of strings")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, not {batch_size!r}")
+        check_model(model)
+        requests = (
+            {"model": model, "input": list(inputs[start : start + batch_size]), **params}
+            for start in range(0, len(inputs), batch_size)
+        )
+        batches = await collect_in_order(
+            run_many(
+                self.create,
+                requests,
+                concurrency=concurrency,
+                requests_per_minute=requests_per_minute,
+                tokens_per_minute=tokens_per_minute,
+                progress=progress,
+                max_retries=self._client.max_retries,
+                estimate=lambda request: sum(len(text) for text in request["input"]) // 4 + 1,
+            ),
+            return_exceptions=False,
+        )
+        vectors: list[list[float]] = []
+        for batch in batches:
+            vectors.extend(batch.vectors())
+        return vectors

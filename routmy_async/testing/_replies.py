@@ -40,7 +40,7 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
     },
 ]
 
-_ID_LIKE = re.compile(r"\b[A-Za-z]*\d[\w-]*\b")
+_ID_LIKE = re.compile(r"\b(?:[A-Za-z]+-?)?\d[\w-]*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -94,20 +94,26 @@ def _words(messages: list[Any]) -> int:
     return sum(len(_text_of(m.get("content")).split()) + 1 for m in messages if isinstance(m, dict))
 
 
-def instance_for_schema(schema: Any, hint: str = "", defs: dict[str, Any] | None = None) -> Any:
-    """A deterministic value that fits a JSON schema, drawn from the hint text where it can."""
+def instance_for_schema(
+    schema: Any, hint: str = "", defs: dict[str, Any] | None = None, name: str = ""
+) -> Any:
+    """A deterministic value that fits a JSON schema, drawn from the hint text where it can.
+
+    A string property named like an id takes the first id-like token of the hint (``A-123``);
+    other strings take the hint's last word.
+    """
     if not isinstance(schema, dict):
         return None
     defs = defs if defs is not None else schema.get("$defs", {})
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        return instance_for_schema(defs.get(ref[8:], {}), hint, defs)
+        return instance_for_schema(defs.get(ref[8:], {}), hint, defs, name)
     for key in ("anyOf", "oneOf"):
         options = schema.get(key)
         if isinstance(options, list):
             for option in options:
                 if isinstance(option, dict) and option.get("type") != "null":
-                    return instance_for_schema(option, hint, defs)
+                    return instance_for_schema(option, hint, defs, name)
             return None
     if schema.get("enum"):
         return schema["enum"][0]
@@ -120,14 +126,17 @@ def instance_for_schema(schema: Any, hint: str = "", defs: dict[str, Any] | None
         kind = next((k for k in kind if k != "null"), None)
     if kind == "object" or "properties" in schema:
         return {
-            name: instance_for_schema(sub, hint, defs)
-            for name, sub in (schema.get("properties") or {}).items()
+            key: instance_for_schema(sub, hint, defs, key)
+            for key, sub in (schema.get("properties") or {}).items()
         }
     if kind == "array":
-        return [instance_for_schema(schema.get("items", {}), hint, defs)]
+        return [instance_for_schema(schema.get("items", {}), hint, defs, name)]
     if kind == "string":
+        words = re.findall(r"[\w-]+", hint)
         found = _ID_LIKE.search(hint)
-        return found.group(0) if found else (hint.split()[-1] if hint.split() else "example")
+        if found and (name.lower().endswith("id") or not name):
+            return found.group(0)
+        return words[-1] if words else "example"
     if kind == "integer":
         number = _NUMBER.search(hint)
         return int(float(number.group(0))) if number else 1

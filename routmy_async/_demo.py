@@ -1,0 +1,231 @@
+"""``python -m routmy_async demo``: every feature, end to end, against an embedded MockRoutmy.
+
+No key and no network: the mock listens on 127.0.0.1 and answers deterministically.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import msgspec
+
+from ._client import AsyncRoutmy
+from ._content import image_part, text_part
+from ._exceptions import PermissionDeniedError
+from .testing import MockRoutmy, png_bytes
+from .types import ContentDeltaEvent, ToolCallDoneEvent
+
+__all__ = ["run_demo"]
+
+
+def _say(text: str = "", end: str = "\n") -> None:
+    sys.stdout.write(text + end)
+    sys.stdout.flush()
+
+
+def _section(number: int, title: str) -> None:
+    _say(f"\n== {number}. {title} " + "=" * max(4, 60 - len(title)))
+
+
+class Order(msgspec.Struct):
+    """An order and its status."""
+
+    id: str
+    status: str
+    items: list[str]
+
+
+async def get_order_status(order_id: str) -> dict[str, str]:
+    """Look up the status of an order.
+
+    :param order_id: the order's id, such as "A-123".
+    """
+    return {"order_id": order_id, "status": "shipped", "carrier": "mock-post"}
+
+
+def ask(text: str) -> list[dict[str, object]]:
+    return [{"role": "user", "content": text}]
+
+
+async def run_demo() -> int:
+    """Run the demo; return 0 when every step did what it should."""
+    out_dir = Path(tempfile.mkdtemp(prefix="routmy-demo-"))
+    async with MockRoutmy() as mock:
+        _say(f"MockRoutmy listening on {mock.base_url} (no key, no network)")
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+            _section(1, "Plain chat")
+            completion = await client.chat.completions.create(
+                model="mock/echo", messages=ask("What does this endpoint do?"), max_tokens=64
+            )
+            usage = completion.usage
+            _say(f"answer: {completion.choices[0].message.content!r}")
+            _say(
+                f"usage: {usage.total_tokens if usage else '?'} tokens, request id "
+                f"{completion.request_id}"
+            )
+
+            _section(2, "Streaming")
+            async with client.chat.completions.stream(
+                model="mock/echo", messages=ask("Streams arrive piece by piece, like this.")
+            ) as stream:
+                _say("deltas: ", end="")
+                async for piece in stream.text_deltas():
+                    _say(piece + "|", end="")
+                _say()
+            final = stream.get_final_completion()
+            _say(
+                f"accumulated: {final.choices[0].message.content!r} "
+                f"(finish_reason={final.choices[0].finish_reason})"
+            )
+
+            _section(3, "Tool calling with the run loop")
+            result = await client.chat.completions.run_tools(
+                model="mock/echo",
+                messages=ask("What is the status of order A-123?"),
+                tools=[get_order_status],
+            )
+            for message in result.transcript or []:
+                role = message["role"] if isinstance(message, dict) else message.role
+                detail = message.get("content") if isinstance(message, dict) else message
+                calls = message.get("tool_calls") if isinstance(message, dict) else None
+                if calls:
+                    detail = ", ".join(
+                        f"{c['function']['name']}({c['function']['arguments']})" for c in calls
+                    )
+                _say(f"  {role:>9}: {detail}")
+
+            _section(4, "Tool calls, streamed as events")
+            async with client.chat.completions.stream(
+                model="mock/echo",
+                messages=ask("Where is order B-7?"),
+                tools=[get_order_status],
+            ) as stream:
+                async for event in stream.events():
+                    if isinstance(event, ToolCallDoneEvent):
+                        call = event.tool_call
+                        _say(f"tool call done: {call.function.name}({call.function.arguments})")
+
+            _section(5, "Structured output")
+            parsed = await client.chat.completions.parse(
+                model="mock/echo", messages=ask("Order C-9 with a lamp"), response_format=Order
+            )
+            _say(f"parsed: {parsed.choices[0].message.parsed!r}")
+
+            _section(6, "Vision input")
+            picture = await image_part(png_bytes(4, 4, (200, 30, 30)), detail="low")
+            seen = await client.chat.completions.create(
+                model="mock/vision",
+                messages=[{"role": "user", "content": [text_part("Describe:"), picture]}],
+            )
+            _say(
+                f"sent {picture['image_url']['url'][:40]}...; answer: "
+                f"{seen.choices[0].message.content!r}"
+            )
+
+            _section(7, "Image output (saved to a file)")
+            drawn = await client.chat.completions.create(
+                model="mock/image",
+                messages=ask("a square icon of a blue glass cube"),
+                modalities=["image", "text"],
+                image_config={"aspect_ratio": "1:1"},
+            )
+            images = drawn.choices[0].message.images or []
+            path = await images[0].save(out_dir / "cube.png")
+            _say(
+                f"{len(images)} image ({images[0].mime_type}) saved to {path} "
+                f"({path.stat().st_size} bytes)"
+            )
+
+            _section(8, "Reasoning")
+            thought = await client.chat.completions.create(
+                model="mock/reasoner",
+                messages=ask("Why is the sky blue?"),
+                reasoning={"effort": "low"},
+            )
+            message = thought.choices[0].message
+            _say(f"reasoning: {message.reasoning!r}")
+            _say(f"reasoning_details: {message.reasoning_details}")
+            async with client.chat.completions.stream(
+                model="mock/reasoner", messages=ask("Think out loud"), reasoning={}
+            ) as stream:
+                text = "".join(
+                    [e.delta async for e in stream.events() if isinstance(e, ContentDeltaEvent)]
+                )
+            _say(
+                f"streamed reasoning: {stream.get_final_completion().choices[0].message.reasoning!r}"
+            )
+            _say(f"streamed answer: {text!r}")
+
+            _section(9, "Models")
+            models = await client.models.list()
+            for model in models.data[:6]:
+                _say(
+                    f"  {model.id:<28} x{model.token_multiplier:<4} available={model.is_available}"
+                )
+
+            _section(10, "Many requests at once, with progress")
+            marks: list[int] = []
+
+            def on_progress(done: int, total: int | None, failed: int) -> None:
+                if done % 10 == 0 or done == total:
+                    marks.append(done)
+                    _say(f"  progress: {done}/{total} done, {failed} failed")
+
+            mock.reply_error(429, "rate limited", headers={"retry-after-ms": "50"})
+            mock.latency = 0.02  # so requests overlap and the concurrency bound shows
+            results = await client.chat.completions.create_many(
+                [{"model": "mock/echo", "messages": ask(f"question {i}")} for i in range(40)],
+                concurrency=8,
+                progress=on_progress,
+            )
+            mock.latency = 0.0
+            answers = [
+                r.choices[0].message.content for r in results if not isinstance(r, BaseException)
+            ]
+            _say(
+                f"{len(answers)} answers in input order; first {answers[0]!r}, last {answers[-1]!r}"
+            )
+            _say(f"server saw at most {mock.peak_in_flight} requests in flight")
+
+            _section(11, "Embeddings and image generation")
+            vectors = await client.embeddings.create(
+                model="mock/embed", input=["cats", "dogs"], encoding_format="base64"
+            )
+            _say(
+                f"{len(vectors.data)} vectors of {len(vectors.data[0].embedding)} floats "
+                "(sent as base64, decoded for you)"
+            )
+            many = await client.embeddings.embed_many(
+                model="mock/embed", inputs=[f"text {i}" for i in range(25)], batch_size=10
+            )
+            _say(f"embed_many: {len(many)} vectors from 3 requests")
+            generated = await client.images.generate(model="mock/image", prompt="a lighthouse")
+            saved = await generated.data[0].save(out_dir / "lighthouse.png")
+            _say(f"images.generate saved {saved}")
+
+            _section(12, "An error, and a retry")
+            try:
+                await client.chat.completions.create(model="mock/locked", messages=ask("hi"))
+            except PermissionDeniedError as error:
+                _say(f"typed error: {type(error).__name__}: {error}")
+            mock.reply_error(503, "upstream busy", headers={"retry-after-ms": "100"})
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("  log: %(message)s"))
+            logger = logging.getLogger("routmy_async")
+            logger.addHandler(handler)
+            level = logger.level
+            logger.setLevel(logging.DEBUG)
+            try:
+                retried = await client.chat.completions.create(
+                    model="mock/echo", messages=ask("retry me")
+                )
+            finally:
+                logger.removeHandler(handler)
+                logger.setLevel(level)
+            _say(f"after one retry: {retried.choices[0].message.content!r}")
+
+        _say(f"\nDone: every feature ran against MockRoutmy; files in {out_dir}")
+    return 0
