@@ -24,6 +24,18 @@ class ResponseObject(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
     free of the ``null`` fields the server never sent.
     """
 
+    def __repr__(self) -> str:
+        # Show what the server sent, not the dozen fields left at None.
+        parts = []
+        for info in msgspec.structs.fields(self):
+            value = getattr(self, info.name)
+            if info.default is not msgspec.NODEFAULT and value == info.default:
+                continue
+            if info.default_factory is not msgspec.NODEFAULT and value == info.default_factory():
+                continue
+            parts.append(f"{info.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
     def to_dict(self) -> dict[str, Any]:
         """Return the object as plain JSON values (fields left at their default are omitted)."""
         result: dict[str, Any] = msgspec.to_builtins(self)

@@ -1,0 +1,282 @@
+"""function_tool and run_tools: schemas from annotations, the loop, and failures as text."""
+
+from __future__ import annotations
+
+import enum
+import json
+import threading
+from typing import Any, Literal
+
+import msgspec
+import pytest
+
+from routmy_async import FunctionTool, function_tool
+from routmy_async.types import CompletionDoneEvent, ToolResultEvent
+
+ASK = [{"role": "user", "content": "What is the status of order A-123?"}]
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Address(msgspec.Struct):
+    city: str
+
+
+def everything(
+    name: str,
+    count: int,
+    ratio: float,
+    flag: bool,
+    tags: list[str],
+    extra: dict[str, int],
+    mode: Literal["a", "b"],
+    color: Color,
+    note: str | None = None,
+    address: Address | None = None,
+    limit: int = 10,
+) -> str:
+    """Do everything.
+
+    :param name: who to greet.
+    :param count: how many times.
+    """
+    return name
+
+
+def test_schema_from_annotations_defaults_and_docstring():
+    """Names, description, per-parameter docs, types and required come from the function."""
+    tool = function_tool(everything)
+    function = tool.param["function"]
+    assert function["name"] == "everything" and function["description"] == "Do everything."
+    schema = function["parameters"]
+    props = schema["properties"]
+    assert props["name"] == {"type": "string", "description": "who to greet."}
+    assert props["count"]["type"] == "integer" and props["ratio"]["type"] == "number"
+    assert props["flag"]["type"] == "boolean"
+    assert props["tags"] == {"type": "array", "items": {"type": "string"}}
+    assert props["mode"]["enum"] == ["a", "b"]
+    assert props["limit"]["default"] == 10
+    assert set(schema["required"]) == {
+        "name", "count", "ratio", "flag", "tags", "extra", "mode", "color"
+    }
+    assert "$defs" in schema and "Address" in schema["$defs"]
+
+
+def test_strict_form_requires_every_property():
+    """strict=True lists every property as required and forbids extra ones."""
+    tool = function_tool(everything, strict=True, name="all_of_it", description="Custom.")
+    function = tool.param["function"]
+    assert function["strict"] is True and function["name"] == "all_of_it"
+    assert function["description"] == "Custom."
+    schema = function["parameters"]
+    assert set(schema["required"]) == set(schema["properties"])
+    assert schema["additionalProperties"] is False
+
+
+def test_google_style_docstring_params():
+    """Args: sections describe parameters too."""
+
+    def lookup(key: str) -> str:
+        """Find a value.
+
+        Args:
+            key (str): the key to find.
+        """
+        return key
+
+    props = function_tool(lookup).param["function"]["parameters"]["properties"]
+    assert props["key"]["description"] == "the key to find."
+
+
+def test_struct_as_tool():
+    """A Struct type is a tool whose call returns the decoded Struct."""
+    tool = function_tool(Address)
+    assert tool.param["function"]["name"] == "Address"
+    assert tool.param["function"]["parameters"]["required"] == ["city"]
+    assert isinstance(tool, FunctionTool) and function_tool(tool) is tool
+
+
+@pytest.mark.parametrize(
+    ("fn", "match"),
+    [
+        (lambda x: x, "lambda"),
+        (42, "function or a msgspec.Struct"),
+    ],
+)
+def test_bad_tools_raise(fn, match):
+    """Lambdas and non-callables are rejected with a clear message."""
+    with pytest.raises((TypeError, ValueError), match=match):
+        function_tool(fn)
+
+
+def test_unannotated_and_unsupported_parameters_are_named():
+    """A parameter without annotation, or with an unsupported one, is named in the error."""
+
+    def no_hint(x) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def bad_hint(handle: threading.Lock) -> None:
+        pass
+
+    def star(*values: int) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="'x' has no type annotation"):
+        function_tool(no_hint)
+    with pytest.raises(TypeError, match="'handle' has an unsupported annotation"):
+        function_tool(bad_hint)
+    with pytest.raises(TypeError, match="values"):
+        function_tool(star)
+    with pytest.raises(ValueError, match="tool name"):
+        function_tool(everything, name="has spaces")
+
+
+async def test_decode_arguments_and_run():
+    """Arguments decode into the annotated types and the function runs (sync in a thread)."""
+    seen: list[Any] = []
+
+    def record(count: int, tags: list[str]) -> dict[str, Any]:
+        seen.append(threading.current_thread() is threading.main_thread())
+        return {"count": count, "tags": tags}
+
+    tool = function_tool(record)
+    assert await tool.run('{"count": 2, "tags": ["a"]}') == {"count": 2, "tags": ["a"]}
+    assert seen == [False]
+    with pytest.raises(msgspec.ValidationError):
+        tool.decode_arguments('{"count": "two", "tags": []}')
+
+
+async def get_order(order_id: str) -> dict[str, str]:
+    """Look up an order by ID."""
+    return {"id": order_id, "status": "shipped"}
+
+
+async def test_run_tools_loop_end_to_end(client, mock):
+    """The model calls the tool, the result goes back, the final answer uses it."""
+    result = await client.chat.completions.run_tools(
+        model="mock/echo", messages=ASK, tools=[get_order]
+    )
+    assert result.choices[0].message.content == 'Tool results: {"id":"A-123","status":"shipped"}'
+    transcript = result.transcript
+    assert transcript is not None and [m["role"] for m in transcript] == [
+        "user", "assistant", "tool", "assistant"
+    ]
+    assert transcript[2]["tool_call_id"] == "call_mock_0"
+    first_request = mock.requests[0].json
+    assert first_request["tools"][0]["function"]["name"] == "get_order"
+    assert mock.requests[1].json["messages"][1]["tool_calls"][0]["id"] == "call_mock_0"
+
+
+async def test_reasoning_details_are_sent_back_unchanged(client, mock):
+    """The assistant turn carries reasoning_details exactly as received."""
+    await client.chat.completions.run_tools(
+        model="mock/reasoner", messages=ASK, tools=[get_order], reasoning={"effort": "low"}
+    )
+    assistant = mock.requests[1].json["messages"][1]
+    assert assistant["reasoning_details"] == [
+        {"type": "reasoning.text", "text": assistant["reasoning"], "format": "mock-v1", "index": 0}
+    ]
+
+
+async def test_tool_errors_and_bad_arguments_become_text(client, mock):
+    """A raising tool, bad JSON arguments and an unknown tool each become error text."""
+
+    async def broken(order_id: str) -> str:
+        raise RuntimeError("database down")
+
+    tool_call = lambda name, args: {  # noqa: E731
+        "id": f"c-{name}", "type": "function", "function": {"name": name, "arguments": args}
+    }
+    mock.reply_json({
+        "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "tool_calls": [
+                tool_call("broken", '{"order_id": "1"}'),
+                tool_call("get_order", "{not json"),
+                tool_call("nope", "{}"),
+            ]}}],
+    })
+    result = await client.chat.completions.run_tools(
+        model="mock/echo", messages=ASK, tools=[broken, get_order]
+    )
+    tool_messages = [m for m in result.transcript or [] if m["role"] == "tool"]
+    contents = [m["content"] for m in tool_messages]
+    assert contents[0] == "Error: broken failed: RuntimeError: database down"
+    assert contents[1].startswith("Error: the arguments for get_order are not valid")
+    assert contents[2] == "Error: there is no tool named 'nope'"
+
+
+async def test_max_rounds_stops_the_loop(client, mock):
+    """With max_rounds=1 the loop stops after one model call, tool calls unanswered."""
+    result = await client.chat.completions.run_tools(
+        model="mock/echo", messages=ASK, tools=[get_order], max_rounds=1
+    )
+    assert result.choices[0].finish_reason == "tool_calls"
+    assert len(mock.requests) == 1
+
+
+async def test_parallel_calls_run_concurrently(client, mock):
+    """Two calls in one round run at the same time (both wait for each other)."""
+    import anyio
+
+    both_started = anyio.Event()
+    started = []
+
+    async def first(order_id: str) -> str:
+        started.append(1)
+        if len(started) == 2:
+            both_started.set()
+        with anyio.fail_after(5):
+            await both_started.wait()
+        return "one"
+
+    async def second(order_id: str) -> str:
+        return await first(order_id)
+
+    result = await client.chat.completions.run_tools(
+        model="mock/echo", messages=ASK, tools=[first, second]
+    )
+    assert result.choices[0].message.content == "Tool results: one; one"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tools": []}, "must not be empty"),
+        ({"tools": [{"type": "function"}]}, "runnable tools"),
+        ({"tools": "x"}, "list of functions"),
+        ({"max_rounds": 0}, "max_rounds"),
+        ({"tools": [get_order, get_order]}, "two tools"),
+    ],
+)
+async def test_run_tools_bad_input(client, mock, kwargs, match):
+    """Bad tools or rounds are rejected before any request."""
+    args: dict[str, Any] = {"model": "mock/echo", "messages": ASK, "tools": [get_order], **kwargs}
+    with pytest.raises((TypeError, ValueError), match=match):
+        await client.chat.completions.run_tools(**args)
+    assert mock.requests == []
+
+
+async def test_run_tools_stream_yields_events_and_results(client):
+    """The streaming loop yields deltas, tool results, then the final completion."""
+    events = [
+        e
+        async for e in client.chat.completions.run_tools_stream(
+            model="mock/echo", messages=ASK, tools=[get_order]
+        )
+    ]
+    results = [e for e in events if isinstance(e, ToolResultEvent)]
+    assert len(results) == 1 and json.loads(results[0].result) == {"id": "A-123", "status": "shipped"}
+    final = events[-1]
+    assert isinstance(final, CompletionDoneEvent)
+    assert final.completion.choices[0].message.content.startswith("Tool results")  # type: ignore[union-attr]
+    assert final.completion.transcript is not None and len(final.completion.transcript) == 4
+
+
+async def test_tools_given_as_functions_to_create(client, mock):
+    """create(tools=[fn]) sends the function's definition."""
+    await client.chat.completions.create(model="mock/echo", messages=ASK, tools=[get_order])
+    assert mock.requests[0].json["tools"][0]["function"]["name"] == "get_order"
