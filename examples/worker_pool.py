@@ -9,7 +9,9 @@ from routmy_async import AsyncRoutmy, RoutmyError
 WORKERS = 8
 
 
-async def worker(name: int, client: AsyncRoutmy, jobs: asyncio.Queue[str], results: dict[str, str]) -> None:
+async def worker(
+    name: int, client: AsyncRoutmy, jobs: asyncio.Queue[str], results: dict[str, str]
+) -> None:
     while True:
         prompt = await jobs.get()
         try:

@@ -154,9 +154,8 @@ async def run_demo() -> int:
                 text = "".join(
                     [e.delta async for e in stream.events() if isinstance(e, ContentDeltaEvent)]
                 )
-            _say(
-                f"streamed reasoning: {stream.get_final_completion().choices[0].message.reasoning!r}"
-            )
+            streamed = stream.get_final_completion().choices[0].message
+            _say(f"streamed reasoning: {streamed.reasoning!r}")
             _say(f"streamed answer: {text!r}")
 
             _section(9, "Models")

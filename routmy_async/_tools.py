@@ -137,7 +137,7 @@ def _check_name(name: str) -> str:
 
 
 def function_tool(
-    fn: Callable[..., Any] | type[msgspec.Struct],
+    fn: Callable[..., Any] | type[msgspec.Struct] | FunctionTool,
     *,
     name: str | None = None,
     description: str | None = None,

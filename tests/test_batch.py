@@ -25,7 +25,9 @@ def requests(count: int, prefix: str = "q") -> list[dict[str, Any]]:
 
 
 def texts(results: list[Any]) -> list[str | None]:
-    return [r.choices[0].message.content if isinstance(r, ChatCompletion) else None for r in results]
+    return [
+        r.choices[0].message.content if isinstance(r, ChatCompletion) else None for r in results
+    ]
 
 
 async def test_results_in_input_order_under_the_concurrency_bound():
@@ -90,9 +92,13 @@ def test_pause_holds_every_start():
 
 def test_estimate_tokens():
     """The estimate counts prompt characters / 4 plus the completion budget."""
-    request = {"messages": [{"role": "user", "content": "x" * 40},
-                            {"role": "user", "content": [{"type": "text", "text": "y" * 8}]}],
-               "max_tokens": 10}
+    request = {
+        "messages": [
+            {"role": "user", "content": "x" * 40},
+            {"role": "user", "content": [{"type": "text", "text": "y" * 8}]},
+        ],
+        "max_tokens": 10,
+    }
     assert estimate_tokens(request) == 48 // 4 + 1 + 10
     assert estimate_tokens({"messages": []}) == 1 + 256
 
@@ -144,7 +150,9 @@ async def test_cancelling_the_caller_releases_every_connection():
     """Cancelling create_many cancels in-flight requests and frees the pool."""
     async with MockRoutmy(latency=5) as mock:
         async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
-            task = asyncio.create_task(client.chat.completions.create_many(requests(20), concurrency=8))
+            task = asyncio.create_task(
+                client.chat.completions.create_many(requests(20), concurrency=8)
+            )
             for _ in range(100):
                 if mock.in_flight == 8:
                     break
@@ -182,8 +190,11 @@ async def test_progress_log_line_without_tqdm(client, monkeypatch, caplog):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"concurrency": 0}, "concurrency"), ({"requests_per_minute": -1}, "requests_per_minute"),
-     ({"tokens_per_minute": "x"}, "tokens_per_minute")],
+    [
+        ({"concurrency": 0}, "concurrency"),
+        ({"requests_per_minute": -1}, "requests_per_minute"),
+        ({"tokens_per_minute": "x"}, "tokens_per_minute"),
+    ],
 )
 async def test_bad_batch_options(client, kwargs, match):
     """Bad options are rejected before anything is sent."""
@@ -194,7 +205,7 @@ async def test_bad_batch_options(client, kwargs, match):
 async def test_bad_items(client):
     """A non-dict item or a streaming item is an error naming its position."""
     with pytest.raises(TypeError, match=r"requests\[0\]"):
-        await client.chat.completions.create_many(["nope"])  # type: ignore[list-item]
+        await client.chat.completions.create_many(["nope"])
     with pytest.raises(ValueError, match="does not stream"):
         await client.chat.completions.create_many([{**requests(1)[0], "stream": True}])
 

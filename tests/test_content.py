@@ -25,8 +25,13 @@ def test_text_part():
 
 @pytest.mark.parametrize(
     ("data", "mime"),
-    [(png_bytes(), "image/png"), (JPEG, "image/jpeg"), (GIF, "image/gif"), (WEBP, "image/webp"),
-     (b"plain", None)],
+    [
+        (png_bytes(), "image/png"),
+        (JPEG, "image/jpeg"),
+        (GIF, "image/gif"),
+        (WEBP, "image/webp"),
+        (b"plain", None),
+    ],
 )
 def test_magic_bytes(data, mime):
     """PNG, JPEG, GIF and WebP are told apart by their magic bytes."""
@@ -36,8 +41,10 @@ def test_magic_bytes(data, mime):
 async def test_url_is_kept_and_detail_set():
     """An http(s) or data: URL is passed through; detail lands in image_url."""
     part = await image_part("https://example.com/cat.png", detail="high")
-    assert part == {"type": "image_url",
-                    "image_url": {"url": "https://example.com/cat.png", "detail": "high"}}
+    assert part == {
+        "type": "image_url",
+        "image_url": {"url": "https://example.com/cat.png", "detail": "high"},
+    }
     data_url = "data:image/png;base64,AAAA"
     assert (await image_part(data_url))["image_url"]["url"] == data_url
 
@@ -91,7 +98,9 @@ async def test_directory_is_rejected(tmp_path):
 async def test_output_image_data_and_save(tmp_path):
     """An output image decodes its data: URL and saves it; a remote URL is refused."""
     data = png_bytes()
-    image = ImageOutput(image_url=ImageURL(url="data:image/png;base64," + base64.b64encode(data).decode()))
+    image = ImageOutput(
+        image_url=ImageURL(url="data:image/png;base64," + base64.b64encode(data).decode())
+    )
     assert image.data() == data and image.mime_type == "image/png"
     path = await image.save(tmp_path / "out.png")
     assert path.read_bytes() == data

@@ -20,8 +20,11 @@ async def test_embeddings_float_and_base64_agree(client, mock):
     assert floats.vectors() == packed.vectors()
     assert len(floats.data[0].embedding) == 16
     assert mock.requests[1].json == {
-        "model": "mock/embed", "input": ["a", "b"], "encoding_format": "base64",
-        "dimensions": 16, "user": "u",
+        "model": "mock/embed",
+        "input": ["a", "b"],
+        "encoding_format": "base64",
+        "dimensions": 16,
+        "user": "u",
     }
     assert packed.usage is not None and packed.usage.total_tokens == 2
 
@@ -37,10 +40,18 @@ async def test_all_input_shapes(client, value):
 async def test_out_of_order_answer_is_sorted_by_index(client, mock):
     """Vectors come back in input order whatever order the server sent."""
     vector = base64.b64encode(struct.pack("<2f", 1.0, 2.0)).decode()
-    mock.reply_json({"object": "list", "model": "m", "data": [
-        {"object": "embedding", "index": 1, "embedding": [3.0, 4.0]},
-        {"object": "embedding", "index": 0, "embedding": vector},
-    ], "usage": {"prompt_tokens": 2, "total_tokens": 2}, "provider": "x"})
+    mock.reply_json(
+        {
+            "object": "list",
+            "model": "m",
+            "data": [
+                {"object": "embedding", "index": 1, "embedding": [3.0, 4.0]},
+                {"object": "embedding", "index": 0, "embedding": vector},
+            ],
+            "usage": {"prompt_tokens": 2, "total_tokens": 2},
+            "provider": "x",
+        }
+    )
     response = await client.embeddings.create(model="m", input=["a", "b"])
     assert response.vectors() == [[1.0, 2.0], [3.0, 4.0]]
     assert response.provider == "x"
@@ -99,16 +110,25 @@ async def test_embed_many_batches_in_order(mock):
 async def test_images_generate_b64_and_save(client, mock, tmp_path):
     """images.generate returns b64_json images with .data() and .save()."""
     response = await client.images.generate(
-        model="mock/image", prompt="a cube", n=2, size="256x256", quality="low",
+        model="mock/image",
+        prompt="a cube",
+        n=2,
+        size="256x256",
+        quality="low",
         image_config={"aspect_ratio": "1:1"},
     )
     assert len(response.data) == 2
     assert response.data[0].data() == png_bytes(16, 16)
     path = await response.data[1].save(tmp_path / "x.png")
     assert path.read_bytes().startswith(b"\x89PNG")
-    assert mock.requests[0].json == {"model": "mock/image", "prompt": "a cube", "n": 2,
-                                     "size": "256x256", "quality": "low",
-                                     "image_config": {"aspect_ratio": "1:1"}}
+    assert mock.requests[0].json == {
+        "model": "mock/image",
+        "prompt": "a cube",
+        "n": 2,
+        "size": "256x256",
+        "quality": "low",
+        "image_config": {"aspect_ratio": "1:1"},
+    }
 
 
 async def test_images_url_form(client, mock):

@@ -18,9 +18,21 @@ async def test_models_list_fields(client, mock):
 
 async def test_unmodelled_model_fields_are_reachable(client, mock):
     """A field we do not model (context_length, pricing) is reachable from the model."""
-    mock.reply_json({"object": "list", "data": [
-        {"id": "a/b", "object": "model", "created": 1, "owned_by": "a",
-         "context_length": 128000, "pricing": {"prompt": "0.1"}}]})
+    mock.reply_json(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": "a/b",
+                    "object": "model",
+                    "created": 1,
+                    "owned_by": "a",
+                    "context_length": 128000,
+                    "pricing": {"prompt": "0.1"},
+                }
+            ],
+        }
+    )
     models = await client.models.list()
     model = models.data[0]
     assert model.context_length == 128000

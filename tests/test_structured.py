@@ -26,9 +26,17 @@ class Order(msgspec.Struct):
 
 def answer(content: str | None, finish: str = "stop", refusal: str | None = None) -> dict:  # type: ignore[type-arg]
     return {
-        "id": "x", "object": "chat.completion", "created": 1, "model": "m",
-        "choices": [{"index": 0, "finish_reason": finish,
-                     "message": {"role": "assistant", "content": content, "refusal": refusal}}],
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish,
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
+            }
+        ],
     }
 
 

@@ -60,7 +60,14 @@ def test_schema_from_annotations_defaults_and_docstring():
     assert props["mode"]["enum"] == ["a", "b"]
     assert props["limit"]["default"] == 10
     assert set(schema["required"]) == {
-        "name", "count", "ratio", "flag", "tags", "extra", "mode", "color"
+        "name",
+        "count",
+        "ratio",
+        "flag",
+        "tags",
+        "extra",
+        "mode",
+        "color",
     }
     assert "$defs" in schema and "Address" in schema["$defs"]
 
@@ -115,7 +122,7 @@ def test_bad_tools_raise(fn, match):
 def test_unannotated_and_unsupported_parameters_are_named():
     """A parameter without annotation, or with an unsupported one, is named in the error."""
 
-    def no_hint(x) -> None:  # type: ignore[no-untyped-def]
+    def no_hint(x) -> None:
         pass
 
     def bad_hint(handle: threading.Lock) -> None:
@@ -162,7 +169,10 @@ async def test_run_tools_loop_end_to_end(client, mock):
     assert result.choices[0].message.content == 'Tool results: {"id":"A-123","status":"shipped"}'
     transcript = result.transcript
     assert transcript is not None and [m["role"] for m in transcript] == [
-        "user", "assistant", "tool", "assistant"
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
     ]
     assert transcript[2]["tool_call_id"] == "call_mock_0"
     first_request = mock.requests[0].json
@@ -187,18 +197,36 @@ async def test_tool_errors_and_bad_arguments_become_text(client, mock):
     async def broken(order_id: str) -> str:
         raise RuntimeError("database down")
 
-    tool_call = lambda name, args: {  # noqa: E731
-        "id": f"c-{name}", "type": "function", "function": {"name": name, "arguments": args}
-    }
-    mock.reply_json({
-        "id": "x", "object": "chat.completion", "created": 1, "model": "m",
-        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-            "role": "assistant", "content": None, "tool_calls": [
-                tool_call("broken", '{"order_id": "1"}'),
-                tool_call("get_order", "{not json"),
-                tool_call("nope", "{}"),
-            ]}}],
-    })
+    def tool_call(name: str, args: str) -> dict[str, Any]:
+        return {
+            "id": f"c-{name}",
+            "type": "function",
+            "function": {"name": name, "arguments": args},
+        }
+
+    mock.reply_json(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "tool_calls",
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            tool_call("broken", '{"order_id": "1"}'),
+                            tool_call("get_order", "{not json"),
+                            tool_call("nope", "{}"),
+                        ],
+                    },
+                }
+            ],
+        }
+    )
     result = await client.chat.completions.run_tools(
         model="mock/echo", messages=ASK, tools=[broken, get_order]
     )
@@ -269,7 +297,10 @@ async def test_run_tools_stream_yields_events_and_results(client):
         )
     ]
     results = [e for e in events if isinstance(e, ToolResultEvent)]
-    assert len(results) == 1 and json.loads(results[0].result) == {"id": "A-123", "status": "shipped"}
+    assert len(results) == 1 and json.loads(results[0].result) == {
+        "id": "A-123",
+        "status": "shipped",
+    }
     final = events[-1]
     assert isinstance(final, CompletionDoneEvent)
     assert final.completion.choices[0].message.content.startswith("Tool results")  # type: ignore[union-attr]

@@ -1,0 +1,165 @@
+"""MockRoutmy itself: defaults, scripting, faults, records and the standalone server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+
+from routmy_async import AsyncRoutmy, AuthenticationError, NotFoundError
+from routmy_async.testing import MockRoutmy
+
+ASK = [{"role": "user", "content": "ping"}]
+
+
+async def test_requires_the_key(mock):
+    """No key or a wrong key: 401 with the service's error body."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{mock.base_url}/chat/completions", json={}) as response:
+            body = await response.json()
+    assert response.status == 401
+    assert body == {
+        "error": {
+            "message": "Invalid API key",
+            "type": "authentication_error",
+            "code": "Unauthorized",
+        }
+    }
+
+
+async def test_records_requests_with_the_key_redacted(client, mock):
+    """Every request is recorded: method, path, redacted headers, JSON body."""
+    await client.chat.completions.create(model="mock/echo", messages=ASK, metadata={"k": "v"})
+    record = mock.requests[0]
+    assert (record.method, record.path) == ("POST", "/v1/chat/completions")
+    assert record.headers["Authorization"] == "Bearer [REDACTED]"
+    assert record.json["metadata"] == {"k": "v"} and json.loads(record.body) == record.json
+
+
+async def test_json_object_and_reasoning_defaults(client):
+    """json_object answers JSON; reasoning adds reasoning and details."""
+    completion = await client.chat.completions.create(
+        model="mock/echo",
+        messages=ASK,
+        response_format={"type": "json_object"},
+        reasoning={"effort": "high"},
+    )
+    message = completion.choices[0].message
+    assert json.loads(message.content or "") == {"echo": "ping"}
+    assert message.reasoning and message.reasoning_details
+
+
+async def test_strict_models_and_unknown_routes():
+    """strict_models answers 404 model_not_found; unknown paths 404, wrong methods 405."""
+    async with MockRoutmy(strict_models=True) as mock:
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+            with pytest.raises(NotFoundError) as info:
+                await client.chat.completions.create(model="nope/x", messages=ASK)
+            assert info.value.code == "model_not_found"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{mock.base_url}/nowhere") as response:
+                assert response.status == 404
+            async with session.get(f"{mock.base_url}/chat/completions") as response:
+                assert response.status == 405
+
+
+async def test_bad_body_is_a_400(mock):
+    """A body without messages is rejected like the service does."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{mock.base_url}/chat/completions",
+            data=b"{not json",
+            headers={"Authorization": f"Bearer {mock.api_key}"},
+        ) as response:
+            assert response.status == 400
+        async with session.post(
+            f"{mock.base_url}/embeddings",
+            json={"model": "m"},
+            headers={"Authorization": f"Bearer {mock.api_key}"},
+        ) as response:
+            assert response.status == 400
+        async with session.post(
+            f"{mock.base_url}/images/generations",
+            json={"model": "m"},
+            headers={"Authorization": f"Bearer {mock.api_key}"},
+        ) as response:
+            assert response.status == 400
+
+
+async def test_raw_bytes_reply(client, mock):
+    """reply_raw writes bytes straight to the socket (here a truncated answer)."""
+    mock.reply_raw(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"id":')
+    from routmy_async import APIConnectionError
+
+    with pytest.raises(APIConnectionError):
+        await client.chat.completions.create(model="mock/echo", messages=ASK)
+
+
+async def test_scripted_replies_are_path_specific(client, mock):
+    """A reply queued for a path waits for a request to that path."""
+    mock.reply_error(401, "nope", path="/models")
+    completion = await client.chat.completions.create(model="mock/echo", messages=ASK)
+    assert completion.choices[0].message.content == "ping"
+    with pytest.raises(AuthenticationError):
+        await client.models.list()
+    mock.reply_error(500, "x")
+    mock.clear()
+    await client.models.list()
+    assert len(mock.requests) == 1
+
+
+async def test_slow_chunks_and_comments(client, mock):
+    """chunk_delay slows the stream; comment_interval adds keep-alive comments."""
+    mock.reply_default(chunk_delay=0.01, comment_interval=0.001)
+    async with client.chat.completions.stream(model="mock/echo", messages=ASK) as stream:
+        final = await stream.until_done()
+    assert final.choices[0].message.content == "ping"
+    assert stream._decoder.comments > 3
+
+
+async def test_base_url_before_start_is_an_error():
+    """base_url of an unstarted mock raises."""
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = MockRoutmy().base_url
+
+
+async def test_pytest_fixture_is_registered(routmy_mock):
+    """The shipped routmy_mock fixture gives a started mock."""
+    async with AsyncRoutmy(api_key=routmy_mock.api_key, base_url=routmy_mock.base_url) as client:
+        models = await client.models.list()
+    assert "mock/echo" in models.ids()
+
+
+async def test_standalone_server_runs():
+    """python -m routmy_async.testing serves until told to stop."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "routmy_async.testing",
+        "--port",
+        str(port),
+        "--seconds",
+        "20",
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        assert f"127.0.0.1:{port}/v1" in line.decode()
+        async with AsyncRoutmy(
+            api_key="sk-mock-key", base_url=f"http://127.0.0.1:{port}/v1"
+        ) as client:
+            models = await client.models.list()
+        assert models.data
+    finally:
+        process.terminate()
+        await process.wait()
