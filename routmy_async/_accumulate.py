@@ -131,7 +131,7 @@ class ChoiceState:
                 and isinstance(previous, str)
             ):
                 known[name] = previous + value
-            elif value is not None:
+            elif value is not None or name not in known:
                 known[name] = value
 
     def to_choice(self) -> Choice:
@@ -210,12 +210,6 @@ class CompletionAccumulator:
             self.service_tier = chunk.service_tier
         for choice in chunk.choices:
             self.add_choice(choice)
-
-    def choice_state(self, index: int) -> ChoiceState:
-        state = self.choices.get(index)
-        if state is None:
-            state = self.choices[index] = ChoiceState(index)
-        return state
 
     def add_choice(self, choice: ChunkChoice) -> ChoiceState:
         """Merge one chunk choice; return its state (the stream's events read it)."""

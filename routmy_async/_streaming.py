@@ -110,6 +110,8 @@ class ChatCompletionStream:
                 raise StopAsyncIteration
             await self._read()
         event = pending.popleft()
+        if event.event == "error":
+            self._raise_stream_error(None, event.data)
         try:
             chunk = _decode_chunk(event.data)
         except msgspec.ValidationError as exc:
@@ -126,7 +128,7 @@ class ChatCompletionStream:
                 body=event.data,
                 request_id=self.request_id,
             ) from None
-        if chunk.error is not None or event.event == "error":
+        if chunk.error is not None:
             self._raise_stream_error(chunk.error, event.data)
         chunk._attach(event.data, None)
         self._accumulator.add(chunk)

@@ -430,3 +430,40 @@ async def test_n_choices_stream_and_accumulate(client):
         final = await stream.until_done()
     assert [c.message.content for c in final.choices] == [TEXT, TEXT]
     assert final.request_id is not None
+
+
+async def test_server_talking_after_done_loses_its_connection(client, mock):
+    """Bytes after [DONE] are drained briefly; a server that never ends is cut off."""
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
+    mock.reply_stream(
+        [{**base, "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "stop"}]}],
+        comments_forever=True,
+        comment_interval=0.05,
+    )
+    async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
+        final = await asyncio.wait_for(stream.until_done(), 10)
+    assert final.choices[0].message.content == "x"
+    assert client._transport.acquired_connections() == 0
+
+
+async def test_error_event_with_plain_text_and_refusal_events(client, mock):
+    """An `event: error` with non-JSON data keeps the text; refusals stream as events."""
+    mock.reply_stream([b"event: error\ndata: upstream exploded\n\n"], done=False)
+    with pytest.raises(APIStreamError, match="upstream exploded"):
+        async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
+            await stream.until_done()
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
+    mock.reply_stream(
+        [
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {"refusal": "I can't"}, "finish_reason": "stop"}],
+            }
+        ]
+    )
+    from routmy_async.types import RefusalDeltaEvent
+
+    async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
+        events = [e async for e in stream.events()]
+        assert stream.response.status == 200
+    assert any(isinstance(e, RefusalDeltaEvent) and e.delta == "I can't" for e in events)
