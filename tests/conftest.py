@@ -135,3 +135,14 @@ def patched_aioresponses() -> aioresponses:
 
     mocked.add = add  # type: ignore[method-assign]
     return mocked
+
+
+# Figures the fault suite reports at the end of the run (faults tried, offsets, soak sizes).
+FAULT_FIGURES: dict[str, Any] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FAULT_FIGURES:
+        terminalreporter.section("fault suite figures")
+        for name, value in sorted(FAULT_FIGURES.items()):
+            terminalreporter.write_line(f"{name}: {value}")

@@ -12,6 +12,7 @@ import base64
 import json
 import struct
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -118,7 +119,9 @@ class MockRoutmy:
         self.peak_in_flight = 0
         self.disconnects = 0
         self.request_times: list[float] = []
-        self._peers: set[tuple[str, int]] = set()
+        # Transports seen so far (weakly held, so a long soak keeps no dead connection alive).
+        self._transports: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._connections = 0
         self._replies: deque[Reply] = deque()
         self._serial = 0
         self._runner: web.AppRunner | None = None
@@ -136,7 +139,7 @@ class MockRoutmy:
     @property
     def connections_seen(self) -> int:
         """How many distinct TCP connections have sent requests (keep-alive reuse keeps it low)."""
-        return len(self._peers)
+        return self._connections
 
     async def start(self) -> MockRoutmy:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -283,9 +286,10 @@ class MockRoutmy:
         )
         self.requests.append(record)
         self.request_times.append(time.monotonic())
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        if peer:
-            self._peers.add((str(peer[0]), int(peer[1])))
+        transport = request.transport
+        if transport is not None and transport not in self._transports:
+            self._transports.add(transport)
+            self._connections += 1
         return record
 
     def _authorized(self, request: web.Request) -> bool:
@@ -498,9 +502,9 @@ class MockRoutmy:
         response = web.StreamResponse(status=reply.status, headers=headers)
         if reply.chunks is None:
             response.content_length = len(reply.body or b"")
-        await response.prepare(request)
         written = 0
         try:
+            await response.prepare(request)
             for _ in range(reply.comments_before):
                 await response.write(b": OPENROUTER PROCESSING\n\n")
             pieces = reply.chunks if reply.chunks is not None else [reply.body or b""]
