@@ -22,6 +22,7 @@ from .types.chat import (
     ChatCompletionChunk,
     ChatCompletionMessage,
     Choice,
+    ChoiceDelta,
     ChoiceLogprobs,
     ChunkChoice,
     Function,
@@ -192,55 +193,106 @@ class CompletionAccumulator:
         self.chunk_count = 0
 
     def add(self, chunk: ChatCompletionChunk) -> None:
-        """Merge one chunk into what is known."""
+        """Merge one chunk into what is known.
+
+        The common chunk carries one text delta; it takes the first few checks only, and
+        everything rarer (reasoning, refusals, images, logprobs, metadata) is looked at once
+        a cheap test says it is there.
+        """
         self.chunk_count += 1
-        if chunk.id and not self.id:
+        if not self.id:
+            self._first(chunk)
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if (
+            chunk.provider is not None
+            or chunk.system_fingerprint is not None
+            or chunk.service_tier is not None
+        ):
+            self._metadata(chunk)
+        states = self.choices
+        for choice in chunk.choices:
+            state = states.get(choice.index)
+            if state is None:
+                state = states[choice.index] = ChoiceState(choice.index)
+            delta = choice.delta
+            content = delta.content
+            if content:
+                state.content.append(content)
+            if delta.tool_calls:
+                self._tool_fragments(state, delta.tool_calls)
+            if (
+                delta.reasoning is not None
+                or delta.reasoning_content is not None
+                or delta.refusal is not None
+                or delta.reasoning_details is not None
+                or delta.images is not None
+                or delta.role is not None
+            ):
+                self._rare_delta(state, delta)
+            if (
+                choice.finish_reason is not None
+                or choice.logprobs is not None
+                or choice.native_finish_reason is not None
+            ):
+                self._choice_end(state, choice)
+
+    def _first(self, chunk: ChatCompletionChunk) -> None:
+        if chunk.id:
             self.id = chunk.id
             self.created = chunk.created
             self.model = chunk.model
         elif not self.model and chunk.model:
             self.model = chunk.model
-        if chunk.usage is not None:
-            self.usage = chunk.usage
+
+    def _metadata(self, chunk: ChatCompletionChunk) -> None:
         if chunk.system_fingerprint is not None:
             self.system_fingerprint = chunk.system_fingerprint
         if chunk.provider is not None:
             self.provider = chunk.provider
         if chunk.service_tier is not None:
             self.service_tier = chunk.service_tier
-        for choice in chunk.choices:
-            self.add_choice(choice)
 
-    def add_choice(self, choice: ChunkChoice) -> ChoiceState:
-        """Merge one chunk choice; return its state (the stream's events read it)."""
-        state = self.choices.get(choice.index)
-        if state is None:
-            state = self.choices[choice.index] = ChoiceState(choice.index)
-        delta = choice.delta
-        if delta.content:
-            state.content.append(delta.content)
+    @staticmethod
+    def _tool_fragments(state: ChoiceState, fragments: list[ToolCallDelta]) -> None:
+        calls = state.tool_calls
+        for fragment in fragments:
+            function = fragment.function
+            index = fragment.index
+            # The common fragment: more argument text for a call already opened by index.
+            if (
+                index is not None
+                and function is not None
+                and fragment.id is None
+                and function.name is None
+                and index in calls
+            ):
+                state.last_tool_key = index
+                if function.arguments:
+                    calls[index].arguments.append(function.arguments)
+                continue
+            call = state.tool_call_for(fragment)
+            if fragment.id and fragment.id != call.id:
+                call.id = fragment.id
+            if fragment.type:
+                call.type = fragment.type
+            if function is not None:
+                if function.name and function.name != call.name:
+                    # Some servers stream the name in pieces; others repeat it whole.
+                    call.name = (
+                        function.name
+                        if not call.name or function.name.startswith(call.name)
+                        else call.name + function.name
+                    )
+                if function.arguments:
+                    call.arguments.append(function.arguments)
+
+    @staticmethod
+    def _rare_delta(state: ChoiceState, delta: ChoiceDelta) -> None:
         if delta.reasoning:
             state.reasoning.append(delta.reasoning)
         elif delta.reasoning_content:
             state.reasoning.append(delta.reasoning_content)
-        if delta.tool_calls:
-            for fragment in delta.tool_calls:
-                call = state.tool_call_for(fragment)
-                if fragment.id and fragment.id != call.id:
-                    call.id = fragment.id
-                if fragment.type:
-                    call.type = fragment.type
-                function = fragment.function
-                if function is not None:
-                    if function.name and function.name != call.name:
-                        # Some servers stream the name in pieces; others repeat it whole.
-                        call.name = (
-                            function.name
-                            if not call.name or function.name.startswith(call.name)
-                            else call.name + function.name
-                        )
-                    if function.arguments:
-                        call.arguments.append(function.arguments)
         if delta.refusal:
             state.refusal.append(delta.refusal)
         if delta.reasoning_details:
@@ -250,20 +302,23 @@ class CompletionAccumulator:
             state.images.extend(delta.images)
         if delta.role:
             state.role = delta.role
-        if choice.logprobs is not None:
-            if choice.logprobs.content is not None:
+
+    @staticmethod
+    def _choice_end(state: ChoiceState, choice: ChunkChoice) -> None:
+        logprobs = choice.logprobs
+        if logprobs is not None:
+            if logprobs.content is not None:
                 if state.logprobs_content is None:
                     state.logprobs_content = []
-                state.logprobs_content.extend(choice.logprobs.content)
-            if choice.logprobs.refusal is not None:
+                state.logprobs_content.extend(logprobs.content)
+            if logprobs.refusal is not None:
                 if state.logprobs_refusal is None:
                     state.logprobs_refusal = []
-                state.logprobs_refusal.extend(choice.logprobs.refusal)
+                state.logprobs_refusal.extend(logprobs.refusal)
         if choice.finish_reason is not None:
             state.finish_reason = choice.finish_reason
         if choice.native_finish_reason is not None:
             state.native_finish_reason = choice.native_finish_reason
-        return state
 
     @property
     def finished(self) -> bool:

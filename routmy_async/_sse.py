@@ -68,6 +68,7 @@ class SSEDecoder:
         "_data",
         "_event",
         "_partial",
+        "_plain",
         "_skip_lf",
         "comments",
         "done",
@@ -81,6 +82,8 @@ class SSEDecoder:
         self._skip_lf = False
         self._data: list[bytes] = []
         self._event: str | None = None
+        # No event type, id or retry in play: events can travel as bare data bytes.
+        self._plain = True
         self.last_event_id: str | None = None
         self.retry: int | None = None
         self.comments = 0
@@ -88,6 +91,14 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Add the bytes of one read; return the events it completed, in order."""
+        return [
+            item if type(item) is ServerSentEvent else ServerSentEvent(item)  # type: ignore[arg-type]
+            for item in self.feed_raw(chunk)
+        ]
+
+    def feed_raw(self, chunk: bytes) -> list[bytes | ServerSentEvent]:
+        """Like :meth:`feed`, but a plain event (type "message", no id or retry ever seen) comes
+        back as its data bytes alone: the streaming hot path skips one object per event."""
         if self.done or not chunk:
             return []
         if self._skip_lf:
@@ -96,41 +107,112 @@ class SSEDecoder:
                 chunk = chunk[1:]
                 if not chunk:
                     return []
-        if b"\r" in chunk:
-            lines = _LINE_BREAK.split(chunk)
-            if chunk[-1:] == b"\r":
-                self._skip_lf = True
-        elif b"\n" in chunk:
-            lines = chunk.split(b"\n")
-        else:
+        if b"\n" not in chunk and b"\r" not in chunk:
             # No line end: a piece of a (possibly many-MiB) line; join once it is complete.
             self._partial.append(chunk)
             return []
         if self._partial:
-            self._partial.append(lines[0])
-            lines[0] = b"".join(self._partial)
+            self._partial.append(chunk)
+            chunk = b"".join(self._partial)
             self._partial = []
+        if b"\r" in chunk:
+            if chunk[-1:] == b"\r":
+                self._skip_lf = True
+            lines = _LINE_BREAK.split(chunk)
+        else:
+            events: list[bytes | ServerSentEvent] = []
+            if self._data and chunk[:1] == b"\n":
+                # The read starts with the blank line that ends the pending event.
+                events = self._lines([b""])
+                chunk = chunk[1:]
+            if self._plain and not self._data and not self.done:
+                events.extend(self._feed_blocks(chunk))
+                return events
+            if self.done:
+                return events
+            lines = chunk.split(b"\n")
+            tail = lines.pop()
+            if tail:
+                self._partial.append(tail)
+            events.extend(self._lines(lines))
+            return events
         tail = lines.pop()
         if tail:
             self._partial.append(tail)
-        events: list[ServerSentEvent] = []
+        return self._lines(lines)
+
+    def _lines(self, lines: list[bytes]) -> list[bytes | ServerSentEvent]:
+        """Apply the line rules to complete lines; return the events they dispatch."""
+        events: list[bytes | ServerSentEvent] = []
+        data = self._data
         for line in lines:
-            if not line:
-                if self._data:
-                    event = self._dispatch()
-                    if event is None:
-                        return events
-                    events.append(event)
-                else:
-                    self._event = None
-            else:
+            if line.startswith(b"data: "):
+                data.append(line[6:])
+            elif line:
                 self._field(line)
+            elif data:
+                # A blank line dispatches the event (inlined: this runs once per chunk).
+                value = data[0] if len(data) == 1 else b"\n".join(data)
+                data.clear()
+                if value == _DONE:
+                    self.done = True
+                    self._partial = []
+                    self._event = None
+                    return events
+                if self._plain:
+                    events.append(value)
+                else:
+                    events.append(
+                        ServerSentEvent(
+                            value, self._event or "message", self.last_event_id, self.retry
+                        )
+                    )
+                    self._event = None
+                    self._plain = self.last_event_id is None and self.retry is None
+            else:
+                self._event = None
+                self._plain = self.last_event_id is None and self.retry is None
+        return events
+
+    def _feed_blocks(self, chunk: bytes) -> list[bytes | ServerSentEvent]:
+        """The fast path for LF-only reads that start on an event boundary.
+
+        Split on blank lines: a block that is one ``data: `` line is a whole event; anything
+        else (comments, several lines, other fields) goes through the line rules. The part
+        after the last blank line is an unfinished event and is kept for the next read.
+        """
+        blocks = chunk.split(b"\n\n")
+        rest = blocks.pop()
+        events: list[bytes | ServerSentEvent] = []
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                value = block[6:]
+                if value == _DONE:
+                    self.done = True
+                    self._partial = []
+                    return events
+                if self._plain:
+                    events.append(value)
+                    continue
+                self._data.append(value)
+                block_events = self._lines([b""])
+            else:
+                block_events = self._lines([*block.split(b"\n"), b""])
+            events.extend(block_events)
+            if self.done:
+                return events
+        if rest:
+            lines = rest.split(b"\n")
+            tail = lines.pop()
+            if tail:
+                self._partial.append(tail)
+            events.extend(self._lines(lines))
         return events
 
     def close(self) -> list[ServerSentEvent]:
         """Signal EOF. An event without its closing blank line is discarded, as the spec says."""
         self._partial = []
-        self._data = []
+        self._data.clear()
         self._event = None
         return []
 
@@ -154,21 +236,13 @@ class SSEDecoder:
             self._data.append(b"")
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
+            self._plain = False
         elif name == b"id":
             if b"\0" not in value:
                 self.last_event_id = value.decode("utf-8", "replace")
+                self._plain = False
         elif name == b"retry":
             if value.isdigit():
                 self.retry = int(value)
+                self._plain = False
         # Any other field name is ignored, as the spec requires.
-
-    def _dispatch(self) -> ServerSentEvent | None:
-        data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        self._data = []
-        event_type = self._event or "message"
-        self._event = None
-        if data == _DONE:
-            self.done = True
-            self._partial = []
-            return None
-        return ServerSentEvent(data, event_type, self.last_event_id, self.retry)

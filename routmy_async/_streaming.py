@@ -85,7 +85,7 @@ class ChatCompletionStream:
         self._url = url
         self._finalize = finalize
         self._decoder = SSEDecoder()
-        self._pending: deque[ServerSentEvent] = deque()
+        self._pending: deque[bytes | ServerSentEvent] = deque()
         self._accumulator = CompletionAccumulator()
         self._loop = asyncio.get_running_loop()
         self._loop_time = self._loop.time
@@ -109,28 +109,28 @@ class ChatCompletionStream:
             if self._done or self._closed:
                 raise StopAsyncIteration
             await self._read()
-        event = pending.popleft()
-        if event.event == "error":
-            self._raise_stream_error(None, event.data)
+        data = pending.popleft()
+        if isinstance(data, ServerSentEvent):
+            # A typed SSE event (rare): `event: error` is an error frame; other types carry
+            # chunks like plain messages.
+            if data.event == "error":
+                self._raise_stream_error(None, data.data)
+            data = data.data
         try:
-            chunk = _decode_chunk(event.data)
-        except msgspec.ValidationError as exc:
+            chunk = _decode_chunk(data)
+        except msgspec.MsgspecError as exc:
             self._abort()
+            problem = (
+                "has an unexpected shape"
+                if isinstance(exc, msgspec.ValidationError)
+                else "is not valid JSON"
+            )
             raise APIResponseValidationError(
-                f"a stream frame has an unexpected shape: {exc}",
-                body=event.data,
-                request_id=self.request_id,
-            ) from None
-        except msgspec.DecodeError as exc:
-            self._abort()
-            raise APIResponseValidationError(
-                f"a stream frame is not valid JSON: {exc}",
-                body=event.data,
-                request_id=self.request_id,
+                f"a stream frame {problem}: {exc}", body=data, request_id=self.request_id
             ) from None
         if chunk.error is not None:
-            self._raise_stream_error(chunk.error, event.data)
-        chunk._attach(event.data, None)
+            self._raise_stream_error(chunk.error, data)
+        chunk.__dict__["_raw_json"] = data
         self._accumulator.add(chunk)
         return chunk
 
@@ -145,7 +145,7 @@ class ChatCompletionStream:
         if not data:
             self._on_eof()
             return
-        events = self._decoder.feed(data)
+        events = self._decoder.feed_raw(data)
         if events:
             self._pending.extend(events)
             self._last_event_at = self._loop_time()
@@ -170,6 +170,10 @@ class ChatCompletionStream:
         """
         self._done = True
         content = self._content
+        if content.at_eof():
+            # The usual case: the body's end arrived with [DONE]; no timer needed.
+            self._release()
+            return
         drained = 0
         try:
             with anyio.move_on_after(_DRAIN_SECONDS):

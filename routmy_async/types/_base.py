@@ -17,11 +17,12 @@ __all__ = ["ResponseObject", "TopLevelResponse"]
 _MISSING = object()
 
 
-class ResponseObject(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+class ResponseObject(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True, gc=False):
     """A part of an API response.
 
     ``omit_defaults`` keeps re-encoded objects (an assistant message sent back in a tool loop)
-    free of the ``null`` fields the server never sent.
+    free of the ``null`` fields the server never sent. ``gc=False`` spares the garbage
+    collector thousands of stream objects: decoded JSON cannot form reference cycles.
     """
 
     def __repr__(self) -> str:
@@ -42,7 +43,7 @@ class ResponseObject(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
         return result
 
 
-class TopLevelResponse(ResponseObject, frozen=True, dict=True):
+class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
     """A whole response body: it keeps its raw JSON and the request id it came with.
 
     Subclasses repeat ``frozen=True``: mypy's dataclass_transform does not inherit it.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+from collections import deque
 from typing import Any
 
 from ._base import ResponseObject, TopLevelResponse
@@ -9,7 +11,7 @@ from ._base import ResponseObject, TopLevelResponse
 __all__ = ["Model", "ModelList"]
 
 
-class Model(ResponseObject, frozen=True, dict=True):
+class Model(ResponseObject, frozen=True, gc=True, dict=True):
     """A model the router serves.
 
     ``token_multiplier`` scales quota use; ``is_available`` is ``False`` for a model that is
@@ -26,7 +28,7 @@ class Model(ResponseObject, frozen=True, dict=True):
     @property
     def raw(self) -> dict[str, Any]:
         """Everything the server sent for this model, modelled or not."""
-        link = self.__dict__.get("_in_list")
+        link = self.__dict__.get("_in_list") or _find_list(self)
         if link is not None:
             parent, position = link
             entries = parent.raw.get("data")
@@ -46,16 +48,35 @@ class Model(ResponseObject, frozen=True, dict=True):
         raise AttributeError(f"Model has no attribute {name!r} and the server sent no such field")
 
 
-class ModelList(TopLevelResponse, frozen=True):
+# Weak references to the most recent lists (frozen Structs holding lists are unhashable,
+# so a WeakSet cannot hold them).
+_RECENT_LISTS: deque[weakref.ref[ModelList]] = deque(maxlen=64)
+
+
+def _find_list(model: Model) -> tuple[ModelList, int] | None:
+    """The live ModelList holding ``model`` and its position (cached on the model)."""
+    for reference in reversed(_RECENT_LISTS):
+        models = reference()
+        if models is None:
+            continue
+        for position, candidate in enumerate(models.data):
+            if candidate is model:
+                link = (models, position)
+                model.__dict__["_in_list"] = link
+                return link
+    return None
+
+
+class ModelList(TopLevelResponse, frozen=True, weakref=True):
     """The list of models (``object: "list"``)."""
 
     object: str = "list"
     data: list[Model] = []
 
     def __post_init__(self) -> None:
-        # Each model remembers its place, so model.raw can find its entry in the raw body.
-        for position, model in enumerate(self.data):
-            model.__dict__["_in_list"] = (self, position)
+        # Linking 300 models to their raw entries up front would cost more than decoding
+        # them; model.raw finds its list on first use instead.
+        _RECENT_LISTS.append(weakref.ref(self))
 
     def ids(self) -> list[str]:
         """Return the model ids, in the order the server listed them."""
