@@ -15,6 +15,7 @@ others keep their latest value.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .types.chat import (
@@ -193,49 +194,56 @@ class CompletionAccumulator:
         self.chunk_count = 0
 
     def add(self, chunk: ChatCompletionChunk) -> None:
-        """Merge one chunk into what is known.
+        """Merge one chunk into what is known."""
+        self.add_all((chunk,))
+
+    def add_all(self, chunks: Iterable[ChatCompletionChunk]) -> None:
+        """Merge chunks in order (one call per network read keeps the per-chunk cost low).
 
         The common chunk carries one text delta; it takes the first few checks only, and
         everything rarer (reasoning, refusals, images, logprobs, metadata) is looked at once
         a cheap test says it is there.
         """
-        self.chunk_count += 1
-        if not self.id:
-            self._first(chunk)
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        if (
-            chunk.provider is not None
-            or chunk.system_fingerprint is not None
-            or chunk.service_tier is not None
-        ):
-            self._metadata(chunk)
         states = self.choices
-        for choice in chunk.choices:
-            state = states.get(choice.index)
-            if state is None:
-                state = states[choice.index] = ChoiceState(choice.index)
-            delta = choice.delta
-            content = delta.content
-            if content:
-                state.content.append(content)
-            if delta.tool_calls:
-                self._tool_fragments(state, delta.tool_calls)
+        count = 0
+        for chunk in chunks:
+            count += 1
+            if not self.id:
+                self._first(chunk)
+            if chunk.usage is not None:
+                self.usage = chunk.usage
             if (
-                delta.reasoning is not None
-                or delta.reasoning_content is not None
-                or delta.refusal is not None
-                or delta.reasoning_details is not None
-                or delta.images is not None
-                or delta.role is not None
+                chunk.provider is not None
+                or chunk.system_fingerprint is not None
+                or chunk.service_tier is not None
             ):
-                self._rare_delta(state, delta)
-            if (
-                choice.finish_reason is not None
-                or choice.logprobs is not None
-                or choice.native_finish_reason is not None
-            ):
-                self._choice_end(state, choice)
+                self._metadata(chunk)
+            for choice in chunk.choices:
+                state = states.get(choice.index)
+                if state is None:
+                    state = states[choice.index] = ChoiceState(choice.index)
+                delta = choice.delta
+                content = delta.content
+                if content:
+                    state.content.append(content)
+                if delta.tool_calls:
+                    self._tool_fragments(state, delta.tool_calls)
+                if (
+                    delta.reasoning is not None
+                    or delta.reasoning_content is not None
+                    or delta.refusal is not None
+                    or delta.reasoning_details is not None
+                    or delta.images is not None
+                    or delta.role is not None
+                ):
+                    self._rare_delta(state, delta)
+                if (
+                    choice.finish_reason is not None
+                    or choice.logprobs is not None
+                    or choice.native_finish_reason is not None
+                ):
+                    self._choice_end(state, choice)
+        self.chunk_count += count
 
     def _first(self, chunk: ChatCompletionChunk) -> None:
         if chunk.id:

@@ -118,24 +118,21 @@ class SSEDecoder:
         if b"\r" in chunk:
             if chunk[-1:] == b"\r":
                 self._skip_lf = True
-            lines = _LINE_BREAK.split(chunk)
-        else:
-            events: list[bytes | ServerSentEvent] = []
-            if self._data and chunk[:1] == b"\n":
-                # The read starts with the blank line that ends the pending event.
-                events = self._lines([b""])
-                chunk = chunk[1:]
-            if self._plain and not self._data and not self.done:
-                events.extend(self._feed_blocks(chunk))
-                return events
+            return self._split_lines(_LINE_BREAK.split(chunk))
+        events: list[bytes | ServerSentEvent] = []
+        if self._data and chunk[:1] == b"\n":
+            # The read starts with the blank line that ends the pending event.
+            events = self._lines([b""])
+            chunk = chunk[1:]
             if self.done:
                 return events
-            lines = chunk.split(b"\n")
-            tail = lines.pop()
-            if tail:
-                self._partial.append(tail)
-            events.extend(self._lines(lines))
-            return events
+        if self._plain and not self._data and chunk.startswith(b"data: "):
+            events.extend(self._feed_blocks(chunk))
+        else:
+            events.extend(self._split_lines(chunk.split(b"\n")))
+        return events
+
+    def _split_lines(self, lines: list[bytes]) -> list[bytes | ServerSentEvent]:
         tail = lines.pop()
         if tail:
             self._partial.append(tail)
@@ -175,38 +172,25 @@ class SSEDecoder:
         return events
 
     def _feed_blocks(self, chunk: bytes) -> list[bytes | ServerSentEvent]:
-        """The fast path for LF-only reads that start on an event boundary.
+        """The fast path: an LF-only read that starts with a ``data: `` line of a new event.
 
-        Split on blank lines: a block that is one ``data: `` line is a whole event; anything
-        else (comments, several lines, other fields) goes through the line rules. The part
-        after the last blank line is an unfinished event and is kept for the next read.
+        Splitting on ``"\\n\\ndata: "`` yields the JSON of whole one-line events directly, with
+        no Python work per event; one count of LFs proves that none of them had a second
+        line. Anything else (a comment, a multi-line event, another field) takes the line
+        rules instead. What follows the last separator goes through the line rules too.
         """
-        blocks = chunk.split(b"\n\n")
-        rest = blocks.pop()
-        events: list[bytes | ServerSentEvent] = []
-        for block in blocks:
-            if block.startswith(b"data: ") and b"\n" not in block:
-                value = block[6:]
-                if value == _DONE:
-                    self.done = True
-                    self._partial = []
-                    return events
-                if self._plain:
-                    events.append(value)
-                    continue
-                self._data.append(value)
-                block_events = self._lines([b""])
-            else:
-                block_events = self._lines([*block.split(b"\n"), b""])
-            events.extend(block_events)
-            if self.done:
-                return events
-        if rest:
-            lines = rest.split(b"\n")
-            tail = lines.pop()
-            if tail:
-                self._partial.append(tail)
-            events.extend(self._lines(lines))
+        parts = chunk[6:].split(b"\n\ndata: ")
+        rest = parts.pop()
+        if parts:
+            whole = len(chunk) - len(rest)
+            if chunk.count(b"\n", 0, whole) != 2 * len(parts):
+                return self._split_lines(chunk.split(b"\n"))
+            if _DONE in parts:
+                self.done = True
+                self._partial = []
+                return list(parts[: parts.index(_DONE)])
+        events: list[bytes | ServerSentEvent] = list(parts)
+        events.extend(self._split_lines((b"data: " + rest).split(b"\n")))
         return events
 
     def close(self) -> list[ServerSentEvent]:

@@ -50,6 +50,7 @@ _decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 _decode_error = msgspec.json.Decoder(StreamErrorBody).decode
 _EVENT_STREAM = "text/event-stream"
 _DRAIN_SECONDS = 1.0
+_BATCH = 32
 _DRAIN_BYTES = 1 << 20
 
 
@@ -85,7 +86,10 @@ class ChatCompletionStream:
         self._url = url
         self._finalize = finalize
         self._decoder = SSEDecoder()
-        self._pending: deque[bytes | ServerSentEvent] = deque()
+        self._ready: deque[ChatCompletionChunk] = deque()
+        self._undecoded: list[bytes | ServerSentEvent] = []
+        self._undecoded_at = 0
+        self._failure: BaseException | None = None
         self._accumulator = CompletionAccumulator()
         self._loop = asyncio.get_running_loop()
         self._loop_time = self._loop.time
@@ -104,35 +108,78 @@ class ChatCompletionStream:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        pending = self._pending
-        while not pending:
+        ready = self._ready
+        while not ready:
+            if self._undecoded:
+                self._take()
+                continue
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
             if self._done or self._closed:
                 raise StopAsyncIteration
             await self._read()
-        data = pending.popleft()
-        if isinstance(data, ServerSentEvent):
-            # A typed SSE event (rare): `event: error` is an error frame; other types carry
-            # chunks like plain messages.
-            if data.event == "error":
-                self._raise_stream_error(None, data.data)
-            data = data.data
+        return ready.popleft()
+
+    def _take(self) -> None:
+        """Decode and accumulate the next few events of a read, in one tight loop.
+
+        Batches stay small: a read can hold a whole stream (a thousand events), and decoding
+        it at once would keep a thousand objects alive and cache-cold before the first is
+        used. A bad frame stops the batch: the chunks before it are still delivered, then
+        the failure is raised by the next ``__anext__``.
+        """
+        start = self._undecoded_at
+        events = self._undecoded[start : start + _BATCH]
+        if start + _BATCH >= len(self._undecoded):
+            self._undecoded = []
+            self._undecoded_at = 0
+        else:
+            self._undecoded_at = start + _BATCH
+        batch: list[ChatCompletionChunk] = []
         try:
-            chunk = _decode_chunk(data)
-        except msgspec.MsgspecError as exc:
-            self._abort()
-            problem = (
-                "has an unexpected shape"
-                if isinstance(exc, msgspec.ValidationError)
-                else "is not valid JSON"
-            )
-            raise APIResponseValidationError(
-                f"a stream frame {problem}: {exc}", body=data, request_id=self.request_id
-            ) from None
-        if chunk.error is not None:
-            self._raise_stream_error(chunk.error, data)
-        chunk.__dict__["_raw_json"] = data
-        self._accumulator.add(chunk)
-        return chunk
+            self._decode_into(batch, events)
+        finally:
+            # Whatever decoded before a bad frame is accumulated and delivered first.
+            self._accumulator.add_all(batch)
+            self._ready.extend(batch)
+
+    def _decode_into(
+        self, batch: list[ChatCompletionChunk], events: list[bytes | ServerSentEvent]
+    ) -> None:
+        append = batch.append
+        for data in events:
+            if isinstance(data, ServerSentEvent):
+                # A typed SSE event (rare): `event: error` is an error frame; other types
+                # carry chunks like plain messages.
+                if data.event == "error":
+                    self._fail(self._stream_error(None, data.data))
+                    return
+                data = data.data
+            try:
+                chunk = _decode_chunk(data)
+            except msgspec.MsgspecError as exc:
+                problem = (
+                    "has an unexpected shape"
+                    if isinstance(exc, msgspec.ValidationError)
+                    else "is not valid JSON"
+                )
+                self._fail(
+                    APIResponseValidationError(
+                        f"a stream frame {problem}: {exc}", body=data, request_id=self.request_id
+                    )
+                )
+                return
+            if chunk.error is not None:
+                self._fail(self._stream_error(chunk.error, data))
+                return
+            chunk.__dict__["_raw_json"] = data
+            append(chunk)
+
+    def _fail(self, failure: BaseException) -> None:
+        self._abort()
+        self._failure = failure
+        self._undecoded = []
 
     async def _read(self) -> None:
         try:
@@ -147,7 +194,8 @@ class ChatCompletionStream:
             return
         events = self._decoder.feed_raw(data)
         if events:
-            self._pending.extend(events)
+            self._undecoded = events
+            self._undecoded_at = 0
             self._last_event_at = self._loop_time()
         elif self._idle is not None:
             # Keep-alive comments reset the socket timer but are not events.
@@ -192,7 +240,7 @@ class ChatCompletionStream:
 
     def _on_eof(self) -> None:
         self._release()
-        if self._accumulator.finished and not self._pending:
+        if self._accumulator.finished:
             self._done = True
             return
         received = self._accumulator.chunk_count
@@ -211,15 +259,14 @@ class ChatCompletionStream:
         error.args = (error.message,)
         return error
 
-    def _raise_stream_error(self, body: StreamErrorBody | None, raw: bytes) -> None:
-        self._abort()
+    def _stream_error(self, body: StreamErrorBody | None, raw: bytes) -> APIStreamError:
         if body is None:
             try:
                 body = _decode_error_envelope(raw).error or _decode_error(raw)
             except msgspec.MsgspecError:
                 body = StreamErrorBody(message=raw.decode("utf-8", "replace"))
         message = self._transport.redact(body.message or "the server reported an error")
-        raise APIStreamError(
+        return APIStreamError(
             message,
             code=body.code,
             type=body.type,

@@ -166,3 +166,38 @@ def test_generated_streams_roundtrip(payloads, newline, data):
     if b"[DONE]" in payloads:
         expected = payloads[: payloads.index(b"[DONE]")]
     assert [e.data for e in events] == expected
+
+
+EVENT_PIECES = st.sampled_from(
+    [
+        b'data: {"a": 1}\n\n',
+        b"data: \xe2\x98\x83 snow\n\n",
+        b": keep-alive\n\n",
+        b"data: line one\ndata: line two\n\n",
+        b"event: ping\ndata: typed\n\n",
+        b"id: 9\ndata: with id\n\n",
+        b"data:no-space\n\n",
+        b"data: \n\n",
+        b"\n",
+        b"retry: 5\n\n",
+    ]
+)
+
+
+def reference_events(stream: bytes) -> list[ServerSentEvent]:
+    """Decode line by line, one byte per read: the slow path, as the reference."""
+    return decode_all(*[stream[i : i + 1] for i in range(len(stream))])[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(EVENT_PIECES, min_size=1, max_size=12), st.booleans(), st.data())
+def test_lf_fast_path_matches_the_line_rules(pieces, with_done, data):
+    """The LF block splitter gives exactly what the line-by-line rules give, at any split."""
+    stream = b"".join(pieces) + (b"data: [DONE]\n\ndata: after\n\n" if with_done else b"")
+    expected = reference_events(stream)
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=6))
+    points = sorted(set(cuts))
+    reads = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    got, decoder = decode_all(*reads)
+    assert got == expected
+    assert decoder.done == with_done
