@@ -8,13 +8,11 @@ keep-alive comments, raw bytes) and records every request it receives.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import struct
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +64,14 @@ class Reply:
     def scripted(self) -> bool:
         """Whether the reply carries its own answer (else the default answer gets its faults)."""
         return self.body is not None or self.chunks is not None or self.raw is not None
+
+
+class _Rejected(Exception):
+    """Raised by an answer builder to answer with an error response instead."""
+
+    def __init__(self, response: web.Response):
+        super().__init__(response.status)
+        self.response = response
 
 
 def _error_body(message: str, type_: str, code: Any) -> bytes:
@@ -386,97 +392,60 @@ class MockRoutmy:
         )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        record, reply = await self._enter(request)
-        try:
-            if reply is not None and reply.scripted:
-                return await self._play(request, reply)
-            if not self._authorized(request):
-                return self._unauthorized()
-            problem = self._check_chat_body(record.json)
-            if problem is not None:
-                return problem
-            body = record.json
-            self._serial += 1
-            created = int(time.time())
-            if body.get("stream"):
-                chunks = _replies.chat_chunks(
-                    body, created=created, serial=self._serial, piece=self.stream_piece
-                )
-                frames = [sse_frame(chunk) for chunk in chunks] + [b"data: [DONE]\n\n"]
-                scripted = reply or Reply()
-                scripted.headers = {"Content-Type": "text/event-stream", **scripted.headers}
-                scripted.chunks = frames
-                if reply is None:
-                    scripted.comments_before = 1
-                return await self._play(request, scripted)
-            completion = _replies.chat_completion(body, created=created, serial=self._serial)
-            scripted = reply or Reply()
-            scripted.headers = {"Content-Type": "application/json", **scripted.headers}
-            scripted.body = json.dumps(completion).encode()
-            return await self._play(request, scripted)
-        finally:
-            self.in_flight -= 1
+        return await self._answer(request, self._chat_answer)
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        record, reply = await self._enter(request)
-        try:
-            if reply is not None and reply.scripted:
-                return await self._play(request, reply)
-            if not self._authorized(request):
-                return self._unauthorized()
-            body = record.json
-            if not isinstance(body, dict) or "input" not in body or not body.get("model"):
-                return self._bad_request("Invalid request body: 'model' and 'input' are required")
-            raw_input = body["input"]
-            if isinstance(raw_input, str):
-                items: list[Any] = [raw_input]
-            elif raw_input and all(isinstance(t, int) for t in raw_input):
-                items = [raw_input]
-            else:
-                items = list(raw_input)
-            dimensions = body.get("dimensions") or 8
-            data = []
-            tokens = 0
-            for index, item in enumerate(items):
-                text = item if isinstance(item, str) else " ".join(map(str, item))
-                tokens += len(text.split()) or 1
-                vector = _replies.embedding_vector(text, int(dimensions))
-                embedding: Any = vector
-                if body.get("encoding_format") == "base64":
-                    packed = struct.pack(f"<{len(vector)}f", *vector)
-                    embedding = base64.b64encode(packed).decode()
-                data.append({"object": "embedding", "index": index, "embedding": embedding})
-            answer = {
-                "object": "list",
-                "data": data,
-                "model": body["model"],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-            scripted = reply or Reply()
-            scripted.headers = {"Content-Type": "application/json", **scripted.headers}
-            scripted.body = json.dumps(answer).encode()
-            return await self._play(request, scripted)
-        finally:
-            self.in_flight -= 1
+        return await self._answer(request, _replies.embeddings_answer)
 
     async def _images(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, _replies.images_answer)
+
+    def _chat_answer(self, body: Any) -> dict[str, Any] | list[dict[str, Any]]:
+        problem = self._check_chat_body(body)
+        if problem is not None:
+            raise _Rejected(problem)
+        self._serial += 1
+        created = int(time.time())
+        if body.get("stream"):
+            return _replies.chat_chunks(
+                body, created=created, serial=self._serial, piece=self.stream_piece
+            )
+        return _replies.chat_completion(body, created=created, serial=self._serial)
+
+    async def _answer(
+        self,
+        request: web.Request,
+        build: Callable[[Any], dict[str, Any] | list[dict[str, Any]]],
+    ) -> web.StreamResponse:
+        """The shared path of the POST routes: script, key, body check, answer, faults.
+
+        ``build`` turns the request body into a JSON answer (a dict) or stream chunks (a
+        list); it raises ``_Rejected`` (or ``ValueError`` for a malformed body) to refuse.
+        """
         record, reply = await self._enter(request)
         try:
             if reply is not None and reply.scripted:
                 return await self._play(request, reply)
             if not self._authorized(request):
                 return self._unauthorized()
-            body = record.json
-            if not isinstance(body, dict) or not body.get("prompt") or not body.get("model"):
-                return self._bad_request("Invalid request body: 'model' and 'prompt' are required")
-            count = body.get("n") or 1
-            encoded = base64.b64encode(_replies.png_bytes(16, 16)).decode()
-            if body.get("response_format") == "url":
-                items = [{"url": "data:image/png;base64," + encoded} for _ in range(count)]
+            try:
+                answer = build(record.json)
+            except _Rejected as rejected:
+                return rejected.response
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                return self._bad_request(f"Invalid request body: {exc}")
+            # A reply queued with faults only (reset_after=, stall_after=, ...) shapes how
+            # the default answer is delivered.
+            scripted = reply or Reply()
+            if isinstance(answer, list):
+                scripted.headers = {"Content-Type": "text/event-stream", **scripted.headers}
+                scripted.chunks = [sse_frame(chunk) for chunk in answer] + [b"data: [DONE]\n\n"]
+                if reply is None:
+                    scripted.comments_before = 1
             else:
-                items = [{"b64_json": encoded} for _ in range(count)]
-            answer = {"created": int(time.time()), "data": items}
-            return web.json_response(answer)
+                scripted.headers = {"Content-Type": "application/json", **scripted.headers}
+                scripted.body = json.dumps(answer).encode()
+            return await self._play(request, scripted)
         finally:
             self.in_flight -= 1
 

@@ -11,6 +11,7 @@ import json
 import math
 import re
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,8 @@ __all__ = [
     "chat_chunks",
     "chat_completion",
     "embedding_vector",
+    "embeddings_answer",
+    "images_answer",
     "instance_for_schema",
     "png_bytes",
 ]
@@ -315,6 +318,55 @@ def chat_chunks(
         add(index, {}, "tool_calls" if message.get("tool_calls") else "stop")
     chunks.append({**base, "choices": [], "usage": _usage(body, message)})
     return chunks
+
+
+def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """The ``/embeddings`` answer: deterministic vectors, base64 when asked.
+
+    :raises ValueError: the body has no ``model`` or ``input``.
+    """
+    if not isinstance(body, dict) or "input" not in body or not body.get("model"):
+        raise ValueError("'model' and 'input' are required")
+    raw_input = body["input"]
+    if isinstance(raw_input, str):
+        items: list[Any] = [raw_input]
+    elif raw_input and all(isinstance(token, int) for token in raw_input):
+        items = [raw_input]
+    else:
+        items = list(raw_input)
+    dimensions = int(body.get("dimensions") or 8)
+    data = []
+    tokens = 0
+    for index, item in enumerate(items):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += len(text.split()) or 1
+        vector = embedding_vector(text, dimensions)
+        embedding: Any = vector
+        if body.get("encoding_format") == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    return {
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def images_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """The ``/images/generations`` answer: ``n`` small PNGs, as b64_json or data: URLs.
+
+    :raises ValueError: the body has no ``model`` or ``prompt``.
+    """
+    if not isinstance(body, dict) or not body.get("prompt") or not body.get("model"):
+        raise ValueError("'model' and 'prompt' are required")
+    count = int(body.get("n") or 1)
+    encoded = base64.b64encode(png_bytes(16, 16)).decode()
+    if body.get("response_format") == "url":
+        items = [{"url": "data:image/png;base64," + encoded} for _ in range(count)]
+    else:
+        items = [{"b64_json": encoded} for _ in range(count)]
+    return {"created": int(time.time()), "data": items}
 
 
 def embedding_vector(text: str, dimensions: int) -> list[float]:
