@@ -34,7 +34,12 @@ WORKLOADS = {
     "models": ("models list, 300 entries", "µs CPU / call"),
 }
 IMPORTS = {
-    "routmy": "import routmy_async",
+    # Unused features must cost nothing at import: embeddings and images load on first use.
+    "routmy": (
+        "import routmy_async, sys; "
+        "assert 'routmy_async.resources.embeddings' not in sys.modules; "
+        "assert 'routmy_async.resources.images' not in sys.modules"
+    ),
     "floor": "import aiohttp, msgspec",
     "openai": "import openai",
     "openai-aiohttp": "import openai; from openai import DefaultAioHttpClient",
