@@ -27,10 +27,9 @@ def _out(text: str = "", end: str = "\n") -> None:
 
 
 def _error_line(error: BaseException) -> str:
+    # A status error already reads "403 [code] message (request id ...)".
     if isinstance(error, APIStatusError):
         return f"error: {error}"
-    if isinstance(error, RoutmyError):
-        return f"error: {type(error).__name__}: {error}"
     return f"error: {type(error).__name__}: {error}"
 
 

@@ -148,6 +148,7 @@ class MockRoutmy:
         return self._connections
 
     async def start(self) -> MockRoutmy:
+        """Start listening (``async with`` does this); returns the mock."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -169,6 +170,7 @@ class MockRoutmy:
         return self
 
     async def close(self) -> None:
+        """Stop the server and drop its connections."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
