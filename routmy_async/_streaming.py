@@ -275,7 +275,7 @@ class ChatCompletionStream:
         )
 
     def _check_content_type(self, content_type: str) -> None:
-        # Read the start of the body so the error says what the server sent instead.
+        # Checked before any byte is parsed: an HTML login page must not pass as a stream.
         self._abort()
         raise APIResponseValidationError(
             f"expected an event stream, got Content-Type {content_type or '(none)'!r}",
@@ -346,6 +346,12 @@ class ChatCompletionStream:
                 "the stream has not been read to its end: iterate it fully, or call "
                 "`await stream.until_done()`; `current_completion()` gives the partial result"
             )
+        # Every byte has arrived, but the consumer may have stopped before the last events
+        # of the final read were decoded: fold them in (or raise what was wrong with them).
+        while self._undecoded:
+            self._take()
+        if self._failure is not None:
+            raise self._failure
         if self._final is None:
             completion = self._accumulator.completion()
             completion._attach(b"", self.request_id)

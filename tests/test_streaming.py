@@ -467,3 +467,23 @@ async def test_error_event_with_plain_text_and_refusal_events(client, mock):
         events = [e async for e in stream.events()]
         assert stream.response.status == 200
     assert any(isinstance(e, RefusalDeltaEvent) and e.delta == "I can't" for e in events)
+
+
+async def test_final_completion_after_an_early_break_on_the_last_read():
+    """Leaving the loop after the first chunk of a stream that arrived in one read still gives
+    the whole completion: nothing received is silently left out."""
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
+    pieces = [f"w{i} " for i in range(200)]  # far more events than one decoding batch
+    body = b"".join(
+        frame({**base, "choices": [{"index": 0, "delta": {"content": piece}}]}) for piece in pieces
+    )
+    body += frame({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    body += b"data: [DONE]\n\n"
+    async with RawServer(serve_stream(body, write_size=1 << 20)) as server:
+        async with AsyncRoutmy(api_key="sk-x", base_url=server.base_url) as client:
+            async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
+                async for _ in stream:
+                    break
+                assert stream.completed  # one read carried everything, [DONE] included
+                final = stream.get_final_completion()
+    assert final.choices[0].message.content == "".join(pieces)
