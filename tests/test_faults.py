@@ -263,7 +263,7 @@ async def test_storm_of_503s_is_bounded_and_spread(retry_after):
     assert elapsed < 5.0  # 2 retries: at most 0.5 s + 1.0 s of backoff, or 2 x Retry-After + jitter
     second_wave = sorted(times)[40:80]
     spread = second_wave[-1] - second_wave[0]
-    assert spread > (0.004 if retry_after else 0.1)
+    assert spread > (0.002 if retry_after else 0.1)
     FAULT_FIGURES[f"503 storm (Retry-After {retry_after})"] = (
         f"40 clients x 3 attempts in {elapsed:.2f} s, second wave spread {spread * 1000:.0f} ms"
     )
