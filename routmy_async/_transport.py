@@ -91,6 +91,7 @@ class Transport:
         self._verify = verify
         self._secret = secret
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._urls: dict[str, URL] = {}
         self._client_timeouts: dict[tuple[Timeout, bool], aiohttp.ClientTimeout] = {}
 
@@ -103,6 +104,7 @@ class Transport:
         """The pooled session, created on first use."""
         session = self._session
         if session is None:
+            self._loop = asyncio.get_running_loop()
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 limit_per_host=0,
@@ -210,6 +212,14 @@ class Transport:
         if self._closed:
             raise RuntimeError("the client is closed: create a new AsyncRoutmy to send requests")
         session = self.session
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            # aiohttp binds a pool to the loop that created it; using it from another loop
+            # fails deep inside asyncio with errors that do not say why.
+            raise RuntimeError(
+                "this client's connection pool belongs to another event loop (a client was "
+                "used across asyncio.run() calls or test loops): create the client inside the "
+                "loop that uses it"
+            )
         client_timeout = self.client_timeout(timeout, stream)
         attempt = 0
         debug = logger.isEnabledFor(_DEBUG)

@@ -219,3 +219,24 @@ async def test_pool_is_bounded_by_max_connections():
             await asyncio.gather(*(client.models.list() for _ in range(12)))
         assert mock.peak_in_flight == 3
         assert mock.connections_seen == 3
+
+
+def test_using_a_client_from_another_loop_is_a_clear_error():
+    """A client whose pool was made in one event loop refuses to run in another, saying why."""
+    import asyncio
+
+    async def scenario() -> tuple[AsyncRoutmy, str]:
+        async with MockRoutmy() as mock:
+            client = AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url)
+            await client.models.list()
+            return client, mock.base_url
+
+    client, _ = asyncio.run(scenario())
+
+    async def second() -> None:
+        with pytest.raises(RuntimeError, match="another event loop"):
+            await client.models.list()
+
+    asyncio.run(second())
+    with pytest.warns(ResourceWarning):
+        client.__del__()
