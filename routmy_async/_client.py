@@ -9,7 +9,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncRoutmy"]
 
 __version__ = "0.1.0"
-
-ResponseT = TypeVar("ResponseT", bound=TopLevelResponse)
 
 
 _RESOURCE_NAMES = frozenset({"chat", "models", "embeddings", "images"})

@@ -45,7 +45,7 @@ class Timeout:
     :raises ValueError: a value is negative or not a number.
     """
 
-    __slots__ = ("_client_timeouts", "connect", "read", "stream_idle", "total")
+    __slots__ = ("connect", "read", "stream_idle", "total")
 
     def __init__(
         self,
@@ -73,7 +73,6 @@ class Timeout:
         self.read = read
         self.total = total
         self.stream_idle = stream_idle
-        self._client_timeouts: dict[bool, object] = {}
 
     @property
     def idle(self) -> float | None:
