@@ -206,7 +206,12 @@ def check_model(model: Any) -> str:
 
 
 def check_messages(messages: Any) -> list[Any]:
-    """Check that ``messages`` is a non-empty list of role-bearing messages; return it as a list.
+    """Check that ``messages`` is a non-empty list of role-bearing messages; return the list
+    to send, with every response object turned into its request form.
+
+    A ``ChatCompletionMessage`` (from ``create``, a stream or ``run_tools``) becomes
+    ``message.to_param()``, and so do ``ToolCall`` objects inside a dict message, so a
+    response appended to ``messages`` goes back exactly as the API takes it.
 
     :raises TypeError: not a list, or an item is not a message.
     :raises ValueError: the list is empty or an item has no ``role``.
@@ -222,16 +227,27 @@ def check_messages(messages: Any) -> list[Any]:
     for position, message in enumerate(items):
         if isinstance(message, Mapping):
             role = message.get("role")
-        elif isinstance(message, ResponseObject):
-            role = getattr(message, "role", None)
+            calls = message.get("tool_calls")
+            if calls and isinstance(calls, list) and any(_has_to_param(c) for c in calls):
+                message = items[position] = {
+                    **message,
+                    "tool_calls": [c.to_param() if _has_to_param(c) else c for c in calls],
+                }
+        elif _has_to_param(message):
+            message = items[position] = message.to_param()
+            role = message.get("role")
         else:
             raise TypeError(
-                f"messages[{position}] must be a dict with 'role' and 'content', "
-                f"not {type(message).__name__}"
+                f"messages[{position}] must be a dict with 'role' and 'content' (or a "
+                f"message from a response), not {type(message).__name__}"
             )
         if not isinstance(role, str) or not role:
             raise ValueError(f"messages[{position}] has no 'role' (a non-empty string)")
     return items
+
+
+def _has_to_param(value: Any) -> bool:
+    return isinstance(value, ResponseObject) and hasattr(value, "to_param")
 
 
 def check_params(params: Mapping[str, Any]) -> None:

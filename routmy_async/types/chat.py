@@ -113,12 +113,24 @@ class Function(ResponseObject, frozen=True):
 
 
 class ToolCall(ResponseObject, frozen=True):
-    """A tool call requested by the model."""
+    """A tool call requested by the model.
+
+    ``index`` is the position the server gave the call's stream fragments; it belongs to the
+    response only and is never sent back (see :meth:`to_param`).
+    """
 
     id: str = ""
     type: str = "function"
     function: Function = msgspec.field(default_factory=Function)
     index: int | None = None
+
+    def to_param(self) -> dict[str, Any]:
+        """Return the call as the API takes it back inside an assistant message."""
+        return {
+            "id": self.id,
+            "type": self.type or "function",
+            "function": {"name": self.function.name, "arguments": self.function.arguments},
+        }
 
 
 class TopLogprob(ResponseObject, frozen=True):
@@ -174,18 +186,15 @@ class ChatCompletionMessage(ResponseObject, frozen=True):
     def to_param(self) -> dict[str, Any]:
         """Return the message as a request message, ready to append to ``messages``.
 
-        Only what the API takes back is kept; ``reasoning_details`` travel unchanged.
+        Only what the API takes back for an assistant turn is kept: ``role`` (always),
+        ``content`` (``null`` when there is none), ``tool_calls`` with ``type`` and without
+        their stream ``index``, a refusal, the reasoning text, and ``reasoning_details``
+        unchanged. Response-only fields (``parsed``, ``annotations``, ``images``, ``null``
+        values) are left out. A message appended as is to ``messages`` is sent as exactly this.
         """
-        param: dict[str, Any] = {"role": self.role, "content": self.content}
+        param: dict[str, Any] = {"role": self.role or "assistant", "content": self.content}
         if self.tool_calls:
-            param["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": call.type,
-                    "function": {"name": call.function.name, "arguments": call.function.arguments},
-                }
-                for call in self.tool_calls
-            ]
+            param["tool_calls"] = [call.to_param() for call in self.tool_calls]
         if self.refusal is not None:
             param["refusal"] = self.refusal
         if self.reasoning is not None:
@@ -194,6 +203,9 @@ class ChatCompletionMessage(ResponseObject, frozen=True):
             param["reasoning_details"] = self.reasoning_details
         if self.name is not None:
             param["name"] = self.name
+        if self.audio is not None and isinstance(self.audio.get("id"), str):
+            # The API takes an earlier audio answer back by its id alone.
+            param["audio"] = {"id": self.audio["id"]}
         return param
 
 
