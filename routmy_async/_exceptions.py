@@ -46,6 +46,7 @@ __all__ = [
     "RateLimitError",
     "RoutmyError",
     "UnprocessableEntityError",
+    "answer_error",
     "status_error",
 ]
 
@@ -295,3 +296,40 @@ def status_error(
         metadata=metadata,
         request_id=request_id,
     )
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    """Just enough of a 2xx body to tell an answer from an error in disguise."""
+
+    error: Any = None
+    choices: msgspec.Raw | None = None
+    data: msgspec.Raw | None = None
+
+
+_decode_envelope = msgspec.json.Decoder(_ErrorEnvelope).decode
+_EMPTY_LISTS = frozenset({b"[]", b"null"})
+
+
+def answer_error(
+    status_code: int, body: bytes, headers: Mapping[str, str]
+) -> APIStatusError | None:
+    """The typed error for a 2xx body that holds only an ``error`` object, else ``None``.
+
+    Routers sometimes answer 200 with ``{"error": {"message", "code"}}`` and no ``choices``
+    (or ``data``). The status of the error is a numeric ``code`` in the 4xx/5xx range where
+    the server gave one, else the answer's own status.
+    """
+    try:
+        envelope = _decode_envelope(body)
+    except msgspec.MsgspecError:
+        return None
+    if not envelope.error or not isinstance(envelope.error, (dict, str)):
+        return None
+    for payload in (envelope.choices, envelope.data):
+        if payload is not None and bytes(payload).strip() not in _EMPTY_LISTS:
+            return None
+    code = envelope.error.get("code") if isinstance(envelope.error, dict) else None
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    status = code if isinstance(code, int) and 400 <= code < 600 else status_code
+    return status_error(status, body, headers)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from .._exceptions import APIResponseValidationError
 from .._params import RequestOptions, build_body, check_model, encode_body, split_options
 from ..types.embeddings import (
     CreateEmbeddingResponse,
@@ -123,11 +122,7 @@ class Embeddings:
                 for item in wire.data
             ]
         except ValueError as exc:
-            raise APIResponseValidationError(
-                f"an embedding could not be decoded: {exc}",
-                body=raw.body,
-                request_id=raw.request_id,
-            ) from None
+            raise self._client._invalid(raw, f"an embedding could not be decoded: {exc}") from None
         data.sort(key=lambda item: item.index)
         response = CreateEmbeddingResponse(
             object=wire.object, data=data, model=wire.model, usage=wire.usage
