@@ -6,8 +6,13 @@ The rules for tool-call fragments follow what OpenAI-compatible routers really s
 * fragments merge by ``index``; the first call may start at index 1;
 * ``id`` and ``function.name`` come on the first fragment only, or repeated on every fragment:
   a repeat equal to what is known is not appended again;
+* some servers give every parallel call ``index: 0`` and tell them apart by ``id`` only: a
+  fragment whose ``id`` differs from the call open at its index starts a new call;
 * a fragment without ``index`` belongs to the call with its ``id``, else to the last call;
 * ``tool_calls: []`` deltas change nothing.
+
+Which call each fragment went to is recorded on its chunk, so ``events()`` names exactly the
+call the final message shows, even when chunks are accumulated ahead of the reader.
 
 ``reasoning_details`` merge by their own ``index``: text-like fields are concatenated, the
 others keep their latest value.
@@ -61,6 +66,10 @@ class ToolCallState:
         )
 
 
+def _call_index(call: ToolCallState) -> int:
+    return call.index
+
+
 class ChoiceState:
     """Everything seen so far for one choice."""
 
@@ -69,7 +78,7 @@ class ChoiceState:
         "finish_reason",
         "images",
         "index",
-        "last_tool_key",
+        "last_tool_call",
         "logprobs_content",
         "logprobs_refusal",
         "native_finish_reason",
@@ -78,6 +87,7 @@ class ChoiceState:
         "refusal",
         "role",
         "tool_calls",
+        "tool_calls_at",
     )
 
     def __init__(self, index: int) -> None:
@@ -87,8 +97,10 @@ class ChoiceState:
         self.refusal: list[str] = []
         self.reasoning: list[str] = []
         self.reasoning_details: dict[int, dict[str, Any]] = {}
-        self.tool_calls: dict[int, ToolCallState] = {}
-        self.last_tool_key: int | None = None
+        # Every call in the order it opened, and the call open at each wire index.
+        self.tool_calls: list[ToolCallState] = []
+        self.tool_calls_at: dict[int, ToolCallState] = {}
+        self.last_tool_call: ToolCallState | None = None
         self.images: list[ImageOutput] = []
         self.logprobs_content: list[TokenLogprob] | None = None
         self.logprobs_refusal: list[TokenLogprob] | None = None
@@ -97,25 +109,32 @@ class ChoiceState:
 
     def tool_call_for(self, fragment: ToolCallDelta) -> ToolCallState:
         """Find (or open) the call a fragment belongs to."""
-        calls = self.tool_calls
-        key = fragment.index
-        if key is None:
+        index = fragment.index
+        call: ToolCallState | None
+        if index is None:
             if fragment.id:
-                for existing_key, call in calls.items():
-                    if call.id == fragment.id:
-                        key = existing_key
-                        break
-                else:
-                    key = max(calls, default=-1) + 1
-            elif self.last_tool_key is not None:
-                key = self.last_tool_key
+                call = next((c for c in self.tool_calls if c.id == fragment.id), None)
+                if call is None:
+                    index = max((c.index for c in self.tool_calls), default=-1) + 1
             else:
-                key = 0
-        found = calls.get(key)
-        if found is None:
-            found = calls[key] = ToolCallState(key)
-        self.last_tool_key = key
-        return found
+                call = self.last_tool_call
+                if call is None:
+                    index = 0
+        else:
+            call = self.tool_calls_at.get(index)
+            if call is not None and fragment.id and call.id and fragment.id != call.id:
+                call = None  # another parallel call at the same index
+        if call is None:
+            assert index is not None
+            call = ToolCallState(index)
+            self.tool_calls.append(call)
+            self.tool_calls_at[index] = call
+        self.last_tool_call = call
+        return call
+
+    def ordered_tool_calls(self) -> list[ToolCallState]:
+        """The calls by index; calls sharing an index keep the order they opened in."""
+        return sorted(self.tool_calls, key=_call_index)
 
     def merge_reasoning_detail(self, detail: dict[str, Any], position: int) -> None:
         key = detail.get("index")
@@ -138,9 +157,7 @@ class ChoiceState:
 
     def to_choice(self) -> Choice:
         tool_calls = (
-            [self.tool_calls[key].to_tool_call() for key in sorted(self.tool_calls)]
-            if self.tool_calls
-            else None
+            [call.to_tool_call() for call in self.ordered_tool_calls()] if self.tool_calls else None
         )
         logprobs = None
         if self.logprobs_content is not None or self.logprobs_refusal is not None:
@@ -227,7 +244,8 @@ class CompletionAccumulator:
                 if content:
                     state.content.append(content)
                 if delta.tool_calls:
-                    self._tool_fragments(state, delta.tool_calls)
+                    targets = self._tool_fragments(state, delta.tool_calls)
+                    chunk.__dict__.setdefault("_tool_targets", {})[choice.index] = targets
                 if (
                     delta.reasoning is not None
                     or delta.reasoning_content is not None
@@ -262,8 +280,10 @@ class CompletionAccumulator:
             self.service_tier = chunk.service_tier
 
     @staticmethod
-    def _tool_fragments(state: ChoiceState, fragments: list[ToolCallDelta]) -> None:
-        calls = state.tool_calls
+    def _tool_fragments(state: ChoiceState, fragments: list[ToolCallDelta]) -> list[ToolCallState]:
+        """Merge a delta's fragments; return the call each one went to, in order."""
+        calls_at = state.tool_calls_at
+        targets: list[ToolCallState] = []
         for fragment in fragments:
             function = fragment.function
             index = fragment.index
@@ -273,13 +293,15 @@ class CompletionAccumulator:
                 and function is not None
                 and fragment.id is None
                 and function.name is None
-                and index in calls
+                and index in calls_at
             ):
-                state.last_tool_key = index
+                call = state.last_tool_call = calls_at[index]
                 if function.arguments:
-                    calls[index].arguments.append(function.arguments)
+                    call.arguments.append(function.arguments)
+                targets.append(call)
                 continue
             call = state.tool_call_for(fragment)
+            targets.append(call)
             if fragment.id and fragment.id != call.id:
                 call.id = fragment.id
             if fragment.type:
@@ -294,6 +316,7 @@ class CompletionAccumulator:
                     )
                 if function.arguments:
                     call.arguments.append(function.arguments)
+        return targets
 
     @staticmethod
     def _rare_delta(state: ChoiceState, delta: ChoiceDelta) -> None:

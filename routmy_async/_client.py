@@ -17,6 +17,7 @@ import msgspec
 
 from ._config import (
     DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_TIMEOUT,
     NOT_GIVEN,
     NotGiven,
@@ -84,7 +85,7 @@ class AsyncRoutmy:
         max_retries: int = 2,
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, str] | None = None,
-        max_connections: int = 100,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         session: aiohttp.ClientSession | None = None,
         verify: bool = True,
     ):
@@ -113,6 +114,15 @@ class AsyncRoutmy:
             raise TypeError("session must be an aiohttp.ClientSession")
         if not isinstance(verify, bool):
             raise TypeError("verify must be a bool")
+        if session is not None and (
+            verify is not True or max_connections != DEFAULT_MAX_CONNECTIONS
+        ):
+            # The pool size and TLS settings belong to the session's connector, which the
+            # user made: silently ignoring them would be worse than saying so.
+            raise ValueError(
+                "verify= and max_connections= cannot apply to a borrowed session=: set them "
+                "on the session's connector (aiohttp.TCPConnector(limit=..., ssl=...))"
+            )
         self.base_url = base_url.rstrip("/")
         self.timeout = coerce_timeout(timeout)
         self.max_retries = max_retries
@@ -124,6 +134,7 @@ class AsyncRoutmy:
             max_connections=max_connections, session=session, verify=verify, secret=api_key
         )
         self._owns_transport = True
+        self._transport.attach()
         self._state = _State.UNOPENED
         self._headers, self._stream_headers = self._build_headers()
         if not verify:
@@ -193,31 +204,39 @@ class AsyncRoutmy:
         """Return a client with other settings that shares this client's connection pool.
 
         Headers and query parameters given here are added to this client's. The new client
-        does not own the pool: closing it leaves the pool to this one.
+        does not own the pool: closing it leaves the pool to this one. It keeps the pool
+        alive for as long as it is referenced, even when this client is a temporary
+        (``AsyncRoutmy().with_options(...)``): the pool then closes with the last client
+        that uses it.
         """
         self._check_open()
-        clone = object.__new__(AsyncRoutmy)
-        # cached_property resources are bound to their client: leave them to be rebuilt.
-        clone.__dict__.update({k: v for k, v in self.__dict__.items() if k not in _RESOURCE_NAMES})
+        # Every value is checked before the clone exists: a half-made clone collected
+        # after a bad argument must never touch the shared pool.
+        changes: dict[str, Any] = {}
         if not isinstance(timeout, NotGiven):
-            clone.timeout = coerce_timeout(timeout)
+            changes["timeout"] = coerce_timeout(timeout)
         if not isinstance(max_retries, NotGiven):
             if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
                 raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
-            clone.max_retries = max_retries
+            changes["max_retries"] = max_retries
         if not isinstance(default_headers, NotGiven):
-            clone._default_headers = {
+            changes["_default_headers"] = {
                 **self._default_headers,
                 **check_headers(default_headers, name="default_headers"),
             }
         if not isinstance(default_query, NotGiven):
-            clone._default_query = {
+            changes["_default_query"] = {
                 **self._default_query,
                 **check_headers(default_query, name="default_query"),
             }
-        clone._headers, clone._stream_headers = clone._build_headers()
+        clone = object.__new__(AsyncRoutmy)
+        # cached_property resources are bound to their client: leave them to be rebuilt.
+        clone.__dict__.update({k: v for k, v in self.__dict__.items() if k not in _RESOURCE_NAMES})
+        clone.__dict__.update(changes)
         clone._owns_transport = False
         clone._state = _State.UNOPENED
+        clone._headers, clone._stream_headers = clone._build_headers()
+        clone._transport.attach()
         return clone
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -244,15 +263,23 @@ class AsyncRoutmy:
         await self.close()
 
     async def close(self) -> None:
-        """Close the client and, if it owns it, its connection pool. Safe to call twice."""
+        """Close the client and, if it owns it, its connection pool. Safe to call twice.
+
+        A client made by ``with_options`` closes the pool only when it is the last client of
+        a pool whose owner is gone.
+        """
+        if self._state is _State.CLOSED:
+            return
         self._state = _State.CLOSED
-        if self._owns_transport:
+        if self._transport.detach(owner=self._owns_transport) or self._owns_transport:
             await self._transport.close()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         transport = getattr(self, "_transport", None)
-        if transport is None or not getattr(self, "_owns_transport", False):
+        if transport is None or getattr(self, "_state", _State.CLOSED) is _State.CLOSED:
             return
+        if not transport.detach(owner=self._owns_transport):
+            return  # other clients still use the pool
         if transport.close_on_collect():
             _warn(
                 f"unclosed {self!r}: use `async with AsyncRoutmy() as client:` or "
@@ -335,8 +362,7 @@ class AsyncRoutmy:
         assert response is not None
         return response, timeout, str(url)
 
-    @staticmethod
-    def _decode(raw: RawResponse, decode: Any, what: str) -> Any:
+    def _decode(self, raw: RawResponse, decode: Any, what: str) -> Any:
         try:
             value = decode(raw.body)
         except msgspec.ValidationError as exc:
@@ -351,9 +377,15 @@ class AsyncRoutmy:
             if isinstance(value, TopLevelResponse):
                 value._attach(raw.body, raw.request_id)
             return value
-        raise APIResponseValidationError(
+        raise self._invalid(raw, problem)
+
+    def _invalid(self, raw: RawResponse, problem: str) -> APIResponseValidationError:
+        """The error for a 2xx answer that does not decode (its body without the key)."""
+        error = APIResponseValidationError(
             problem, body=raw.body, status_code=raw.status, request_id=raw.request_id
         )
+        self._transport.redactor.scrub(error)
+        return error
 
 
 logging.getLogger("routmy_async").addHandler(logging.NullHandler())

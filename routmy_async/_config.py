@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_TIMEOUT",
     "NOT_GIVEN",
     "NotGiven",
@@ -17,6 +19,7 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.rout.my/v1"
+DEFAULT_MAX_CONNECTIONS: Final = 100
 
 
 class NotGiven(enum.Enum):
@@ -37,15 +40,25 @@ NOT_GIVEN: Final = NotGiven.NOT_GIVEN
 class Timeout:
     """How long a request may take, in seconds; ``None`` means no limit for that part.
 
+    A ``Timeout`` is a value: it cannot be changed once made (``client.timeout.read = 1``
+    raises), so one shared default can never be altered for every client at once. Use
+    :meth:`replace` or ``client.with_options(timeout=...)`` for another.
+
     :param connect: to open a connection (TCP and TLS).
     :param read: between two reads from the socket, while waiting for and reading the answer.
     :param total: for the whole request, streams included, per attempt.
     :param stream_idle: between two events of a stream (keep-alive comments do not count);
         defaults to ``read``.
-    :raises ValueError: a value is negative or not a number.
+    :raises TypeError: a value is not a number.
+    :raises ValueError: a value is zero, negative or NaN.
     """
 
     __slots__ = ("connect", "read", "stream_idle", "total")
+
+    connect: float | None
+    read: float | None
+    total: float | None
+    stream_idle: float | None
 
     def __init__(
         self,
@@ -61,42 +74,73 @@ class Timeout:
             ("total", total),
             ("stream_idle", stream_idle),
         ):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(
-                    f"Timeout {name} must be a number of seconds or None, not {value!r}"
-                )
-            if value <= 0:
-                raise ValueError(f"Timeout {name} must be positive, not {value!r}")
-        self.connect = connect
-        self.read = read
-        self.total = total
-        self.stream_idle = stream_idle
+            object.__setattr__(self, name, _seconds(value, f"Timeout {name}"))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"Timeout is immutable (cannot set {name!r}): make another with "
+            "timeout.replace(...) or pass timeout= to with_options() or to the call"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Timeout is immutable (cannot delete {name!r})")
+
+    def replace(
+        self,
+        *,
+        connect: float | NotGiven | None = NOT_GIVEN,
+        read: float | NotGiven | None = NOT_GIVEN,
+        total: float | NotGiven | None = NOT_GIVEN,
+        stream_idle: float | NotGiven | None = NOT_GIVEN,
+    ) -> Timeout:
+        """Return a copy with the given parts changed."""
+        return Timeout(
+            connect=self.connect if isinstance(connect, NotGiven) else connect,
+            read=self.read if isinstance(read, NotGiven) else read,
+            total=self.total if isinstance(total, NotGiven) else total,
+            stream_idle=self.stream_idle if isinstance(stream_idle, NotGiven) else stream_idle,
+        )
 
     @property
     def idle(self) -> float | None:
         """The effective gap allowed between two stream events."""
         return self.stream_idle if self.stream_idle is not None else self.read
 
+    def _key(self) -> tuple[float | None, ...]:
+        return (self.connect, self.read, self.total, self.stream_idle)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Timeout):
             return NotImplemented
-        return (self.connect, self.read, self.total, self.stream_idle) == (
-            other.connect,
-            other.read,
-            other.total,
-            other.stream_idle,
-        )
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.connect, self.read, self.total, self.stream_idle))
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_make_timeout, self._key())
 
     def __repr__(self) -> str:
         return (
             f"Timeout(connect={self.connect!r}, read={self.read!r}, total={self.total!r}, "
             f"stream_idle={self.stream_idle!r})"
         )
+
+
+def _make_timeout(*values: float | None) -> Timeout:
+    connect, read, total, stream_idle = values
+    return Timeout(connect=connect, read=read, total=total, stream_idle=stream_idle)
+
+
+def _seconds(value: object, name: str) -> float | None:
+    """Check one timeout value: ``None``, or a positive number of seconds (infinity is None)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
+    if math.isnan(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return None if math.isinf(value) else float(value)
 
 
 DEFAULT_TIMEOUT: Final = Timeout()
@@ -107,13 +151,17 @@ def coerce_timeout(value: float | Timeout | None, *, name: str = "timeout") -> T
     if isinstance(value, Timeout):
         return value
     if value is None:
-        return Timeout(connect=None, read=None, total=None)
+        return _NO_LIMITS
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, a Timeout or None, not {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {value!r}")
+    seconds = _seconds(value, name)
+    if seconds is None:
+        return _NO_LIMITS
     # A single number bounds the whole request; connect keeps its own shorter bound.
-    return Timeout(connect=min(10.0, float(value)), read=float(value), total=float(value))
+    return Timeout(connect=min(10.0, seconds), read=seconds, total=seconds)
+
+
+_NO_LIMITS: Final = Timeout(connect=None, read=None, total=None)
 
 
 def check_headers(headers: Mapping[str, str] | None, *, name: str) -> dict[str, str]:

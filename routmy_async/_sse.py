@@ -8,6 +8,8 @@ blank line. Data stays ``bytes`` all the way, so UTF-8 is only ever decoded from
 (by the JSON decoder), never from a network read that may end inside a character.
 
 ``data: [DONE]`` ends an OpenAI-style stream: the decoder sets ``done`` and yields nothing more.
+A UTF-8 byte order mark opening the stream is dropped (it may arrive split across reads), and
+an event whose data is empty carries nothing, so it is not dispatched.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ __all__ = ["SSEDecoder", "ServerSentEvent"]
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _DONE = b"[DONE]"
+_BOM = b"\xef\xbb\xbf"
 
 
 class ServerSentEvent:
@@ -65,6 +68,7 @@ class SSEDecoder:
     """Incremental decoder. Call :meth:`feed` with each network read, :meth:`close` at EOF."""
 
     __slots__ = (
+        "_bom_pending",
         "_data",
         "_event",
         "_partial",
@@ -78,6 +82,9 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._partial: list[bytes] = []
+        # The first bytes, held until they show whether the stream opens with a BOM;
+        # None once that is settled.
+        self._bom_pending: bytes | None = b""
         # A CR ended the previous read: an LF opening the next one belongs to the same break.
         self._skip_lf = False
         self._data: list[bytes] = []
@@ -101,6 +108,16 @@ class SSEDecoder:
         back as its data bytes alone: the streaming hot path skips one object per event."""
         if self.done or not chunk:
             return []
+        if self._bom_pending is not None:
+            chunk = self._bom_pending + chunk
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._bom_pending = chunk
+                return []
+            self._bom_pending = None
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+                if not chunk:
+                    return []
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
@@ -151,6 +168,11 @@ class SSEDecoder:
                 # A blank line dispatches the event (inlined: this runs once per chunk).
                 value = data[0] if len(data) == 1 else b"\n".join(data)
                 data.clear()
+                if not value:
+                    # `data:` alone: nothing to deliver.
+                    self._event = None
+                    self._plain = self.last_event_id is None and self.retry is None
+                    continue
                 if value == _DONE:
                     self.done = True
                     self._partial = []
@@ -185,6 +207,8 @@ class SSEDecoder:
             whole = len(chunk) - len(rest)
             if chunk.count(b"\n", 0, whole) != 2 * len(parts):
                 return self._split_lines(chunk.split(b"\n"))
+            if b"" in parts:
+                parts = [part for part in parts if part]
             if _DONE in parts:
                 self.done = True
                 self._partial = []

@@ -26,6 +26,7 @@ from ._exceptions import (
     APIResponseValidationError,
     APIStreamError,
     APITimeoutError,
+    RoutmyError,
 )
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import TRANSPORT_ERRORS, map_transport_error
@@ -98,6 +99,9 @@ class ChatCompletionStream:
         self._closed = False
         self._final: ChatCompletion | None = None
         self.request_id: str | None = response.headers.get("x-request-id")
+        #: Named SSE events of types other than ``message``/``error`` (``event: ping``),
+        #: which carry no chunk and are skipped.
+        self.ignored_events = 0
         content_type = response.headers.get("Content-Type", "")
         if _EVENT_STREAM not in content_type:
             self._check_content_type(content_type)
@@ -109,16 +113,21 @@ class ChatCompletionStream:
 
     async def __anext__(self) -> ChatCompletionChunk:
         ready = self._ready
-        while not ready:
-            if self._undecoded:
-                self._take()
-                continue
-            if self._failure is not None:
-                failure, self._failure = self._failure, None
-                raise failure
-            if self._done or self._closed:
-                raise StopAsyncIteration
-            await self._read()
+        try:
+            while not ready:
+                if self._undecoded:
+                    self._take()
+                    continue
+                if self._failure is not None:
+                    failure, self._failure = self._failure, None
+                    raise failure
+                if self._done or self._closed:
+                    raise StopAsyncIteration
+                await self._read()
+        except RoutmyError as error:
+            # Every error of the stream leaves through here: none carries the key.
+            self._transport.redactor.scrub(error)
+            raise
         return ready.popleft()
 
     def _take(self) -> None:
@@ -150,11 +159,14 @@ class ChatCompletionStream:
         append = batch.append
         for data in events:
             if isinstance(data, ServerSentEvent):
-                # A typed SSE event (rare): `event: error` is an error frame; other types
-                # carry chunks like plain messages.
+                # A typed SSE event (rare): `event: error` is an error frame; a named event
+                # of another type (`event: ping`) is not a chunk, and is counted, not decoded.
                 if data.event == "error":
                     self._fail(self._stream_error(None, data.data))
                     return
+                if data.event != "message":
+                    self.ignored_events += 1
+                    continue
                 data = data.data
             try:
                 chunk = _decode_chunk(data)
@@ -177,6 +189,7 @@ class ChatCompletionStream:
             append(chunk)
 
     def _fail(self, failure: BaseException) -> None:
+        self._transport.redactor.scrub(failure)
         self._abort()
         self._failure = failure
         self._undecoded = []
@@ -254,10 +267,7 @@ class ChatCompletionStream:
 
     def _wire_error(self, exc: BaseException) -> APIConnectionError:
         phase = f"stream (after {self._accumulator.chunk_count} chunk(s))"
-        error = map_transport_error(exc, method=self._method, url=self._url, phase=phase)
-        error.message = self._transport.redact(error.message)
-        error.args = (error.message,)
-        return error
+        return map_transport_error(exc, method=self._method, url=self._url, phase=phase)
 
     def _stream_error(self, body: StreamErrorBody | None, raw: bytes) -> APIStreamError:
         if body is None:
@@ -265,7 +275,7 @@ class ChatCompletionStream:
                 body = _decode_error_envelope(raw).error or _decode_error(raw)
             except msgspec.MsgspecError:
                 body = StreamErrorBody(message=raw.decode("utf-8", "replace"))
-        message = self._transport.redact(body.message or "the server reported an error")
+        message = body.message or "the server reported an error"
         return APIStreamError(
             message,
             code=body.code,
@@ -391,16 +401,15 @@ class ChatCompletionStream:
                 reasoning = delta.reasoning or delta.reasoning_content
                 if reasoning:
                     yield ReasoningDeltaEvent(choice_index=index, delta=reasoning)
-                state = states[index]
                 if delta.tool_calls:
-                    for fragment in delta.tool_calls:
+                    # The accumulator recorded which call each fragment went to.
+                    targets = chunk.__dict__.get("_tool_targets", {}).get(index, ())
+                    for fragment, call in zip(delta.tool_calls, targets, strict=False):
                         if fragment.function is not None and fragment.function.arguments:
-                            call = state.tool_calls[state.last_tool_key or 0]
-                            if fragment.index is not None:
-                                call = state.tool_calls.get(fragment.index, call)
                             yield ToolCallArgumentsDeltaEvent(
                                 choice_index=index,
                                 index=call.index,
+                                id=call.id,
                                 name=call.name,
                                 arguments_delta=fragment.function.arguments,
                             )
@@ -418,8 +427,7 @@ class ChatCompletionStream:
     def _finish_tool_calls(self, index: int) -> list[ToolCallDoneEvent]:
         state = self._accumulator.choices[index]
         finished = []
-        for key in sorted(state.tool_calls):
-            call = state.tool_calls[key]
+        for call in state.ordered_tool_calls():
             if not call.done:
                 call.done = True
                 finished.append(

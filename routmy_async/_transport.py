@@ -18,13 +18,22 @@ from yarl import URL
 
 from . import _retry
 from ._config import Timeout
-from ._exceptions import APIConnectionError, APIStatusError, APITimeoutError, status_error
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    RoutmyError,
+    answer_error,
+    status_error,
+)
+from ._redact import Redactor
 
 __all__ = ["TRANSPORT_ERRORS", "RawResponse", "Transport", "logger", "map_transport_error"]
 
 logger = logging.getLogger("routmy_async")
 
 _DEBUG = logging.DEBUG
+_TIMEOUT_CACHE_SIZE = 64
 
 
 class RawResponse:
@@ -89,8 +98,12 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._verify = verify
-        self._secret = secret
+        self.redactor = Redactor(secret)
         self._closed = False
+        # Clients using this pool, and whether the client that created it is still one of
+        # them: the pool outlives a collected owner while derived clients use it.
+        self._clients = 0
+        self._owner_alive = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._urls: dict[str, URL] = {}
         self._client_timeouts: dict[tuple[Timeout, bool], aiohttp.ClientTimeout] = {}
@@ -132,6 +145,17 @@ class Transport:
         acquired = getattr(connector, "_acquired", ())
         return len(acquired)
 
+    def attach(self) -> None:
+        """Count one more client using this pool."""
+        self._clients += 1
+
+    def detach(self, *, owner: bool) -> bool:
+        """Count one client fewer; return whether the pool is now unused (owner gone too)."""
+        self._clients -= 1
+        if owner:
+            self._owner_alive = False
+        return self._clients <= 0 and not self._owner_alive
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -172,6 +196,9 @@ class Transport:
         key = (timeout, stream)
         value = self._client_timeouts.get(key)
         if value is None:
+            if len(self._client_timeouts) >= _TIMEOUT_CACHE_SIZE:
+                # Callers passing a new float each time must not grow the cache forever.
+                self._client_timeouts.clear()
             read = timeout.read
             if stream and timeout.idle is not None:
                 read = timeout.idle if read is None else min(read, timeout.idle)
@@ -180,17 +207,8 @@ class Transport:
             )
         return value
 
-    def redact(self, text: str) -> str:
-        secret = self._secret
-        if secret and secret in text:
-            return text.replace(secret, "[REDACTED]")
-        return text
-
     def _fail(self, exc: BaseException, method: str, url: URL, phase: str) -> NoReturn:
-        error = map_transport_error(exc, method=method, url=str(url), phase=phase)
-        error.message = self.redact(error.message)
-        error.args = (error.message,)
-        raise error from exc
+        raise map_transport_error(exc, method=method, url=str(url), phase=phase) from exc
 
     async def request(
         self,
@@ -209,6 +227,34 @@ class Transport:
         :raises APIStatusError: a non-2xx answer once retries are spent (or not allowed).
         :raises APIConnectionError: the connection failed once retries are spent.
         """
+        try:
+            return await self._send(
+                method,
+                url,
+                headers=headers,
+                body=body,
+                params=params,
+                timeout=timeout,
+                max_retries=max_retries,
+                stream=stream,
+            )
+        except RoutmyError as error:
+            # The one place a request's errors leave the transport: no key goes with them.
+            self.redactor.scrub(error)
+            raise
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        params: Mapping[str, str] | None,
+        timeout: Timeout,  # noqa: ASYNC109
+        max_retries: int,
+        stream: bool,
+    ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
         if self._closed:
             raise RuntimeError("the client is closed: create a new AsyncRoutmy to send requests")
         session = self.session
@@ -226,6 +272,7 @@ class Transport:
         while True:
             started = time.monotonic()
             retry_headers: Mapping[str, str] = {}
+            error: APIStatusError | None = None
             try:
                 response = await session.request(
                     method,
@@ -235,6 +282,9 @@ class Transport:
                     params=params,
                     timeout=client_timeout,
                     allow_redirects=False,
+                    # A borrowed session made with raise_for_status=True must not turn
+                    # a 401 into a ClientResponseError (retried as a connection error).
+                    raise_for_status=False,
                 )
             except TRANSPORT_ERRORS as exc:
                 if attempt >= max_retries:
@@ -258,13 +308,22 @@ class Transport:
                         self._log(debug, method, url, status, attempt, started, "body cut off")
                     else:
                         response.release()
-                        self._log(debug, method, url, status, attempt, started, "")
-                        return RawResponse(status, response.headers, data), None
+                        # A router may answer 200 with only an error object: an error all
+                        # the same (the byte search keeps the common answer free of work).
+                        error = (
+                            answer_error(status, data, response.headers)
+                            if (b'"error"' in data)
+                            else None
+                        )
+                        if error is None:
+                            self._log(debug, method, url, status, attempt, started, "")
+                            return RawResponse(status, response.headers, data), None
                 else:
                     error = await self._status_error(response)
+                if error is not None:
                     self._log(debug, method, url, status, attempt, started, error.message)
                     if attempt >= max_retries or not _retry.should_retry_status(
-                        status, response.headers
+                        error.status_code, response.headers
                     ):
                         raise error
                     retry_headers = response.headers
@@ -283,13 +342,7 @@ class Transport:
             data = b""
         else:
             response.release()
-        error = status_error(response.status, data, response.headers, reason=response.reason)
-        redacted = self.redact(error.message)
-        if redacted != error.message:
-            error.message = redacted
-            error.args = (redacted,)
-            error.body = self.redact(str(error.body))
-        return error
+        return status_error(response.status, data, response.headers, reason=response.reason)
 
     def _log(
         self,
@@ -309,7 +362,7 @@ class Transport:
                 status if status is not None else "no response",
                 attempt + 1,
                 (time.monotonic() - started) * 1000.0,
-                self.redact(note),
+                self.redactor.text(note),
             )
 
 

@@ -42,11 +42,16 @@ class ReasoningDeltaEvent(_Event, frozen=True, tag="reasoning.delta"):
 
 
 class ToolCallArgumentsDeltaEvent(_Event, frozen=True, tag="tool_call.arguments.delta"):
-    """A fragment of a tool call's JSON arguments."""
+    """A fragment of a tool call's JSON arguments.
+
+    ``index`` is the call's index on the wire; ``id`` tells apart parallel calls that a
+    server sent under one index.
+    """
 
     index: int
     name: str
     arguments_delta: str
+    id: str = ""
 
 
 class ToolCallDoneEvent(_Event, frozen=True, tag="tool_call.done"):
