@@ -188,3 +188,122 @@ def test_native_finish_reason_and_metadata_fields():
     done = acc.completion()
     assert done.choices[0].native_finish_reason == "SAFETY"
     assert (done.provider, done.system_fingerprint, done.service_tier) == ("x", "fp", "default")
+
+
+# -- property: the streaming path equals folding the chunks one at a time ------------------
+
+
+class _SplitContent:
+    """Stands in for ``response.content``: hands out the stream in the given reads."""
+
+    def __init__(self, reads: list[bytes]):
+        self._reads = list(reads)
+
+    async def readany(self) -> bytes:
+        return self._reads.pop(0) if self._reads else b""
+
+    def at_eof(self) -> bool:
+        return not self._reads
+
+
+class _SplitResponse:
+    status = 200
+    headers = {"Content-Type": "text/event-stream"}
+
+    def __init__(self, reads: list[bytes]):
+        self.content = _SplitContent(reads)
+
+    def release(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _chunk_dicts() -> Any:
+    from hypothesis import strategies as st
+
+    text = st.text(max_size=6)
+    content = st.builds(lambda t: {"content": t}, text)
+    reasoning = st.builds(lambda t: {"reasoning": t}, text)
+    detail = st.builds(
+        lambda t, i: {"reasoning_details": [{"type": "reasoning.text", "text": t, "index": i}]},
+        text,
+        st.integers(0, 1),
+    )
+    opening = st.builds(
+        lambda i, name, share: {
+            "tool_calls": [
+                {
+                    "index": 0 if share else i,
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }
+            ]
+        },
+        st.integers(0, 3),
+        st.sampled_from(["a", "b_c"]),
+        st.booleans(),
+    )
+    arguments = st.builds(
+        lambda i, t: {"tool_calls": [{"index": i, "function": {"arguments": t}}]},
+        st.none() | st.integers(0, 3),
+        text,
+    )
+    deltas = st.lists(
+        st.tuples(st.integers(0, 1), st.one_of(content, reasoning, detail, opening, arguments)),
+        max_size=12,
+    )
+    return deltas
+
+
+def test_any_split_of_any_valid_stream_accumulates_like_folding_each_chunk():
+    import asyncio
+    import itertools
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from routmy_async._redact import Redactor
+    from routmy_async._streaming import ChatCompletionStream
+
+    class _Transport:
+        redactor = Redactor(None)
+
+    @settings(max_examples=150, deadline=None)
+    @given(_chunk_dicts(), st.data())
+    def check(deltas, data):
+        frames = [
+            {**BASE, "choices": [{"index": choice, "delta": fields}]} for choice, fields in deltas
+        ]
+        frames.append(
+            {
+                **BASE,
+                "choices": [{"index": c, "delta": {}, "finish_reason": "stop"} for c in (0, 1)],
+            }
+        )
+        frames.append({**BASE, "choices": [], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        stream_bytes = b"".join(b"data: " + msgspec.json.encode(f) + b"\n\n" for f in frames)
+        stream_bytes += b"data: [DONE]\n\n"
+        cuts = sorted(set(data.draw(st.lists(st.integers(1, len(stream_bytes) - 1), max_size=8))))
+        bounds = [0, *cuts, len(stream_bytes)]
+        reads = [stream_bytes[a:b] for a, b in itertools.pairwise(bounds)]
+
+        folded = CompletionAccumulator()
+        for frame in frames:
+            folded.add(msgspec.convert(frame, ChatCompletionChunk))
+
+        async def through_the_stream() -> Any:
+            stream = ChatCompletionStream(
+                _SplitResponse(reads),  # type: ignore[arg-type]
+                transport=_Transport(),  # type: ignore[arg-type]
+                idle_timeout=None,
+            )
+            return await stream.until_done()
+
+        streamed = asyncio.run(through_the_stream())
+        # Struct equality compares every field (to_dict would hide defaults).
+        assert streamed == folded.completion()
+
+    check()
