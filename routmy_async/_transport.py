@@ -20,6 +20,7 @@ from . import _retry
 from ._config import Timeout
 from ._exceptions import (
     APIConnectionError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     RoutmyError,
@@ -294,7 +295,7 @@ class Transport:
             else:
                 status = response.status
                 if 200 <= status < 300:
-                    if stream:
+                    if stream and "json" not in response.headers.get("Content-Type", ""):
                         self._log(debug, method, url, status, attempt, started, "stream open")
                         return None, response
                     try:
@@ -317,6 +318,15 @@ class Transport:
                         )
                         if error is None:
                             self._log(debug, method, url, status, attempt, started, "")
+                            if stream:
+                                # A JSON answer where an event stream was asked for.
+                                raise APIResponseValidationError(
+                                    "expected an event stream, got Content-Type "
+                                    f"{response.headers.get('Content-Type')!r}",
+                                    body=data,
+                                    status_code=status,
+                                    request_id=response.headers.get("x-request-id"),
+                                )
                             return RawResponse(status, response.headers, data), None
                 else:
                     error = await self._status_error(response)

@@ -550,3 +550,16 @@ def test_to_param_of_any_message_decodes_as_an_assistant_message():
         ]
 
     check()
+
+
+async def test_a_stream_answered_with_a_json_error_raises_the_typed_error(mock, client):
+    """The router fails before streaming and answers 200 application/json with an error."""
+    mock.reply_json({"error": {"message": "no provider", "code": 502}})
+    with pytest.raises(InternalServerError, match="no provider"):
+        async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
+            await stream.until_done()
+    mock.reply_json({"id": "x", "choices": []})
+    with pytest.raises(APIResponseValidationError, match="expected an event stream") as caught:
+        await client.chat.completions.create(model="p/m", messages=MESSAGES, stream=True)
+    assert caught.value.body == b'{"id": "x", "choices": []}'
+    assert client._transport.acquired_connections() == 0
