@@ -1,4 +1,9 @@
-"""The command line: ``python -m routmy_async`` (or ``routmy``) chat, models, embed, image, demo."""
+"""The command line: ``python -m routmy_async`` (or ``routmy``) chat, models, embed, image, demo.
+
+Exit codes: 0 done, 1 an error (printed as one line on stderr), 2 a usage error, 130 Ctrl-C,
+141 stdout closed by its reader (``routmy chat ... | head``), quietly, as a Unix tool killed
+by SIGPIPE would exit.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,20 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ._client import AsyncRoutmy
-from ._exceptions import APIStatusError, RoutmyError
+from ._exceptions import APIStatusError, APIStreamError, RoutmyError
 
 __all__ = ["main"]
 
 DEFAULT_MODEL = "openai/gpt-4o-mini"
 MOCK_MODEL = "mock/echo"
+# 128 + SIGPIPE: what a shell reports for a tool whose reader went away (`... | head`).
+EXIT_BROKEN_PIPE = 141
 
 
 def _out(text: str = "", end: str = "\n") -> None:
@@ -30,7 +38,35 @@ def _error_line(error: BaseException) -> str:
     # A status error already reads "403 [code] message (request id ...)".
     if isinstance(error, APIStatusError):
         return f"error: {error}"
+    if isinstance(error, APIStreamError):
+        # Built from the fields, the same shape: a numeric code is the upstream's status,
+        # a string code goes in brackets, then the message and the request id.
+        parts = ["error: stream error"]
+        if isinstance(error.code, int):
+            parts.append(str(error.code))
+        elif error.code is not None:
+            parts.append(f"[{error.code}]")
+        parts.append(error.message)
+        if error.request_id:
+            parts.append(f"(request id {error.request_id})")
+        return " ".join(parts)
     return f"error: {type(error).__name__}: {error}"
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at devnull so the flush at exit cannot fail again.
+
+    Without it Python prints "Exception ignored ... BrokenPipeError" when it flushes what
+    is left in the buffer at shutdown (see "Note on SIGPIPE" in the ``signal`` docs).
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # no real descriptor behind sys.stdout: nothing to redirect
+        pass
 
 
 @asynccontextmanager
@@ -70,11 +106,18 @@ async def _chat(args: argparse.Namespace) -> int:
             )
             _out(completion.choices[0].message.content or "")
             return 0
-        async with client.chat.completions.stream(
-            model=model, messages=messages, **extra
-        ) as stream:
-            async for piece in stream.text_deltas():
-                _out(piece, end="")
+        printed = False
+        try:
+            async with client.chat.completions.stream(
+                model=model, messages=messages, **extra
+            ) as stream:
+                async for piece in stream.text_deltas():
+                    _out(piece, end="")
+                    printed = printed or bool(piece)
+        except RoutmyError:
+            if printed:
+                _out()  # end the partial answer, so the error line starts a line of its own
+            raise
         _out()
     return 0
 
@@ -106,17 +149,37 @@ async def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_path(output: str, position: int, count: int) -> Path:
+    """``-o out/x.png``: exactly that for one image, ``out/x-0.png``, ``out/x-1.png``... else."""
+    path = Path(output)
+    if count == 1:
+        return path
+    return path.with_name(f"{path.stem}-{position}{path.suffix}")
+
+
 async def _image(args: argparse.Namespace) -> int:
     async with _client_for(args) as client:
         response = await client.images.generate(
             model=_model(args, "mock/image" if args.mock else "openai/gpt-image-1"),
             prompt=args.prompt,
+            n=args.n,
         )
     for position, image in enumerate(response.data):
-        target = args.output if len(response.data) == 1 else f"{position}-{args.output}"
+        target = _image_path(args.output, position, len(response.data))
+        target.parent.mkdir(parents=True, exist_ok=True)
         path = await image.save(target)
         _out(f"saved {path} ({path.stat().st_size} bytes)")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,14 +209,27 @@ def _parser() -> argparse.ArgumentParser:
 
     image = commands.add_parser("image", parents=[common], help="generate an image")
     image.add_argument("prompt")
-    image.add_argument("-o", "--output", default="image.png")
+    image.add_argument(
+        "-o",
+        "--output",
+        default="image.png",
+        help="where to save (several images: NAME-0.png, NAME-1.png, ...; "
+        "missing directories are created)",
+    )
+    image.add_argument(
+        "-n", "--n", type=_positive_int, default=1, help="how many images (default 1)"
+    )
 
     commands.add_parser("demo", help="every feature end to end against an embedded mock")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (errors print one line, exit 1)."""
+    """Run the command line; return the exit code (errors print one line, exit 1).
+
+    A reader that closes stdout early (``routmy chat ... | head``) ends the command quietly
+    with 141, the code a shell shows for a tool stopped by SIGPIPE.
+    """
     args = _parser().parse_args(argv)
     if args.command == "demo":
         from ._demo import run_demo
@@ -167,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(runner)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (RoutmyError, OSError, ValueError, TypeError) as error:
         sys.stderr.write(_error_line(error) + "\n")
         return 1

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 
 import aiohttp
 import pytest
 
-from routmy_async import AsyncRoutmy, AuthenticationError, NotFoundError
+from routmy_async import (
+    APIConnectionError,
+    AsyncRoutmy,
+    AuthenticationError,
+    InternalServerError,
+    NotFoundError,
+)
 from routmy_async.testing import MockRoutmy
 
 ASK = [{"role": "user", "content": "ping"}]
@@ -93,8 +100,6 @@ async def test_bad_body_is_a_400(mock):
 async def test_raw_bytes_reply(client, mock):
     """reply_raw writes bytes straight to the socket (here a truncated answer)."""
     mock.reply_raw(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"id":')
-    from routmy_async import APIConnectionError
-
     with pytest.raises(APIConnectionError):
         await client.chat.completions.create(model="mock/echo", messages=ASK)
 
@@ -163,3 +168,129 @@ async def test_standalone_server_runs():
     finally:
         process.terminate()
         await process.wait()
+
+
+async def _wait_until(predicate, seconds: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``seconds`` run out (False)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/nowhere"])
+async def test_in_flight_returns_to_zero_when_the_body_never_arrives(mock, path, caplog):
+    """A client that sends half a body and hangs up leaves no request counted in flight."""
+    caplog.set_level(logging.ERROR, logger="aiohttp")
+    _, writer = await asyncio.open_connection("127.0.0.1", mock.port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: mock\r\n"
+        f"Authorization: Bearer {mock.api_key}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n".encode()
+        + b'{"model": "mock/echo", "mess'
+    )
+    await writer.drain()
+    assert await _wait_until(lambda: mock.in_flight == 1)
+    writer.close()
+    await writer.wait_closed()
+    assert await _wait_until(lambda: mock.in_flight == 0), "in_flight leaked"
+    assert mock.disconnects == 1 and mock.requests == []
+    assert not caplog.records, "the mock logged an error for a client that went away"
+    # The mock still serves the next client.
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+        completion = await client.chat.completions.create(model="mock/echo", messages=ASK)
+    assert completion.choices[0].message.content == "ping"
+    assert mock.in_flight == 0
+
+
+async def test_models_requires_the_key(mock):
+    """GET /models with a wrong or missing key: 401 with the service's error body."""
+    async with aiohttp.ClientSession() as session:
+        for headers in ({"Authorization": "Bearer sk-wrong"}, {}):
+            async with session.get(f"{mock.base_url}/models", headers=headers) as response:
+                assert response.status == 401
+                assert (await response.json())["error"]["type"] == "authentication_error"
+        async with session.get(
+            f"{mock.base_url}/models", headers={"Authorization": f"Bearer {mock.api_key}"}
+        ) as response:
+            assert response.status == 200
+    async with AsyncRoutmy(api_key="sk-wrong", base_url=mock.base_url, max_retries=0) as client:
+        with pytest.raises(AuthenticationError):
+            await client.models.list()
+
+
+async def test_fault_only_reply_for_models_shapes_the_default_answer(client, mock):
+    """reply_default(path="/models", ...) delivers the models list with the faults applied."""
+    mock.reply_default(path="/models", reset_after=10)
+    with pytest.raises(APIConnectionError):
+        await client.models.list()
+
+    mock.reply_default(path="/models", stall_before_headers=0.3)
+    started = asyncio.get_running_loop().time()
+    models = await client.models.list()
+    assert asyncio.get_running_loop().time() - started >= 0.3
+    assert "mock/echo" in models.ids()
+
+    mock.reply_default(path="/models", status=503)
+    with pytest.raises(InternalServerError) as info:
+        await client.models.list()
+    assert info.value.status_code == 503 and '"mock/echo"' in json.dumps(info.value.body)
+
+    mock.reply_default(path="/models", write_size=7, chunk_delay=0.001)
+    assert (await client.models.list()).ids() == models.ids()
+
+
+def _has_ipv6_loopback() -> bool:
+    import socket
+
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_host_gives_a_usable_base_url():
+    """MockRoutmy(host="::1") gives http://[::1]:PORT/v1 and a client can talk to it."""
+    async with MockRoutmy(host="::1") as mock:
+        assert mock.base_url == f"http://[::1]:{mock.port}/v1"
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+            completion = await client.chat.completions.create(model="mock/echo", messages=ASK)
+            models = await client.models.list()
+    assert completion.choices[0].message.content == "ping" and models.data
+
+
+async def test_api_key_none_accepts_any_key(monkeypatch):
+    """MockRoutmy(api_key=None) takes any non-empty Bearer key, e.g. the one in the env."""
+    monkeypatch.setenv("ROUTMY_API_KEY", "sk-whatever-my-shell-has")
+    async with MockRoutmy(api_key=None) as mock:
+        assert mock.any_key and mock.api_key == "sk-mock-key"  # still a key it accepts
+        async with AsyncRoutmy(base_url=mock.base_url) as client:
+            completion = await client.chat.completions.create(model="mock/echo", messages=ASK)
+            assert "mock/echo" in (await client.models.list()).ids()
+        assert completion.choices[0].message.content == "ping"
+        async with AsyncRoutmy(api_key="sk-other", base_url=mock.base_url) as client:
+            await client.embeddings.create(model="mock/embed", input="x")
+        # No Authorization header, or an empty Bearer token, is still refused.
+        async with aiohttp.ClientSession() as session:
+            for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "sk-x"}):
+                async with session.get(f"{mock.base_url}/models", headers=headers) as response:
+                    assert response.status == 401
+        assert all(r.headers.get("Authorization") != "Bearer sk-other" for r in mock.requests)
+
+
+async def test_default_key_is_still_checked(mock):
+    """The default mock keeps requiring its own key: any other key is a 401."""
+    assert mock.api_key == "sk-mock-key" and not mock.any_key
+    async with AsyncRoutmy(api_key="sk-other", base_url=mock.base_url, max_retries=0) as client:
+        with pytest.raises(AuthenticationError):
+            await client.chat.completions.create(model="mock/echo", messages=ASK)
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+        await client.chat.completions.create(model="mock/echo", messages=ASK)

@@ -1,4 +1,4 @@
-"""``MockRoutmy``: a real HTTP server on 127.0.0.1 that speaks the rout.my API.
+"""``MockRoutmy``: a real HTTP server on 127.0.0.1 (or any host) that speaks the rout.my API.
 
 It answers deterministically by default (see ``_replies``), plays scripted replies queued
 for the next requests, injects faults (statuses, error frames, resets, stalls, slow chunks,
@@ -8,11 +8,12 @@ keep-alive comments, raw bytes) and records every request it receives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,8 +94,17 @@ class MockRoutmy:
     ``async with MockRoutmy() as mock:`` then ``AsyncRoutmy(api_key=mock.api_key,
     base_url=mock.base_url)``.
 
-    :param api_key: the key requests must carry (``Authorization: Bearer ...``).
-    :param host: the address to listen on (loopback by default).
+    Every API route, the models list included, checks the key (``401`` with the service's
+    error body); a scripted reply (``reply_json``, ``reply_error``, ...) is played as given,
+    before that check, and a fault-only one (``reply_default``) shapes the default answer.
+
+    :param api_key: the key requests must carry (``Authorization: Bearer ...``). ``None``
+        accepts any non-empty Bearer key (``mock.any_key`` is then true), so
+        ``AsyncRoutmy(base_url=mock.base_url)`` works with whatever ``ROUTMY_API_KEY`` holds;
+        a request with no key at all is still a 401. ``mock.api_key`` stays a key the mock
+        accepts (``DEFAULT_KEY`` then), so code passing it along keeps working.
+    :param host: the address to listen on (loopback by default); an IPv6 address such as
+        ``"::1"`` gives ``http://[::1]:<port>/v1``.
     :param port: 0 picks a free port.
     :param models: the models list entries (default: a few ``mock/...`` models).
     :param strict_models: answer 404 ``model_not_found`` for models not in the list.
@@ -105,7 +115,7 @@ class MockRoutmy:
     def __init__(
         self,
         *,
-        api_key: str = DEFAULT_KEY,
+        api_key: str | None = DEFAULT_KEY,
         host: str = "127.0.0.1",
         port: int = 0,
         models: Sequence[Mapping[str, Any]] | None = None,
@@ -113,7 +123,8 @@ class MockRoutmy:
         latency: float = 0.0,
         stream_piece: int = 8,
     ):
-        self.api_key = api_key
+        self.any_key = api_key is None
+        self.api_key: str = DEFAULT_KEY if api_key is None else api_key
         self.host = host
         self.port = port
         self.models = [dict(m) for m in (models if models is not None else _replies.DEFAULT_MODELS)]
@@ -137,10 +148,11 @@ class MockRoutmy:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>/v1``."""
+        """``http://127.0.0.1:<port>/v1`` (an IPv6 host in brackets: ``http://[::1]:<port>/v1``)."""
         if self._runner is None:
             raise RuntimeError("the mock is not started: use `async with MockRoutmy() as mock:`")
-        return f"http://{self.host}:{self.port}/v1"
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"http://{host}:{self.port}/v1"
 
     @property
     def connections_seen(self) -> int:
@@ -301,7 +313,11 @@ class MockRoutmy:
         return record
 
     def _authorized(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {self.api_key}"
+        header = request.headers.get("Authorization", "")
+        if self.any_key:
+            scheme, _, token = header.partition(" ")
+            return scheme.lower() == "bearer" and bool(token.strip())
+        return header == f"Bearer {self.api_key}"
 
     def _unauthorized(self) -> web.Response:
         return web.Response(
@@ -310,18 +326,29 @@ class MockRoutmy:
             content_type="application/json",
         )
 
-    async def _enter(self, request: web.Request) -> tuple[RecordedRequest, Reply | None]:
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count the request in flight until the handler is done, whatever way it ends."""
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        record = await self._record(request)
-        if self.latency:
-            await asyncio.sleep(self.latency)
-        return record, self._take_reply(request.path)
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def _enter(self, request: web.Request) -> RecordedRequest | None:
+        """Read and record the request; ``None`` when the client left before its body ended."""
+        try:
+            return await self._record(request)
+        except ConnectionError:
+            # Hung up, or sent less than its Content-Length: nobody is left to answer.
+            self.disconnects += 1
+            return None
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
-        self.in_flight += 1
-        try:
-            await self._record(request)
+        with self._counted():
+            if await self._enter(request) is None:
+                return web.Response(status=400)
             if request.path.rstrip("/") in (
                 "/v1/models",
                 "/v1/chat/completions",
@@ -338,19 +365,14 @@ class MockRoutmy:
                 body=_error_body(f"No route {request.path}", "not_found_error", "Not Found"),
                 content_type="application/json",
             )
-        finally:
-            self.in_flight -= 1
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        record, reply = await self._enter(request)
-        try:
-            if reply is not None:
-                return await self._play(request, reply)
-            del record
-            entries = [{"object": "model", "created": 1700000000, **model} for model in self.models]
-            return web.json_response({"object": "list", "data": entries})
-        finally:
-            self.in_flight -= 1
+        return await self._answer(request, self._models_answer)
+
+    def _models_answer(self, body: Any) -> dict[str, Any]:
+        del body  # a GET: the answer depends only on the configured models
+        entries = [{"object": "model", "created": 1700000000, **model} for model in self.models]
+        return {"object": "list", "data": entries}
 
     def _check_chat_body(self, body: Any) -> web.Response | None:
         if not isinstance(body, dict):
@@ -419,13 +441,18 @@ class MockRoutmy:
         request: web.Request,
         build: Callable[[Any], dict[str, Any] | list[dict[str, Any]]],
     ) -> web.StreamResponse:
-        """The shared path of the POST routes: script, key, body check, answer, faults.
+        """The shared path of the API routes: script, key, body check, answer, faults.
 
         ``build`` turns the request body into a JSON answer (a dict) or stream chunks (a
         list); it raises ``_Rejected`` (or ``ValueError`` for a malformed body) to refuse.
         """
-        record, reply = await self._enter(request)
-        try:
+        with self._counted():
+            record = await self._enter(request)
+            if record is None:
+                return web.Response(status=400)
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            reply = self._take_reply(request.path)
             if reply is not None and reply.scripted:
                 return await self._play(request, reply)
             if not self._authorized(request):
@@ -448,8 +475,6 @@ class MockRoutmy:
                 scripted.headers = {"Content-Type": "application/json", **scripted.headers}
                 scripted.body = json.dumps(answer).encode()
             return await self._play(request, scripted)
-        finally:
-            self.in_flight -= 1
 
     # -- playing a reply ----------------------------------------------------------------
 
