@@ -7,10 +7,12 @@ two can never disagree.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import re
 import typing
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -178,9 +180,10 @@ def function_tool(
     tool_name = name or getattr(fn, "__name__", None)
     if not tool_name or tool_name == "<lambda>":
         raise ValueError("a lambda or nameless callable needs name=... to be a tool")
+    layers = _layers(fn)
     signature = inspect.signature(fn)
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(_annotated(layers))
     except Exception as exc:
         raise TypeError(f"tool {tool_name!r}: cannot resolve its annotations ({exc})") from None
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
@@ -204,17 +207,24 @@ def function_tool(
         else:
             fields.append((param.name, annotation, param.default))
     arguments_type = msgspec.defstruct(f"{tool_name}_arguments", fields, kw_only=True)
-    summary, docs = _doc_parts(fn.__doc__)
-    is_async = inspect.iscoroutinefunction(fn)
+    summary, docs = _doc_parts(_docstring(layers))
+    # Anything ``async def`` along the way (a decorator's target, a partial's function, an
+    # ``async def __call__``) means calling returns a coroutine: call it on the event loop.
+    on_loop = any(inspect.iscoroutinefunction(layer) for layer in layers)
     names = [field[0] for field in fields]
     function: Callable[..., Any] = fn
 
     async def call(arguments: msgspec.Struct) -> Any:
         kwargs = {field: getattr(arguments, field) for field in names}
-        if is_async:
-            return await function(**kwargs)
-        # A sync tool may block (disk, network): run it in a worker thread.
-        return await anyio.to_thread.run_sync(lambda: function(**kwargs))
+        if on_loop:
+            result = function(**kwargs)
+        else:
+            # A sync tool may block (disk, network): run it in a worker thread.
+            result = await anyio.to_thread.run_sync(lambda: function(**kwargs))
+        # A sync callable may still hand back a coroutine (or another awaitable).
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     return FunctionTool(
         name=_check_name(tool_name),
@@ -224,6 +234,54 @@ def function_tool(
         strict=strict,
         parameter_docs=docs,
     )
+
+
+def _layers(fn: Callable[..., Any]) -> list[Any]:
+    """``fn`` and what it stands for: a partial's function, a decorator's ``__wrapped__``
+    target, a callable object's ``__call__``, outermost first."""
+    layers: list[Any] = [fn]
+    current: Any = fn
+    seen = {id(fn)}
+    while len(layers) < 100:
+        if isinstance(current, functools.partial):
+            current = current.func
+        elif getattr(current, "__wrapped__", None) is not None:
+            current = current.__wrapped__
+        elif (
+            not isinstance(current, type)
+            and not inspect.isroutine(current)
+            and inspect.isfunction(inspect.getattr_static(type(current), "__call__", None))
+        ):
+            current = current.__call__
+        else:
+            return layers
+        if id(current) in seen:
+            return layers
+        seen.add(id(current))
+        layers.append(current)
+    return layers
+
+
+def _annotated(layers: Sequence[Any]) -> Any:
+    """The layer whose annotations describe the parameters: the one ``inspect.signature``
+    reads (it follows partials, ``__wrapped__`` and ``__call__`` until a ``__signature__``)."""
+    for layer in layers:
+        if inspect.isroutine(layer) and (
+            getattr(layer, "__signature__", None) is not None
+            or getattr(layer, "__wrapped__", None) is None
+        ):
+            return layer
+    return layers[-1]
+
+
+def _docstring(layers: Sequence[Any]) -> str | None:
+    """The first docstring along the layers, skipping ``partial``'s own (which a partial has,
+    and which ``functools.wraps`` copies onto a wrapper of one)."""
+    for layer in layers:
+        doc = getattr(layer, "__doc__", None)
+        if isinstance(doc, str) and doc.strip() and doc != functools.partial.__doc__:
+            return doc
+    return None
 
 
 def _check_schema(struct_type: type[msgspec.Struct], name: str) -> None:
@@ -311,67 +369,35 @@ def _tool_messages(
     ]
 
 
-async def run_tools(
+async def _rounds(
     self: Completions,
     *,
     model: str,
     messages: Iterable[Any],
     tools: Iterable[Any],
-    max_rounds: int = 8,
-    **params: Any,
-) -> ChatCompletion:
-    """Call the model, run the tools it asks for, and repeat until it answers.
+    max_rounds: int,
+    streamed: bool,
+    params: dict[str, Any],
+) -> AsyncGenerator[StreamEvent | ToolResultEvent, None]:
+    """The loop behind :func:`run_tools` and :func:`run_tools_stream`, one copy for both.
 
-    Calls of one round run concurrently (sync functions in worker threads). Each round
-    appends the assistant message (``reasoning_details`` unchanged) and one ``tool`` message
-    per call; a failing tool or bad arguments become an error text for the model. Stops at an
-    answer without tool calls or after ``max_rounds`` model calls.
-
-    :returns: the last ``ChatCompletion``; ``.transcript`` holds every message of the run.
-    """
-    _check_rounds(max_rounds)
-    tool_map = _tool_map(tools)
-    params["tools"] = [tool.param for tool in tool_map.values()]
-    transcript = list(messages)
-    completion: ChatCompletion | None = None
-    for _round in range(max_rounds):
-        completion = await self.create(model=model, messages=transcript, **params)
-        message = completion.choices[0].message if completion.choices else None
-        if message is None or not message.tool_calls:
-            if message is not None:
-                transcript.append(message.to_param())
-            break
-        transcript.append(message.to_param())
-        results = await _run_calls(tool_map, message.tool_calls)
-        transcript.extend(_tool_messages(message.tool_calls, results))
-    assert completion is not None
-    completion.__dict__["_transcript"] = transcript
-    return completion
-
-
-async def run_tools_stream(
-    self: Completions,
-    *,
-    model: str,
-    messages: Iterable[Any],
-    tools: Iterable[Any],
-    max_rounds: int = 8,
-    **params: Any,
-) -> AsyncIterator[StreamEvent | ToolResultEvent]:
-    """Like :func:`run_tools`, streaming: yields each round's stream events and each tool result.
-
-    The last ``CompletionDoneEvent`` carries the final completion (with ``.transcript``).
+    Yields each round's stream events (``streamed`` only), a ``ToolResultEvent`` per call,
+    and ends with one ``CompletionDoneEvent`` whose completion carries the transcript. The
+    tool calls of the last allowed round are not run: the model would never see their results.
     """
     _check_rounds(max_rounds)
     tool_map = _tool_map(tools)
     params["tools"] = [tool.param for tool in tool_map.values()]
     transcript = list(messages)
     for round_number in range(max_rounds):
-        async with self.stream(model=model, messages=transcript, **params) as stream:
-            async for event in stream.events():
-                if not isinstance(event, CompletionDoneEvent):
-                    yield event
-        completion = stream.get_final_completion()
+        if streamed:
+            async with self.stream(model=model, messages=transcript, **params) as stream:
+                async for event in stream.events():
+                    if not isinstance(event, CompletionDoneEvent):
+                        yield event
+            completion = stream.get_final_completion()
+        else:
+            completion = await self.create(model=model, messages=transcript, **params)
         message = completion.choices[0].message if completion.choices else None
         if message is not None:
             transcript.append(message.to_param())
@@ -386,3 +412,68 @@ async def run_tools_stream(
             yield ToolResultEvent(
                 tool_call_id=call.id, name=call.function.name, result=text, is_error=is_error
             )
+
+
+async def run_tools(
+    self: Completions,
+    *,
+    model: str,
+    messages: Iterable[Any],
+    tools: Iterable[Any],
+    max_rounds: int = 8,
+    **params: Any,
+) -> ChatCompletion:
+    """Call the model, run the tools it asks for, and repeat until it answers.
+
+    Calls of one round run concurrently (sync functions in worker threads). Each round
+    appends the assistant message (``reasoning_details`` unchanged) and one ``tool`` message
+    per call; a failing tool or bad arguments become an error text for the model. Stops at an
+    answer without tool calls or after ``max_rounds`` model calls; tool calls in that last
+    answer are not run (the completion keeps them, the transcript ends with that message).
+
+    :returns: the last ``ChatCompletion``; ``.transcript`` holds every message of the run.
+    """
+    final: ChatCompletion | None = None
+    rounds = _rounds(
+        self,
+        model=model,
+        messages=messages,
+        tools=tools,
+        max_rounds=max_rounds,
+        streamed=False,
+        params=params,
+    )
+    async with contextlib.aclosing(rounds):
+        async for event in rounds:
+            if isinstance(event, CompletionDoneEvent):
+                final = event.completion
+    assert final is not None
+    return final
+
+
+async def run_tools_stream(
+    self: Completions,
+    *,
+    model: str,
+    messages: Iterable[Any],
+    tools: Iterable[Any],
+    max_rounds: int = 8,
+    **params: Any,
+) -> AsyncIterator[StreamEvent | ToolResultEvent]:
+    """Like :func:`run_tools`, streaming: yields each round's stream events and each tool result.
+
+    The last ``CompletionDoneEvent`` carries the final completion (with ``.transcript``); the
+    transcript and the final completion are the same as :func:`run_tools` would give.
+    """
+    rounds = _rounds(
+        self,
+        model=model,
+        messages=messages,
+        tools=tools,
+        max_rounds=max_rounds,
+        streamed=True,
+        params=params,
+    )
+    async with contextlib.aclosing(rounds):
+        async for event in rounds:
+            yield event

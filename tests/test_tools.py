@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import enum
+import functools
+import gc
 import json
 import threading
-from typing import Any, Literal
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import pytest
@@ -238,12 +242,21 @@ async def test_tool_errors_and_bad_arguments_become_text(client, mock):
 
 
 async def test_max_rounds_stops_the_loop(client, mock):
-    """With max_rounds=1 the loop stops after one model call, tool calls unanswered."""
+    """With max_rounds=1 the loop stops after one model call, tool calls unanswered and unrun."""
+    ran: list[str] = []
+
+    async def get_order(order_id: str) -> str:
+        ran.append(order_id)
+        return "shipped"
+
     result = await client.chat.completions.run_tools(
         model="mock/echo", messages=ASK, tools=[get_order], max_rounds=1
     )
     assert result.choices[0].finish_reason == "tool_calls"
     assert len(mock.requests) == 1
+    assert ran == []
+    assert result.choices[0].message.tool_calls is not None
+    assert result.transcript == [*ASK, result.choices[0].message.to_param()]
 
 
 async def test_parallel_calls_run_concurrently(client, mock):
@@ -311,3 +324,250 @@ async def test_tools_given_as_functions_to_create(client, mock):
     """create(tools=[fn]) sends the function's definition."""
     await client.chat.completions.create(model="mock/echo", messages=ASK, tools=[get_order])
     assert mock.requests[0].json["tools"][0]["function"]["name"] == "get_order"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def logged(log: list[str]) -> Callable[[F], F]:
+    """A plain logging decorator, the kind users write: a sync wrapper with functools.wraps."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            log.append(
+                f"{getattr(fn, '__name__', '?')}({kwargs}) on main thread: {on_main_thread()}"
+            )
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def completion_with(message: dict[str, Any], finish: str) -> dict[str, Any]:
+    return {
+        "id": "c-script",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "p/m",
+        "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+    }
+
+
+def weather_call(call_id: str, city: str) -> dict[str, Any]:
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": json.dumps({"city": city})},
+    }
+
+
+async def test_async_tool_behind_a_wraps_decorator_is_awaited(client, mock):
+    """The model gets the awaited value, not '<coroutine object ...>', and no warning fires."""
+    log: list[str] = []
+
+    @logged(log)
+    async def get_weather(city: str) -> str:
+        """Current weather for a city.
+
+        :param city: the city's name.
+        """
+        return f"Sunny in {city}"
+
+    mock.reply_json(
+        completion_with(
+            {"role": "assistant", "content": None, "tool_calls": [weather_call("w1", "Paris")]},
+            "tool_calls",
+        )
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = await client.chat.completions.run_tools(
+            model="p/m",
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+            tools=[get_weather],
+        )
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    sent = mock.requests[-1].json["messages"]
+    assert sent[-1] == {
+        "role": "tool",
+        "tool_call_id": "w1",
+        "name": "get_weather",
+        "content": "Sunny in Paris",
+    }
+    assert result.choices[0].message.content == "Tool results: Sunny in Paris"
+    # The decorator ran once, on the event loop, not in a worker thread.
+    assert log == ["get_weather({'city': 'Paris'}) on main thread: True"]
+    # The schema still comes from the decorated function's own signature and docstring.
+    function = mock.requests[0].json["tools"][0]["function"]
+    assert function["name"] == "get_weather"
+    assert function["description"] == "Current weather for a city."
+    assert function["parameters"]["properties"] == {
+        "city": {"type": "string", "description": "the city's name."}
+    }
+    assert function["parameters"]["required"] == ["city"]
+
+
+async def fetch_forecast(days: int, city: str) -> str:
+    """Forecast for a city.
+
+    :param city: the city's name.
+    """
+    return f"{days} days of sun in {city}"
+
+
+class WeatherService:
+    """Weather from a service object."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    async def __call__(self, city: str) -> str:
+        return f"{self.prefix} {city}"
+
+
+def sync_front(city: str) -> Awaitable[str]:
+    """A sync function that hands back a coroutine."""
+    return fetch_forecast(1, city)
+
+
+@pytest.mark.parametrize(
+    ("fn", "expected", "description"),
+    [
+        (
+            functools.partial(fetch_forecast, 3),
+            "3 days of sun in Oslo",
+            "Forecast for a city.",
+        ),
+        (
+            WeatherService("Rain in"),
+            "Rain in Oslo",
+            "Weather from a service object.",
+        ),
+        (
+            sync_front,
+            "1 days of sun in Oslo",
+            "A sync function that hands back a coroutine.",
+        ),
+        (
+            logged([])(functools.partial(fetch_forecast, 2)),
+            "2 days of sun in Oslo",
+            "Forecast for a city.",
+        ),
+    ],
+    ids=["partial", "async-call-object", "sync-returns-coroutine", "decorated-partial"],
+)
+async def test_every_async_callable_shape_is_awaited(fn, expected, description):
+    """Partials, objects with async __call__ and sync callables returning coroutines."""
+    tool = function_tool(fn, name="weather")
+    assert await tool.run('{"city": "Oslo"}') == expected
+    function = tool.param["function"]
+    assert function["description"] == description
+    assert list(function["parameters"]["properties"]) == ["city"]
+    assert function["parameters"]["required"] == ["city"]
+
+
+# One scripted conversation, as plain completions and as the equivalent streams: two rounds of
+# tool calls, then an answer.
+CONVERSATION: list[dict[str, Any]] = [
+    {"role": "assistant", "content": None, "tool_calls": [weather_call("w1", "Paris")]},
+    {"role": "assistant", "content": None, "tool_calls": [weather_call("w2", "Oslo")]},
+    {"role": "assistant", "content": "Paris is sunny, Oslo is sunny."},
+]
+
+
+def streamed(message: dict[str, Any]) -> list[dict[str, Any]]:
+    base = {"id": "c-script", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    chunks = [chunk({"role": "assistant"})]
+    for position, call in enumerate(message.get("tool_calls") or []):
+        arguments = call["function"]["arguments"]
+        head = {**call, "index": position, "function": {"name": call["function"]["name"]}}
+        head["function"]["arguments"] = ""
+        chunks.append(chunk({"tool_calls": [head]}))
+        for start in range(0, len(arguments), 6):
+            piece = arguments[start : start + 6]
+            chunks.append(
+                chunk({"tool_calls": [{"index": position, "function": {"arguments": piece}}]})
+            )
+    content = message.get("content") or ""
+    for start in range(0, len(content), 7):
+        chunks.append(chunk({"content": content[start : start + 7]}))
+    chunks.append(chunk({}, "tool_calls" if message.get("tool_calls") else "stop"))
+    return chunks
+
+
+@pytest.mark.parametrize(
+    ("max_rounds", "requests", "tool_runs"),
+    [(8, 3, 2), (3, 3, 2), (2, 2, 1), (1, 1, 0)],
+    ids=["answers-early", "answers-on-last-round", "limit-reached", "one-round"],
+)
+async def test_run_tools_and_run_tools_stream_give_the_same_transcript(
+    client, mock, max_rounds, requests, tool_runs
+):
+    """Same script, same transcript and final completion; the last round's calls never run."""
+    ran: list[str] = []
+
+    async def get_weather(city: str) -> str:
+        ran.append(city)
+        return f"Sunny in {city}"
+
+    ask = [{"role": "user", "content": "Weather in Paris and then Oslo?"}]
+    for message in CONVERSATION[:requests]:
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        mock.reply_json(completion_with(message, finish))
+    plain = await client.chat.completions.run_tools(
+        model="p/m", messages=ask, tools=[get_weather], max_rounds=max_rounds
+    )
+    assert len(mock.requests) == requests and len(ran) == tool_runs
+
+    mock.clear()
+    for message in CONVERSATION[:requests]:
+        mock.reply_stream(streamed(message))
+    events = [
+        event
+        async for event in client.chat.completions.run_tools_stream(
+            model="p/m", messages=ask, tools=[get_weather], max_rounds=max_rounds
+        )
+    ]
+    assert len(mock.requests) == requests and len(ran) == 2 * tool_runs
+    done = events[-1]
+    assert isinstance(done, CompletionDoneEvent)
+    assert [e for e in events if isinstance(e, CompletionDoneEvent)] == [done]
+    results = [e.result for e in events if isinstance(e, ToolResultEvent)]
+    assert results == [f"Sunny in {city}" for city in ["Paris", "Oslo"][:tool_runs]]
+
+    assert plain.transcript is not None
+    assert plain.transcript == done.completion.transcript
+    # The transcript is the question, then each answer and the results of its calls, ending
+    # with the last answer: unanswered tool calls included when the limit was reached.
+    expected: list[dict[str, Any]] = list(ask)
+    for number, message in enumerate(CONVERSATION[:requests]):
+        expected.append(message)
+        if number < requests - 1:
+            call = message["tool_calls"][0]
+            city = json.loads(call["function"]["arguments"])["city"]
+            expected.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call["id"],
+                    "name": "get_weather",
+                    "content": f"Sunny in {city}",
+                }
+            )
+    assert plain.transcript == expected
+    plain_message, streamed_message = plain.choices[0].message, done.completion.choices[0].message
+    assert (
+        plain_message.content == streamed_message.content == CONVERSATION[requests - 1]["content"]
+    )
+    assert plain_message.to_param() == streamed_message.to_param()
+    assert plain.choices[0].finish_reason == done.completion.choices[0].finish_reason
