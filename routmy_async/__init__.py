@@ -21,6 +21,7 @@ from ._exceptions import (
     RoutmyError,
     UnprocessableEntityError,
 )
+from ._ratelimit import RateLimit
 from ._streaming import ChatCompletionStream
 from ._tools import FunctionTool, function_tool
 
@@ -43,6 +44,7 @@ __all__ = [
     "NotGiven",
     "PaymentRequiredError",
     "PermissionDeniedError",
+    "RateLimit",
     "RateLimitError",
     "RoutmyError",
     "Timeout",

@@ -1,21 +1,26 @@
-"""Many requests at once: bounded concurrency, request and token rate limits, shared backoff.
+"""Many requests at once: bounded concurrency, a per-batch rate budget, results as they end.
 
-The input is pulled lazily, one request per free slot, so a long generator of requests never
-sits in memory. Requests run as plain asyncio tasks (aiohttp is asyncio-only) and results
-travel through a queue, so the async generator never yields while a cancel scope is open.
-Retries happen here rather than in the transport: a 429 seen by one request pauses the
-start of every request, which is what a rate-limited server wants.
+A runner task pulls the input lazily (one request per free slot, so a long generator never
+sits in memory) and starts each request in an anyio task group; results travel through a
+memory stream to the async generator, which therefore never yields while a task group or
+cancel scope is open. That one task is the bridge between the generator and the group: the
+generator cancels and awaits it when it is closed or cancelled.
+
+Retries, the 429 pause and the client's ``RateLimit`` are the transport's: every attempt of
+every item goes through them. A batch's own ``requests_per_minute``/``tokens_per_minute`` is a
+second ``RateLimit`` that the transport applies to the batch's requests (a context variable
+carries it into the batch's tasks), inside the client's budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
@@ -23,15 +28,16 @@ from collections.abc import (
 )
 from typing import TYPE_CHECKING, Any
 
-from . import _retry
-from ._exceptions import APIConnectionError, APIStatusError, RateLimitError
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ._ratelimit import RateLimit, batch_limit, estimate_tokens
 from .types.chat import ChatCompletion
 
 if TYPE_CHECKING:
     from .resources.chat import Completions
 
 __all__ = [
-    "BatchLimits",
     "collect_in_order",
     "create_many",
     "create_many_iter",
@@ -43,85 +49,7 @@ logger = logging.getLogger("routmy_async")
 
 ProgressCallback = Callable[[int, "int | None", int], None]
 Result = ChatCompletion | BaseException
-_DEFAULT_COMPLETION_ESTIMATE = 256
 _LOG_EVERY = 5.0
-
-
-def estimate_tokens(request: Mapping[str, Any]) -> int:
-    """A rough token count for a request: prompt characters / 4 plus the completion budget."""
-    characters = 0
-    for message in request.get("messages") or ():
-        content = message.get("content") if isinstance(message, Mapping) else None
-        if isinstance(content, str):
-            characters += len(content)
-        elif isinstance(content, list):
-            characters += sum(
-                len(part.get("text", "")) for part in content if isinstance(part, Mapping)
-            )
-    budget = request.get("max_tokens") or request.get("max_completion_tokens")
-    if not isinstance(budget, int):
-        budget = _DEFAULT_COMPLETION_ESTIMATE
-    return characters // 4 + 1 + budget
-
-
-class BatchLimits:
-    """Start times for a batch: request spacing, a token bucket and a shared pause.
-
-    Times come from ``clock`` (monotonic seconds), so the policy is testable without waiting.
-    """
-
-    def __init__(
-        self,
-        *,
-        requests_per_minute: float | None,
-        tokens_per_minute: float | None,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self._interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
-        self._tokens_per_second = tokens_per_minute / 60.0 if tokens_per_minute else 0.0
-        self._capacity = float(tokens_per_minute or 0.0)
-        self._tokens = self._capacity
-        self._clock = clock
-        self._refilled_at = clock()
-        self._next_start = 0.0
-        self.paused_until = 0.0
-
-    def _refill(self, now: float) -> None:
-        if self._tokens_per_second:
-            self._tokens = min(
-                self._capacity, self._tokens + (now - self._refilled_at) * self._tokens_per_second
-            )
-        self._refilled_at = now
-
-    def wait_before_start(self, estimate: int) -> float:
-        """Reserve a start for a request of ``estimate`` tokens; return how long to wait first."""
-        now = self._clock()
-        start = max(now, self._next_start, self.paused_until)
-        if self._tokens_per_second:
-            self._refill(now)
-            wanted = min(float(estimate), self._capacity)
-            missing = wanted - self._tokens
-            if missing > 0:
-                start = max(start, now + missing / self._tokens_per_second)
-            self._tokens -= wanted
-        if self._interval:
-            self._next_start = start + self._interval
-        return max(0.0, start - now)
-
-    def correct_tokens(self, estimate: int, actual: int) -> None:
-        """Give back (or take) the difference between the estimate and the real usage."""
-        if self._tokens_per_second:
-            self._refill(self._clock())
-            self._tokens = min(
-                self._capacity, self._tokens + min(estimate, self._capacity) - actual
-            )
-
-    def pause(self, seconds: float) -> None:
-        """Hold every new start (and retry) for ``seconds``: a 429 slows the whole batch."""
-        self.paused_until = max(self.paused_until, self._clock() + seconds)
-
-    def pause_remaining(self) -> float:
-        return max(0.0, self.paused_until - self._clock())
 
 
 class _Progress:
@@ -165,19 +93,17 @@ class _Progress:
             self._bar.close()
 
 
-def _check_options(concurrency: Any, rpm: Any, tpm: Any) -> None:
+def _check_options(concurrency: Any, rpm: Any, tpm: Any) -> RateLimit | None:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
-    for name, value in (("requests_per_minute", rpm), ("tokens_per_minute", tpm)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
-        ):
-            raise ValueError(f"{name} must be a positive number or None, not {value!r}")
+    if rpm is None and tpm is None:
+        return None
+    return RateLimit(requests_per_minute=rpm, tokens_per_minute=tpm)
 
 
 async def _pull(
     requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
-) -> AsyncIterator[Mapping[str, Any]]:
+) -> AsyncGenerator[Mapping[str, Any], None]:
     if isinstance(requests, AsyncIterable):
         async for item in requests:
             yield item
@@ -186,17 +112,75 @@ async def _pull(
             yield item
 
 
-def _retry_wait(error: BaseException, attempt: int) -> float | None:
-    """How long to wait before retrying a failed item, or None if it should not be retried."""
-    if isinstance(error, APIStatusError):
-        if not _retry.should_retry_status(error.status_code, error.headers):
-            return None
-        if _retry.retry_after_too_long(error.headers, now=time.time()):
-            return None
-        return _retry.retry_delay(attempt, error.headers, now=time.time())
-    if isinstance(error, APIConnectionError):
-        return _retry.backoff_delay(attempt)
-    return None
+def _checked(index: int, request: Any) -> dict[str, Any]:
+    if not isinstance(request, Mapping):
+        raise TypeError(
+            f"requests[{index}] must be a dict of keyword arguments, not {type(request).__name__}"
+        )
+    if request.get("stream"):
+        raise ValueError(f"requests[{index}]: create_many does not stream")
+    return dict(request)
+
+
+class _Runner:
+    """Starts the batch's requests under the limits and sends ``(index, result)`` pairs."""
+
+    def __init__(
+        self,
+        call: Callable[..., Awaitable[Any]],
+        requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        slots: anyio.CapacityLimiter,
+        limits: RateLimit | None,
+        send: MemoryObjectSendStream[tuple[int, Any]],
+        stop_on_error: bool,
+    ):
+        self._call = call
+        self._requests = requests
+        self._slots = slots
+        self._limits = limits
+        self._send = send
+        self._stop_on_error = stop_on_error
+        self.stopped = False
+
+    async def run(self) -> None:
+        if self._limits is not None:
+            batch_limit.set(self._limits)  # this task's context, inherited by its group
+        source = _pull(self._requests)
+        try:
+            async with self._send, anyio.create_task_group() as group:
+                index = 0
+                while True:
+                    # A slot first, then the next request: the input is pulled no further
+                    # ahead than the concurrency allows.
+                    try:
+                        self._slots.acquire_on_behalf_of_nowait(index)
+                    except anyio.WouldBlock:
+                        await self._slots.acquire_on_behalf_of(index)
+                    if self.stopped:
+                        break
+                    try:
+                        request = await source.__anext__()
+                    except StopAsyncIteration:
+                        self._slots.release_on_behalf_of(index)
+                        break
+                    group.start_soon(self._one, index, request)
+                    index += 1
+        finally:
+            with anyio.CancelScope(shield=True):
+                await source.aclose()
+
+    async def _one(self, index: int, request: Any) -> None:
+        try:
+            result: Any = await self._call(**_checked(index, request))
+        except Exception as exc:  # the item's result: one failure never stops the others
+            result = exc
+            if self._stop_on_error:
+                self.stopped = True
+        try:
+            self._send.send_nowait((index, result))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass  # the consumer has gone: the runner is being cancelled
 
 
 async def run_many(
@@ -207,91 +191,53 @@ async def run_many(
     requests_per_minute: float | None,
     tokens_per_minute: float | None,
     progress: bool | ProgressCallback | None,
-    max_retries: int,
-    estimate: Callable[[Mapping[str, Any]], int] = estimate_tokens,
+    stop_on_error: bool = False,
 ) -> AsyncGenerator[tuple[int, Any], None]:
-    """Call ``call(**request)`` for each request under the limits; yield ``(index, result)``.
+    """Call ``call(**request)`` for each request under the limits; yield ``(index, result)``
+    as each one ends.
 
-    A result is the call's return value or the exception it raised once retries were spent.
-    Leaving the loop early, or cancelling the caller, cancels every call in flight.
+    A result is the call's return value or the exception it raised (retries are the
+    transport's). With ``stop_on_error`` the first failure stops new starts. Leaving the loop
+    early, or cancelling the caller, cancels every call in flight.
     """
-    _check_options(concurrency, requests_per_minute, tokens_per_minute)
+    limits = _check_options(concurrency, requests_per_minute, tokens_per_minute)
     total = len(requests) if isinstance(requests, (list, tuple)) else None
-    limits = BatchLimits(
-        requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute
-    )
     meter = _Progress(progress, total)
-    results: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def one(index: int, request: dict[str, Any], estimated: int) -> None:
-        retries = request.pop("max_retries", max_retries)
-        attempt = 0
-        while True:
-            pause = limits.pause_remaining()
-            if pause:
-                await asyncio.sleep(pause)
-            try:
-                result: Any = await call(**request, max_retries=0)
-            except Exception as exc:
-                wait = _retry_wait(exc, attempt) if attempt < retries else None
-                if wait is None:
-                    result = exc
-                else:
-                    attempt += 1
-                    if isinstance(exc, RateLimitError):
-                        limits.pause(wait)
-                    else:
-                        await asyncio.sleep(wait)
-                    continue
-            break
-        usage = getattr(result, "usage", None)
-        if usage is not None and isinstance(getattr(usage, "total_tokens", None), int):
-            limits.correct_tokens(estimated, usage.total_tokens)
-        results.put_nowait((index, result))
-
-    source = _pull(requests)
-    exhausted = False
-    in_flight = 0
-    started = 0
+    # Unbounded, yet never holding more than `concurrency` results: a slot is only freed
+    # once the consumer has taken the item's result.
+    send, receive = anyio.create_memory_object_stream[tuple[int, Any]](math.inf)
+    slots = anyio.CapacityLimiter(concurrency)
+    runner = _Runner(
+        call, requests, slots=slots, limits=limits, send=send, stop_on_error=stop_on_error
+    )
+    # The bridge: the group lives in this task, the generator yields outside it.
+    task = asyncio.ensure_future(runner.run())
     try:
-        while True:
-            while not exhausted and in_flight < concurrency:
+        with receive:
+            while True:
                 try:
-                    request = await source.__anext__()
-                except StopAsyncIteration:
-                    exhausted = True
+                    index, result = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        index, result = await receive.receive()
+                    except anyio.EndOfStream:
+                        break
+                except anyio.EndOfStream:
                     break
-                if not isinstance(request, Mapping):
-                    raise TypeError(
-                        f"requests[{started}] must be a dict of keyword arguments, "
-                        f"not {type(request).__name__}"
-                    )
-                if request.get("stream"):
-                    raise ValueError(f"requests[{started}]: create_many does not stream")
-                estimated = estimate(request)
-                wait = limits.wait_before_start(estimated)
-                if wait:
-                    await asyncio.sleep(wait)
-                task = asyncio.create_task(one(started, dict(request), estimated))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                started += 1
-                in_flight += 1
-            if in_flight == 0:
-                break
-            index, result = await results.get()
-            in_flight -= 1
-            meter.update(isinstance(result, BaseException))
-            yield index, result
+                slots.release_on_behalf_of(index)
+                meter.update(isinstance(result, BaseException))
+                yield index, result
+        await task  # an input that raised: its error is the batch's
     finally:
         meter.close()
-        for task in tasks:
+        if not task.done():
             task.cancel()
-        if tasks:
-            # Wait for the cancelled calls to release their connections, even if the
-            # caller itself is being cancelled.
-            await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+        # Wait for the cancelled calls to release their connections, even when the caller
+        # itself is being cancelled.
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait((task,))
+        if not task.cancelled():
+            task.exception()  # retrieved here; raised above when it mattered
 
 
 def create_many_iter(
@@ -311,7 +257,6 @@ def create_many_iter(
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         progress=progress,
-        max_retries=self._client.max_retries,
     )
 
 
@@ -345,12 +290,13 @@ async def create_many(
     progress: bool | ProgressCallback | None = None,
 ) -> list[Result]:
     """Run many ``create`` calls and return their results in input order."""
-    iterator = create_many_iter(
-        self,
+    iterator = run_many(
+        self.create,
         requests,
         concurrency=concurrency,
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         progress=progress,
+        stop_on_error=not return_exceptions,
     )
     return await collect_in_order(iterator, return_exceptions=return_exceptions)

@@ -26,6 +26,7 @@ from ._config import (
     coerce_timeout,
 )
 from ._exceptions import APIResponseValidationError, RoutmyError
+from ._ratelimit import RateLimit
 from ._transport import RawResponse, Transport, logger
 from .types._base import TopLevelResponse
 
@@ -69,9 +70,13 @@ class AsyncRoutmy:
     :param max_retries: retries after the first attempt, for retryable failures.
     :param default_headers: headers sent with every request.
     :param default_query: query parameters sent with every request.
-    :param max_connections: the size of the connection pool.
+    :param max_connections: the most connections in use at once (streams hold theirs until
+        they end); a request waits for a free one, up to ``Timeout(pool=...)``.
     :param session: an ``aiohttp.ClientSession`` to borrow; it is never closed by the client.
     :param verify: verify TLS certificates (turning it off logs a warning).
+    :param rate_limit: a ``RateLimit(requests_per_minute=..., tokens_per_minute=...)`` that
+        paces every request of this client and of the clients ``with_options`` derives from
+        it (the same object given to several clients is one budget for all of them).
     :raises TypeError: an argument has the wrong type.
     :raises ValueError: an argument has a wrong value (a negative retry count, a bad URL...).
     """
@@ -88,6 +93,7 @@ class AsyncRoutmy:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         session: aiohttp.ClientSession | None = None,
         verify: bool = True,
+        rate_limit: RateLimit | None = None,
     ):
         if api_key is None:
             api_key = os.environ.get("ROUTMY_API_KEY") or None
@@ -114,6 +120,11 @@ class AsyncRoutmy:
             raise TypeError("session must be an aiohttp.ClientSession")
         if not isinstance(verify, bool):
             raise TypeError("verify must be a bool")
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise TypeError(
+                "rate_limit must be a routmy_async.RateLimit(requests_per_minute=..., "
+                f"tokens_per_minute=...), not {type(rate_limit).__name__}"
+            )
         if session is not None and (
             verify is not True or max_connections != DEFAULT_MAX_CONNECTIONS
         ):
@@ -131,7 +142,11 @@ class AsyncRoutmy:
         self._default_headers = check_headers(default_headers, name="default_headers")
         self._default_query = check_headers(default_query, name="default_query")
         self._transport = Transport(
-            max_connections=max_connections, session=session, verify=verify, secret=api_key
+            max_connections=max_connections,
+            session=session,
+            verify=verify,
+            secret=api_key,
+            rate_limit=rate_limit,
         )
         self._owns_transport = True
         self._transport.attach()
@@ -187,6 +202,11 @@ class AsyncRoutmy:
         return Images(self)
 
     # -- options ------------------------------------------------------------------------
+
+    @property
+    def rate_limit(self) -> RateLimit:
+        """The budget every request of this client (and its ``with_options`` clients) shares."""
+        return self._transport.rate_limit
 
     @property
     def api_key_set(self) -> bool:
@@ -330,6 +350,7 @@ class AsyncRoutmy:
         *,
         body: bytes | None = None,
         options: Mapping[str, Any],
+        tokens: int = 0,
     ) -> RawResponse:
         headers, query, timeout, max_retries = self._prepare(options, False)
         raw, _ = await self._transport.request(
@@ -340,12 +361,13 @@ class AsyncRoutmy:
             params=query,
             timeout=timeout,
             max_retries=max_retries,
+            tokens=tokens,
         )
         assert raw is not None
         return raw
 
     async def _open_stream(
-        self, path: str, *, body: bytes, options: Mapping[str, Any]
+        self, path: str, *, body: bytes, options: Mapping[str, Any], tokens: int = 0
     ) -> tuple[aiohttp.ClientResponse, Timeout, str]:
         headers, query, timeout, max_retries = self._prepare(options, True)
         url = self._transport.url(self.base_url, path)
@@ -358,6 +380,7 @@ class AsyncRoutmy:
             timeout=timeout,
             max_retries=max_retries,
             stream=True,
+            tokens=tokens,
         )
         assert response is not None
         return response, timeout, str(url)

@@ -19,7 +19,9 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.rout.my/v1"
-DEFAULT_MAX_CONNECTIONS: Final = 100
+# Sized for long-lived streams: a FastAPI app proxying hundreds of generations must not queue
+# the 101st user behind someone else's whole answer (openai-python's default is 1,000 too).
+DEFAULT_MAX_CONNECTIONS: Final = 1000
 
 
 class NotGiven(enum.Enum):
@@ -49,16 +51,19 @@ class Timeout:
     :param total: for the whole request, streams included, per attempt.
     :param stream_idle: between two events of a stream (keep-alive comments do not count);
         defaults to ``read``.
+    :param pool: to wait for a free connection when all ``max_connections`` are in use
+        (``None``: wait as long as it takes).
     :raises TypeError: a value is not a number.
     :raises ValueError: a value is zero, negative or NaN.
     """
 
-    __slots__ = ("connect", "read", "stream_idle", "total")
+    __slots__ = ("connect", "pool", "read", "stream_idle", "total")
 
     connect: float | None
     read: float | None
     total: float | None
     stream_idle: float | None
+    pool: float | None
 
     def __init__(
         self,
@@ -67,12 +72,14 @@ class Timeout:
         read: float | None = 600.0,
         total: float | None = None,
         stream_idle: float | None = None,
+        pool: float | None = None,
     ):
         for name, value in (
             ("connect", connect),
             ("read", read),
             ("total", total),
             ("stream_idle", stream_idle),
+            ("pool", pool),
         ):
             object.__setattr__(self, name, _seconds(value, f"Timeout {name}"))
 
@@ -92,6 +99,7 @@ class Timeout:
         read: float | NotGiven | None = NOT_GIVEN,
         total: float | NotGiven | None = NOT_GIVEN,
         stream_idle: float | NotGiven | None = NOT_GIVEN,
+        pool: float | NotGiven | None = NOT_GIVEN,
     ) -> Timeout:
         """Return a copy with the given parts changed."""
         return Timeout(
@@ -99,6 +107,7 @@ class Timeout:
             read=self.read if isinstance(read, NotGiven) else read,
             total=self.total if isinstance(total, NotGiven) else total,
             stream_idle=self.stream_idle if isinstance(stream_idle, NotGiven) else stream_idle,
+            pool=self.pool if isinstance(pool, NotGiven) else pool,
         )
 
     @property
@@ -107,7 +116,7 @@ class Timeout:
         return self.stream_idle if self.stream_idle is not None else self.read
 
     def _key(self) -> tuple[float | None, ...]:
-        return (self.connect, self.read, self.total, self.stream_idle)
+        return (self.connect, self.read, self.total, self.stream_idle, self.pool)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Timeout):
@@ -123,13 +132,13 @@ class Timeout:
     def __repr__(self) -> str:
         return (
             f"Timeout(connect={self.connect!r}, read={self.read!r}, total={self.total!r}, "
-            f"stream_idle={self.stream_idle!r})"
+            f"stream_idle={self.stream_idle!r}, pool={self.pool!r})"
         )
 
 
 def _make_timeout(*values: float | None) -> Timeout:
-    connect, read, total, stream_idle = values
-    return Timeout(connect=connect, read=read, total=total, stream_idle=stream_idle)
+    connect, read, total, stream_idle, pool = values
+    return Timeout(connect=connect, read=read, total=total, stream_idle=stream_idle, pool=pool)
 
 
 def _seconds(value: object, name: str) -> float | None:

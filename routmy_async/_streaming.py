@@ -78,6 +78,7 @@ class ChatCompletionStream:
         method: str = "POST",
         url: str = "",
         finalize: Callable[[ChatCompletion], ChatCompletion] | None = None,
+        tokens: int = 0,
     ):
         self._response = response
         self._transport = transport
@@ -86,6 +87,8 @@ class ChatCompletionStream:
         self._method = method
         self._url = url
         self._finalize = finalize
+        # The token estimate reserved for this request, settled with the usage at the end.
+        self._tokens = tokens
         self._decoder = SSEDecoder()
         self._ready: deque[ChatCompletionChunk] = deque()
         self._undecoded: list[bytes | ServerSentEvent] = []
@@ -122,6 +125,8 @@ class ChatCompletionStream:
                     failure, self._failure = self._failure, None
                     raise failure
                 if self._done or self._closed:
+                    if self._tokens:
+                        self._settle_tokens()
                     raise StopAsyncIteration
                 await self._read()
         except RoutmyError as error:
@@ -187,6 +192,11 @@ class ChatCompletionStream:
                 return
             chunk.__dict__["_raw_json"] = data
             append(chunk)
+
+    def _settle_tokens(self) -> None:
+        usage = self._accumulator.usage
+        self._transport.settle_tokens(self._tokens, usage.total_tokens if usage else None)
+        self._tokens = 0
 
     def _fail(self, failure: BaseException) -> None:
         self._transport.redactor.scrub(failure)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import aiohttp
@@ -27,6 +27,7 @@ from ._exceptions import (
     answer_error,
     status_error,
 )
+from ._ratelimit import RateLimit, batch_limit
 from ._redact import Redactor
 
 __all__ = ["TRANSPORT_ERRORS", "RawResponse", "Transport", "logger", "map_transport_error"]
@@ -94,8 +95,15 @@ class Transport:
         session: aiohttp.ClientSession | None,
         verify: bool,
         secret: str | None,
+        rate_limit: RateLimit | None = None,
     ):
         self._max_connections = max_connections
+        #: The client's shared budget (also holds the pause a 429 puts on every new start).
+        self.rate_limit = rate_limit if rate_limit is not None else RateLimit()
+        # Connections in use, bounded by our own count rather than aiohttp's, so that a
+        # wait for a free one can be bounded (Timeout.pool) and reported with numbers.
+        self._slots: asyncio.Semaphore | None = None
+        self.connections_in_use = 0
         self._session = session
         self._owns_session = session is None
         self._verify = verify
@@ -119,8 +127,9 @@ class Transport:
         session = self._session
         if session is None:
             self._loop = asyncio.get_running_loop()
+            self._slots = asyncio.Semaphore(self._max_connections)
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections,
+                limit=0,  # the slots above are the limit
                 limit_per_host=0,
                 ssl=self._verify,
                 enable_cleanup_closed=False,
@@ -156,6 +165,67 @@ class Transport:
         if owner:
             self._owner_alive = False
         return self._clients <= 0 and not self._owner_alive
+
+    def wants_tokens(self) -> bool:
+        """Whether requests should carry a token estimate (a tokens-per-minute budget applies)."""
+        batch = batch_limit.get()
+        return self.rate_limit.limits_tokens or (batch is not None and batch.limits_tokens)
+
+    def settle_tokens(self, estimate: int, actual: int | None) -> None:
+        """Correct the budgets once a request's real usage is known."""
+        if estimate and actual is not None:
+            self.rate_limit.correct(estimate, actual)
+            batch = batch_limit.get()
+            if batch is not None:
+                batch.correct(estimate, actual)
+
+    async def _wait_turn(self, tokens: int) -> None:
+        """Wait for the client's budget (and a batch's, inside create_many) to allow a start."""
+        limit = self.rate_limit
+        batch = batch_limit.get()
+        if batch is None and limit.idle:
+            return
+        wait = 0.0 if limit.idle else limit.reserve(tokens)
+        if batch is not None:
+            wait = max(wait, batch.reserve(tokens))
+        if wait:
+            await anyio.sleep(wait)
+
+    async def _take_slot(
+        self,
+        timeout: Timeout,  # noqa: ASYNC109 - its pool part bounds the wait, with anyio
+        method: str,
+        url: URL,
+    ) -> Callable[[], None] | None:
+        """Wait for a free connection slot; return the function that frees it (once)."""
+        slots = self._slots
+        if slots is None:
+            return None  # a borrowed session: its connector sets the limits
+        if slots.locked():
+            try:
+                with anyio.fail_after(timeout.pool):
+                    await slots.acquire()
+            except TimeoutError:
+                raise APITimeoutError(
+                    f"{method} {url}: no connection became free within {timeout.pool:g} s: the "
+                    f"pool was full ({self.connections_in_use} of {self._max_connections} "
+                    "connections in use); raise max_connections, or Timeout(pool=...)",
+                    method=method,
+                    url=str(url),
+                ) from None
+        else:
+            await slots.acquire()  # free: returns at once
+        self.connections_in_use += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.connections_in_use -= 1
+                slots.release()
+
+        return release
 
     async def close(self) -> None:
         if self._closed:
@@ -222,6 +292,7 @@ class Transport:
         timeout: Timeout,  # noqa: ASYNC109 - handed to aiohttp, which enforces it per phase
         max_retries: int,
         stream: bool = False,
+        tokens: int = 0,
     ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
         """Send with retries. Returns the whole answer, or the open response when ``stream``.
 
@@ -238,6 +309,7 @@ class Transport:
                 timeout=timeout,
                 max_retries=max_retries,
                 stream=stream,
+                tokens=tokens,
             )
         except RoutmyError as error:
             # The one place a request's errors leave the transport: no key goes with them.
@@ -255,6 +327,7 @@ class Transport:
         timeout: Timeout,  # noqa: ASYNC109
         max_retries: int,
         stream: bool,
+        tokens: int,
     ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
         if self._closed:
             raise RuntimeError("the client is closed: create a new AsyncRoutmy to send requests")
@@ -271,6 +344,9 @@ class Transport:
         attempt = 0
         debug = logger.isEnabledFor(_DEBUG)
         while True:
+            # Every attempt, retries included, goes through the budget and takes a slot.
+            await self._wait_turn(tokens if attempt == 0 else 0)
+            release = await self._take_slot(timeout, method, url)
             started = time.monotonic()
             retry_headers: Mapping[str, str] = {}
             error: APIStatusError | None = None
@@ -287,12 +363,24 @@ class Transport:
                     # a 401 into a ClientResponseError (retried as a connection error).
                     raise_for_status=False,
                 )
-            except TRANSPORT_ERRORS as exc:
+            except BaseException as exc:
+                if release is not None:
+                    release()
+                if not isinstance(exc, TRANSPORT_ERRORS):
+                    raise
                 if attempt >= max_retries:
                     self._log(debug, method, url, None, attempt, started, repr(exc))
                     self._fail(exc, method, url, "connect" if _is_connect(exc) else "request")
                 self._log(debug, method, url, None, attempt, started, f"retrying after {exc!r}")
             else:
+                if release is not None:
+                    # The slot is free again when aiohttp releases or closes the connection
+                    # (body read, stream closed, response collected), whichever path it takes.
+                    connection = response.connection
+                    if connection is None:
+                        release()
+                    else:
+                        connection.add_callback(release)
                 status = response.status
                 if 200 <= status < 300:
                     if stream and "json" not in response.headers.get("Content-Type", ""):
@@ -340,7 +428,13 @@ class Transport:
                     if _retry.retry_after_too_long(retry_headers, now=time.time()):
                         raise error
             attempt += 1
-            await anyio.sleep(_retry.retry_delay(attempt - 1, retry_headers, now=time.time()))
+            delay = _retry.retry_delay(attempt - 1, retry_headers, now=time.time())
+            if error is not None and error.status_code == 429:
+                # The quota is shared: hold every new start of the client, not just this one.
+                self.rate_limit.pause(
+                    _retry.retry_after_seconds(retry_headers, now=time.time()) or delay
+                )
+            await anyio.sleep(delay)
 
     async def _status_error(self, response: aiohttp.ClientResponse) -> APIStatusError:
         try:

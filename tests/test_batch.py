@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from routmy_async import AsyncRoutmy, BadRequestError
-from routmy_async._batch import BatchLimits, estimate_tokens
+from routmy_async._ratelimit import RateLimit, estimate_tokens
 from routmy_async.testing import MockRoutmy
 from routmy_async.types import ChatCompletion
 
@@ -72,21 +72,21 @@ async def test_requests_per_minute_spaces_the_starts():
 def test_token_bucket_waits_and_is_corrected_by_usage():
     """The token budget delays starts and real usage gives tokens back."""
     now = [0.0]
-    limits = BatchLimits(requests_per_minute=None, tokens_per_minute=600, clock=lambda: now[0])
-    assert limits.wait_before_start(400) == 0.0
-    assert limits.wait_before_start(400) == pytest.approx(20.0)  # 200 missing at 10 tokens/s
-    limits.correct_tokens(400, 100)  # the first used 100, not 400: 300 come back
-    assert limits.wait_before_start(100) == 0.0
+    limits = RateLimit(requests_per_minute=None, tokens_per_minute=600, clock=lambda: now[0])
+    assert limits.reserve(400) == 0.0
+    assert limits.reserve(400) == pytest.approx(20.0)  # 200 missing at 10 tokens/s
+    limits.correct(400, 100)  # the first used 100, not 400: 300 come back
+    assert limits.reserve(100) == 0.0
     now[0] = 60.0
-    assert limits.wait_before_start(300) == 0.0
+    assert limits.reserve(300) == 0.0
 
 
 def test_pause_holds_every_start():
     """A pause (after a 429) delays the next start for everyone."""
     now = [10.0]
-    limits = BatchLimits(requests_per_minute=None, tokens_per_minute=None, clock=lambda: now[0])
+    limits = RateLimit(requests_per_minute=None, tokens_per_minute=None, clock=lambda: now[0])
     limits.pause(2.0)
-    assert limits.wait_before_start(1) == 2.0
+    assert limits.reserve(1) == 2.0
     assert limits.pause_remaining() == 2.0
 
 
@@ -203,11 +203,15 @@ async def test_bad_batch_options(client, kwargs, match):
 
 
 async def test_bad_items(client):
-    """A non-dict item or a streaming item is an error naming its position."""
+    """A non-dict item or a streaming item is that item's error, naming its position; the
+    other items still run."""
+    results = await client.chat.completions.create_many(["nope", *requests(1)])
+    assert isinstance(results[0], TypeError) and "requests[0]" in str(results[0])
+    assert texts(results)[1] == "q 0"
+    results = await client.chat.completions.create_many([{**requests(1)[0], "stream": True}])
+    assert isinstance(results[0], ValueError) and "does not stream" in str(results[0])
     with pytest.raises(TypeError, match=r"requests\[0\]"):
-        await client.chat.completions.create_many(["nope"])
-    with pytest.raises(ValueError, match="does not stream"):
-        await client.chat.completions.create_many([{**requests(1)[0], "stream": True}])
+        await client.chat.completions.create_many(["nope"], return_exceptions=False)
 
 
 async def test_server_errors_are_retried_per_item(mock):

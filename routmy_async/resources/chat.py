@@ -12,7 +12,7 @@ from collections.abc import (
     Mapping,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import msgspec
 
@@ -28,6 +28,7 @@ from .._params import (
     encode_body,
     split_options,
 )
+from .._ratelimit import estimate_tokens
 from .._streaming import ChatCompletionStream
 from ..types.chat import ChatCompletion
 
@@ -69,15 +70,22 @@ def _prepare_fields(params: dict[str, Any]) -> Callable[[ChatCompletion], ChatCo
     return finalize
 
 
+class _Prepared(NamedTuple):
+    """A checked request: its body, per-call options, the parse step and a token estimate."""
+
+    body: bytes
+    options: dict[str, Any]
+    finalize: Callable[[ChatCompletion], ChatCompletion] | None
+    tokens: int
+
+
 class Completions:
     """Chat Completions (``POST /chat/completions``)."""
 
     def __init__(self, client: AsyncRoutmy):
         self._client = client
 
-    def _build(
-        self, model: Any, messages: Any, stream: Any, params: dict[str, Any]
-    ) -> tuple[bytes, dict[str, Any], Callable[[ChatCompletion], ChatCompletion] | None]:
+    def _build(self, model: Any, messages: Any, stream: Any, params: dict[str, Any]) -> _Prepared:
         options = split_options(params)
         check_model(model)
         checked_messages = check_messages(messages)
@@ -90,7 +98,9 @@ class Completions:
             fields["stream"] = True
         fields.update(params)
         body = build_body(fields, options.get("extra_body"))
-        return encode_body(body), options, finalize
+        # A token estimate only when a tokens-per-minute budget will use it.
+        tokens = estimate_tokens(body) if self._client._transport.wants_tokens() else 0
+        return _Prepared(encode_body(body), options, finalize, tokens)
 
     @overload
     async def create(
@@ -142,29 +152,34 @@ class Completions:
         :raises APIConnectionError: the connection failed or timed out.
         :raises APIResponseValidationError: the answer does not decode.
         """
-        body, options, finalize = self._build(model, messages, stream, params)
+        prepared = self._build(model, messages, stream, params)
         if stream:
-            return await self._open(body, options, finalize)
-        raw = await self._client._request("POST", _PATH, body=body, options=options)
-        completion: ChatCompletion = self._client._decode(
-            raw, _decode_completion, "chat completion"
+            return await self._open(prepared)
+        client = self._client
+        raw = await client._request(
+            "POST", _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens
         )
+        completion: ChatCompletion = client._decode(raw, _decode_completion, "chat completion")
+        if prepared.tokens:
+            usage = completion.usage
+            client._transport.settle_tokens(
+                prepared.tokens, usage.total_tokens if usage is not None else None
+            )
+        finalize = prepared.finalize
         return finalize(completion) if finalize is not None else completion
 
-    async def _open(
-        self,
-        body: bytes,
-        options: Mapping[str, Any],
-        finalize: Callable[[ChatCompletion], ChatCompletion] | None,
-    ) -> ChatCompletionStream:
+    async def _open(self, prepared: _Prepared) -> ChatCompletionStream:
         client = self._client
-        response, timeout, url = await client._open_stream(_PATH, body=body, options=options)
+        response, timeout, url = await client._open_stream(
+            _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens
+        )
         return ChatCompletionStream(
             response,
             transport=client._transport,
             idle_timeout=timeout.idle,
             url=url,
-            finalize=finalize,
+            finalize=prepared.finalize,
+            tokens=prepared.tokens,
         )
 
     def stream(
@@ -182,8 +197,8 @@ class Completions:
         ``message.parsed`` holds the decoded object.
         """
         extra: dict[str, Any] = dict(params)
-        body, options, finalize = self._build(model, messages, True, extra)
-        return ChatCompletionStreamManager(lambda: self._open(body, options, finalize))
+        prepared = self._build(model, messages, True, extra)
+        return ChatCompletionStreamManager(lambda: self._open(prepared))
 
     async def parse(
         self,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from .._params import RequestOptions, build_body, check_model, encode_body, split_options
+from .._ratelimit import estimate_tokens
 from ..types.embeddings import (
     CreateEmbeddingResponse,
     Embedding,
@@ -105,8 +106,12 @@ class Embeddings:
         if user is not None:
             fields["user"] = user
         fields.update(extra)
-        body = encode_body(build_body(fields, options.get("extra_body")))
-        raw = await self._client._request("POST", "/embeddings", body=body, options=options)
+        payload = build_body(fields, options.get("extra_body"))
+        client = self._client
+        tokens = estimate_tokens(payload) if client._transport.wants_tokens() else 0
+        raw = await client._request(
+            "POST", "/embeddings", body=encode_body(payload), options=options, tokens=tokens
+        )
         wire: WireEmbeddingResponse = self._client._decode(raw, _decode_wire, "embeddings")
         try:
             data = [
@@ -128,6 +133,9 @@ class Embeddings:
             object=wire.object, data=data, model=wire.model, usage=wire.usage
         )
         response._attach(raw.body, raw.request_id)
+        if tokens:
+            usage = response.usage
+            client._transport.settle_tokens(tokens, usage.total_tokens if usage else None)
         return response
 
     async def embed_many(
@@ -170,8 +178,7 @@ class Embeddings:
                 requests_per_minute=requests_per_minute,
                 tokens_per_minute=tokens_per_minute,
                 progress=progress,
-                max_retries=self._client.max_retries,
-                estimate=lambda request: sum(len(text) for text in request["input"]) // 4 + 1,
+                stop_on_error=True,
             ),
             return_exceptions=False,
         )

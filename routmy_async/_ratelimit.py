@@ -1,0 +1,179 @@
+"""One rate budget: request spacing, a token bucket and a shared pause (pure: the clock is
+passed in, nothing here sleeps).
+
+A ``RateLimit`` hands out start times. Each request reserves its start with :meth:`reserve`
+and sleeps for the wait it returns, so many tasks can share one budget without a queue or a
+lock; the token estimate is corrected by the real ``usage`` afterwards, and a 429 pauses every
+new start through :meth:`pause`. The object holds the budget's state, so the same instance
+given to several clients (or shared by ``with_options``) is one budget for all of them.
+
+aiolimiter and friends were considered: they wait in a queue, cannot give tokens back after
+the real usage is known, and have no server-driven pause; the policy is small and pure here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+__all__ = ["RateLimit", "batch_limit", "estimate_tokens"]
+
+_DEFAULT_COMPLETION_ESTIMATE = 256
+
+
+class RateLimit:
+    """A request and token budget shared by every request that goes through it.
+
+    :param requests_per_minute: starts are spaced ``60 / requests_per_minute`` seconds apart.
+    :param tokens_per_minute: a token bucket of this size, refilled continuously; a request
+        takes its estimate (prompt characters / 4 plus its completion budget) and is corrected
+        by its ``usage`` when it ends.
+    :param clock: monotonic seconds (for tests).
+    :raises ValueError: a limit is not a positive number.
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_clock",
+        "_interval",
+        "_next_start",
+        "_paused_until",
+        "_refilled_at",
+        "_tokens",
+        "_tokens_per_second",
+        "requests_per_minute",
+        "tokens_per_minute",
+    )
+
+    def __init__(
+        self,
+        *,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        for name, value in (
+            ("requests_per_minute", requests_per_minute),
+            ("tokens_per_minute", tokens_per_minute),
+        ):
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not value > 0
+                or math.isinf(value)
+            ):
+                raise ValueError(f"{name} must be a positive number or None, not {value!r}")
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self._interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
+        self._tokens_per_second = tokens_per_minute / 60.0 if tokens_per_minute else 0.0
+        self._capacity = float(tokens_per_minute or 0.0)
+        self._tokens = self._capacity
+        self._clock = clock
+        self._refilled_at = clock()
+        self._next_start = 0.0
+        self._paused_until = 0.0
+
+    @property
+    def limits_tokens(self) -> bool:
+        """Whether requests need a token estimate (a ``tokens_per_minute`` is set)."""
+        return self._tokens_per_second > 0.0
+
+    @property
+    def idle(self) -> bool:
+        """Whether a start can never have to wait (no limits, no pause): the fast path."""
+        return not self._interval and not self._tokens_per_second and not self._paused_until
+
+    def _refill(self, now: float) -> None:
+        if self._tokens_per_second:
+            self._tokens = min(
+                self._capacity, self._tokens + (now - self._refilled_at) * self._tokens_per_second
+            )
+        self._refilled_at = now
+
+    def reserve(self, tokens: int = 0) -> float:
+        """Reserve a start for a request of ``tokens`` estimated tokens; return how long to
+        wait before starting it (0.0 when it may start now)."""
+        now = self._clock()
+        start = max(now, self._next_start, self._paused_until)
+        if self._tokens_per_second and tokens:
+            self._refill(now)
+            wanted = min(float(tokens), self._capacity)
+            missing = wanted - self._tokens
+            if missing > 0:
+                start = max(start, now + missing / self._tokens_per_second)
+            self._tokens -= wanted
+        if self._interval:
+            self._next_start = start + self._interval
+        return max(0.0, start - now)
+
+    def correct(self, estimate: int, actual: int) -> None:
+        """Give back (or take) the difference between a reservation and the real usage."""
+        if self._tokens_per_second and estimate:
+            self._refill(self._clock())
+            self._tokens = min(
+                self._capacity, self._tokens + min(estimate, self._capacity) - actual
+            )
+
+    def pause(self, seconds: float) -> None:
+        """Hold every new start for ``seconds`` (a 429 slows everyone, not one request)."""
+        if seconds > 0:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def pause_remaining(self) -> float:
+        """How long new starts are still held by a pause."""
+        if not self._paused_until:
+            return 0.0
+        return max(0.0, self._paused_until - self._clock())
+
+    def __repr__(self) -> str:
+        return (
+            f"RateLimit(requests_per_minute={self.requests_per_minute!r}, "
+            f"tokens_per_minute={self.tokens_per_minute!r})"
+        )
+
+
+def estimate_tokens(request: Mapping[str, Any]) -> int:
+    """A rough token count for a request: prompt characters / 4 plus the completion budget.
+
+    Chat ``messages`` (text and text parts, response messages too) and embeddings ``input``
+    are counted.
+    """
+    characters = 0
+    for message in request.get("messages") or ():
+        content = (
+            message.get("content")
+            if isinstance(message, Mapping)
+            else getattr(message, "content", None)
+        )
+        if isinstance(content, str):
+            characters += len(content)
+        elif isinstance(content, list):
+            characters += sum(
+                len(part.get("text", "")) for part in content if isinstance(part, Mapping)
+            )
+    text_input = request.get("input")
+    if isinstance(text_input, str):
+        characters += len(text_input)
+        return characters // 4 + 1
+    if isinstance(text_input, list):
+        # Strings are text; a list of ints is one token each; a list of lists, token arrays.
+        return sum(_input_tokens(item) for item in text_input)
+    budget = request.get("max_tokens") or request.get("max_completion_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        budget = _DEFAULT_COMPLETION_ESTIMATE
+    return characters // 4 + 1 + budget
+
+
+def _input_tokens(item: Any) -> int:
+    if isinstance(item, str):
+        return len(item) // 4 + 1
+    return len(item) if isinstance(item, list) else 1
+
+
+#: The per-batch budget of the ``create_many`` run the current task belongs to: the transport
+#: paces every attempt of the batch's requests (retries too) by it as well as by the client's.
+batch_limit: ContextVar[RateLimit | None] = ContextVar("routmy_batch_limit", default=None)
