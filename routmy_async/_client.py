@@ -204,6 +204,11 @@ class AsyncRoutmy:
     # -- options ------------------------------------------------------------------------
 
     @property
+    def connections_in_use(self) -> int:
+        """Connections of the pool in use right now (streams hold theirs until they end)."""
+        return self._transport.connections_in_use
+
+    @property
     def rate_limit(self) -> RateLimit:
         """The budget every request of this client (and its ``with_options`` clients) shares."""
         return self._transport.rate_limit

@@ -64,7 +64,7 @@ async def test_the_default_pool_serves_a_thousand_open_streams_at_once():
                     for _ in range(1000):
                         group.start_soon(one)
             assert peak == 1000  # a connection each, all at once
-            assert client._transport.connections_in_use == 0
+            assert client.connections_in_use == 0
         assert mock.connections_seen == 1000
 
 
@@ -94,7 +94,7 @@ async def test_a_full_pool_wait_is_bounded_and_says_why():
             await client.models.list()
             await second.close()
             await client.models.list()
-            assert client._transport.connections_in_use == 0
+            assert client.connections_in_use == 0
 
 
 async def test_without_a_pool_timeout_a_request_waits_for_a_free_connection():
@@ -115,7 +115,7 @@ async def test_without_a_pool_timeout_a_request_waits_for_a_free_connection():
                 group.start_soon(finish_later)
                 models = await client.models.list()
             assert models.data
-            assert client._transport.connections_in_use == 0
+            assert client.connections_in_use == 0
 
 
 # -- one rate budget for the whole client ---------------------------------------------------
@@ -255,7 +255,7 @@ async def test_results_are_yielded_while_the_input_is_slow():
             assert index == 0 and isinstance(result, ChatCompletion)
             assert time.monotonic() - started < 0.5
             await iterator.aclose()
-            assert client._transport.connections_in_use == 0
+            assert client.connections_in_use == 0
 
 
 async def test_the_first_failure_stops_new_starts_when_not_returning_exceptions():
