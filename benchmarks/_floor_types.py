@@ -59,6 +59,10 @@ class Chunk(msgspec.Struct):
     usage: Usage | None = None
 
 
+class Pricing(msgspec.Struct):
+    prompt: str | float | None = None
+
+
 class Model(msgspec.Struct):
     id: str
     object: str = "model"
@@ -66,6 +70,8 @@ class Model(msgspec.Struct):
     owned_by: str = ""
     token_multiplier: float | None = None
     is_available: bool | None = None
+    context_length: int | None = None
+    pricing: Pricing | None = None
 
 
 class ModelList(msgspec.Struct):

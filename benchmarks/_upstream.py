@@ -10,7 +10,7 @@ Routes (the model name in the request body picks the stream):
 * with ``"stream": true`` and model ``bench/text``: TEXT_CHUNKS content chunks, one write.
 * model ``bench/paced``: PACED_CHUNKS chunks, one event per write, 1 ms apart.
 * model ``bench/tools``: a tool call whose arguments arrive in TOOL_FRAGMENTS fragments.
-* ``GET /v1/models``: MODEL_COUNT models.
+* ``GET /v1/models``: MODEL_COUNT models with the router fields (``model_entry``).
 """
 
 from __future__ import annotations
@@ -167,18 +167,69 @@ def tool_frames() -> list[bytes]:
     return frames
 
 
+PARAMETERS = [
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "structured_outputs",
+    "reasoning",
+]
+
+
+def model_entry(i: int) -> dict[str, Any]:
+    """One models-list entry with the router fields, shaped like OpenRouter's."""
+    provider = f"provider{i % 17}"
+    vision = i % 3 == 0
+    context = 4096 * (1 + i % 32)
+    return {
+        "id": f"{provider}/model-{i}",
+        "canonical_slug": f"{provider}/model-{i}-20250101",
+        "object": "model",
+        "created": 1700000000 + i,
+        "owned_by": provider,
+        "token_multiplier": 1 + (i % 4) * 0.5,
+        "is_available": i % 10 != 0,
+        "name": f"Provider {i % 17}: Model {i}",
+        "description": (
+            f"Model {i} by provider {i % 17}: a general-purpose instruction-tuned model with "
+            "tool use and structured outputs, good at code, analysis and long documents."
+        ),
+        "context_length": context,
+        "pricing": {
+            "prompt": f"0.{(i % 50 + 1):07d}",
+            "completion": f"0.{(i % 50 + 1) * 4:07d}",
+            "request": "0",
+            "image": "0.001445" if vision else "0",
+            "web_search": "0",
+            "internal_reasoning": "0",
+            "input_cache_read": f"0.{(i % 50 + 1):08d}",
+        },
+        "architecture": {
+            "modality": "text+image->text" if vision else "text->text",
+            "input_modalities": ["text", "image"] if vision else ["text"],
+            "output_modalities": ["text"],
+            "tokenizer": "GPT",
+            "instruct_type": None,
+        },
+        "top_provider": {
+            "context_length": context,
+            "max_completion_tokens": 16384,
+            "is_moderated": i % 2 == 0,
+        },
+        "per_request_limits": None,
+        "supported_parameters": PARAMETERS[: 6 + i % 7],
+    }
+
+
 def models_body() -> bytes:
-    data = [
-        {
-            "id": f"provider{i % 17}/model-{i}",
-            "object": "model",
-            "created": 1700000000 + i,
-            "owned_by": f"provider{i % 17}",
-            "token_multiplier": 1 + (i % 4) * 0.5,
-            "is_available": i % 10 != 0,
-        }
-        for i in range(MODEL_COUNT)
-    ]
+    data = [model_entry(i) for i in range(MODEL_COUNT)]
     return json.dumps({"object": "list", "data": data}).encode()
 
 

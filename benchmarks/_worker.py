@@ -22,6 +22,7 @@ from _upstream import (
     MODEL_COUNT,
     PACED_CHUNKS,
     TEXT_CHUNKS,
+    model_entry,
     text_pieces,
     tool_arguments,
 )
@@ -109,9 +110,9 @@ class Floor:
                             arguments.append(call.function.arguments)
         return "".join(texts), "".join(arguments), events
 
-    async def models_list(self) -> int:
+    async def models_list(self) -> tuple[int, int, list[Any]]:
         async with self.session.get(self.base_url + "/models", headers=self.headers) as response:
-            return len(self.models.decode(await response.read()).data)
+            return read_models(self.models.decode(await response.read()).data)
 
     async def close(self) -> None:
         await self.session.close()
@@ -139,8 +140,9 @@ class Routmy:
         arguments = message.tool_calls[0].function.arguments if message.tool_calls else ""
         return message.content or "", arguments, events
 
-    async def models_list(self) -> int:
-        return len((await self.client.models.list()).data)
+    async def models_list(self) -> tuple[int, int, list[Any]]:
+        models = await self.client.models.list()
+        return read_models(models.data)
 
     async def close(self) -> None:
         await self.client.close()
@@ -178,9 +180,15 @@ class OpenAI:
                         arguments.append(call.function.arguments)
         return "".join(texts), "".join(arguments), events
 
-    async def models_list(self) -> int:
+    async def models_list(self) -> tuple[int, int, list[Any]]:
+        # openai's Model keeps fields it does not declare as extras: pricing is a dict there.
         page = await self.client.models.list()
-        return len(page.data)
+        context = 0
+        prompts = []
+        for model in page.data:
+            context += model.context_length or 0  # type: ignore[attr-defined]
+            prompts.append(model.pricing["prompt"])  # type: ignore[attr-defined]
+        return len(page.data), context, prompts
 
     async def close(self) -> None:
         await self.client.close()
@@ -196,6 +204,16 @@ def make(client: str, base_url: str) -> Any:
     if client == "floor":
         return Floor(base_url)
     raise SystemExit(f"unknown client {client}")
+
+
+def read_models(data: list[Any]) -> tuple[int, int, list[Any]]:
+    """What a caller choosing a model reads: each one's context length and prompt price."""
+    context = 0
+    prompts = []
+    for model in data:
+        context += model.context_length or 0
+        prompts.append(model.pricing.prompt)
+    return len(data), context, prompts
 
 
 def content_of(result: Any) -> str:
@@ -243,13 +261,19 @@ async def streams(
 
 async def models(sdk: Any) -> dict[str, Any]:
     await sdk.models_list()
-    counts = []
+    answers = []
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(MODEL_CALLS):
-        counts.append(await sdk.models_list())
+        answers.append(await sdk.models_list())
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    if any(count != MODEL_COUNT for count in counts):
-        raise SystemExit("wrong models count")
+    entries = [model_entry(i) for i in range(MODEL_COUNT)]
+    expected = (
+        MODEL_COUNT,
+        sum(entry["context_length"] for entry in entries),
+        [entry["pricing"]["prompt"] for entry in entries],
+    )
+    if any(tuple(answer) != expected for answer in answers):
+        raise SystemExit("wrong models list (count, context lengths or prompt prices)")
     return {"units": MODEL_CALLS, "cpu": cpu, "wall": wall}
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from .._params import RequestOptions, split_options
-from ..types.models import Model, ModelList
+from ..types.models import Model, ModelList, decode_model_list
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -16,7 +14,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Models"]
 
-_decode_models = msgspec.json.Decoder(ModelList).decode
+# Strict and fast first; a router's mistyped field (`"context_length": "8192"`) falls back to
+# a lenient decode instead of failing the whole list.
+_decode_models = decode_model_list
 
 
 class Models:

@@ -35,7 +35,7 @@ from .events import (
     ToolResultEvent,
 )
 from .images import GeneratedImage, ImagesResponse
-from .models import Model, ModelList
+from .models import Model, ModelArchitecture, ModelList, ModelPricing, ModelTopProvider
 
 __all__ = [
     "ChatCompletion",
@@ -59,7 +59,10 @@ __all__ = [
     "ImageURL",
     "ImagesResponse",
     "Model",
+    "ModelArchitecture",
     "ModelList",
+    "ModelPricing",
+    "ModelTopProvider",
     "PromptTokensDetails",
     "ReasoningDeltaEvent",
     "RefusalDeltaEvent",
