@@ -398,10 +398,10 @@ class Transport:
                     else:
                         response.release()
                         # A router may answer 200 with only an error object: an error all
-                        # the same (the byte search keeps the common answer free of work).
+                        # the same (a byte search keeps the common answer free of work).
                         error = (
                             answer_error(status, data, response.headers)
-                            if (b'"error"' in data)
+                            if _mentions_error(data)
                             else None
                         )
                         if error is None:
@@ -468,6 +468,14 @@ class Transport:
                 (time.monotonic() - started) * 1000.0,
                 self.redactor.text(note),
             )
+
+
+def _mentions_error(body: bytes) -> bool:
+    """Whether a 2xx body may be an error in disguise. An error-only body is small, so a
+    large answer is searched at its two ends only (a 300 KB models list costs no full scan)."""
+    if len(body) <= 8192:
+        return b'"error"' in body
+    return b'"error"' in body[:4096] or b'"error"' in body[-4096:]
 
 
 def _is_connect(exc: BaseException) -> bool:
