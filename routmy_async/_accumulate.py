@@ -123,12 +123,15 @@ class ChoiceState:
         else:
             call = self.tool_calls_at.get(index)
             if call is not None and fragment.id and call.id and fragment.id != call.id:
-                call = None  # another parallel call at the same index
+                # Another parallel call at the same index: one seen before (fragments of
+                # calls sharing an index may interleave, each repeating its id) or a new one.
+                call = next((c for c in self.tool_calls if c.id == fragment.id), None)
         if call is None:
             assert index is not None
             call = ToolCallState(index)
             self.tool_calls.append(call)
-            self.tool_calls_at[index] = call
+        if index is not None:
+            self.tool_calls_at[index] = call  # where id-less fragments at this index go
         self.last_tool_call = call
         return call
 

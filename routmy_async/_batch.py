@@ -142,6 +142,9 @@ class _Runner:
         self._send = send
         self._stop_on_error = stop_on_error
         self.stopped = False
+        # An error of the input itself (a generator that raised): the batch's error, raised
+        # as it is once the group has ended (not wrapped in an ExceptionGroup).
+        self.input_error: Exception | None = None
 
     async def run(self) -> None:
         if self._limits is not None:
@@ -164,11 +167,18 @@ class _Runner:
                     except StopAsyncIteration:
                         self._slots.release_on_behalf_of(index)
                         break
+                    except Exception as exc:
+                        self._slots.release_on_behalf_of(index)
+                        self.input_error = exc
+                        group.cancel_scope.cancel()
+                        break
                     group.start_soon(self._one, index, request)
                     index += 1
         finally:
             with anyio.CancelScope(shield=True):
                 await source.aclose()
+        if self.input_error is not None:
+            raise self.input_error
 
     async def _one(self, index: int, request: Any) -> None:
         try:
@@ -201,6 +211,13 @@ async def run_many(
     early, or cancelling the caller, cancels every call in flight.
     """
     limits = _check_options(concurrency, requests_per_minute, tokens_per_minute)
+    if isinstance(requests, (str, bytes, Mapping)) or not isinstance(
+        requests, (Iterable, AsyncIterable)
+    ):
+        raise TypeError(
+            "requests must be a list (or any iterable or async iterable) of keyword dicts "
+            f"for create, not {type(requests).__name__}"
+        )
     total = len(requests) if isinstance(requests, (list, tuple)) else None
     meter = _Progress(progress, total)
     # Unbounded, yet never holding more than `concurrency` results: a slot is only freed

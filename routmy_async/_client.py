@@ -35,13 +35,14 @@ if TYPE_CHECKING:
     from .resources.embeddings import Embeddings
     from .resources.images import Images
     from .resources.models import Models
+    from .resources.responses import Responses
 
 __all__ = ["AsyncRoutmy"]
 
 __version__ = "0.1.0"
 
 
-_RESOURCE_NAMES = frozenset({"chat", "models", "embeddings", "images"})
+_RESOURCE_NAMES = frozenset({"chat", "models", "embeddings", "images", "responses"})
 
 
 class _State(enum.Enum):
@@ -59,6 +60,14 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _check_key(api_key: object) -> str:
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise TypeError("api_key must be a non-empty string")
+    if any(ch in api_key for ch in "\r\n\0"):
+        raise ValueError("api_key contains CR, LF or NUL")
+    return api_key
 
 
 class AsyncRoutmy:
@@ -97,10 +106,8 @@ class AsyncRoutmy:
     ):
         if api_key is None:
             api_key = os.environ.get("ROUTMY_API_KEY") or None
-        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
-            raise TypeError("api_key must be a non-empty string")
-        if api_key is not None and any(ch in api_key for ch in "\r\n\0"):
-            raise ValueError("api_key contains CR, LF or NUL")
+        if api_key is not None:
+            api_key = _check_key(api_key)
         if base_url is None:
             base_url = os.environ.get("ROUTMY_BASE_URL") or DEFAULT_BASE_URL
         if not isinstance(base_url, str):
@@ -160,6 +167,9 @@ class AsyncRoutmy:
             )
 
     def _build_headers(self) -> tuple[dict[str, str], dict[str, str]]:
+        redactor = self._transport.redactor
+        redactor.add(self._api_key)
+        redactor.add_from_headers(self._default_headers)
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/json",
@@ -179,6 +189,13 @@ class AsyncRoutmy:
         from .resources.chat import Chat
 
         return Chat(self)
+
+    @cached_property
+    def responses(self) -> Responses:
+        """The Responses API: ``await client.responses.create(model=..., input=...)``."""
+        from .resources.responses import Responses
+
+        return Responses(self)
 
     @cached_property
     def models(self) -> Models:
@@ -221,6 +238,7 @@ class AsyncRoutmy:
     def with_options(
         self,
         *,
+        api_key: str | NotGiven = NOT_GIVEN,
         timeout: float | Timeout | NotGiven | None = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
@@ -228,7 +246,9 @@ class AsyncRoutmy:
     ) -> AsyncRoutmy:
         """Return a client with other settings that shares this client's connection pool.
 
-        Headers and query parameters given here are added to this client's. The new client
+        ``api_key`` gives the new client its own key (one pool, a key per tenant); the key is
+        redacted like the first. Headers and query parameters given here are added to this
+        client's. The new client
         does not own the pool: closing it leaves the pool to this one. It keeps the pool
         alive for as long as it is referenced, even when this client is a temporary
         (``AsyncRoutmy().with_options(...)``): the pool then closes with the last client
@@ -238,6 +258,8 @@ class AsyncRoutmy:
         # Every value is checked before the clone exists: a half-made clone collected
         # after a bad argument must never touch the shared pool.
         changes: dict[str, Any] = {}
+        if not isinstance(api_key, NotGiven):
+            changes["_api_key"] = _check_key(api_key)
         if not isinstance(timeout, NotGiven):
             changes["timeout"] = coerce_timeout(timeout)
         if not isinstance(max_retries, NotGiven):
@@ -263,6 +285,18 @@ class AsyncRoutmy:
         clone._headers, clone._stream_headers = clone._build_headers()
         clone._transport.attach()
         return clone
+
+    def copy(self, **options: Any) -> AsyncRoutmy:
+        """The same as :meth:`with_options` (openai-python's name)."""
+        return self.with_options(**options)
+
+    def __copy__(self) -> AsyncRoutmy:
+        # A plain copy must be a client of its own standing (attached to the pool), or
+        # collecting it would close the pool under the original.
+        return self.with_options()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AsyncRoutmy:
+        return self.with_options()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -335,7 +369,9 @@ class AsyncRoutmy:
         headers = self._stream_headers if stream else self._headers
         extra_headers = options.get("extra_headers")
         if extra_headers:
-            headers = {**headers, **check_headers(extra_headers, name="extra_headers")}
+            checked = check_headers(extra_headers, name="extra_headers")
+            self._transport.redactor.add_from_headers(checked)
+            headers = {**headers, **checked}
         query: dict[str, str] | None = self._default_query or None
         extra_query = options.get("extra_query")
         if extra_query:

@@ -156,7 +156,8 @@ DEFAULT_TIMEOUT: Final = Timeout()
 
 
 def coerce_timeout(value: float | Timeout | None, *, name: str = "timeout") -> Timeout:
-    """Turn a number (total seconds), a ``Timeout`` or ``None`` (no limits) into a ``Timeout``."""
+    """Turn a number (seconds for each wait), a ``Timeout`` or ``None`` (no limits) into a
+    ``Timeout``."""
     if isinstance(value, Timeout):
         return value
     if value is None:
@@ -166,8 +167,10 @@ def coerce_timeout(value: float | Timeout | None, *, name: str = "timeout") -> T
     seconds = _seconds(value, name)
     if seconds is None:
         return _NO_LIMITS
-    # A single number bounds the whole request; connect keeps its own shorter bound.
-    return Timeout(connect=min(10.0, seconds), read=seconds, total=seconds)
+    # As in openai-python, a number bounds every single wait (connect, each read, a free
+    # connection), not the whole request: a stream that keeps sending runs as long as it
+    # needs. Connect keeps its own shorter bound.
+    return Timeout(connect=min(10.0, seconds), read=seconds, pool=seconds)
 
 
 _NO_LIMITS: Final = Timeout(connect=None, read=None, total=None)

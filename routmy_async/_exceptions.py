@@ -302,12 +302,13 @@ class _ErrorEnvelope(msgspec.Struct):
     """Just enough of a 2xx body to tell an answer from an error in disguise."""
 
     error: Any = None
-    choices: msgspec.Raw | None = None
-    data: msgspec.Raw | None = None
+    # Raw: the answer's payload is only looked at, never decoded (an empty Raw: absent).
+    choices: msgspec.Raw = msgspec.Raw()
+    data: msgspec.Raw = msgspec.Raw()
 
 
 _decode_envelope = msgspec.json.Decoder(_ErrorEnvelope).decode
-_EMPTY_LISTS = frozenset({b"[]", b"null"})
+_NO_PAYLOAD = frozenset({b"", b"[]", b"null"})
 
 
 def answer_error(
@@ -326,7 +327,7 @@ def answer_error(
     if not envelope.error or not isinstance(envelope.error, (dict, str)):
         return None
     for payload in (envelope.choices, envelope.data):
-        if payload is not None and bytes(payload).strip() not in _EMPTY_LISTS:
+        if bytes(payload).replace(b" ", b"") not in _NO_PAYLOAD:
             return None
     code = envelope.error.get("code") if isinstance(envelope.error, dict) else None
     if isinstance(code, str) and code.isdigit():

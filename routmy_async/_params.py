@@ -8,12 +8,18 @@ the router passes unknown fields upstream.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import msgspec
 
 from ._config import Timeout
 from .types._base import ResponseObject
+
+if TYPE_CHECKING:
+    # For the type checker only: Pydantic is never imported to build a request.
+    from pydantic import BaseModel
+
+    from ._tools import FunctionTool
 
 __all__ = [
     "ChatCompletionParams",
@@ -86,13 +92,19 @@ class SamplingParams(RequestOptions, total=False):
 class ToolsParams(SamplingParams, total=False):
     """``SamplingParams`` plus ``tools`` (for ``parse``, which sets the response format)."""
 
-    tools: Sequence[Mapping[str, Any] | Callable[..., Any] | type[msgspec.Struct]]
+    tools: Sequence[
+        Mapping[str, Any]
+        | Callable[..., Any]
+        | type[msgspec.Struct]
+        | type[BaseModel]
+        | FunctionTool
+    ]
 
 
 class FormatParams(SamplingParams, total=False):
     """``SamplingParams`` plus ``response_format`` (for ``run_tools``, which sets the tools)."""
 
-    response_format: Mapping[str, Any] | type[msgspec.Struct]
+    response_format: Mapping[str, Any] | type[msgspec.Struct] | type[BaseModel]
 
 
 class ChatCompletionParams(ToolsParams, FormatParams, total=False):
@@ -228,7 +240,7 @@ def check_messages(messages: Any) -> list[Any]:
         if isinstance(message, Mapping):
             role = message.get("role")
             calls = message.get("tool_calls")
-            if calls and isinstance(calls, list) and any(_has_to_param(c) for c in calls):
+            if calls and isinstance(calls, (list, tuple)) and any(_has_to_param(c) for c in calls):
                 message = items[position] = {
                     **message,
                     "tool_calls": [c.to_param() if _has_to_param(c) else c for c in calls],

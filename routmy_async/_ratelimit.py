@@ -13,6 +13,7 @@ the real usage is known, and have no server-driven pause; the policy is small an
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ class RateLimit:
     __slots__ = (
         "_capacity",
         "_clock",
+        "_holes",
         "_interval",
         "_next_start",
         "_paused_until",
@@ -59,12 +61,11 @@ class RateLimit:
             ("requests_per_minute", requests_per_minute),
             ("tokens_per_minute", tokens_per_minute),
         ):
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not value > 0
-                or math.isinf(value)
-            ):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number or None, not {value!r}")
+            if not value > 0 or math.isinf(value):
                 raise ValueError(f"{name} must be a positive number or None, not {value!r}")
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
@@ -76,6 +77,8 @@ class RateLimit:
         self._refilled_at = clock()
         self._next_start = 0.0
         self._paused_until = 0.0
+        # Start times given back by cancelled waiters, for the next requests to take.
+        self._holes: list[float] = []
 
     @property
     def limits_tokens(self) -> bool:
@@ -85,7 +88,11 @@ class RateLimit:
     @property
     def idle(self) -> bool:
         """Whether a start can never have to wait (no limits, no pause): the fast path."""
-        return not self._interval and not self._tokens_per_second and not self._paused_until
+        if self._interval or self._tokens_per_second:
+            return False
+        if self._paused_until and self._paused_until <= self._clock():
+            self._paused_until = 0.0  # the pause is over: back to the fast path
+        return not self._paused_until
 
     def _refill(self, now: float) -> None:
         if self._tokens_per_second:
@@ -97,8 +104,23 @@ class RateLimit:
     def reserve(self, tokens: int = 0) -> float:
         """Reserve a start for a request of ``tokens`` estimated tokens; return how long to
         wait before starting it (0.0 when it may start now)."""
+        return self.reserve_start(tokens)[0]
+
+    def reserve_start(self, tokens: int = 0) -> tuple[float, float]:
+        """Like :meth:`reserve`, returning ``(wait, start)``: ``start`` identifies the
+        reservation for :meth:`cancel` if the request gives up before it starts."""
         now = self._clock()
-        start = max(now, self._next_start, self._paused_until)
+        start = max(now, self._paused_until)
+        holes = self._holes
+        while holes and holes[0] < start:
+            heapq.heappop(holes)  # a hole in the past (or inside a pause) is gone
+        if holes:
+            # A cancelled reservation's start: taking it keeps the spacing intact.
+            start = heapq.heappop(holes)
+        else:
+            start = max(start, self._next_start)
+            if self._interval:
+                self._next_start = start + self._interval
         if self._tokens_per_second and tokens:
             self._refill(now)
             wanted = min(float(tokens), self._capacity)
@@ -106,9 +128,16 @@ class RateLimit:
             if missing > 0:
                 start = max(start, now + missing / self._tokens_per_second)
             self._tokens -= wanted
+        return max(0.0, start - now), start
+
+    def cancel(self, start: float, tokens: int = 0) -> None:
+        """Give back a reservation whose request was cancelled before it started, so that
+        waiters that gave up leave no phantom starts for the next requests to wait behind."""
         if self._interval:
-            self._next_start = start + self._interval
-        return max(0.0, start - now)
+            heapq.heappush(self._holes, start)
+        if self._tokens_per_second and tokens:
+            self._refill(self._clock())
+            self._tokens = min(self._capacity, self._tokens + min(float(tokens), self._capacity))
 
     def correct(self, estimate: int, actual: int) -> None:
         """Give back (or take) the difference between a reservation and the real usage."""

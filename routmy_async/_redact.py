@@ -18,35 +18,58 @@ __all__ = ["REDACTED", "Redactor"]
 
 REDACTED = "[REDACTED]"
 _MAX_DEPTH = 32
+_MAX_SECRETS = 64
+# Headers whose values are credentials, wherever they were set.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
 
 
 class Redactor:
-    """Replaces one secret (the API key) in text, JSON values, headers and exceptions."""
+    """Replaces the secrets (the API key, and keys set in auth headers or by
+    ``with_options(api_key=...)``) in text, JSON values, headers and exceptions."""
 
-    __slots__ = ("_secret", "_secret_bytes")
+    __slots__ = ("_added", "_secrets")
 
     def __init__(self, secret: str | None):
-        self._secret = secret or None
-        self._secret_bytes = secret.encode() if secret else None
+        self._added: list[str] = []  # in the order they came
+        self._secrets: list[str] = []  # the longest first: a key inside another never half-replaced
+        self.add(secret)
+
+    def add(self, secret: str | None) -> None:
+        """Keep ``secret`` out of everything from now on (the first one is never dropped;
+        the others are capped to the most recent few dozen, for per-tenant keys)."""
+        if not secret or len(secret) < 4 or secret in self._added:
+            return
+        self._added.append(secret)
+        if len(self._added) > _MAX_SECRETS:
+            del self._added[1]
+        self._secrets = sorted(self._added, key=len, reverse=True)
+
+    def add_from_headers(self, headers: Mapping[str, str]) -> None:
+        """Register the credentials found in auth headers (``Bearer <key>``, ``x-api-key``)."""
+        for name, value in headers.items():
+            if name.lower() in _SECRET_HEADERS:
+                scheme, _, credential = value.partition(" ")
+                self.add(credential.strip() if credential.strip() else scheme)
 
     def text(self, text: str) -> str:
-        """``text`` with every occurrence of the secret replaced."""
-        secret = self._secret
-        if secret is not None and secret in text:
-            return text.replace(secret, REDACTED)
+        """``text`` with every occurrence of a secret replaced."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
         return text
 
     def value(self, value: Any, _depth: int = 0) -> Any:
         """A copy of a JSON-like value with the secret replaced; the same type comes back
         (a dict stays a dict, bytes stay bytes), and the same object when nothing changes."""
-        if self._secret is None:
+        if not self._secrets:
             return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, (bytes, bytearray)):
-            assert self._secret_bytes is not None
-            if self._secret_bytes in value:
-                return bytes(value).replace(self._secret_bytes, REDACTED.encode())
+            for secret in self._secrets:
+                encoded = secret.encode()
+                if encoded in value:
+                    value = bytes(value).replace(encoded, REDACTED.encode())
             return value
         if _depth > _MAX_DEPTH:
             return value
@@ -77,14 +100,12 @@ class Redactor:
     def contains(self, value: Any, _depth: int = 0) -> bool:
         """Whether the secret occurs anywhere in ``value`` (strings, bytes, containers, and
         the attributes of plain objects such as aiohttp's ``RequestInfo``)."""
-        secret = self._secret
-        if secret is None:
+        if not self._secrets:
             return False
         if isinstance(value, str):
-            return secret in value
+            return any(secret in value for secret in self._secrets)
         if isinstance(value, (bytes, bytearray)):
-            assert self._secret_bytes is not None
-            return self._secret_bytes in value
+            return any(secret.encode() in value for secret in self._secrets)
         if _depth > _MAX_DEPTH or value is None or isinstance(value, (int, float, bool)):
             return False
         if isinstance(value, Mapping):
@@ -106,7 +127,7 @@ class Redactor:
         An exception of another library whose attributes cannot be cleaned (aiohttp's
         request headers) is cut from the chain; our own message already says what it was.
         """
-        if self._secret is None:
+        if not self._secrets:
             return error
         seen: set[int] = set()
         current: BaseException | None = error

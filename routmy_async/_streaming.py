@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import anyio
@@ -43,6 +43,8 @@ from .types.events import (
 )
 
 if TYPE_CHECKING:
+    from starlette.responses import StreamingResponse
+
     from ._transport import Transport
 
 __all__ = ["ChatCompletionStream"]
@@ -124,10 +126,20 @@ class ChatCompletionStream:
                 if self._failure is not None:
                     failure, self._failure = self._failure, None
                     raise failure
-                if self._done or self._closed:
+                if self._done:
                     if self._tokens:
                         self._settle_tokens()
                     raise StopAsyncIteration
+                if self._closed:
+                    # Closed before its end (a cancelled read, close() from elsewhere):
+                    # never a silent, shortened answer.
+                    raise APIConnectionError(
+                        f"{self._method} {self._url}: the stream was closed before its end, "
+                        f"after {self._accumulator.chunk_count} chunk(s): the answer is "
+                        "incomplete",
+                        method=self._method,
+                        url=self._url,
+                    )
                 await self._read()
         except RoutmyError as error:
             # Every error of the stream leaves through here: none carries the key.
@@ -220,6 +232,9 @@ class ChatCompletionStream:
             self._undecoded = events
             self._undecoded_at = 0
             self._last_event_at = self._loop_time()
+        elif self._decoder.has_pending:
+            # Part of an event (a large image line) is arriving: that is progress.
+            self._last_event_at = self._loop_time()
         elif self._idle is not None:
             # Keep-alive comments reset the socket timer but are not events.
             if self._loop_time() - self._last_event_at > self._idle:
@@ -297,11 +312,12 @@ class ChatCompletionStream:
     def _check_content_type(self, content_type: str) -> None:
         # Checked before any byte is parsed: an HTML login page must not pass as a stream.
         self._abort()
-        raise APIResponseValidationError(
+        error = APIResponseValidationError(
             f"expected an event stream, got Content-Type {content_type or '(none)'!r}",
             status_code=self._response.status,
             request_id=self.request_id,
         )
+        raise self._transport.redactor.scrub(error)
 
     # -- release ------------------------------------------------------------------------
 
@@ -444,6 +460,74 @@ class ChatCompletionStream:
                     ToolCallDoneEvent(choice_index=index, tool_call=call.to_tool_call())
                 )
         return finished
+
+    # -- serving the stream again -------------------------------------------------------
+
+    def _buffered(self) -> bool:
+        """Whether the next ``__anext__`` answers without waiting for the network."""
+        return bool(
+            self._ready
+            or self._undecoded
+            or self._failure is not None
+            or self._done
+            or self._closed
+        )
+
+    def to_sse(
+        self,
+        *,
+        format: Literal["chunks", "text"] = "chunks",
+        keepalive: float | None = 15.0,
+    ) -> AsyncGenerator[bytes, None]:
+        """The stream as the body of a ``text/event-stream`` response, frame by frame.
+
+        Read it in any ASGI framework (or ``async for``); each item is one whole SSE frame.
+        The upstream stream is closed when the body ends, fails or is cancelled, and when the
+        generator is closed early (``await frames.aclose()``).
+
+        :param format: ``"chunks"``: every chunk as ``data: <JSON>``, exactly as the router
+            sent it (what OpenAI-compatible clients read); ``"text"``: only the first choice's
+            text, each piece as ``data: <JSON string>``. Both end with ``data: [DONE]``.
+        :param keepalive: seconds of silence after which a ``: keep-alive`` comment is
+            written (again every as many seconds); ``None`` for none.
+        :raises ValueError: an unknown ``format``, or ``keepalive`` not positive.
+
+        An error inside the stream (an upstream error frame, a cut connection, a timeout)
+        becomes the last frame, ``event: error`` with ``data: {"error": {"message", "type",
+        "code", "status_code", "metadata", "request_id", "error_class"}}`` (the fields the
+        error has), never followed by ``[DONE]``; the API key is never in it.
+        """
+        from ._sse_out import check_options, sse_frames
+
+        check_options(format, keepalive)
+        return sse_frames(self, format=format, keepalive=keepalive)
+
+    def to_streaming_response(
+        self,
+        *,
+        format: Literal["chunks", "text"] = "chunks",
+        keepalive: float | None = 15.0,
+        headers: Mapping[str, str] | None = None,
+        status_code: int = 200,
+    ) -> StreamingResponse:
+        """A Starlette/FastAPI ``StreamingResponse`` serving :meth:`to_sse` that owns the stream.
+
+        ``return stream.to_streaming_response()`` from an endpoint, after
+        ``stream = await client.chat.completions.create(..., stream=True)`` (an error before
+        the first chunk, a 429 say, is then raised in the endpoint). When the client
+        disconnects, the upstream stream is closed at once, so no tokens are paid for after
+        the user has left. ``Cache-Control: no-cache`` and ``X-Accel-Buffering: no`` are
+        set; ``headers`` adds to them.
+
+        :raises ImportError: Starlette is not installed (``to_sse()`` needs nothing).
+        :raises ValueError: as :meth:`to_sse`.
+        """
+        from ._sse_out import check_options, streaming_response
+
+        check_options(format, keepalive)
+        return streaming_response(
+            self, format=format, keepalive=keepalive, headers=headers, status_code=status_code
+        )
 
     def __repr__(self) -> str:
         state = "done" if self._done else ("closed" if self._closed else "open")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
@@ -55,9 +56,18 @@ def map_transport_error(
 ) -> APIConnectionError:
     """Translate an aiohttp/asyncio/OS failure into ``APITimeoutError``/``APIConnectionError``."""
     if isinstance(exc, asyncio.TimeoutError):
-        detail = str(exc) or "timed out"
+        # Say which limit ran out: aiohttp raises a type per limit, a bare TimeoutError
+        # for the total.
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            which = "the connect timeout ran out"
+        elif isinstance(exc, aiohttp.SocketTimeoutError):
+            which = "no data arrived within the read timeout"
+        elif isinstance(exc, aiohttp.ServerTimeoutError):
+            which = str(exc) or "a server timeout ran out"
+        else:
+            which = "the total timeout ran out"
         return APITimeoutError(
-            f"{method} {url}: {phase} timed out ({detail})", method=method, url=url
+            f"{method} {url}: {phase} timed out: {which}", method=method, url=url
         )
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return APIConnectionError(
@@ -104,6 +114,8 @@ class Transport:
         # wait for a free one can be bounded (Timeout.pool) and reported with numbers.
         self._slots: asyncio.Semaphore | None = None
         self.connections_in_use = 0
+        # Answers not yet released, so that close() can fail their readers.
+        self._responses: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
         self._session = session
         self._owns_session = session is None
         self._verify = verify
@@ -185,11 +197,21 @@ class Transport:
         batch = batch_limit.get()
         if batch is None and limit.idle:
             return
-        wait = 0.0 if limit.idle else limit.reserve(tokens)
-        if batch is not None:
-            wait = max(wait, batch.reserve(tokens))
+        reserved = [
+            (budget, *budget.reserve_start(tokens))
+            for budget in (limit, batch)
+            if budget is not None and not budget.idle
+        ]
+        wait = max((item[1] for item in reserved), default=0.0)
         if wait:
-            await anyio.sleep(wait)
+            try:
+                await anyio.sleep(wait)
+            except BaseException:
+                # Cancelled while waiting (a wait_for, a client going away): give the
+                # starts back, or every later request would wait behind phantoms.
+                for budget, _, start in reserved:
+                    budget.cancel(start, tokens)
+                raise
 
     async def _take_slot(
         self,
@@ -227,10 +249,27 @@ class Transport:
 
         return release
 
+    def _closed_error(self, method: str, url: URL | str) -> APIConnectionError:
+        return APIConnectionError(
+            f"{method} {url}: the client was closed while this request was in flight",
+            method=method,
+            url=str(url),
+        )
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        # Closing the pool alone would leave a reader waiting for bytes that never come
+        # (aiohttp drops the payload without waking it): fail every open answer first, and
+        # wake the requests waiting for a connection, so each raises "client was closed".
+        for response in list(self._responses):
+            if not response.closed:
+                response.content.set_exception(self._closed_error(response.method, response.url))
+        slots = self._slots
+        if slots is not None:
+            for _ in range(self._max_connections):
+                slots.release()
         session = self._session
         if session is not None and self._owns_session:
             # Shielded: a cancelled close must still release every socket.
@@ -344,9 +383,17 @@ class Transport:
         attempt = 0
         debug = logger.isEnabledFor(_DEBUG)
         while True:
-            # Every attempt, retries included, goes through the budget and takes a slot.
-            await self._wait_turn(tokens if attempt == 0 else 0)
+            # Every attempt, retries included, takes a connection slot, then its turn in the
+            # budget: a request that waited for a slot still honours a pause or the spacing.
             release = await self._take_slot(timeout, method, url)
+            try:
+                await self._wait_turn(tokens if attempt == 0 else 0)
+                if self._closed:
+                    raise self._closed_error(method, url)
+            except BaseException:
+                if release is not None:
+                    release()
+                raise
             started = time.monotonic()
             retry_headers: Mapping[str, str] = {}
             error: APIStatusError | None = None
@@ -366,6 +413,8 @@ class Transport:
             except BaseException as exc:
                 if release is not None:
                     release()
+                if self._closed and isinstance(exc, (*TRANSPORT_ERRORS, RuntimeError)):
+                    raise self._closed_error(method, url) from exc
                 if not isinstance(exc, TRANSPORT_ERRORS):
                     raise
                 if attempt >= max_retries:
@@ -381,6 +430,7 @@ class Transport:
                         release()
                     else:
                         connection.add_callback(release)
+                    self._responses.add(response)
                 status = response.status
                 if 200 <= status < 300:
                     if stream and "json" not in response.headers.get("Content-Type", ""):
@@ -420,6 +470,8 @@ class Transport:
                     error = await self._status_error(response)
                 if error is not None:
                     self._log(debug, method, url, status, attempt, started, error.message)
+                    if error.status_code == 429:
+                        self._pause_for(error.headers, attempt)
                     if attempt >= max_retries or not _retry.should_retry_status(
                         error.status_code, response.headers
                     ):
@@ -428,13 +480,17 @@ class Transport:
                     if _retry.retry_after_too_long(retry_headers, now=time.time()):
                         raise error
             attempt += 1
-            delay = _retry.retry_delay(attempt - 1, retry_headers, now=time.time())
-            if error is not None and error.status_code == 429:
-                # The quota is shared: hold every new start of the client, not just this one.
-                self.rate_limit.pause(
-                    _retry.retry_after_seconds(retry_headers, now=time.time()) or delay
-                )
-            await anyio.sleep(delay)
+            await anyio.sleep(_retry.retry_delay(attempt - 1, retry_headers, now=time.time()))
+
+    def _pause_for(self, headers: Mapping[str, str], attempt: int) -> None:
+        """A 429: the quota is shared, so hold every new start of the client, not just this
+        request's retry (whether or not it is retried). A wait longer than we would sleep
+        silently pauses nobody: each request then gets its error at once."""
+        asked = _retry.retry_after_seconds(headers, now=time.time())
+        if asked is None:
+            self.rate_limit.pause(_retry.backoff_delay(attempt))
+        elif asked <= _retry.MAX_RETRY_AFTER:
+            self.rate_limit.pause(asked)
 
     async def _status_error(self, response: aiohttp.ClientResponse) -> APIStatusError:
         try:

@@ -64,9 +64,9 @@ def test_bad_constructor_arguments_name_the_problem(kwargs, exc, match):
 
 
 def test_timeout_forms():
-    """A number bounds the total; a Timeout is kept; None means no limits."""
+    """A number bounds each wait (as in openai-python); a Timeout is kept; None: no limits."""
     assert AsyncRoutmy(api_key="k", timeout=30).timeout == Timeout(
-        connect=10.0, read=30.0, total=30.0
+        connect=10.0, read=30.0, total=None, pool=30.0
     )
     custom = Timeout(connect=1, read=2, total=3, stream_idle=4)
     assert AsyncRoutmy(api_key="k", timeout=custom).timeout is custom
@@ -155,7 +155,7 @@ async def test_with_options_shares_the_pool_and_overrides(mock):
         await client.models.list()
         fast = client.with_options(timeout=5, max_retries=0, default_headers={"X-Team": "a"})
         assert fast._transport is client._transport
-        assert fast.max_retries == 0 and fast.timeout.total == 5
+        assert fast.max_retries == 0 and fast.timeout.read == 5
         assert client.max_retries == 2
         await fast.models.list()
         assert mock.requests[-1].headers["X-Team"] == "a"

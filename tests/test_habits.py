@@ -25,6 +25,7 @@ from routmy_async import (
     AuthenticationError,
     BadRequestError,
     InternalServerError,
+    NotFoundError,
     RateLimitError,
     RoutmyError,
     Timeout,
@@ -563,3 +564,50 @@ async def test_a_stream_answered_with_a_json_error_raises_the_typed_error(mock, 
         await client.chat.completions.create(model="p/m", messages=MESSAGES, stream=True)
     assert caught.value.body == b'{"id": "x", "choices": []}'
     assert client._transport.acquired_connections() == 0
+
+
+async def test_interleaved_calls_sharing_an_index_and_repeating_their_ids(mock, client):
+    def call(fragment: dict[str, Any]) -> dict[str, Any]:
+        return chunk_of({"tool_calls": [{"index": 0, **fragment}]})
+
+    mock.reply_stream(
+        [
+            call({"id": "a", "function": {"name": "weather", "arguments": '{"city":'}}),
+            call({"id": "b", "function": {"name": "time", "arguments": '{"tz":'}}),
+            call({"id": "a", "function": {"arguments": '"Paris"}'}}),
+            call({"id": "b", "function": {"arguments": '"CET"}'}}),
+            chunk_of({}, "tool_calls"),
+        ]
+    )
+    async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
+        final = await stream.until_done()
+    calls = final.choices[0].message.tool_calls
+    assert calls is not None
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [
+        ("a", "weather", '{"city":"Paris"}'),
+        ("b", "time", '{"tz":"CET"}'),
+    ]
+
+
+@pytest.mark.parametrize("empty", ['"choices": []', '"data": []', '"choices": null'])
+async def test_a_200_error_with_an_empty_payload_list_is_an_error(mock, client, empty):
+    body = f'{{"error": {{"message": "No endpoints found", "code": 404}}, {empty}}}'
+    mock.reply_json(body.encode())
+    with pytest.raises(NotFoundError, match="No endpoints found"):
+        await client.chat.completions.create(model="p/m", messages=MESSAGES)
+
+
+def test_answer_error_looks_only_at_error_only_bodies():
+    from routmy_async._exceptions import answer_error
+
+    def status_of(body: bytes) -> int | None:
+        error = answer_error(200, body, {})
+        return None if error is None else error.status_code
+
+    assert status_of(b'{"error": {"message": "x", "code": 503}}') == 503
+    assert status_of(b'{"error": {"message": "x", "code": "429"}, "choices": [ ]}') == 429
+    assert status_of(b'{"error": "plain text", "data": null}') == 200
+    assert status_of(b'{"error": {"message": "x"}, "choices": [{"index": 0}]}') is None
+    assert status_of(b'{"error": null, "choices": []}') is None
+    assert status_of(b'{"error": {"message": "x"}, "data": [{"embedding": []}]}') is None
+    assert status_of(b"not json") is None
