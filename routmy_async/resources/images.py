@@ -67,7 +67,12 @@ class Images:
         }
         fields.update((name, value) for name, value in optional.items() if value is not None)
         fields.update(extra)
-        body = encode_body(build_body(fields, options.get("extra_body")))
-        raw = await self._client._request("POST", "/images/generations", body=body, options=options)
-        result: ImagesResponse = self._client._decode(raw, _decode_images, "images")
+        payload = build_body(fields, options.get("extra_body"))
+        client = self._client
+        call = client._call("images", model=model, body=payload)
+        raw = await client._request(
+            "POST", "/images/generations", body=encode_body(payload), options=options, call=call
+        )
+        result: ImagesResponse = client._decode(raw, _decode_images, "images", call)
+        client._succeeded(call, result)
         return result

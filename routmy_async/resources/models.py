@@ -34,8 +34,11 @@ class Models:
         split_options(opts)
         if opts:
             raise TypeError(f"models.list() got unexpected arguments: {sorted(opts)}")
-        raw = await self._client._request("GET", "/models", options=options)
-        models: ModelList = self._client._decode(raw, _decode_models, "models list")
+        client = self._client
+        call = client._call("models")
+        raw = await client._request("GET", "/models", options=options, call=call)
+        models: ModelList = client._decode(raw, _decode_models, "models list", call)
+        client._succeeded(call, models)
         return models
 
     async def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:

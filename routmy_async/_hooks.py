@@ -1,0 +1,203 @@
+"""Hooks: a small, typed way to observe every call, attempt, retry, error and stream end.
+
+Subclass :class:`Hooks`, override the methods you need, and pass instances to
+``AsyncRoutmy(hooks=[...])`` (clients made by ``with_options`` inherit them). Every method is
+called synchronously on the event loop, so keep them cheap; one that raises is logged once
+and never breaks the request. A client with no hooks does no work for them at all: the
+transport checks one attribute per request.
+
+One :class:`Call` object follows an operation (a ``create``, a stream, an embeddings request)
+from its first attempt to its end; ``call.state`` is a dict where a hook keeps what it needs
+between events (a span, a start time).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+__all__ = ["Call", "HookSet", "Hooks", "StreamSummary", "global_hooks", "set_global_hooks"]
+
+logger = logging.getLogger("routmy_async")
+
+StreamOutcome = Literal["done", "error", "cancelled", "broken"]
+
+
+class Call:
+    """One operation as the hooks see it.
+
+    :ivar operation: ``"chat"``, ``"embeddings"``, ``"images"``, ``"models"``,
+        ``"responses"`` or ``"request"`` (a raw ``client.get``/``post``).
+    :ivar model: the requested model (``None`` where there is none).
+    :ivar body: the request's body fields as sent (messages included: a hook that records
+        content must be opted in by its user), or ``None``.
+    :ivar stream: whether the answer is streamed.
+    :ivar server_address: the host of the base URL; ``server_port`` its port.
+    :ivar started: ``time.monotonic()`` at the start of the operation.
+    :ivar state: free storage for hooks (keyed by anything they like).
+    """
+
+    __slots__ = (
+        "body",
+        "model",
+        "operation",
+        "server_address",
+        "server_port",
+        "started",
+        "state",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        model: str | None = None,
+        stream: bool = False,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        body: Mapping[str, Any] | None = None,
+    ):
+        self.operation = operation
+        self.model = model
+        self.stream = stream
+        self.server_address = server_address
+        self.server_port = server_port
+        self.body = body
+        self.started = time.monotonic()
+        self.state: dict[Any, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<Call {self.operation} {self.model or ''} stream={self.stream}>"
+
+
+class StreamSummary:
+    """How a stream ended.
+
+    :ivar outcome: ``"done"`` (read to its end), ``"error"`` (an error frame or a bad
+        frame), ``"cancelled"`` (the reader was cancelled or closed it early) or
+        ``"broken"`` (the connection failed or ended too soon).
+    :ivar duration: seconds from the request to the end.
+    :ivar time_to_first_event: seconds from the request to the first event, if any came.
+    :ivar chunks: events received.
+    :ivar usage: the ``usage`` object, if the stream carried one.
+    :ivar result: the final object (a ``ChatCompletion``) when the stream was done.
+    :ivar error: what ended it, for ``error`` and ``broken``.
+    """
+
+    __slots__ = ("chunks", "duration", "error", "outcome", "result", "time_to_first_event", "usage")
+
+    def __init__(
+        self,
+        *,
+        outcome: StreamOutcome,
+        duration: float,
+        time_to_first_event: float | None,
+        chunks: int,
+        usage: Any = None,
+        result: Any = None,
+        error: BaseException | None = None,
+    ):
+        self.outcome = outcome
+        self.duration = duration
+        self.time_to_first_event = time_to_first_event
+        self.chunks = chunks
+        self.usage = usage
+        self.result = result
+        self.error = error
+
+    @property
+    def cost(self) -> float | None:
+        """The ``usage.cost`` rout.my reported, if any."""
+        cost = getattr(self.usage, "cost", None)
+        return cost if isinstance(cost, (int, float)) else None
+
+    def __repr__(self) -> str:
+        return f"<StreamSummary {self.outcome} chunks={self.chunks} duration={self.duration:.3f}s>"
+
+
+class Hooks:
+    """Override any of these; the defaults do nothing.
+
+    ``headers`` never carry the key (``Authorization`` is shown as ``[REDACTED]``).
+    """
+
+    def on_request(
+        self, call: Call, *, attempt: int, method: str, url: str, headers: Mapping[str, str]
+    ) -> None:
+        """An attempt is about to be sent (``attempt`` 0 is the first)."""
+
+    def on_response(
+        self, call: Call, *, attempt: int, status: int, headers: Mapping[str, str], elapsed: float
+    ) -> None:
+        """An attempt got its status and headers (``elapsed`` seconds after it was sent)."""
+
+    def on_retry(
+        self, call: Call, *, attempt: int, reason: str, wait: float, error: BaseException
+    ) -> None:
+        """Attempt ``attempt`` failed with ``error`` and will be retried after ``wait`` s."""
+
+    def on_error(self, call: Call, *, error: BaseException, elapsed: float) -> None:
+        """The operation failed for good (retries spent, or not retryable)."""
+
+    def on_success(self, call: Call, *, result: Any, elapsed: float) -> None:
+        """A non-streamed operation returned ``result`` (the decoded object)."""
+
+    def on_stream_end(self, call: Call, summary: StreamSummary) -> None:
+        """A stream ended, however it ended (see :class:`StreamSummary`)."""
+
+
+_METHODS = ("on_request", "on_response", "on_retry", "on_error", "on_success", "on_stream_end")
+
+
+class HookSet:
+    """Calls every hook of a list, logging a failing one once instead of raising."""
+
+    __slots__ = ("_failed", "hooks")
+
+    def __init__(self, hooks: Iterable[Hooks]):
+        self.hooks = tuple(hooks)
+        for hook in self.hooks:
+            if not isinstance(hook, Hooks):
+                raise TypeError(
+                    f"hooks must be routmy_async.Hooks instances, not {type(hook).__name__}"
+                )
+        self._failed: set[tuple[int, str]] = set()
+
+    def __add__(self, other: HookSet) -> HookSet:
+        return HookSet((*self.hooks, *other.hooks))
+
+    def emit(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        """Call ``event`` (a :class:`Hooks` method name) on every hook."""
+        for hook in self.hooks:
+            try:
+                getattr(hook, event)(*args, **kwargs)
+            except Exception:
+                key = (id(hook), event)
+                if key not in self._failed:
+                    self._failed.add(key)
+                    logger.exception(
+                        "routmy_async hook %s.%s raised (reported once; the request goes on)",
+                        type(hook).__name__,
+                        event,
+                    )
+
+
+_global: HookSet | None = None
+
+
+def global_hooks() -> HookSet | None:
+    """The hooks every client runs (``routmy_async.instrumentation.instrument()`` sets them)."""
+    return _global
+
+
+def set_global_hooks(hooks: Iterable[Hooks]) -> None:
+    """Replace the hooks every client runs (an empty list: none)."""
+    global _global
+    hook_list = tuple(hooks)
+    _global = HookSet(hook_list) if hook_list else None
+
+
+assert all(hasattr(Hooks, name) for name in _METHODS)

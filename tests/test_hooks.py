@@ -1,0 +1,239 @@
+"""Hooks observe every attempt, retry, error and stream end; raw requests; ROUTMY_LOG."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+import pytest
+
+from routmy_async import (
+    APIStreamError,
+    AsyncRoutmy,
+    BadRequestError,
+    Call,
+    Hooks,
+    NotFoundError,
+    StreamSummary,
+)
+from routmy_async.testing import MockRoutmy
+
+MESSAGES = [{"role": "user", "content": "hello there"}]
+
+
+class Recorder(Hooks):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.calls: list[Call] = []
+
+    def on_request(
+        self, call: Call, *, attempt: int, method: str, url: str, headers: Mapping[str, str]
+    ) -> None:
+        self.calls.append(call)
+        self.events.append(("request", (attempt, method, url, dict(headers))))
+
+    def on_response(
+        self, call: Call, *, attempt: int, status: int, headers: Mapping[str, str], elapsed: float
+    ) -> None:
+        assert elapsed >= 0
+        self.events.append(("response", (attempt, status)))
+
+    def on_retry(
+        self, call: Call, *, attempt: int, reason: str, wait: float, error: BaseException
+    ) -> None:
+        self.events.append(("retry", (attempt, reason, wait, type(error).__name__)))
+
+    def on_error(self, call: Call, *, error: BaseException, elapsed: float) -> None:
+        self.events.append(("error", type(error).__name__))
+
+    def on_success(self, call: Call, *, result: Any, elapsed: float) -> None:
+        self.events.append(("success", type(result).__name__))
+
+    def on_stream_end(self, call: Call, summary: StreamSummary) -> None:
+        self.events.append(("stream_end", summary))
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.events]
+
+
+async def test_a_plain_call_is_seen_request_response_success(mock):
+    recorder = Recorder()
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, hooks=[recorder]
+    ) as client:
+        await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
+    assert recorder.kinds() == ["request", "response", "success"]
+    attempt, method, url, headers = recorder.events[0][1]
+    assert (attempt, method) == (0, "POST") and url.endswith("/v1/chat/completions")
+    assert headers["Authorization"] == "[REDACTED]"
+    assert mock.api_key not in repr(recorder.events)
+    call = recorder.calls[0]
+    assert call.operation == "chat" and call.model == "mock/echo" and not call.stream
+    assert call.server_address == "127.0.0.1" and call.body is not None
+    assert recorder.events[1][1] == (0, 200)
+
+
+async def test_retries_and_failures_are_seen(mock):
+    recorder = Recorder()
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, hooks=[recorder], max_retries=1
+    ) as client:
+        mock.reply_error(503, "busy", headers={"retry-after-ms": "1"})
+        await client.models.list()
+        assert recorder.kinds() == [
+            "request",
+            "response",
+            "retry",
+            "request",
+            "response",
+            "success",
+        ]
+        assert recorder.events[2][1][:2] == (0, "status 503")
+        recorder.events.clear()
+        mock.reply_error(400, "bad")
+        with pytest.raises(BadRequestError):
+            await client.embeddings.create(model="mock/embed", input="x")
+        assert recorder.kinds() == ["request", "response", "error"]
+        assert recorder.calls[-1].operation == "embeddings"
+
+
+async def test_stream_ends_are_seen_with_their_outcome(mock):
+    recorder = Recorder()
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, hooks=[recorder], max_retries=0
+    ) as client:
+        async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
+            await s.until_done()
+        mock.reply_default(chunk_delay=0.05)  # the answer is still arriving when we leave
+        async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
+            async for _ in s:
+                break
+        mock.reply_stream(
+            [
+                {"choices": [{"index": 0, "delta": {"content": "a"}}]},
+                {"error": {"message": "upstream", "code": 502}},
+            ],
+            done=False,
+        )
+        with pytest.raises(APIStreamError):
+            async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
+                await s.until_done()
+        mock.reply_default(reset_after=120)
+        with pytest.raises(Exception, match=r"connection|stream"):
+            async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
+                await s.until_done()
+    ends = [summary for kind, summary in recorder.events if kind == "stream_end"]
+    assert [end.outcome for end in ends] == ["done", "cancelled", "error", "broken"]
+    done = ends[0]
+    assert done.chunks > 1 and done.time_to_first_event is not None
+    assert 0 <= done.time_to_first_event <= done.duration
+    assert done.usage is not None and done.result is not None
+    assert done.result.choices[0].message.content == "hello there"
+    assert isinstance(ends[2].error, APIStreamError)
+
+
+async def test_a_hook_that_raises_is_logged_once_and_never_breaks_a_call(mock, caplog):
+    class Broken(Hooks):
+        def on_request(self, call: Call, **kwargs: Any) -> None:  # type: ignore[override]
+            raise RuntimeError("hook bug")
+
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, hooks=[Broken()]
+    ) as client:
+        with caplog.at_level(logging.ERROR, logger="routmy_async"):
+            for _ in range(3):
+                await client.models.list()
+    reports = [r for r in caplog.records if "hook" in r.getMessage()]
+    assert len(reports) == 1 and "Broken.on_request" in reports[0].getMessage()
+
+
+async def test_hooks_are_inherited_and_global_hooks_apply_to_every_client(mock):
+    from routmy_async._hooks import set_global_hooks
+
+    mine, everyone = Recorder(), Recorder()
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, hooks=[mine]) as client:
+        derived = client.with_options(timeout=5)
+        assert derived.hooks == (mine,)
+        set_global_hooks([everyone])
+        try:
+            await derived.models.list()
+            async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as plain:
+                await plain.models.list()
+        finally:
+            set_global_hooks([])
+    assert mine.kinds() == ["request", "response", "success"]
+    assert everyone.kinds() == ["request", "response", "success"] * 2
+
+
+def test_hooks_must_be_hooks():
+    with pytest.raises(TypeError, match="Hooks"):
+        AsyncRoutmy(api_key="k", hooks=[object()])  # type: ignore[list-item]
+
+
+# -- raw requests ------------------------------------------------------------------------------
+
+
+class ModelRow(msgspec.Struct):
+    id: str
+
+
+class ModelRows(msgspec.Struct):
+    data: list[ModelRow]
+
+
+async def test_raw_requests_reach_any_path_with_auth_retries_and_types(mock, client):
+    listing = await client.get("/models")
+    assert isinstance(listing, dict) and listing["data"]
+    typed = await client.get("/models", cast_to=ModelRows)
+    assert isinstance(typed, ModelRows) and typed.data[0].id
+    answer = await client.post(
+        "/chat/completions", body={"model": "mock/echo", "messages": MESSAGES}
+    )
+    assert answer["choices"][0]["message"]["content"] == "hello there"
+    assert mock.requests[-1].headers["Authorization"] == "Bearer [REDACTED]"
+    with pytest.raises(NotFoundError, match="No route /v1/credits"):
+        await client.get("/credits")
+    for bad in ("models", "https://elsewhere.example/x", "//elsewhere.example/x"):
+        with pytest.raises(ValueError, match="path"):
+            await client.get(bad)
+    with pytest.raises(TypeError, match="unexpected"):
+        await client.get("/models", nope=1)  # type: ignore[call-arg]
+
+
+def test_routmy_log_switches_logging_on_with_the_key_redacted():
+    code = (
+        "import asyncio\n"
+        "from routmy_async import AsyncRoutmy\n"
+        "from routmy_async.testing import MockRoutmy\n"
+        "async def main():\n"
+        "    async with MockRoutmy() as mock:\n"
+        "        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as c:\n"
+        "            await c.models.list()\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "ROUTMY_LOG": "debug"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "GET /v1/models -> 200" in done.stderr
+    assert "sk-mock-key" not in done.stderr
+    quiet = subprocess.run(
+        [sys.executable, "-c", code],
+        env={k: v for k, v in os.environ.items() if k != "ROUTMY_LOG"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "GET /v1/models" not in quiet.stderr
+
+
+async def test_mock_with_any_key_for_hooks(mock):
+    async with MockRoutmy(api_key=None) as other:
+        async with AsyncRoutmy(api_key="sk-any-1234", base_url=other.base_url) as c:
+            assert await c.get("/models")
