@@ -1,22 +1,23 @@
-"""FastAPI: one client for the app's lifetime, a JSON endpoint and an SSE streaming endpoint.
+"""FastAPI: one client for the app's lifetime, JSON endpoints, Pydantic structured output, and
+an SSE stream that a small page in this app shows as it arrives.
 
-Run it:  uvicorn fastapi_app:app --app-dir examples   (ROUTMY_API_KEY/ROUTMY_BASE_URL from the
-environment; with ROUTMY_BASE_URL unset the app starts its own MockRoutmy).
+Run it:  uvicorn fastapi_app:app --app-dir examples   and open http://127.0.0.1:8000/
+(ROUTMY_API_KEY/ROUTMY_BASE_URL from the environment; with ROUTMY_BASE_URL unset the app
+starts its own MockRoutmy).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
-from routmy_async import AsyncRoutmy, RoutmyError
+from routmy_async import APIStatusError, AsyncRoutmy, RoutmyError
 from routmy_async.testing import MockRoutmy
 
 MODEL = os.environ.get("ROUTMY_MODEL", "mock/echo")
@@ -24,6 +25,13 @@ MODEL = os.environ.get("ROUTMY_MODEL", "mock/echo")
 
 class Question(BaseModel):
     text: str
+
+
+class Order(BaseModel):
+    """An order mentioned in a message."""
+
+    id: str
+    status: str
 
 
 @asynccontextmanager
@@ -47,6 +55,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 
 
+@app.exception_handler(RoutmyError)
+async def upstream_failed(request: Request, error: RoutmyError) -> JSONResponse:
+    # The router refused or failed before answering (a 429, a timeout): say so, as a 502.
+    # Errors never carry the API key, so their message can go to the caller.
+    status = error.status_code if isinstance(error, APIStatusError) else None
+    return JSONResponse({"error": str(error), "upstream_status": status}, status_code=502)
+
+
 @app.post("/ask")
 async def ask(question: Question, request: Request) -> dict[str, Any]:
     client: AsyncRoutmy = request.app.state.routmy
@@ -59,24 +75,108 @@ async def ask(question: Question, request: Request) -> dict[str, Any]:
     }
 
 
+@app.post("/completion")
+async def completion(question: Question, request: Request) -> Response:
+    # The whole ChatCompletion, encoded once by msgspec (completion.to_dict() works too).
+    client: AsyncRoutmy = request.app.state.routmy
+    result = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": question.text}]
+    )
+    return Response(result.to_json(), media_type="application/json")
+
+
+@app.post("/extract")
+async def extract(question: Question, request: Request) -> Order:
+    # A Pydantic model as response_format: sent as a strict JSON schema, validated by Pydantic.
+    client: AsyncRoutmy = request.app.state.routmy
+    result = await client.chat.completions.parse(
+        model=MODEL, messages=[{"role": "user", "content": question.text}], response_format=Order
+    )
+    order: Order = result.choices[0].message.parsed
+    return order
+
+
 @app.get("/stream")
 async def stream(q: str, request: Request) -> StreamingResponse:
     client: AsyncRoutmy = request.app.state.routmy
+    # Opened here, so an error before the first chunk is raised here (and becomes a 502).
+    upstream = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": q}], stream=True
+    )
+    # OpenAI-shaped chunk frames, a keep-alive comment every 10 s of silence, [DONE] at the
+    # end, an upstream error as `event: error`; when the browser goes away the upstream
+    # stream is closed at once, so no tokens are paid for after that.
+    return upstream.to_streaming_response(keepalive=10)
 
-    async def events() -> AsyncIterator[str]:
-        # When the browser disconnects, Starlette cancels this generator: `async with`
-        # then closes the upstream stream and frees its connection at once.
-        async with client.chat.completions.stream(
-            model=MODEL, messages=[{"role": "user", "content": q}]
-        ) as upstream:
-            try:
-                async for piece in upstream.text_deltas():
-                    if await request.is_disconnected():
-                        break
-                    yield f"data: {json.dumps({'delta': piece})}\n\n"
-            except RoutmyError as error:
-                yield f"event: error\ndata: {json.dumps({'message': str(error)})}\n\n"
-                return
-        yield "data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Ask rout.my</title>
+<style>
+  body { font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; }
+  input { width: 30rem; font: inherit; }
+  #answer { white-space: pre-wrap; border-left: 3px solid #4a7; padding-left: 1rem; }
+  #status { color: #666; }
+</style>
+</head>
+<body>
+<h1>Ask rout.my</h1>
+<form id="ask">
+  <input id="q" name="q" placeholder="Your question" autofocus>
+  <button>Ask</button>
+</form>
+<p id="status">idle</p>
+<div id="answer"></div>
+<script>
+const form = document.getElementById("ask");
+const answer = document.getElementById("answer");
+const status = document.getElementById("status");
+let source = null;
+
+function ask(question) {
+  if (source) source.close();
+  answer.textContent = "";
+  status.textContent = "streaming";
+  source = new EventSource("/stream?q=" + encodeURIComponent(question));
+  source.onmessage = (event) => {
+    if (event.data === "[DONE]") {
+      source.close();
+      status.textContent = "done";
+      return;
+    }
+    for (const choice of JSON.parse(event.data).choices || []) {
+      if ((choice.index || 0) === 0 && choice.delta && choice.delta.content) {
+        answer.textContent += choice.delta.content;
+      }
+    }
+  };
+  // Both an `event: error` frame (with data) and a lost connection arrive here. Close
+  // either way: EventSource would otherwise reconnect and ask the model again.
+  source.addEventListener("error", (event) => {
+    status.textContent = event.data
+      ? "error: " + JSON.parse(event.data).error.message
+      : "connection lost";
+    source.close();
+  });
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  ask(document.getElementById("q").value);
+});
+const initial = new URLSearchParams(location.search).get("q");
+if (initial) {
+  document.getElementById("q").value = initial;
+  ask(initial);
+}
+</script>
+</body>
+</html>
+"""
+
+
+@app.get("/", response_class=HTMLResponse)
+async def page() -> str:
+    return PAGE

@@ -1,9 +1,18 @@
 """routmy_async: the asyncio-first Python SDK for rout.my, an OpenAI-compatible LLM router."""
 
+from ._batchfile import (
+    BatchCheck,
+    BatchFileError,
+    BatchStop,
+    BatchSummary,
+    check_batch_file,
+    run_batch_file,
+)
 from ._client import AsyncRoutmy, __version__
 from ._config import NOT_GIVEN, NotGiven, Timeout
 from ._content import image_part, text_part
 from ._exceptions import (
+    APICertificateError,
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
@@ -21,12 +30,14 @@ from ._exceptions import (
     RoutmyError,
     UnprocessableEntityError,
 )
+from ._hooks import Call, Hooks, StreamSummary
 from ._ratelimit import RateLimit
 from ._streaming import ChatCompletionStream
 from ._tools import FunctionTool, function_tool
 
 __all__ = [
     "NOT_GIVEN",
+    "APICertificateError",
     "APIConnectionError",
     "APIResponseValidationError",
     "APIStatusError",
@@ -35,10 +46,16 @@ __all__ = [
     "AsyncRoutmy",
     "AuthenticationError",
     "BadRequestError",
+    "BatchCheck",
+    "BatchFileError",
+    "BatchStop",
+    "BatchSummary",
+    "Call",
     "ChatCompletionStream",
     "ConflictError",
     "ContentParseError",
     "FunctionTool",
+    "Hooks",
     "InternalServerError",
     "NotFoundError",
     "NotGiven",
@@ -47,10 +64,13 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RoutmyError",
+    "StreamSummary",
     "Timeout",
     "UnprocessableEntityError",
     "__version__",
+    "check_batch_file",
     "function_tool",
     "image_part",
+    "run_batch_file",
     "text_part",
 ]

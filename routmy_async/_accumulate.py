@@ -21,7 +21,7 @@ others keep their latest value.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from .types.chat import (
     ChatCompletion,
@@ -40,6 +40,8 @@ from .types.chat import (
 )
 
 __all__ = ["ChoiceState", "CompletionAccumulator", "ToolCallState"]
+
+ChatCompletionT = TypeVar("ChatCompletionT", bound=ChatCompletion)
 
 _CONCATENATED_DETAIL_FIELDS = frozenset({"text", "summary", "data", "signature"})
 
@@ -361,9 +363,9 @@ class CompletionAccumulator:
             state.finish_reason is not None for state in self.choices.values()
         )
 
-    def completion(self) -> ChatCompletion:
-        """Build the ``ChatCompletion`` from everything added so far."""
-        return ChatCompletion(
+    def completion(self, cls: type[ChatCompletionT] = ChatCompletion) -> ChatCompletionT:  # type: ignore[assignment]
+        """Build the ``ChatCompletion`` (or the subclass ``cls``) from everything added so far."""
+        return cls(
             id=self.id,
             created=self.created,
             model=self.model,

@@ -6,6 +6,7 @@ import enum
 import ipaddress
 import logging
 import os
+import ssl
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +31,7 @@ from ._exceptions import APIResponseValidationError, RoutmyError
 from ._hooks import Call, Hooks, HookSet
 from ._params import _OPTION_NAMES, RequestOptions, build_body, encode_body
 from ._ratelimit import RateLimit
+from ._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
 from ._transport import RawResponse, Transport, logger
 from .types._base import TopLevelResponse
 
@@ -89,7 +91,17 @@ class AsyncRoutmy:
     :param max_connections: the most connections in use at once (streams hold theirs until
         they end); a request waits for a free one, up to ``Timeout(pool=...)``.
     :param session: an ``aiohttp.ClientSession`` to borrow; it is never closed by the client.
-    :param verify: verify TLS certificates (turning it off logs a warning).
+    :param verify: ``True`` checks server certificates against the system's CAs, or those of
+        ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set; a path to a CA bundle (or to a
+        directory of hashed CA files) trusts those CAs instead, for a private CA or a
+        TLS-inspecting proxy; an ``ssl.SSLContext`` is used as it is; ``False`` turns checking
+        off (and logs a warning). Loaded once, at the first request.
+    :param cert: a client certificate for mutual TLS: one PEM file holding the certificate
+        and its key, or a ``(certificate, key)`` pair of files.
+    :param proxy: an ``http://[user:password@]host:port`` forward proxy for every request
+        (https goes through it in a CONNECT tunnel); its credentials are redacted like the key.
+    :param trust_env: without ``proxy``, use ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``
+        and honour ``NO_PROXY`` (read at the first request); ``False`` ignores them.
     :param rate_limit: a ``RateLimit(requests_per_minute=..., tokens_per_minute=...)`` that
         paces every request of this client and of the clients ``with_options`` derives from
         it (the same object given to several clients is one budget for all of them).
@@ -110,7 +122,10 @@ class AsyncRoutmy:
         default_query: Mapping[str, str] | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         session: aiohttp.ClientSession | None = None,
-        verify: bool = True,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
         rate_limit: RateLimit | None = None,
         hooks: Iterable[Hooks] | None = None,
     ):
@@ -135,21 +150,34 @@ class AsyncRoutmy:
             raise ValueError(f"max_connections must be an int >= 1, not {max_connections!r}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError("session must be an aiohttp.ClientSession")
-        if not isinstance(verify, bool):
-            raise TypeError("verify must be a bool")
+        check_verify(verify)
+        client_cert = check_cert(cert)
+        if isinstance(verify, ssl.SSLContext) and client_cert is not None:
+            raise ValueError(
+                "cert= cannot be added to your own ssl.SSLContext: load it there "
+                "(context.load_cert_chain(certfile, keyfile)) and pass only verify=context"
+            )
+        proxy = check_proxy(proxy)
+        if not isinstance(trust_env, bool):
+            raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise TypeError(
                 "rate_limit must be a routmy_async.RateLimit(requests_per_minute=..., "
                 f"tokens_per_minute=...), not {type(rate_limit).__name__}"
             )
         if session is not None and (
-            verify is not True or max_connections != DEFAULT_MAX_CONNECTIONS
+            verify is not True
+            or max_connections != DEFAULT_MAX_CONNECTIONS
+            or client_cert is not None
+            or proxy is not None
+            or trust_env is not True
         ):
-            # The pool size and TLS settings belong to the session's connector, which the
-            # user made: silently ignoring them would be worse than saying so.
+            # The pool size, TLS and proxy settings belong to the session and its connector,
+            # which the user made: silently ignoring them would be worse than saying so.
             raise ValueError(
-                "verify= and max_connections= cannot apply to a borrowed session=: set them "
-                "on the session's connector (aiohttp.TCPConnector(limit=..., ssl=...))"
+                "verify=, cert=, proxy=, trust_env= and max_connections= cannot apply to a "
+                "borrowed session=: set them on the session and its connector "
+                "(aiohttp.TCPConnector(limit=..., ssl=...), ClientSession(trust_env=...))"
             )
         self.base_url = base_url.rstrip("/")
         self.timeout = coerce_timeout(timeout)
@@ -164,6 +192,10 @@ class AsyncRoutmy:
             verify=verify,
             secret=api_key,
             rate_limit=rate_limit,
+            cert=client_cert,
+            proxy=proxy,
+            trust_env=trust_env,
+            target=base_url,
         )
         if hooks is not None:
             self._transport.hooks = HookSet(hooks) if not isinstance(hooks, HookSet) else hooks
@@ -174,7 +206,9 @@ class AsyncRoutmy:
         self._transport.attach()
         self._state = _State.UNOPENED
         self._headers, self._stream_headers = self._build_headers()
-        if not verify:
+        if verify is False or (
+            isinstance(verify, ssl.SSLContext) and verify.verify_mode == ssl.CERT_NONE
+        ):
             logger.warning("TLS certificate verification is OFF for %s", self.base_url)
         if parts.scheme == "http" and not _is_loopback(parts.hostname):
             logger.warning(
@@ -568,7 +602,7 @@ class AsyncRoutmy:
             )
         else:
             if isinstance(value, TopLevelResponse):
-                value._attach(raw.body, raw.request_id)
+                value._attach(raw.body, raw.request_id, status=raw.status, headers=raw.headers)
             return value
         error = self._invalid(raw, problem)
         if call is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,24 +57,57 @@ def _data_url(data: bytes, mime_type: str | None, name: str | None) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _part(url: str, detail: str | None) -> dict[str, Any]:
+class ContentPart(dict[str, Any]):
+    """A content part (a plain dict), which may also be awaited: ``await image_part(...)``
+    and ``image_part(...)`` both give the part, as code from either habit expects."""
+
+    def __await__(self) -> Generator[Any, None, ContentPart]:
+        return self._ready().__await__()
+
+    async def _ready(self) -> ContentPart:
+        return self
+
+
+class PendingImagePart(ContentPart):
+    """``image_part(path)``: the file is read when this is awaited (in a worker thread, so the
+    event loop never blocks on disk). Sent unawaited, it is refused with a message."""
+
+    def __init__(self, path: Path, detail: str | None, mime_type: str | None):
+        super().__init__()
+        self.path = path
+        self._detail = detail
+        self._mime_type = mime_type
+
+    async def _ready(self) -> ContentPart:
+        try:
+            data = await anyio.Path(self.path).read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image_part(): no such file: {self.path}") from None
+        except IsADirectoryError:
+            raise ValueError(f"image_part(): {self.path} is a directory, not an image") from None
+        return _part(_data_url(data, self._mime_type, self.path.name), self._detail)
+
+
+def _part(url: str, detail: str | None) -> ContentPart:
     image_url: dict[str, Any] = {"url": url}
     if detail is not None:
         image_url["detail"] = detail
-    return {"type": "image_url", "image_url": image_url}
+    return ContentPart(type="image_url", image_url=image_url)
 
 
-async def image_part(
+def image_part(
     source: str | os.PathLike[str] | bytes,
     *,
     detail: Literal["auto", "low", "high"] | None = None,
     mime_type: str | None = None,
-) -> dict[str, Any]:
+) -> ContentPart:
     """An ``image_url`` content part from a URL, a file path or raw bytes.
 
-    A URL (``http(s)://`` or ``data:``) is kept as is. A path is read in a worker thread (the
-    loop never blocks on disk) and, like bytes, sent as a base64 ``data:`` URL whose MIME type
-    comes from the magic bytes, then the file extension, unless ``mime_type`` is given.
+    A URL (``http(s)://`` or ``data:``) is kept as is, and bytes become a base64 ``data:``
+    URL: both are ready at once (``image_part(url)``; ``await image_part(url)`` works too). A
+    path must be awaited, ``await image_part("photo.png")``: the file is read in a worker
+    thread so the loop never blocks on disk. The MIME type comes from the magic bytes, then
+    the file extension, unless ``mime_type`` is given.
 
     :raises FileNotFoundError: the path does not exist.
     :raises ValueError: the image type cannot be told, or ``detail`` is not auto/low/high.
@@ -88,12 +122,5 @@ async def image_part(
     if isinstance(source, str) and source.startswith(("http://", "https://", "data:")):
         return _part(source, detail)
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            data = await anyio.Path(path).read_bytes()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"image_part(): no such file: {path}") from None
-        except IsADirectoryError:
-            raise ValueError(f"image_part(): {path} is a directory, not an image") from None
-        return _part(_data_url(data, mime_type, path.name), detail)
+        return PendingImagePart(Path(source), detail, mime_type)
     raise TypeError(f"image_part() takes a URL, a path or bytes, not {type(source).__name__}")

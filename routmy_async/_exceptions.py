@@ -4,6 +4,7 @@ The hierarchy::
 
     RoutmyError
     ├── APIConnectionError             the request never got a complete answer
+    │   ├── APICertificateError        ... because the server's TLS certificate failed checks
     │   └── APITimeoutError            ... because a timeout ran out
     ├── APIResponseValidationError     a 2xx body that does not decode into its type
     ├── APIStreamError                 an error frame inside an SSE stream
@@ -30,6 +31,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "APICertificateError",
     "APIConnectionError",
     "APIResponseValidationError",
     "APIStatusError",
@@ -74,6 +76,32 @@ class APIConnectionError(RoutmyError):
 
 class APITimeoutError(APIConnectionError):
     """A connect, read, stream-idle or total timeout ran out."""
+
+
+class APICertificateError(APIConnectionError):
+    """The server's TLS certificate failed verification: untrusted, expired or for another host.
+
+    Never retried: another attempt meets the same certificate.
+
+    :param message: what happened, naming the host and the reason, and how to trust a CA.
+    :param method: the HTTP method of the request, when known.
+    :param url: the URL of the request, when known.
+    :param host: the host whose certificate was refused.
+    :param reason: why, in words (``"the certificate has expired"``, ...).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        host: str | None = None,
+        reason: str = "",
+    ):
+        super().__init__(message, method=method, url=url)
+        self.host = host
+        self.reason = reason
 
 
 class APIResponseValidationError(RoutmyError):

@@ -255,6 +255,15 @@ def check_messages(messages: Any) -> list[Any]:
             )
         if not isinstance(role, str) or not role:
             raise ValueError(f"messages[{position}] has no 'role' (a non-empty string)")
+        content = message.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if getattr(part, "path", None) is not None and not part:
+                    raise TypeError(
+                        f"messages[{position}]: image_part({str(part.path)!r}) was not "
+                        "awaited; a file is read without blocking the loop: write "
+                        "`await image_part(path)`"
+                    )
     return items
 
 

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["RateLimit", "batch_limit", "estimate_tokens"]
+__all__ = [
+    "RateLimit",
+    "RateLimitHeaders",
+    "batch_limit",
+    "estimate_tokens",
+    "parse_rate_limit_headers",
+]
 
 _DEFAULT_COMPLETION_ESTIMATE = 256
 
@@ -206,3 +213,79 @@ def _input_tokens(item: Any) -> int:
 #: The per-batch budget of the ``create_many`` run the current task belongs to: the transport
 #: paces every attempt of the batch's requests (retries too) by it as well as by the client's.
 batch_limit: ContextVar[RateLimit | None] = ContextVar("routmy_batch_limit", default=None)
+
+
+class RateLimitHeaders:
+    """The server's ``x-ratelimit-*`` headers, parsed: what is left of the quota, and when it
+    resets (seconds from the answer). Every field is ``None`` when the header is absent."""
+
+    __slots__ = (
+        "limit_requests",
+        "limit_tokens",
+        "remaining_requests",
+        "remaining_tokens",
+        "reset_requests",
+        "reset_tokens",
+    )
+
+    def __init__(self, **values: float | None):
+        for name in self.__slots__:
+            setattr(self, name, values.get(name))
+
+    limit_requests: float | None
+    limit_tokens: float | None
+    remaining_requests: float | None
+    remaining_tokens: float | None
+    reset_requests: float | None
+    reset_tokens: float | None
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in self.__slots__
+            if getattr(self, name) is not None
+        )
+        return f"RateLimitHeaders({shown})"
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(text: str | None) -> float | None:
+    """``"20ms"``, ``"1m30.5s"``, ``"6"`` (seconds), or an epoch time in seconds."""
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(number + unit for number, unit in parts) != text:
+            return None
+        return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if value > 1e9:  # an epoch time rather than a duration
+        return max(0.0, value - time.time())
+    return value if value >= 0 else None
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitHeaders:
+    """Parse the ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers (pure)."""
+    get = headers.get
+    return RateLimitHeaders(
+        limit_requests=_number(get("x-ratelimit-limit-requests")),
+        limit_tokens=_number(get("x-ratelimit-limit-tokens")),
+        remaining_requests=_number(get("x-ratelimit-remaining-requests")),
+        remaining_tokens=_number(get("x-ratelimit-remaining-tokens")),
+        reset_requests=_seconds(get("x-ratelimit-reset-requests")),
+        reset_tokens=_seconds(get("x-ratelimit-reset-tokens")),
+    )

@@ -14,8 +14,8 @@ import asyncio
 import time
 import warnings
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aiohttp
 import anyio
@@ -30,9 +30,15 @@ from ._exceptions import (
     RoutmyError,
 )
 from ._hooks import Call, StreamOutcome, StreamSummary
+from ._ratelimit import RateLimitHeaders, parse_rate_limit_headers
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import TRANSPORT_ERRORS, map_transport_error
-from .types.chat import ChatCompletion, ChatCompletionChunk, StreamErrorBody
+from .types.chat import (
+    AwaitableChatCompletion,
+    ChatCompletion,
+    ChatCompletionChunk,
+    StreamErrorBody,
+)
 from .types.events import (
     CompletionDoneEvent,
     ContentDeltaEvent,
@@ -108,7 +114,7 @@ class ChatCompletionStream:
         self._last_event_at = self._loop_time()
         self._done = False  # [DONE], or a clean EOF after every choice finished
         self._closed = False
-        self._final: ChatCompletion | None = None
+        self._final: AwaitableChatCompletion | None = None
         self.request_id: str | None = response.headers.get("x-request-id")
         #: Named SSE events of types other than ``message``/``error`` (``event: ping``),
         #: which carry no chunk and are skipped.
@@ -172,7 +178,7 @@ class ChatCompletionStream:
             return
         now = time.monotonic()
         first = self._first_event_at
-        result = None
+        result: ChatCompletion | None = None
         if outcome == "done" and self._failure is None:
             result = self._accumulator.completion()
         hooks.emit(
@@ -411,6 +417,21 @@ class ChatCompletionStream:
         return self._response
 
     @property
+    def status_code(self) -> int:
+        """The HTTP status of the stream's answer."""
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The HTTP headers of the stream's answer (case-insensitive)."""
+        return self._response.headers
+
+    @property
+    def rate_limits(self) -> RateLimitHeaders:
+        """The ``x-ratelimit-*`` headers of the answer, parsed."""
+        return parse_rate_limit_headers(self._response.headers)
+
+    @property
     def completed(self) -> bool:
         """Whether the stream was read to its end (``[DONE]`` or every choice finished)."""
         return self._done
@@ -419,17 +440,17 @@ class ChatCompletionStream:
         """The completion accumulated so far, finished or not."""
         return self._accumulator.completion()
 
-    def get_final_completion(self) -> ChatCompletion:
-        """The ``ChatCompletion`` built from every delta of a stream read to its end.
+    def get_final_completion(self) -> AwaitableChatCompletion:
+        """The ``ChatCompletion`` built from every delta of the stream.
 
-        :raises RuntimeError: the stream has not been read to its end; use
-            ``await stream.until_done()`` to read the rest first.
+        Awaited (``await stream.get_final_completion()``, as in openai-python), it first reads
+        whatever is left. Called without ``await`` on a stream read to its end, it returns the
+        completion at once; on one not read to its end, using the result raises a
+        ``RuntimeError`` that says to await it (``current_completion()`` gives the partial
+        result).
         """
         if not self._done:
-            raise RuntimeError(
-                "the stream has not been read to its end: iterate it fully, or call "
-                "`await stream.until_done()`; `current_completion()` gives the partial result"
-            )
+            return cast(AwaitableChatCompletion, _PendingFinalCompletion(self))
         # Every byte has arrived, but the consumer may have stopped before the last events
         # of the final read were decoded: fold them in (or raise what was wrong with them).
         while self._undecoded:
@@ -437,14 +458,17 @@ class ChatCompletionStream:
         if self._failure is not None:
             raise self._failure
         if self._final is None:
-            completion = self._accumulator.completion()
-            completion._attach(b"", self.request_id)
+            completion = self._accumulator.completion(AwaitableChatCompletion)
+            response = self._response
+            completion._attach(
+                b"", self.request_id, status=response.status, headers=response.headers
+            )
             if self._finalize is not None:
-                completion = self._finalize(completion)
+                completion = cast(AwaitableChatCompletion, self._finalize(completion))
             self._final = completion
         return self._final
 
-    async def until_done(self) -> ChatCompletion:
+    async def until_done(self) -> AwaitableChatCompletion:
         """Read the rest of the stream and return the final completion."""
         async for _ in self:
             pass
@@ -580,3 +604,26 @@ class ChatCompletionStream:
     def __repr__(self) -> str:
         state = "done" if self._done else ("closed" if self._closed else "open")
         return f"<ChatCompletionStream {state} chunks={self._accumulator.chunk_count}>"
+
+
+class _PendingFinalCompletion:
+    """``get_final_completion()`` of a stream not read to its end: awaiting it reads the rest;
+    anything else says so (rather than an empty completion passing for the answer)."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: ChatCompletionStream):
+        self._stream = stream
+
+    def __await__(self) -> Generator[Any, None, AwaitableChatCompletion]:
+        return self._stream.until_done().__await__()
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(
+            "the stream has not been read to its end: write `await "
+            "stream.get_final_completion()` (it reads the rest), or iterate the stream fully "
+            "first; `stream.current_completion()` gives the partial result"
+        )
+
+    def __repr__(self) -> str:
+        return "<final completion of a stream not read to its end: await it>"

@@ -1,4 +1,5 @@
-"""Structured output: a strict JSON schema from a ``msgspec.Struct``, and decoding into it."""
+"""Structured output: a strict JSON schema from a ``msgspec.Struct`` or a Pydantic v2
+``BaseModel``, and decoding the answer into it (msgspec for Structs, Pydantic for models)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import msgspec
 
 from ._exceptions import ContentParseError
-from .types.chat import ChatCompletion
+from .types.chat import ChatCompletion, Choice
 
 __all__ = ["parse_completion", "parser_for", "response_format_for", "strict_schema"]
 
@@ -54,50 +55,45 @@ def _refers_to(node: Any, ref: str) -> bool:
     return False
 
 
-def response_format_for(struct_type: type[msgspec.Struct]) -> dict[str, Any]:
-    """The ``response_format`` asking for JSON that decodes into ``struct_type``."""
-    schema = strict_schema(msgspec.json.schema(struct_type))
+def _is_struct(target: Any) -> bool:
+    return isinstance(target, type) and issubclass(target, msgspec.Struct)
+
+
+def response_format_for(struct_type: type[Any]) -> dict[str, Any]:
+    """The ``response_format`` asking for JSON that decodes into ``struct_type`` (a
+    ``msgspec.Struct`` or a Pydantic ``BaseModel`` type)."""
+    if _is_struct(struct_type):
+        schema = strict_schema(msgspec.json.schema(struct_type))
+    else:
+        from ._pydantic import json_schema
+
+        schema = strict_schema(json_schema(struct_type))
     description = (struct_type.__doc__ or "").strip().split("\n\n")[0].strip()
-    json_schema: dict[str, Any] = {
+    json_schema_param: dict[str, Any] = {
         "name": struct_type.__name__,
         "schema": schema,
         "strict": True,
     }
     if description:
-        json_schema["description"] = description
-    return {"type": "json_schema", "json_schema": json_schema}
+        json_schema_param["description"] = description
+    return {"type": "json_schema", "json_schema": json_schema_param}
 
 
 def parse_completion(completion: ChatCompletion, target: type[Any] | None) -> ChatCompletion:
     """Decode each choice's content into ``target`` (plain JSON when ``None``) as ``parsed``.
 
+    A Pydantic model validates the content itself (``model_validate_json``).
+
     :raises ContentParseError: a choice refused, was cut off, had no content, or does not fit.
     """
+    if target is not None and not _is_struct(target):
+        return _parse_with_pydantic(completion, target)
     decode_type: Any = target if target is not None else Any
     for choice in completion.choices:
         message = choice.message
-        if message.refusal:
-            raise ContentParseError(
-                f"the model refused: {message.refusal}",
-                content=message.content,
-                finish_reason=choice.finish_reason,
-                refusal=message.refusal,
-            )
-        if choice.finish_reason == "length":
-            raise ContentParseError(
-                "the answer was cut off by the token limit (finish_reason 'length') before the "
-                "JSON was complete; raise max_tokens",
-                content=message.content,
-                finish_reason=choice.finish_reason,
-            )
-        if message.content is None:
-            raise ContentParseError(
-                f"the answer has no content to parse (finish_reason {choice.finish_reason!r})",
-                content=None,
-                finish_reason=choice.finish_reason,
-            )
+        content = _content_of(choice)
         try:
-            parsed = msgspec.json.decode(message.content, type=decode_type)
+            parsed = msgspec.json.decode(content, type=decode_type)
         except msgspec.ValidationError as exc:
             raise ContentParseError(
                 f"the answer does not fit {getattr(target, '__name__', 'JSON')}: {exc}",
@@ -107,6 +103,53 @@ def parse_completion(completion: ChatCompletion, target: type[Any] | None) -> Ch
         except msgspec.DecodeError as exc:
             raise ContentParseError(
                 f"the answer is not valid JSON: {exc}",
+                content=message.content,
+                finish_reason=choice.finish_reason,
+            ) from None
+        msgspec.structs.force_setattr(message, "parsed", parsed)
+    return completion
+
+
+def _content_of(choice: Choice) -> str:
+    """The content to parse; raises when there is none: a refusal, a cut-off answer, null."""
+    message = choice.message
+    if message.refusal:
+        raise ContentParseError(
+            f"the model refused: {message.refusal}",
+            content=message.content,
+            finish_reason=choice.finish_reason,
+            refusal=message.refusal,
+        )
+    if choice.finish_reason == "length":
+        raise ContentParseError(
+            "the answer was cut off by the token limit (finish_reason 'length') before the "
+            "JSON was complete; raise max_tokens",
+            content=message.content,
+            finish_reason=choice.finish_reason,
+        )
+    if message.content is None:
+        raise ContentParseError(
+            f"the answer has no content to parse (finish_reason {choice.finish_reason!r})",
+            content=None,
+            finish_reason=choice.finish_reason,
+        )
+    return message.content
+
+
+def _parse_with_pydantic(completion: ChatCompletion, model: type[Any]) -> ChatCompletion:
+    from ._pydantic import describe_error, validation_error
+
+    invalid = validation_error()
+    for choice in completion.choices:
+        message = choice.message
+        content = _content_of(choice)
+        try:
+            parsed = model.model_validate_json(content)
+        except invalid as exc:
+            bad_json, text = describe_error(exc)
+            problem = "is not valid JSON" if bad_json else f"does not fit {model.__name__}"
+            raise ContentParseError(
+                f"the answer {problem}: {text}",
                 content=message.content,
                 finish_reason=choice.finish_reason,
             ) from None

@@ -2,7 +2,9 @@
 
 A function's signature becomes a ``msgspec`` Struct (``defstruct``); that one type gives both
 the JSON schema sent to the model and the decoder that checks the model's arguments, so the
-two can never disagree.
+two can never disagree. A function annotated with Pydantic types (a model, ``Field(...)``
+constraints, ``AnyUrl``) becomes a ``TypedDict`` that Pydantic describes and validates the
+same way, and a ``BaseModel`` is a tool as a Struct is; Pydantic is loaded only then.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import functools
 import inspect
 import re
+import sys
 import typing
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +27,8 @@ from .types.chat import ChatCompletion, ToolCall
 from .types.events import CompletionDoneEvent, StreamEvent, ToolResultEvent
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from .resources.chat import Completions
 
 __all__ = ["FunctionTool", "as_tool_param", "function_tool", "run_tools", "run_tools_stream"]
@@ -31,7 +36,17 @@ __all__ = ["FunctionTool", "as_tool_param", "function_tool", "run_tools", "run_t
 _PARAM_DOC = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+):\s*(.+)$")
 _GOOGLE_ARG = re.compile(r"^\s{2,}(\w+)(?:\s*\([^)]*\))?:\s*(.+)$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_encode = msgspec.json.Encoder().encode
+
+
+def _encode_other(value: Any) -> Any:
+    # A Pydantic model (or dataclass) returned by a tool: its own JSON form.
+    serializer = getattr(type(value), "__pydantic_serializer__", None)
+    if serializer is None:
+        raise NotImplementedError
+    return serializer.to_python(value, mode="json")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_encode_other).encode
 
 
 def _doc_parts(doc: str | None) -> tuple[str, dict[str, str]]:
@@ -78,8 +93,8 @@ class FunctionTool:
         *,
         name: str,
         description: str,
-        arguments_type: type[msgspec.Struct],
-        call: Callable[[msgspec.Struct], Any],
+        arguments_type: type[Any],
+        call: Callable[[Any], Any],
         strict: bool,
         parameter_docs: Mapping[str, str],
     ):
@@ -88,7 +103,17 @@ class FunctionTool:
         self.arguments_type = arguments_type
         self._call = call
         self.strict = strict
-        schema = msgspec.json.schema(arguments_type)
+        if isinstance(arguments_type, type) and issubclass(arguments_type, msgspec.Struct):
+            schema = msgspec.json.schema(arguments_type)
+            self._decode: Callable[[str], Any] = msgspec.json.Decoder(arguments_type).decode
+            self._invalid: type[Exception] = msgspec.MsgspecError
+        else:
+            # A Pydantic model, or the TypedDict of a function with Pydantic annotations. A
+            # user's validator may raise anything: it is still the arguments that failed.
+            from ._pydantic import argument_adapter
+
+            schema, self._decode = argument_adapter(arguments_type)
+            self._invalid = Exception
         schema = strict_schema(schema) if strict else _inline_root(schema)
         properties = schema.get("properties", {})
         for param_name, text in parameter_docs.items():
@@ -102,14 +127,40 @@ class FunctionTool:
         if strict:
             function["strict"] = True
         self.param: dict[str, Any] = {"type": "function", "function": function}
-        self._decode = msgspec.json.Decoder(arguments_type).decode
 
-    def decode_arguments(self, arguments: str) -> msgspec.Struct:
-        """Decode the model's JSON arguments into the typed argument Struct.
+    @property
+    def responses_param(self) -> dict[str, Any]:
+        """The definition in the Responses API's flat shape (``client.responses``).
+
+        ``{"type": "function", "name", "description", "parameters", "strict"}``: ``strict``
+        is always sent, because the Responses API takes a missing one as ``true``, which a
+        schema with optional parameters would fail.
+        """
+        function = self.param["function"]
+        param: dict[str, Any] = {"type": "function", "name": self.name}
+        if "description" in function:
+            param["description"] = function["description"]
+        param["parameters"] = function["parameters"]
+        param["strict"] = self.strict
+        return param
+
+    def decode_arguments(self, arguments: str) -> Any:
+        """Decode the model's JSON arguments into the typed arguments: a Struct (msgspec), a
+        model (a ``BaseModel`` tool) or a dict of validated parameters (Pydantic annotations).
 
         :raises msgspec.DecodeError: the arguments are not valid JSON or do not fit the types.
+        :raises pydantic.ValidationError: the same, for a tool that Pydantic validates.
         """
         return self._decode(arguments or "{}")
+
+    def _describe_invalid(self, error: Exception) -> str:
+        if isinstance(error, msgspec.MsgspecError):
+            return str(error)
+        from ._pydantic import describe_error, validation_error
+
+        if isinstance(error, validation_error()):
+            return describe_error(error)[1]
+        return f"{type(error).__name__}: {error}"
 
     async def run(self, arguments: str) -> Any:
         """Decode ``arguments`` and call the tool (a sync function runs in a worker thread)."""
@@ -139,19 +190,22 @@ def _check_name(name: str) -> str:
 
 
 def function_tool(
-    fn: Callable[..., Any] | type[msgspec.Struct] | FunctionTool,
+    fn: Callable[..., Any] | type[msgspec.Struct] | type[BaseModel] | FunctionTool,
     *,
     name: str | None = None,
     description: str | None = None,
     strict: bool = False,
 ) -> FunctionTool:
-    """Build a tool from a typed function (sync or async) or from a ``msgspec.Struct`` type.
+    """Build a tool from a typed function (sync or async), a ``msgspec.Struct`` type or a
+    Pydantic ``BaseModel`` type.
 
     The name comes from the function, the description from the docstring's summary, each
     parameter's text from ``:param x:`` or ``Args:`` lines, and the JSON schema from the
     annotations (str, int, float, bool, lists, dicts, ``Literal``, enums, optionals, Structs,
-    defaults). Parameters without a default are required. A Struct tool's "result" is the
-    decoded Struct itself: the model fills in a typed object.
+    defaults). Parameters without a default are required. A Struct or model tool's "result" is
+    the decoded object itself: the model fills in a typed object. When an annotation holds a
+    Pydantic type (a model, ``Annotated[int, Field(gt=0)]``, ``AnyUrl``), Pydantic builds
+    the schema and validates the arguments; otherwise msgspec does.
 
     :param strict: send the strict form (every property required, no additional properties).
     :raises TypeError: ``fn`` is not callable, or a parameter has no or an unsupported annotation.
@@ -159,14 +213,17 @@ def function_tool(
     """
     if isinstance(fn, FunctionTool):
         return fn
-    if isinstance(fn, type) and issubclass(fn, msgspec.Struct):
+    if isinstance(fn, type) and (
+        issubclass(fn, msgspec.Struct) or ("pydantic" in sys.modules and _is_model_type(fn))
+    ):
         summary, docs = _doc_parts(fn.__doc__)
         struct_type = fn
 
-        async def return_struct(arguments: msgspec.Struct) -> Any:
+        async def return_struct(arguments: Any) -> Any:
             return arguments
 
-        _check_schema(struct_type, fn.__name__)
+        if issubclass(struct_type, msgspec.Struct):
+            _check_schema(struct_type, fn.__name__)
         return FunctionTool(
             name=_check_name(name or fn.__name__),
             description=description if description is not None else summary,
@@ -176,17 +233,27 @@ def function_tool(
             parameter_docs=docs,
         )
     if not callable(fn):
-        raise TypeError(f"a tool must be a function or a msgspec.Struct type, not {fn!r}")
+        raise TypeError(
+            f"a tool must be a function or a msgspec.Struct or Pydantic model type, not {fn!r}"
+        )
     tool_name = name or getattr(fn, "__name__", None)
     if not tool_name or tool_name == "<lambda>":
         raise ValueError("a lambda or nameless callable needs name=... to be a tool")
     layers = _layers(fn)
     signature = inspect.signature(fn)
+    annotated = _annotated(layers)
     try:
-        hints = typing.get_type_hints(_annotated(layers))
+        hints = typing.get_type_hints(annotated)
+        # Pydantic reads constraints from Annotated extras; msgspec is given the bare types,
+        # as it always was.
+        extras = (
+            typing.get_type_hints(annotated, include_extras=True)
+            if "pydantic" in sys.modules
+            else hints
+        )
     except Exception as exc:
         raise TypeError(f"tool {tool_name!r}: cannot resolve its annotations ({exc})") from None
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    parameters: list[tuple[str, Any, Any]] = []
     for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise TypeError(
@@ -194,28 +261,30 @@ def function_tool(
             )
         if param.name not in hints:
             raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} has no type annotation")
-        annotation = hints[param.name]
-        try:
-            msgspec.json.schema(annotation)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"tool {tool_name!r}: parameter {param.name!r} has an unsupported annotation "
-                f"{annotation!r} ({exc})"
-            ) from None
-        if param.default is inspect.Parameter.empty:
-            fields.append((param.name, annotation))
-        else:
-            fields.append((param.name, annotation, param.default))
-    arguments_type = msgspec.defstruct(f"{tool_name}_arguments", fields, kw_only=True)
+        parameters.append((param.name, extras[param.name], param.default))
+    with_pydantic = extras is not hints and any(
+        _uses_pydantic(annotation) for _, annotation, _ in parameters
+    )
+    arguments_type: type[Any]
+    if with_pydantic:
+        from ._pydantic import arguments_type as pydantic_arguments
+
+        arguments_type = pydantic_arguments(tool_name, parameters, inspect.Parameter.empty)
+    else:
+        arguments_type = _struct_of(tool_name, [(n, hints[n], d) for n, _, d in parameters])
     summary, docs = _doc_parts(_docstring(layers))
     # Anything ``async def`` along the way (a decorator's target, a partial's function, an
     # ``async def __call__``) means calling returns a coroutine: call it on the event loop.
     on_loop = any(inspect.iscoroutinefunction(layer) for layer in layers)
-    names = [field[0] for field in fields]
+    names = [parameter[0] for parameter in parameters]
     function: Callable[..., Any] = fn
 
-    async def call(arguments: msgspec.Struct) -> Any:
-        kwargs = {field: getattr(arguments, field) for field in names}
+    async def call(arguments: Any) -> Any:
+        if with_pydantic:
+            # Validated into a dict; a parameter the model left out takes its own default.
+            kwargs = dict(arguments)
+        else:
+            kwargs = {field: getattr(arguments, field) for field in names}
         if on_loop:
             result = function(**kwargs)
         else:
@@ -234,6 +303,36 @@ def function_tool(
         strict=strict,
         parameter_docs=docs,
     )
+
+
+def _struct_of(tool_name: str, parameters: Sequence[tuple[str, Any, Any]]) -> type[Any]:
+    """The msgspec Struct of a function's parameters: its schema and its decoder at once."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for param_name, annotation, default in parameters:
+        try:
+            msgspec.json.schema(annotation)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"tool {tool_name!r}: parameter {param_name!r} has an unsupported annotation "
+                f"{annotation!r} ({exc})"
+            ) from None
+        if default is inspect.Parameter.empty:
+            fields.append((param_name, annotation))
+        else:
+            fields.append((param_name, annotation, default))
+    return msgspec.defstruct(f"{tool_name}_arguments", fields, kw_only=True)
+
+
+def _is_model_type(value: Any) -> bool:
+    from ._pydantic import is_model_type
+
+    return is_model_type(value)
+
+
+def _uses_pydantic(annotation: Any) -> bool:
+    from ._pydantic import uses_pydantic
+
+    return uses_pydantic(annotation)
 
 
 def _layers(fn: Callable[..., Any]) -> list[Any]:
@@ -292,7 +391,8 @@ def _check_schema(struct_type: type[msgspec.Struct], name: str) -> None:
 
 
 def as_tool_param(tool: Any) -> dict[str, Any]:
-    """The wire form of a tool: a dict as is, a ``FunctionTool``, a function or a Struct type."""
+    """The wire form of a tool: a dict as is, a ``FunctionTool``, a function, a Struct type or
+    a Pydantic model type."""
     if isinstance(tool, Mapping):
         return dict(tool)
     return function_tool(tool).param
@@ -313,8 +413,11 @@ async def _run_call(tools: Mapping[str, FunctionTool], call: ToolCall) -> tuple[
         return f"Error: there is no tool named {call.function.name!r}", True
     try:
         arguments = tool.decode_arguments(call.function.arguments)
-    except msgspec.MsgspecError as exc:
-        return f"Error: the arguments for {tool.name} are not valid: {exc}", True
+    except tool._invalid as exc:
+        return (
+            f"Error: the arguments for {tool.name} are not valid: {tool._describe_invalid(exc)}",
+            True,
+        )
     try:
         result = await tool._call(arguments)
     except Exception as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from yarl import URL
 from . import _hooks, _retry
 from ._config import Timeout
 from ._exceptions import (
+    APICertificateError,
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
@@ -29,7 +31,7 @@ from ._exceptions import (
     status_error,
 )
 from ._hooks import Call, HookSet
-from ._ratelimit import RateLimit, batch_limit
+from ._ratelimit import RateLimit, batch_limit, parse_rate_limit_headers
 from ._redact import REDACTED, SECRET_HEADERS, Redactor
 from ._tls import (
     ConnectSettings,
@@ -78,6 +80,25 @@ def map_transport_error(
             which = "the total timeout ran out"
         return APITimeoutError(
             f"{method} {url}: {phase} timed out: {which}", method=method, url=url
+        )
+    if isinstance(exc, (aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError)):
+        # Say whose certificate and why, and the one fix most users need (a CA bundle): the
+        # raw ssl text ("unable to get local issuer certificate") tells neither.
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            cause, host, port = exc.certificate_error, exc.host, exc.port
+        else:
+            cause, host, port = exc, URL(url).host or url, URL(url).port
+        reason = certificate_reason(
+            getattr(cause, "verify_code", None), getattr(cause, "verify_message", None), host
+        )
+        return APICertificateError(
+            f"{method} {url}: the TLS certificate of {host}:{port} was refused: {reason}. If a "
+            "private or corporate CA (or a TLS-inspecting proxy) signs it, trust that CA with "
+            "AsyncRoutmy(verify='/path/to/ca-bundle.pem') or the SSL_CERT_FILE variable",
+            method=method,
+            url=url,
+            host=host,
+            reason=reason,
         )
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return APIConnectionError(
@@ -342,7 +363,12 @@ class Transport:
         if connector is not None:
             loop: asyncio.AbstractEventLoop | None = getattr(connector, "_loop", None)
             if loop is not None and not loop.is_closed():
-                connector._close()
+                try:
+                    # Nobody will wait for a TLS shutdown of a collected client: abort its
+                    # TLS connections, so their sockets close now (aiohttp 3.12+).
+                    connector._close(abort_ssl=True)
+                except TypeError:  # pragma: no cover - aiohttp < 3.12: no abort_ssl
+                    connector._close()
         return True
 
     def url(self, base_url: str, path: str) -> URL:
@@ -524,6 +550,8 @@ class Transport:
                         connection.add_callback(release)
                     self._responses.add(response)
                 status = response.status
+                if "x-ratelimit-remaining-requests" in response.headers:
+                    self._learn_limits(response.headers)
                 if hooks is not None:
                     hooks.emit(
                         "on_response",
@@ -594,6 +622,14 @@ class Transport:
                     "on_retry", call, attempt=attempt - 1, reason=reason, wait=delay, error=failure
                 )
             await anyio.sleep(delay)
+
+    def _learn_limits(self, headers: Mapping[str, str]) -> None:
+        """The server says the request quota is spent until a reset: hold new starts until
+        then instead of running into 429s (waits longer than we sleep silently excepted)."""
+        limits = parse_rate_limit_headers(headers)
+        reset = limits.reset_requests
+        if limits.remaining_requests == 0 and reset and reset <= _retry.MAX_RETRY_AFTER:
+            self.rate_limit.pause(reset)
 
     def _pause_for(self, headers: Mapping[str, str], attempt: int) -> None:
         """A 429: the quota is shared, so hold every new start of the client, not just this

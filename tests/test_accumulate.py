@@ -304,6 +304,6 @@ def test_any_split_of_any_valid_stream_accumulates_like_folding_each_chunk():
 
         streamed = asyncio.run(through_the_stream())
         # Struct equality compares every field (to_dict would hide defaults).
-        assert streamed == folded.completion()
+        assert streamed == folded.completion(type(streamed))
 
     check()

@@ -112,3 +112,23 @@ async def test_output_image_data_and_save(tmp_path):
         ImageOutput(image_url=ImageURL(url="data:image/png;base64")).data()
     plain = ImageOutput(image_url=ImageURL(url="data:text/plain,hello%20there"))
     assert plain.data() == b"hello there"
+
+
+async def test_image_part_without_await_for_urls_and_bytes_and_a_clear_error_for_paths(
+    tmp_path, mock, client
+):
+    part = image_part("https://example.com/cat.png")  # openai-python habit: no await
+    assert part == {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    assert (await part) == part
+    raw = image_part(png_bytes())
+    assert raw["image_url"]["url"].startswith("data:image/png;base64,")
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    pending = image_part(tmp_path / "a.png")
+    message = {"role": "user", "content": [text_part("what is this?"), pending]}
+    with pytest.raises(TypeError, match=r"was not awaited.*await image_part\(path\)"):
+        await client.chat.completions.create(model="mock/echo", messages=[message])
+    assert mock.requests == []
+    message["content"][1] = await pending
+    await client.chat.completions.create(model="mock/echo", messages=[message])
+    sent = mock.requests[-1].json["messages"][0]["content"][1]
+    assert sent["image_url"]["url"].startswith("data:image/png;base64,")

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 
+from routmy_async._sse import ServerSentEvent, SSEDecoder
 from routmy_async.testing import MockRoutmy
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fastapi_app.py"
@@ -27,8 +29,11 @@ def load_app() -> Any:
     return module.app
 
 
-@pytest_asyncio.fixture
-async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, MockRoutmy]]:
+@asynccontextmanager
+async def serve_example(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[str, MockRoutmy, Any]]:
+    """The example app on uvicorn (127.0.0.1, a free port) in front of a MockRoutmy."""
     async with MockRoutmy() as mock:
         monkeypatch.setenv("ROUTMY_BASE_URL", mock.base_url)
         monkeypatch.setenv("ROUTMY_API_KEY", mock.api_key)
@@ -42,12 +47,26 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, Mo
             await asyncio.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
-            yield f"http://127.0.0.1:{port}", mock
+            yield f"http://127.0.0.1:{port}", mock, app
         finally:
             server.should_exit = True
             await asyncio.wait_for(task, 10)
         # The lifespan closed the app's client on shutdown.
         assert app.state.routmy.is_closed
+
+
+@pytest_asyncio.fixture
+async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, MockRoutmy]]:
+    async with serve_example(monkeypatch) as (base, mock, _):
+        yield base, mock
+
+
+def sse_events(body: bytes) -> list[bytes | ServerSentEvent]:
+    """Parse an SSE body with the SDK's own WHATWG parser (comments dropped); a final
+    ``data: [DONE]`` (which the parser consumes) is listed as ``b"[DONE]"``."""
+    decoder = SSEDecoder()
+    events = decoder.feed_raw(body)
+    return [*events, b"[DONE]"] if decoder.done else events
 
 
 async def test_json_endpoint(served):
@@ -59,18 +78,53 @@ async def test_json_endpoint(served):
     assert body == {"answer": "hello api", "request_id": "req-mock-1"}
 
 
+async def test_completion_endpoint_returns_to_json(served):
+    """POST /completion returns the ChatCompletion itself, as completion.to_json() encoded it."""
+    base, _ = served
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/completion", json={"text": "whole thing"}) as response:
+            assert response.headers["Content-Type"] == "application/json"
+            body = await response.json()
+    assert body["id"].startswith("chatcmpl-mock") and body["model"] == "mock/echo"
+    assert body["choices"][0]["message"]["content"] == "whole thing"
+    assert body["usage"]["total_tokens"] > 0
+
+
+async def test_extract_endpoint_returns_the_pydantic_model(served):
+    """POST /extract: parse(response_format=<BaseModel>) sends a strict schema; FastAPI returns
+    the validated model."""
+    base, mock = served
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{base}/extract", json={"text": "Order Z-42 has shipped"}
+        ) as response:
+            assert response.status == 200
+            body = await response.json()
+    assert body == {"id": "Z-42", "status": "shipped"}
+    sent = mock.requests[-1].json["response_format"]["json_schema"]
+    assert sent["name"] == "Order" and sent["strict"] is True
+    assert sent["schema"]["required"] == ["id", "status"]
+
+
 async def test_streaming_endpoint_end_to_end(served):
-    """GET /stream relays the model's deltas as SSE and ends with [DONE]."""
+    """GET /stream relays the router's chunks as SSE, unchanged, and ends with [DONE]."""
     base, _ = served
     async with aiohttp.ClientSession() as session:
         async with session.get(
             f"{base}/stream", params={"q": "stream this to the browser"}
         ) as response:
             assert response.headers["Content-Type"].startswith("text/event-stream")
-            text = await response.text()
-    frames = [line[6:] for line in text.splitlines() if line.startswith("data: ")]
-    assert frames[-1] == "[DONE]"
-    assert "".join(json.loads(f)["delta"] for f in frames[:-1]) == "stream this to the browser"
+            assert response.headers["Cache-Control"] == "no-cache"
+            assert response.headers["X-Accel-Buffering"] == "no"
+            body = await response.read()
+    frames = sse_events(body)
+    assert frames[-1] == b"[DONE]"
+    chunks = [json.loads(frame) for frame in frames[:-1] if isinstance(frame, bytes)]
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+    text = "".join(
+        choice["delta"].get("content") or "" for chunk in chunks for choice in chunk["choices"]
+    )
+    assert text == "stream this to the browser"
 
 
 async def test_browser_disconnect_stops_the_upstream_stream(served):
@@ -86,3 +140,59 @@ async def test_browser_disconnect_stops_the_upstream_stream(served):
             break
         await asyncio.sleep(0.05)
     assert mock.disconnects == 1
+
+
+async def test_upstream_error_reaches_the_browser_as_an_error_event(served):
+    """An error frame from the router arrives as `event: error` with its fields, without the
+    key, and is the last frame."""
+    base, mock = served
+    chunk = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "p/m",
+        "choices": [{"index": 0, "delta": {"content": "Hel"}}],
+    }
+    leaked = f"Provider failed for key {mock.api_key}"
+    mock.reply_stream(
+        [chunk, {"error": {"message": leaked, "code": 502, "type": "provider_error"}}],
+        done=False,
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/stream", params={"q": "hi"}) as response:
+            body = await response.read()
+    assert mock.api_key.encode() not in body
+    frames = sse_events(body)
+    assert json.loads(frames[0])["choices"][0]["delta"]["content"] == "Hel"  # type: ignore[arg-type]
+    error = frames[-1]
+    assert isinstance(error, ServerSentEvent) and error.event == "error"
+    assert json.loads(error.data) == {
+        "error": {
+            "message": "Provider failed for key [REDACTED]",
+            "code": 502,
+            "type": "provider_error",
+            "request_id": "req-mock-1",
+            "error_class": "APIStreamError",
+        }
+    }
+
+
+async def test_an_error_before_the_stream_is_a_502(served):
+    """A refusal before any chunk is raised in the endpoint and answered as a 502."""
+    base, mock = served
+    mock.reply_error(400, "bad model", code="model_not_found")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/stream", params={"q": "hi"}) as response:
+            assert response.status == 502
+            body = await response.json()
+    assert body["upstream_status"] == 400 and "bad model" in body["error"]
+
+
+async def test_the_page_is_served(served):
+    """GET / is the page that streams /stream with EventSource."""
+    base, _ = served
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/") as response:
+            assert response.headers["Content-Type"].startswith("text/html")
+            page = await response.text()
+    assert 'new EventSource("/stream?q="' in page and 'id="answer"' in page

@@ -139,7 +139,7 @@ async def test_stream_ends_are_seen_with_their_outcome(mock):
 
 async def test_a_hook_that_raises_is_logged_once_and_never_breaks_a_call(mock, caplog):
     class Broken(Hooks):
-        def on_request(self, call: Call, **kwargs: Any) -> None:  # type: ignore[override]
+        def on_request(self, call: Call, **kwargs: Any) -> None:
             raise RuntimeError("hook bug")
 
     async with AsyncRoutmy(
@@ -202,7 +202,7 @@ async def test_raw_requests_reach_any_path_with_auth_retries_and_types(mock, cli
         with pytest.raises(ValueError, match="path"):
             await client.get(bad)
     with pytest.raises(TypeError, match="unexpected"):
-        await client.get("/models", nope=1)  # type: ignore[call-arg]
+        await client.get("/models", nope=1)
 
 
 def test_routmy_log_switches_logging_on_with_the_key_redacted():
@@ -237,3 +237,72 @@ async def test_mock_with_any_key_for_hooks(mock):
     async with MockRoutmy(api_key=None) as other:
         async with AsyncRoutmy(api_key="sk-any-1234", base_url=other.base_url) as c:
             assert await c.get("/models")
+
+
+# -- response headers and rate limits -------------------------------------------------------
+
+LIMIT_HEADERS = {
+    "x-ratelimit-limit-requests": "100",
+    "x-ratelimit-remaining-requests": "42",
+    "x-ratelimit-reset-requests": "1m30s",
+    "x-ratelimit-limit-tokens": "10000",
+    "x-ratelimit-remaining-tokens": "9000",
+    "x-ratelimit-reset-tokens": "250ms",
+}
+COMPLETION = {
+    "id": "c",
+    "object": "chat.completion",
+    "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+}
+
+
+async def test_every_result_exposes_status_headers_and_parsed_rate_limits(mock, client):
+    mock.reply_json(COMPLETION, headers={**LIMIT_HEADERS, "x-custom": "yes"})
+    completion = await client.chat.completions.create(model="m", messages=MESSAGES)
+    assert completion.status_code == 200 and completion.headers["X-Custom"] == "yes"
+    limits = completion.rate_limits
+    assert (limits.limit_requests, limits.remaining_requests) == (100, 42)
+    assert limits.reset_requests == 90 and limits.reset_tokens == 0.25
+    assert (limits.limit_tokens, limits.remaining_tokens) == (10000, 9000)
+    for result in (
+        await client.models.list(),
+        await client.embeddings.create(model="mock/embed", input="x"),
+        await client.images.generate(model="mock/image", prompt="x"),
+    ):
+        assert result.status_code == 200 and "x-request-id" in result.headers
+        assert result.rate_limits.remaining_requests is None
+    mock.reply_stream(
+        [{"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": "stop"}]}],
+        headers=LIMIT_HEADERS,
+    )
+    async with client.chat.completions.stream(model="m", messages=MESSAGES) as stream:
+        final = await stream.until_done()
+        assert stream.status_code == 200 and stream.rate_limits.remaining_tokens == 9000
+    assert final.headers["x-ratelimit-limit-requests"] == "100"
+
+
+async def test_a_spent_request_quota_pauses_new_starts_until_its_reset(mock, client):
+    mock.reply_json(
+        COMPLETION,
+        headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "300ms"},
+    )
+    await client.chat.completions.create(model="m", messages=MESSAGES)
+    assert 0.2 < client.rate_limit.pause_remaining() <= 0.3
+    await client.models.list()
+    assert mock.request_times[1] - mock.request_times[0] >= 0.28
+
+
+def test_rate_limit_header_values():
+    from routmy_async._ratelimit import parse_rate_limit_headers
+
+    parsed = parse_rate_limit_headers(
+        {
+            "x-ratelimit-reset-requests": "6m0s",
+            "x-ratelimit-reset-tokens": "bogus",
+            "x-ratelimit-remaining-requests": "n/a",
+        }
+    )
+    assert parsed.reset_requests == 360 and parsed.reset_tokens is None
+    assert parsed.remaining_requests is None
+    assert parse_rate_limit_headers({"x-ratelimit-reset-requests": "1.5"}).reset_requests == 1.5

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -355,7 +355,7 @@ async def test_input_errors_of_a_batch_are_raised_as_they_are(client):
         await client.chat.completions.create_many(broken())
     for not_a_list in (None, 5, {"model": "m"}, "abc"):
         with pytest.raises(TypeError, match="requests must be"):
-            await client.chat.completions.create_many(not_a_list)  # type: ignore[arg-type]
+            await client.chat.completions.create_many(not_a_list)
     assert client.connections_in_use == 0
 
 
@@ -391,13 +391,14 @@ async def test_per_tenant_keys_share_the_pool_and_never_leak():
             await b.models.list()
             assert mock.requests[-1].headers["Authorization"] == "Bearer [REDACTED]"
             assert b._transport is a._transport
-            for key, call in (
+            calls: tuple[tuple[str, Callable[[], Awaitable[Any]]], ...] = (
                 (tenant_key, lambda: b.models.list()),
                 (
                     header_key,
                     lambda: a.models.list(extra_headers={"Authorization": f"Bearer {header_key}"}),
                 ),
-            ):
+            )
+            for key, call in calls:
                 mock.reply_error(401, f"bad key {key}")
                 with pytest.raises(AuthenticationError) as caught:
                     await call()

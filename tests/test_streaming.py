@@ -313,7 +313,9 @@ async def test_break_closes_the_connection_and_frees_the_pool(mock):
                 break
         assert client._transport.acquired_connections() == 0
         with pytest.raises(RuntimeError, match="not been read to its end"):
-            stream.get_final_completion()
+            stream.get_final_completion().choices  # noqa: B018 - using it is what raises
+        with pytest.raises(APIConnectionError, match="closed before its end"):
+            await stream.get_final_completion()  # awaited: it would read the rest
         assert stream.current_completion().id.startswith("chatcmpl-mock")
         for _ in range(100):
             if mock.disconnects:
@@ -487,3 +489,15 @@ async def test_final_completion_after_an_early_break_on_the_last_read():
                 assert stream.completed  # one read carried everything, [DONE] included
                 final = stream.get_final_completion()
     assert final.choices[0].message.content == "".join(pieces)
+
+
+async def test_openai_stream_habits_work(mock, client):
+    """`await stream.get_final_completion()` reads what is left; events carry `.type`."""
+    async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as stream:
+        final = await stream.get_final_completion()
+    assert final.choices[0].message.content == TEXT
+    assert stream.get_final_completion() is final  # and without await, once read
+    assert (await final) is final
+    async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as stream:
+        types = [event.type async for event in stream.events()]
+    assert types[0] == "content.delta" and types[-1] == "completion.done"

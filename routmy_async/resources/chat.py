@@ -33,6 +33,7 @@ from .._streaming import ChatCompletionStream
 from ..types.chat import ChatCompletion
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
     from typing_extensions import Unpack
 
     from .._client import AsyncRoutmy
@@ -47,14 +48,24 @@ _PATH = "/chat/completions"
 StructT = TypeVar("StructT", bound=msgspec.Struct)
 
 
-def _prepare_fields(params: dict[str, Any]) -> Callable[[ChatCompletion], ChatCompletion] | None:
-    """Turn SDK conveniences into wire values: Struct response formats, Python tools.
+def _is_model_type(value: type[Any]) -> bool:
+    # Only asked about a class that is not a Struct; never imports Pydantic itself.
+    from .._pydantic import is_model_type
 
-    Returns the function that decodes a Struct response format, if one was given.
+    return is_model_type(value)
+
+
+def _prepare_fields(params: dict[str, Any]) -> Callable[[ChatCompletion], ChatCompletion] | None:
+    """Turn SDK conveniences into wire values: Struct and Pydantic model response formats,
+    Python tools.
+
+    Returns the function that decodes a Struct or model response format, if one was given.
     """
     finalize = None
     response_format = params.get("response_format")
-    if isinstance(response_format, type) and issubclass(response_format, msgspec.Struct):
+    if isinstance(response_format, type) and (
+        issubclass(response_format, msgspec.Struct) or _is_model_type(response_format)
+    ):
         from .._structured import parser_for, response_format_for
 
         params["response_format"] = response_format_for(response_format)
@@ -77,6 +88,8 @@ class _Prepared(NamedTuple):
     options: dict[str, Any]
     finalize: Callable[[ChatCompletion], ChatCompletion] | None
     tokens: int
+    fields: dict[str, Any]
+    model: str
 
 
 class Completions:
@@ -100,7 +113,7 @@ class Completions:
         body = build_body(fields, options.get("extra_body"))
         # A token estimate only when a tokens-per-minute budget will use it.
         tokens = estimate_tokens(body) if self._client._transport.wants_tokens() else 0
-        return _Prepared(encode_body(body), options, finalize, tokens)
+        return _Prepared(encode_body(body), options, finalize, tokens, body, model)
 
     @overload
     async def create(
@@ -156,22 +169,33 @@ class Completions:
         if stream:
             return await self._open(prepared)
         client = self._client
+        call = client._call("chat", model=prepared.model, body=prepared.fields)
         raw = await client._request(
-            "POST", _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens
+            "POST",
+            _PATH,
+            body=prepared.body,
+            options=prepared.options,
+            tokens=prepared.tokens,
+            call=call,
         )
-        completion: ChatCompletion = client._decode(raw, _decode_completion, "chat completion")
+        completion: ChatCompletion = client._decode(
+            raw, _decode_completion, "chat completion", call
+        )
         if prepared.tokens:
             usage = completion.usage
             client._transport.settle_tokens(
                 prepared.tokens, usage.total_tokens if usage is not None else None
             )
-        finalize = prepared.finalize
-        return finalize(completion) if finalize is not None else completion
+        if prepared.finalize is not None:
+            completion = prepared.finalize(completion)
+        client._succeeded(call, completion)
+        return completion
 
     async def _open(self, prepared: _Prepared) -> ChatCompletionStream:
         client = self._client
+        call = client._call("chat", model=prepared.model, stream=True, body=prepared.fields)
         response, timeout, url = await client._open_stream(
-            _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens
+            _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens, call=call
         )
         return ChatCompletionStream(
             response,
@@ -180,6 +204,7 @@ class Completions:
             url=url,
             finalize=prepared.finalize,
             tokens=prepared.tokens,
+            call=call,
         )
 
     def stream(
@@ -205,13 +230,14 @@ class Completions:
         *,
         model: str,
         messages: Iterable[MessageParam],
-        response_format: type[StructT] | Mapping[str, Any],
+        response_format: type[StructT] | type[BaseModel] | Mapping[str, Any],
         **params: Unpack[ToolsParams],
     ) -> ChatCompletion:
         """Ask for JSON that fits ``response_format`` and decode it into ``message.parsed``.
 
-        A ``msgspec.Struct`` type is sent as a strict ``json_schema``; a dict is sent as is
-        (``{"type": "json_object"}`` decodes to plain JSON values).
+        A ``msgspec.Struct`` type or a Pydantic v2 ``BaseModel`` type is sent as a strict
+        ``json_schema`` (the answer decoded by msgspec, or validated by Pydantic); a dict is
+        sent as is (``{"type": "json_object"}`` decodes to plain JSON values).
 
         :raises ContentParseError: the content does not fit, or the model refused or was cut off.
         """

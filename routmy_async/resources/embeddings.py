@@ -138,7 +138,7 @@ class Embeddings:
         response = CreateEmbeddingResponse(
             object=wire.object, data=data, model=wire.model, usage=wire.usage
         )
-        response._attach(raw.body, raw.request_id)
+        response._attach(raw.body, raw.request_id, status=raw.status, headers=raw.headers)
         if tokens:
             usage = response.usage
             client._transport.settle_tokens(tokens, usage.total_tokens if usage else None)

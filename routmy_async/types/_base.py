@@ -8,13 +8,35 @@ the API adds tomorrow is ``completion.some_new_field`` today.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._ratelimit import RateLimitHeaders
 
 import msgspec
 
 __all__ = ["ResponseObject", "TopLevelResponse"]
 
 _MISSING = object()
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+def _plain_value(value: Any) -> Any:
+    """msgspec's hook for values it does not turn into builtins itself: a field kept as raw
+    JSON until first read (``Model.architecture``), and a Pydantic model (or Pydantic
+    dataclass) in ``message.parsed``, which becomes its own JSON form without importing
+    Pydantic here."""
+    if isinstance(value, msgspec.Raw):
+        return msgspec.json.decode(value) if value else None
+    serializer = getattr(type(value), "__pydantic_serializer__", None)
+    if serializer is None:
+        raise TypeError(f"cannot encode a {type(value).__name__} as JSON")
+    return serializer.to_python(value, mode="json")
+
+
+_encode_json = msgspec.json.Encoder(enc_hook=_plain_value).encode
 
 
 class ResponseObject(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True, gc=False):
@@ -38,9 +60,21 @@ class ResponseObject(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the object as plain JSON values (fields left at their default are omitted)."""
-        result: dict[str, Any] = msgspec.to_builtins(self)
+        """Return the object as plain JSON values (fields left at their default are omitted).
+
+        Ready for ``json.dumps`` or a FastAPI endpoint; ``parsed`` objects (Structs, Pydantic
+        models) become their JSON form too.
+        """
+        result: dict[str, Any] = msgspec.to_builtins(self, enc_hook=_plain_value)
         return result
+
+    def to_json(self) -> bytes:
+        """Return the object encoded as JSON bytes: what :meth:`to_dict` holds, encoded once.
+
+        ``Response(content=completion.to_json(), media_type="application/json")`` returns it
+        from a FastAPI or Starlette endpoint without a second encoding pass.
+        """
+        return _encode_json(self)
 
 
 class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
@@ -49,11 +83,42 @@ class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
     Subclasses repeat ``frozen=True``: mypy's dataclass_transform does not inherit it.
     """
 
-    def _attach(self, raw: bytes, request_id: str | None) -> None:
+    def _attach(
+        self,
+        raw: bytes,
+        request_id: str | None,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         # __dict__ (from dict=True) carries what is not a field; frozen forbids setattr.
         self.__dict__["_raw_json"] = raw
         if request_id is not None:
             self.__dict__["_request_id"] = request_id
+        if status is not None:
+            self.__dict__["_status"] = status
+        if headers is not None:
+            self.__dict__["_headers"] = headers
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status of the answer (``None`` for an object not built from one)."""
+        value: int | None = self.__dict__.get("_status")
+        return value
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The HTTP headers of the answer (case-insensitive), as openai-python's
+        ``with_raw_response`` gives them; empty for an object not built from one."""
+        value: Mapping[str, str] = self.__dict__.get("_headers", _NO_HEADERS)
+        return value
+
+    @property
+    def rate_limits(self) -> RateLimitHeaders:
+        """The ``x-ratelimit-*`` headers of the answer, parsed (fields ``None`` when absent)."""
+        from .._ratelimit import parse_rate_limit_headers
+
+        return parse_rate_limit_headers(self.headers)
 
     @property
     def request_id(self) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import msgspec
 from ._base import ResponseObject, TopLevelResponse
 
 __all__ = [
+    "AwaitableChatCompletion",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionMessage",
@@ -269,6 +271,18 @@ class ChatCompletion(TopLevelResponse, frozen=True):
         """After ``run_tools``: every message of the conversation, tool results included."""
         value: list[Any] | None = self.__dict__.get("_transcript")
         return value
+
+
+class AwaitableChatCompletion(ChatCompletion, frozen=True):
+    """A ``ChatCompletion`` that may also be awaited, so ``stream.get_final_completion()``
+    works both ways: as in openai-python (``await stream.get_final_completion()``) and as a
+    plain call once the stream was read to its end."""
+
+    def __await__(self) -> Generator[Any, None, AwaitableChatCompletion]:
+        return self._itself().__await__()
+
+    async def _itself(self) -> AwaitableChatCompletion:
+        return self
 
 
 class FunctionDelta(ResponseObject, frozen=True):

@@ -22,6 +22,12 @@ __all__ = [
 class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
     choice_index: int = 0
 
+    @property
+    def type(self) -> str:
+        """The event's type, as openai-python's events have it (``"content.delta"``, ...)."""
+        tag: str = self.__struct_config__.tag  # type: ignore[assignment]
+        return tag
+
 
 class ContentDeltaEvent(_Event, frozen=True, tag="content.delta"):
     """A piece of the answer's text."""

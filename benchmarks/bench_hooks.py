@@ -1,0 +1,122 @@
+"""What observation costs: no hooks, a no-op hook, and OpenTelemetry spans and metrics.
+
+    python benchmarks/bench_hooks.py [--repeat 5]
+
+Starts the fake upstream (``_upstream.py``) in its own process, then runs, in fresh
+processes with the order rotated every repeat, W1 (non-streamed completions at concurrency
+64) and W2 (streams of 1,000 chunks) with: ``none`` (no hooks), ``noop`` (one ``Hooks()``
+that does nothing) and ``otel`` (``instrument()`` with the OpenTelemetry SDK, an always-on
+sampler and a span processor that drops every span, plus an in-memory metric reader). Reports
+client CPU per request (W1) and per stream (W2) and the overhead against ``none``.
+Needs ``opentelemetry-sdk`` (dev extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+VARIANTS = ["none", "noop", "otel"]
+W1_REQUESTS = 3000
+W2_STREAMS = 20
+
+
+async def _run(variant: str, workload: str, base_url: str) -> dict[str, Any]:
+    from routmy_async import AsyncRoutmy, Hooks
+
+    hooks: list[Hooks] = []
+    if variant == "noop":
+        hooks = [Hooks()]
+    elif variant == "otel":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+        from routmy_async.instrumentation import instrument
+
+        class Drop(SpanProcessor):
+            """Every span is built and ended, then dropped: the SDK's cost, no export."""
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(Drop())
+        instrument(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    messages = [{"role": "user", "content": "benchmark"}]
+    async with AsyncRoutmy(api_key="bench", base_url=base_url, hooks=hooks) as client:
+        await client.chat.completions.create(model="bench/text", messages=messages)  # warm
+        started = time.process_time()
+        if workload == "W1":
+            semaphore = asyncio.Semaphore(64)
+
+            async def one() -> None:
+                async with semaphore:
+                    await client.chat.completions.create(model="bench/text", messages=messages)
+
+            await asyncio.gather(*(one() for _ in range(W1_REQUESTS)))
+            units = W1_REQUESTS
+        else:
+            for _ in range(W2_STREAMS):
+                async with client.chat.completions.stream(
+                    model="bench/text", messages=messages
+                ) as stream:
+                    await stream.until_done()
+            units = W2_STREAMS
+        cpu = time.process_time() - started
+    return {"variant": variant, "workload": workload, "us_per_unit": cpu / units * 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--worker", nargs=3, metavar=("VARIANT", "WORKLOAD", "URL"))
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(asyncio.run(_run(*args.worker))))
+        return
+    upstream = subprocess.Popen(
+        [sys.executable, str(HERE / "_upstream.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert upstream.stdout is not None
+        base_url = f"http://127.0.0.1:{upstream.stdout.readline().strip()}/v1"
+        results: dict[tuple[str, str], list[float]] = {}
+        for repeat in range(args.repeat):
+            order = VARIANTS[repeat % 3 :] + VARIANTS[: repeat % 3]
+            for workload in ("W1", "W2"):
+                for variant in order:
+                    done = subprocess.run(
+                        [sys.executable, __file__, "--worker", variant, workload, base_url],
+                        env={**os.environ, "PYTHONPATH": str(HERE.parent)},  # this checkout
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        timeout=600,
+                    )
+                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                    results.setdefault((workload, variant), []).append(result["us_per_unit"])
+    finally:
+        upstream.terminate()
+        upstream.wait(timeout=10)
+    units = {"W1": "µs CPU / request (concurrency 64)", "W2": "µs CPU / 1,000-chunk stream"}
+    print(f"median of {args.repeat} runs, each in a fresh process\n")
+    print("| workload | unit | none | noop hook | otel | noop / none | otel / none |")
+    print("|---|---|---|---|---|---|---|")
+    for workload in ("W1", "W2"):
+        medians = {v: statistics.median(results[(workload, v)]) for v in VARIANTS}
+        print(
+            f"| {workload} | {units[workload]} | {medians['none']:.1f} | {medians['noop']:.1f} "
+            f"| {medians['otel']:.1f} | {medians['noop'] / medians['none']:.3f} "
+            f"| {medians['otel'] / medians['none']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

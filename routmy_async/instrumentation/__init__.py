@@ -1,0 +1,328 @@
+"""OpenTelemetry for routmy_async, following the GenAI semantic conventions (extra ``otel``).
+
+::
+
+    from routmy_async.instrumentation import instrument
+    instrument()                      # every client: spans and metrics through the global providers
+
+    # or for one client:
+    from routmy_async.instrumentation import OpenTelemetryHooks
+    client = AsyncRoutmy(hooks=[OpenTelemetryHooks()])
+
+A CLIENT span per chat, embeddings or image call, named ``{operation} {model}``
+(``chat provider/model-id``), carries the request parameters, the response id, model, finish
+reasons and token usage, ``server.address``/``server.port`` and, on failure, ``error.type``.
+Each retry is an event on the span. A streamed call's span lasts until the stream ends or is
+closed and records the time to the first chunk. Metrics: the ``gen_ai.client.operation.duration``
+and ``gen_ai.client.token.usage`` histograms (and ``gen_ai.client.operation.time_to_first_chunk``
+for streams). Message content is recorded only when asked for (``capture_content=True`` or
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``).
+
+Only ``opentelemetry-api`` is needed; it is imported when this module is.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from .. import _hooks
+from .._hooks import Call, Hooks, StreamSummary
+
+__all__ = ["OpenTelemetryHooks", "instrument", "uninstrument"]
+
+_SCOPE = "routmy_async"
+_CONTENT_SWITCH = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# Our operation names -> the GenAI convention's ``gen_ai.operation.name``.
+_OPERATIONS = {
+    "chat": "chat",
+    "responses": "chat",
+    "embeddings": "embeddings",
+    "images": "generate_content",
+}
+# Request fields -> span attributes, where given.
+_REQUEST_ATTRIBUTES = (
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("top_k", "gen_ai.request.top_k"),
+    ("max_tokens", "gen_ai.request.max_tokens"),
+    ("max_completion_tokens", "gen_ai.request.max_tokens"),
+    ("max_output_tokens", "gen_ai.request.max_tokens"),
+    ("seed", "gen_ai.request.seed"),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+    ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ("n", "gen_ai.request.choice.count"),
+    ("dimensions", "gen_ai.embeddings.dimension.count"),
+)
+_DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+_SPAN_KEY = "otel.span"
+_ATTRIBUTES_KEY = "otel.attributes"
+
+
+def _provider(model: str | None) -> str:
+    """The GenAI provider: the part of a ``provider/model-id`` before the slash (rout.my
+    routes to it), else the router itself."""
+    if model and "/" in model:
+        return model.split("/", 1)[0]
+    return "routmy"
+
+
+class OpenTelemetryHooks(Hooks):
+    """Hooks that turn calls into GenAI spans and metrics.
+
+    :param tracer_provider: defaults to the global one.
+    :param meter_provider: defaults to the global one.
+    :param capture_content: record the messages sent and the answer (off unless asked for,
+        here or with ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``).
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        capture_content: bool | None = None,
+    ):
+        from .. import __version__
+
+        self._tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
+        self._duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
+        )
+        self._tokens = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Measures number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=list(_TOKEN_BUCKETS),
+        )
+        self._first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to the first chunk of a streamed answer",
+            explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
+        )
+        if capture_content is None:
+            capture_content = os.environ.get(_CONTENT_SWITCH, "").strip().lower() == "true"
+        self.capture_content = capture_content
+
+    # -- span life -------------------------------------------------------------------------
+
+    def _start(self, call: Call) -> Span | None:
+        span: Span | None = call.state.get(_SPAN_KEY)
+        if span is not None or call.state.get(_ATTRIBUTES_KEY) is not None:
+            return span
+        operation = _OPERATIONS.get(call.operation)
+        if operation is None:
+            call.state[_ATTRIBUTES_KEY] = {}  # models, raw requests: no GenAI span
+            return None
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": _provider(call.model),
+        }
+        if call.model:
+            attributes["gen_ai.request.model"] = call.model
+        if call.server_address:
+            attributes["server.address"] = call.server_address
+        if call.server_port:
+            attributes["server.port"] = call.server_port
+        call.state[_ATTRIBUTES_KEY] = dict(attributes)  # the metrics' attributes
+        body = call.body or {}
+        for field, name in _REQUEST_ATTRIBUTES:
+            value = body.get(field)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                attributes[name] = value
+        stop = body.get("stop")
+        if isinstance(stop, str):
+            attributes["gen_ai.request.stop_sequences"] = (stop,)
+        elif isinstance(stop, Sequence) and all(isinstance(item, str) for item in stop):
+            attributes["gen_ai.request.stop_sequences"] = tuple(stop)
+        if self.capture_content:
+            content = body.get("messages", body.get("input"))
+            if content is not None:
+                attributes["gen_ai.input.messages"] = _json(content)
+        name = f"{operation} {call.model}" if call.model else operation
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        call.state[_SPAN_KEY] = span
+        return span
+
+    def _end(self, call: Call, *, result: Any, error: str | None, detail: str = "") -> None:
+        span: Span | None = call.state.pop(_SPAN_KEY, None)
+        metric_attributes: dict[str, Any] | None = call.state.get(_ATTRIBUTES_KEY)
+        if not metric_attributes:
+            return
+        metric_attributes = dict(metric_attributes)
+        response_model = getattr(result, "model", None) if result is not None else None
+        if isinstance(response_model, str) and response_model:
+            metric_attributes["gen_ai.response.model"] = response_model
+        if error is not None:
+            metric_attributes["error.type"] = error
+        usage = getattr(result, "usage", None)
+        if span is not None:
+            if result is not None:
+                span.set_attributes(self._response_attributes(result))
+            if error is not None:
+                span.set_attribute("error.type", error)
+                span.set_status(Status(StatusCode.ERROR, detail or error))
+            span.end()
+        self._duration.record(time.monotonic() - call.started, metric_attributes)
+        if usage is not None:
+            for kind, count in (
+                ("input", getattr(usage, "prompt_tokens", None)),
+                ("output", getattr(usage, "completion_tokens", None)),
+            ):
+                if isinstance(count, int):
+                    self._tokens.record(count, {**metric_attributes, "gen_ai.token.type": kind})
+
+    def _response_attributes(self, result: Any) -> dict[str, Any]:
+        attributes: dict[str, Any] = {}
+        response_id = getattr(result, "id", None)
+        if isinstance(response_id, str) and response_id:
+            attributes["gen_ai.response.id"] = response_id
+        model = getattr(result, "model", None)
+        if isinstance(model, str) and model:
+            attributes["gen_ai.response.model"] = model
+        choices = getattr(result, "choices", None)
+        if isinstance(choices, list):
+            reasons = [c.finish_reason for c in choices if getattr(c, "finish_reason", None)]
+            if reasons:
+                attributes["gen_ai.response.finish_reasons"] = tuple(reasons)
+            if self.capture_content:
+                attributes["gen_ai.output.messages"] = _json(
+                    [choice.message.to_param() for choice in choices]
+                )
+        usage = getattr(result, "usage", None)
+        for field, name in (
+            ("prompt_tokens", "gen_ai.usage.input_tokens"),
+            ("completion_tokens", "gen_ai.usage.output_tokens"),
+        ):
+            count = getattr(usage, field, None)
+            if isinstance(count, int):
+                attributes[name] = count
+        cost = getattr(usage, "cost", None)
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            attributes["routmy.usage.cost"] = cost
+        return attributes
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def on_request(
+        self, call: Call, *, attempt: int, method: str, url: str, headers: Mapping[str, str]
+    ) -> None:
+        self._start(call)
+
+    def on_retry(
+        self, call: Call, *, attempt: int, reason: str, wait: float, error: BaseException
+    ) -> None:
+        span: Span | None = call.state.get(_SPAN_KEY)
+        if span is not None:
+            span.add_event(
+                "gen_ai.client.retry",
+                {
+                    "routmy.attempt": attempt + 1,
+                    "routmy.retry.reason": reason,
+                    "routmy.retry.wait": wait,
+                },
+            )
+
+    def on_success(self, call: Call, *, result: Any, elapsed: float) -> None:
+        self._end(call, result=result, error=None)
+
+    def on_error(self, call: Call, *, error: BaseException, elapsed: float) -> None:
+        self._start(call)  # an error before the first attempt still gets its span
+        status = getattr(error, "status_code", None)
+        kind = str(status) if isinstance(status, int) else type(error).__name__
+        self._end(call, result=None, error=kind, detail=str(error))
+
+    def on_stream_end(self, call: Call, summary: StreamSummary) -> None:
+        span: Span | None = call.state.get(_SPAN_KEY)
+        metric_attributes = call.state.get(_ATTRIBUTES_KEY)
+        if summary.time_to_first_event is not None:
+            if span is not None:
+                span.set_attribute(
+                    "gen_ai.response.time_to_first_chunk", summary.time_to_first_event
+                )
+            if metric_attributes:
+                self._first_chunk.record(summary.time_to_first_event, metric_attributes)
+        if span is not None:
+            span.set_attribute("routmy.stream.chunks", summary.chunks)
+            span.set_attribute("routmy.stream.outcome", summary.outcome)
+        if summary.outcome == "done":
+            self._end(call, result=summary.result, error=None)
+            return
+        error = summary.error
+        kind = type(error).__name__ if error is not None else summary.outcome
+        self._end(call, result=None, error=kind, detail=str(error) if error else summary.outcome)
+
+
+def _json(value: Any) -> str:
+    try:
+        return msgspec.json.encode(value, enc_hook=_plain).decode()
+    except (TypeError, msgspec.EncodeError):
+        return str(value)
+
+
+def _plain(value: Any) -> Any:
+    to_param = getattr(value, "to_param", None)
+    if callable(to_param):
+        return to_param()
+    raise TypeError(type(value).__name__)
+
+
+_installed: OpenTelemetryHooks | None = None
+
+
+def instrument(
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    *,
+    capture_content: bool | None = None,
+) -> OpenTelemetryHooks:
+    """Trace and measure every call of every client (until :func:`uninstrument`).
+
+    Calling it again replaces the providers. Returns the hooks it installed.
+    """
+    global _installed
+    hooks = OpenTelemetryHooks(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        capture_content=capture_content,
+    )
+    current = _hooks.global_hooks()
+    others = [h for h in (current.hooks if current else ()) if h is not _installed]
+    _hooks.set_global_hooks([*others, hooks])
+    _installed = hooks
+    return hooks
+
+
+def uninstrument() -> None:
+    """Stop what :func:`instrument` started (per-client hooks stay)."""
+    global _installed
+    current = _hooks.global_hooks()
+    _hooks.set_global_hooks([h for h in (current.hooks if current else ()) if h is not _installed])
+    _installed = None

@@ -1,0 +1,174 @@
+"""The example's page in a real browser: headless Chromium (Debian's ``chromium``) driven over
+the Chrome DevTools Protocol, against the FastAPI example on uvicorn and a MockRoutmy.
+
+Skipped when Chromium is not installed; ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from tests.test_fastapi_example import serve_example
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+]
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one browser-level websocket."""
+
+    def __init__(self, socket: Any):  # an aiohttp ClientWebSocketResponse
+        self._socket = socket
+        self._ids = itertools.count(1)
+
+    async def send(self, method: str, session: str | None = None, **params: Any) -> Any:
+        message: dict[str, Any] = {"id": next(self._ids), "method": method, "params": params}
+        if session is not None:
+            message["sessionId"] = session
+        await self._socket.send_json(message)
+        while True:
+            reply = await self._socket.receive_json(timeout=30)
+            if reply.get("id") == message["id"]:  # events (no id) are not needed here
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+
+
+@pytest_asyncio.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[DevTools]:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    profile = tmp_path / "profile"
+    process = await asyncio.create_subprocess_exec(
+        CHROMIUM,
+        *FLAGS,
+        f"--user-data-dir={profile}",
+        "about:blank",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        # Chromium writes its port and browser endpoint here once it listens.
+        port_file = profile / "DevToolsActivePort"
+        for _ in range(300):
+            if port_file.exists() and len(port_file.read_text().splitlines()) == 2:
+                break
+            if process.returncode is not None:
+                pytest.fail(f"chromium exited with {process.returncode}")
+            await asyncio.sleep(0.05)
+        port, path = port_file.read_text().splitlines()
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(
+                f"ws://127.0.0.1:{port}{path}", max_msg_size=64 * 1024 * 1024
+            ) as socket:
+                yield DevTools(socket)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def open_page(devtools: DevTools, url: str) -> tuple[str, str]:
+    """A new tab at ``url``: its target id and the session to drive it."""
+    target = (await devtools.send("Target.createTarget", url="about:blank"))["targetId"]
+    session = (await devtools.send("Target.attachToTarget", targetId=target, flatten=True))[
+        "sessionId"
+    ]
+    await devtools.send("Page.enable", session)
+    await devtools.send("Page.navigate", session, url=url)
+    return target, session
+
+
+async def page_state(devtools: DevTools, session: str) -> dict[str, str]:
+    result = await devtools.send(
+        "Runtime.evaluate",
+        session,
+        expression=(
+            "JSON.stringify({status: document.getElementById('status')?.textContent ?? '',"
+            " answer: document.getElementById('answer')?.textContent ?? ''})"
+        ),
+        returnByValue=True,
+    )
+    state: dict[str, str] = json.loads(result["result"]["value"])
+    return state
+
+
+async def wait_for(devtools: DevTools, session: str, done: Any, seconds: float) -> dict[str, str]:
+    state: dict[str, str] = {}
+    for _ in range(int(seconds / 0.05)):
+        try:
+            state = await page_state(devtools, session)
+        except RuntimeError:
+            state = {}  # the page is being replaced: its context is gone for a moment
+        if state and done(state):
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the page did not get there in {seconds} s: {state}")
+
+
+async def test_the_answer_streams_into_the_page(browser, monkeypatch, tmp_path):
+    """The page asks /stream with EventSource and the streamed text appears in the DOM."""
+    question = "Stream <this> answer into a real browser page"
+    async with serve_example(monkeypatch) as (base, mock, _):
+        _, session = await open_page(browser, f"{base}/?q={quote_plus(question)}")
+        finished = ("done", "connection lost")
+        state = await wait_for(
+            browser, session, lambda s: s["status"] in finished or "error" in s["status"], 20
+        )
+        assert state == {"status": "done", "answer": question}
+        shot = await browser.send("Page.captureScreenshot", session, format="png")
+        picture = base64.b64decode(shot["data"])
+        assert picture.startswith(b"\x89PNG\r\n\x1a\n")
+        (tmp_path / "answer.png").write_bytes(picture)
+        assert [r.json["messages"][0]["content"] for r in mock.requests] == [question]
+
+
+async def test_closing_the_page_mid_stream_stops_the_upstream(browser, monkeypatch, tmp_path):
+    """Closing the tab mid-answer closes the app's upstream stream: MockRoutmy records the
+    disconnect, and the app's client holds no connection afterwards."""
+    async with serve_example(monkeypatch) as (base, mock, app):
+        mock.reply_default(chunk_delay=0.2)
+        question = "a long answer that takes a while to arrive " * 4
+        target, session = await open_page(browser, f"{base}/?q={quote_plus(question)}")
+        state = await wait_for(browser, session, lambda s: len(s["answer"]) >= 16, 20)
+        assert state["status"] == "streaming" and question.startswith(state["answer"])
+        assert mock.disconnects == 0
+        shot = await browser.send("Page.captureScreenshot", session, format="png")
+        (tmp_path / "mid_stream.png").write_bytes(base64.b64decode(shot["data"]))
+        await browser.send("Target.closeTarget", targetId=target)
+        for _ in range(100):
+            if mock.disconnects and app.state.routmy.connections_in_use == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert mock.disconnects == 1
+        assert app.state.routmy.connections_in_use == 0
