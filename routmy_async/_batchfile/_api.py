@@ -1,0 +1,122 @@
+"""The public functions: :func:`run_batch_file` and :func:`check_batch_file`.
+
+Light on purpose: ``import routmy_async`` loads this module, and the machinery (``_run``,
+``_batch``, the resources) loads on the first call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ._control import BatchStop
+from ._summary import BatchCheck, BatchSummary
+
+if TYPE_CHECKING:
+    from .._client import AsyncRoutmy
+
+__all__ = ["check_batch_file", "run_batch_file"]
+
+PathLike = str | os.PathLike[str]
+
+
+async def run_batch_file(
+    client: AsyncRoutmy,
+    input_file: PathLike,
+    output_file: PathLike,
+    *,
+    errors_file: PathLike | None = None,
+    endpoint: str | None = None,
+    concurrency: int = 16,
+    requests_per_minute: float | None = None,
+    tokens_per_minute: float | None = None,
+    max_cost: float | None = None,
+    retry_failed: bool = True,
+    skip_invalid: bool = False,
+    progress: bool | Callable[[BatchSummary], None] | None = None,
+    stop: BatchStop | None = None,
+    grace_period: float = 30.0,
+) -> BatchSummary:
+    """Run every request of an OpenAI Batch-format JSONL file; write each result as it ends.
+
+    Input lines are ``{"custom_id", "method", "url", "body"}`` (``method``/``url`` may be left
+    out when ``endpoint`` is given); output lines are OpenAI Batch output lines
+    (``{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}``),
+    failures included (with ``error``, and ``response`` when the server answered).
+
+    Running it again over the same output resumes: ids with a successful line are skipped,
+    failed ones are sent again (unless ``retry_failed=False``). The whole input is validated
+    before the first request; an invalid file sends nothing. Requests go through the
+    client's limiter, rate budget and retries, like ``create_many``.
+
+    :param client: the client that sends the requests.
+    :param input_file: the requests (JSONL, read as a stream).
+    :param output_file: where results go (appended; created if missing). ``OUTPUT.lock``
+        keeps a second run from writing there at the same time.
+    :param errors_file: failures go here instead of ``output_file``, as OpenAI does.
+    :param endpoint: the URL of lines without one (``"/v1/chat/completions"``,
+        ``"/v1/embeddings"``, ``"/v1/images/generations"``).
+    :param concurrency: the most requests in flight.
+    :param requests_per_minute: spaces the starts (within the client's own ``rate_limit``).
+    :param tokens_per_minute: a token budget for the batch (estimated, then corrected by
+        each answer's usage).
+    :param max_cost: a budget in USD over ``usage.cost``: no request starts once the money
+        spent plus the expected cost of those in flight would pass it.
+    :param retry_failed: send the lines whose earlier result is a failure again.
+    :param skip_invalid: run the valid lines of a file with invalid ones (else nothing runs).
+    :param progress: ``True`` for a tqdm bar (the ``progress`` extra) or a log line every few
+        seconds; a callable gets the live :class:`BatchSummary` after every result.
+    :param stop: a :class:`BatchStop` to stop the run from a signal handler or another task.
+    :param grace_period: seconds the requests in flight get to finish after a stop request.
+    :returns: what the run did; ``summary.stop_reason`` says why it ended early, if it did.
+    :raises BatchFileError: invalid lines (``.problems`` has their line numbers), an output
+        in use by another run, or a result that could not be written.
+    :raises ValueError: a bad option (before anything is read).
+    """
+    from ._run import BatchRun
+
+    run = BatchRun(
+        client,
+        input_file,
+        output_file,
+        errors_file=errors_file,
+        endpoint=endpoint,
+        concurrency=concurrency,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
+        max_cost=max_cost,
+        retry_failed=retry_failed,
+        skip_invalid=skip_invalid,
+        progress=progress,
+        stop=stop,
+        grace_period=grace_period,
+    )
+    return await run.run()
+
+
+async def check_batch_file(
+    input_file: PathLike,
+    *,
+    endpoint: str | None = None,
+    output_file: PathLike | None = None,
+    errors_file: PathLike | None = None,
+    retry_failed: bool = True,
+) -> BatchCheck:
+    """Validate a batch file without sending anything (``routmy batch --dry-run``).
+
+    Every line is checked as :func:`run_batch_file` checks it; with ``output_file`` (and
+    ``errors_file``) the result also counts what is already done and what a run would send,
+    with an estimate of its tokens. Nothing is written, and no lock is taken.
+
+    :returns: counts, the first problems with their line numbers, the token estimate.
+    """
+    from ._run import check_only
+
+    return await check_only(
+        input_file,
+        endpoint=endpoint,
+        output_file=output_file,
+        errors_file=errors_file,
+        retry_failed=retry_failed,
+    )

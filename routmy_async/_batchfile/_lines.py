@@ -1,0 +1,448 @@
+"""One line at a time (pure): the OpenAI Batch input and output formats.
+
+Input, one JSON object a line (https://platform.openai.com/docs/api-reference/batch/request-input)::
+
+    {"custom_id": "q-1", "method": "POST", "url": "/v1/chat/completions", "body": {...}}
+
+``method`` and ``url`` may be left out when the whole file has one endpoint. Output
+(https://platform.openai.com/docs/api-reference/batch/request-output)::
+
+    {"id": "batch_req_...", "custom_id": "q-1",
+     "response": {"status_code": 200, "request_id": "...", "body": {...}}, "error": null}
+
+A failed request has an ``error`` object (``code``, ``message``) and, when the server
+answered, a ``response`` holding its status and error body. The answer's body is written as
+the server's own bytes, not decoded and encoded again.
+
+A body is checked by the SDK method that will send it: the method runs against a stand-in
+client whose request step raises, so every check the real call makes has passed (and none
+is repeated here, so none can drift).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import msgspec
+
+from .._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APIStreamError,
+    APITimeoutError,
+    AuthenticationError,
+    PaymentRequiredError,
+)
+from .._params import RequestOptions, split_options
+
+__all__ = [
+    "ENDPOINTS",
+    "Endpoint",
+    "InputLine",
+    "LineError",
+    "call_kwargs",
+    "check_body",
+    "decode_input",
+    "describe_failure",
+    "endpoint_for",
+    "failure_line",
+    "is_fatal",
+    "read_output_line",
+    "request_of",
+    "success_line",
+    "usage_of",
+]
+
+
+class LineError(Exception):
+    """A line that cannot be sent; the message says why (the caller adds the line number)."""
+
+
+# -- endpoints -----------------------------------------------------------------------------
+
+
+def _chat(client: Any) -> Any:
+    from ..resources.chat import Completions
+
+    return Completions(client)
+
+
+def _embeddings(client: Any) -> Any:
+    from ..resources.embeddings import Embeddings
+
+    return Embeddings(client)
+
+
+def _images(client: Any) -> Any:
+    from ..resources.images import Images
+
+    return Images(client)
+
+
+def _responses(client: Any) -> Any:
+    from ..resources.responses import Responses
+
+    return Responses(client)
+
+
+class Endpoint(NamedTuple):
+    """An API route a batch line can name, and the SDK method that serves it."""
+
+    url: str
+    resource: Callable[[Any], Any]
+    method: str
+    required: tuple[str, ...]
+
+    def bind(self, client: Any) -> Callable[..., Any]:
+        """The method that sends this endpoint's requests with ``client``."""
+        method: Callable[..., Any] = getattr(self.resource(client), self.method)
+        return method
+
+
+#: Every endpoint the SDK serves, by its path without ``/v1`` (one line per new endpoint).
+ENDPOINTS: dict[str, Endpoint] = {
+    "/chat/completions": Endpoint("/v1/chat/completions", _chat, "create", ("model", "messages")),
+    "/embeddings": Endpoint("/v1/embeddings", _embeddings, "create", ("model", "input")),
+    "/images/generations": Endpoint(
+        "/v1/images/generations", _images, "generate", ("model", "prompt")
+    ),
+    "/responses": Endpoint("/v1/responses", _responses, "create", ("model",)),
+}
+_KNOWN = ", ".join(endpoint.url for endpoint in ENDPOINTS.values())
+# The URLs lines spell, as spelled (a file uses one or two spellings a million times).
+_SPELLINGS: dict[str, Endpoint | None] = {}
+
+
+def _route(url: str) -> str:
+    path = "/" + url.strip().strip("/")
+    if path == "/v1" or path.startswith("/v1/"):
+        path = path[3:]
+    return path
+
+
+def _lookup(url: str) -> Endpoint | None:
+    try:
+        return _SPELLINGS[url]
+    except KeyError:
+        endpoint = ENDPOINTS.get(_route(url))
+        if len(_SPELLINGS) < 256:
+            _SPELLINGS[url] = endpoint
+        return endpoint
+
+
+def endpoint_for(url: str) -> Endpoint:
+    """The endpoint of a URL path (``/v1/chat/completions``; ``/v1`` may be left out).
+
+    :raises ValueError: the SDK serves no such endpoint.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"endpoint must be a string such as '/v1/chat/completions', not {url!r}")
+    endpoint = _lookup(url)
+    if endpoint is None:
+        raise ValueError(f"unknown endpoint {url!r} (known: {_KNOWN})")
+    return endpoint
+
+
+# -- input ---------------------------------------------------------------------------------
+
+
+class InputLine(msgspec.Struct):
+    """The fields of an input line; other keys are ignored."""
+
+    custom_id: Any = None
+    method: Any = None
+    url: Any = None
+    body: Any = None
+
+
+_decode_input = msgspec.json.Decoder(InputLine).decode
+
+
+def decode_input(raw: bytes) -> InputLine:
+    """Decode one input line.
+
+    :raises LineError: not JSON, or not a JSON object.
+    """
+    try:
+        return _decode_input(raw)
+    except msgspec.ValidationError:
+        raise LineError("not a JSON object") from None
+    except msgspec.DecodeError as exc:
+        raise LineError(f"invalid JSON ({exc})") from None
+
+
+def _excerpt(value: Any) -> str:
+    return f"{value!r:.60}"
+
+
+def request_of(line: InputLine, default: Endpoint | None) -> tuple[str, Endpoint, dict[str, Any]]:
+    """Check the envelope of a line: ``(custom_id, endpoint, body)``.
+
+    The body's own fields are checked by :func:`check_body`.
+
+    :raises LineError: a missing or wrong ``custom_id``, ``method``, ``url`` or ``body``.
+    """
+    custom_id = line.custom_id
+    if custom_id is None:
+        raise LineError("missing custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        raise LineError(f"custom_id must be a non-empty string, not {_excerpt(custom_id)}")
+    method = line.method
+    if method is not None and (not isinstance(method, str) or method.upper() != "POST"):
+        raise LineError(f"method must be POST, not {_excerpt(method)}")
+    url = line.url
+    if url is None:
+        if default is None:
+            raise LineError("missing url (give one on every line, or an endpoint for the file)")
+        endpoint = default
+    else:
+        if not isinstance(url, str):
+            raise LineError(f"url must be a string, not {_excerpt(url)}")
+        found = _lookup(url)
+        if found is None:
+            raise LineError(f"unknown url {_excerpt(url)} (known: {_KNOWN})")
+        if default is not None and found is not default:
+            raise LineError(f"url {url!r} differs from the endpoint given for the file")
+        endpoint = found
+    body = line.body
+    if body is None:
+        raise LineError("missing body")
+    if not isinstance(body, dict):
+        raise LineError(f"body must be a JSON object, not {type(body).__name__}")
+    return custom_id, endpoint, body
+
+
+_OPTION_NAMES = frozenset(RequestOptions.__annotations__)
+
+
+def call_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments that send ``body`` exactly as written.
+
+    A body field named like a per-call option (``timeout``, ``max_retries``, ``extra_body``,
+    ...) is passed through ``extra_body``, so it reaches the server as a field.
+    """
+    if _OPTION_NAMES.isdisjoint(body):
+        return body
+    kwargs = dict(body)
+    kwargs["extra_body"] = split_options(kwargs)
+    return kwargs
+
+
+class _Checked(Exception):
+    """Raised where the request would be sent: every check before it has passed."""
+
+
+async def _stop_here(*args: Any, **kwargs: Any) -> Any:
+    raise _Checked
+
+
+_dry: dict[str, Callable[..., Any]] = {}
+
+
+def _dry_method(endpoint: Endpoint) -> Callable[..., Any]:
+    """The endpoint's method on a client whose sending step raises :class:`_Checked`.
+
+    A real client (building one does no I/O), so the method finds whatever it uses before
+    sending; only the two calls that send are replaced.
+    """
+    method = _dry.get(endpoint.url)
+    if method is None:
+        from .._client import AsyncRoutmy
+
+        client: Any = AsyncRoutmy(api_key="dry-run", base_url="http://127.0.0.1:9/v1")
+        client._request = client._open_stream = _stop_here  # instance attributes win
+        method = _dry[endpoint.url] = endpoint.bind(client)
+    return method
+
+
+def check_body(endpoint: Endpoint, body: dict[str, Any]) -> None:
+    """Run the SDK's own checks of ``body`` for ``endpoint``, sending nothing.
+
+    The method's coroutine is stepped once, by hand: it runs its checks and stops where it
+    would send (or at its first real wait, which is never awaited), so no I/O can happen.
+
+    :raises LineError: a field is missing, or has a type or value the SDK refuses.
+    """
+    if body.get("stream"):
+        raise LineError("body: stream is not supported in a batch (each answer is one line)")
+    for name in endpoint.required:
+        if name not in body:
+            raise LineError(f"body has no {name!r}")
+    try:
+        coroutine = _dry_method(endpoint)(**call_kwargs(body))
+        try:
+            coroutine.send(None)
+        except (_Checked, StopIteration):
+            return
+        coroutine.close()  # pragma: no cover - it waited before sending: checked that far
+    except (TypeError, ValueError) as exc:
+        raise LineError(f"body: {exc}") from None
+    except Exception:  # pragma: no cover - past its checks, in the sending machinery
+        return
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+class _Response(msgspec.Struct):
+    status_code: int
+    request_id: str | None
+    body: Any
+
+
+class _Error(msgspec.Struct):
+    code: str
+    message: str
+
+
+class _OutputLine(msgspec.Struct):
+    id: str
+    custom_id: str
+    response: _Response | None
+    error: _Error | None
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _raw_body(result: Any) -> msgspec.Raw:
+    """The answer's own JSON bytes, on one line."""
+    raw = getattr(result, "__dict__", {}).get("_raw_json")
+    if not isinstance(raw, bytes) or not raw:
+        raw = _encode(result.raw)
+    if b"\n" in raw or b"\r" in raw:
+        # Valid JSON has CR and LF only as whitespace between tokens (inside a string they
+        # are escaped), so a pretty-printed answer can be put on one line byte for byte.
+        raw = raw.replace(b"\r", b" ").replace(b"\n", b" ")
+    return msgspec.Raw(raw)
+
+
+def success_line(line_id: str, custom_id: str, result: Any) -> bytes:
+    """The output line of an answered request, newline included."""
+    response = _Response(200, getattr(result, "request_id", None), _raw_body(result))
+    return _encode(_OutputLine(line_id, custom_id, response, None)) + b"\n"
+
+
+def _json_or_text(body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body.decode("utf-8", "replace")
+
+
+def describe_failure(error: BaseException) -> tuple[str, str, _Response | None, str]:
+    """``(code, message, response, outcome)`` of a failed request.
+
+    ``outcome`` names the failure in the summary: the status and the server's code
+    (``"429 rate_limit_exceeded"``, ``"503"``), or the kind of failure without an answer
+    (``"connection_error"``, ``"timeout"``).
+    """
+    if isinstance(error, APIStatusError):
+        code = error.code if error.code is not None else error.type
+        status = error.status_code
+        response = _Response(status, error.request_id, error.body)
+        outcome = str(status)
+        if error.code is not None and str(error.code) != outcome:
+            outcome = f"{status} {error.code}"
+        name = str(code) if code is not None else f"http_{status}"
+        return name, error.message, response, outcome
+    if isinstance(error, APIResponseValidationError):
+        response = _Response(error.status_code, error.request_id, _json_or_text(error.body))
+        return "invalid_response", error.message, response, f"{error.status_code} invalid_response"
+    if isinstance(error, APITimeoutError):
+        return "timeout", error.message, None, "timeout"
+    if isinstance(error, APIConnectionError):
+        return "connection_error", error.message, None, "connection_error"
+    if isinstance(error, APIStreamError):  # pragma: no cover - a batch never streams
+        return str(error.code or "stream_error"), error.message, None, "stream_error"
+    if isinstance(error, (TypeError, ValueError)):
+        return "invalid_request", str(error), None, "invalid_request"
+    return "error", f"{type(error).__name__}: {error}", None, type(error).__name__
+
+
+def failure_line(line_id: str, custom_id: str, error: BaseException) -> tuple[bytes, str]:
+    """The output line of a failed request (newline included) and its outcome name."""
+    code, message, response, outcome = describe_failure(error)
+    line = _encode(_OutputLine(line_id, custom_id, response, _Error(code, message))) + b"\n"
+    return line, outcome
+
+
+def is_fatal(error: BaseException) -> bool:
+    """Whether a failure means every other request would fail too (bad key, no credit)."""
+    return isinstance(error, (AuthenticationError, PaymentRequiredError))
+
+
+_USAGE_FIELDS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+)
+
+
+def usage_of(result: Any) -> tuple[int, int, int, float | None]:
+    """``(prompt_tokens, completion_tokens, total_tokens, cost)`` of an answer (zeros when the
+    answer has no usage; ``cost`` is ``None`` when the server did not report one).
+
+    The Responses API's ``input_tokens``/``output_tokens`` count as prompt and completion.
+    """
+    if "usage" in getattr(type(result), "__struct_fields__", ()):
+        usage: Any = result.usage
+        if usage is None:
+            return 0, 0, 0, None
+        usage = {name: getattr(usage, name, None) for name in _USAGE_FIELDS}
+    else:
+        raw = result.raw
+        usage = raw.get("usage") if isinstance(raw, Mapping) else None
+        if not isinstance(usage, Mapping):
+            return 0, 0, 0, None
+    prompt, completion, total, given_input, given_output = (
+        value if isinstance(value, int) and not isinstance(value, bool) else 0
+        for value in (usage.get(name) for name in _USAGE_FIELDS[:5])
+    )
+    prompt = prompt or given_input
+    completion = completion or given_output
+    cost = usage.get("cost")
+    if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+        cost = None
+    return prompt, completion, total or prompt + completion, cost
+
+
+# -- reading the output back ---------------------------------------------------------------
+
+
+class _SeenResponse(msgspec.Struct):
+    status_code: Any = None
+
+
+class _SeenLine(msgspec.Struct):
+    custom_id: str
+    response: _SeenResponse | None = None
+    error: Any = None
+
+
+_decode_output = msgspec.json.Decoder(_SeenLine).decode
+
+
+def read_output_line(raw: bytes) -> tuple[str, bool] | None:
+    """``(custom_id, succeeded)`` of a whole output line, or ``None`` when it is not one.
+
+    A line succeeded when it has no ``error`` and a 2xx ``response``.
+    """
+    try:
+        line = _decode_output(raw)
+    except msgspec.MsgspecError:
+        return None
+    response = line.response
+    status = response.status_code if response is not None else None
+    ok = (
+        line.error is None
+        and isinstance(status, int)
+        and not isinstance(status, bool)
+        and 200 <= status < 300
+    )
+    return line.custom_id, ok

@@ -1,0 +1,89 @@
+"""Where a run stands (pure): output lines in, the set of done ids out.
+
+The output files are read back line by line (``_files.scan_file`` does the reading): a
+successful line marks its ``custom_id`` done; a failed one marks it failed (sent again by the
+next run unless told not to); a line that does not decode is unreadable and never taken as
+a result. Only fingerprints are kept (see ``_idset``), so a million done ids cost 8 MB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._idset import FingerprintCollector, FingerprintSet, fingerprint
+from ._lines import read_output_line
+
+__all__ = ["FileScan", "Resume", "ResumeState"]
+
+
+class FileScan:
+    """One output file as read back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        #: Bytes of whole lines: where this run's lines start.
+        self.size = 0
+        #: Whole lines read.
+        self.lines = 0
+        #: Whole lines that are not results (torn and glued to the next, garbage, blank).
+        self.unreadable = 0
+        #: Bytes of a last line without its newline (a write cut short), cut off on repair.
+        self.torn = 0
+        #: Fingerprints of the ids of its failure lines (repeats included).
+        self.failures = FingerprintCollector()
+
+
+class Resume:
+    """The done state of every output file of a run."""
+
+    def __init__(
+        self, ok: FingerprintSet, failed: FingerprintSet, stale: int, scans: list[FileScan]
+    ):
+        #: Ids with a successful line.
+        self.ok = ok
+        #: Ids with failure lines only.
+        self.failed = failed
+        #: Failure lines of ids that also have a successful line (dropped on compaction).
+        self.stale = stale
+        self.scans = scans
+
+    @property
+    def empty(self) -> bool:
+        """Whether no id has a result yet (a fresh run: no look-ups needed)."""
+        return not len(self.ok) and not len(self.failed)
+
+
+class ResumeState:
+    """Collects the results of whole output lines; :meth:`finish` builds the :class:`Resume`."""
+
+    def __init__(self) -> None:
+        self._ok = FingerprintCollector()
+        self._scans: list[FileScan] = []
+
+    def begin(self, path: Path) -> FileScan:
+        """Start reading another file."""
+        scan = FileScan(path)
+        self._scans.append(scan)
+        return scan
+
+    def feed(self, scan: FileScan, raw: bytes) -> None:
+        """Take one whole line (newline included) of ``scan``'s file."""
+        scan.lines += 1
+        scan.size += len(raw)
+        seen = read_output_line(raw)
+        if seen is None:
+            scan.unreadable += 1
+            return
+        custom_id, ok = seen
+        (self._ok if ok else scan.failures).add(fingerprint(custom_id))
+
+    def finish(self) -> Resume:
+        """The done sets; each file keeps its own failure fingerprints for compaction."""
+        ok = self._ok.freeze()
+        failed = FingerprintCollector()
+        stale = 0
+        for scan in self._scans:
+            for value in scan.failures:
+                failed.add(value)
+                stale += value in ok
+        return Resume(ok, failed.freeze(without=ok), stale, self._scans)

@@ -1,0 +1,529 @@
+"""Running a batch file: lock, read back, validate, send, write, compact.
+
+The order is what makes a run safe to start again at any moment:
+
+1. take the lock on the output (and errors) file, so no other run writes there;
+2. read the output back (cutting a torn last line) into the set of done ids;
+3. validate the whole input; an invalid file sends nothing (unless told to skip bad lines);
+4. stream the input again, skipping done ids, through ``run_many`` (the client's limiter,
+   rate budgets and retries), writing each result as one whole line as it ends;
+5. after a run that was not interrupted, drop superseded failure lines (compaction).
+
+The long passes (2, 3, 5) run in a worker thread and look at the stop request every few
+thousand lines. Requests run under a cancel scope: a stop request sets its deadline to the
+grace period (the second one cancels it), while the input generator stops handing out new
+lines; a budget that is reached only does the latter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from .._batch import run_many
+from .._exceptions import RoutmyError
+from .._ratelimit import RateLimit
+from ._control import BatchFileError, BatchStop
+from ._files import (
+    Appender,
+    FileLock,
+    LineReader,
+    Stopped,
+    compact_file,
+    compacting_path,
+    scan_file,
+)
+from ._idset import FingerprintCollector, fingerprint
+from ._lines import (
+    Endpoint,
+    LineError,
+    call_kwargs,
+    decode_input,
+    endpoint_for,
+    failure_line,
+    is_fatal,
+    request_of,
+    success_line,
+    usage_of,
+)
+from ._resume import Resume, ResumeState
+from ._summary import BatchCheck, BatchSummary, format_money
+from ._validate import check_input
+
+if TYPE_CHECKING:
+    from .._client import AsyncRoutmy
+
+__all__ = ["BatchRun", "check_only"]
+
+logger = logging.getLogger("routmy_async")
+
+T = TypeVar("T")
+Progress = Callable[[BatchSummary], None]
+_BOM = b"\xef\xbb\xbf"
+_SPACE = frozenset((b"", b" ", b"\t", b"\r", b"\n"))  # first bytes of a line that may be blank
+_LOG_EVERY = 5.0
+_POSTFIX_EVERY = 0.5
+
+
+async def _in_thread(function: Callable[..., T], *args: Any, stop: BatchStop, **kwargs: Any) -> T:
+    """Run ``function(*args, should_stop=..., **kwargs)`` in a worker thread.
+
+    ``should_stop`` turns true on a stop request, and when the caller is cancelled; a
+    cancelled caller still waits for the thread to notice, so no file is touched after this
+    returns.
+    """
+    abort = threading.Event()
+
+    def should_stop() -> bool:
+        return abort.is_set() or stop.requested
+
+    call = functools.partial(function, *args, should_stop=should_stop, **kwargs)
+    future = asyncio.get_running_loop().run_in_executor(None, call)
+    try:
+        return await asyncio.shield(future)
+    except BaseException:
+        abort.set()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait((future,))
+        if not future.cancelled():  # pragma: no branch - shielded, it is never cancelled
+            future.exception()  # retrieved: the caller's error is the one that counts
+        raise
+
+
+def _read_resume(paths: list[Path], *, repair: bool, should_stop: Callable[[], bool]) -> Resume:
+    state = ResumeState()
+    for path in paths:
+        scan = scan_file(path, state, repair=repair, should_stop=should_stop)
+        if scan.torn:
+            logger.warning(
+                "%s: the last line (%d bytes) was cut short by an earlier run; %s",
+                path,
+                scan.torn,
+                "removed, its request is sent again" if repair else "a run removes it",
+            )
+    return state.finish()
+
+
+def _paths(
+    input_file: str | os.PathLike[str],
+    output_file: str | os.PathLike[str] | None,
+    errors_file: str | os.PathLike[str] | None,
+) -> tuple[Path, list[Path]]:
+    source = Path(input_file)
+    outputs = [Path(path) for path in (output_file, errors_file) if path is not None]
+    if not source.is_file():
+        raise BatchFileError(f"{source}: no such input file")
+    resolved = [path.resolve() for path in outputs]
+    if source.resolve() in resolved:
+        raise BatchFileError(f"{source}: the input file cannot also be an output file")
+    if len(set(resolved)) < len(resolved):
+        raise BatchFileError("the errors file must not be the output file")
+    return source, outputs
+
+
+async def check_only(
+    input_file: str | os.PathLike[str],
+    *,
+    endpoint: str | None,
+    output_file: str | os.PathLike[str] | None,
+    errors_file: str | os.PathLike[str] | None,
+    retry_failed: bool,
+) -> BatchCheck:
+    """Validate a file and count what a run over ``output_file`` would send (reads only)."""
+    default = endpoint_for(endpoint) if endpoint is not None else None
+    source, outputs = _paths(input_file, output_file, errors_file)
+    stop = BatchStop()
+    resume = await _in_thread(_read_resume, outputs, repair=False, stop=stop) if outputs else None
+    return await _in_thread(
+        check_input,
+        source,
+        endpoint=default,
+        resume=resume,
+        retry_failed=retry_failed,
+        keep_bad_lines=False,
+        stop=stop,
+    )
+
+
+class _Item:
+    """A line on its way: its id, the method that sends it and its arguments."""
+
+    __slots__ = ("call", "custom_id", "kwargs")
+
+    def __init__(self, custom_id: str, call: Callable[..., Any], kwargs: dict[str, Any]):
+        self.custom_id = custom_id
+        self.call = call
+        self.kwargs = kwargs
+
+
+class _Meter:
+    """Progress: a callable gets the live summary; ``True`` shows a tqdm bar (the
+    ``progress`` extra) or logs a line every few seconds."""
+
+    def __init__(self, progress: bool | Progress | None, summary: BatchSummary):
+        self._summary = summary
+        self._callback = progress if callable(progress) else None
+        self._bar: Any = None
+        self._log = False
+        self._last = 0.0  # the first result shows at once
+        if self._callback is None and progress:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                self._log = True
+            else:
+                self._bar = tqdm(total=summary.to_run, unit="req", desc="batch", smoothing=0.05)
+
+    def _postfix(self) -> str:
+        summary = self._summary
+        return (
+            f"failed={summary.failed:,}, tokens={summary.total_tokens:,}, "
+            f"cost={format_money(summary.cost)}"
+        )
+
+    def update(self) -> None:
+        if self._callback is not None:
+            self._callback(self._summary)
+            return
+        if self._bar is None and not self._log:
+            return
+        now = time.monotonic()
+        if self._bar is not None:
+            self._bar.update(1)
+            if now - self._last >= _POSTFIX_EVERY:
+                self._last = now
+                self._bar.set_postfix_str(self._postfix(), refresh=False)
+        elif now - self._last >= _LOG_EVERY:
+            self._last = now
+            logger.info("%s", self._summary.progress_line())
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
+            self._bar.close()
+        elif self._log:
+            logger.info("%s", self._summary.progress_line())
+
+
+class BatchRun:
+    """One run of :func:`run_batch_file` (its arguments, checked when it is built)."""
+
+    def __init__(
+        self,
+        client: AsyncRoutmy,
+        input_file: str | os.PathLike[str],
+        output_file: str | os.PathLike[str],
+        *,
+        errors_file: str | os.PathLike[str] | None,
+        endpoint: str | None,
+        concurrency: int,
+        requests_per_minute: float | None,
+        tokens_per_minute: float | None,
+        max_cost: float | None,
+        retry_failed: bool,
+        skip_invalid: bool,
+        progress: bool | Progress | None,
+        stop: BatchStop | None,
+        grace_period: float,
+    ):
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        # Built only to check the values: run_many builds the batch's own budget.
+        RateLimit(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
+        for name, value in (("max_cost", max_cost), ("grace_period", grace_period)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
+            ):
+                raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+        if stop is not None and not isinstance(stop, BatchStop):
+            raise TypeError(f"stop must be a BatchStop, not {type(stop).__name__}")
+        if not client.api_key_set:
+            raise RoutmyError(
+                "no API key: pass AsyncRoutmy(api_key=...) or set the ROUTMY_API_KEY "
+                "environment variable (nothing was sent)"
+            )
+        self._client = client
+        self._default = endpoint_for(endpoint) if endpoint is not None else None
+        self._source, self._outputs = _paths(input_file, output_file, errors_file)
+        self._concurrency = concurrency
+        self._rpm = requests_per_minute
+        self._tpm = tokens_per_minute
+        self._max_cost = max_cost
+        self._retry_failed = retry_failed
+        self._skip_invalid = skip_invalid
+        self._progress = progress
+        self._stop = stop if stop is not None else BatchStop()
+        self._grace = float(grace_period)
+        self.summary = BatchSummary(
+            str(self._source),
+            str(self._outputs[0]),
+            str(self._outputs[1]) if len(self._outputs) > 1 else None,
+            max_cost=max_cost,
+        )
+        self._scope: anyio.CancelScope | None = None
+        self._stopping = False
+        self._output: Appender | None = None
+        self._errors: Appender | None = None
+        self._methods: dict[str, Callable[..., Any]] = {}
+        self._retried = FingerprintCollector()
+        # Line ids unique across runs: a random part per run, then a counter.
+        self._id_prefix = f"batch_req_{os.urandom(6).hex()}"
+        self._serial = 0
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self) -> BatchSummary:
+        summary = self.summary
+        unlisten = self._stop._listen(self._on_stop)
+        try:
+            with ExitStack() as held:
+                for path in self._outputs:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    lock = FileLock(path)
+                    lock.acquire()
+                    held.callback(lock.release)
+                    # A compaction cut short by a crash leaves its new file: the original
+                    # was never replaced, so the half-written copy goes.
+                    compacting_path(path).unlink(missing_ok=True)
+                try:
+                    resume = await _in_thread(
+                        _read_resume, self._outputs, repair=True, stop=self._stop
+                    )
+                    check = await _in_thread(
+                        check_input,
+                        self._source,
+                        endpoint=self._default,
+                        resume=resume,
+                        retry_failed=self._retry_failed,
+                        keep_bad_lines=self._skip_invalid,
+                        estimate=False,
+                        stop=self._stop,
+                    )
+                except Stopped:
+                    summary.stop_reason = "interrupted"
+                    summary._finish()
+                    return summary
+                if check.invalid and not self._skip_invalid:
+                    raise BatchFileError(
+                        f"{self._source}: {check.invalid:,} invalid line(s); nothing was sent "
+                        "(fix them, or skip them with skip_invalid=True / --skip-invalid)",
+                        problems=check.problems,
+                        check=check,
+                    )
+                self._plan(check)
+                if self._stop.requested:
+                    summary.stop_reason = "interrupted"
+                else:
+                    await self._send_all(check, resume)
+                    await self._compact(resume)
+        finally:
+            unlisten()
+        summary._finish()
+        return summary
+
+    def _plan(self, check: BatchCheck) -> None:
+        summary = self.summary
+        summary.lines = check.valid
+        summary.to_run = check.to_run
+        summary.skipped = check.done
+        summary.skipped_failed = 0 if self._retry_failed else check.failed_before
+        summary.invalid = check.invalid
+
+    async def _send_all(self, check: BatchCheck, resume: Resume) -> None:
+        summary = self.summary
+        self._output = Appender(self._outputs[0])
+        if len(self._outputs) > 1:
+            self._errors = Appender(self._outputs[1])
+        meter = _Meter(self._progress, summary)
+        items = self._items(check, resume)
+        results = run_many(
+            self._call,
+            items,
+            concurrency=self._concurrency,
+            requests_per_minute=self._rpm,
+            tokens_per_minute=self._tpm,
+            progress=None,
+        )
+        summary._start_requests()
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                async for _, outcome in results:
+                    self._record(*outcome)
+                    meter.update()
+        finally:
+            self._scope = None
+            with anyio.CancelScope(shield=True):
+                await results.aclose()
+                await items.aclose()
+                await _in_thread(self._close_files, stop=BatchStop())
+            meter.close()
+
+    def _close_files(self, *, should_stop: Callable[[], bool]) -> None:
+        del should_stop  # an fsync is short and must not be skipped
+        for appender in (self._output, self._errors):
+            if appender is not None:
+                appender.close()
+
+    async def _items(
+        self, check: BatchCheck, resume: Resume
+    ) -> AsyncGenerator[dict[str, _Item], None]:
+        """The lines to send, as ``run_many`` requests, until the input ends or a stop."""
+        summary = self.summary
+        reader = LineReader(self._source)
+        bad = iter(check._bad_lines)
+        next_bad = next(bad, 0)
+        lookups = not resume.empty
+        ok, failed = resume.ok, resume.failed
+        number = 0
+        try:
+            while True:
+                block = await anyio.to_thread.run_sync(reader.read_block)
+                if not block:
+                    return
+                for raw in block:
+                    number += 1
+                    if number == next_bad:
+                        next_bad = next(bad, 0)
+                        continue
+                    if number == 1 and raw.startswith(_BOM):
+                        raw = raw[len(_BOM) :]
+                    if raw[:1] in _SPACE and not raw.strip():
+                        continue
+                    try:
+                        custom_id, endpoint, body = request_of(decode_input(raw), self._default)
+                    except LineError:  # the file changed since it was checked
+                        summary.invalid += 1
+                        continue
+                    if lookups:
+                        value = fingerprint(custom_id)
+                        if value in ok:
+                            continue
+                        if value in failed:
+                            if not self._retry_failed:
+                                continue
+                            self._retried.add(value)
+                    if self._stopping or not self._may_start():
+                        return
+                    summary.started += 1
+                    yield {"item": _Item(custom_id, self._method(endpoint), call_kwargs(body))}
+        finally:
+            reader.close()
+
+    def _method(self, endpoint: Endpoint) -> Callable[..., Any]:
+        method = self._methods.get(endpoint.url)
+        if method is None:
+            method = self._methods[endpoint.url] = endpoint.bind(self._client)
+        return method
+
+    @staticmethod
+    async def _call(item: _Item) -> tuple[_Item, Any]:
+        try:
+            return item, await item.call(**item.kwargs)
+        except Exception as exc:  # the line's result: written as a failure line
+            return item, exc
+
+    def _record(self, item: _Item, result: Any) -> None:
+        """Write one result as a whole line and count it (between two awaits: never cut)."""
+        summary = self.summary
+        self._serial += 1
+        line_id = f"{self._id_prefix}{self._serial:012x}"
+        target = self._output
+        assert target is not None
+        try:
+            if isinstance(result, BaseException):
+                line, outcome = failure_line(line_id, item.custom_id, result)
+                if self._errors is not None:
+                    target = self._errors
+                target.write(line)
+                summary._add_failure(outcome)
+                if is_fatal(result) and summary.stop_reason is None:
+                    summary.stop_reason = "fatal_error"
+                    summary.stop_detail = (
+                        f"the server refused the request ({outcome}: {result}); no new "
+                        "requests were started"
+                    )
+                    self._stopping = True
+            else:
+                target.write(success_line(line_id, item.custom_id, result))
+                prompt, completion, total, cost = usage_of(result)
+                summary._add_ok(prompt, completion, total, cost)
+                if cost is None and self._max_cost is not None and summary.ok - summary.costed == 1:
+                    logger.warning(
+                        "batch: an answer reported no usage.cost: max_cost counts only the "
+                        "answers that do"
+                    )
+        except OSError as exc:
+            raise BatchFileError(
+                f"could not write to {target.path}: {exc}. Every line written before is "
+                "whole: make room and run again to resume",
+                summary=summary,
+            ) from exc
+        if self._max_cost is not None and summary.cost >= self._max_cost:
+            self._budget_reached()
+
+    def _may_start(self) -> bool:
+        """Whether the budget allows one more request: the money spent plus the expected
+        cost of the requests in flight, this one included, must stay within ``max_cost``."""
+        limit = self._max_cost
+        if limit is None:
+            return True
+        summary = self.summary
+        spent = summary.cost
+        if spent >= limit or (
+            summary.costed and spent + (summary.in_flight + 1) * spent / summary.costed > limit
+        ):
+            self._budget_reached()
+            return False
+        return True
+
+    def _budget_reached(self) -> None:
+        summary = self.summary
+        if summary.stop_reason is None:
+            summary.stop_reason = "budget"
+            logger.info(
+                "batch: max_cost %s reached (%s spent, %d in flight): no new requests start",
+                format_money(self._max_cost or 0.0),
+                format_money(summary.cost),
+                summary.in_flight,
+            )
+        self._stopping = True
+
+    def _on_stop(self, immediate: bool) -> None:
+        self._stopping = True
+        self.summary.stop_reason = "interrupted"
+        scope = self._scope
+        if scope is None:
+            return
+        if immediate or self._grace <= 0:
+            scope.cancel()
+        else:
+            scope.deadline = min(scope.deadline, anyio.current_time() + self._grace)
+
+    async def _compact(self, resume: Resume) -> None:
+        """Drop superseded failure lines and unreadable lines from the files read back."""
+        if self.summary.stop_reason == "interrupted":
+            return  # the next run does it; an interrupted user wants out
+        retried = self._retried.freeze()
+
+        def drop(value: int) -> bool:
+            return value in resume.ok or value in retried
+
+        for scan in resume.scans:
+            if scan.unreadable or any(drop(value) for value in scan.failures):
+                try:
+                    self.summary.compacted += await _in_thread(
+                        compact_file, scan.path, keep_from=scan.size, drop=drop, stop=self._stop
+                    )
+                except Stopped:
+                    return

@@ -1,0 +1,325 @@
+"""What a batch file holds (:class:`BatchCheck`) and what a run did (:class:`BatchSummary`).
+
+Plain objects with text and JSON forms; the summary is updated live while a run goes, so a
+progress callback can read it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["BatchCheck", "BatchSummary", "format_money"]
+
+#: How many problems a check keeps with their line numbers (all of them are counted).
+MAX_PROBLEMS = 100
+
+
+def format_money(value: float) -> str:
+    """``$0.0123`` (small amounts with six decimals, so a cheap run does not read $0.0000)."""
+    if value and abs(value) < 0.01:
+        return f"${value:.6f}"
+    return f"${value:,.4f}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds + 0.5))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+class BatchCheck:
+    """What validating a batch file found: counts, problems with line numbers, an estimate.
+
+    ``problems`` holds the first :data:`MAX_PROBLEMS` problems as ``(line number, message)``
+    in line order; ``invalid`` counts them all. With an output file, ``done`` counts the lines
+    that already have a successful result there and ``to_run`` what a run would send.
+    """
+
+    def __init__(self, input_file: str) -> None:
+        self.input_file = input_file
+        #: Non-blank lines in the file.
+        self.lines = 0
+        #: Lines that can be sent.
+        self.valid = 0
+        #: Lines that cannot (bad JSON, no custom_id, a duplicate, an unknown url, a bad body).
+        self.invalid = 0
+        self.problems: list[tuple[int, str]] = []
+        #: Valid lines by endpoint URL.
+        self.endpoints: dict[str, int] = {}
+        #: Valid lines that already have a successful result.
+        self.done = 0
+        #: Valid lines whose earlier result is a failure (retried unless told not to).
+        self.failed_before = 0
+        #: Valid lines a run would send.
+        self.to_run = 0
+        #: The rate limiter's estimate over the lines to run: prompt characters / 4 plus
+        #: ``max_tokens`` (or 256) per chat request, the input for embeddings.
+        self.estimated_tokens = 0
+        # Line numbers a run skips (invalid lines and later duplicates), when told to skip.
+        self._bad_lines: Sequence[int] = ()
+
+    def add_problem(self, line: int, message: str) -> None:
+        """Count a problem; keep it when it is among the first ones."""
+        self.invalid += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append((line, message))
+
+    def format_problems(self, limit: int = 20) -> list[str]:
+        """The first ``limit`` problems as ``line N: message`` lines (and how many more)."""
+        text = [f"line {line}: {message}" for line, message in self.problems[:limit]]
+        if self.invalid > len(text):
+            text.append(f"... and {self.invalid - len(text):,} more")
+        return text
+
+    def format(self) -> str:
+        """The check as text: counts, endpoints, the estimate, the first problems."""
+        text = [
+            f"{self.input_file}: {self.lines:,} lines, {self.valid:,} valid, "
+            f"{self.invalid:,} invalid"
+        ]
+        text.extend(f"  {url}: {count:,}" for url, count in sorted(self.endpoints.items()))
+        if self.done or self.failed_before:
+            text.append(f"  already done: {self.done:,}; failed before: {self.failed_before:,}")
+        text.append(f"  to run: {self.to_run:,}")
+        text.append(
+            f"  estimated tokens: ~{self.estimated_tokens:,} (prompt characters / 4, plus "
+            "max_tokens or 256 per chat request)"
+        )
+        text.extend(self.format_problems())
+        return "\n".join(text)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The check as plain JSON values."""
+        return {
+            "input_file": self.input_file,
+            "lines": self.lines,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "endpoints": dict(self.endpoints),
+            "done": self.done,
+            "failed_before": self.failed_before,
+            "to_run": self.to_run,
+            "estimated_tokens": self.estimated_tokens,
+            "problems": [{"line": line, "message": message} for line, message in self.problems],
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchCheck(lines={self.lines}, valid={self.valid}, invalid={self.invalid}, "
+            f"to_run={self.to_run}, estimated_tokens={self.estimated_tokens})"
+        )
+
+
+class BatchSummary:
+    """What a batch run did; updated live while it runs (a progress callback reads it).
+
+    Counts are of request lines: ``ok`` and ``failed`` this run (``failures`` names each
+    failure by status and code), ``skipped`` already done before, ``skipped_failed`` failed
+    before and left alone (``retry_failed=False``), ``invalid`` skipped as invalid
+    (``skip_invalid=True``), ``not_started`` left when the run stopped early and
+    ``cancelled`` cut off in flight. Lines not done are sent again by the next run.
+
+    ``stop_reason`` is ``None`` when the run went through the whole file, ``"budget"`` when
+    ``max_cost`` stopped new starts, ``"interrupted"`` when a stop was requested (Ctrl-C),
+    ``"fatal_error"`` when the server refused the key or the credit (``stop_detail`` says
+    how).
+    """
+
+    def __init__(
+        self,
+        input_file: str,
+        output_file: str,
+        errors_file: str | None = None,
+        *,
+        max_cost: float | None = None,
+    ) -> None:
+        self.input_file = input_file
+        self.output_file = output_file
+        self.errors_file = errors_file
+        self.max_cost = max_cost
+        #: Valid request lines in the input.
+        self.lines = 0
+        #: Lines this run had to do when it started.
+        self.to_run = 0
+        self.invalid = 0
+        self.skipped = 0
+        self.skipped_failed = 0
+        self.started = 0
+        self.ok = 0
+        self.failed = 0
+        self.cancelled = 0
+        #: Failures by outcome: ``"429 rate_limit_exceeded"``, ``"503"``, ``"timeout"``...
+        self.failures: dict[str, int] = {}
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.total_tokens = 0
+        #: The sum of ``usage.cost`` over the answers of this run (USD).
+        self.cost = 0.0
+        #: Answers that reported a cost (the rest are not in ``cost``).
+        self.costed = 0
+        self.stop_reason: str | None = None
+        self.stop_detail: str | None = None
+        #: Earlier lines dropped from the output files at the end (superseded or unreadable).
+        self.compacted = 0
+        self._began = time.monotonic()
+        self._requests_began: float | None = None
+        self._ended: float | None = None
+
+    # -- updates (by the run) ---------------------------------------------------------------
+
+    def _start_requests(self) -> None:
+        self._requests_began = time.monotonic()
+
+    def _add_ok(self, prompt: int, completion: int, total: int, cost: float | None) -> None:
+        self.ok += 1
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.total_tokens += total
+        if cost is not None:
+            self.cost += cost
+            self.costed += 1
+
+    def _add_failure(self, outcome: str) -> None:
+        self.failed += 1
+        self.failures[outcome] = self.failures.get(outcome, 0) + 1
+
+    def _finish(self) -> None:
+        self.cancelled = self.in_flight
+        self._ended = time.monotonic()
+
+    # -- derived ------------------------------------------------------------------------------
+
+    @property
+    def done(self) -> int:
+        """Requests of this run that ended (``ok + failed``)."""
+        return self.ok + self.failed
+
+    @property
+    def in_flight(self) -> int:
+        """Requests started and not ended (after the run: cut off, sent again next time)."""
+        return self.started - self.ok - self.failed
+
+    @property
+    def not_started(self) -> int:
+        """Lines this run had to do and never started."""
+        return max(0, self.to_run - self.started)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every valid line of the input now has a result (ok or failed)."""
+        return self.stop_reason is None and self.not_started == 0 and self.cancelled == 0
+
+    @property
+    def wall_seconds(self) -> float:
+        """Seconds from the start of the run (validation included) to its end (or now)."""
+        end = self._ended if self._ended is not None else time.monotonic()
+        return end - self._began
+
+    @property
+    def request_seconds(self) -> float:
+        """Seconds spent sending requests (after validation)."""
+        if self._requests_began is None:
+            return 0.0
+        end = self._ended if self._ended is not None else time.monotonic()
+        return end - self._requests_began
+
+    @property
+    def throughput(self) -> float:
+        """Requests ended per second of the request phase."""
+        seconds = self.request_seconds
+        return self.done / seconds if seconds > 0 else 0.0
+
+    # -- forms ----------------------------------------------------------------------------------
+
+    def progress_line(self) -> str:
+        """One line for a log: done/total, rate, ETA, failures, tokens, cost."""
+        rate = self.throughput
+        left = max(0, self.to_run - self.done)
+        eta = _duration(left / rate) if rate > 0 else "?"
+        return (
+            f"batch: {self.done:,}/{self.to_run:,} done ({rate:,.1f}/s, ETA {eta}), "
+            f"{self.failed:,} failed, {self.total_tokens:,} tokens, {format_money(self.cost)}"
+        )
+
+    def format(self) -> str:
+        """The summary as text (what ``routmy batch`` prints at the end)."""
+        text = [f"batch {self.input_file} -> {self.output_file}"]
+        if self.errors_file:
+            text[0] += f" (errors: {self.errors_file})"
+        text.append(f"  ok           {self.ok:>10,}")
+        failed = f"  failed       {self.failed:>10,}"
+        if self.failures:
+            failed += "   " + ", ".join(
+                f"{name}: {count:,}" for name, count in sorted(self.failures.items())
+            )
+        text.append(failed)
+        text.append(f"  skipped      {self.skipped:>10,}   already done")
+        if self.skipped_failed:
+            text.append(f"  kept failed  {self.skipped_failed:>10,}   failed before, not retried")
+        if self.invalid:
+            text.append(f"  invalid      {self.invalid:>10,}   skipped, not sent")
+        if self.not_started or self.cancelled:
+            text.append(f"  not started  {self.not_started:>10,}")
+            text.append(f"  cut off      {self.cancelled:>10,}   in flight when stopped")
+        text.append(
+            f"tokens: {self.total_tokens:,} (prompt {self.prompt_tokens:,}, completion "
+            f"{self.completion_tokens:,}); cost: {format_money(self.cost)}"
+            + (f" of {format_money(self.max_cost)} allowed" if self.max_cost is not None else "")
+        )
+        if self.costed < self.ok:
+            text.append(f"  ({self.ok - self.costed:,} answers reported no cost)")
+        text.append(f"time: {self.wall_seconds:,.1f} s, {self.throughput:,.1f} requests/s")
+        if self.compacted:
+            text.append(f"  {self.compacted:,} superseded earlier lines dropped from the output")
+        if self.stop_reason == "budget":
+            text.append(
+                f"stopped: the budget is reached ({format_money(self.cost)} spent); "
+                "raise it and run again to go on"
+            )
+        elif self.stop_reason == "interrupted":
+            text.append("stopped: interrupted; run again to resume")
+        elif self.stop_reason == "fatal_error":
+            text.append(f"stopped: {self.stop_detail}")
+        elif self.failed:
+            text.append("run again to retry the failed lines")
+        return "\n".join(text)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON values (what ``--summary-json`` writes)."""
+        return {
+            "input_file": self.input_file,
+            "output_file": self.output_file,
+            "errors_file": self.errors_file,
+            "lines": self.lines,
+            "to_run": self.to_run,
+            "ok": self.ok,
+            "failed": self.failed,
+            "failures": dict(sorted(self.failures.items())),
+            "skipped": self.skipped,
+            "skipped_failed": self.skipped_failed,
+            "invalid": self.invalid,
+            "not_started": self.not_started,
+            "cancelled": self.cancelled,
+            "complete": self.complete,
+            "stop_reason": self.stop_reason,
+            "stop_detail": self.stop_detail,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost": round(self.cost, 10),
+            "max_cost": self.max_cost,
+            "answers_without_cost": self.ok - self.costed,
+            "compacted": self.compacted,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "request_seconds": round(self.request_seconds, 3),
+            "throughput": round(self.throughput, 3),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchSummary(ok={self.ok}, failed={self.failed}, skipped={self.skipped}, "
+            f"not_started={self.not_started}, cost={self.cost!r}, "
+            f"stop_reason={self.stop_reason!r})"
+        )

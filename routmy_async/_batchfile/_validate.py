@@ -1,0 +1,169 @@
+"""Validating an input file before anything is sent (sync; a run calls it in a worker thread).
+
+One pass reads every line: JSON, ``custom_id``, ``method``, ``url``, and the body through
+the SDK's own checks (``_lines.check_body``); lines that already have a successful result are
+not checked again (they cost nothing more). Each id's 32-bit fingerprint is collected for the
+duplicate check; when some repeat, a second pass over the lines of those fingerprints only
+compares the real ids, so a duplicate is reported with the line of its first occurrence and
+a fingerprint collision is never taken for one.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._ratelimit import estimate_tokens
+from ._files import Stopped
+from ._idset import FingerprintCollector, fingerprint, short_fingerprint
+from ._lines import Endpoint, LineError, check_body, decode_input, request_of
+from ._resume import Resume
+from ._summary import MAX_PROBLEMS, BatchCheck
+
+__all__ = ["check_input"]
+
+_BOM = b"\xef\xbb\xbf"
+_SPACE = frozenset((b"", b" ", b"\t", b"\r", b"\n"))  # first bytes of a line that may be blank
+_CHECK_EVERY = 4096
+
+
+class _Counter:
+    """Counts a valid line into the check (or, with ``sign=-1``, takes it out again)."""
+
+    def __init__(
+        self, check: BatchCheck, resume: Resume | None, retry_failed: bool, estimate: bool
+    ):
+        self._check = check
+        self._resume = resume if resume is not None and not resume.empty else None
+        self._retry_failed = retry_failed
+        self._estimate = estimate
+
+    def state(self, custom_id: str) -> str:
+        """``"done"``, ``"failed"`` (failed before) or ``"new"``."""
+        resume = self._resume
+        if resume is None:
+            return "new"
+        value = fingerprint(custom_id)
+        if value in resume.ok:
+            return "done"
+        return "failed" if value in resume.failed else "new"
+
+    def count(self, state: str, endpoint: Endpoint, body: dict[str, Any], sign: int = 1) -> None:
+        check = self._check
+        check.valid += sign
+        check.endpoints[endpoint.url] = check.endpoints.get(endpoint.url, 0) + sign
+        if state == "done":
+            check.done += sign
+            return
+        if state == "failed":
+            check.failed_before += sign
+            if not self._retry_failed:
+                return
+        check.to_run += sign
+        if self._estimate:
+            check.estimated_tokens += sign * estimate_tokens(body)
+
+
+def check_input(
+    path: Path,
+    *,
+    endpoint: Endpoint | None,
+    resume: Resume | None,
+    retry_failed: bool,
+    keep_bad_lines: bool,
+    should_stop: Callable[[], bool],
+    estimate: bool = True,
+) -> BatchCheck:
+    """Validate every line of ``path``; count what a run would send.
+
+    :param endpoint: the endpoint of lines without a ``url``.
+    :param resume: what the output files already hold (``None``: nothing).
+    :param keep_bad_lines: remember the line numbers of invalid lines (to skip them).
+    :param estimate: estimate the tokens of the lines to run (a run does not need it).
+    :raises Stopped: ``should_stop()`` became true.
+    """
+    check = BatchCheck(str(path))
+    counter = _Counter(check, resume, retry_failed, estimate)
+    ids = FingerprintCollector(bits=32)
+    bad = array("Q")
+    with path.open("rb") as source:
+        for number, raw in enumerate(source, 1):
+            if not number % _CHECK_EVERY and should_stop():
+                raise Stopped
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            if raw[:1] in _SPACE and not raw.strip():
+                continue
+            check.lines += 1
+            try:
+                line = decode_input(raw)
+                if isinstance(line.custom_id, str) and line.custom_id:
+                    ids.add(short_fingerprint(line.custom_id))
+                custom_id, target, body = request_of(line, endpoint)
+                state = counter.state(custom_id)
+                if state != "done":
+                    check_body(target, body)
+            except LineError as error:
+                check.add_problem(number, str(error))
+                if keep_bad_lines:
+                    bad.append(number)
+                continue
+            counter.count(state, target, body)
+    repeated = ids.repeated()
+    del ids
+    duplicates: list[tuple[int, str]] = []
+    if repeated:
+        duplicates = _duplicates(path, repeated, endpoint, counter, should_stop)
+    if duplicates:
+        check.invalid += len(duplicates)
+        check.problems = list(heapq.merge(check.problems, duplicates[:MAX_PROBLEMS]))[:MAX_PROBLEMS]
+        if keep_bad_lines:
+            bad = array("Q", heapq.merge(bad, (number for number, _ in duplicates)))
+    check.endpoints = {url: count for url, count in check.endpoints.items() if count}
+    check._bad_lines = bad
+    return check
+
+
+def _duplicates(
+    path: Path,
+    repeated: set[int],
+    endpoint: Endpoint | None,
+    counter: _Counter,
+    should_stop: Callable[[], bool],
+) -> list[tuple[int, str]]:
+    """The second pass: the later occurrences of every repeated id, taken out of the counts."""
+    first: dict[str, int] = {}
+    found: list[tuple[int, str]] = []
+    with path.open("rb") as source:
+        for number, raw in enumerate(source, 1):
+            if not number % _CHECK_EVERY and should_stop():
+                raise Stopped
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            try:
+                line = decode_input(raw)
+            except LineError:
+                continue
+            custom_id = line.custom_id
+            if not isinstance(custom_id, str) or not custom_id:
+                continue
+            if short_fingerprint(custom_id) not in repeated:
+                continue
+            seen = first.setdefault(custom_id, number)
+            if seen == number:
+                continue
+            # A later occurrence: unless the first pass already reported the line as invalid,
+            # report it as a duplicate and take it out of the valid counts.
+            try:
+                _, target, body = request_of(line, endpoint)
+                state = counter.state(custom_id)
+                if state != "done":
+                    check_body(target, body)
+            except LineError:
+                continue
+            found.append((number, f"duplicate custom_id {custom_id!r:.60} (first on line {seen})"))
+            counter.count(state, target, body, sign=-1)
+    return found

@@ -1,0 +1,252 @@
+"""``ResponseStream``: a streamed Responses API call, as typed events and a final ``Response``.
+
+The answer ends at a terminal event: ``response.completed`` or ``response.incomplete`` end it
+normally (the stream then reads to EOF so the connection goes back to the pool),
+``response.failed`` and ``error`` raise ``APIStreamError`` once the events before them were
+delivered, and a body that ends without any of them raises ``APIConnectionError``: a stream
+never ends silently short.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from ._event_stream import EventStream
+from ._exceptions import APIResponseValidationError, APIStreamError, RoutmyError
+from ._responses_accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
+from ._sse import ServerSentEvent
+from .types.response_events import (
+    ResponseCompletedEvent,
+    ResponseErrorEvent,
+    ResponseFailedEvent,
+    ResponseIncompleteEvent,
+    ResponseStreamEvent,
+    ResponseTextDeltaEvent,
+)
+from .types.responses import Response
+
+if TYPE_CHECKING:
+    from ._transport import Transport
+
+__all__ = ["ResponseStream", "ResponseStreamManager"]
+
+_ENDINGS = frozenset(
+    {ResponseCompletedEvent, ResponseIncompleteEvent, ResponseFailedEvent, ResponseErrorEvent}
+)
+
+
+class ResponseStream(EventStream):
+    """An open streamed response: iterate it for typed events (``event.type`` tags them).
+
+    Use it as ``async with stream:`` so the connection is released even when the loop is left
+    early. ``await stream.get_final_response()`` reads what is left and returns the
+    ``Response``; ``text_deltas()`` yields only the text.
+    """
+
+    _noun = "event"
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        transport: Transport,
+        idle_timeout: float | None,
+        method: str = "POST",
+        url: str = "",
+        finalize: Callable[[Response], Response] | None = None,
+        tokens: int = 0,
+    ):
+        super().__init__(
+            response,
+            transport=transport,
+            idle_timeout=idle_timeout,
+            method=method,
+            url=url,
+            tokens=tokens,
+        )
+        self._finalize = finalize
+        self._ready: deque[ResponseStreamEvent] = deque()
+        self._accumulator = ResponseAccumulator()
+        self._finished = False  # response.completed or response.incomplete arrived
+        self._error: RoutmyError | None = None  # what ended the stream, kept for later calls
+        self._final: Response | None = None
+        self._event_lines = EventLines()
+        #: Named SSE events that carry no Responses event (``event: ping``), skipped.
+        self.ignored_events = 0
+
+    # -- the async iterator -------------------------------------------------------------
+
+    def __aiter__(self) -> ResponseStream:
+        return self
+
+    async def __anext__(self) -> ResponseStreamEvent:
+        ready = self._ready
+        try:
+            while not ready:
+                if self._undecoded:
+                    self._take()
+                    continue
+                if self._failure is not None:
+                    failure, self._failure = self._failure, None
+                    raise failure
+                if self._finished:
+                    if not self._closed:
+                        await self._drain()
+                    self._settle_tokens(self._accumulator.usage_tokens)
+                    raise StopAsyncIteration
+                if self._closed:
+                    if self._ended:
+                        self._ended = False  # raised once; later calls just stop
+                        raise self._ended_early(
+                            "response.completed, response.incomplete or response.failed"
+                        )
+                    raise StopAsyncIteration
+                await self._read()
+        except RoutmyError as error:
+            # Every error of the stream leaves through here: none carries the key.
+            self._transport.redactor.scrub(error)
+            self._error = error
+            raise
+        return ready.popleft()
+
+    def _take(self) -> None:
+        """Decode and accumulate the next few events, in one tight loop.
+
+        A bad frame, an error or a failed response stops the batch: the events before it are
+        still delivered, then the failure is raised by the next ``__anext__``.
+        """
+        append = self._ready.append
+        add = self._accumulator.add
+        for data in self._next_batch():
+            try:
+                event = decode_event(data)
+            except APIResponseValidationError as error:
+                error.request_id = self.request_id
+                self._fail(error)
+                return
+            if event is None:
+                self.ignored_events += 1
+                continue
+            if type(event) in _ENDINGS:
+                self._end(event)
+                return
+            add(event)
+            append(event)
+
+    def _end(self, event: ResponseStreamEvent) -> None:
+        if isinstance(event, ResponseErrorEvent):
+            body = event.error
+            self._fail(
+                APIStreamError(
+                    event.message
+                    or (body.message if body else "")
+                    or "the server reported an error",
+                    code=event.code if event.code is not None else (body.code if body else None),
+                    type=body.type if body else None,
+                    metadata=body.metadata if body else None,
+                    request_id=self.request_id,
+                )
+            )
+            return
+        self._accumulator.add(event)
+        if isinstance(event, ResponseFailedEvent):
+            error = event.response.error
+            self._fail(
+                APIStreamError(
+                    (error.message if error else "") or "the response failed",
+                    code=error.code if error else None,
+                    type=error.type if error else None,
+                    metadata=error.metadata if error else None,
+                    request_id=self.request_id,
+                )
+            )
+            return
+        self._ready.append(event)
+        self._finished = True
+        # The answer is whole: whatever a server sends after it is not part of it.
+        self._undecoded = []
+
+    def _received(self) -> int:
+        return self._accumulator.event_count
+
+    def _feed(self, data: bytes) -> list[bytes | ServerSentEvent]:
+        return feed_split(self._decoder, self._event_lines(data))
+
+    # -- results ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ResponseStream:
+        return self
+
+    @property
+    def completed(self) -> bool:
+        """Whether ``response.completed`` or ``response.incomplete`` arrived."""
+        return self._finished
+
+    def current_response(self) -> Response:
+        """The response accumulated so far, finished or not (a failed one included)."""
+        return self._accumulator.response()
+
+    async def get_final_response(self) -> Response:
+        """Read what is left of the stream and return the final ``Response``.
+
+        :raises APIStreamError: the response failed, or the server sent an error.
+        :raises APIConnectionError: the stream ended before its last event.
+        :raises RuntimeError: the stream was closed before its end.
+        """
+        async for _ in self:
+            pass
+        if self._final is None:
+            if not self._finished:
+                if self._error is not None:
+                    raise self._error
+                raise RuntimeError(
+                    "the stream was closed before its end; current_response() gives what arrived"
+                )
+            response = self._accumulator.response()
+            response._attach(b"", self.request_id)
+            if self._finalize is not None:
+                response = self._finalize(response)
+            self._final = response
+        return self._final
+
+    async def until_done(self) -> Response:
+        """Read the rest of the stream and return the final response."""
+        return await self.get_final_response()
+
+    async def text_deltas(self) -> AsyncIterator[str]:
+        """Yield the pieces of the answer's text (``response.output_text.delta``), only."""
+        async for event in self:
+            if type(event) is ResponseTextDeltaEvent and event.delta:
+                yield event.delta
+
+    def __repr__(self) -> str:
+        state = "done" if self._finished else ("closed" if self._closed else "open")
+        return f"<ResponseStream {state} events={self._accumulator.event_count}>"
+
+
+class ResponseStreamManager:
+    """``async with`` opens the stream on entry and closes it on exit."""
+
+    def __init__(self, opener: Callable[[], Awaitable[ResponseStream]]):
+        self._opener = opener
+        self._stream: ResponseStream | None = None
+
+    async def __aenter__(self) -> ResponseStream:
+        if self._stream is not None:
+            raise RuntimeError("this stream manager was already entered")
+        self._stream = await self._opener()
+        return self._stream
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            await self._stream.close()

@@ -1,0 +1,295 @@
+"""``client.responses``: the Responses API (``POST /responses``), plain and streamed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
+
+import msgspec
+
+from .._config import NOT_GIVEN, NotGiven
+from .._exceptions import APIStatusError
+from .._params import build_body, check_model, encode_body, split_options
+from .._ratelimit import estimate_tokens
+from .._responses_params import ResponseInput, check_input, check_response_params
+from .._responses_stream import ResponseStream, ResponseStreamManager
+from ..types.responses import Response
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from typing_extensions import Unpack
+
+    from .._client import AsyncRoutmy
+    from .._responses_params import ResponseCreateParams, ResponseSamplingParams
+    from .._tools import FunctionTool
+
+__all__ = ["Responses"]
+
+_decode_response = msgspec.json.Decoder(Response).decode
+_PATH = "/responses"
+
+
+class _Prepared(NamedTuple):
+    """A checked request: its body, per-call options, the parse step and a token estimate."""
+
+    body: bytes
+    options: dict[str, Any]
+    finalize: Callable[[Response], Response] | None
+    tokens: int
+
+
+def _tool_params(tools: Any) -> Any:
+    """Python tools (functions, Struct types, ``FunctionTool``) in the flat Responses shape."""
+    if tools is None or isinstance(tools, (str, bytes, Mapping)):
+        return tools  # not a list: check_params names the problem
+    tools = list(tools)
+    if all(isinstance(tool, Mapping) for tool in tools):
+        return tools
+    from .._tools import function_tool
+
+    return [
+        dict(tool) if isinstance(tool, Mapping) else function_tool(tool).responses_param
+        for tool in tools
+    ]
+
+
+def _estimate(client: AsyncRoutmy, fields: Mapping[str, Any]) -> int:
+    """A token estimate, only when a tokens-per-minute budget will use it."""
+    if not client._transport.wants_tokens():
+        return 0
+    text_input = fields.get("input")
+    if isinstance(text_input, str):
+        messages: list[Any] = [{"content": text_input}]
+    elif isinstance(text_input, list):
+        messages = [item for item in text_input if isinstance(item, Mapping)]
+    else:
+        messages = []
+    if isinstance(fields.get("instructions"), str):
+        messages.append({"content": fields["instructions"]})
+    return estimate_tokens({"messages": messages, "max_tokens": fields.get("max_output_tokens")})
+
+
+class Responses:
+    """The Responses API (``POST /responses``): ``create``, ``stream``, ``parse``,
+    ``run_tools``."""
+
+    def __init__(self, client: AsyncRoutmy):
+        self._client = client
+
+    def _build(
+        self,
+        model: Any,
+        input: Any,
+        stream: Any,
+        params: dict[str, Any],
+        text_format: Any = None,
+    ) -> _Prepared:
+        options = split_options(params)
+        check_model(model)
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be a bool, not {stream!r}")
+        if "tools" in params:
+            params["tools"] = _tool_params(params["tools"])
+        finalize = None
+        if text_format is not None:
+            from .._responses_tools import apply_text_format
+
+            finalize = apply_text_format(params, text_format)
+        check_response_params(params)
+        fields: dict[str, Any] = {"model": model}
+        if not isinstance(input, NotGiven):
+            fields["input"] = check_input(input)
+        if stream:
+            fields["stream"] = True
+        fields.update(params)
+        body = build_body(fields, options.get("extra_body"))
+        return _Prepared(encode_body(body), options, finalize, _estimate(self._client, body))
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        input: ResponseInput | NotGiven = NOT_GIVEN,
+        stream: Literal[False] = False,
+        **params: Unpack[ResponseCreateParams],
+    ) -> Response: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        input: ResponseInput | NotGiven = NOT_GIVEN,
+        stream: Literal[True],
+        **params: Unpack[ResponseCreateParams],
+    ) -> ResponseStream: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        input: ResponseInput | NotGiven = NOT_GIVEN,
+        stream: bool,
+        **params: Unpack[ResponseCreateParams],
+    ) -> Response | ResponseStream: ...
+
+    async def create(
+        self,
+        *,
+        model: str,
+        input: ResponseInput | NotGiven = NOT_GIVEN,
+        stream: bool = False,
+        **params: Any,
+    ) -> Response | ResponseStream:
+        """Create a response; with ``stream=True``, an open ``ResponseStream``.
+
+        ``input`` is a string (one user message) or a list of items: messages (text and
+        image parts), output items of an earlier response, ``function_call_output`` items.
+        It may be left out when ``previous_response_id`` (or a stored ``prompt``) carries
+        the conversation. Every request field of the API is a keyword argument; any other
+        keyword, and ``extra_body``, is sent in the JSON body as given. ``extra_headers``,
+        ``extra_query``, ``timeout`` and ``max_retries`` are per-call options.
+
+        A response whose ``status`` is ``"failed"`` is returned as it is (its ``error`` says
+        why); a streamed one raises ``APIStreamError``.
+
+        :raises TypeError: a field has the wrong type (before anything is sent).
+        :raises ValueError: a field has a wrong value (before anything is sent).
+        :raises APIStatusError: the server answered with an error status.
+        :raises APIConnectionError: the connection failed or timed out.
+        :raises APIResponseValidationError: the answer does not decode.
+        """
+        prepared = self._build(model, input, stream, params)
+        if stream:
+            return await self._open(prepared)
+        return await self._send(prepared)
+
+    async def _send(self, prepared: _Prepared) -> Response:
+        client = self._client
+        try:
+            raw = await client._request(
+                "POST", _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens
+            )
+        except APIStatusError as error:
+            response = _failed_response(error)
+            if response is None:
+                raise
+        else:
+            response = client._decode(raw, _decode_response, "response")
+        if prepared.tokens:
+            usage = response.usage
+            client._transport.settle_tokens(
+                prepared.tokens, usage.total_tokens if usage is not None else None
+            )
+        finalize = prepared.finalize
+        return finalize(response) if finalize is not None else response
+
+    async def _open(self, prepared: _Prepared) -> ResponseStream:
+        client = self._client
+        response, timeout, url = await client._open_stream(
+            _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens
+        )
+        return ResponseStream(
+            response,
+            transport=client._transport,
+            idle_timeout=timeout.idle,
+            url=url,
+            finalize=prepared.finalize,
+            tokens=prepared.tokens,
+        )
+
+    def stream(
+        self,
+        *,
+        model: str,
+        input: ResponseInput | NotGiven = NOT_GIVEN,
+        text_format: type[msgspec.Struct] | type[BaseModel] | Mapping[str, Any] | None = None,
+        **params: Unpack[ResponseCreateParams],
+    ) -> ResponseStreamManager:
+        """Open a stream as an async context manager, in one step.
+
+        ``async with client.responses.stream(model=..., input=...) as stream:`` The request is
+        checked now and sent on entering the block; leaving it closes the stream. With a
+        ``text_format`` (a ``msgspec.Struct`` type, a Pydantic model or a format dict) the
+        final response's ``output_parsed`` holds the decoded answer.
+        """
+        extra: dict[str, Any] = dict(params)
+        prepared = self._build(model, input, True, extra, text_format)
+        return ResponseStreamManager(lambda: self._open(prepared))
+
+    async def parse(
+        self,
+        *,
+        model: str,
+        input: ResponseInput | NotGiven = NOT_GIVEN,
+        text_format: type[msgspec.Struct] | type[BaseModel] | Mapping[str, Any],
+        **params: Unpack[ResponseCreateParams],
+    ) -> Response:
+        """Ask for JSON that fits ``text_format`` and decode it into ``output_parsed``.
+
+        A ``msgspec.Struct`` type is sent as a strict ``json_schema`` text format (merged into
+        any ``text`` you pass, ``verbosity`` for one); a dict is sent as the ``format`` as is
+        and the answer decodes to plain JSON values.
+
+        :raises ContentParseError: the text does not fit, the model refused, or the response
+            is incomplete.
+        """
+        extra: dict[str, Any] = dict(params)
+        return await self._send(self._build(model, input, False, extra, text_format))
+
+    async def run_tools(
+        self,
+        *,
+        model: str,
+        input: ResponseInput,
+        tools: Iterable[Callable[..., Any] | type[msgspec.Struct] | FunctionTool],
+        max_rounds: int = 8,
+        continue_with: Literal["input", "previous_response_id"] = "input",
+        **params: Unpack[ResponseSamplingParams],
+    ) -> Response:
+        """Call the model, run the ``function_call`` items it asks for (concurrently),
+        answer them with ``function_call_output`` items, repeat until it answers.
+
+        :param continue_with: how each round continues the conversation: ``"input"`` resends
+            every item so far (stateless; works with ``store=False``), ``"previous_response_id"``
+            sends only the new tool outputs after the previous response's id (the server
+            keeps the rest).
+        :returns: the last ``Response``; ``.transcript`` holds every input item of the run.
+
+        A tool that raises, arguments that do not decode and unknown tools become an error
+        text for the model, never a crash. Stops after ``max_rounds`` model calls at the
+        latest; the calls of that last answer are not run.
+        """
+        from .._responses_tools import run_tools
+
+        return await run_tools(
+            self,
+            model=model,
+            input=input,
+            tools=tools,
+            max_rounds=max_rounds,
+            continue_with=continue_with,
+            params=dict(params),
+        )
+
+
+def _failed_response(error: APIStatusError) -> Response | None:
+    """A 2xx ``response`` object with ``status: "failed"`` is an answer, not an error.
+
+    The transport treats any 2xx body that holds an ``error`` object (and no ``choices`` or
+    ``data``) as an error; a failed Responses object is one such body, and the API defines
+    it as a response whose ``error`` says why.
+    """
+    body = error.body
+    if not (200 <= error.status_code < 300 and isinstance(body, dict)):
+        return None
+    if body.get("object") != "response" or "output" not in body:
+        return None
+    try:
+        response = _decode_response(msgspec.json.encode(body))
+    except (msgspec.MsgspecError, TypeError):
+        return None
+    response._attach(b"", error.request_id)
+    return response
