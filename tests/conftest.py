@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from hypothesis import HealthCheck, settings
 from aioresponses import aioresponses
+from hypothesis import HealthCheck, settings
 
 from routmy_async import AsyncRoutmy
 from routmy_async.testing import MockRoutmy
@@ -122,11 +123,15 @@ def raw_server() -> Callable[[Handler], RawServer]:
     return RawServer
 
 
+# Only aiohttp >= 3.14 takes (and requires) ``stream_writer``; older ones reject it.
+_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
+
+
 class AioresponsesCompatResponse(aiohttp.ClientResponse):
     """aioresponses 0.7.9 predates aiohttp 3.14's required ``stream_writer``: supply one."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if "stream_writer" not in kwargs and "writer" in kwargs:
+        if _NEEDS_STREAM_WRITER and "stream_writer" not in kwargs and "writer" in kwargs:
             kwargs["stream_writer"] = types.SimpleNamespace(output_size=0)
         super().__init__(*args, **kwargs)
 
