@@ -32,6 +32,7 @@ from ._exceptions import (
 )
 from ._hooks import Call, Hooks, StreamSummary
 from ._ratelimit import RateLimit
+from ._responses_stream import ResponseStream
 from ._streaming import ChatCompletionStream
 from ._tools import FunctionTool, function_tool
 
@@ -63,6 +64,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimit",
     "RateLimitError",
+    "ResponseStream",
     "RoutmyError",
     "StreamSummary",
     "Timeout",

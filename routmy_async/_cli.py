@@ -1,8 +1,10 @@
-"""The command line: ``python -m routmy_async`` (or ``routmy``) chat, models, embed, image, demo.
+"""The command line: ``python -m routmy_async`` (or ``routmy``) chat, models, embed, image,
+batch, demo.
 
 Exit codes: 0 done, 1 an error (printed as one line on stderr), 2 a usage error, 130 Ctrl-C,
 141 stdout closed by its reader (``routmy chat ... | head``), quietly, as a Unix tool killed
-by SIGPIPE would exit.
+by SIGPIPE would exit. ``batch`` adds 3 (the file ran through, some lines failed), 4 (stopped
+at ``--max-cost``) and 128 + the signal number when stopped by SIGINT (130) or SIGTERM (143).
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
+import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -91,6 +96,8 @@ def _model(args: argparse.Namespace, default: str) -> str:
 
 
 async def _chat(args: argparse.Namespace) -> int:
+    if args.api == "responses":
+        return await _respond(args)
     messages: list[dict[str, Any]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
@@ -114,6 +121,33 @@ async def _chat(args: argparse.Namespace) -> int:
                 async for piece in stream.text_deltas():
                     _out(piece, end="")
                     printed = printed or bool(piece)
+        except RoutmyError:
+            if printed:
+                _out()  # end the partial answer, so the error line starts a line of its own
+            raise
+        _out()
+    return 0
+
+
+async def _respond(args: argparse.Namespace) -> int:
+    """``chat --api responses``: the same question through the Responses API."""
+    model = _model(args, DEFAULT_MODEL)
+    extra: dict[str, Any] = {}
+    if args.system:
+        extra["instructions"] = args.system
+    if args.json:
+        extra["text"] = {"format": {"type": "json_object"}}
+    async with _client_for(args) as client:
+        if args.no_stream:
+            response = await client.responses.create(model=model, input=args.prompt, **extra)
+            _out(response.output_text)
+            return 0
+        printed = False
+        try:
+            async with client.responses.stream(model=model, input=args.prompt, **extra) as stream:
+                async for piece in stream.text_deltas():
+                    _out(piece, end="")
+                    printed = True
         except RoutmyError:
             if printed:
                 _out()  # end the partial answer, so the error line starts a line of its own
@@ -172,6 +206,218 @@ async def _image(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- batch ------------------------------------------------------------------------------------
+
+EXIT_FAILED_LINES = 3
+EXIT_BUDGET = 4
+_PROGRESS_EVERY = 5.0
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+class _BatchSignals:
+    """SIGINT/SIGTERM during a batch: the first stops new starts (a grace period for the
+    requests in flight), the second cancels them; the run then ends without a torn line."""
+
+    def __init__(self, stop: Any, grace: float):
+        self.stop = stop
+        self.grace = grace
+        self.signal: int | None = None
+        self.installed: list[int] = []
+
+    def __call__(self, number: int) -> None:
+        name = signal.Signals(number).name
+        if self.signal is None:
+            self.signal = number
+            _err(
+                f"\nroutmy batch: {name}: no new requests start; those in flight get up to "
+                f"{self.grace:g} s to finish (again to stop at once)"
+            )
+        else:
+            _err(f"\nroutmy batch: {name} again: cancelling the requests in flight")
+        self.stop.request()
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            for number in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(number, self, number)
+                self.installed.append(number)
+        except NotImplementedError:  # pragma: no cover - Windows: Ctrl-C stops at once
+            pass
+
+    def remove(self, loop: asyncio.AbstractEventLoop) -> None:
+        for number in self.installed:
+            loop.remove_signal_handler(number)
+
+
+def _progress_for(args: argparse.Namespace) -> Any:
+    """A tqdm bar with the ``progress`` extra, else a line on stderr every few seconds."""
+    if args.no_progress:
+        return None
+    try:
+        import tqdm  # noqa: F401 - only asking whether the extra is installed
+    except ImportError:
+        last = [0.0]  # the first result is reported at once
+
+        def report(summary: Any) -> None:
+            now = time.monotonic()
+            if now - last[0] >= _PROGRESS_EVERY:
+                last[0] = now
+                _err(summary.progress_line())
+
+        return report
+    return True
+
+
+def _write_summary_json(target: str, data: dict[str, Any]) -> None:
+    encoded = msgspec.json.format(msgspec.json.encode(data), indent=2).decode()
+    if target == "-":
+        _out(encoded)
+    else:
+        Path(target).write_text(encoded + "\n")
+
+
+async def _batch(args: argparse.Namespace) -> int:
+    from ._batchfile import BatchFileError, BatchStop, check_batch_file, run_batch_file
+
+    if args.dry_run:
+        check = await check_batch_file(
+            args.input,
+            endpoint=args.endpoint,
+            output_file=args.output,
+            errors_file=args.errors,
+            retry_failed=args.retry_failed,
+        )
+        _out(check.format())
+        if args.summary_json:
+            _write_summary_json(args.summary_json, check.to_dict())
+        return 1 if check.invalid else 0
+    loop = asyncio.get_running_loop()
+    signals = _BatchSignals(BatchStop(), args.grace)
+    signals.install(loop)
+    try:
+        async with _client_for(args) as client:
+            summary = await run_batch_file(
+                client,
+                args.input,
+                args.output,
+                errors_file=args.errors,
+                endpoint=args.endpoint,
+                concurrency=args.concurrency,
+                requests_per_minute=args.rpm,
+                tokens_per_minute=args.tpm,
+                max_cost=args.max_cost,
+                retry_failed=args.retry_failed,
+                skip_invalid=args.skip_invalid,
+                progress=_progress_for(args),
+                stop=signals.stop,
+                grace_period=args.grace,
+            )
+    except BatchFileError as error:
+        _err(f"error: {error}")
+        if error.check is not None:
+            for line in error.check.format_problems():
+                _err(f"  {line}")
+        return 1
+    finally:
+        signals.remove(loop)
+    _out(summary.format())
+    if args.summary_json:
+        _write_summary_json(args.summary_json, summary.to_dict())
+    if summary.stop_reason == "interrupted":
+        again = shlex.join(["routmy", *args.argv])
+        _err(f"interrupted: run the same command again to resume:\n  {again}")
+        return 128 + (signals.signal or signal.SIGINT)
+    if summary.stop_reason == "budget":
+        return EXIT_BUDGET
+    if summary.stop_reason == "fatal_error":
+        return 1
+    return EXIT_FAILED_LINES if summary.failed else 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (>= 0), got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds (>= 0), got {text!r}")
+    return value
+
+
+def _add_batch(commands: Any) -> None:
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument("--base-url", default=None, help="default: $ROUTMY_BASE_URL")
+    connection.add_argument("--api-key", default=None, help="default: $ROUTMY_API_KEY")
+    connection.add_argument(
+        "--mock", action="store_true", help="run against an embedded MockRoutmy (no key)"
+    )
+    batch = commands.add_parser(
+        "batch",
+        parents=[connection],
+        help="run an OpenAI Batch-format JSONL file (resumable: run it again to go on)",
+        description="Send every request of an OpenAI Batch-format JSONL file and write each "
+        "result as an OpenAI Batch output line as it ends. Running the same command again "
+        "skips the lines already done and retries the failed ones.",
+    )
+    batch.add_argument("input", help="JSONL lines {custom_id, method, url, body}")
+    batch.add_argument(
+        "-o", "--output", default=None, help="where results go (required unless --dry-run)"
+    )
+    batch.add_argument("--errors", default=None, help="write failures here instead")
+    batch.add_argument(
+        "--endpoint", default=None, help="the url of lines without one (/v1/chat/completions)"
+    )
+    batch.add_argument(
+        "--concurrency", type=_positive_int, default=16, help="requests in flight (default 16)"
+    )
+    batch.add_argument("--rpm", type=_positive_float, default=None, help="requests per minute")
+    batch.add_argument("--tpm", type=_positive_float, default=None, help="tokens per minute")
+    batch.add_argument(
+        "--max-cost",
+        type=_positive_float,
+        default=None,
+        metavar="USD",
+        help="stop starting requests once usage.cost reaches this budget",
+    )
+    batch.add_argument(
+        "--retry-failed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="send lines whose earlier result failed again (default: yes)",
+    )
+    batch.add_argument(
+        "--skip-invalid", action="store_true", help="run the valid lines of an invalid file"
+    )
+    batch.add_argument(
+        "--dry-run", action="store_true", help="only validate: counts and a token estimate"
+    )
+    batch.add_argument(
+        "--summary-json", default=None, metavar="FILE", help="also write the summary as JSON"
+    )
+    batch.add_argument(
+        "--grace",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="after Ctrl-C, how long requests in flight may finish (default 30)",
+    )
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -200,6 +446,12 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--system", default=None, help="a system message")
     chat.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
     chat.add_argument("--json", action="store_true", help="ask for a JSON object")
+    chat.add_argument(
+        "--api",
+        choices=["chat", "responses"],
+        default="chat",
+        help="chat completions (default) or the Responses API",
+    )
 
     models = commands.add_parser("models", parents=[common], help="list the models")
     models.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -220,6 +472,7 @@ def _parser() -> argparse.ArgumentParser:
         "-n", "--n", type=_positive_int, default=1, help="how many images (default 1)"
     )
 
+    _add_batch(commands)
     commands.add_parser("demo", help="every feature end to end against an embedded mock")
     return parser
 
@@ -230,15 +483,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     A reader that closes stdout early (``routmy chat ... | head``) ends the command quietly
     with 141, the code a shell shows for a tool stopped by SIGPIPE.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "batch":
+        if not args.output and not args.dry_run:
+            parser.error("batch: -o/--output is required (or --dry-run to only validate)")
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "demo":
         from ._demo import run_demo
 
         runner = run_demo()
     else:
-        runner = {"chat": _chat, "models": _models, "embed": _embed, "image": _image}[args.command](
-            args
-        )
+        commands = {"chat": _chat, "models": _models, "embed": _embed, "image": _image}
+        runner = {**commands, "batch": _batch}[args.command](args)
     try:
         return asyncio.run(runner)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -46,8 +47,69 @@ async def get_order_status(order_id: str) -> dict[str, str]:
     return {"order_id": order_id, "status": "shipped", "carrier": "mock-post"}
 
 
+def _item_line(item: dict[str, Any]) -> str:
+    """One input item of a Responses tool loop, in a line."""
+    kind = item.get("type") or item.get("role")
+    if kind == "function_call":
+        return f"function_call: {item['name']}({item['arguments']})"
+    if kind == "function_call_output":
+        return f"function_call_output: {item['output']}"
+    if kind == "message":
+        return f"message: {item['content'][0]['text']!r}"
+    return f"{kind}: {item.get('content')!r}"
+
+
 def ask(text: str) -> list[dict[str, object]]:
     return [{"role": "user", "content": text}]
+
+
+async def _batch_files(client: AsyncRoutmy, mock: MockRoutmy, out_dir: Path) -> None:
+    """An OpenAI Batch-format file: checked, run, stopped after 6 results, run again."""
+    from ._batchfile import BatchStop, BatchSummary, check_batch_file, run_batch_file
+
+    source = out_dir / "requests.jsonl"
+    target = out_dir / "results.jsonl"
+    lines = [
+        {
+            "custom_id": f"question-{i:02d}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "mock/echo", "messages": ask(f"question {i}"), "max_tokens": 32},
+        }
+        for i in range(24)
+    ]
+    source.write_bytes(b"".join(msgspec.json.encode(line) + b"\n" for line in lines))
+    check = await check_batch_file(source)
+    _say(
+        f"{source.name}: {check.valid} valid lines, ~{check.estimated_tokens:,} tokens "
+        "estimated (--dry-run)"
+    )
+    stop = BatchStop()
+
+    def interrupt_at_6(summary: BatchSummary) -> None:
+        if summary.done == 6:
+            _say("  Ctrl-C after 6 results: no new starts, the requests in flight finish")
+            stop.request()
+
+    mock.latency = 0.02
+    first = await run_batch_file(
+        client, source, target, concurrency=4, stop=stop, progress=interrupt_at_6
+    )
+    mock.latency = 0.0
+    _say(
+        f"first run: {first.ok} results written, {first.not_started} not started "
+        f"(stop_reason={first.stop_reason!r})"
+    )
+    second = await run_batch_file(client, source, target, concurrency=4, max_cost=1.0)
+    _say(f"second run (the same call): {second.skipped} skipped as done, {second.ok} written")
+    result = msgspec.json.decode(target.read_bytes().split(b"\n", 1)[0])
+    answer = result["response"]["body"]["choices"][0]["message"]["content"]
+    _say(
+        f"a result line: id={result['id'][:16]}..., custom_id={result['custom_id']}, "
+        f"status_code={result['response']['status_code']}, answer={answer!r}"
+    )
+    for text in second.format().splitlines():
+        _say(f"  {text}")
 
 
 async def run_demo() -> int:
@@ -225,6 +287,36 @@ async def run_demo() -> int:
                 logger.removeHandler(handler)
                 logger.setLevel(level)
             _say(f"after one retry: {retried.choices[0].message.content!r}")
+
+            _section(13, "The Responses API")
+            response = await client.responses.create(
+                model="mock/echo", input="Say hello through the Responses API."
+            )
+            _say(f"output_text: {response.output_text!r} ({response.status}, {response.id})")
+            async with client.responses.stream(
+                model="mock/reasoner", input="Stream this as events.", reasoning={}
+            ) as events:
+                kinds: dict[str, int] = {}
+                async for streamed_event in events:
+                    kinds[streamed_event.type] = kinds.get(streamed_event.type, 0) + 1
+                final_response = await events.get_final_response()
+            _say("events: " + ", ".join(f"{kind} x{count}" for kind, count in kinds.items()))
+            _say(f"final: {final_response.output_text!r}")
+            order = await client.responses.parse(
+                model="mock/echo", input="Order D-4 with a kettle", text_format=Order
+            )
+            _say(f"output_parsed: {order.output_parsed!r}")
+            answered = await client.responses.run_tools(
+                model="mock/echo",
+                input="What is the status of order A-123?",
+                tools=[get_order_status],
+            )
+            for item in answered.transcript or []:
+                _say(f"  {_item_line(item)}")
+            _say(f"answer: {answered.output_text!r}")
+
+            _section(14, "Batch files: a run, an interruption, a resume")
+            await _batch_files(client, mock, out_dir)
 
         _say(f"\nDone: every feature ran against MockRoutmy; files in {out_dir}")
     return 0

@@ -131,6 +131,9 @@ class EventStream:
             self._undecoded = events
             self._undecoded_at = 0
             self._last_event_at = self._loop_time()
+        elif self._decoder.has_pending:
+            # Part of an event (a large image line) is arriving: that is progress.
+            self._last_event_at = self._loop_time()
         elif self._idle is not None:
             # Keep-alive comments reset the socket timer but are not events.
             if self._loop_time() - self._last_event_at > self._idle:
@@ -188,11 +191,12 @@ class EventStream:
     def _check_content_type(self, content_type: str) -> None:
         # Checked before any byte is parsed: an HTML login page must not pass as a stream.
         self._abort()
-        raise APIResponseValidationError(
+        error = APIResponseValidationError(
             f"expected an event stream, got Content-Type {content_type or '(none)'!r}",
             status_code=self._response.status,
             request_id=self.request_id,
         )
+        raise self._transport.redactor.scrub(error)
 
     # -- release --------------------------------------------------------------------------
 

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from ._event_stream import EventStream
-from ._exceptions import APIResponseValidationError, APIStreamError, RoutmyError
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStreamError,
+    RoutmyError,
+)
 from ._responses_accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
 from ._sse import ServerSentEvent
 from .types.response_events import (
@@ -105,7 +110,16 @@ class ResponseStream(EventStream):
                         raise self._ended_early(
                             "response.completed, response.incomplete or response.failed"
                         )
-                    raise StopAsyncIteration
+                    if self._error is not None:
+                        raise StopAsyncIteration  # its error was raised already
+                    # Closed before its end (a cancelled read, close() from elsewhere):
+                    # never a silent, shortened answer.
+                    raise APIConnectionError(
+                        f"{self._method} {self._url}: the stream was closed before its end, "
+                        f"after {self._received()} event(s): the answer is incomplete",
+                        method=self._method,
+                        url=self._url,
+                    )
                 await self._read()
         except RoutmyError as error:
             # Every error of the stream leaves through here: none carries the key.

@@ -78,6 +78,7 @@ def test_demo_runs_every_section():
         "Many requests",
         "Embeddings",
         "An error, and a retry",
+        "Batch files",
     ]:
         assert title in result.stdout
     assert "PermissionDeniedError" in result.stdout and "attempt 2" in result.stdout

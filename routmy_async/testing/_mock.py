@@ -24,6 +24,7 @@ from . import _replies
 __all__ = ["MockRoutmy", "RecordedRequest", "Reply"]
 
 DEFAULT_KEY = "sk-mock-key"
+_STORED_RESPONSES = 1000  # responses kept for previous_response_id
 
 
 @dataclass
@@ -79,13 +80,20 @@ def _error_body(message: str, type_: str, code: Any) -> bytes:
     return json.dumps({"error": {"message": message, "type": type_, "code": code}}).encode()
 
 
-def sse_frame(payload: Any) -> bytes:
-    """One SSE event: ``data: <json>`` and the blank line; ``[DONE]`` for the string "[DONE]"."""
+def sse_frame(payload: Any, *, named: bool = False) -> bytes:
+    """One SSE event: ``data: <json>`` and the blank line; ``[DONE]`` for the string "[DONE]".
+
+    ``named=True`` adds the ``event: <type>`` line a Responses stream carries, from the
+    payload's ``type``.
+    """
     if payload == "[DONE]":
         return b"data: [DONE]\n\n"
     if isinstance(payload, (bytes, bytearray)):
         return bytes(payload)
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    data = b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    if named and isinstance(payload, dict) and isinstance(payload.get("type"), str):
+        return f"event: {payload['type']}\n".encode() + data
+    return data
 
 
 class MockRoutmy:
@@ -143,6 +151,8 @@ class MockRoutmy:
         self._serial = 0
         self._runner: web.AppRunner | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        # Items of each stored response, for requests continuing it by previous_response_id.
+        self._stored_responses: dict[str, list[Any]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -164,6 +174,7 @@ class MockRoutmy:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/images/generations", self._images)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
@@ -250,12 +261,17 @@ class MockRoutmy:
         chunks: Iterable[Any],
         *,
         done: bool = True,
+        named: bool = False,
         headers: Mapping[str, str] | None = None,
         path: str | None = None,
         **faults: Any,
     ) -> Reply:
-        """Queue an SSE stream: dicts become ``data:`` frames, bytes are written as given."""
-        frames = [sse_frame(chunk) for chunk in chunks]
+        """Queue an SSE stream: dicts become ``data:`` frames, bytes are written as given.
+
+        ``named=True`` gives each dict frame an ``event: <type>`` line (a Responses stream;
+        pass ``done=False`` too, as the Responses API sends no ``[DONE]``).
+        """
+        frames = [sse_frame(chunk, named=named) for chunk in chunks]
         if done:
             frames.append(b"data: [DONE]\n\n")
         return self.enqueue(
@@ -352,6 +368,7 @@ class MockRoutmy:
             if request.path.rstrip("/") in (
                 "/v1/models",
                 "/v1/chat/completions",
+                "/v1/responses",
                 "/v1/embeddings",
                 "/v1/images/generations",
             ):
@@ -418,6 +435,54 @@ class MockRoutmy:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, self._chat_answer)
 
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, self._responses_answer, done=False)
+
+    def _responses_answer(self, body: Any) -> dict[str, Any] | list[Any]:
+        if not isinstance(body, dict):
+            raise _Rejected(self._bad_request("Invalid request body"))
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise _Rejected(self._bad_request("Invalid request body: 'model' is required"))
+        problem = self._check_model(model)
+        if problem is not None:
+            raise _Rejected(problem)
+        earlier: list[Any] = []
+        previous = body.get("previous_response_id")
+        if previous is not None:
+            if previous not in self._stored_responses:
+                raise _Rejected(
+                    web.Response(
+                        status=400,
+                        body=_error_body(
+                            f"Previous response with id '{previous}' not found.",
+                            "invalid_request_error",
+                            "previous_response_not_found",
+                        ),
+                        content_type="application/json",
+                    )
+                )
+            earlier = self._stored_responses[previous]
+        self._serial += 1
+        response = _replies.response_object(
+            body, created=int(time.time()), serial=self._serial, earlier=earlier
+        )
+        if body.get("store", True) is not False:
+            given = body.get("input")
+            items = [{"role": "user", "content": given}] if isinstance(given, str) else given
+            self._stored_responses[response["id"]] = [
+                *earlier,
+                *(items if isinstance(items, list) else []),
+                *response["output"],
+            ]
+            if len(self._stored_responses) > _STORED_RESPONSES:
+                # A long-running mock keeps the most recent conversations only.
+                del self._stored_responses[next(iter(self._stored_responses))]
+        if body.get("stream"):
+            events = _replies.response_events(response, piece=self.stream_piece)
+            return [sse_frame(event, named=True) for event in events]
+        return response
+
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, _replies.embeddings_answer)
 
@@ -439,12 +504,15 @@ class MockRoutmy:
     async def _answer(
         self,
         request: web.Request,
-        build: Callable[[Any], dict[str, Any] | list[dict[str, Any]]],
+        build: Callable[[Any], dict[str, Any] | list[Any]],
+        *,
+        done: bool = True,
     ) -> web.StreamResponse:
         """The shared path of the API routes: script, key, body check, answer, faults.
 
         ``build`` turns the request body into a JSON answer (a dict) or stream chunks (a
-        list); it raises ``_Rejected`` (or ``ValueError`` for a malformed body) to refuse.
+        list of dicts, or of frames as bytes); it raises ``_Rejected`` (or ``ValueError`` for
+        a malformed body) to refuse. A stream ends with ``data: [DONE]`` when ``done``.
         """
         with self._counted():
             record = await self._enter(request)
@@ -468,7 +536,9 @@ class MockRoutmy:
             scripted = reply or Reply()
             if isinstance(answer, list):
                 scripted.headers = {"Content-Type": "text/event-stream", **scripted.headers}
-                scripted.chunks = [sse_frame(chunk) for chunk in answer] + [b"data: [DONE]\n\n"]
+                scripted.chunks = [sse_frame(chunk) for chunk in answer]
+                if done:
+                    scripted.chunks.append(b"data: [DONE]\n\n")
                 if reply is None:
                     scripted.comments_before = 1
             else:

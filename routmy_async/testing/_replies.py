@@ -25,6 +25,8 @@ __all__ = [
     "images_answer",
     "instance_for_schema",
     "png_bytes",
+    "response_events",
+    "response_object",
 ]
 
 DEFAULT_MODELS: list[dict[str, Any]] = [
@@ -415,7 +417,11 @@ def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:
         "object": "list",
         "data": data,
         "model": body["model"],
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "usage": {
+            "prompt_tokens": tokens,
+            "total_tokens": tokens,
+            "cost": round(tokens * 1e-7, 12),
+        },
     }
 
 
@@ -449,3 +455,224 @@ def embedding_vector(text: str, dimensions: int) -> list[float]:
     # Round-trip through float32 so base64 and float answers carry the very same numbers.
     packed = struct.pack(f"<{dimensions}f", *(v / norm for v in values))
     return list(struct.unpack(f"<{dimensions}f", packed))
+
+
+# -- the Responses API ----------------------------------------------------------------------
+
+
+def _chat_content(content: Any) -> Any:
+    """Responses content parts (``input_text``, ``input_image``, ``output_text``) as chat's."""
+    if not isinstance(content, list):
+        return content
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": str(part.get("text", ""))})
+        elif kind == "input_image":
+            parts.append({"type": "image_url", "image_url": {"url": str(part.get("image_url"))}})
+    return parts
+
+
+def _chat_body(body: dict[str, Any], earlier: list[Any]) -> dict[str, Any]:
+    """A Responses request as the chat request the mock already knows how to answer."""
+    messages: list[dict[str, Any]] = []
+    if isinstance(body.get("instructions"), str):
+        messages.append({"role": "system", "content": body["instructions"]})
+    given = body.get("input")
+    items = list(earlier) + ([{"role": "user", "content": given}] if isinstance(given, str) else [])
+    if isinstance(given, list):
+        items.extend(given)
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "function_call_output":
+            messages.append({"role": "tool", "content": str(item.get("output", ""))})
+        elif kind == "function_call":
+            messages.append({"role": "assistant", "content": None, "tool_calls": [item]})
+        elif isinstance(item.get("role"), str):
+            messages.append({"role": item["role"], "content": _chat_content(item.get("content"))})
+    chat: dict[str, Any] = {"model": body.get("model"), "messages": messages}
+    tools = [
+        {"type": "function", "function": {"name": t.get("name"), "parameters": t.get("parameters")}}
+        for t in body.get("tools") or []
+        if isinstance(t, dict) and t.get("type") == "function"
+    ]
+    if tools:
+        chat["tools"] = tools
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+    elif choice is not None:
+        chat["tool_choice"] = choice
+    for name in ("parallel_tool_calls", "reasoning"):
+        if name in body:
+            chat[name] = body[name]
+    form = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+    if isinstance(form, dict) and form.get("type") == "json_schema":
+        chat["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"schema": form.get("schema")},
+        }
+    elif isinstance(form, dict) and form.get("type") == "json_object":
+        chat["response_format"] = {"type": "json_object"}
+    return chat
+
+
+def response_object(
+    body: dict[str, Any], *, created: int, serial: int, earlier: list[Any] | None = None
+) -> dict[str, Any]:
+    """The whole ``response`` object the mock answers ``/responses`` with.
+
+    The answer is chat's (echo, tool calls for ``tools``, JSON for a ``json_schema`` text
+    format, reasoning when asked) as output items: ``reasoning``, ``function_call``s, then
+    the ``message``. ``max_output_tokens`` below the answer's length cuts it: ``status``
+    ``incomplete``. ``earlier`` holds the items of a ``previous_response_id`` conversation.
+
+    :raises ValueError: the body has no ``model``.
+    """
+    if not isinstance(body, dict) or not body.get("model"):
+        raise ValueError("'model' is required")
+    chat = _chat_body(body, earlier or [])
+    message = _answer(chat)
+    usage = _usage(chat, message)
+    output: list[dict[str, Any]] = []
+    if message.get("reasoning"):
+        reasoning: dict[str, Any] = {
+            "type": "reasoning",
+            "id": f"rs_mock_{serial}",
+            "summary": [{"type": "summary_text", "text": message["reasoning"]}],
+            "status": "completed",
+        }
+        if "reasoning.encrypted_content" in (body.get("include") or []):
+            reasoning["encrypted_content"] = base64.b64encode(
+                message["reasoning"].encode()
+            ).decode()
+        output.append(reasoning)
+    for position, call in enumerate(message.get("tool_calls") or []):
+        output.append(
+            {
+                "type": "function_call",
+                "id": f"fc_mock_{serial}_{position}",
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+                "status": "completed",
+            }
+        )
+    status, incomplete = "completed", None
+    text = message.get("content")
+    limit = body.get("max_output_tokens")
+    if isinstance(text, str) and isinstance(limit, int) and len(text.split()) > limit:
+        text = " ".join(text.split()[:limit])
+        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+    if text is not None:
+        output.append(
+            {
+                "type": "message",
+                "id": f"msg_mock_{serial}",
+                "status": status,
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        )
+    return {
+        "id": f"resp_mock_{serial}",
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "model": body.get("model"),
+        "output": output,
+        "usage": {
+            "input_tokens": usage["prompt_tokens"],
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": usage["completion_tokens"],
+            "output_tokens_details": usage["completion_tokens_details"],
+            "total_tokens": usage["total_tokens"],
+        },
+        "error": None,
+        "incomplete_details": incomplete,
+        "instructions": body.get("instructions"),
+        "metadata": body.get("metadata") or {},
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": body.get("reasoning"),
+        "store": body.get("store", True),
+        "temperature": body.get("temperature"),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p"),
+        "max_output_tokens": limit,
+        "provider": "mock",
+    }
+
+
+def _skeleton(item: dict[str, Any]) -> dict[str, Any]:
+    """An output item as ``output_item.added`` shows it: no content yet, in progress."""
+    empty: dict[str, dict[str, Any]] = {
+        "message": {"content": []},
+        "function_call": {"arguments": ""},
+        "reasoning": {"summary": []},
+    }
+    return {**item, **empty.get(item["type"], {}), "status": "in_progress"}
+
+
+def response_events(response: dict[str, Any], *, piece: int = 8) -> list[dict[str, Any]]:
+    """The events of a streamed ``response`` object, as OpenAI sends them: created,
+    in_progress, each item (added, its parts and deltas, done), then the terminal event."""
+    events: list[dict[str, Any]] = []
+
+    def add(kind: str, **fields: Any) -> None:
+        events.append({"type": kind, "sequence_number": len(events), **fields})
+
+    final_type = {"incomplete": "response.incomplete", "failed": "response.failed"}.get(
+        str(response.get("status")), "response.completed"
+    )
+    start = {**response, "status": "in_progress", "output": [], "usage": None}
+    add("response.created", response=start)
+    add("response.in_progress", response=start)
+    for index, item in enumerate(response["output"]):
+        add("response.output_item.added", output_index=index, item=_skeleton(item))
+        ids = {"item_id": item.get("id", ""), "output_index": index}
+        if item["type"] == "reasoning":
+            for number, part in enumerate(item["summary"]):
+                empty_part = {"type": "summary_text", "text": ""}
+                add(
+                    "response.reasoning_summary_part.added",
+                    **ids,
+                    summary_index=number,
+                    part=empty_part,
+                )
+                for text in _pieces(part["text"], piece):
+                    add(
+                        "response.reasoning_summary_text.delta",
+                        **ids,
+                        summary_index=number,
+                        delta=text,
+                    )
+                add(
+                    "response.reasoning_summary_text.done",
+                    **ids,
+                    summary_index=number,
+                    text=part["text"],
+                )
+                add("response.reasoning_summary_part.done", **ids, summary_index=number, part=part)
+        elif item["type"] == "function_call":
+            for text in _pieces(item["arguments"], 5):
+                add("response.function_call_arguments.delta", **ids, delta=text)
+            add("response.function_call_arguments.done", **ids, arguments=item["arguments"])
+        elif item["type"] == "message":
+            for number, part in enumerate(item["content"]):
+                at = {**ids, "content_index": number}
+                add("response.content_part.added", **at, part={**part, "text": ""})
+                for text in _pieces(part["text"], piece):
+                    add("response.output_text.delta", **at, delta=text, logprobs=[])
+                add("response.output_text.done", **at, text=part["text"], logprobs=[])
+                add("response.content_part.done", **at, part=part)
+        add("response.output_item.done", output_index=index, item=item)
+    add(final_type, response=response)
+    return events
