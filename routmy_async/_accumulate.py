@@ -21,7 +21,7 @@ others keep their latest value.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .types.chat import (
     ChatCompletion,
@@ -363,7 +363,13 @@ class CompletionAccumulator:
             state.finish_reason is not None for state in self.choices.values()
         )
 
-    def completion(self, cls: type[ChatCompletionT] = ChatCompletion) -> ChatCompletionT:  # type: ignore[assignment]
+    @overload
+    def completion(self) -> ChatCompletion: ...
+
+    @overload
+    def completion(self, cls: type[ChatCompletionT]) -> ChatCompletionT: ...
+
+    def completion(self, cls: type[ChatCompletion] = ChatCompletion) -> ChatCompletion:
         """Build the ``ChatCompletion`` (or the subclass ``cls``) from everything added so far."""
         return cls(
             id=self.id,

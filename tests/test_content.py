@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -124,11 +125,12 @@ async def test_image_part_without_await_for_urls_and_bytes_and_a_clear_error_for
     assert raw["image_url"]["url"].startswith("data:image/png;base64,")
     (tmp_path / "a.png").write_bytes(png_bytes())
     pending = image_part(tmp_path / "a.png")
-    message = {"role": "user", "content": [text_part("what is this?"), pending]}
+    parts: list[Any] = [text_part("what is this?"), pending]
+    message = {"role": "user", "content": parts}
     with pytest.raises(TypeError, match=r"was not awaited.*await image_part\(path\)"):
         await client.chat.completions.create(model="mock/echo", messages=[message])
     assert mock.requests == []
-    message["content"][1] = await pending
+    parts[1] = await pending
     await client.chat.completions.create(model="mock/echo", messages=[message])
     sent = mock.requests[-1].json["messages"][0]["content"][1]
     assert sent["image_url"]["url"].startswith("data:image/png;base64,")

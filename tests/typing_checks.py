@@ -15,6 +15,7 @@ from starlette.responses import StreamingResponse
 from routmy_async import AsyncRoutmy, ChatCompletionStream, FunctionTool, function_tool
 from routmy_async._responses_stream import ResponseStream
 from routmy_async.types import (
+    AwaitableChatCompletion,
     ChatCompletion,
     ChatCompletionChunk,
     CreateEmbeddingResponse,
@@ -57,7 +58,8 @@ async def _checks(client: AsyncRoutmy, flag: bool) -> None:
             assert_type(text, str)
         async for event in stream.events():
             assert_type(event, StreamEvent)
-        assert_type(stream.get_final_completion(), ChatCompletion)
+        assert_type(stream.get_final_completion(), AwaitableChatCompletion)
+        assert_type(await stream.get_final_completion(), AwaitableChatCompletion)
     parsed = await chat.parse(model="m", messages=MESSAGES, response_format=Answer)
     assert_type(parsed, ChatCompletion)
     completion = await chat.create(model="m", messages=MESSAGES, temperature=0.5, max_tokens=9)

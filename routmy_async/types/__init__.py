@@ -2,6 +2,7 @@
 
 from ._base import ResponseObject, TopLevelResponse
 from .chat import (
+    AwaitableChatCompletion,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,
@@ -95,6 +96,7 @@ __all__ = [
     "AnnotationFileCitation",
     "AnnotationFilePath",
     "AnnotationURLCitation",
+    "AwaitableChatCompletion",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionMessage",
