@@ -13,23 +13,29 @@ client stays free of SSL work and a request never pays for either.
   ``CONNECT`` tunnel, and the upstream certificate is verified as without a proxy. Without
   one, ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` and ``NO_PROXY`` apply (read the way
   ``urllib`` and aiohttp read them) unless ``trust_env=False``.
+
+Also here, the two version rules that keep closed TLS connections really closed:
+:func:`cleanup_closed_needed` (aiohttp's ``enable_cleanup_closed``) and, before Python 3.11,
+:func:`close_transport_when_lost` (asyncio-level: it wraps any protocol factory).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
 import ssl
 import sys
-from collections.abc import Mapping
-from typing import TypeAlias
+from collections.abc import Callable, Mapping
+from typing import TypeAlias, TypeVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 from ._exceptions import RoutmyError
 
 __all__ = [
+    "MARKS_LOST_TLS_OPEN",
     "CertTypes",
     "ConnectSettings",
     "VerifyTypes",
@@ -38,11 +44,14 @@ __all__ = [
     "check_proxy",
     "check_verify",
     "cleanup_closed_needed",
+    "close_transport_when_lost",
     "proxy_secrets",
     "session_proxy_supported",
 ]
 
 logger = logging.getLogger("routmy_async")
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 StrPath: TypeAlias = str | os.PathLike[str]
 #: What ``verify=`` takes.
@@ -159,6 +168,37 @@ def cleanup_closed_needed(
     if aiohttp_says is not None:
         return aiohttp_says
     return version < (3, 12, 8) or (3, 13, 0) <= version < (3, 13, 1)
+
+
+#: CPython before 3.11 leaves a TLS transport marked open when its peer ends the connection.
+MARKS_LOST_TLS_OPEN = sys.version_info < (3, 11)
+
+
+def close_transport_when_lost(factory: Callable[[], _P]) -> Callable[[], _P]:
+    """Wrap a protocol factory so that each protocol closes its transport once the connection
+    is lost.
+
+    Before 3.11, asyncio's TLS transport is marked closed only by its own ``close()``: when
+    the server ends a connection (an idle keep-alive one, a reset), the transport is collected
+    still "open" and warns ``ResourceWarning: unclosed transport`` although its socket is
+    gone (python/cpython#90476). Closing it after ``connection_lost`` only marks it closed.
+    """
+
+    def make() -> _P:
+        protocol = factory()
+        lost = protocol.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            transport = getattr(protocol, "transport", None)
+            lost(exc)
+            if transport is not None and not transport.is_closing():
+                transport.close()
+
+        # An instance attribute: asyncio calls protocol.connection_lost(exc).
+        protocol.connection_lost = connection_lost  # type: ignore[method-assign]
+        return protocol
+
+    return make
 
 
 def session_proxy_supported(aiohttp_version: str) -> bool:

@@ -7,6 +7,7 @@ with ``raise ... from exc`` so the cause stays visible in tracebacks.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import ssl
 import time
@@ -34,10 +35,12 @@ from ._hooks import Call, HookSet
 from ._ratelimit import RateLimit, batch_limit, parse_rate_limit_headers
 from ._redact import REDACTED, SECRET_HEADERS, Redactor
 from ._tls import (
+    MARKS_LOST_TLS_OPEN,
     ConnectSettings,
     VerifyTypes,
     certificate_reason,
     cleanup_closed_needed,
+    close_transport_when_lost,
     proxy_secrets,
     session_proxy_supported,
 )
@@ -194,10 +197,11 @@ class Transport:
             proxy = settings.proxy_url()
             if proxy is not None:
                 if not session_proxy_supported(aiohttp.__version__):
-                    where = "proxy=" if settings.proxy is not None else "a *_PROXY variable"
+                    explicit = settings.proxy is not None
                     raise RoutmyError(
-                        f"{where} needs aiohttp 3.11 or later (installed: {aiohttp.__version__})"
-                        ": upgrade aiohttp, or pass trust_env=False to ignore the environment"
+                        f"{'proxy=' if explicit else 'a *_PROXY environment variable'} needs "
+                        f"aiohttp 3.11 or later (installed: {aiohttp.__version__}): upgrade "
+                        + ("aiohttp" if explicit else "it, or pass trust_env=False to ignore it")
                     )
                 for credential in proxy_secrets(proxy):
                     self.redactor.add(credential)
@@ -212,6 +216,10 @@ class Transport:
                 enable_cleanup_closed=tls
                 and cleanup_closed_needed(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", None)),
             )
+            factory = getattr(connector, "_factory", None)
+            if tls and MARKS_LOST_TLS_OPEN and factory is not None:  # pragma: no cover - < 3.11
+                # Connections the server ends must not warn as unclosed when collected.
+                connector._factory = close_transport_when_lost(factory)  # type: ignore[assignment]
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
@@ -343,6 +351,19 @@ class Transport:
                 slots.release()
         session = self._session
         if session is not None and self._owns_session:
+            connector: Any = session.connector
+            if (
+                connector is not None
+                and "abort_ssl" not in inspect.signature(connector.close).parameters
+            ):
+                # aiohttp before 3.12 closes TLS connections politely and never waits: a server
+                # that does not answer the close_notify keeps each socket open (for good on
+                # Python 3.10). Abort them, as later aiohttp does.
+                pooled = [proto for conns in connector._conns.values() for proto, _ in conns]
+                for proto in [*connector._acquired, *pooled]:
+                    transport = proto.transport
+                    if transport is not None and transport.get_extra_info("sslcontext"):
+                        transport.abort()
             # Shielded: a cancelled close must still release every socket.
             with anyio.CancelScope(shield=True):
                 await session.close()
@@ -534,7 +555,10 @@ class Transport:
                     raise self._closed_error(method, url) from exc
                 if not isinstance(exc, TRANSPORT_ERRORS):
                     raise
-                if attempt >= max_retries:
+                # A certificate does not get better by asking again.
+                if attempt >= max_retries or isinstance(
+                    exc, aiohttp.ClientConnectorCertificateError
+                ):
                     self._log(debug, method, url, None, attempt, started, repr(exc))
                     self._fail(exc, method, url, "connect" if _is_connect(exc) else "request")
                 self._log(debug, method, url, None, attempt, started, f"retrying after {exc!r}")

@@ -52,7 +52,7 @@ async def test_missing_key_is_a_clear_error_before_sending(monkeypatch, mock):
         ({"timeout": "soon"}, TypeError, "timeout"),
         ({"default_headers": {"X-A": "b\r\nEvil: 1"}}, ValueError, "CR, LF"),
         ({"session": object()}, TypeError, "session"),
-        ({"verify": "yes"}, TypeError, "verify"),
+        ({"verify": 1}, TypeError, "verify"),
         ({"api_key": ""}, TypeError, "api_key"),
         ({"api_key": "sk\nx"}, ValueError, "api_key"),
     ],
