@@ -7,7 +7,6 @@ import ipaddress
 import logging
 import os
 import ssl
-import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
@@ -284,20 +283,24 @@ class AsyncRoutmy:
         body: Mapping[str, Any] | None = None,
     ) -> Call | None:
         """The :class:`Call` that hooks follow, or ``None`` (and no work) without hooks."""
-        if self._transport.active_hooks() is None:
+        hooks = self._transport.active_hooks()
+        if hooks is None:
             return None
         host, port = self._server
         return Call(
-            operation, model=model, stream=stream, body=body, server_address=host, server_port=port
+            operation,
+            model=model,
+            stream=stream,
+            body=body,
+            server_address=host,
+            server_port=port,
+            hooks=hooks,
         )
 
-    def _succeeded(self, call: Call | None, result: Any) -> None:
+    @staticmethod
+    def _succeeded(call: Call | None, result: Any) -> None:
         if call is not None:
-            hooks = self._transport.active_hooks()
-            if hooks is not None:
-                hooks.emit(
-                    "on_success", call, result=result, elapsed=time.monotonic() - call.started
-                )
+            call.succeeded(result)
 
     @property
     def connections_in_use(self) -> int:
@@ -606,9 +609,7 @@ class AsyncRoutmy:
             return value
         error = self._invalid(raw, problem)
         if call is not None:
-            hooks = self._transport.active_hooks()
-            if hooks is not None:
-                hooks.emit("on_error", call, error=error, elapsed=time.monotonic() - call.started)
+            call.failed(error)
         raise error
 
     def _invalid(self, raw: RawResponse, problem: str) -> APIResponseValidationError:

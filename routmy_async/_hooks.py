@@ -41,6 +41,7 @@ class Call:
 
     __slots__ = (
         "body",
+        "hooks",
         "model",
         "operation",
         "server_address",
@@ -59,8 +60,12 @@ class Call:
         server_address: str | None = None,
         server_port: int | None = None,
         body: Mapping[str, Any] | None = None,
+        hooks: HookSet | None = None,
     ):
         self.operation = operation
+        # The hooks active when the call started see it through to its end, even if the
+        # global set changes meanwhile (uninstrument() mid-call leaves no span open).
+        self.hooks = hooks
         self.model = model
         self.stream = stream
         self.server_address = server_address
@@ -71,6 +76,23 @@ class Call:
 
     def __repr__(self) -> str:
         return f"<Call {self.operation} {self.model or ''} stream={self.stream}>"
+
+    def emit(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        """Tell this call's hooks (see :meth:`HookSet.emit`)."""
+        if self.hooks is not None:
+            self.hooks.emit(event, self, *args, **kwargs)
+
+    def failed(self, error: BaseException) -> None:
+        """The operation failed for good: ``on_error``, once."""
+        if "_ended" not in self.state:
+            self.state["_ended"] = True
+            self.emit("on_error", error=error, elapsed=time.monotonic() - self.started)
+
+    def succeeded(self, result: Any) -> None:
+        """A non-streamed operation returned ``result``: ``on_success``, once."""
+        if "_ended" not in self.state:
+            self.state["_ended"] = True
+            self.emit("on_success", result=result, elapsed=time.monotonic() - self.started)
 
 
 class StreamSummary:

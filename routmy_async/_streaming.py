@@ -95,6 +95,8 @@ class ChatCompletionStream:
         # Observed by hooks: the operation, and when its first event came.
         self._call = call
         self._first_event_at: float | None = None
+        # An error already raised to the reader, raised again by get_final_completion().
+        self._raised: BaseException | None = None
         self._transport = transport
         self._content = response.content
         self._idle = idle_timeout
@@ -137,6 +139,7 @@ class ChatCompletionStream:
                     continue
                 if self._failure is not None:
                     failure, self._failure = self._failure, None
+                    self._raised = failure  # get_final_completion() raises it again
                     raise failure
                 if self._done:
                     if self._tokens:
@@ -173,17 +176,16 @@ class ChatCompletionStream:
         call, self._call = self._call, None
         if call is None:
             return
-        hooks = self._transport.active_hooks()
-        if hooks is None:
-            return
+        failure = self._failure or self._raised
+        if outcome == "done" and failure is not None:
+            outcome, error = "error", failure  # [DONE] after an error frame is no success
         now = time.monotonic()
         first = self._first_event_at
         result: ChatCompletion | None = None
-        if outcome == "done" and self._failure is None:
+        if outcome == "done":
             result = self._accumulator.completion()
-        hooks.emit(
+        call.emit(
             "on_stream_end",
-            call,
             StreamSummary(
                 outcome=outcome,
                 duration=now - call.started,
@@ -367,7 +369,10 @@ class ChatCompletionStream:
             status_code=self._response.status,
             request_id=self.request_id,
         )
-        raise self._transport.redactor.scrub(error)
+        self._transport.redactor.scrub(error)
+        if self._call is not None:
+            self._observe_end("error", error)
+        raise error
 
     # -- release ------------------------------------------------------------------------
 
@@ -394,6 +399,9 @@ class ChatCompletionStream:
         await self.close()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "_call", None) is not None and getattr(self, "_closed", False):
+            # Read to its end (or failed) but never finished by its reader: still an end.
+            self._observe_end("done" if self._done else "cancelled", None)
         if not getattr(self, "_closed", True):
             if self._loop.is_closed():
                 return
@@ -457,6 +465,8 @@ class ChatCompletionStream:
             self._take()
         if self._failure is not None:
             raise self._failure
+        if self._raised is not None:
+            raise self._raised  # never a shortened answer passed off as the final one
         if self._final is None:
             completion = self._accumulator.completion(AwaitableChatCompletion)
             response = self._response

@@ -117,8 +117,10 @@ class FunctionTool:
         schema = strict_schema(schema) if strict else _inline_root(schema)
         properties = schema.get("properties", {})
         for param_name, text in parameter_docs.items():
-            if param_name in properties and "description" not in properties[param_name]:
-                properties[param_name]["description"] = text
+            prop = properties.get(param_name)
+            # Never beside a "$ref": strict mode refuses siblings of a reference.
+            if prop is not None and "description" not in prop and "$ref" not in prop:
+                prop["description"] = text
         schema.pop("title", None)
         schema.pop("description", None)
         function: dict[str, Any] = {"name": name, "parameters": schema}

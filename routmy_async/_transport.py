@@ -437,7 +437,7 @@ class Transport:
         :raises APIStatusError: a non-2xx answer once retries are spent (or not allowed).
         :raises APIConnectionError: the connection failed once retries are spent.
         """
-        hooks = self.active_hooks() if call is not None else None
+        hooks = call.hooks if call is not None else None
         try:
             return await self._send(
                 method,
@@ -458,8 +458,8 @@ class Transport:
                 self.redactor.scrub(error)
             if tokens:
                 self.settle_tokens(tokens, 0)  # nothing was generated: give the estimate back
-            if hooks is not None and call is not None:
-                hooks.emit("on_error", call, error=error, elapsed=time.monotonic() - call.started)
+            if call is not None:
+                call.failed(error)
             raise
 
     def active_hooks(self) -> HookSet | None:
@@ -637,6 +637,9 @@ class Transport:
             attempt += 1
             delay = _retry.retry_delay(attempt - 1, retry_headers, now=time.time())
             if hooks is not None and failure is not None:
+                if not isinstance(failure, RoutmyError):
+                    failure = map_transport_error(failure, method=method, url=str(url))
+                self.redactor.scrub(failure)  # hooks never see the key either
                 reason = (
                     f"status {failure.status_code}"
                     if isinstance(failure, APIStatusError)

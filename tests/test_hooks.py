@@ -306,3 +306,51 @@ def test_rate_limit_header_values():
     assert parsed.reset_requests == 360 and parsed.reset_tokens is None
     assert parsed.remaining_requests is None
     assert parse_rate_limit_headers({"x-ratelimit-reset-requests": "1.5"}).reset_requests == 1.5
+
+
+async def test_what_hooks_receive_never_carries_the_key_and_every_call_ends_once():
+    key = "sk-hooked-0123456789"
+    recorder = Recorder()
+    async with MockRoutmy(api_key=None) as mock:
+        async with AsyncRoutmy(
+            api_key=key, base_url=mock.base_url, hooks=[recorder], max_retries=1
+        ) as client:
+            mock.reply_error(503, f"echo {key}", headers={"retry-after-ms": "1"})
+            await client.models.list()
+
+            class Order(msgspec.Struct):
+                id: int
+
+            mock.reply_json(
+                {
+                    "id": "c",
+                    "object": "chat.completion",
+                    "model": "m",
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": "not json"}}
+                    ],
+                }
+            )
+            with pytest.raises(Exception, match="not valid JSON"):
+                await client.chat.completions.parse(
+                    model="m", messages=MESSAGES, response_format=Order
+                )
+    assert key not in repr(recorder.events)
+    retry = next(value for kind, value in recorder.events if kind == "retry")
+    assert retry[1] == "status 503"
+    assert recorder.kinds().count("error") == 1  # the failed parse ended its call
+
+
+async def test_a_final_completion_after_an_error_frame_raises_it_again(mock, client):
+    mock.reply_stream(
+        [
+            {"choices": [{"index": 0, "delta": {"content": "partial "}}]},
+            {"error": {"message": "upstream died", "code": 502}},
+        ]
+    )  # [DONE] follows the error frame, as some routers send it
+    async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as stream:
+        with pytest.raises(APIStreamError):
+            async for _ in stream:
+                pass
+        with pytest.raises(APIStreamError, match="upstream died"):
+            await stream.get_final_completion()

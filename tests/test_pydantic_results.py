@@ -86,3 +86,17 @@ def test_an_unencodable_parsed_value_is_a_clear_type_error() -> None:
         message.to_json()
     with pytest.raises(TypeError, match="object"):
         message.to_dict()
+
+
+async def test_returning_a_result_from_a_fastapi_endpoint_gives_its_json(client):
+    from fastapi.encoders import jsonable_encoder
+
+    completion = await client.chat.completions.create(
+        model="mock/echo", messages=[{"role": "user", "content": "hi"}]
+    )
+    models = await client.models.list()
+    for result in (completion, models):
+        encoded = jsonable_encoder(result)
+        assert encoded == result.to_dict()
+        assert not [key for key in encoded if key.startswith("_")]
+    assert dict(completion)["id"] == completion.id

@@ -187,7 +187,12 @@ class Completions:
                 prepared.tokens, usage.total_tokens if usage is not None else None
             )
         if prepared.finalize is not None:
-            completion = prepared.finalize(completion)
+            try:
+                completion = prepared.finalize(completion)
+            except BaseException as error:  # content that does not fit: the call failed
+                if call is not None:
+                    call.failed(error)
+                raise
         client._succeeded(call, completion)
         return completion
 

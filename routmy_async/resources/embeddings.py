@@ -133,7 +133,10 @@ class Embeddings:
                 for item in wire.data
             ]
         except ValueError as exc:
-            raise self._client._invalid(raw, f"an embedding could not be decoded: {exc}") from None
+            error = client._invalid(raw, f"an embedding could not be decoded: {exc}")
+            if call is not None:
+                call.failed(error)
+            raise error from None
         data.sort(key=lambda item: item.index)
         response = CreateEmbeddingResponse(
             object=wire.object, data=data, model=wire.model, usage=wire.usage

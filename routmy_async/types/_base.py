@@ -68,6 +68,16 @@ class ResponseObject(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=Tr
         result: dict[str, Any] = msgspec.to_builtins(self, enc_hook=_plain_value)
         return result
 
+    def keys(self) -> list[str]:
+        """The keys of :meth:`to_dict`: with ``__getitem__``, ``dict(obj)`` works, and so does
+        returning a result from a FastAPI endpoint without ``response_model`` (its encoder
+        would otherwise fall back to the object's internals)."""
+        return list(self.to_dict())
+
+    def __getitem__(self, key: str) -> Any:
+        """``obj["choices"]``: the value of :meth:`to_dict` under ``key``."""
+        return self.to_dict()[key]
+
     def to_json(self) -> bytes:
         """Return the object encoded as JSON bytes: what :meth:`to_dict` holds, encoded once.
 
