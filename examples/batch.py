@@ -1,73 +1,68 @@
-"""A batch script: JSONL prompts in, JSONL results out; failures recorded; resumable.
+"""Run an OpenAI Batch-format JSONL file: resumable, crash-safe, within a cost budget.
 
-    python examples/batch.py prompts.jsonl results.jsonl
+    python examples/batch.py --sample requests.jsonl      # write a small file to try
+    python examples/batch.py requests.jsonl results.jsonl [MAX_COST_USD]
 
-Each input line is {"id": ..., "prompt": ...}. Lines whose id is already in the output file
-are skipped, so an interrupted run picks up where it stopped. A progress bar shows when the
-`progress` extra (tqdm) is installed.
+Input lines are {"custom_id", "method", "url", "body"}, as for the OpenAI Batch API; results
+are OpenAI Batch output lines, written one whole line at a time as each request ends. Run the
+same command again after a crash or a Ctrl-C: ids already done are skipped, failed ones are
+sent again. (The command line does the same: routmy batch requests.jsonl -o results.jsonl.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from _mock_env import model, routmy_client
 
-
-def done_ids(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
-    ids = set()
-    for line in path.read_text().splitlines():
-        if line.strip():
-            ids.add(str(json.loads(line)["id"]))
-    return ids
+from routmy_async import BatchFileError, BatchStop, run_batch_file
 
 
-def pending(source: Path, skip: set[str]) -> Iterator[dict[str, Any]]:
-    # Read lazily: create_many pulls the next line only when a slot frees up.
-    with source.open() as lines:
-        for line in lines:
-            if line.strip():
-                item = json.loads(line)
-                if str(item["id"]) not in skip:
-                    yield item
+def write_sample(path: Path, count: int = 20) -> None:
+    with path.open("w") as out:
+        for i in range(count):
+            body = {
+                "model": model(),
+                "messages": [{"role": "user", "content": f"Give me one fact about {i}."}],
+                "max_tokens": 64,
+            }
+            line = {"custom_id": f"fact-{i}", "method": "POST", "url": "/v1/chat/completions"}
+            out.write(json.dumps({**line, "body": body}) + "\n")
 
 
-async def main(source: Path, target: Path, concurrency: int = 16) -> int:
-    skip = done_ids(target)
-    items: list[dict[str, Any]] = []
-
-    def requests() -> Iterator[dict[str, Any]]:
-        for item in pending(source, skip):
-            items.append(item)
-            yield {"model": model(), "messages": [{"role": "user", "content": item["prompt"]}]}
-
-    written = 0
+async def main(source: Path, target: Path, max_cost: float | None) -> int:
+    # Ctrl-C once: no new requests, those in flight finish and are written; twice: at once.
+    stop = BatchStop()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.request)
     async with routmy_client() as client:
-        with target.open("a") as out:
-            async for index, result in client.chat.completions.create_many_iter(
-                requests(), concurrency=concurrency, progress=True
-            ):
-                record: dict[str, Any] = {"id": items[index]["id"]}
-                if isinstance(result, BaseException):
-                    record["error"] = f"{type(result).__name__}: {result}"
-                else:
-                    record["answer"] = result.choices[0].message.content
-                    record["tokens"] = result.usage.total_tokens if result.usage else None
-                out.write(json.dumps(record) + "\n")
-                out.flush()  # each finished line survives an interruption
-                written += 1
-    print(f"{written} written, {len(skip)} skipped (already done)")
-    return 0
+        try:
+            summary = await run_batch_file(
+                client,
+                source,
+                target,
+                concurrency=16,
+                max_cost=max_cost,  # USD, from each answer's usage.cost
+                progress=True,  # a tqdm bar with the `progress` extra, else log lines
+                stop=stop,
+            )
+        except BatchFileError as error:  # invalid lines (nothing sent), or the output in use
+            print(error)
+            for problem in error.check.format_problems() if error.check else []:
+                print(" ", problem)
+            return 1
+    print(summary.format())
+    return 0 if summary.complete and not summary.failed else 1
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) == 3 and sys.argv[1] == "--sample":
+        write_sample(Path(sys.argv[2]))
+        sys.exit(0)
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
-    sys.exit(asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]))))
+    budget = float(sys.argv[3]) if len(sys.argv) == 4 else None
+    sys.exit(asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), budget)))

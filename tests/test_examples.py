@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,18 +46,18 @@ def test_example_runs(script, expected):
     assert expected in result.stdout
 
 
-def test_batch_example_is_resumable(tmp_path):
-    """batch.py writes one JSONL line per prompt, failures included, and skips done lines."""
+def test_batch_example_runs_and_resumes(tmp_path):
+    """batch.py writes a sample, runs it into OpenAI Batch output lines, and a second run
+    skips every line already done."""
     source = tmp_path / "in.jsonl"
     target = tmp_path / "out.jsonl"
-    source.write_text("".join(json.dumps({"id": i, "prompt": f"p{i}"}) + "\n" for i in range(5)))
-    first = run("batch.py", str(source), str(target))
+    assert run("batch.py", "--sample", str(source)).returncode == 0
+    first = run("batch.py", str(source), str(target), "5")
     assert first.returncode == 0, first.stderr
-    assert "5 written, 0 skipped" in first.stdout
+    assert re.search(r"ok +20\n", first.stdout) and "of $5.0000 allowed" in first.stdout
     lines = [json.loads(line) for line in target.read_text().splitlines()]
-    assert sorted(line["id"] for line in lines) == list(range(5))
-    assert all(line["answer"] == f"p{line['id']}" for line in lines)
-    with source.open("a") as more:
-        more.write(json.dumps({"id": 5, "prompt": "p5"}) + "\n")
+    assert sorted(line["custom_id"] for line in lines) == sorted(f"fact-{i}" for i in range(20))
+    assert all(line["response"]["status_code"] == 200 for line in lines)
     second = run("batch.py", str(source), str(target))
-    assert "1 written, 5 skipped" in second.stdout
+    assert second.returncode == 0, second.stderr
+    assert re.search(r"skipped +20 +already done", second.stdout)

@@ -36,6 +36,7 @@ from .._exceptions import (
     PaymentRequiredError,
 )
 from .._params import RequestOptions, split_options
+from ..types.chat import Usage as _ChatUsage
 
 __all__ = [
     "ENDPOINTS",
@@ -394,6 +395,9 @@ def usage_of(result: Any) -> tuple[int, int, int, float | None]:
         usage: Any = result.usage
         if usage is None:
             return 0, 0, 0, None
+        if type(usage) is _ChatUsage:  # the common case, read directly
+            prompt, completion = usage.prompt_tokens, usage.completion_tokens
+            return prompt, completion, usage.total_tokens or prompt + completion, usage.cost
         usage = {name: getattr(usage, name, None) for name in _USAGE_FIELDS}
     else:
         raw = result.raw
