@@ -32,7 +32,8 @@ def assert_spaced(times: list[float], interval: float) -> None:
     guarantee; each gap allows for arrival jitter on a loaded machine."""
     spread = gaps(times)
     assert all(gap >= interval * 0.3 for gap in spread), spread
-    assert max(times) - min(times) >= interval * len(spread) * 0.97, spread
+    # The first request also opens a connection, so it may arrive a little late.
+    assert max(times) - min(times) >= interval * len(spread) - 0.05, spread
 
 
 def gaps(times: list[float]) -> list[float]:
