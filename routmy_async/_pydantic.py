@@ -60,7 +60,8 @@ def uses_pydantic(annotation: Any) -> bool:
 
 def _holds_pydantic(annotation: Any) -> bool:
     # An annotation is a finite tree (a recursive model is one class, not a nested alias).
-    if isinstance(annotation, type):
+    # (On Python 3.10 `list[Item]` passes isinstance(..., type): a generic alias has an origin.)
+    if isinstance(annotation, type) and typing.get_origin(annotation) is None:
         # Models and Pydantic dataclasses carry their validator in the class itself.
         return _from_pydantic(annotation) or "__pydantic_validator__" in vars(annotation)
     metadata = getattr(annotation, "__metadata__", None)

@@ -340,7 +340,7 @@ async def test_a_stream_cut_by_a_cancelled_read_never_ends_silently(mock, client
     mock.reply_default(chunk_delay=0.3)
     stream = await client.chat.completions.create(model="mock/echo", messages=MESSAGES, stream=True)
     await stream.__anext__()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):  # not the builtin one before Python 3.11
         await asyncio.wait_for(stream.__anext__(), 0.05)
     with pytest.raises(APIConnectionError, match="closed before its end"):
         await stream.__anext__()
