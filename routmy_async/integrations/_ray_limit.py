@@ -1,0 +1,367 @@
+"""``ClusterRateLimit``: a ``RateLimit`` whose capacity comes from a cluster-wide coordinator.
+
+The transport asks a client's ``rate_limit`` for every attempt, synchronously:
+``reserve_start(tokens) -> (wait, start)``, and then sleeps ``wait`` and starts without asking
+again (``Transport._wait_turn``). So an answer is a promise: it may only name a start the
+process already holds a grant for. Grants are fetched in the background before they run out
+(one call per grant, not per request); when none is held at all (the first request, or a
+burst beyond the prefetch), ``reserve_start`` asks the coordinator with one blocking call.
+The coordinator never waits to answer (a grant for later carries its ``delay``), so that
+call costs one round trip, on the process's own event-loop thread.
+
+A 429 reaches ``pause()`` (the transport's shared backoff): it holds this process at once and
+is forwarded to the coordinator, whose watchers wake every other member within a round trip.
+
+With an async ``acquire`` extension point in the transport (``await limit.acquire(tokens)``
+before the sleep), the blocking call would become an ``await``; that is the one hook in the
+SDK that would make this cleaner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from .._ratelimit import RateLimit
+from ._ray_grants import Allowance, Grant, Settings
+
+__all__ = ["ClusterRateLimit", "Coordinator"]
+
+logger = logging.getLogger("routmy_async")
+
+Unused = list[tuple[int, int, float]]
+
+# Ask for the whole fair share when the caller gave no hint of how much it needs.
+_WHOLE_SHARE = 1 << 30
+# How long one pause watch waits at the coordinator before asking again: short, because a
+# call in flight holds an actor's exit until it ends, should cancelling it not be supported.
+_WATCH_SECONDS = 3.0
+# Blocking grant calls in a row that leave nothing usable before we give up.
+_MAX_BLOCKING_TRIES = 3
+
+
+class Coordinator(Protocol):
+    """What a ``ClusterRateLimit`` needs from the coordinator (a Ray actor, or in-process)."""
+
+    def grant_now(
+        self, member: str, requests: int, tokens: float, need_tokens: float, settle: float
+    ) -> Grant:
+        """A grant, blocking the caller for one round trip."""
+        ...
+
+    async def grant(
+        self, member: str, requests: int, tokens: float, need_tokens: float, settle: float
+    ) -> Grant:
+        """A grant, awaited."""
+        ...
+
+    async def give_back(self, unused: Unused, settle: float) -> None:
+        """Return unused capacity and settle token corrections."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Pause every member."""
+        ...
+
+    async def watch(self, epoch: int, timeout: float) -> tuple[int, float]:
+        """Wait for a pause epoch other than ``epoch``: ``(epoch, seconds left)``."""
+        ...
+
+    async def join(self, member: str) -> None:
+        """Count a member in."""
+        ...
+
+    async def leave(self, member: str, unused: Unused, settle: float) -> None:
+        """Count a member out, returning what it held."""
+        ...
+
+
+class ClusterRateLimit(RateLimit):
+    """A client's rate budget when the budget is shared by a whole cluster.
+
+    Pass it as ``AsyncRoutmy(rate_limit=...)`` inside one process (a Ray actor or task),
+    one per process; ``ClusterBudget.rate_limit()`` builds it. Start it with
+    ``await limit.start()`` (or let the first request do it) and close it with
+    ``await limit.aclose()`` after the client, to give back what it still holds.
+
+    A request cancelled while it waits gives nothing back: its start is simply not used,
+    which can only leave the cluster under its limit.
+    """
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        settings: Settings,
+        *,
+        member: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        super().__init__(clock=clock)
+        self.requests_per_minute = settings.requests
+        self.tokens_per_minute = settings.tokens
+        self._coordinator = coordinator
+        self._settings = settings
+        self._member = member or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._allowance = Allowance(guard=min(0.25, settings.grant_seconds / 4))
+        self._demand = 0  # starts expected soon (a batch's rows): sizes the next grant
+        self._estimate = 0.0  # a request's token estimate, averaged
+        self._last_size = 1  # starts in the last grant
+        self._debt = 0.0  # token corrections not yet reported
+        self._epoch = 0
+        self._joined = False
+        self._closed = False
+        self._fetching: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        #: Grants fetched in the background, and with a blocking call (for the benchmark).
+        self.fetches = 0
+        self.blocking_fetches = 0
+
+    # -- what the transport calls -------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Never idle while the budget has limits; without limits only a pause can hold a
+        start. (The transport reads this first on every attempt, inside the event loop: the
+        place to start the pause watcher for a limit nobody started explicitly.)"""
+        self._ensure_started()
+        if self._settings.limited:
+            return False
+        return super().idle
+
+    @property
+    def limits_tokens(self) -> bool:
+        """Whether requests need a token estimate (the budget has a token limit)."""
+        return self._settings.tokens is not None
+
+    def reserve_start(self, tokens: int = 0) -> tuple[float, float]:
+        """Spend one start of a grant held (fetching one with a blocking call when none is
+        held); return ``(wait, start)``.
+
+        :raises RuntimeError: the coordinator's answers arrive too late to be usable.
+        """
+        self._ensure_started()
+        if not self._settings.limited:
+            return super().reserve_start(0)  # only the shared pause applies
+        limit = self._settings.tokens
+        need = float(min(tokens, limit)) if limit is not None and tokens else 0.0
+        if need:
+            self._estimate = need if not self._estimate else 0.8 * self._estimate + 0.2 * need
+        now = self._clock()
+        self._give_back(self._allowance.expire(now))
+        start = self._allowance.take(max(now, self._paused_until), need)
+        tries = 0
+        while start is None:
+            if tries == _MAX_BLOCKING_TRIES:
+                raise RuntimeError(
+                    "the rate budget's coordinator answers too slowly: its grants close "
+                    "before they arrive (raise grant_seconds)"
+                )
+            tries += 1
+            self._fetch_blocking(need)
+            now = self._clock()
+            start = self._allowance.take(max(now, self._paused_until), need)
+        if self._demand > 0:
+            self._demand -= 1
+        self._prefetch(now)
+        return max(0.0, start - now), start
+
+    def cancel(self, start: float, tokens: int = 0) -> None:
+        """Nothing to give back: a start that is not used only leaves the budget unspent."""
+        del start, tokens
+
+    def correct(self, estimate: int, actual: int) -> None:
+        """Remember the difference between a token estimate and the real usage; it is
+        reported to the coordinator with the next grant."""
+        limit = self._settings.tokens
+        if limit is not None and estimate:
+            self._debt += actual - min(float(estimate), limit)
+
+    def pause(self, seconds: float) -> None:
+        """Hold this process's new starts for ``seconds`` at once, and every other member's
+        through the coordinator (a 429 slows the whole cluster)."""
+        super().pause(seconds)
+        if seconds > 0:
+            self._spawn(self._coordinator.pause(seconds))
+
+    # -- the rest of its life -----------------------------------------------------------
+
+    def expect(self, count: int) -> None:
+        """Say that about ``count`` starts follow (a batch's rows), to size the next grant."""
+        self._demand = max(0, int(count))
+
+    async def join(self) -> None:
+        """Count this process in the budget's members (once)."""
+        if not self._joined and not self._closed:
+            self._joined = True
+            await self._coordinator.join(self._member)
+
+    async def start(self) -> None:
+        """Join the budget and watch for its pauses until :meth:`release` or :meth:`aclose`
+        (the first request starts the watch too)."""
+        if self._closed:
+            return
+        await self.join()
+        if self._watcher is None and not self._settings.limited:
+            # No grant will bring a pause already running: ask for it before any start.
+            self._apply_pause(*await self._coordinator.watch(self._epoch, 0.0))
+        self._ensure_started()
+
+    async def release(self) -> None:
+        """A batch has ended: stop watching pauses until the next :meth:`start`.
+
+        Nothing of this process is then left waiting at the coordinator, which matters: Ray
+        lets an idle actor go only once the calls it made have ended. Grants still held stay
+        for the next batch; what expires unused is given back.
+        """
+        self._demand = 0
+        await self._quiesce()
+
+    async def aclose(self) -> None:
+        """Stop the background work, give back what is held, and leave the budget."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._quiesce()
+        unused = self._allowance.release()
+        settle, self._debt = self._debt, 0.0
+        if self._joined:
+            await self._coordinator.leave(self._member, unused, settle)
+        elif unused or settle:
+            await self._coordinator.give_back(unused, settle)
+
+    async def _quiesce(self) -> None:
+        # The watch and a prefetch are cancelled; calls already sent (a give-back, a pause)
+        # are left to finish.
+        for task in (self._watcher, self._fetching):
+            if task is not None:
+                task.cancel()
+        tasks = [task for task in (self._watcher, self._fetching) if task is not None]
+        tasks.extend(self._background)
+        self._watcher = None
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> ClusterRateLimit:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- grants ---------------------------------------------------------------------
+
+    def _want(self) -> int:
+        return self._demand if self._demand > 0 else _WHOLE_SHARE
+
+    def _ask(self, need: float) -> tuple[str, int, float, float, float]:
+        want = self._want()
+        settle, self._debt = self._debt, 0.0
+        want_tokens = max(need, self._estimate * min(want, _WHOLE_SHARE))
+        return self._member, want, want_tokens, need, settle
+
+    def _fetch_blocking(self, need: float) -> None:
+        sent = self._clock()
+        grant = self._coordinator.grant_now(*self._ask(need))
+        self.blocking_fetches += 1
+        self._accept(grant, sent)
+
+    async def _fetch(self) -> None:
+        try:
+            sent = self._clock()
+            grant = await self._coordinator.grant(*self._ask(self._estimate))
+            self.fetches += 1
+            self._accept(grant, sent)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the blocking path asks again when it must
+            logger.warning("rate budget: fetching a grant failed: %s", type(exc).__name__)
+        finally:
+            self._fetching = None
+
+    def _accept(self, grant: Grant, sent: float) -> None:
+        received = self._clock()
+        if grant.pause > 0:
+            RateLimit.pause(self, grant.pause)  # here only: it came from the coordinator
+        self._epoch = max(self._epoch, grant.epoch)
+        if grant.requests:
+            self._last_size = grant.requests
+        if not self._allowance.add(grant, sent=sent, received=received):
+            self._give_back([(grant.id, grant.requests or 0, grant.tokens or 0.0)])
+
+    def _prefetch(self, now: float) -> None:
+        if self._fetching is not None or self._closed:
+            return
+        starts, tokens = self._allowance.left(now)
+        target = min(self._demand, self._last_size) if self._demand else self._last_size
+        low = starts * 2 < max(1, target)
+        if self._settings.tokens is not None and self._estimate:
+            low = low or tokens * 2 < self._estimate * max(1, target)
+        if low and (self._demand > 0 or starts == 0):
+            self._fetching = self._spawn(self._fetch())
+
+    def _give_back(self, unused: Unused) -> None:
+        if unused:
+            self._spawn(self._coordinator.give_back(unused, 0.0))
+
+    # -- background work ------------------------------------------------------------
+
+    def _ensure_started(self) -> None:
+        if self._watcher is not None or self._closed:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not inside the loop yet: the first request starts it
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        try:
+            task = asyncio.ensure_future(work)
+        except RuntimeError:  # no running loop: the work is dropped, never left pending
+            work.close()
+            return None
+        self._background.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning(
+                "rate budget: a call to the coordinator failed: %s",
+                type(task.exception()).__name__,
+            )
+
+    async def _watch(self) -> None:
+        await self.join()
+        backoff = 0.5
+        while True:
+            try:
+                epoch, remaining = await self._coordinator.watch(self._epoch, _WATCH_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("rate budget: watching pauses failed: %s", type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            backoff = 0.5
+            self._apply_pause(epoch, remaining)
+
+    def _apply_pause(self, epoch: int, remaining: float) -> None:
+        if epoch != self._epoch:
+            self._epoch = epoch
+            if remaining > 0:
+                RateLimit.pause(self, remaining)  # here only: it came from the coordinator
+
+    def __repr__(self) -> str:
+        return (
+            f"ClusterRateLimit(requests_per_minute={self._settings.requests!r}, "
+            f"tokens_per_minute={self._settings.tokens!r}, window={self._settings.window!r})"
+        )

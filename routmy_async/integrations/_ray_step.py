@@ -1,0 +1,622 @@
+"""Ray Data steps: callable classes for ``Dataset.map_batches`` that call the model per row.
+
+Ray Data builds one instance per actor (``compute=ActorPoolStrategy(size=N)``) and calls it
+once per batch. Each instance owns an event loop in a thread of its own and one
+``AsyncRoutmy`` built on that loop, inside the actor: the client (and its key) is never
+pickled, and every batch runs through ``create_many`` on the same pool of connections.
+
+Why a loop in a thread rather than Ray's async actors: it behaves the same on every Ray
+version (an async ``__call__`` needs a recent Ray Data and must be an async generator there),
+the loop's life is ours so the client can be closed on it at shutdown, and the budget's rare
+blocking grant call blocks our loop only, not Ray's. The cost is one thread hop per batch.
+
+Closing: ``weakref.finalize`` closes the client and stops the loop when the instance is
+collected, or at interpreter exit. Ray runs both on a graceful actor exit (Ray Data drops
+its actors' handles when a dataset is done, and its ``__ray_shutdown__`` drops the
+instance). ``ray.kill`` (a dataset cut short by ``take(n)`` or a failure) runs no Python
+code at all; the process ends and the OS closes its sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Literal, Protocol, TypeVar
+
+import msgspec
+
+from .._batch import collect_in_order, run_many
+from .._client import AsyncRoutmy
+from .._config import Timeout
+from .._exceptions import ContentParseError, RoutmyError
+from .._redact import SECRET_HEADERS
+from .._structured import parse_completion
+from ..types._base import _plain_value
+from ..types.chat import ChatCompletion
+from ._ray_batches import Batch, Kind, plain
+from ._ray_limit import ClusterRateLimit
+
+__all__ = ["ChatStep", "EmbeddingStep"]
+
+logger = logging.getLogger("routmy_async")
+
+T = TypeVar("T")
+OnError = Literal["record", "raise"]
+
+# How long closing may take before the actor goes on exiting without it.
+_CLOSE_TIMEOUT = 10.0
+
+
+class BudgetSource(Protocol):
+    """Anything that builds a ``ClusterRateLimit`` for the process it is in (``ClusterBudget``)."""
+
+    def rate_limit(self) -> ClusterRateLimit:
+        """A new rate limit for one client, spending the shared budget."""
+        ...
+
+
+def read_api_key(variable: str) -> str:
+    """The key from the environment: ``variable``, else the file named by ``<variable>_FILE``.
+
+    :raises RoutmyError: neither is set (naming the variables, never a value).
+    """
+    key = os.environ.get(variable, "").strip()
+    if key:
+        return key
+    path = os.environ.get(f"{variable}_FILE", "").strip()
+    if path:
+        try:
+            with open(path, encoding="utf-8") as file:
+                key = file.read().strip()
+        except OSError as exc:
+            raise RoutmyError(
+                f"{variable}_FILE names a file that cannot be read ({type(exc).__name__})"
+            ) from None
+        if key:
+            return key
+    raise RoutmyError(
+        f"no API key in this worker's environment: set {variable} (or {variable}_FILE, the "
+        "path of a file holding it) in the environment of the Ray nodes; the key is never "
+        "passed as an argument"
+    )
+
+
+def _check_headers(name: str, headers: Any) -> None:
+    if headers is None:
+        return
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"{name} must be a dict of header names and values")
+    for header in headers:
+        if str(header).lower() in SECRET_HEADERS:
+            raise ValueError(
+                f"{name} must not carry {header!r}: arguments travel through Ray in the clear; "
+                "the key comes from the environment"
+            )
+
+
+class _Loop:
+    """An event loop running in a daemon thread of the actor."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name="routmy-ray-loop", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            # Stopped: whatever still runs is cancelled and awaited, then the loop closes
+            # here, in its own thread.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def run(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``work`` on the loop and wait for its result in the calling thread."""
+        future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()  # a cancelled Ray task must not leave requests running
+            raise
+
+    @property
+    def in_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def stop(self) -> None:
+        """Stop the loop; from another thread, wait (briefly) for it to close."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if not self.in_loop_thread:
+            self._thread.join(_CLOSE_TIMEOUT)
+
+
+class _Runtime:
+    """One actor's loop, client and share of the budget; closed once, from any thread."""
+
+    def __init__(
+        self,
+        make_client: Callable[[ClusterRateLimit | None], AsyncRoutmy],
+        budget: BudgetSource | None,
+    ):
+        self._loop = _Loop()
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self.client, self.limit = self._loop.run(self._open(make_client, budget))
+        except BaseException:
+            self._loop.stop()
+            raise
+
+    @staticmethod
+    async def _open(
+        make_client: Callable[[ClusterRateLimit | None], AsyncRoutmy],
+        budget: BudgetSource | None,
+    ) -> tuple[AsyncRoutmy, ClusterRateLimit | None]:
+        limit = budget.rate_limit() if budget is not None else None
+        if limit is not None:
+            await limit.join()  # no watch yet: an idle actor keeps no call in flight
+        return make_client(limit), limit
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            work.close()
+            raise RuntimeError("this step is closed")
+        return self._loop.run(work)
+
+    def close(self) -> None:
+        """Close the client, give the budget back, stop the loop (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._loop.in_loop_thread:
+            # Collected on its own loop's thread, which cannot wait for itself: close in a
+            # task, and stop the loop when that is done.
+            task = self._loop.loop.create_task(self._aclose())
+            task.add_done_callback(lambda _: self._loop.stop())
+            return
+        try:
+            self._loop.run(self._aclose(), timeout=_CLOSE_TIMEOUT)
+        except (Exception, concurrent.futures.CancelledError) as exc:
+            logger.warning("ray step: closing the client failed: %s", type(exc).__name__)
+        finally:
+            self._loop.stop()
+
+    async def _aclose(self) -> None:
+        try:
+            await self.client.close()
+        finally:
+            if self.limit is not None:
+                await self.limit.aclose()
+
+
+class _Step:
+    """What both steps share: options, the runtime, batches in and out, failed rows."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        concurrency: int,
+        max_retries: int,
+        on_error: OnError,
+        budget: BudgetSource | None,
+        base_url: str | None,
+        timeout: float | Timeout | None,
+        api_key_env: str,
+        default_headers: Mapping[str, str] | None,
+        output_prefix: str,
+        params: dict[str, Any],
+    ):
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"model must be a non-empty string, not {model!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        if on_error not in ("record", "raise"):
+            raise ValueError(f"on_error must be 'record' or 'raise', not {on_error!r}")
+        if not isinstance(output_prefix, str):
+            raise TypeError("output_prefix must be a string")
+        if "api_key" in params:
+            raise TypeError(
+                "api_key is not an option: arguments travel through Ray in the clear; set "
+                f"{api_key_env} in the environment of the Ray nodes instead"
+            )
+        if params.get("stream"):
+            raise ValueError("a Ray Data step does not stream: leave stream out")
+        _check_headers("default_headers", default_headers)
+        _check_headers("extra_headers", params.get("extra_headers"))
+        self._model = model
+        self._concurrency = concurrency
+        self._record = on_error == "record"
+        self._prefix = output_prefix
+        self._params = params
+        self._budget = budget
+        key = read_api_key(api_key_env)
+        options: dict[str, Any] = {"max_retries": max_retries}
+        if timeout is not None:
+            options["timeout"] = timeout
+        if default_headers is not None:
+            options["default_headers"] = dict(default_headers)
+
+        def make_client(limit: ClusterRateLimit | None) -> AsyncRoutmy:
+            return AsyncRoutmy(api_key=key, base_url=base_url, rate_limit=limit, **options)
+
+        self._runtime = _Runtime(make_client, budget)
+        self._finalizer = weakref.finalize(self, self._runtime.close)
+
+    def close(self) -> None:
+        """Close the client and give back the budget held (also done when the instance is
+        collected or the process exits)."""
+        self._finalizer()
+
+    @property
+    def client(self) -> AsyncRoutmy:
+        """This actor's client."""
+        return self._runtime.client
+
+    def _redacted(self, exc: BaseException) -> str:
+        text = f"{type(exc).__name__}: {exc}"
+        return self.client._transport.redactor.text(text)
+
+    async def _with_budget(self, count: int, work: Awaitable[T]) -> T:
+        limit = self._runtime.limit
+        if limit is not None:
+            await limit.start()
+            limit.expect(count)
+        try:
+            return await work
+        finally:
+            if limit is not None:
+                await limit.release()
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            f"a {type(self).__name__} lives in one actor and is never pickled: pass the class "
+            "and fn_constructor_kwargs to map_batches"
+        )
+
+    def __repr__(self) -> str:
+        budget = f", budget={self._budget!r}" if self._budget is not None else ""
+        return (
+            f"{type(self).__name__}(model={self._model!r}, concurrency={self._concurrency}{budget})"
+        )
+
+
+class ChatStep(_Step):
+    """A Ray Data step that asks the model once per row.
+
+    Use it as ``ds.map_batches(ChatStep, fn_constructor_kwargs={...},
+    compute=ray.data.ActorPoolStrategy(size=N), batch_format="pyarrow")``. It adds the
+    columns ``content``, ``finish_reason``, ``prompt_tokens``, ``completion_tokens``,
+    ``cost``, ``request_id`` and ``error`` (``""`` when the row worked), plus ``parsed``
+    with a ``response_format``, in the rows' order. A failed row gets its ``error`` and nulls,
+    and never costs the other rows of its batch their answers (with ``on_error="record"``).
+
+    :param model: the model id.
+    :param messages_column: the column of chat messages (a list of message dicts, or its
+        JSON text); ignored when ``prompt_column`` is given.
+    :param prompt_column: a column of user prompts (text) to use instead of messages.
+    :param system_prompt: a system message put first in every row's messages.
+    :param response_format: a msgspec Struct, a Pydantic model or a dict; adds ``parsed``.
+    :param concurrency: requests in flight per actor (``create_many``'s concurrency).
+    :param max_retries: retries per request (the client's).
+    :param on_error: ``"record"`` puts a failed row's error in ``error``; ``"raise"`` fails
+        the batch (and so the Ray task) with the first error.
+    :param budget: a ``ClusterBudget`` shared by every actor.
+    :param base_url: the API's URL (else ``ROUTMY_BASE_URL``, then rout.my's).
+    :param timeout: seconds or a ``Timeout``.
+    :param api_key_env: the environment variable holding the key (``<name>_FILE`` may name
+        a file holding it instead).
+    :param default_headers: headers sent with every request (never a credential).
+    :param output_prefix: put before every output column's name.
+    :param params: any other ``create`` keyword (``temperature``, ``max_tokens``, ...).
+    :raises RoutmyError: no key in the environment.
+    :raises ValueError: an option is invalid (a credential among the arguments, ``stream``).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        messages_column: str = "messages",
+        prompt_column: str | None = None,
+        system_prompt: str | None = None,
+        response_format: Any = None,
+        concurrency: int = 16,
+        max_retries: int = 2,
+        on_error: OnError = "record",
+        budget: BudgetSource | None = None,
+        base_url: str | None = None,
+        timeout: float | Timeout | None = None,
+        api_key_env: str = "ROUTMY_API_KEY",
+        default_headers: Mapping[str, str] | None = None,
+        output_prefix: str = "",
+        **params: Any,
+    ):
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise TypeError("system_prompt must be a string or None")
+        self._column = prompt_column if prompt_column is not None else messages_column
+        self._prompts = prompt_column is not None
+        self._system = system_prompt
+        self._parsed = response_format is not None
+        if response_format is not None:
+            params["response_format"] = response_format
+        super().__init__(
+            model=model,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            on_error=on_error,
+            budget=budget,
+            base_url=base_url,
+            timeout=timeout,
+            api_key_env=api_key_env,
+            default_headers=default_headers,
+            output_prefix=output_prefix,
+            params=params,
+        )
+
+    def _messages(self, value: Any) -> list[Any]:
+        if self._prompts:
+            prompt = plain(value)
+            if not isinstance(prompt, str) or not prompt:
+                raise ValueError(f"the prompt must be non-empty text, not {prompt!r}")
+            messages: list[Any] = [{"role": "user", "content": prompt}]
+        else:
+            if isinstance(value, (str, bytes)):
+                try:
+                    value = msgspec.json.decode(value)
+                except msgspec.DecodeError:
+                    raise ValueError("the messages are text but not JSON") from None
+            messages = plain(value, drop_none=True)
+            if not isinstance(messages, list) or not messages:
+                raise ValueError("the messages must be a non-empty list of message dicts")
+        if self._system is not None:
+            messages.insert(0, {"role": "system", "content": self._system})
+        return messages
+
+    def __call__(self, batch: Any) -> Any:
+        """Answer every row of ``batch``; return it with the output columns added."""
+        rows = Batch(batch)
+        values = rows.column(self._column)
+        requests: list[dict[str, Any]] = []
+        indexes: list[int] = []
+        results: list[Any] = [None] * rows.rows
+        for index, value in enumerate(values):
+            try:
+                messages = self._messages(value)
+            except ValueError as exc:
+                if not self._record:
+                    raise
+                results[index] = exc
+                continue
+            requests.append({"model": self._model, "messages": messages, **self._params})
+            indexes.append(index)
+        completions = self._runtime.run(self._run(requests))
+        for index, result in zip(indexes, completions, strict=True):
+            results[index] = self._parse(result)
+        if any(_is_array(value) for value in values):
+            # Ray hands a list-of-structs column over as arrays of dicts, and cannot turn
+            # them back into Arrow: give it the same values as plain lists.
+            rows.replace(self._column, [plain(value) for value in values])
+        columns = self._columns(results)
+        _drop_tracebacks(results)
+        return rows.extended(columns)
+
+    def _parse(self, result: Any) -> Any:
+        # ``create`` parses a Struct or Pydantic format itself; a dict format is decoded as
+        # ``parse()`` does, into plain JSON values, and content that is not JSON fails the row.
+        if not isinstance(result, ChatCompletion) or not isinstance(
+            self._params.get("response_format"), Mapping
+        ):
+            return result
+        try:
+            return parse_completion(result, None)
+        except ContentParseError as exc:
+            if not self._record:
+                raise
+            return exc
+
+    async def _run(self, requests: list[dict[str, Any]]) -> list[Any]:
+        if not requests:
+            return []
+        return await self._with_budget(
+            len(requests),
+            self.client.chat.completions.create_many(
+                requests, concurrency=self._concurrency, return_exceptions=self._record
+            ),
+        )
+
+    def _columns(self, results: list[Any]) -> dict[str, tuple[Kind, list[Any]]]:
+        names: list[tuple[str, Kind]] = [
+            ("content", "str"),
+            ("finish_reason", "str"),
+            ("prompt_tokens", "int"),
+            ("completion_tokens", "int"),
+            ("cost", "float"),
+            ("request_id", "str"),
+            ("error", "str"),
+        ]
+        if self._parsed:
+            names.append(("parsed", "json"))
+        columns: dict[str, list[Any]] = {name: [] for name, _ in names}
+        for result in results:
+            row = self._row(result)
+            for name, _ in names:
+                columns[name].append(row.get(name))
+        return {self._prefix + name: (kind, columns[name]) for name, kind in names}
+
+    def _row(self, result: Any) -> dict[str, Any]:
+        if isinstance(result, BaseException):
+            return {
+                "error": self._redacted(result),
+                "request_id": getattr(result, "request_id", None),
+            }
+        row: dict[str, Any] = {"request_id": result.request_id, "error": ""}
+        if result.choices:
+            choice = result.choices[0]
+            row["content"] = choice.message.content
+            row["finish_reason"] = choice.finish_reason
+            if self._parsed and choice.message.parsed is not None:
+                row["parsed"] = msgspec.to_builtins(choice.message.parsed, enc_hook=_plain_value)
+        usage = result.usage
+        if usage is not None:
+            row["prompt_tokens"] = usage.prompt_tokens
+            row["completion_tokens"] = usage.completion_tokens
+            row["cost"] = usage.cost
+        return row
+
+
+def _drop_tracebacks(results: list[Any]) -> None:
+    """Forget the tracebacks of a batch's failures once their text is taken.
+
+    A traceback holds the frames it went through, and the frame of ``__call__`` holds the
+    list of results holding the exception: a cycle with the step inside, which only the
+    garbage collector would free. Ray closes an actor's step when its last reference goes
+    (``__ray_shutdown__``), while Ray can still carry the budget's last call; a step kept
+    alive by a cycle would be closed at interpreter exit instead, too late for that.
+    """
+    seen: set[int] = set()
+    errors = [result for result in results if isinstance(result, BaseException)]
+    while errors:
+        error = errors.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None  # and those of the errors it came from
+        errors.extend(link for link in (error.__cause__, error.__context__) if link is not None)
+
+
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "tolist") and not isinstance(value, (str, bytes, list))
+
+
+class EmbeddingStep(_Step):
+    """A Ray Data step that embeds one text column into a vector column.
+
+    Rows are sent ``inputs_per_request`` at a time, ``concurrency`` requests at once per
+    actor. It adds ``embedding`` (a list of float32 per row, null when it failed) and
+    ``error`` (``""`` when the row worked); a failed request fails only its own rows.
+
+    :param model: the embedding model id.
+    :param input_column: the column of texts.
+    :param output_column: the name of the vector column.
+    :param inputs_per_request: texts per request.
+    :param params: any other ``embeddings.create`` keyword (``dimensions``,
+        ``encoding_format="base64"``, ...).
+
+    The other options are ``ChatStep``'s.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        input_column: str = "text",
+        output_column: str = "embedding",
+        inputs_per_request: int = 100,
+        concurrency: int = 4,
+        max_retries: int = 2,
+        on_error: OnError = "record",
+        budget: BudgetSource | None = None,
+        base_url: str | None = None,
+        timeout: float | Timeout | None = None,
+        api_key_env: str = "ROUTMY_API_KEY",
+        default_headers: Mapping[str, str] | None = None,
+        output_prefix: str = "",
+        **params: Any,
+    ):
+        if (
+            isinstance(inputs_per_request, bool)
+            or not isinstance(inputs_per_request, int)
+            or inputs_per_request < 1
+        ):
+            raise ValueError(f"inputs_per_request must be an int >= 1, not {inputs_per_request!r}")
+        self._column = input_column
+        self._output = output_column
+        self._per_request = inputs_per_request
+        super().__init__(
+            model=model,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            on_error=on_error,
+            budget=budget,
+            base_url=base_url,
+            timeout=timeout,
+            api_key_env=api_key_env,
+            default_headers=default_headers,
+            output_prefix=output_prefix,
+            params=params,
+        )
+
+    def __call__(self, batch: Any) -> Any:
+        """Embed every row of ``batch``; return it with ``embedding`` and ``error`` added."""
+        rows = Batch(batch)
+        vectors: list[Any] = [None] * rows.rows
+        errors: list[str] = [""] * rows.rows
+        texts: list[tuple[int, str]] = []
+        for index, value in enumerate(rows.column(self._column)):
+            text = plain(value)
+            if isinstance(text, str) and text:
+                texts.append((index, text))
+                continue
+            problem = ValueError(f"the input must be non-empty text, not {text!r}")
+            if not self._record:
+                raise problem
+            errors[index] = self._redacted(problem)
+        chunks = [
+            texts[start : start + self._per_request]
+            for start in range(0, len(texts), self._per_request)
+        ]
+        requests = [
+            {"model": self._model, "input": [text for _, text in chunk], **self._params}
+            for chunk in chunks
+        ]
+        answers = self._runtime.run(self._run(requests))
+        for chunk, answer in zip(chunks, answers, strict=True):
+            if not isinstance(answer, BaseException):
+                found = answer.vectors()
+                if len(found) == len(chunk):
+                    for (index, _), vector in zip(chunk, found, strict=True):
+                        vectors[index] = vector
+                    continue
+                answer = RoutmyError(f"{len(found)} vectors came back for {len(chunk)} inputs")
+            error = self._redacted(answer)
+            for index, _ in chunk:
+                errors[index] = error
+        _drop_tracebacks(answers)
+        return rows.extended(
+            {
+                self._prefix + self._output: ("vector", vectors),
+                self._prefix + "error": ("str", errors),
+            }
+        )
+
+    async def _run(self, requests: list[dict[str, Any]]) -> list[Any]:
+        if not requests:
+            return []
+        iterator = run_many(
+            self.client.embeddings.create,
+            requests,
+            concurrency=self._concurrency,
+            requests_per_minute=None,
+            tokens_per_minute=None,
+            progress=None,
+            stop_on_error=not self._record,
+        )
+        return await self._with_budget(
+            len(requests), collect_in_order(iterator, return_exceptions=self._record)
+        )

@@ -1,0 +1,212 @@
+"""``ClusterBudget`` and its Ray glue without Ray: a stand-in ``ray`` module runs the
+coordinator in this process, on its own event loop as Ray runs an async actor. (The real Ray
+runs in tests/test_ray_cluster.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import pickle
+import subprocess
+import sys
+import threading
+import types
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+import routmy_async.integrations.ray as integration
+from routmy_async.integrations.ray import ChatStep, ClusterBudget, ClusterRateLimit
+from routmy_async.testing import MockRoutmy
+
+KEY = "sk-budget-test-77e1c0a9f3"
+
+
+class _Ref:
+    def __init__(self, future: concurrent.futures.Future[Any]):
+        self._future = future
+
+    def future(self) -> concurrent.futures.Future[Any]:
+        return self._future
+
+
+class _Handle:
+    """An actor handle: ``handle.method.remote(...)`` runs the method on the actor's loop."""
+
+    def __init__(self, instance: Any, loop: asyncio.AbstractEventLoop):
+        self._instance = instance
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._instance, name)
+        loop = self._loop
+        return types.SimpleNamespace(
+            remote=lambda *args: _Ref(asyncio.run_coroutine_threadsafe(method(*args), loop))
+        )
+
+
+class FakeRay(types.ModuleType):
+    """The parts of ``ray`` the integration uses: named async actors, get, cancel, kill."""
+
+    def __init__(self) -> None:
+        super().__init__("ray")
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.named: dict[tuple[str, str], _Handle] = {}
+        self.cancelled = 0
+        self.killed: list[_Handle] = []
+        self.options_seen: list[dict[str, Any]] = []
+
+    def remote(self, **actor_options: Any) -> Any:
+        fake = self
+
+        class ActorClass:
+            def __init__(self, cls: type[Any]):
+                self._cls = cls
+                self._options: dict[str, Any] = {}
+
+            def options(self, **options: Any) -> ActorClass:
+                self._options = options
+                fake.options_seen.append({**actor_options, **options})
+                return self
+
+            def remote(self, *args: Any) -> _Handle:
+                key = (self._options["namespace"], self._options["name"])
+                if key not in fake.named:
+                    fake.named[key] = _Handle(self._cls(*args), fake.loop)
+                return fake.named[key]
+
+        return ActorClass
+
+    def get(self, ref: _Ref, timeout: float | None = None) -> Any:
+        return ref.future().result(timeout)
+
+    def cancel(self, ref: _Ref) -> None:
+        self.cancelled += 1
+        ref.future().cancel()
+
+    def kill(self, handle: _Handle) -> None:
+        self.killed.append(handle)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+@pytest.fixture
+def fake_ray(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeRay]:
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setenv("ROUTMY_API_KEY", KEY)
+    yield fake
+    fake.close()
+
+
+@pytest_asyncio.fixture
+async def keyed_mock() -> AsyncIterator[MockRoutmy]:
+    async with MockRoutmy(api_key=KEY) as server:
+        yield server
+
+
+def test_the_module_exports_its_public_names() -> None:
+    """``__all__`` lists exactly the public names, sorted."""
+    public = {name for name in vars(integration) if not name.startswith("_")}
+    exported = set(integration.__all__)
+    assert exported <= public
+    assert sorted(integration.__all__) == integration.__all__
+    assert {"ChatStep", "ClusterBudget", "ClusterRateLimit", "EmbeddingStep"} == exported
+
+
+def test_importing_the_integration_does_not_import_ray() -> None:
+    """Ray is imported only when a budget is made: the module itself loads without it."""
+    code = "import sys, routmy_async.integrations.ray; print('ray' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_a_budget_without_ray_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Ray, making a budget raises an ImportError naming the extra."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"routmy-async\[ray\]"):
+        ClusterBudget(requests_per_minute=10)
+
+
+def test_a_budget_is_one_named_coordinator(fake_ray: FakeRay) -> None:
+    """The coordinator is a named actor without CPU; the same name is the same budget, and
+    other limits under that name are refused."""
+    budget = ClusterBudget(requests_per_minute=600, tokens_per_minute=10_000, name="b")
+    again = ClusterBudget(requests_per_minute=600, tokens_per_minute=10_000, name="b")
+    assert again._handle is budget._handle
+    assert fake_ray.options_seen[0] == {
+        "num_cpus": 0,
+        "max_restarts": 0,
+        "name": "b",
+        "namespace": "routmy",
+        "get_if_exists": True,
+    }
+    with pytest.raises(ValueError, match="already runs with other limits"):
+        ClusterBudget(requests_per_minute=60, name="b")
+    ClusterBudget(name="kept", detached=True)
+    assert fake_ray.options_seen[-1]["lifetime"] == "detached"
+    assert budget.requests_per_minute == 600
+    assert budget.tokens_per_minute == 10_000
+    assert repr(budget) == (
+        "ClusterBudget(name='b', requests_per_minute=600, tokens_per_minute=10000)"
+    )
+    assert budget.stats()["joined"] == 0
+    budget.shutdown()
+    assert fake_ray.killed == [budget._handle]
+
+
+def test_a_budget_travels_as_its_name_and_handle(fake_ray: FakeRay) -> None:
+    """Unpickled in a worker, a budget attaches to the running coordinator, creating
+    nothing; it carries no key."""
+    budget = ClusterBudget(requests_per_minute=60, name="p")
+    budget._handle = "the-handle"  # an actor handle pickles; the stand-in does not
+    data = pickle.dumps(budget)
+    assert KEY.encode() not in data
+    copy = pickle.loads(data)
+    assert (copy.name, copy.namespace, copy._handle) == ("p", "routmy", "the-handle")
+    assert copy.requests_per_minute == 60
+    assert len(fake_ray.options_seen) == 1
+
+
+async def test_a_step_spends_the_budget_through_the_actor(
+    fake_ray: FakeRay, keyed_mock: MockRoutmy
+) -> None:
+    """A step with a ClusterBudget asks the coordinator actor for grants (blocking and
+    awaited calls), watches its pauses during a batch, and leaves it when closed."""
+    budget = ClusterBudget(requests_per_minute=600, name="s")
+    step = ChatStep(model="mock/echo", base_url=keyed_mock.base_url, budget=budget)
+    rows = {"messages": [[{"role": "user", "content": f"q{index}"}] for index in range(30)]}
+    out = await asyncio.to_thread(step, rows)
+    assert out["error"] == [""] * 30
+    await asyncio.to_thread(step.close)
+    stats = budget.stats()
+    assert stats["joined"] == stats["left"] == 1
+    assert stats["grants"] >= 1
+    assert fake_ray.cancelled >= 1  # the batch's pause watch was ended at the coordinator
+
+
+async def test_a_pause_reaches_every_process_through_the_actor(fake_ray: FakeRay) -> None:
+    """A pause from one rate limit reaches another through the coordinator actor."""
+    budget = ClusterBudget(name="pause")
+    first, second = budget.rate_limit(), budget.rate_limit()
+    assert isinstance(first, ClusterRateLimit)
+    await first.start()
+    await second.start()
+    first.pause(2.0)
+    for _ in range(300):
+        if second.pause_remaining():
+            break
+        await asyncio.sleep(0.01)
+    assert second.pause_remaining() > 1.0
+    await first.aclose()
+    await second.aclose()
+    assert budget.stats()["pauses"] == 1
