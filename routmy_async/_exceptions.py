@@ -9,6 +9,7 @@ The hierarchy::
     ├── APIResponseValidationError     a 2xx body that does not decode into its type
     ├── APIStreamError                 an error frame inside an SSE stream
     ├── ContentParseError              parse(): the model's content does not fit the Struct
+    ├── BatchFileError                 a batch file could not be run (invalid lines, locked output)
     └── APIStatusError                 a non-2xx answer
         ├── BadRequestError            400
         ├── AuthenticationError        401
@@ -25,7 +26,7 @@ Messages never contain the API key: the transport redacts anything the server ec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -39,6 +40,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchFileError",
     "ConflictError",
     "ContentParseError",
     "InternalServerError",
@@ -150,6 +152,32 @@ class ContentParseError(RoutmyError):
         self.content = content
         self.finish_reason = finish_reason
         self.refusal = refusal
+
+
+class BatchFileError(RoutmyError):
+    """A batch file could not be run: invalid lines, an output in use by another run, or a
+    result that could not be written.
+
+    :param message: what went wrong, and what to do about it.
+    :param problems: ``(line number, message)`` for the first invalid lines.
+    :param check: the validation that found them (a ``BatchCheck``), when there is one.
+    :param summary: what the run did before it stopped (a ``BatchSummary``), when it had
+        started.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: Sequence[tuple[int, str]] = (),
+        check: Any = None,
+        summary: Any = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.problems = list(problems)
+        self.check = check
+        self.summary = summary
 
 
 class _ServerErrorFields(RoutmyError):

@@ -1,42 +1,13 @@
-"""Steering a batch run from outside (:class:`BatchStop`) and what ends one early
-(:class:`BatchFileError`)."""
+"""Steering a batch run from outside (:class:`BatchStop`); what ends one early is
+``BatchFileError``, defined with every other exception in ``_exceptions``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from .._exceptions import RoutmyError
-
-if TYPE_CHECKING:
-    from ._summary import BatchCheck, BatchSummary
+from .._exceptions import BatchFileError
 
 __all__ = ["BatchFileError", "BatchStop"]
-
-
-class BatchFileError(RoutmyError):
-    """A batch file could not be run: invalid lines, an output in use by another run, or a
-    result that could not be written.
-
-    :param message: what went wrong, and what to do about it.
-    :param problems: ``(line number, message)`` for the first invalid lines.
-    :param check: the validation that found them, when there is one.
-    :param summary: what the run did before it stopped, when it had started.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        problems: Sequence[tuple[int, str]] = (),
-        check: BatchCheck | None = None,
-        summary: BatchSummary | None = None,
-    ):
-        super().__init__(message)
-        self.message = message
-        self.problems = list(problems)
-        self.check = check
-        self.summary = summary
 
 
 class BatchStop:
