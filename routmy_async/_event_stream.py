@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import anyio
@@ -30,7 +31,7 @@ from ._transport import TRANSPORT_ERRORS, map_transport_error
 if TYPE_CHECKING:
     from ._transport import Transport
 
-__all__ = ["EventStream"]
+__all__ = ["EventStream", "StreamManager"]
 
 _EVENT_STREAM = "text/event-stream"
 _DRAIN_SECONDS = 1.0
@@ -235,3 +236,29 @@ class EventStream:
     def response(self) -> aiohttp.ClientResponse:
         """The underlying aiohttp response (status, headers)."""
         return self._response
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+StreamT = TypeVar("StreamT", bound=_Closable)
+
+
+class StreamManager(Generic[StreamT]):
+    """``async with`` opens the stream on entry and closes it on exit (``stream(...)`` of the
+    chat and Responses resources)."""
+
+    def __init__(self, opener: Callable[[], Awaitable[StreamT]]):
+        self._opener = opener
+        self._stream: StreamT | None = None
+
+    async def __aenter__(self) -> StreamT:
+        if self._stream is not None:
+            raise RuntimeError("this stream manager was already entered")
+        self._stream = await self._opener()
+        return self._stream
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._stream is not None:
+            await self._stream.close()

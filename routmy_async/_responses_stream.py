@@ -10,13 +10,12 @@ never ends silently short.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
 
-from ._event_stream import EventStream
+from ._event_stream import EventStream, StreamManager
 from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -243,24 +242,5 @@ class ResponseStream(EventStream):
         return f"<ResponseStream {state} events={self._accumulator.event_count}>"
 
 
-class ResponseStreamManager:
+class ResponseStreamManager(StreamManager[ResponseStream]):
     """``async with`` opens the stream on entry and closes it on exit."""
-
-    def __init__(self, opener: Callable[[], Awaitable[ResponseStream]]):
-        self._opener = opener
-        self._stream: ResponseStream | None = None
-
-    async def __aenter__(self) -> ResponseStream:
-        if self._stream is not None:
-            raise RuntimeError("this stream manager was already entered")
-        self._stream = await self._opener()
-        return self._stream
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            await self._stream.close()

@@ -6,16 +6,15 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Awaitable,
     Callable,
     Iterable,
     Mapping,
 )
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import msgspec
 
+from .._event_stream import StreamManager
 from .._params import (
     ChatCompletionParams,
     FormatParams,
@@ -356,27 +355,8 @@ class Completions:
         )
 
 
-class ChatCompletionStreamManager:
+class ChatCompletionStreamManager(StreamManager[ChatCompletionStream]):
     """``async with`` opens the stream on entry and closes it on exit."""
-
-    def __init__(self, opener: Callable[[], Awaitable[ChatCompletionStream]]):
-        self._opener = opener
-        self._stream: ChatCompletionStream | None = None
-
-    async def __aenter__(self) -> ChatCompletionStream:
-        if self._stream is not None:
-            raise RuntimeError("this stream manager was already entered")
-        self._stream = await self._opener()
-        return self._stream
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            await self._stream.close()
 
 
 class Chat:
