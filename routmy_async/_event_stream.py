@@ -220,7 +220,9 @@ class EventStream:
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if not getattr(self, "_closed", True):
-            if self._loop.is_closed():
+            if self._loop.is_closed() or self._transport.closed:
+                # The client's close() already closed the response: nothing leaked.
+                self._closed = True
                 return
             _warn(
                 f"{type(self).__name__} was garbage-collected before it was read to the end "

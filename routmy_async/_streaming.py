@@ -403,7 +403,9 @@ class ChatCompletionStream:
             # Read to its end (or failed) but never finished by its reader: still an end.
             self._observe_end("done" if self._done else "cancelled", None)
         if not getattr(self, "_closed", True):
-            if self._loop.is_closed():
+            if self._loop.is_closed() or self._transport.closed:
+                # The client's close() already closed the response: nothing leaked.
+                self._closed = True
                 return
             _warn(
                 "ChatCompletionStream was garbage-collected before it was read to the end or "

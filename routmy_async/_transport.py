@@ -345,6 +345,7 @@ class Transport:
         for response in list(self._responses):
             if not response.closed:
                 response.content.set_exception(self._closed_error(response.method, response.url))
+                response.close()  # nothing of it is left for the collector to warn about
         slots = self._slots
         if slots is not None:
             for _ in range(self._max_connections):

@@ -417,3 +417,18 @@ async def test_copying_a_client_never_closes_the_original(mock):
         del duplicate, other
         gc.collect()
         await client.models.list()
+
+
+async def test_closing_the_client_under_an_open_stream_leaves_nothing_to_warn_about():
+    import gc
+
+    async with MockRoutmy() as mock:
+        client = AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url)
+        mock.reply_default(chunk_delay=1)
+        stream = await client.chat.completions.create(
+            model="mock/echo", messages=MESSAGES, stream=True
+        )
+        await stream.__anext__()
+        await client.close()
+        del stream
+        gc.collect()  # warnings are errors: a ResourceWarning here fails the test
