@@ -34,6 +34,20 @@ MOCK_MODEL = "mock/echo"
 EXIT_BROKEN_PIPE = 141
 
 
+def _without_key(argv: Sequence[str]) -> list[str]:
+    """The command line without ``--api-key`` and its value (it is printed back)."""
+    shown: list[str] = []
+    skip_next = False
+    for word in argv:
+        if skip_next:
+            skip_next = False
+        elif word == "--api-key":
+            skip_next = True
+        elif not word.startswith("--api-key="):
+            shown.append(word)
+    return shown
+
+
 def _out(text: str = "", end: str = "\n") -> None:
     sys.stdout.write(text + end)
     sys.stdout.flush()
@@ -328,7 +342,10 @@ async def _batch(args: argparse.Namespace) -> int:
     if args.summary_json:
         _write_summary_json(args.summary_json, summary.to_dict())
     if summary.stop_reason == "interrupted":
-        again = shlex.join(["routmy", *args.argv])
+        shown = _without_key(args.argv)
+        again = shlex.join(["routmy", *shown])
+        if len(shown) != len(args.argv):
+            again += "  # with your key again: --api-key ... or ROUTMY_API_KEY"
         _err(f"interrupted: run the same command again to resume:\n  {again}")
         return 128 + (signals.signal or signal.SIGINT)
     if summary.stop_reason == "budget":

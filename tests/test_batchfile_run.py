@@ -719,3 +719,45 @@ async def test_responses_lines_count_input_and_output_tokens(client, tmp_path):
         usage["input_tokens"],
         usage["output_tokens"],
     )
+
+
+async def test_a_stop_from_a_signal_handler_keeps_its_grace_period(tmp_path):
+    """The stop is requested outside any task (a signal handler): the grace still applies."""
+    import json as _json
+    import os as _os
+    import signal as _signal
+    import time as _time
+
+    from routmy_async import AsyncRoutmy, BatchStop, run_batch_file
+    from routmy_async.testing import MockRoutmy
+
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(
+            _json.dumps(
+                {
+                    "custom_id": f"r{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {"model": "mock/echo", "messages": [{"role": "user", "content": "x"}]},
+                }
+            )
+            + "\n"
+            for i in range(8)
+        )
+    )
+    stop = BatchStop()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(_signal.SIGUSR1, stop.request)
+    try:
+        async with MockRoutmy(latency=30) as mock:
+            async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+                loop.call_later(0.3, _os.kill, _os.getpid(), _signal.SIGUSR1)
+                started = _time.monotonic()
+                summary = await run_batch_file(
+                    client, source, tmp_path / "out.jsonl", stop=stop, grace_period=0.5
+                )
+        assert _time.monotonic() - started < 10  # not the 30 s the requests would take
+        assert summary.stop_reason == "interrupted"
+    finally:
+        loop.remove_signal_handler(_signal.SIGUSR1)

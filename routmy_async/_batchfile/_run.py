@@ -271,6 +271,9 @@ class BatchRun:
             max_cost=max_cost,
         )
         self._scope: anyio.CancelScope | None = None
+        # The clock of the scope's deadline, taken inside the run: a stop requested from a
+        # signal handler runs outside any task, where anyio.current_time() cannot.
+        self._now: Callable[[], float] = time.monotonic
         self._stopping = False
         self._output: Appender | None = None
         self._errors: Appender | None = None
@@ -358,6 +361,7 @@ class BatchRun:
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
+                self._now = asyncio.get_running_loop().time
                 async for _, outcome in results:
                     self._record(*outcome)
                     meter.update()
@@ -508,7 +512,7 @@ class BatchRun:
         if immediate or self._grace <= 0:
             scope.cancel()
         else:
-            scope.deadline = min(scope.deadline, anyio.current_time() + self._grace)
+            scope.deadline = min(scope.deadline, self._now() + self._grace)
 
     async def _compact(self, resume: Resume) -> None:
         """Drop superseded failure lines and unreadable lines from the files read back."""
