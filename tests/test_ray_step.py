@@ -24,7 +24,8 @@ from routmy_async.integrations._ray_batches import Batch, plain
 from routmy_async.integrations._ray_coordinator import CoordinatorCore
 from routmy_async.integrations._ray_grants import Settings
 from routmy_async.integrations._ray_limit import ClusterRateLimit
-from routmy_async.integrations._ray_step import ChatStep, EmbeddingStep, _Runtime
+from routmy_async.integrations._ray_runtime import Runtime
+from routmy_async.integrations._ray_step import ChatStep, EmbeddingStep
 from routmy_async.testing import MockRoutmy
 from routmy_async.testing._replies import embedding_vector
 
@@ -325,7 +326,7 @@ def test_a_runtime_closed_from_its_own_loop_still_closes(monkeypatch: pytest.Mon
     """Collected on its loop's thread, a step closes in a task and then stops the loop."""
     monkeypatch.setenv("ROUTMY_API_KEY", KEY)
     step = ChatStep(model="m")
-    runtime: _Runtime = step._runtime
+    runtime: Runtime = step._runtime
     client = step.client
 
     async def close_here() -> None:

@@ -10,23 +10,19 @@ version (an async ``__call__`` needs a recent Ray Data and must be an async gene
 the loop's life is ours so the client can be closed on it at shutdown, and the budget's rare
 blocking grant call blocks our loop only, not Ray's. The cost is one thread hop per batch.
 
-Closing: ``weakref.finalize`` closes the client and stops the loop when the instance is
-collected, or at interpreter exit. Ray runs both on a graceful actor exit (Ray Data drops
-its actors' handles when a dataset is done, and its ``__ray_shutdown__`` drops the
-instance). ``ray.kill`` (a dataset cut short by ``take(n)`` or a failure) runs no Python
-code at all; the process ends and the OS closes its sockets.
+The loop, the client and the key are ``_ray_runtime``'s. Closing: ``weakref.finalize``
+closes the client and stops the loop when the instance is collected, or at interpreter exit.
+On a graceful actor exit Ray Data (2.55 on) drops the instance in ``__ray_shutdown__``,
+while Ray can still carry the budget's last calls; nothing may keep it alive past that (see
+``_drop_tracebacks``). ``ray.kill`` (a dataset cut short by ``take(n)`` or a failure) runs no
+Python code at all; the process ends and the OS closes its sockets.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import logging
-import os
-import threading
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Literal, Protocol, TypeVar
+from collections.abc import Awaitable, Mapping
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -34,174 +30,17 @@ from .._batch import collect_in_order, run_many
 from .._client import AsyncRoutmy
 from .._config import Timeout
 from .._exceptions import ContentParseError, RoutmyError
-from .._redact import SECRET_HEADERS
 from .._structured import parse_completion
 from ..types._base import _plain_value
 from ..types.chat import ChatCompletion
 from ._ray_batches import Batch, Kind, plain
 from ._ray_limit import ClusterRateLimit
+from ._ray_runtime import BudgetSource, Runtime, check_headers, read_api_key
 
 __all__ = ["ChatStep", "EmbeddingStep"]
 
-logger = logging.getLogger("routmy_async")
-
 T = TypeVar("T")
 OnError = Literal["record", "raise"]
-
-# How long closing may take before the actor goes on exiting without it.
-_CLOSE_TIMEOUT = 10.0
-
-
-class BudgetSource(Protocol):
-    """Anything that builds a ``ClusterRateLimit`` for the process it is in (``ClusterBudget``)."""
-
-    def rate_limit(self) -> ClusterRateLimit:
-        """A new rate limit for one client, spending the shared budget."""
-        ...
-
-
-def read_api_key(variable: str) -> str:
-    """The key from the environment: ``variable``, else the file named by ``<variable>_FILE``.
-
-    :raises RoutmyError: neither is set (naming the variables, never a value).
-    """
-    key = os.environ.get(variable, "").strip()
-    if key:
-        return key
-    path = os.environ.get(f"{variable}_FILE", "").strip()
-    if path:
-        try:
-            with open(path, encoding="utf-8") as file:
-                key = file.read().strip()
-        except OSError as exc:
-            raise RoutmyError(
-                f"{variable}_FILE names a file that cannot be read ({type(exc).__name__})"
-            ) from None
-        if key:
-            return key
-    raise RoutmyError(
-        f"no API key in this worker's environment: set {variable} (or {variable}_FILE, the "
-        "path of a file holding it) in the environment of the Ray nodes; the key is never "
-        "passed as an argument"
-    )
-
-
-def _check_headers(name: str, headers: Any) -> None:
-    if headers is None:
-        return
-    if not isinstance(headers, Mapping):
-        raise TypeError(f"{name} must be a dict of header names and values")
-    for header in headers:
-        if str(header).lower() in SECRET_HEADERS:
-            raise ValueError(
-                f"{name} must not carry {header!r}: arguments travel through Ray in the clear; "
-                "the key comes from the environment"
-            )
-
-
-class _Loop:
-    """An event loop running in a daemon thread of the actor."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._main, name="routmy-ray-loop", daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        loop = self.loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            # Stopped: whatever still runs is cancelled and awaited, then the loop closes
-            # here, in its own thread.
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    def run(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``work`` on the loop and wait for its result in the calling thread."""
-        future = asyncio.run_coroutine_threadsafe(work, self.loop)
-        try:
-            return future.result(timeout)
-        except BaseException:
-            future.cancel()  # a cancelled Ray task must not leave requests running
-            raise
-
-    @property
-    def in_loop_thread(self) -> bool:
-        return threading.current_thread() is self._thread
-
-    def stop(self) -> None:
-        """Stop the loop; from another thread, wait (briefly) for it to close."""
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if not self.in_loop_thread:
-            self._thread.join(_CLOSE_TIMEOUT)
-
-
-class _Runtime:
-    """One actor's loop, client and share of the budget; closed once, from any thread."""
-
-    def __init__(
-        self,
-        make_client: Callable[[ClusterRateLimit | None], AsyncRoutmy],
-        budget: BudgetSource | None,
-    ):
-        self._loop = _Loop()
-        self._lock = threading.Lock()
-        self._closed = False
-        try:
-            self.client, self.limit = self._loop.run(self._open(make_client, budget))
-        except BaseException:
-            self._loop.stop()
-            raise
-
-    @staticmethod
-    async def _open(
-        make_client: Callable[[ClusterRateLimit | None], AsyncRoutmy],
-        budget: BudgetSource | None,
-    ) -> tuple[AsyncRoutmy, ClusterRateLimit | None]:
-        limit = budget.rate_limit() if budget is not None else None
-        if limit is not None:
-            await limit.join()  # no watch yet: an idle actor keeps no call in flight
-        return make_client(limit), limit
-
-    def run(self, work: Coroutine[Any, Any, T]) -> T:
-        if self._closed:
-            work.close()
-            raise RuntimeError("this step is closed")
-        return self._loop.run(work)
-
-    def close(self) -> None:
-        """Close the client, give the budget back, stop the loop (idempotent)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        if self._loop.in_loop_thread:
-            # Collected on its own loop's thread, which cannot wait for itself: close in a
-            # task, and stop the loop when that is done.
-            task = self._loop.loop.create_task(self._aclose())
-            task.add_done_callback(lambda _: self._loop.stop())
-            return
-        try:
-            self._loop.run(self._aclose(), timeout=_CLOSE_TIMEOUT)
-        except (Exception, concurrent.futures.CancelledError) as exc:
-            logger.warning("ray step: closing the client failed: %s", type(exc).__name__)
-        finally:
-            self._loop.stop()
-
-    async def _aclose(self) -> None:
-        try:
-            await self.client.close()
-        finally:
-            if self.limit is not None:
-                await self.limit.aclose()
 
 
 class _Step:
@@ -237,8 +76,8 @@ class _Step:
             )
         if params.get("stream"):
             raise ValueError("a Ray Data step does not stream: leave stream out")
-        _check_headers("default_headers", default_headers)
-        _check_headers("extra_headers", params.get("extra_headers"))
+        check_headers("default_headers", default_headers)
+        check_headers("extra_headers", params.get("extra_headers"))
         self._model = model
         self._concurrency = concurrency
         self._record = on_error == "record"
@@ -255,7 +94,7 @@ class _Step:
         def make_client(limit: ClusterRateLimit | None) -> AsyncRoutmy:
             return AsyncRoutmy(api_key=key, base_url=base_url, rate_limit=limit, **options)
 
-        self._runtime = _Runtime(make_client, budget)
+        self._runtime = Runtime(make_client, budget)
         self._finalizer = weakref.finalize(self, self._runtime.close)
 
     def close(self) -> None:
