@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 __all__ = ["Call", "HookSet", "Hooks", "StreamSummary", "global_hooks", "set_global_hooks"]
@@ -175,9 +175,13 @@ _METHODS = ("on_request", "on_response", "on_retry", "on_error", "on_success", "
 
 
 class HookSet:
-    """Calls every hook of a list, logging a failing one once instead of raising."""
+    """Calls every hook of a list, logging a failing one once instead of raising.
 
-    __slots__ = ("_failed", "hooks")
+    Only the methods a hook overrides are called: a ``Hooks()`` that overrides nothing costs
+    nothing, and an event no hook listens to costs one dict lookup (``wants``).
+    """
+
+    __slots__ = ("_failed", "_listeners", "hooks")
 
     def __init__(self, hooks: Iterable[Hooks]):
         self.hooks = tuple(hooks)
@@ -186,16 +190,35 @@ class HookSet:
                 raise TypeError(
                     f"hooks must be routmy_async.Hooks instances, not {type(hook).__name__}"
                 )
+        # Resolved once per hook set, not per event: the bound methods that do something.
+        self._listeners: dict[str, tuple[tuple[Hooks, Callable[..., None]], ...]] = {}
+        for name in _METHODS:
+            listeners = tuple(
+                (hook, getattr(hook, name))
+                for hook in self.hooks
+                if getattr(type(hook), name) is not getattr(Hooks, name)
+                or name in vars(hook)  # a method set on the instance
+            )
+            if listeners:
+                self._listeners[name] = listeners
         self._failed: set[tuple[int, str]] = set()
 
     def __add__(self, other: HookSet) -> HookSet:
         return HookSet((*self.hooks, *other.hooks))
 
+    def __bool__(self) -> bool:
+        """Whether any hook listens to anything (a set of do-nothing hooks is false)."""
+        return bool(self._listeners)
+
+    def wants(self, event: str) -> bool:
+        """Whether any hook overrides ``event`` (so its arguments are worth building)."""
+        return event in self._listeners
+
     def emit(self, event: str, /, *args: Any, **kwargs: Any) -> None:
-        """Call ``event`` (a :class:`Hooks` method name) on every hook."""
-        for hook in self.hooks:
+        """Call ``event`` (a :class:`Hooks` method name) on every hook that overrides it."""
+        for hook, method in self._listeners.get(event, ()):
             try:
-                getattr(hook, event)(*args, **kwargs)
+                method(*args, **kwargs)
             except Exception:
                 key = (id(hook), event)
                 if key not in self._failed:
@@ -218,8 +241,8 @@ def global_hooks() -> HookSet | None:
 def set_global_hooks(hooks: Iterable[Hooks]) -> None:
     """Replace the hooks every client runs (an empty list: none)."""
     global _global
-    hook_list = tuple(hooks)
-    _global = HookSet(hook_list) if hook_list else None
+    hook_set = HookSet(hooks)
+    _global = hook_set if hook_set else None
 
 
 assert all(hasattr(Hooks, name) for name in _METHODS)

@@ -354,3 +354,53 @@ async def test_a_final_completion_after_an_error_frame_raises_it_again(mock, cli
                 pass
         with pytest.raises(APIStreamError, match="upstream died"):
             await stream.get_final_completion()
+
+
+async def test_only_the_methods_a_hook_overrides_are_called(mock, monkeypatch):
+    """A hook that only wants successes gets them; the work for other events is skipped (no
+    redacted copy of the headers when nobody listens to on_request)."""
+    from routmy_async import _transport
+
+    successes: list[str] = []
+
+    class OnlySuccess(Hooks):
+        def on_success(self, call: Call, *, result: Any, elapsed: float) -> None:
+            successes.append(call.operation)
+
+    copies: list[int] = []
+    real_safe_headers = _transport.Transport.safe_headers
+
+    def counting(self: Any, headers: Mapping[str, str]) -> dict[str, str]:
+        copies.append(1)
+        return real_safe_headers(self, headers)
+
+    monkeypatch.setattr(_transport.Transport, "safe_headers", counting)
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, hooks=[OnlySuccess()]
+    ) as client:
+        await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
+        await client.models.list()
+    assert successes == ["chat", "models"]
+    assert copies == []  # no hook listens to on_request
+
+    recorder = Recorder()
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, hooks=[recorder]
+    ) as client:
+        await client.models.list()
+    assert copies == [1]
+    assert recorder.kinds() == ["request", "response", "success"]
+
+
+async def test_do_nothing_hooks_make_no_call_and_instance_methods_count(mock):
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, hooks=[Hooks()]) as client:
+        assert client._call("chat") is None  # nothing to observe: no Call is built
+        assert len(client.hooks) == 1  # yet the client still lists the hook it was given
+        await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
+
+    seen: list[int] = []
+    hook = Hooks()
+    hook.on_response = lambda call, **kw: seen.append(kw["status"])  # type: ignore[method-assign]
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, hooks=[hook]) as client:
+        await client.models.list()
+    assert seen == [200]
