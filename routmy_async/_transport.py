@@ -466,6 +466,8 @@ class Transport:
     def active_hooks(self) -> HookSet | None:
         """The hooks to run: this client's, then the global ones (``instrument()``)."""
         mine = self.hooks
+        if mine is not None and not mine:
+            mine = None  # hooks that override nothing: no Call, no events
         everyone = _hooks.global_hooks()
         if everyone is None:
             return mine
@@ -527,7 +529,7 @@ class Transport:
             retry_headers: Mapping[str, str] = {}
             error: APIStatusError | None = None
             failure: BaseException | None = None
-            if hooks is not None:
+            if hooks is not None and hooks.wants("on_request"):
                 hooks.emit(
                     "on_request",
                     call,
