@@ -5,7 +5,9 @@
 Starts the fake upstream (``_upstream.py``) in its own process, then runs, in fresh
 processes with the order rotated every repeat, W1 (non-streamed completions at concurrency
 64) and W2 (streams of 1,000 chunks) with: ``none`` (no hooks), ``noop`` (one hook that overrides
-every method with ``pass``) and ``otel`` (``instrument()`` with the OpenTelemetry SDK, an always-on
+every method with ``pass``), ``otel-api`` (``instrument()`` with no SDK configured: the
+API's no-op tracer and meter, so what remains is this package's own instrumentation work)
+and ``otel`` (``instrument()`` with the OpenTelemetry SDK, an always-on
 sampler and a span processor that drops every span, plus an in-memory metric reader). Reports
 client CPU per request (W1) and per stream (W2) and the overhead against ``none``.
 Needs ``opentelemetry-sdk`` (dev extra).
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ["none", "noop", "otel"]
+VARIANTS = ["none", "noop", "otel-api", "otel"]
 W1_REQUESTS = 3000
 W2_STREAMS = 20
 
@@ -56,6 +58,12 @@ async def _run(variant: str, workload: str, base_url: str) -> dict[str, Any]:
                 pass
 
         hooks = [Listening()]
+    elif variant == "otel-api":
+        # No SDK configured: the API's no-op tracer and meter. What is left is the
+        # instrumentation's own work (attributes, bookkeeping), not the SDK's.
+        from routmy_async.instrumentation import instrument
+
+        instrument()
     elif variant == "otel":
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -124,7 +132,8 @@ def main() -> None:
         results: dict[tuple[str, str], list[float]] = {}
         hook_path: list[float] = []
         for repeat in range(args.repeat):
-            order = VARIANTS[repeat % 3 :] + VARIANTS[: repeat % 3]
+            shift = repeat % len(VARIANTS)
+            order = VARIANTS[shift:] + VARIANTS[:shift]
             for workload in ("W1", "W2"):
                 for variant in order:
                     done = subprocess.run(
@@ -144,14 +153,19 @@ def main() -> None:
         upstream.wait(timeout=10)
     units = {"W1": "µs CPU / request (concurrency 64)", "W2": "µs CPU / 1,000-chunk stream"}
     print(f"median of {args.repeat} runs, each in a fresh process\n")
-    print("| workload | unit | none | noop hook | otel | noop / none | otel / none |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| workload | unit | none | noop hook | otel, API only | otel + SDK "
+        "| noop / none | otel API / none | otel SDK / none |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for workload in ("W1", "W2"):
         medians = {v: statistics.median(results[(workload, v)]) for v in VARIANTS}
+        none = medians["none"]
         print(
-            f"| {workload} | {units[workload]} | {medians['none']:.1f} | {medians['noop']:.1f} "
-            f"| {medians['otel']:.1f} | {medians['noop'] / medians['none']:.3f} "
-            f"| {medians['otel'] / medians['none']:.3f} |"
+            f"| {workload} | {units[workload]} | {none:.1f} | {medians['noop']:.1f} "
+            f"| {medians['otel-api']:.1f} | {medians['otel']:.1f} "
+            f"| {medians['noop'] / none:.3f} | {medians['otel-api'] / none:.3f} "
+            f"| {medians['otel'] / none:.3f} |"
         )
     path_ns = statistics.median(hook_path)
     per_request = statistics.median(results[("W1", "none")]) * 1000
