@@ -12,19 +12,38 @@ short). A stream read to its end releases its connection; one abandoned early cl
 because a half-read HTTP/1.1 connection cannot be reused.
 
 The subclass decodes the events (``_next_batch``), decides what ends the answer, and raises.
+What every stream has lives here too: the answer's ``status_code``, ``headers``,
+``rate_limits`` and ``request_id``, and the report of its end to the hooks
+(``on_stream_end`` with a ``StreamSummary``: outcome, duration, time to the first event,
+events, usage, result), once, however it ended.
+
+The subclass interface: ``_received`` (events so far), ``_feed`` (bytes to events),
+``_next_batch``, ``_fail``, ``_read``, ``_settle_tokens``; optionally ``_at_eof`` (the body
+ended), ``completed``, ``_usage`` and ``_result`` (what the hooks are told); and its
+``__anext__`` calls ``_raising(error)`` for every error it raises but ``StopAsyncIteration``,
+and ``_observe_end("done", None)`` when it stops at the answer's end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import anyio
 
-from ._exceptions import APIConnectionError, APIResponseValidationError, APITimeoutError
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStreamError,
+    APITimeoutError,
+    RoutmyError,
+)
+from ._hooks import Call, StreamOutcome, StreamSummary
+from ._ratelimit import RateLimitHeaders, parse_rate_limit_headers
 from ._sse import ServerSentEvent, SSEDecoder
 from ._transport import TRANSPORT_ERRORS, map_transport_error
 
@@ -39,6 +58,9 @@ _DRAIN_BYTES = 1 << 20
 # Events decoded per step: a read can hold a whole stream, and decoding it at once would keep
 # a thousand objects alive and cache-cold before the first is used.
 _BATCH = 32
+# Errors that say the answer itself was bad (an error frame, a frame that does not decode),
+# as opposed to the connection failing: the outcome "error" rather than "broken".
+_BAD_ANSWERS = (APIStreamError, APIResponseValidationError)
 
 
 class EventStream:
@@ -55,6 +77,7 @@ class EventStream:
         method: str = "POST",
         url: str = "",
         tokens: int = 0,
+        call: Call | None = None,
     ):
         self._response = response
         self._transport = transport
@@ -73,6 +96,11 @@ class EventStream:
         self._last_event_at = self._loop_time()
         self._ended = False  # the body ended cleanly: EOF, or [DONE] and drained
         self._closed = False
+        # Observed by hooks: the operation (None without hooks), and when its first event came.
+        self._call = call
+        self._first_event_at: float | None = None
+        # The last error raised to the reader (see _raising).
+        self._raised: RoutmyError | None = None
         self.request_id: str | None = response.headers.get("x-request-id")
         content_type = response.headers.get("Content-Type", "")
         if _EVENT_STREAM not in content_type:
@@ -85,9 +113,28 @@ class EventStream:
         raise NotImplementedError
 
     def _feed(self, data: bytes) -> list[bytes | ServerSentEvent]:
-        """The events one read completes (``self._decoder.feed_raw`` of the bytes, which a
-        subclass may prepare first)."""
-        raise NotImplementedError
+        """The events one read completes: ``self._decoder.feed_raw`` of the bytes, which a
+        subclass may prepare first."""
+        return self._decoder.feed_raw(data)
+
+    def _at_eof(self) -> None:
+        """The body ended without ``[DONE]``: release the connection. A subclass that can
+        tell a whole answer from a cut one raises ``_ended_early(...)`` instead of ending."""
+        self._release()
+        self._ended = True
+
+    @property
+    def completed(self) -> bool:
+        """Whether the stream was read to its end."""
+        return self._ended
+
+    def _usage(self) -> Any:
+        """The answer's usage object, if it carried one (told to the hooks)."""
+        return None
+
+    def _result(self) -> Any:
+        """The final object of a stream read to its end (told to the hooks)."""
+        return None
 
     def _next_batch(self) -> list[bytes | ServerSentEvent]:
         """Take the next few undecoded events of the last read."""
@@ -112,6 +159,63 @@ class EventStream:
             self._transport.settle_tokens(self._tokens, actual)
             self._tokens = 0
 
+    def _raising(self, error: BaseException) -> None:
+        """An error is leaving ``__anext__`` (anything but ``StopAsyncIteration``): a
+        ``RoutmyError`` is scrubbed of the key and kept in ``_raised``; the hooks learn how the
+        stream ended (a bad answer: ``error``; the connection: ``broken``; anything else, a
+        cancellation say: ``cancelled``)."""
+        outcome: StreamOutcome = "cancelled"
+        if isinstance(error, RoutmyError):
+            # Every error of the stream leaves through here: none carries the key.
+            self._transport.redactor.scrub(error)
+            self._raised = error
+            outcome = "error" if isinstance(error, _BAD_ANSWERS) else "broken"
+        if self._call is not None:
+            self._observe_end(outcome, error)
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def _observe_end(self, outcome: StreamOutcome, error: BaseException | None) -> None:
+        """Tell the hooks how the stream ended (once)."""
+        call, self._call = self._call, None
+        if call is None:
+            return
+        failure = self._failure or self._raised
+        if outcome == "done" and failure is not None:
+            outcome, error = "error", failure  # an end after an error frame is no success
+        self._report(
+            call,
+            outcome,
+            error,
+            chunks=self._received(),
+            usage=self._usage(),
+            result=self._result() if outcome == "done" else None,
+        )
+
+    def _report(
+        self,
+        call: Call,
+        outcome: StreamOutcome,
+        error: BaseException | None,
+        *,
+        chunks: int,
+        usage: Any,
+        result: Any,
+    ) -> None:
+        first = self._first_event_at
+        call.emit(
+            "on_stream_end",
+            StreamSummary(
+                outcome=outcome,
+                duration=time.monotonic() - call.started,
+                time_to_first_event=None if first is None else first - call.started,
+                chunks=chunks,
+                usage=usage,
+                result=result,
+                error=error,
+            ),
+        )
+
     # -- reading --------------------------------------------------------------------------
 
     async def _read(self) -> None:
@@ -124,14 +228,15 @@ class EventStream:
                 raise self._wire_error(exc) from exc
             raise
         if not data:
-            self._release()
-            self._ended = True
+            self._at_eof()
             return
         events = self._feed(data)
         if events:
             self._undecoded = events
             self._undecoded_at = 0
             self._last_event_at = self._loop_time()
+            if self._first_event_at is None:
+                self._first_event_at = time.monotonic()
         elif self._decoder.has_pending:
             # Part of an event (a large image line) is arriving: that is progress.
             self._last_event_at = self._loop_time()
@@ -185,6 +290,16 @@ class EventStream:
             url=self._url,
         )
 
+    def _closed_early(self) -> APIConnectionError:
+        """Closed before its end (a cancelled read, close() from elsewhere): never a silent,
+        shortened answer."""
+        return APIConnectionError(
+            f"{self._method} {self._url}: the stream was closed before its end, after "
+            f"{self._received()} {self._noun}(s): the answer is incomplete",
+            method=self._method,
+            url=self._url,
+        )
+
     def _wire_error(self, exc: BaseException) -> APIConnectionError:
         phase = f"stream (after {self._received()} {self._noun}(s))"
         return map_transport_error(exc, method=self._method, url=self._url, phase=phase)
@@ -197,7 +312,12 @@ class EventStream:
             status_code=self._response.status,
             request_id=self.request_id,
         )
-        raise self._transport.redactor.scrub(error)
+        self._transport.redactor.scrub(error)
+        call, self._call = self._call, None
+        if call is not None:
+            # Nothing of the subclass exists yet: no events, no usage.
+            self._report(call, "error", error, chunks=0, usage=None, result=None)
+        raise error
 
     # -- release --------------------------------------------------------------------------
 
@@ -214,15 +334,22 @@ class EventStream:
     async def close(self) -> None:
         """Close the stream. A stream not read to its end drops its connection."""
         self._abort()
+        if self._call is not None:
+            self._observe_end("done" if self.completed else "cancelled", None)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._abort()
+        await self.close()
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
+        if getattr(self, "_call", None) is not None and self._closed:
+            # Read to its end (or failed) but never finished by its reader: still an end.
+            self._observe_end("done" if self.completed else "cancelled", None)
         if not getattr(self, "_closed", True):
             if self._loop.is_closed() or self._transport.closed:
                 # The client's close() already closed the response: nothing leaked.
                 self._closed = True
+                if self._call is not None:
+                    self._observe_end("cancelled", None)
                 return
             _warn(
                 f"{type(self).__name__} was garbage-collected before it was read to the end "
@@ -233,11 +360,30 @@ class EventStream:
             )
             self._closed = True
             self._response.close()
+            if self._call is not None:
+                self._observe_end("cancelled", None)
+
+    # -- the answer -----------------------------------------------------------------------
 
     @property
     def response(self) -> aiohttp.ClientResponse:
         """The underlying aiohttp response (status, headers)."""
         return self._response
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status of the stream's answer."""
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The HTTP headers of the stream's answer (case-insensitive)."""
+        return self._response.headers
+
+    @property
+    def rate_limits(self) -> RateLimitHeaders:
+        """The ``x-ratelimit-*`` headers of the answer, parsed."""
+        return parse_rate_limit_headers(self._response.headers)
 
 
 class _Closable(Protocol):

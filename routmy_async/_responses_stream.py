@@ -11,17 +11,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ._event_stream import EventStream, StreamManager
-from ._exceptions import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APIStreamError,
-    RoutmyError,
-)
+from ._exceptions import APIResponseValidationError, APIStreamError
+from ._hooks import Call
 from ._responses_accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
 from ._sse import ServerSentEvent
 from .types.response_events import (
@@ -64,6 +60,7 @@ class ResponseStream(EventStream):
         url: str = "",
         finalize: Callable[[Response], Response] | None = None,
         tokens: int = 0,
+        call: Call | None = None,
     ):
         super().__init__(
             response,
@@ -72,12 +69,12 @@ class ResponseStream(EventStream):
             method=method,
             url=url,
             tokens=tokens,
+            call=call,
         )
         self._finalize = finalize
         self._ready: deque[ResponseStreamEvent] = deque()
         self._accumulator = ResponseAccumulator()
         self._finished = False  # response.completed or response.incomplete arrived
-        self._error: RoutmyError | None = None  # what ended the stream, kept for later calls
         self._final: Response | None = None
         self._event_lines = EventLines()
         #: Named SSE events that carry no Responses event (``event: ping``), skipped.
@@ -102,6 +99,8 @@ class ResponseStream(EventStream):
                     if not self._closed:
                         await self._drain()
                     self._settle_tokens(self._accumulator.usage_tokens)
+                    if self._call is not None:
+                        self._observe_end("done", None)
                     raise StopAsyncIteration
                 if self._closed:
                     if self._ended:
@@ -109,21 +108,14 @@ class ResponseStream(EventStream):
                         raise self._ended_early(
                             "response.completed, response.incomplete or response.failed"
                         )
-                    if self._error is not None:
+                    if self._raised is not None:
                         raise StopAsyncIteration  # its error was raised already
-                    # Closed before its end (a cancelled read, close() from elsewhere):
-                    # never a silent, shortened answer.
-                    raise APIConnectionError(
-                        f"{self._method} {self._url}: the stream was closed before its end, "
-                        f"after {self._received()} event(s): the answer is incomplete",
-                        method=self._method,
-                        url=self._url,
-                    )
+                    raise self._closed_early()
                 await self._read()
-        except RoutmyError as error:
-            # Every error of the stream leaves through here: none carries the key.
-            self._transport.redactor.scrub(error)
-            self._error = error
+        except StopAsyncIteration:
+            raise
+        except BaseException as error:
+            self._raising(error)
             raise
         return ready.popleft()
 
@@ -190,6 +182,21 @@ class ResponseStream(EventStream):
     def _feed(self, data: bytes) -> list[bytes | ServerSentEvent]:
         return feed_split(self._decoder, self._event_lines(data))
 
+    def _usage(self) -> Any:
+        """The terminal response's ``usage`` (a failed response's included)."""
+        terminal = self._accumulator.terminal
+        return terminal.response.usage if terminal is not None else None
+
+    def _result(self) -> Response:
+        return self._whole()
+
+    def _whole(self) -> Response:
+        """The accumulated response, with the answer's request id, status and headers."""
+        response = self._accumulator.response()
+        answer = self._response
+        response._attach(b"", self.request_id, status=answer.status, headers=answer.headers)
+        return response
+
     # -- results ------------------------------------------------------------------------
 
     async def __aenter__(self) -> ResponseStream:
@@ -215,13 +222,12 @@ class ResponseStream(EventStream):
             pass
         if self._final is None:
             if not self._finished:
-                if self._error is not None:
-                    raise self._error
+                if self._raised is not None:
+                    raise self._raised
                 raise RuntimeError(
                     "the stream was closed before its end; current_response() gives what arrived"
                 )
-            response = self._accumulator.response()
-            response._attach(b"", self.request_id)
+            response = self._whole()
             if self._finalize is not None:
                 response = self._finalize(response)
             self._final = response

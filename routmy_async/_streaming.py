@@ -1,38 +1,25 @@
 """``ChatCompletionStream``: SSE bytes from one open response, as typed chunks and events.
 
-The stream is a class with ``__anext__`` rather than an async generator, so nothing is left
-for the garbage collector to finalise on a closed loop: a ``break`` followed by leaving
-``async with``, an exception or a cancellation each close the response on the spot (closing is
-synchronous in aiohttp, so no await in the cleanup can be cut short). A stream read to its end
-releases its connection back to the pool; one abandoned early closes it, because a half-read
-HTTP/1.1 connection cannot be reused.
+The wire half (reading, splitting, the idle timeout, draining after ``[DONE]``, releasing the
+connection on every way out, the report to the hooks) is ``EventStream``'s; this class decodes
+the chunks, accumulates them, and decides what ends the answer: ``data: [DONE]``, or the
+body's end once every choice has a ``finish_reason``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-import warnings
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aiohttp
-import anyio
 import msgspec
 
 from ._accumulate import CompletionAccumulator
-from ._exceptions import (
-    APIConnectionError,
-    APIResponseValidationError,
-    APIStreamError,
-    APITimeoutError,
-    RoutmyError,
-)
-from ._hooks import Call, StreamOutcome, StreamSummary
-from ._ratelimit import RateLimitHeaders, parse_rate_limit_headers
-from ._sse import ServerSentEvent, SSEDecoder
-from ._transport import TRANSPORT_ERRORS, map_transport_error
+from ._event_stream import EventStream
+from ._exceptions import APIResponseValidationError, APIStreamError
+from ._hooks import Call
+from ._sse import ServerSentEvent
 from .types.chat import (
     AwaitableChatCompletion,
     ChatCompletion,
@@ -59,10 +46,6 @@ __all__ = ["ChatCompletionStream"]
 
 _decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 _decode_error = msgspec.json.Decoder(StreamErrorBody).decode
-_EVENT_STREAM = "text/event-stream"
-_DRAIN_SECONDS = 1.0
-_BATCH = 32
-_DRAIN_BYTES = 1 << 20
 
 
 class _Error(msgspec.Struct):
@@ -72,12 +55,14 @@ class _Error(msgspec.Struct):
 _decode_error_envelope = msgspec.json.Decoder(_Error).decode
 
 
-class ChatCompletionStream:
+class ChatCompletionStream(EventStream):
     """An open streamed chat completion: iterate it for ``ChatCompletionChunk`` objects.
 
     Use it as ``async with stream:`` so the connection is released even when the loop is left
     early. ``get_final_completion()`` returns the ``ChatCompletion`` built from every delta.
     """
+
+    _noun = "chunk"
 
     def __init__(
         self,
@@ -91,39 +76,22 @@ class ChatCompletionStream:
         tokens: int = 0,
         call: Call | None = None,
     ):
-        self._response = response
-        # Observed by hooks: the operation, and when its first event came.
-        self._call = call
-        self._first_event_at: float | None = None
-        # An error already raised to the reader, raised again by get_final_completion().
-        self._raised: BaseException | None = None
-        self._transport = transport
-        self._content = response.content
-        self._idle = idle_timeout
-        self._method = method
-        self._url = url
+        super().__init__(
+            response,
+            transport=transport,
+            idle_timeout=idle_timeout,
+            method=method,
+            url=url,
+            tokens=tokens,
+            call=call,
+        )
         self._finalize = finalize
-        # The token estimate reserved for this request, settled with the usage at the end.
-        self._tokens = tokens
-        self._decoder = SSEDecoder()
         self._ready: deque[ChatCompletionChunk] = deque()
-        self._undecoded: list[bytes | ServerSentEvent] = []
-        self._undecoded_at = 0
-        self._failure: BaseException | None = None
         self._accumulator = CompletionAccumulator()
-        self._loop = asyncio.get_running_loop()
-        self._loop_time = self._loop.time
-        self._last_event_at = self._loop_time()
-        self._done = False  # [DONE], or a clean EOF after every choice finished
-        self._closed = False
         self._final: AwaitableChatCompletion | None = None
-        self.request_id: str | None = response.headers.get("x-request-id")
         #: Named SSE events of types other than ``message``/``error`` (``event: ping``),
         #: which carry no chunk and are skipped.
         self.ignored_events = 0
-        content_type = response.headers.get("Content-Type", "")
-        if _EVENT_STREAM not in content_type:
-            self._check_content_type(content_type)
 
     # -- the async iterator -------------------------------------------------------------
 
@@ -139,84 +107,33 @@ class ChatCompletionStream:
                     continue
                 if self._failure is not None:
                     failure, self._failure = self._failure, None
-                    self._raised = failure  # get_final_completion() raises it again
-                    raise failure
-                if self._done:
+                    raise failure  # kept in _raised: get_final_completion() raises it again
+                if self._ended:  # [DONE], or a clean EOF after every choice finished
                     if self._tokens:
-                        self._settle_tokens()
+                        usage = self._accumulator.usage
+                        self._settle_tokens(usage.total_tokens if usage else None)
                     if self._call is not None:
                         self._observe_end("done", None)
                     raise StopAsyncIteration
                 if self._closed:
-                    # Closed before its end (a cancelled read, close() from elsewhere):
-                    # never a silent, shortened answer.
-                    raise APIConnectionError(
-                        f"{self._method} {self._url}: the stream was closed before its end, "
-                        f"after {self._accumulator.chunk_count} chunk(s): the answer is "
-                        "incomplete",
-                        method=self._method,
-                        url=self._url,
-                    )
+                    raise self._closed_early()
                 await self._read()
-        except RoutmyError as error:
-            # Every error of the stream leaves through here: none carries the key.
-            self._transport.redactor.scrub(error)
-            if self._call is not None:
-                bad_answer = isinstance(error, (APIStreamError, APIResponseValidationError))
-                self._observe_end("error" if bad_answer else "broken", error)
+        except StopAsyncIteration:
             raise
         except BaseException as error:
-            if self._call is not None and not isinstance(error, StopAsyncIteration):
-                self._observe_end("cancelled", error)
+            self._raising(error)
             raise
         return ready.popleft()
-
-    def _observe_end(self, outcome: StreamOutcome, error: BaseException | None) -> None:
-        """Tell the hooks how the stream ended (once)."""
-        call, self._call = self._call, None
-        if call is None:
-            return
-        failure = self._failure or self._raised
-        if outcome == "done" and failure is not None:
-            outcome, error = "error", failure  # [DONE] after an error frame is no success
-        now = time.monotonic()
-        first = self._first_event_at
-        result: ChatCompletion | None = None
-        if outcome == "done":
-            result = self._accumulator.completion()
-        call.emit(
-            "on_stream_end",
-            StreamSummary(
-                outcome=outcome,
-                duration=now - call.started,
-                time_to_first_event=None if first is None else first - call.started,
-                chunks=self._accumulator.chunk_count,
-                usage=self._accumulator.usage,
-                result=result,
-                error=error,
-            ),
-        )
 
     def _take(self) -> None:
         """Decode and accumulate the next few events of a read, in one tight loop.
 
-        Batches stay small: a read can hold a whole stream (a thousand events), and decoding
-        it at once would keep a thousand objects alive and cache-cold before the first is
-        used. A bad frame stops the batch: the chunks before it are still delivered, then
-        the failure is raised by the next ``__anext__``.
+        A bad frame stops the batch: the chunks before it are still delivered, then the
+        failure is raised by the next ``__anext__``.
         """
-        start = self._undecoded_at
-        events = self._undecoded[start : start + _BATCH]
-        if start + _BATCH >= len(self._undecoded):
-            self._undecoded = []
-            self._undecoded_at = 0
-        else:
-            self._undecoded_at = start + _BATCH
         batch: list[ChatCompletionChunk] = []
-        if self._call is not None and self._first_event_at is None:
-            self._first_event_at = time.monotonic()
         try:
-            self._decode_into(batch, events)
+            self._decode_into(batch, self._next_batch())
         finally:
             # Whatever decoded before a bad frame is accumulated and delivered first.
             self._accumulator.add_all(batch)
@@ -257,94 +174,22 @@ class ChatCompletionStream:
             chunk.__dict__["_raw_json"] = data
             append(chunk)
 
-    def _settle_tokens(self) -> None:
-        usage = self._accumulator.usage
-        self._transport.settle_tokens(self._tokens, usage.total_tokens if usage else None)
-        self._tokens = 0
+    # -- for EventStream ----------------------------------------------------------------
 
-    def _fail(self, failure: BaseException) -> None:
-        self._transport.redactor.scrub(failure)
-        self._abort()
-        self._failure = failure
-        self._undecoded = []
+    def _received(self) -> int:
+        return self._accumulator.chunk_count
 
-    async def _read(self) -> None:
-        try:
-            data = await self._content.readany()
-        except BaseException as exc:
-            self._abort()
-            if isinstance(exc, TRANSPORT_ERRORS):
-                raise self._wire_error(exc) from exc
-            raise
-        if not data:
-            self._on_eof()
-            return
-        events = self._decoder.feed_raw(data)
-        if events:
-            self._undecoded = events
-            self._undecoded_at = 0
-            self._last_event_at = self._loop_time()
-        elif self._decoder.has_pending:
-            # Part of an event (a large image line) is arriving: that is progress.
-            self._last_event_at = self._loop_time()
-        elif self._idle is not None:
-            # Keep-alive comments reset the socket timer but are not events.
-            if self._loop_time() - self._last_event_at > self._idle:
-                self._abort()
-                raise APITimeoutError(
-                    f"{self._method} {self._url}: no stream event for {self._idle:g} s "
-                    f"(only keep-alive comments arrived)",
-                    method=self._method,
-                    url=self._url,
-                )
-        if self._decoder.done:
-            await self._drain()
-
-    async def _drain(self) -> None:
-        """After ``[DONE]``: read to EOF so the connection can go back to the pool.
-
-        Bounded in time and size: a server that keeps talking after ``[DONE]`` loses its
-        connection instead of holding the caller.
-        """
-        self._done = True
-        content = self._content
-        if content.at_eof():
-            # The usual case: the body's end arrived with [DONE]; no timer needed.
-            self._release()
-            return
-        drained = 0
-        try:
-            with anyio.move_on_after(_DRAIN_SECONDS):
-                while drained < _DRAIN_BYTES:
-                    data = await content.readany()
-                    if not data:
-                        self._release()
-                        return
-                    drained += len(data)
-        except BaseException as exc:
-            self._abort()
-            if not isinstance(exc, TRANSPORT_ERRORS):
-                raise
-            return
-        self._abort()
-
-    def _on_eof(self) -> None:
+    def _at_eof(self) -> None:
         self._release()
-        if self._accumulator.finished:
-            self._done = True
-            return
-        received = self._accumulator.chunk_count
-        self._closed = True
-        raise APIConnectionError(
-            f"{self._method} {self._url}: the stream ended after {received} chunk(s) without "
-            "[DONE] or a finish_reason: the answer is incomplete",
-            method=self._method,
-            url=self._url,
-        )
+        if not self._accumulator.finished:
+            raise self._ended_early("[DONE] or a finish_reason")
+        self._ended = True
 
-    def _wire_error(self, exc: BaseException) -> APIConnectionError:
-        phase = f"stream (after {self._accumulator.chunk_count} chunk(s))"
-        return map_transport_error(exc, method=self._method, url=self._url, phase=phase)
+    def _usage(self) -> Any:
+        return self._accumulator.usage
+
+    def _result(self) -> ChatCompletion:
+        return self._accumulator.completion()
 
     def _stream_error(self, body: StreamErrorBody | None, raw: bytes) -> APIStreamError:
         if body is None:
@@ -361,90 +206,10 @@ class ChatCompletionStream:
             request_id=self.request_id,
         )
 
-    def _check_content_type(self, content_type: str) -> None:
-        # Checked before any byte is parsed: an HTML login page must not pass as a stream.
-        self._abort()
-        error = APIResponseValidationError(
-            f"expected an event stream, got Content-Type {content_type or '(none)'!r}",
-            status_code=self._response.status,
-            request_id=self.request_id,
-        )
-        self._transport.redactor.scrub(error)
-        if self._call is not None:
-            self._observe_end("error", error)
-        raise error
-
-    # -- release ------------------------------------------------------------------------
-
-    def _release(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._response.release()
-
-    def _abort(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._response.close()
-
-    async def close(self) -> None:
-        """Close the stream. A stream not read to its end drops its connection."""
-        self._abort()
-        if self._call is not None:
-            self._observe_end("done" if self._done else "cancelled", None)
-
     async def __aenter__(self) -> ChatCompletionStream:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    def __del__(self, _warn: Any = warnings.warn) -> None:
-        if getattr(self, "_call", None) is not None and getattr(self, "_closed", False):
-            # Read to its end (or failed) but never finished by its reader: still an end.
-            self._observe_end("done" if self._done else "cancelled", None)
-        if not getattr(self, "_closed", True):
-            if self._loop.is_closed() or self._transport.closed:
-                # The client's close() already closed the response: nothing leaked.
-                self._closed = True
-                return
-            _warn(
-                "ChatCompletionStream was garbage-collected before it was read to the end or "
-                "closed; use `async with stream:` to release its connection",
-                ResourceWarning,
-                source=self,
-                stacklevel=2,
-            )
-            self._closed = True
-            self._response.close()
-            if self._call is not None:
-                self._observe_end("cancelled", None)
-
     # -- results ------------------------------------------------------------------------
-
-    @property
-    def response(self) -> aiohttp.ClientResponse:
-        """The underlying aiohttp response (status, headers)."""
-        return self._response
-
-    @property
-    def status_code(self) -> int:
-        """The HTTP status of the stream's answer."""
-        return self._response.status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The HTTP headers of the stream's answer (case-insensitive)."""
-        return self._response.headers
-
-    @property
-    def rate_limits(self) -> RateLimitHeaders:
-        """The ``x-ratelimit-*`` headers of the answer, parsed."""
-        return parse_rate_limit_headers(self._response.headers)
-
-    @property
-    def completed(self) -> bool:
-        """Whether the stream was read to its end (``[DONE]`` or every choice finished)."""
-        return self._done
 
     def current_completion(self) -> ChatCompletion:
         """The completion accumulated so far, finished or not."""
@@ -459,7 +224,7 @@ class ChatCompletionStream:
         ``RuntimeError`` that says to await it (``current_completion()`` gives the partial
         result).
         """
-        if not self._done:
+        if not self._ended:
             return cast(AwaitableChatCompletion, _PendingFinalCompletion(self))
         # Every byte has arrived, but the consumer may have stopped before the last events
         # of the final read were decoded: fold them in (or raise what was wrong with them).
@@ -553,7 +318,7 @@ class ChatCompletionStream:
             self._ready
             or self._undecoded
             or self._failure is not None
-            or self._done
+            or self._ended
             or self._closed
         )
 
@@ -614,7 +379,7 @@ class ChatCompletionStream:
         )
 
     def __repr__(self) -> str:
-        state = "done" if self._done else ("closed" if self._closed else "open")
+        state = "done" if self._ended else ("closed" if self._closed else "open")
         return f"<ChatCompletionStream {state} chunks={self._accumulator.chunk_count}>"
 
 
