@@ -14,6 +14,7 @@ from ._content import image_part, text_part
 from ._exceptions import (
     APICertificateError,
     APIConnectionError,
+    APIProxyError,
     APIResponseValidationError,
     APIStatusError,
     APIStreamError,
@@ -40,6 +41,7 @@ __all__ = [
     "NOT_GIVEN",
     "APICertificateError",
     "APIConnectionError",
+    "APIProxyError",
     "APIResponseValidationError",
     "APIStatusError",
     "APIStreamError",

@@ -5,6 +5,7 @@ The hierarchy::
     RoutmyError
     ├── APIConnectionError             the request never got a complete answer
     │   ├── APICertificateError        ... because the server's TLS certificate failed checks
+    │   ├── APIProxyError              ... because the HTTP proxy refused it (407, 403, 502...)
     │   └── APITimeoutError            ... because a timeout ran out
     ├── APIResponseValidationError     a 2xx body that does not decode into its type
     ├── APIStreamError                 an error frame inside an SSE stream
@@ -34,6 +35,7 @@ import msgspec
 __all__ = [
     "APICertificateError",
     "APIConnectionError",
+    "APIProxyError",
     "APIResponseValidationError",
     "APIStatusError",
     "APIStreamError",
@@ -103,6 +105,37 @@ class APICertificateError(APIConnectionError):
     ):
         super().__init__(message, method=method, url=url)
         self.host = host
+        self.reason = reason
+
+
+class APIProxyError(APIConnectionError):
+    """The HTTP proxy, not rout.my, refused the request: a ``407`` (it wants credentials, or
+    refused the ones given), a ``403`` of its policy, or a ``502``/``503``/``504`` when it could
+    not reach the server.
+
+    A ``407`` or ``403`` is never retried: asking again meets the same refusal.
+
+    :param message: what the proxy answered and what to change, naming the proxy.
+    :param method: the HTTP method of the request, when known.
+    :param url: the URL of the request, when known.
+    :param proxy: the proxy's URL without its credentials (``http://proxy.corp:3128``).
+    :param status_code: the proxy's HTTP status (``407``...).
+    :param reason: the proxy's reason phrase (``"Proxy Authentication Required"``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        proxy: str | None = None,
+        status_code: int | None = None,
+        reason: str = "",
+    ):
+        super().__init__(message, method=method, url=url)
+        self.proxy = proxy
+        self.status_code = status_code
         self.reason = reason
 
 

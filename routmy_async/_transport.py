@@ -24,6 +24,7 @@ from ._config import Timeout
 from ._exceptions import (
     APICertificateError,
     APIConnectionError,
+    APIProxyError,
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
@@ -45,7 +46,14 @@ from ._tls import (
     session_proxy_supported,
 )
 
-__all__ = ["TRANSPORT_ERRORS", "RawResponse", "Transport", "logger", "map_transport_error"]
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "RawResponse",
+    "Transport",
+    "logger",
+    "map_transport_error",
+    "proxy_error",
+]
 
 logger = logging.getLogger("routmy_async")
 
@@ -66,10 +74,98 @@ class RawResponse:
         self.request_id: str | None = headers.get("x-request-id")
 
 
+def _shown_proxy(proxy: str | None) -> URL | None:
+    """The proxy as an error may show it: its URL without the credentials."""
+    return None if proxy is None else URL(proxy).with_user(None)
+
+
+def _the_proxy(shown: URL | None) -> str:
+    return f"the proxy {shown}" if shown is not None else "the HTTP proxy"
+
+
+def proxy_error(
+    status: int,
+    reason: str | None,
+    headers: Mapping[str, str] | None,
+    *,
+    proxy: str | None,
+    method: str,
+    url: str,
+) -> APIProxyError:
+    """The error for a proxy that refused a request (a ``CONNECT``, or a forwarded http one).
+
+    It says that the proxy answered (not rout.my), names the proxy without its credentials,
+    and says what to change: credentials for a 407, the proxy's policy for a 403.
+    """
+    shown = _shown_proxy(proxy)
+    target = URL(url)
+    where = f"{target.host}:{target.port}" if target.host else url
+    reason = reason or ""
+    said = f"{status} {reason}".strip()
+    text = f"{method} {url}: {_the_proxy(shown)} refused the request with {said}"
+    text += " (the proxy answered, not rout.my)"
+    if status == 407:
+        asked = (headers or {}).get("Proxy-Authenticate", "")
+        has_credentials = proxy is not None and URL(proxy).user is not None
+        if asked and "basic" not in asked.lower():
+            scheme = asked.split()[0]
+            text += (
+                f". It asks for {scheme} authentication, which this client cannot do: ask for "
+                "a proxy that takes Basic credentials, or pass your own aiohttp session= "
+                "configured for it"
+            )
+        elif has_credentials:
+            text += (
+                ". It refused the credentials in the proxy URL: check the user and password "
+                "(percent-encode characters such as '@', ':' or '/' in them)"
+            )
+        else:
+            text += (
+                ". It asks for credentials: put them in the proxy URL, "
+                f"proxy='http://USER:PASSWORD@{shown.authority if shown else 'host:port'}'"
+                " (or in the HTTPS_PROXY / HTTP_PROXY variable)"
+            )
+    elif status == 403:
+        text += (
+            f". Its policy does not allow {where}: ask its administrator to allow it, or "
+            f"add the host to NO_PROXY if it can be reached without the proxy"
+        )
+    elif status in (502, 503, 504):
+        text += f": it could not reach {where}"
+    return APIProxyError(
+        text,
+        method=method,
+        url=url,
+        proxy=None if shown is None else str(shown),
+        status_code=status,
+        reason=reason,
+    )
+
+
 def map_transport_error(
-    exc: BaseException, *, method: str, url: str, phase: str = "request"
+    exc: BaseException,
+    *,
+    method: str,
+    url: str,
+    phase: str = "request",
+    proxy: str | None = None,
 ) -> APIConnectionError:
-    """Translate an aiohttp/asyncio/OS failure into ``APITimeoutError``/``APIConnectionError``."""
+    """Translate an aiohttp/asyncio/OS failure into ``APITimeoutError``/``APIConnectionError``.
+
+    :param proxy: the proxy the request went through, if any (named in a proxy's refusal).
+    """
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy answered the CONNECT with something else than 200: say it was the proxy.
+        return proxy_error(
+            exc.status, exc.message, exc.headers, proxy=proxy, method=method, url=url
+        )
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return APIConnectionError(
+            f"{method} {url}: could not connect to {_the_proxy(_shown_proxy(proxy))} "
+            f"({exc.os_error or exc})",
+            method=method,
+            url=url,
+        )
     if isinstance(exc, asyncio.TimeoutError):
         # Say which limit ran out: aiohttp raises a type per limit, a bare TimeoutError
         # for the total.
@@ -164,6 +260,9 @@ class Transport:
             verify=verify, cert=cert, proxy=proxy, trust_env=trust_env, target=target
         )
         self.redactor = Redactor(secret)
+        #: The proxy requests go through (its URL, credentials included: never shown), once
+        #: the pool is made; ``None`` without one.
+        self.proxy: str | None = None
         for credential in proxy_secrets(proxy) if proxy is not None else ():
             self.redactor.add(credential)
         self._closed = False
@@ -206,6 +305,7 @@ class Transport:
                 for credential in proxy_secrets(proxy):
                     self.redactor.add(credential)
                 extra["proxy"] = proxy
+                self.proxy = proxy
             self._loop = asyncio.get_running_loop()
             self._slots = asyncio.Semaphore(self._max_connections)
             connector = aiohttp.TCPConnector(
@@ -416,7 +516,9 @@ class Transport:
         return value
 
     def _fail(self, exc: BaseException, method: str, url: URL, phase: str) -> NoReturn:
-        raise map_transport_error(exc, method=method, url=str(url), phase=phase) from exc
+        raise map_transport_error(
+            exc, method=method, url=str(url), phase=phase, proxy=self.proxy
+        ) from exc
 
     async def request(
         self,
@@ -558,10 +660,8 @@ class Transport:
                     raise self._closed_error(method, url) from exc
                 if not isinstance(exc, TRANSPORT_ERRORS):
                     raise
-                # A certificate does not get better by asking again.
-                if attempt >= max_retries or isinstance(
-                    exc, aiohttp.ClientConnectorCertificateError
-                ):
+                # A certificate, or a proxy's 407 or 403, does not get better by asking again.
+                if attempt >= max_retries or not _retryable(exc):
                     self._log(debug, method, url, None, attempt, started, repr(exc))
                     self._fail(exc, method, url, "connect" if _is_connect(exc) else "request")
                 self._log(debug, method, url, None, attempt, started, f"retrying after {exc!r}")
@@ -625,6 +725,17 @@ class Transport:
                             return RawResponse(status, response.headers, data), None
                 else:
                     error = await self._status_error(response)
+                    if status == 407 and self.proxy is not None:
+                        # The proxy of a plain-http request wants (other) credentials.
+                        self._log(debug, method, url, status, attempt, started, "proxy refused")
+                        raise proxy_error(
+                            status,
+                            response.reason,
+                            response.headers,
+                            proxy=self.proxy,
+                            method=method,
+                            url=str(url),
+                        ) from error
                 if error is not None:
                     self._log(debug, method, url, status, attempt, started, error.message)
                     if error.status_code == 429:
@@ -641,7 +752,9 @@ class Transport:
             delay = _retry.retry_delay(attempt - 1, retry_headers, now=time.time())
             if hooks is not None and failure is not None:
                 if not isinstance(failure, RoutmyError):
-                    failure = map_transport_error(failure, method=method, url=str(url))
+                    failure = map_transport_error(
+                        failure, method=method, url=str(url), proxy=self.proxy
+                    )
                 self.redactor.scrub(failure)  # hooks never see the key either
                 reason = (
                     f"status {failure.status_code}"
@@ -711,6 +824,16 @@ def _mentions_error(body: bytes) -> bool:
     if len(body) <= 8192:
         return b'"error"' in body
     return b'"error"' in body[:4096] or b'"error"' in body[-4096:]
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether a failure to get an answer is worth another attempt."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return False
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy's own status says it: a 502 may pass, a 407 or a 403 will not.
+        return _retry.should_retry_status(exc.status, exc.headers or {})
+    return True
 
 
 def _is_connect(exc: BaseException) -> bool:

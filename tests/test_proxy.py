@@ -13,7 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from routmy_async import APICertificateError, APIConnectionError, AsyncRoutmy, RoutmyError
+from routmy_async import (
+    APICertificateError,
+    APIConnectionError,
+    APIProxyError,
+    AsyncRoutmy,
+    RoutmyError,
+)
 from routmy_async._tls import session_proxy_supported
 from routmy_async.testing import MockRoutmy
 from tests._tls_helpers import TLSMock, client_context, server_context, write_ca_bundle
@@ -37,7 +43,8 @@ class ForwardProxy:
     is sent on to its host, and the connection then carries bytes both ways. Every upstream
     host is reached at ``routes[host]`` when given (so ``api.rout.test`` can be served by a
     loopback mock), else at the name itself. With ``auth``, a request without the right
-    ``Proxy-Authorization: Basic`` gets ``407``.
+    ``Proxy-Authorization: Basic`` gets ``407`` (asking for ``challenge``); with ``refuse``,
+    every request gets that status and reason (a policy's ``403``, a ``502``).
     """
 
     def __init__(
@@ -45,7 +52,11 @@ class ForwardProxy:
         *,
         auth: tuple[str, str] | None = None,
         routes: dict[str, tuple[str, int]] | None = None,
+        refuse: tuple[int, str] | None = None,
+        challenge: str = 'Basic realm="test"',
     ):
+        self._refuse = refuse
+        self._challenge = challenge
         self._auth = (
             "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode() if auth else None
         )
@@ -111,8 +122,17 @@ class ForwardProxy:
             self.refused += 1
             writer.write(
                 b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                b'Proxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n'
-                b"Connection: close\r\n\r\n"
+                + f"Proxy-Authenticate: {self._challenge}\r\n".encode()
+                + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            await writer.drain()
+            return
+        if self._refuse is not None:
+            self.refused += 1
+            status, reason = self._refuse
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
             )
             await writer.drain()
             return
@@ -391,3 +411,128 @@ async def test_proxy_settings_cannot_go_with_a_borrowed_session():
                 AsyncRoutmy(api_key=KEY, session=session, **options)
         with pytest.raises(TypeError, match="trust_env"):
             AsyncRoutmy(api_key=KEY, trust_env="no")  # type: ignore[arg-type]
+
+
+# -- a proxy that refuses ---------------------------------------------------------------------
+
+
+@requires_session_proxy
+@pytest.mark.parametrize("given", ["wrong", "missing"])
+async def test_a_proxy_asking_for_credentials_raises_a_proxy_error_never_retried(given):
+    """A 407 to the CONNECT is an APIProxyError (an APIConnectionError) that says the proxy,
+    not rout.my, refused; names the proxy without its credentials; says what to fix (wrong
+    credentials, or where to put missing ones); and is not retried."""
+    async with (
+        TLSMock(api_key=KEY) as mock,
+        ForwardProxy(auth=(USER, PASSWORD), routes=routes_to(mock)) as proxy,
+    ):
+        proxy_url = proxy.url_with(USER, "wr0ng") if given == "wrong" else proxy.url
+        async with AsyncRoutmy(
+            api_key=KEY,
+            base_url=f"https://{PROXIED_HOST}/v1",
+            proxy=proxy_url,
+            verify=client_context(),
+            max_retries=2,
+        ) as client:
+            with pytest.raises(APIProxyError) as info:
+                await client.models.list()
+        assert proxy.refused == 1  # a 407 is not asked again
+        assert mock.requests == []
+        shown = proxy.url
+    error = info.value
+    assert isinstance(error, APIConnectionError)
+    assert error.status_code == 407
+    assert error.proxy == shown  # http://127.0.0.1:<port>, no credentials
+    text = str(error)
+    assert f"the proxy {shown} refused the request with 407" in text
+    assert "not rout.my" in text
+    assert "wr0ng" not in text and USER not in text
+    if given == "wrong":
+        assert "refused the credentials in the proxy URL" in text
+    else:
+        authority = shown.removeprefix("http://")
+        assert f"proxy='http://USER:PASSWORD@{authority}'" in text
+
+
+@requires_session_proxy
+async def test_a_proxy_asking_for_another_scheme_says_the_client_cannot_do_it():
+    """A proxy that wants Negotiate (Kerberos) gets no credentials from a URL: the error says
+    which scheme it asked for instead of pointing at the password."""
+    async with (
+        TLSMock(api_key=KEY) as mock,
+        ForwardProxy(auth=(USER, PASSWORD), routes=routes_to(mock), challenge="Negotiate") as proxy,
+    ):
+        async with AsyncRoutmy(
+            api_key=KEY,
+            base_url=f"https://{PROXIED_HOST}/v1",
+            proxy=proxy.url_with(USER, PASSWORD + "x"),
+            verify=client_context(),
+            max_retries=0,
+        ) as client:
+            with pytest.raises(APIProxyError, match="asks for Negotiate authentication"):
+                await client.models.list()
+
+
+@requires_session_proxy
+async def test_plain_http_through_a_proxy_asking_for_credentials_is_a_proxy_error(monkeypatch):
+    """Over plain-http proxying (no CONNECT: the proxy answers the forwarded request itself),
+    a 407 is the same APIProxyError, never an APIStatusError from rout.my, and not retried."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with MockRoutmy(api_key=KEY) as mock, ForwardProxy(auth=(USER, PASSWORD)) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url_with(USER, "wr0ng"))
+        async with AsyncRoutmy(api_key=KEY, base_url=mock.base_url, max_retries=2) as client:
+            with pytest.raises(APIProxyError) as info:
+                await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
+        assert proxy.refused == 1
+        assert mock.requests == []
+        assert info.value.status_code == 407 and info.value.proxy == proxy.url
+    assert "refused the credentials in the proxy URL" in str(info.value)
+    assert "wr0ng" not in repr(info.value)
+
+
+@requires_session_proxy
+async def test_a_proxy_policy_refusal_is_not_retried_and_a_bad_gateway_is():
+    """A 403 to the CONNECT (the proxy's policy) names the host it would not tunnel to and
+    NO_PROXY, and is not retried; a 502 (the proxy could not reach the host) is retried like
+    any connection failure, then raised as an APIProxyError too."""
+    async with ForwardProxy(refuse=(403, "Forbidden")) as proxy:
+        async with AsyncRoutmy(
+            api_key=KEY, base_url=f"https://{PROXIED_HOST}/v1", proxy=proxy.url, max_retries=2
+        ) as client:
+            with pytest.raises(APIProxyError) as info:
+                await client.models.list()
+        assert proxy.refused == 1
+    assert info.value.status_code == 403 and info.value.reason == "Forbidden"
+    assert f"does not allow {PROXIED_HOST}:443" in str(info.value)
+    assert "NO_PROXY" in str(info.value)
+
+    async with ForwardProxy(refuse=(502, "Bad Gateway")) as proxy:
+        async with AsyncRoutmy(
+            api_key=KEY,
+            base_url=f"https://{PROXIED_HOST}/v1",
+            proxy=proxy.url,
+            max_retries=1,
+            timeout=5,
+        ) as client:
+            with pytest.raises(APIProxyError, match=f"could not reach {PROXIED_HOST}:443"):
+                await client.models.list()
+        assert proxy.refused == 2
+
+
+@requires_session_proxy
+async def test_a_proxy_that_cannot_be_reached_is_named_without_its_credentials():
+    """Nothing listening at the proxy's address: the error says it was the proxy that could
+    not be reached, and shows no credentials."""
+    async with ForwardProxy() as proxy:
+        dead = proxy.url
+    async with AsyncRoutmy(
+        api_key=KEY,
+        base_url=f"https://{PROXIED_HOST}/v1",
+        proxy=dead.replace("http://", f"http://{USER}:{PASSWORD}@"),
+        max_retries=0,
+    ) as client:
+        with pytest.raises(APIConnectionError) as info:
+            await client.models.list()
+    assert f"could not connect to the proxy {dead}" in str(info.value)
+    assert PASSWORD not in f"{info.value!s} {info.value!r}"
