@@ -33,6 +33,7 @@ from ._exceptions import (
 )
 from ._hooks import Call, Hooks, StreamSummary
 from ._ratelimit import RateLimit
+from ._raw_stream import RawStream, ServerSentEvent
 from ._responses_stream import ResponseStream
 from ._streaming import ChatCompletionStream
 from ._tools import FunctionTool, function_tool
@@ -66,8 +67,10 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimit",
     "RateLimitError",
+    "RawStream",
     "ResponseStream",
     "RoutmyError",
+    "ServerSentEvent",
     "StreamSummary",
     "Timeout",
     "UnprocessableEntityError",

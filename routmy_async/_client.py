@@ -10,7 +10,7 @@ import ssl
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -30,6 +30,7 @@ from ._exceptions import APIResponseValidationError, RoutmyError
 from ._hooks import Call, Hooks, HookSet
 from ._params import _OPTION_NAMES, RequestOptions, build_body, encode_body
 from ._ratelimit import RateLimit
+from ._raw_stream import RawStream, RawStreamManager, ServerSentEvent
 from ._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
 from ._transport import RawResponse, Transport, logger
 from .types._base import TopLevelResponse
@@ -468,31 +469,182 @@ class AsyncRoutmy:
 
     # -- raw requests: endpoints the SDK does not model yet -----------------------------
 
+    @overload
+    async def get(
+        self,
+        path: str,
+        *,
+        cast_to: None = None,
+        stream: Literal[False] = False,
+        **options: Unpack[RequestOptions],
+    ) -> Any: ...
+    @overload
+    async def get(
+        self,
+        path: str,
+        *,
+        cast_to: type[T],
+        stream: Literal[False] = False,
+        **options: Unpack[RequestOptions],
+    ) -> T: ...
+    @overload
+    async def get(
+        self,
+        path: str,
+        *,
+        cast_to: None = None,
+        stream: Literal[True],
+        **options: Unpack[RequestOptions],
+    ) -> RawStream[ServerSentEvent]: ...
+    @overload
+    async def get(
+        self,
+        path: str,
+        *,
+        cast_to: type[T],
+        stream: Literal[True],
+        **options: Unpack[RequestOptions],
+    ) -> RawStream[T]: ...
+    @overload
     async def get(
         self,
         path: str,
         *,
         cast_to: type[T] | None = None,
+        stream: bool,
+        **options: Unpack[RequestOptions],
+    ) -> Any: ...
+    async def get(
+        self,
+        path: str,
+        *,
+        cast_to: type[T] | None = None,
+        stream: bool = False,
         **options: Unpack[RequestOptions],
     ) -> Any:
         """``GET`` any path under the base URL, with the client's key, retries, timeouts,
         budget, hooks and typed errors; return the decoded JSON, or a ``cast_to`` type.
 
-        ``client.get("/credits")``; ``extra_query=`` for query parameters.
+        ``client.get("/credits")``; ``extra_query=`` for query parameters. With
+        ``stream=True``, an open :class:`RawStream` of an SSE endpoint (see
+        :meth:`stream_request`).
         """
-        return await self.request("GET", path, cast_to=cast_to, **options)
+        return await self.request("GET", path, cast_to=cast_to, stream=stream, **options)
 
+    @overload
+    async def post(
+        self,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: None = None,
+        stream: Literal[False] = False,
+        **options: Unpack[RequestOptions],
+    ) -> Any: ...
+    @overload
+    async def post(
+        self,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T],
+        stream: Literal[False] = False,
+        **options: Unpack[RequestOptions],
+    ) -> T: ...
+    @overload
+    async def post(
+        self,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: None = None,
+        stream: Literal[True],
+        **options: Unpack[RequestOptions],
+    ) -> RawStream[ServerSentEvent]: ...
+    @overload
+    async def post(
+        self,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T],
+        stream: Literal[True],
+        **options: Unpack[RequestOptions],
+    ) -> RawStream[T]: ...
+    @overload
     async def post(
         self,
         path: str,
         *,
         body: Mapping[str, Any] | None = None,
         cast_to: type[T] | None = None,
+        stream: bool,
+        **options: Unpack[RequestOptions],
+    ) -> Any: ...
+    async def post(
+        self,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T] | None = None,
+        stream: bool = False,
         **options: Unpack[RequestOptions],
     ) -> Any:
-        """``POST`` a JSON ``body`` to any path under the base URL (see :meth:`get`)."""
-        return await self.request("POST", path, body=body, cast_to=cast_to, **options)
+        """``POST`` a JSON ``body`` to any path under the base URL (see :meth:`get`).
 
+        ``stream=True`` returns an open :class:`RawStream` (as openai-python's
+        ``post(..., stream=True)``): ``async with await client.post(path, body=...,
+        stream=True) as events:``.
+        """
+        return await self.request(
+            "POST", path, body=body, cast_to=cast_to, stream=stream, **options
+        )
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: None = None,
+        stream: Literal[False] = False,
+        **options: Unpack[RequestOptions],
+    ) -> Any: ...
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T],
+        stream: Literal[False] = False,
+        **options: Unpack[RequestOptions],
+    ) -> T: ...
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: None = None,
+        stream: Literal[True],
+        **options: Unpack[RequestOptions],
+    ) -> RawStream[ServerSentEvent]: ...
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T],
+        stream: Literal[True],
+        **options: Unpack[RequestOptions],
+    ) -> RawStream[T]: ...
+    @overload
     async def request(
         self,
         method: str,
@@ -500,35 +652,39 @@ class AsyncRoutmy:
         *,
         body: Mapping[str, Any] | None = None,
         cast_to: type[T] | None = None,
+        stream: bool,
+        **options: Unpack[RequestOptions],
+    ) -> Any: ...
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T] | None = None,
+        stream: bool = False,
         **options: Unpack[RequestOptions],
     ) -> Any:
         """Send ``method`` to ``path`` (under the base URL) and decode the JSON answer.
 
         :param cast_to: a msgspec Struct (or any type msgspec decodes) to decode into;
-            plain JSON values without it (``None`` for an empty answer).
+            plain JSON values without it (``None`` for an empty answer). With ``stream``, the
+            type each event's data is decoded into.
+        :param stream: return an open :class:`RawStream` of an SSE endpoint instead (see
+            :meth:`stream_request`).
         :raises ValueError: ``path`` is not a path under the base URL (it must start with
             ``/``; a full URL to another host would carry the key there).
-        :raises APIResponseValidationError: the answer does not decode into ``cast_to``.
+        :raises APIResponseValidationError: the answer does not decode into ``cast_to``
+            (with ``stream``: the answer is not an event stream).
         """
-        if not isinstance(method, str) or not method.isalpha():
-            raise ValueError(f"method must be an HTTP method such as 'GET', not {method!r}")
-        if not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
-            raise ValueError(
-                f"path must start with '/' and is joined to the base URL, not {path!r}"
-            )
-        opts: dict[str, Any] = dict(options)
-        extra_body = opts.pop("extra_body", None)
-        unknown = set(opts) - _OPTION_NAMES
-        if unknown:
-            raise TypeError(f"unexpected arguments: {sorted(unknown)}")
-        payload: dict[str, Any] | None = None
-        if body is not None or extra_body is not None:
-            if body is not None and not isinstance(body, Mapping):
-                raise TypeError(f"body must be a dict, not {type(body).__name__}")
-            payload = build_body(dict(body or {}), extra_body)
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be a bool, not {stream!r}")
+        method, payload, opts = _check_raw(method, path, body, options)
+        if stream:
+            return await self._open_raw_stream(method, path, payload, opts, cast_to)
         call = self._call("request", body=payload)
         raw = await self._request(
-            method.upper(),
+            method,
             path,
             body=encode_body(payload) if payload is not None else None,
             options=opts,
@@ -540,6 +696,86 @@ class AsyncRoutmy:
             result = self._decode(raw, _decoder_for(cast_to), "JSON", call)
         self._succeeded(call, result)
         return result
+
+    @overload
+    def stream_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: None = None,
+        **options: Unpack[RequestOptions],
+    ) -> RawStreamManager[ServerSentEvent]: ...
+    @overload
+    def stream_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T],
+        **options: Unpack[RequestOptions],
+    ) -> RawStreamManager[T]: ...
+    def stream_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        cast_to: type[T] | None = None,
+        **options: Unpack[RequestOptions],
+    ) -> RawStreamManager[Any]:
+        """Stream the SSE answer of any endpoint under the base URL, as an async context
+        manager: ``async with client.stream_request("POST", "/path", body={...}) as events:``
+        then ``async for event in events:``.
+
+        Each event is a :class:`ServerSentEvent` (``event``, ``data``, ``id``, ``retry``,
+        ``.json()``), or with ``cast_to`` the data of each ``message`` event decoded into that
+        type. The request is checked now and sent on entering the block (with the client's
+        key, retries before the stream opens, timeouts, budget and hooks); leaving the block
+        releases the connection.
+
+        :raises ValueError: ``path`` is not a path under the base URL.
+        """
+        method, payload, opts = _check_raw(method, path, body, options)
+        return RawStreamManager(lambda: self._open_raw_stream(method, path, payload, opts, cast_to))
+
+    async def _open_raw_stream(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        options: Mapping[str, Any],
+        cast_to: type[T] | None,
+    ) -> RawStream[Any]:
+        call = self._call("request", stream=True, body=payload)
+        try:
+            response, timeout, url = await self._open_stream(
+                path,
+                body=encode_body(payload) if payload is not None else None,
+                options=options,
+                call=call,
+                method=method,
+            )
+            return RawStream(
+                response,
+                transport=self._transport,
+                idle_timeout=timeout.idle,
+                method=method,
+                url=url,
+                cast_to=cast_to,
+                call=call,
+            )
+        except APIResponseValidationError as error:
+            if error.message.startswith("expected an event stream"):
+                # Say what to do instead: this endpoint answers in one piece.
+                error.message += (
+                    f": {method} {path} does not answer with an event stream; call it "
+                    "without stream=True (client.request) if it answers JSON"
+                )
+                error.args = (error.message,)
+            raise
 
     async def _request(
         self,
@@ -570,15 +806,16 @@ class AsyncRoutmy:
         self,
         path: str,
         *,
-        body: bytes,
+        body: bytes | None,
         options: Mapping[str, Any],
         tokens: int = 0,
         call: Call | None = None,
+        method: str = "POST",
     ) -> tuple[aiohttp.ClientResponse, Timeout, str]:
         headers, query, timeout, max_retries = self._prepare(options, True)
         url = self._transport.url(self.base_url, path)
         _, response = await self._transport.request(
-            "POST",
+            method,
             url,
             headers=headers,
             body=body,
@@ -619,6 +856,27 @@ class AsyncRoutmy:
         )
         self._transport.redactor.scrub(error)
         return error
+
+
+def _check_raw(
+    method: object, path: object, body: object, options: Mapping[str, Any]
+) -> tuple[str, dict[str, Any] | None, dict[str, Any]]:
+    """Check a raw request before anything is sent: ``(METHOD, body fields, options)``."""
+    if not isinstance(method, str) or not method.isalpha():
+        raise ValueError(f"method must be an HTTP method such as 'GET', not {method!r}")
+    if not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
+        raise ValueError(f"path must start with '/' and is joined to the base URL, not {path!r}")
+    opts: dict[str, Any] = dict(options)
+    extra_body = opts.pop("extra_body", None)
+    unknown = set(opts) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unexpected arguments: {sorted(unknown)}")
+    payload: dict[str, Any] | None = None
+    if body is not None or extra_body is not None:
+        if body is not None and not isinstance(body, Mapping):
+            raise TypeError(f"body must be a dict, not {type(body).__name__}")
+        payload = build_body(dict(body or {}), extra_body)
+    return method.upper(), payload, opts
 
 
 _decoders: dict[Any, Callable[[bytes], Any]] = {}

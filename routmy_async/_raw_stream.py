@@ -1,0 +1,255 @@
+"""``RawStream``: a streamed raw request, for SSE endpoints the SDK does not model yet.
+
+``client.stream_request(method, path, ...)`` (an async context manager) and
+``await client.post(path, ..., stream=True)`` open one. Iterated, it yields every event of the
+answer as a :class:`ServerSentEvent` (``event``, ``data``, ``id``, ``retry``, ``.json()``),
+or, with ``cast_to=``, the ``data`` of every ``message`` event decoded into that type.
+
+How it ends, for an endpoint whose rules the SDK does not know:
+
+- ``data: [DONE]`` ends it (what follows is drained, so the connection goes back to the pool);
+  so does the body's end at an event boundary: a generic endpoint need not send ``[DONE]``.
+- The body ending inside an event (a line or an event without its closing blank line), or cut
+  by the network, raises ``APIConnectionError``: never a silently shortened answer.
+- An ``event: error`` frame, or a data frame that is a JSON object with a top-level
+  ``"error"``, raises ``APIStreamError`` once the events before it were delivered.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+
+import aiohttp
+import msgspec
+
+from . import _sse
+from ._event_stream import EventStream, StreamManager
+from ._exceptions import APIConnectionError, APIResponseValidationError, APIStreamError
+from ._hooks import Call
+
+if TYPE_CHECKING:
+    from ._transport import Transport
+
+__all__ = ["RawStream", "RawStreamManager", "ServerSentEvent"]
+
+T = TypeVar("T")
+_R = TypeVar("_R")
+
+_MESSAGE = "message"
+
+
+def _invalid(problem: str, exc: msgspec.MsgspecError, data: bytes) -> APIResponseValidationError:
+    kind = "has an unexpected shape" if isinstance(exc, msgspec.ValidationError) else "is not JSON"
+    return APIResponseValidationError(f"{problem} {kind}: {exc}", body=data)
+
+
+class ServerSentEvent(msgspec.Struct, frozen=True):
+    """One event of a raw stream.
+
+    :ivar event: the event's type (``event:`` line); ``"message"`` when it had none.
+    :ivar data: its ``data:`` lines, joined with newlines, as text.
+    :ivar id: the last event id seen so far (``id:`` lines carry over, as in browsers).
+    :ivar retry: the last ``retry:`` the server asked for, in milliseconds.
+    """
+
+    event: str = _MESSAGE
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+    @overload
+    def json(self) -> Any: ...
+    @overload
+    def json(self, cast_to: type[_R]) -> _R: ...
+    def json(self, cast_to: Any = Any) -> Any:
+        """The ``data`` decoded as JSON, or into ``cast_to`` (a msgspec Struct, ...).
+
+        :raises APIResponseValidationError: the data is not JSON, or does not fit ``cast_to``.
+        """
+        try:
+            return msgspec.json.decode(self.data, type=cast_to)
+        except msgspec.MsgspecError as exc:
+            raise _invalid("the event's data", exc, self.data.encode()) from None
+
+
+class _ErrorFrame(msgspec.Struct):
+    """Just enough of a data frame to see a top-level ``error``."""
+
+    error: Any = None
+
+
+_decode_error_frame = msgspec.json.Decoder(_ErrorFrame).decode
+
+
+def _stream_error(data: bytes, *, named: bool) -> APIStreamError | None:
+    """The ``APIStreamError`` an error frame carries: ``{"error": {...}}``, ``{"error": "..."}``
+    or, in an ``event: error`` frame, a flat ``{"message": ...}`` or plain text."""
+    try:
+        error = _decode_error_frame(data).error
+    except msgspec.MsgspecError:
+        if not named:
+            return None
+        error = None
+    if error is None and named:
+        try:
+            error = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            error = data.decode("utf-8", "replace")
+    if isinstance(error, str) and error:
+        return APIStreamError(error)
+    if not isinstance(error, dict) or not error:
+        # An `event: error` frame is an error whatever it carries.
+        return APIStreamError("the server reported an error") if named else None
+    message, code, kind = error.get("message"), error.get("code"), error.get("type")
+    return APIStreamError(
+        message if isinstance(message, str) and message else "the server reported an error",
+        code=code if isinstance(code, (int, str)) and not isinstance(code, bool) else None,
+        type=kind if isinstance(kind, str) else None,
+        metadata=error.get("metadata"),
+    )
+
+
+class RawStream(EventStream, Generic[T]):
+    """An open SSE answer of any endpoint: iterate it for events (see the module docstring).
+
+    Use it as ``async with stream:`` so the connection is released even when the loop is left
+    early. ``T`` is :class:`ServerSentEvent`, or the ``cast_to`` type the stream was opened
+    with. ``status_code``, ``headers``, ``rate_limits`` and ``request_id`` describe the answer.
+    """
+
+    _noun = "event"
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        transport: Transport,
+        idle_timeout: float | None,
+        method: str = "GET",
+        url: str = "",
+        cast_to: type[T] | None = None,
+        call: Call | None = None,
+    ):
+        self._events = 0
+        self._ready: deque[T] = deque()
+        self._decode: Callable[[bytes], T] | None = (
+            None if cast_to is None else msgspec.json.Decoder(cast_to).decode
+        )
+        #: Events of a type other than ``message`` (``event: ping``), skipped with ``cast_to``.
+        self.ignored_events = 0
+        super().__init__(
+            response,
+            transport=transport,
+            idle_timeout=idle_timeout,
+            method=method,
+            url=url,
+            call=call,
+        )
+
+    # -- the async iterator -------------------------------------------------------------
+
+    def __aiter__(self) -> RawStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        ready = self._ready
+        try:
+            while not ready:
+                if self._undecoded:
+                    self._take()
+                    continue
+                if self._failure is not None:
+                    failure, self._failure = self._failure, None
+                    raise failure
+                if self._closed:
+                    if self._raised is not None:
+                        raise StopAsyncIteration  # its error was raised already
+                    if self._ended:
+                        if self._call is not None:
+                            self._observe_end("done", None)
+                        raise StopAsyncIteration
+                    raise self._closed_early()
+                await self._read()
+        except StopAsyncIteration:
+            raise
+        except BaseException as error:
+            self._raising(error)
+            raise
+        return ready.popleft()
+
+    def _take(self) -> None:
+        """Turn the next few events into items; an error frame or a bad one stops the batch
+        (the items before it are still delivered, then the failure is raised)."""
+        append = self._ready.append
+        decode = self._decode
+        for item in self._next_batch():
+            if type(item) is bytes:
+                data, name, event_id, retry = item, _MESSAGE, None, None
+            else:
+                assert isinstance(item, _sse.ServerSentEvent)
+                data, name, event_id, retry = item.data, item.event, item.id, item.retry
+            named_error = name == "error"
+            if named_error or b'"error"' in data:
+                error = _stream_error(data, named=named_error)
+                if error is not None:
+                    error.request_id = self.request_id
+                    self._fail(error)
+                    return
+            self._events += 1
+            if decode is None:
+                event = ServerSentEvent(name, data.decode("utf-8", "replace"), event_id, retry)
+                append(cast(T, event))
+            elif name != _MESSAGE:
+                self.ignored_events += 1
+            else:
+                try:
+                    append(decode(data))
+                except msgspec.MsgspecError as exc:
+                    failure = _invalid("a stream event's data", exc, data)
+                    failure.request_id = self.request_id
+                    self._fail(failure)
+                    return
+
+    def _at_eof(self) -> None:
+        # The end of the body at an event boundary ends a generic stream; inside an event
+        # (a line or an event without its closing blank line) it was cut short.
+        self._release()
+        decoder = self._decoder
+        if decoder.has_pending and not decoder.done:
+            raise APIConnectionError(
+                f"{self._method} {self._url}: the stream ended inside an event, after "
+                f"{self._events} whole event(s): the answer is incomplete",
+                method=self._method,
+                url=self._url,
+            )
+        self._ended = True
+
+    def _received(self) -> int:
+        return self._events
+
+    # -- results ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> RawStream[T]:
+        return self
+
+    @property
+    def completed(self) -> bool:
+        """Whether the stream was read to its end: the body ended whole (``[DONE]``, or its
+        end at an event boundary) and every event was handed out."""
+        return self._ended and not self._ready and not self._undecoded
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The last ``id:`` the server sent: send it back as ``Last-Event-ID`` to resume."""
+        return self._decoder.last_event_id
+
+    def __repr__(self) -> str:
+        state = "done" if self._ended else ("closed" if self._closed else "open")
+        return f"<RawStream {self._method} {state} events={self._events}>"
+
+
+class RawStreamManager(StreamManager[RawStream[T]]):
+    """``async with client.stream_request(...) as events:`` opens the stream on entry (the
+    request was checked when the manager was made) and closes it on exit."""
