@@ -9,9 +9,19 @@
     from routmy_async.instrumentation import OpenTelemetryHooks
     client = AsyncRoutmy(hooks=[OpenTelemetryHooks()])
 
-A CLIENT span per chat, embeddings or image call, named ``{operation} {model}``
+A CLIENT span per chat, Responses, embeddings or image call, named ``{operation} {model}``
 (``chat provider/model-id``), carries the request parameters, the response id, model, finish
 reasons and token usage, ``server.address``/``server.port`` and, on failure, ``error.type``.
+
+A Responses API call (``client.responses``) is a ``chat`` operation: the convention has no
+other name for it. ``max_output_tokens`` is ``gen_ai.request.max_tokens``; the usage's
+``input_tokens``/``output_tokens`` are the token counts; ``gen_ai.response.finish_reasons`` is
+the response's ``status`` in chat's words: ``completed`` is ``stop`` (``tool_calls`` when the
+output holds a ``function_call``), ``incomplete`` is its ``incomplete_details.reason`` with
+``max_output_tokens`` as ``length`` (``content_filter`` as is), ``failed`` is ``error`` and
+``cancelled`` is ``cancelled``. Captured content: ``instructions`` (a ``system`` message) and
+``input`` (a string as one ``user`` message) are ``gen_ai.input.messages``; the output text
+(and function calls, as ``tool_calls``) is ``gen_ai.output.messages``.
 Each retry is an event on the span. A streamed call's span lasts until the stream ends or is
 closed and records the time to the first chunk. Metrics: the ``gen_ai.client.operation.duration``
 and ``gen_ai.client.token.usage`` histograms (and ``gen_ai.client.operation.time_to_first_chunk``
@@ -34,6 +44,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from .. import _hooks
 from .._hooks import Call, Hooks, StreamSummary
+from ..types.responses import Response, ResponseFunctionToolCall
 
 __all__ = ["OpenTelemetryHooks", "instrument", "uninstrument"]
 
@@ -163,7 +174,11 @@ class OpenTelemetryHooks(Hooks):
         elif isinstance(stop, Sequence) and all(isinstance(item, str) for item in stop):
             attributes["gen_ai.request.stop_sequences"] = tuple(stop)
         if self.capture_content:
-            content = body.get("messages", body.get("input"))
+            content = (
+                _responses_input(body) if call.operation == "responses" else body.get("messages")
+            )
+            if content is None:
+                content = body.get("input")  # embeddings' input
             if content is not None:
                 attributes["gen_ai.input.messages"] = _json(content)
         name = f"{operation} {call.model}" if call.model else operation
@@ -192,10 +207,7 @@ class OpenTelemetryHooks(Hooks):
             span.end()
         self._duration.record(time.monotonic() - call.started, metric_attributes)
         if usage is not None:
-            for kind, count in (
-                ("input", getattr(usage, "prompt_tokens", None)),
-                ("output", getattr(usage, "completion_tokens", None)),
-            ):
+            for kind, count in (("input", _input_tokens(usage)), ("output", _output_tokens(usage))):
                 if isinstance(count, int):
                     self._tokens.record(count, {**metric_attributes, "gen_ai.token.type": kind})
 
@@ -207,6 +219,12 @@ class OpenTelemetryHooks(Hooks):
         model = getattr(result, "model", None)
         if isinstance(model, str) and model:
             attributes["gen_ai.response.model"] = model
+        if isinstance(result, Response):
+            reason = _finish_reason(result)
+            if reason is not None:
+                attributes["gen_ai.response.finish_reasons"] = (reason,)
+            if self.capture_content:
+                attributes["gen_ai.output.messages"] = _json([_output_message(result)])
         choices = getattr(result, "choices", None)
         if isinstance(choices, list):
             reasons = [c.finish_reason for c in choices if getattr(c, "finish_reason", None)]
@@ -217,11 +235,10 @@ class OpenTelemetryHooks(Hooks):
                     [choice.message.to_param() for choice in choices]
                 )
         usage = getattr(result, "usage", None)
-        for field, name in (
-            ("prompt_tokens", "gen_ai.usage.input_tokens"),
-            ("completion_tokens", "gen_ai.usage.output_tokens"),
+        for count, name in (
+            (_input_tokens(usage), "gen_ai.usage.input_tokens"),
+            (_output_tokens(usage), "gen_ai.usage.output_tokens"),
         ):
-            count = getattr(usage, field, None)
             if isinstance(count, int):
                 attributes[name] = count
         cost = getattr(usage, "cost", None)
@@ -256,7 +273,13 @@ class OpenTelemetryHooks(Hooks):
     def on_error(self, call: Call, *, error: BaseException, elapsed: float) -> None:
         self._start(call)  # an error before the first attempt still gets its span
         status = getattr(error, "status_code", None)
-        kind = str(status) if isinstance(status, int) else type(error).__name__
+        code = getattr(error, "code", None)
+        if isinstance(status, int) and 200 <= status < 300 and isinstance(code, (int, str)):
+            kind = str(code)  # a 200 holding an error (a failed response): the error's code
+        elif isinstance(status, int):
+            kind = str(status)
+        else:
+            kind = type(error).__name__
         self._end(call, result=None, error=kind, detail=str(error))
 
     def on_stream_end(self, call: Call, summary: StreamSummary) -> None:
@@ -278,6 +301,69 @@ class OpenTelemetryHooks(Hooks):
         error = summary.error
         kind = type(error).__name__ if error is not None else summary.outcome
         self._end(call, result=None, error=kind, detail=str(error) if error else summary.outcome)
+
+
+def _input_tokens(usage: Any) -> Any:
+    """Chat's ``prompt_tokens``, else the Responses API's ``input_tokens``."""
+    count = getattr(usage, "prompt_tokens", None)
+    return count if count is not None else getattr(usage, "input_tokens", None)
+
+
+def _output_tokens(usage: Any) -> Any:
+    count = getattr(usage, "completion_tokens", None)
+    return count if count is not None else getattr(usage, "output_tokens", None)
+
+
+# An incomplete response's reason, in chat's finish_reason words.
+_INCOMPLETE_REASONS = {"max_output_tokens": "length", "max_tokens": "length"}
+
+
+def _finish_reason(response: Response) -> str | None:
+    """A Responses ``status`` as a chat ``finish_reason`` (see the module docstring)."""
+    status = response.status
+    if status == "completed":
+        calls = any(isinstance(item, ResponseFunctionToolCall) for item in response.output)
+        return "tool_calls" if calls else "stop"
+    if status == "incomplete":
+        details = response.incomplete_details
+        reason = details.reason if details is not None else None
+        return _INCOMPLETE_REASONS.get(reason, reason) if reason else "incomplete"
+    if status == "failed":
+        return "error"
+    if status == "cancelled":
+        return "cancelled"
+    return None  # queued or in progress (a background response): not finished
+
+
+def _responses_input(body: Mapping[str, Any]) -> list[Any] | None:
+    """A Responses request's ``instructions`` and ``input`` as a list of messages."""
+    messages: list[Any] = []
+    instructions = body.get("instructions")
+    if isinstance(instructions, str):
+        messages.append({"role": "system", "content": instructions})
+    given = body.get("input")
+    if isinstance(given, str):
+        messages.append({"role": "user", "content": given})
+    elif isinstance(given, Sequence):
+        messages.extend(given)
+    return messages or None
+
+
+def _output_message(response: Response) -> dict[str, Any]:
+    """The output as one assistant message: its text, and its function calls."""
+    message: dict[str, Any] = {"role": "assistant", "content": response.output_text}
+    calls = [
+        {
+            "id": item.call_id,
+            "type": "function",
+            "function": {"name": item.name, "arguments": item.arguments},
+        }
+        for item in response.output
+        if isinstance(item, ResponseFunctionToolCall)
+    ]
+    if calls:
+        message["tool_calls"] = calls
+    return message
 
 
 def _json(value: Any) -> str:

@@ -30,12 +30,15 @@ _PATH = "/responses"
 
 
 class _Prepared(NamedTuple):
-    """A checked request: its body, per-call options, the parse step and a token estimate."""
+    """A checked request: its body, per-call options, the parse step, a token estimate, and
+    the body's fields and model (for hooks)."""
 
     body: bytes
     options: dict[str, Any]
     finalize: Callable[[Response], Response] | None
     tokens: int
+    fields: dict[str, Any]
+    model: str
 
 
 def _tool_params(tools: Any) -> Any:
@@ -103,7 +106,9 @@ class Responses:
             fields["stream"] = True
         fields.update(params)
         body = build_body(fields, options.get("extra_body"))
-        return _Prepared(encode_body(body), options, finalize, _estimate(self._client, body))
+        return _Prepared(
+            encode_body(body), options, finalize, _estimate(self._client, body), body, model
+        )
 
     @overload
     async def create(
@@ -168,28 +173,44 @@ class Responses:
 
     async def _send(self, prepared: _Prepared) -> Response:
         client = self._client
+        call = client._call("responses", model=prepared.model, body=prepared.fields)
         try:
             raw = await client._request(
-                "POST", _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens
+                "POST",
+                _PATH,
+                body=prepared.body,
+                options=prepared.options,
+                tokens=prepared.tokens,
+                call=call,
             )
         except APIStatusError as error:
+            # A failed response (its call already ended with on_error) is still the answer.
             response = _failed_response(error)
             if response is None:
                 raise
         else:
-            response = client._decode(raw, _decode_response, "response")
+            response = client._decode(raw, _decode_response, "response", call)
         if prepared.tokens:
             usage = response.usage
             client._transport.settle_tokens(
                 prepared.tokens, usage.total_tokens if usage is not None else None
             )
         finalize = prepared.finalize
-        return finalize(response) if finalize is not None else response
+        if finalize is not None:
+            try:
+                response = finalize(response)
+            except BaseException as error:  # text that does not fit: the call failed
+                if call is not None:
+                    call.failed(error)
+                raise
+        client._succeeded(call, response)
+        return response
 
     async def _open(self, prepared: _Prepared) -> ResponseStream:
         client = self._client
+        call = client._call("responses", model=prepared.model, stream=True, body=prepared.fields)
         response, timeout, url = await client._open_stream(
-            _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens
+            _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens, call=call
         )
         return ResponseStream(
             response,
@@ -198,6 +219,7 @@ class Responses:
             url=url,
             finalize=prepared.finalize,
             tokens=prepared.tokens,
+            call=call,
         )
 
     def stream(
@@ -291,5 +313,5 @@ def _failed_response(error: APIStatusError) -> Response | None:
         response = _decode_response(msgspec.json.encode(body))
     except (msgspec.MsgspecError, TypeError):
         return None
-    response._attach(b"", error.request_id)
+    response._attach(b"", error.request_id, status=error.status_code, headers=error.headers)
     return response
