@@ -4,8 +4,16 @@ passed in, nothing here sleeps).
 A ``RateLimit`` hands out start times. Each request reserves its start with :meth:`reserve`
 and sleeps for the wait it returns, so many tasks can share one budget without a queue or a
 lock; the token estimate is corrected by the real ``usage`` afterwards, and a 429 pauses every
-new start through :meth:`pause`. The object holds the budget's state, so the same instance
-given to several clients (or shared by ``with_options``) is one budget for all of them.
+start through :meth:`pause`. A waiter asks :meth:`remaining` again when it wakes: a pause
+that began (or grew) while it slept holds it too, and tokens given back meanwhile shorten its
+wait. The object holds the budget's state, so the same instance given to several clients (or
+shared by ``with_options``) is one budget for all of them.
+
+Tokens are two running totals rather than a level: ``debit`` (every estimate reserved) and
+``credit`` (the bucket's capacity, its refill, and what corrections and cancellations gave
+back). A reservation's ticket is the debit including its own estimate, and it may start once
+the credit reaches its ticket — so a correction that arrives while it waits moves its start
+earlier, in the order the reservations were made.
 
 aiolimiter and friends were considered: they wait in a queue, cannot give tokens back after
 the real usage is known, and have no server-driven pause; the policy is small and pure here.
@@ -46,12 +54,15 @@ class RateLimit:
     __slots__ = (
         "_capacity",
         "_clock",
+        "_credit",
+        "_debit",
         "_holes",
         "_interval",
         "_next_start",
         "_paused_until",
         "_refilled_at",
-        "_tokens",
+        "_slot",
+        "_ticket",
         "_tokens_per_second",
         "requests_per_minute",
         "tokens_per_minute",
@@ -79,7 +90,10 @@ class RateLimit:
         self._interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
         self._tokens_per_second = tokens_per_minute / 60.0 if tokens_per_minute else 0.0
         self._capacity = float(tokens_per_minute or 0.0)
-        self._tokens = self._capacity
+        self._credit = self._capacity  # the bucket starts full
+        self._debit = 0.0
+        self._ticket: float | None = None
+        self._slot = 0.0  # the last reservation's start before any wait for tokens
         self._clock = clock
         self._refilled_at = clock()
         self._next_start = 0.0
@@ -103,21 +117,33 @@ class RateLimit:
 
     def _refill(self, now: float) -> None:
         if self._tokens_per_second:
-            self._tokens = min(
-                self._capacity, self._tokens + (now - self._refilled_at) * self._tokens_per_second
-            )
+            self._add_credit((now - self._refilled_at) * self._tokens_per_second)
         self._refilled_at = now
+
+    def _add_credit(self, amount: float) -> None:
+        # A bucket holds at most its capacity: a full bucket's refill is lost.
+        self._credit = min(self._debit + self._capacity, self._credit + amount)
+
+    @property
+    def available_tokens(self) -> float:
+        """Tokens in the bucket now (negative while reservations wait for the refill)."""
+        self._refill(self._clock())
+        return self._credit - self._debit
 
     def reserve(self, tokens: int = 0) -> float:
         """Reserve a start for a request of ``tokens`` estimated tokens; return how long to
         wait before starting it (0.0 when it may start now)."""
         return self.reserve_start(tokens)[0]
 
-    def reserve_start(self, tokens: int = 0) -> tuple[float, float]:
+    def reserve_start(self, tokens: int = 0, not_before: float = 0.0) -> tuple[float, float]:
         """Like :meth:`reserve`, returning ``(wait, start)``: ``start`` identifies the
-        reservation for :meth:`cancel` if the request gives up before it starts."""
+        reservation for :meth:`cancel` if the request gives up before it starts.
+
+        :param not_before: the earliest start (clock seconds) another budget already gave
+            the request, so that this one spaces its starts from when they really happen.
+        """
         now = self._clock()
-        start = max(now, self._paused_until)
+        start = max(now, self._paused_until, not_before)
         holes = self._holes
         while holes and holes[0] < start:
             heapq.heappop(holes)  # a hole in the past (or inside a pause) is gone
@@ -126,16 +152,40 @@ class RateLimit:
             start = heapq.heappop(holes)
         else:
             start = max(start, self._next_start)
-            if self._interval:
-                self._next_start = start + self._interval
+        self._ticket = None
+        self._slot = start
         if self._tokens_per_second and tokens:
             self._refill(now)
-            wanted = min(float(tokens), self._capacity)
-            missing = wanted - self._tokens
+            self._debit += min(float(tokens), self._capacity)
+            self._ticket = self._debit
+            missing = self._debit - self._credit
             if missing > 0:
                 start = max(start, now + missing / self._tokens_per_second)
-            self._tokens -= wanted
+        if self._interval:
+            # Spaced from the start as it will happen (a wait for tokens included).
+            self._next_start = max(self._next_start, start + self._interval)
         return max(0.0, start - now), start
+
+    def reserve_turn(self, tokens: int = 0, not_before: float = 0.0) -> tuple[float, float | None]:
+        """Reserve a start like :meth:`reserve_start`; return ``(start, ticket)``: its place
+        in the request spacing and its token ticket (both for :meth:`remaining`, which adds
+        the wait for tokens), or the start and ``None`` when it waits for no tokens."""
+        self._ticket = None
+        _, start = self.reserve_start(tokens, not_before)
+        if self._ticket is not None:
+            # Its place in the spacing; the wait for tokens is the ticket's, asked again.
+            start = self._slot
+        return start, self._ticket
+
+    def remaining(self, start: float, ticket: float | None = None) -> float:
+        """How much longer a reservation must wait, asked again when its waiter wakes: a
+        pause that began meanwhile holds it, tokens given back meanwhile let it go sooner."""
+        now = self._clock()
+        wait = max(start, self._paused_until) - now
+        if ticket is not None and self._tokens_per_second:
+            self._refill(now)
+            wait = max(wait, (ticket - self._credit) / self._tokens_per_second)
+        return max(0.0, wait)
 
     def cancel(self, start: float, tokens: int = 0) -> None:
         """Give back a reservation whose request was cancelled before it started, so that
@@ -144,20 +194,23 @@ class RateLimit:
             heapq.heappush(self._holes, start)
         if self._tokens_per_second and tokens:
             self._refill(self._clock())
-            self._tokens = min(self._capacity, self._tokens + min(float(tokens), self._capacity))
+            self._add_credit(min(float(tokens), self._capacity))
 
     def correct(self, estimate: int, actual: int) -> None:
         """Give back (or take) the difference between a reservation and the real usage."""
         if self._tokens_per_second and estimate:
             self._refill(self._clock())
-            self._tokens = min(
-                self._capacity, self._tokens + min(estimate, self._capacity) - actual
-            )
+            self._add_credit(min(estimate, self._capacity) - actual)
 
     def pause(self, seconds: float) -> None:
-        """Hold every new start for ``seconds`` (a 429 slows everyone, not one request)."""
+        """Hold every start for ``seconds`` (a 429 slows everyone, not one request): new
+        reservations start after it, and waiters already queued see it in :meth:`remaining`."""
         if seconds > 0:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def inside_pause(self, start: float) -> bool:
+        """Whether a reserved start falls inside a pause that began after it was reserved."""
+        return start < self._paused_until and self._paused_until > self._clock()
 
     def pause_remaining(self) -> float:
         """How long new starts are still held by a pause."""

@@ -60,6 +60,11 @@ logger = logging.getLogger("routmy_async")
 _DEBUG = logging.DEBUG
 _TIMEOUT_CACHE_SIZE = 64
 _NEGLIGIBLE_WAIT = 0.002
+# How often a request waiting for tokens looks again: usage settled meanwhile gives tokens
+# back, and its start may have come sooner.
+_TOKEN_RECHECK = 1.0
+# A request's reservations in the budgets that apply to it: (budget, start, token ticket).
+_Turn = list[tuple[RateLimit, float, "float | None"]]
 
 
 class RawResponse:
@@ -247,6 +252,8 @@ class Transport:
         # Connections in use, bounded by our own count rather than aiohttp's, so that a
         # wait for a free one can be bounded (Timeout.pool) and reported with numbers.
         self._slots: asyncio.Semaphore | None = None
+        # Set by close(): wakes the requests waiting for their turn in the budget.
+        self._closing: asyncio.Event | None = None
         self.connections_in_use = 0
         #: The client's hooks (shared by ``with_options`` clients), or None: no cost at all.
         self.hooks: HookSet | None = None
@@ -368,29 +375,92 @@ class Transport:
             if batch is not None:
                 batch.correct(estimate, actual)
 
-    async def _wait_turn(self, tokens: int) -> None:
-        """Wait for the client's budget (and a batch's, inside create_many) to allow a start."""
+    async def _wait_turn(self, tokens: int, method: str, url: URL) -> _Turn | None:
+        """Wait for the client's budget (and a batch's, inside create_many) to allow a start;
+        return the reservations made (``None``: no budget applies)."""
         limit = self.rate_limit
         batch = batch_limit.get()
         if batch is None and limit.idle:
-            return
-        reserved = [
-            (budget, *budget.reserve_start(tokens))
-            for budget in (limit, batch)
-            if budget is not None and not budget.idle
-        ]
-        wait = max((item[1] for item in reserved), default=0.0)
-        # A start a hair early is harmless to a per-minute budget; a sleep for it would cost
-        # an event-loop round per request under a generous limit.
-        if wait > _NEGLIGIBLE_WAIT:
-            try:
-                await anyio.sleep(wait)
-            except BaseException:
-                # Cancelled while waiting (a wait_for, a client going away): give the
-                # starts back, or every later request would wait behind phantoms.
-                for budget, _, start in reserved:
-                    budget.cancel(start, tokens)
-                raise
+            return None
+        turn = self._reserve(limit, batch, tokens)
+        if not turn:
+            return None
+        try:
+            while True:
+                wait = max(budget.remaining(start, ticket) for budget, start, ticket in turn)
+                # A start a hair early is harmless to a per-minute budget; a sleep for it
+                # would cost an event-loop round per request under a generous limit.
+                if wait <= _NEGLIGIBLE_WAIT:
+                    return turn
+                if any(budget.inside_pause(start) for budget, start, _ in turn):
+                    # A 429 arrived while this request waited: its start fell inside the
+                    # pause. Queue again behind it, spaced, rather than all at its end.
+                    self._give_back(turn, tokens)
+                    turn = self._reserve(limit, batch, tokens)
+                    continue
+                if any(ticket is not None for _, _, ticket in turn):
+                    wait = min(wait, _TOKEN_RECHECK)  # tokens given back may end it sooner
+                await self._sleep_unless_closed(wait)
+                if self._closed:
+                    raise self._closed_error(method, url)
+        except BaseException:
+            # Cancelled while waiting (a wait_for, a client going away): give the starts
+            # back, or every later request would wait behind phantoms. (Its tokens are
+            # settled by whoever reserved them.)
+            self._give_back(turn, 0)
+            raise
+
+    @staticmethod
+    def _reserve(limit: RateLimit, batch: RateLimit | None, tokens: int) -> _Turn:
+        """A start in each budget that applies; the batch's spaced from the client's."""
+        turn: _Turn = []
+        not_before = 0.0
+        if not limit.idle:
+            start, ticket = limit.reserve_turn(tokens)
+            turn.append((limit, start, ticket))
+            not_before = start
+        if batch is not None and not batch.idle:
+            start, ticket = batch.reserve_turn(tokens, not_before)
+            turn.append((batch, start, ticket))
+        return turn
+
+    @staticmethod
+    def _give_back(turn: _Turn | None, tokens: int) -> None:
+        for budget, start, _ in turn or ():
+            budget.cancel(start, tokens)
+
+    async def _sleep_unless_closed(self, seconds: float) -> None:
+        """Sleep, woken early by close() (a deep budget queue must not hold a shutdown)."""
+        closing = self._closing
+        if closing is None:
+            closing = self._closing = asyncio.Event()
+        with anyio.move_on_after(seconds):
+            await closing.wait()
+
+    async def _begin(
+        self,
+        timeout: Timeout,  # noqa: ASYNC109 - its pool part bounds the wait, with anyio
+        method: str,
+        url: URL,
+        tokens: int,
+    ) -> Callable[[], None] | None:
+        """Wait for the budget's turn, then a connection slot; return the function that
+        frees the slot (once). A request queued in the budget holds no connection."""
+        turn = await self._wait_turn(tokens, method, url)
+        slots = self._slots
+        if turn is None or slots is None or not slots.locked():
+            return await self._take_slot(timeout, method, url)
+        # A full pool: the turn would be spent waiting. Give it back, wait for a slot, then
+        # take a fresh turn (at once unless the budget is busy too).
+        self._give_back(turn, tokens)
+        release = await self._take_slot(timeout, method, url)
+        try:
+            await self._wait_turn(tokens, method, url)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+        return release
 
     async def _take_slot(
         self,
@@ -450,6 +520,8 @@ class Transport:
         if slots is not None:
             for _ in range(self._max_connections):
                 slots.release()
+        if self._closing is not None:
+            self._closing.set()  # and those waiting for their turn in the budget
         session = self._session
         if session is not None and self._owns_session:
             connector: Any = session.connector
@@ -616,17 +688,12 @@ class Transport:
         attempt = 0
         debug = logger.isEnabledFor(_DEBUG)
         while True:
-            # Every attempt, retries included, takes a connection slot, then its turn in the
-            # budget: a request that waited for a slot still honours a pause or the spacing.
-            release = await self._take_slot(timeout, method, url)
-            try:
-                await self._wait_turn(tokens if attempt == 0 else 0)
-                if self._closed:
-                    raise self._closed_error(method, url)
-            except BaseException:
+            # Every attempt, retries included, takes its turn in the budget, then a slot.
+            release = await self._begin(timeout, method, url, tokens if attempt == 0 else 0)
+            if self._closed:
                 if release is not None:
                     release()
-                raise
+                raise self._closed_error(method, url)
             started = time.monotonic()
             retry_headers: Mapping[str, str] = {}
             error: APIStatusError | None = None

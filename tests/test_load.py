@@ -432,3 +432,154 @@ async def test_closing_the_client_under_an_open_stream_leaves_nothing_to_warn_ab
         await client.close()
         del stream
         gc.collect()  # warnings are errors: a ResourceWarning here fails the test
+
+
+# -- the budget under a backlog (found by a cold review: a queue is where budgets live) ------
+
+
+def create(client: AsyncRoutmy, content: str = "hi", **fields: Any) -> Awaitable[ChatCompletion]:
+    return client.chat.completions.create(
+        model="mock/echo", messages=[{"role": "user", "content": content}], **fields
+    )
+
+
+async def test_a_429_holds_the_requests_already_queued_in_the_budget():
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(
+            api_key=mock.api_key,
+            base_url=mock.base_url,
+            max_retries=0,
+            rate_limit=RateLimit(requests_per_minute=600),
+        ) as client:
+            mock.reply_default()
+            mock.reply_default()
+            mock.reply_error(429, "slow down", headers={"retry-after": "1"})  # the 3rd
+            results = await asyncio.wait_for(
+                asyncio.gather(*(create(client) for _ in range(8)), return_exceptions=True), 30
+            )
+        times = sorted(mock.request_times)
+        assert sum(isinstance(r, Exception) for r in results) == 1
+        refused_at = times[2]
+        # Nothing starts during the pause, and after it the starts are spaced again.
+        assert all(t >= refused_at + 0.95 for t in times[3:]), [t - times[0] for t in times]
+        assert_spaced(times[3:], 0.1)
+
+
+async def test_a_longer_429_extends_the_pause_for_everyone_waiting():
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(
+            api_key=mock.api_key, base_url=mock.base_url, max_retries=0
+        ) as client:
+            error = {"error": {"message": "slow down", "type": "rate_limit", "code": 429}}
+            mock.reply_json(error, status=429, headers={"retry-after": "0.3"})
+            mock.reply_json(
+                error, status=429, headers={"retry-after": "1.2"}, stall_before_headers=0.15
+            )
+            first = [asyncio.ensure_future(create(client)) for _ in range(2)]
+            await asyncio.sleep(0.05)  # the first 429 is in: a 0.3 s pause
+            late = [asyncio.ensure_future(create(client)) for _ in range(2)]
+            await asyncio.wait_for(asyncio.gather(*first, *late, return_exceptions=True), 30)
+        times = sorted(mock.request_times)
+        # The second 429 (answered at about 0.15 s) asked for 1.2 s: the queued two wait
+        # for it, not for the shorter pause they found when they queued.
+        assert times[2] - times[0] >= 1.2, [t - times[0] for t in times]
+
+
+async def test_a_request_waiting_for_its_turn_holds_no_connection():
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(
+            api_key=mock.api_key,
+            base_url=mock.base_url,
+            max_connections=2,
+            timeout=Timeout(total=30, pool=0.5),
+            rate_limit=RateLimit(requests_per_minute=120),
+        ) as client:
+            tasks = [asyncio.ensure_future(create(client, f"q{i}")) for i in range(4)]
+            await asyncio.sleep(0.2)
+            # One request has been answered; three wait for the budget, none for the pool.
+            assert client.connections_in_use == 0
+            results = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        assert [r.choices[0].message.content for r in results] == [f"q{i}" for i in range(4)]
+        assert_spaced(mock.request_times, 0.5)
+
+
+async def test_closing_the_client_fails_requests_waiting_for_the_budget_at_once():
+    async with MockRoutmy() as mock:
+        client = AsyncRoutmy(
+            api_key=mock.api_key,
+            base_url=mock.base_url,
+            rate_limit=RateLimit(requests_per_minute=6),  # one start every 10 s
+        )
+        tasks = [asyncio.ensure_future(create(client)) for _ in range(3)]
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        await client.close()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        assert time.monotonic() - started < 2
+        assert isinstance(results[0], ChatCompletion)
+        for waiting in results[1:]:
+            assert isinstance(waiting, Exception) and "client was closed" in str(waiting)
+        assert len(mock.requests) == 1
+
+
+async def test_a_batch_limit_inside_a_busy_client_budget_keeps_its_own_spacing():
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(
+            api_key=mock.api_key,
+            base_url=mock.base_url,
+            rate_limit=RateLimit(requests_per_minute=600),
+        ) as client:
+            others = [asyncio.ensure_future(create(client, "other")) for _ in range(10)]
+            await asyncio.sleep(0)
+            results = await asyncio.wait_for(
+                client.chat.completions.create_many(
+                    requests(4), concurrency=4, requests_per_minute=120
+                ),
+                30,
+            )
+            await asyncio.gather(*others)
+        assert all(isinstance(r, ChatCompletion) for r in results)
+        batch_times = [
+            t
+            for t, body in zip(mock.request_times, mock.requests, strict=True)
+            if body.json["messages"][0]["content"].startswith("q ")
+        ]
+        assert len(batch_times) == 4
+        assert_spaced(batch_times, 0.5)
+
+
+async def test_a_start_delayed_by_tokens_keeps_the_request_spacing_after_it():
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(
+            api_key=mock.api_key,
+            base_url=mock.base_url,
+            max_retries=0,
+            rate_limit=RateLimit(requests_per_minute=300, tokens_per_minute=6_000),
+        ) as client:
+            work = [
+                create(client, "a", max_tokens=5_900),
+                create(client, "b", max_tokens=200),  # waits for tokens
+                create(client, "c"),
+                create(client, "d"),
+            ]
+            await asyncio.wait_for(asyncio.gather(*work), 30)
+        times = sorted(mock.request_times)
+        assert all(gap >= 0.2 * 0.8 for gap in gaps(times)), gaps(times)
+
+
+async def test_tokens_given_back_by_real_usage_let_queued_requests_start_sooner():
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(
+            api_key=mock.api_key,
+            base_url=mock.base_url,
+            rate_limit=RateLimit(tokens_per_minute=600),
+        ) as client:
+            # Each reserves ~200 tokens but uses a handful: the bucket holds three at a time
+            # by estimate, yet the usage gives the tokens back as each answer arrives.
+            started = time.monotonic()
+            await asyncio.wait_for(
+                asyncio.gather(*(create(client, f"q{i}", max_tokens=200) for i in range(5))), 30
+            )
+            elapsed = time.monotonic() - started
+        # By the estimates alone the last two would wait ~20 s and ~40 s.
+        assert elapsed < 5, elapsed
