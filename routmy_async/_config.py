@@ -187,9 +187,15 @@ def check_headers(headers: Mapping[str, str] | None, *, name: str) -> dict[str, 
     if not isinstance(headers, Mapping):
         raise TypeError(f"{name} must be a mapping of header names to strings, not {headers!r}")
     checked: dict[str, str] = {}
+    what = "query parameter" if "query" in name else "header"
     for key, value in headers.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise TypeError(f"{name}: header names and values must be strings (got {key!r})")
+        if not isinstance(key, str):
+            raise TypeError(f"{name}: {what} names must be strings, not {key!r}")
+        if not isinstance(value, str):
+            raise TypeError(
+                f"{name}: the value of {what} {key!r} must be a string, not "
+                f"{type(value).__name__} (convert it with str())"
+            )
         if not key or any(ch in key for ch in "\r\n\0: "):
             raise ValueError(f"{name}: invalid header name {key!r}")
         if any(ch in value for ch in "\r\n\0"):

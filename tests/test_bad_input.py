@@ -177,3 +177,12 @@ def test_sync_entry_points_reject_bad_input(call, exc, name):
     """Constructors and sync helpers raise at once, naming the argument."""
     with pytest.raises(exc, match=name):
         call()
+
+
+async def test_a_query_parameter_that_is_not_a_string_is_named_as_such(mock):
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+        with pytest.raises(TypeError, match=r"extra_query: the value of query parameter 'a'"):
+            await client.models.list(extra_query={"a": object()})
+        with pytest.raises(TypeError, match=r"extra_headers: the value of header 'X-N'.*int"):
+            await client.models.list(extra_headers={"X-N": 1})
+    assert mock.requests == []
