@@ -1,6 +1,6 @@
 """The Ray Data step against one process's create_many: rows per second, client CPU per row.
 
-    python benchmarks/bench_ray.py [--rows 20000] [--actors 2] [--concurrency 32]
+    python benchmarks/bench_ray.py [--rows 20000] [--actors 2] [--concurrency 32] [--repeat 3]
 
 Starts the fake upstream (``_upstream.py``, prebuilt answers) in its own process, then sends
 the same rows three ways: ``create_many`` in this process (concurrency actors x concurrency),
@@ -8,7 +8,9 @@ and ``ChatStep`` on a local Ray (``ray.init(num_cpus=2)``) with ``actors`` actor
 with a ``ClusterBudget`` whose limit is never reached (the cost of the grants alone). Rates
 are measured inside the actors, from the first batch's start to the last batch's end, so
 the seconds Ray takes to start its actors are reported apart. CPU is the client's
-``process_time`` (each actor's, around its batches). Needs the ray extra.
+``process_time`` (each actor's, around its batches). With ``--repeat N`` the three variants
+run N times, interleaved, and each figure is the median (min-max); the load average before
+and after says how busy the machine was. Needs the ray extra.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -97,42 +100,76 @@ def with_ray(
     }
 
 
+def load() -> str:
+    """The 1-minute load average (this machine's other work shares its cores)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def summary(runs: list[dict[str, float]], field: str, spec: str) -> str:
+    values = [run[field] for run in runs]
+    middle = format(statistics.median(values), spec)
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({format(min(values), spec)}-{format(max(values), spec)})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight per actor")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each variant (median)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    loads = [load()]
     upstream = subprocess.Popen(
         [sys.executable, str(HERE / "_upstream.py"), "0"], stdout=subprocess.PIPE, text=True
     )
+    results: dict[str, list[dict[str, float]]] = {
+        "create_many": [],
+        "ray_step": [],
+        "ray_step_budget": [],
+    }
     try:
         assert upstream.stdout is not None
         base_url = f"http://127.0.0.1:{upstream.stdout.readline().strip()}/v1"
-        results = {
-            "create_many": asyncio.run(
-                one_process(base_url, args.rows, args.actors * args.concurrency)
-            )
-        }
         import ray
 
         os.environ["ROUTMY_API_KEY"] = "sk-bench"  # inherited by the Ray workers
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
-        for name, budgeted in (("ray_step", False), ("ray_step_budget", True)):
-            results[name] = with_ray(base_url, args.rows, args.actors, args.concurrency, budgeted)
+        for _ in range(args.repeat):
+            results["create_many"].append(
+                asyncio.run(one_process(base_url, args.rows, args.actors * args.concurrency))
+            )
+            for name, budgeted in (("ray_step", False), ("ray_step_budget", True)):
+                results[name].append(
+                    with_ray(base_url, args.rows, args.actors, args.concurrency, budgeted)
+                )
         ray.shutdown()
     finally:
         upstream.terminate()
         upstream.wait()
-    print(f"{args.rows} rows, {args.actors} actors x {args.concurrency} in flight")
-    for name, result in results.items():
-        print(
-            f"{name:16} {result['rows_per_s']:8.0f} rows/s"
-            f"  {result['cpu_ms_per_row']:6.3f} ms CPU/row  failed {result['failed']}"
+    loads.append(load())
+    print(
+        f"{args.rows} rows, {args.actors} actors x {args.concurrency} in flight, "
+        f"{args.repeat} run(s) each; load average {loads[0]} before, {loads[1]} after"
+    )
+    for name, runs in results.items():
+        failed = sum(int(run["failed"]) for run in runs)
+        started = (
+            f"  {summary(runs, 'wall_with_actor_start_s', '.1f')} s with actor start"
+            if "wall_with_actor_start_s" in runs[0]
+            else ""
         )
-    print(json.dumps({"rows": args.rows, "actors": args.actors, **results}))
+        print(
+            f"{name:16} {summary(runs, 'rows_per_s', '.0f')} rows/s"
+            f"  {summary(runs, 'cpu_ms_per_row', '.3f')} ms CPU/row  failed {failed}{started}"
+        )
+    print(json.dumps({"rows": args.rows, "actors": args.actors, "load": loads, **results}))
 
 
 if __name__ == "__main__":

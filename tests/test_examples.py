@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -15,9 +16,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("ROUTMY_")}
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, warnings: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-W", "error", *args],
+        [sys.executable, "-W", "error", *warnings, *args],
         cwd=EXAMPLES,
         env=ENV,
         capture_output=True,
@@ -61,3 +62,24 @@ def test_batch_example_runs_and_resumes(tmp_path):
     second = run("batch.py", str(source), str(target))
     assert second.returncode == 0, second.stderr
     assert re.search(r"skipped +20 +already done", second.stdout)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the ray extra")
+@pytest.mark.timeout(180)
+def test_ray_pipeline_example_runs(tmp_path):
+    """ray_pipeline.py, as a user runs it with no key: a sample JSONL file in, a local Ray
+    and an embedded mock, every row answered into Parquet files."""
+    source = tmp_path / "questions.jsonl"
+    target = tmp_path / "answers"
+    assert run("ray_pipeline.py", "--sample", str(source)).returncode == 0
+    # Ray Data warns about its own deprecated settings.
+    result = run(
+        "ray_pipeline.py", str(source), str(target), warnings=("-W", "ignore::DeprecationWarning")
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "40 rows answered, 0 failed" in result.stdout
+    parquet = pytest.importorskip("pyarrow.parquet")
+    written = parquet.read_table(str(target), columns=["id", "content"]).to_pylist()
+    assert sorted((row["id"], row["content"]) for row in written) == [
+        (index, f"One fact about {index}?") for index in range(40)
+    ]

@@ -9,9 +9,12 @@ import gc
 import json
 import logging
 import pickle
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -20,6 +23,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from routmy_async import BadRequestError, ContentParseError, RoutmyError
+from routmy_async.integrations import _ray_runtime
 from routmy_async.integrations._ray_batches import Batch, plain
 from routmy_async.integrations._ray_coordinator import CoordinatorCore
 from routmy_async.integrations._ray_grants import Settings
@@ -233,6 +237,61 @@ def test_a_missing_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pat
         EmbeddingStep(model="m")
 
 
+class FakeRay:
+    """What the key check asks of Ray: whether it is connected, and the runtime env."""
+
+    def __init__(self, env_vars: dict[str, str], *, connected: bool = True):
+        self.env_vars = env_vars
+        self.connected = connected
+        self.asked = 0
+
+    def is_initialized(self) -> bool:
+        return self.connected
+
+    def get_runtime_context(self) -> Any:
+        # The real one starts a local Ray when none is connected: counted either way.
+        self.asked += 1
+        assert self.connected, "asked for a runtime context while not connected"
+        return SimpleNamespace(runtime_env={"env_vars": self.env_vars})
+
+
+def test_a_key_in_a_runtime_env_is_pointed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key given as ``runtime_env={"env_vars": {"ROUTMY_API_KEY": ...}}`` works, with one
+    warning (naming the variable, never the value) that Ray logs such values in the clear."""
+    monkeypatch.setenv("ROUTMY_API_KEY", KEY)
+    fake_ray = FakeRay({"ROUTMY_API_KEY": KEY})
+    monkeypatch.setitem(sys.modules, "ray", fake_ray)
+    monkeypatch.setattr(_ray_runtime, "_warned", set())
+    with pytest.warns(UserWarning, match="runtime_env") as caught:
+        first, second = ChatStep(model="m"), EmbeddingStep(model="m")
+    first.close()
+    second.close()
+    assert len(caught) == 1
+    text = str(caught[0].message)
+    assert "ROUTMY_API_KEY_FILE" in text
+    assert KEY not in text
+    assert first.client.is_closed
+
+
+@pytest.mark.parametrize("connected", [True, False])
+def test_a_key_from_the_node_environment_is_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch, connected: bool
+) -> None:
+    """A runtime env that carries only the key file's path gives no warning (warnings are
+    errors in this suite), and a process not connected to Ray never asks it (which would
+    start one)."""
+    monkeypatch.setenv("ROUTMY_API_KEY", KEY)
+    fake_ray = FakeRay({"ROUTMY_API_KEY_FILE": "/k", "ROUTMY_API_KEY": KEY}, connected=connected)
+    if connected:
+        fake_ray.env_vars = {"ROUTMY_API_KEY_FILE": "/k"}
+    monkeypatch.setitem(sys.modules, "ray", fake_ray)
+    monkeypatch.setattr(_ray_runtime, "_warned", set())
+    step = ChatStep(model="m")
+    step.close()
+    assert step.client.is_closed
+    assert fake_ray.asked == (1 if connected else 0)
+
+
 @pytest.mark.parametrize(
     ("options", "error"),
     [
@@ -370,6 +429,32 @@ async def test_a_step_with_a_budget_joins_and_leaves_it(rows_mock: RowMock) -> N
     stats = await budget.core.stats()
     assert stats["joined"] == stats["left"] == 1
     assert sum(stats["spent_by_member"].values()) == 3
+
+
+async def test_actors_far_below_the_limit_never_wait_for_each_other(rows_mock: RowMock) -> None:
+    """Two steps (two actors) taking turns with small batches under a limit they never
+    approach: the budget grants about what the batches need, so neither step waits for
+    capacity the other was handed and did not use."""
+    # One in-process coordinator for two steps on two loops: its pause watch belongs to the
+    # first loop, so the second step's watch logs a warning (in Ray it is an actor of its
+    # own); pauses play no part here.
+    budget = _Budget(Settings(requests=1_000_000, window=60.0, grant_seconds=2.0))
+    steps = [ChatStep(model="mock/echo", base_url=rows_mock.base_url, budget=budget) for _ in "ab"]
+    started = time.monotonic()
+    for round_ in range(4):
+        for step in steps:
+            texts = [f"{round_}-{index}" for index in range(20)]
+            out = await call(step, {"messages": messages(*texts)})
+            assert out["content"] == texts
+    elapsed = time.monotonic() - started
+    for step in steps:
+        await closed(step)
+    stats = await budget.core.stats()
+    assert sum(stats["spent_by_member"].values()) == 160
+    # A batch's grants are sized to its rows, not to a share of two seconds of the limit
+    # (about 16,000 requests here, which held the other step's next grant back a second).
+    assert stats["granted_requests"] <= 2 * 160
+    assert elapsed < 4.0
 
 
 async def test_embeddings_fill_a_vector_column(rows_mock: RowMock) -> None:

@@ -109,6 +109,9 @@ class ClusterRateLimit(RateLimit):
         self._member = member or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._allowance = Allowance(guard=min(0.25, settings.grant_seconds / 4))
         self._demand = 0  # starts expected soon (a batch's rows): sizes the next grant
+        # A batch said how many starts it needs (``expect``) and has not ended: its grants
+        # are sized to what is left of it, never to a whole share.
+        self._in_batch = False
         self._estimate = 0.0  # a request's token estimate, averaged
         self._last_size = 1  # starts in the last grant
         self._debt = 0.0  # token corrections not yet reported
@@ -139,7 +142,7 @@ class ClusterRateLimit(RateLimit):
         """Whether requests need a token estimate (the budget has a token limit)."""
         return self._settings.tokens is not None
 
-    def reserve_start(self, tokens: int = 0) -> tuple[float, float]:
+    def reserve_start(self, tokens: int = 0, not_before: float = 0.0) -> tuple[float, float]:
         """Spend one start of a grant held (fetching one with a blocking call when none is
         held); return ``(wait, start)``.
 
@@ -147,14 +150,14 @@ class ClusterRateLimit(RateLimit):
         """
         self._ensure_started()
         if not self._settings.limited:
-            return super().reserve_start(0)  # only the shared pause applies
+            return super().reserve_start(0, not_before)  # only the shared pause applies
         limit = self._settings.tokens
         need = float(min(tokens, limit)) if limit is not None and tokens else 0.0
         if need:
             self._estimate = need if not self._estimate else 0.8 * self._estimate + 0.2 * need
         now = self._clock()
         self._give_back(self._allowance.expire(now))
-        start = self._allowance.take(max(now, self._paused_until), need)
+        start = self._allowance.take(max(now, self._paused_until, not_before), need)
         tries = 0
         while start is None:
             if tries == _MAX_BLOCKING_TRIES:
@@ -165,7 +168,7 @@ class ClusterRateLimit(RateLimit):
             tries += 1
             self._fetch_blocking(need)
             now = self._clock()
-            start = self._allowance.take(max(now, self._paused_until), need)
+            start = self._allowance.take(max(now, self._paused_until, not_before), need)
         if self._demand > 0:
             self._demand -= 1
         self._prefetch(now)
@@ -192,8 +195,10 @@ class ClusterRateLimit(RateLimit):
     # -- the rest of its life -----------------------------------------------------------
 
     def expect(self, count: int) -> None:
-        """Say that about ``count`` starts follow (a batch's rows), to size the next grant."""
+        """Say that about ``count`` starts follow (a batch's rows), to size the next grant;
+        until :meth:`release`, no grant is asked for beyond them (a retry asks for one)."""
         self._demand = max(0, int(count))
+        self._in_batch = True
 
     async def join(self) -> None:
         """Count this process in the budget's members (once)."""
@@ -220,6 +225,7 @@ class ClusterRateLimit(RateLimit):
         for the next batch; what expires unused is given back.
         """
         self._demand = 0
+        self._in_batch = False
         await self._quiesce()
 
     async def aclose(self) -> None:
@@ -257,7 +263,13 @@ class ClusterRateLimit(RateLimit):
     # -- grants ---------------------------------------------------------------------
 
     def _want(self) -> int:
-        return self._demand if self._demand > 0 else _WHOLE_SHARE
+        # Within a batch whose starts are all spent, only a retry still asks: one start.
+        # A whole share there would be granted and mostly given back, but its pace at the
+        # coordinator would hold every other member's next grant back for a whole share's
+        # time (a second with two members) first.
+        if self._demand > 0:
+            return self._demand
+        return 1 if self._in_batch else _WHOLE_SHARE
 
     def _ask(self, need: float) -> tuple[str, int, float, float, float]:
         want = self._want()
@@ -302,7 +314,8 @@ class ClusterRateLimit(RateLimit):
         low = starts * 2 < max(1, target)
         if self._settings.tokens is not None and self._estimate:
             low = low or tokens * 2 < self._estimate * max(1, target)
-        if low and (self._demand > 0 or starts == 0):
+        # A batch's last start needs no grant after it: the next batch says what it needs.
+        if low and (self._demand > 0 or (starts == 0 and not self._in_batch)):
             self._fetching = self._spawn(self._fetch())
 
     def _give_back(self, unused: Unused) -> None:

@@ -11,7 +11,9 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -41,10 +43,13 @@ class BudgetSource(Protocol):
 def read_api_key(variable: str) -> str:
     """The key from the environment: ``variable``, else the file named by ``<variable>_FILE``.
 
+    Warns (once per process) when the key itself came in a Ray runtime env's ``env_vars``.
+
     :raises RoutmyError: neither is set (naming the variables, never a value).
     """
     key = os.environ.get(variable, "").strip()
     if key:
+        _warn_if_in_runtime_env(variable)
         return key
     path = os.environ.get(f"{variable}_FILE", "").strip()
     if path:
@@ -62,6 +67,36 @@ def read_api_key(variable: str) -> str:
         "path of a file holding it) in the environment of the Ray nodes; the key is never "
         "passed as an argument"
     )
+
+
+_warned: set[str] = set()
+
+
+def _warn_if_in_runtime_env(variable: str) -> None:
+    """Say so when the key came in ``runtime_env={"env_vars": ...}``: Ray's runtime-env
+    agent writes those values to ``runtime_env_agent.log`` in the clear (Ray 2.60), which
+    we cannot undo from here, only point out. Ray is looked up, never imported, and asked
+    only when connected: ``get_runtime_context()`` would otherwise start a local Ray."""
+    ray = sys.modules.get("ray")
+    if ray is None or variable in _warned:
+        return
+    try:
+        if not ray.is_initialized():
+            return
+        env_vars = ray.get_runtime_context().runtime_env.get("env_vars") or {}
+    except Exception:  # not connected, or another Ray's API: nothing to check
+        return
+    if variable in env_vars:
+        _warned.add(variable)
+        # A warning, not a log line: the package's logger has only a NullHandler unless the
+        # application configures logging, and a Ray worker's stderr reaches the driver.
+        warnings.warn(
+            f"{variable} came in a Ray runtime_env's env_vars, which Ray writes to its logs "
+            "(runtime_env_agent.log) in the clear: set it where the Ray nodes start, or put "
+            f"{variable}_FILE (the path of a file holding the key) in the runtime env instead",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def check_headers(name: str, headers: Any) -> None:

@@ -146,8 +146,10 @@ class ClusterBudget:
 
     def stats(self) -> dict[str, Any]:
         """The coordinator's counters: ``joined`` and ``left`` (processes whose client
-        closed), ``grants``, ``granted_requests``, ``returned_requests``, ``pauses``,
-        ``paused_for``, and ``spent_by_member`` (requests granted and not given back)."""
+        closed), ``grants``, ``granted_requests``, ``returned_requests``, ``pauses`` (the
+        pauses that held starts longer than before), ``paused_for`` (the seconds the current
+        pause still holds, 0.0 when none does), and ``spent_by_member`` (requests granted and
+        not given back)."""
         result: dict[str, Any] = _ray().get(self._handle.stats.remote(), timeout=_CALL_TIMEOUT)
         return result
 

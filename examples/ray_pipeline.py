@@ -1,16 +1,18 @@
 """Answer every row of a JSONL or Parquet file in a Ray Data pipeline, within one rate budget.
 
-    python examples/ray_batch.py --sample questions.jsonl        # a small file to try
-    python examples/ray_batch.py questions.jsonl answers/         # JSONL in, Parquet out
-    python examples/ray_batch.py questions.parquet answers/ --address auto   # a running cluster
+    python examples/ray_pipeline.py --sample questions.jsonl       # a small file to try
+    python examples/ray_pipeline.py questions.jsonl answers/        # JSONL in, Parquet out
+    python examples/ray_pipeline.py questions.jsonl answers/ --format json   # JSONL out
+    python examples/ray_pipeline.py questions.parquet answers/ --address auto  # a running cluster
 
 Each row needs a "question" column; the answers land next to it ("content", "error",
-"cost", ...) in Parquet files under the target folder. Needs the ray extra:
+"cost", ...) in Parquet (or JSON Lines) files under the target folder. Needs the ray extra:
 pip install 'routmy-async[ray]'.
 
 With ROUTMY_API_KEY set, every Ray worker reads the key from its own environment (set it
 where the nodes start; it is never passed as an argument). Without it, the example starts a
-MockRoutmy in this process and the actors reach it on 127.0.0.1 (a one-machine Ray only).
+MockRoutmy in this process and a Ray on this machine whose actors reach it on 127.0.0.1
+(--address is ignored then: a cluster's other nodes could not reach the mock).
 """
 
 from __future__ import annotations
@@ -62,18 +64,35 @@ def answer(
     )
 
 
-def run(source: Path, target: Path, *, model: str, base_url: str | None, actors: int) -> str:
-    """Read ``source`` (.jsonl or .parquet), answer every row, write Parquet to ``target``;
-    return a one-line summary."""
+def run(
+    source: Path,
+    target: Path,
+    *,
+    model: str,
+    base_url: str | None,
+    actors: int,
+    output: str = "parquet",
+) -> str:
+    """Read ``source`` (.jsonl or .parquet), answer every row, write Parquet (or, with
+    ``output="json"``, JSON Lines) files to the folder ``target``; return a one-line summary."""
     if source.suffix == ".parquet":
         dataset = ray.data.read_parquet(str(source))
     else:
         dataset = ray.data.read_json(str(source))  # one JSON object a line
-    budget = ClusterBudget(requests_per_minute=600, name="ray-batch-example")
+    budget = ClusterBudget(requests_per_minute=600, name="ray-pipeline-example")
     answers = answer(dataset, model=model, budget=budget, base_url=base_url, actors=actors)
-    answers.write_parquet(str(target))  # the pipeline runs here, streaming
-    # Two small columns of the result, read back here rather than in another Ray job.
-    summary = pyarrow.parquet.read_table(str(target), columns=["error", "cost"]).to_pylist()
+    # The pipeline runs here, streaming: each block is written as soon as it is answered.
+    if output == "json":
+        answers.write_json(str(target))  # one JSON object a line, one file per block
+        summary = [
+            json.loads(line)
+            for path in sorted(target.glob("*.json"))
+            for line in path.read_text().splitlines()
+        ]
+    else:
+        answers.write_parquet(str(target))
+        # Two small columns of the result, read back here rather than in another Ray job.
+        summary = pyarrow.parquet.read_table(str(target), columns=["error", "cost"]).to_pylist()
     failed = sum(1 for row in summary if row["error"])
     cost = sum(row["cost"] or 0.0 for row in summary)
     return (
@@ -105,6 +124,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sample", action="store_true", help="write a sample source file")
     parser.add_argument("--address", help="a running Ray cluster (auto: the local one)")
     parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--format", choices=("parquet", "json"), default="parquet")
     args = parser.parse_args(argv)
     if args.sample:
         write_sample(args.source)
@@ -115,14 +135,29 @@ def main(argv: list[str]) -> int:
     model = os.environ.get("ROUTMY_MODEL", "mock/echo")
     if os.environ.get("ROUTMY_API_KEY"):
         ray.init(address=args.address)
-        print(run(args.source, args.target, model=model, base_url=None, actors=args.actors))
+        summary = run(
+            args.source,
+            args.target,
+            model=model,
+            base_url=None,
+            actors=args.actors,
+            output=args.format,
+        )
+        print(summary)
         return 0
     with mock_in_a_thread() as mock:
         # Set before Ray starts: its worker processes inherit this environment.
         os.environ["ROUTMY_API_KEY"] = mock.api_key
-        ray.init(num_cpus=2, include_dashboard=False)
+        # A new Ray on this machine, never a running cluster: other nodes cannot reach the
+        # mock on 127.0.0.1.
+        ray.init(address="local", num_cpus=2, include_dashboard=False)
         summary = run(
-            args.source, args.target, model=model, base_url=mock.base_url, actors=args.actors
+            args.source,
+            args.target,
+            model=model,
+            base_url=mock.base_url,
+            actors=args.actors,
+            output=args.format,
         )
         print(summary)
         ray.shutdown()
