@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import msgspec
@@ -866,6 +866,11 @@ def _check_raw(
         raise ValueError(f"method must be an HTTP method such as 'GET', not {method!r}")
     if not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
         raise ValueError(f"path must start with '/' and is joined to the base URL, not {path!r}")
+    segments = unquote(path.split("?", 1)[0]).replace("\\", "/").split("/")
+    if ".." in segments or "." in segments:
+        # A gateway base URL (https://gw/routmy/v1) must not become a way to send the key
+        # to its other services.
+        raise ValueError(f"path must stay under the base URL: no '.' or '..' segments in {path!r}")
     opts: dict[str, Any] = dict(options)
     extra_body = opts.pop("extra_body", None)
     unknown = set(opts) - _OPTION_NAMES

@@ -117,6 +117,8 @@ def check_proxy(proxy: object) -> str | None:
         return None
     if not isinstance(proxy, str):
         raise TypeError(f"proxy must be a URL string such as 'http://host:3128', not {proxy!r}")
+    if "://" not in proxy:
+        proxy = "http://" + proxy  # "host:3128" means an http proxy, as in the environment
     parts = urlsplit(proxy)
     if parts.scheme != "http" or not parts.hostname:
         shown = _without_userinfo(proxy)
@@ -147,6 +149,8 @@ def proxy_secrets(url: str) -> list[str]:
 
 
 def _without_userinfo(url: str) -> str:
+    if "://" not in url and "@" in url:
+        return "***@" + url.rpartition("@")[2]  # no scheme: urlsplit finds no netloc
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url
@@ -321,7 +325,11 @@ class ConnectSettings:
         parts = urlsplit(self.target)
         proxies = getproxies()
         found = proxies.get(parts.scheme) or proxies.get("all")
-        if not found or not parts.hostname or proxy_bypass(parts.hostname):
+        if not found or not parts.hostname:
+            return None
+        # host:port, so that a NO_PROXY entry naming a port matches (as urllib's does).
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if proxy_bypass(parts.hostname) or proxy_bypass(f"{parts.hostname}:{port}"):
             return None
         if "://" not in found:
             found = "http://" + found  # "host:3128" means an http proxy, as in curl

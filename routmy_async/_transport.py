@@ -60,6 +60,7 @@ logger = logging.getLogger("routmy_async")
 _DEBUG = logging.DEBUG
 _TIMEOUT_CACHE_SIZE = 64
 _NEGLIGIBLE_WAIT = 0.002
+_URL_CACHE_SIZE = 256
 # How often a request waiting for tokens looks again: usage settled meanwhile gives tokens
 # back, and its start may have come sooner.
 _TOKEN_RECHECK = 1.0
@@ -569,6 +570,9 @@ class Transport:
         key = base_url + path
         url = self._urls.get(key)
         if url is None:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                # Raw requests to /items/{id} must not grow the cache forever.
+                self._urls.clear()
             url = self._urls[key] = URL(key)
         return url
 

@@ -198,9 +198,23 @@ async def test_raw_requests_reach_any_path_with_auth_retries_and_types(mock, cli
     assert mock.requests[-1].headers["Authorization"] == "Bearer [REDACTED]"
     with pytest.raises(NotFoundError, match="No route /v1/credits"):
         await client.get("/credits")
-    for bad in ("models", "https://elsewhere.example/x", "//elsewhere.example/x"):
+    for bad in (
+        "models",
+        "https://elsewhere.example/x",
+        "//elsewhere.example/x",
+        "/../admin",  # out of the base URL's path (a gateway's other services)
+        "/%2e%2e/%2E%2E/etc",
+        "/models/./x",
+    ):
         with pytest.raises(ValueError, match="path"):
             await client.get(bad)
+    sent = len(mock.requests)
+    # Many distinct paths (an id in each) keep the client's URL cache bounded.
+    for number in range(300):
+        with pytest.raises(NotFoundError):
+            await client.get(f"/items/{number}", max_retries=0)
+    assert len(client._transport._urls) <= 256
+    assert len(mock.requests) == sent + 300
     with pytest.raises(TypeError, match="unexpected"):
         await client.get("/models", nope=1)
 

@@ -338,10 +338,12 @@ async def test_https_proxy_variable_is_used_and_no_proxy_bypasses_it(monkeypatch
         assert proxy.connects == [f"localhost:{mock.tls_port}"]
         monkeypatch.setenv("NO_PROXY", "example.org, localhost")
         await call()
+        monkeypatch.setenv("NO_PROXY", f"example.org, localhost:{mock.tls_port}")
+        await call()  # an entry with the port matches too, as with urllib
         monkeypatch.delenv("NO_PROXY")
         await call(trust_env=False)
         assert proxy.connects == [f"localhost:{mock.tls_port}"]  # neither went through it
-        assert len(mock.requests) == 3
+        assert len(mock.requests) == 4
 
 
 @requires_session_proxy
@@ -400,6 +402,14 @@ def test_a_wrong_proxy_is_refused_at_construction(proxy, error, match):
     """proxy= must be an http:// URL with a host; the error never shows its password."""
     with pytest.raises(error, match=match) as info:
         AsyncRoutmy(api_key=KEY, proxy=proxy)
+    assert PASSWORD not in str(info.value)
+
+
+def test_a_proxy_without_a_scheme_means_http_and_its_password_stays_hidden():
+    client = AsyncRoutmy(api_key=KEY, proxy=f"{USER}:{PASSWORD}@127.0.0.1:3128")
+    assert PASSWORD not in repr(client)
+    with pytest.raises(ValueError, match="http://") as info:
+        AsyncRoutmy(api_key=KEY, proxy=f"{USER}:{PASSWORD}@")
     assert PASSWORD not in str(info.value)
 
 
