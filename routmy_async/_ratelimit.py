@@ -13,7 +13,9 @@ Tokens are two running totals rather than a level: ``debit`` (every estimate res
 ``credit`` (the bucket's capacity, its refill, and what corrections and cancellations gave
 back). A reservation's ticket is the debit including its own estimate, and it may start once
 the credit reaches its ticket — so a correction that arrives while it waits moves its start
-earlier, in the order the reservations were made.
+earlier, in the order the reservations were made. A reservation given back leaves a gap in
+the line (``_gaps``): only the reservations behind it move up. A start further down the line
+(one that came due first) raises the line's floor (``_high_ticket``) for everyone after it.
 
 aiolimiter and friends were considered: they wait in a queue, cannot give tokens back after
 the real usage is known, and have no server-driven pause; the policy is small and pure here.
@@ -56,8 +58,11 @@ class RateLimit:
         "_clock",
         "_credit",
         "_debit",
+        "_gaps",
+        "_high_ticket",
         "_holes",
         "_interval",
+        "_last_start",
         "_next_start",
         "_paused_until",
         "_refilled_at",
@@ -92,11 +97,19 @@ class RateLimit:
         self._capacity = float(tokens_per_minute or 0.0)
         self._credit = self._capacity  # the bucket starts full
         self._debit = 0.0
+        # (ticket, tokens) of reservations given back while still waiting for their tokens.
+        self._gaps: list[tuple[float, float]] = []
+        # The highest ticket that started: one further down the line that starts later
+        # must not count on tokens that one is already using.
+        self._high_ticket = 0.0
         self._ticket: float | None = None
         self._slot = 0.0  # the last reservation's start before any wait for tokens
         self._clock = clock
         self._refilled_at = clock()
         self._next_start = 0.0
+        # When the last request really started (see started()): no start comes sooner than
+        # one interval after it, whatever the reservations planned.
+        self._last_start = -math.inf
         self._paused_until = 0.0
         # Start times given back by cancelled waiters, for the next requests to take.
         self._holes: list[float] = []
@@ -122,13 +135,20 @@ class RateLimit:
 
     def _add_credit(self, amount: float) -> None:
         # A bucket holds at most its capacity: a full bucket's refill is lost.
-        self._credit = min(self._debit + self._capacity, self._credit + amount)
+        self._credit = min(
+            self._debit - sum(size for _, size in self._gaps) + self._capacity,
+            self._credit + amount,
+        )
+
+    def _ahead(self, ticket: float) -> float:
+        """Tokens still to come before ``ticket`` may start (gaps before it skipped)."""
+        return ticket - self._credit - sum(size for at, size in self._gaps if at < ticket)
 
     @property
     def available_tokens(self) -> float:
         """Tokens in the bucket now (negative while reservations wait for the refill)."""
         self._refill(self._clock())
-        return self._credit - self._debit
+        return self._credit + sum(size for _, size in self._gaps) - self._debit
 
     def reserve(self, tokens: int = 0) -> float:
         """Reserve a start for a request of ``tokens`` estimated tokens; return how long to
@@ -158,7 +178,7 @@ class RateLimit:
             self._refill(now)
             self._debit += min(float(tokens), self._capacity)
             self._ticket = self._debit
-            missing = self._debit - self._credit
+            missing = self._ahead(self._debit)
             if missing > 0:
                 start = max(start, now + missing / self._tokens_per_second)
         if self._interval:
@@ -181,20 +201,46 @@ class RateLimit:
         """How much longer a reservation must wait, asked again when its waiter wakes: a
         pause that began meanwhile holds it, tokens given back meanwhile let it go sooner."""
         now = self._clock()
-        wait = max(start, self._paused_until) - now
+        wait = max(start, self._paused_until, self._last_start + self._interval) - now
         if ticket is not None and self._tokens_per_second:
             self._refill(now)
-            wait = max(wait, (ticket - self._credit) / self._tokens_per_second)
+            wait = max(wait, self._ahead(max(ticket, self._high_ticket)) / self._tokens_per_second)
         return max(0.0, wait)
 
-    def cancel(self, start: float, tokens: int = 0) -> None:
+    def started(self, ticket: float | None = None) -> None:
+        """A request whose :meth:`remaining` was 0 starts now. Its start gates the next one,
+        so the spacing holds even when a wait for tokens grew past what was planned (a
+        usage above its estimate) and reservations come due out of order."""
+        if ticket is not None and ticket > self._high_ticket:
+            self._high_ticket = ticket
+            # Every start from now on waits for at least this ticket: a gap before it is
+            # before all of them, the same as tokens back in the bucket.
+            gaps = self._gaps
+            while gaps and gaps[0][0] < ticket:
+                self._credit += heapq.heappop(gaps)[1]
+        if self._interval:
+            now = self._clock()
+            self._last_start = now
+            self._next_start = max(self._next_start, now + self._interval)
+
+    def cancel(self, start: float, tokens: int = 0, ticket: float | None = None) -> None:
         """Give back a reservation whose request was cancelled before it started, so that
-        waiters that gave up leave no phantom starts for the next requests to wait behind."""
+        waiters that gave up leave no phantom starts for the next requests to wait behind.
+
+        :param ticket: its token ticket (from :meth:`reserve_turn`): its tokens leave a gap
+            in the line that only the reservations behind it skip; without a ticket they go
+            back to the bucket."""
         if self._interval:
             heapq.heappush(self._holes, start)
         if self._tokens_per_second and tokens:
             self._refill(self._clock())
-            self._add_credit(min(float(tokens), self._capacity))
+            amount = min(float(tokens), self._capacity)
+            if ticket is not None and ticket > self._high_ticket:
+                # Only the reservations behind it move up (whether or not the credit has
+                # reached it: a usage above its estimate can take the credit back).
+                heapq.heappush(self._gaps, (ticket, amount))
+            else:
+                self._add_credit(amount)
 
     def correct(self, estimate: int, actual: int) -> None:
         """Give back (or take) the difference between a reservation and the real usage."""

@@ -406,9 +406,8 @@ class Transport:
                     raise self._closed_error(method, url)
         except BaseException:
             # Cancelled while waiting (a wait_for, a client going away): give the starts
-            # back, or every later request would wait behind phantoms. (Its tokens are
-            # settled by whoever reserved them.)
-            self._give_back(turn, 0)
+            # and tokens back, or every later request would wait behind phantoms.
+            self._give_back(turn, tokens)
             raise
 
     @staticmethod
@@ -427,8 +426,8 @@ class Transport:
 
     @staticmethod
     def _give_back(turn: _Turn | None, tokens: int) -> None:
-        for budget, start, _ in turn or ():
-            budget.cancel(start, tokens)
+        for budget, start, ticket in turn or ():
+            budget.cancel(start, tokens, ticket)
 
     async def _sleep_unless_closed(self, seconds: float) -> None:
         """Sleep, woken early by close() (a deep budget queue must not hold a shutdown)."""
@@ -450,17 +449,20 @@ class Transport:
         turn = await self._wait_turn(tokens, method, url)
         slots = self._slots
         if turn is None or slots is None or not slots.locked():
-            return await self._take_slot(timeout, method, url)
-        # A full pool: the turn would be spent waiting. Give it back, wait for a slot, then
-        # take a fresh turn (at once unless the budget is busy too).
-        self._give_back(turn, tokens)
-        release = await self._take_slot(timeout, method, url)
-        try:
-            await self._wait_turn(tokens, method, url)
-        except BaseException:
-            if release is not None:
-                release()
-            raise
+            release = await self._take_slot(timeout, method, url)
+        else:
+            # A full pool: the turn would be spent waiting. Give it back, wait for a slot,
+            # then take a fresh turn (at once unless the budget is busy too).
+            self._give_back(turn, tokens)
+            release = await self._take_slot(timeout, method, url)
+            try:
+                turn = await self._wait_turn(tokens, method, url)
+            except BaseException:
+                if release is not None:
+                    release()
+                raise
+        for budget, _, ticket in turn or ():
+            budget.started(ticket)
         return release
 
     async def _take_slot(
@@ -617,6 +619,8 @@ class Transport:
         :raises APIConnectionError: the connection failed once retries are spent.
         """
         hooks = call.hooks if call is not None else None
+        # The estimate the budget holds for this request: 0 once it is given back unspent.
+        reserved = [tokens]
         try:
             return await self._send(
                 method,
@@ -627,7 +631,7 @@ class Transport:
                 timeout=timeout,
                 max_retries=max_retries,
                 stream=stream,
-                tokens=tokens,
+                reserved=reserved,
                 call=call if hooks is not None else None,
                 hooks=hooks,
             )
@@ -635,7 +639,7 @@ class Transport:
             if isinstance(error, RoutmyError):
                 # The one place a request's errors leave the transport: no key goes with them.
                 self.redactor.scrub(error)
-            if tokens:
+            if reserved[0]:
                 self.settle_tokens(tokens, 0)  # nothing was generated: give the estimate back
             if call is not None:
                 call.failed(error)
@@ -673,7 +677,7 @@ class Transport:
         timeout: Timeout,  # noqa: ASYNC109
         max_retries: int,
         stream: bool,
-        tokens: int,
+        reserved: list[int],
         call: Call | None,
         hooks: HookSet | None,
     ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
@@ -693,7 +697,12 @@ class Transport:
         debug = logger.isEnabledFor(_DEBUG)
         while True:
             # Every attempt, retries included, takes its turn in the budget, then a slot.
-            release = await self._begin(timeout, method, url, tokens if attempt == 0 else 0)
+            try:
+                release = await self._begin(timeout, method, url, reserved[0] if not attempt else 0)
+            except BaseException:
+                if not attempt:
+                    reserved[0] = 0  # given back to the budget while it waited (or never held)
+                raise
             if self._closed:
                 if release is not None:
                     release()

@@ -174,9 +174,9 @@ class ClusterRateLimit(RateLimit):
         self._prefetch(now)
         return max(0.0, start - now), start
 
-    def cancel(self, start: float, tokens: int = 0) -> None:
+    def cancel(self, start: float, tokens: int = 0, ticket: float | None = None) -> None:
         """Nothing to give back: a start that is not used only leaves the budget unspent."""
-        del start, tokens
+        del start, tokens, ticket
 
     def correct(self, estimate: int, actual: int) -> None:
         """Remember the difference between a token estimate and the real usage; it is
