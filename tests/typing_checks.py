@@ -58,6 +58,10 @@ async def _checks(client: AsyncRoutmy, flag: bool) -> None:
             assert_type(text, str)
         async for event in stream.events():
             assert_type(event, StreamEvent)
+            if event.type == "content.delta":  # narrows, as openai-python users write it
+                assert_type(event.delta, str)
+            elif event.type == "tool_call.done":
+                assert_type(event.tool_call.function.arguments, str)
         assert_type(stream.get_final_completion(), AwaitableChatCompletion)
         assert_type(await stream.get_final_completion(), AwaitableChatCompletion)
     parsed = await chat.parse(model="m", messages=MESSAGES, response_format=Answer)
