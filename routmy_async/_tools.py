@@ -245,14 +245,10 @@ def function_tool(
     signature = inspect.signature(fn)
     annotated = _annotated(layers)
     try:
-        hints = typing.get_type_hints(annotated)
-        # Pydantic reads constraints from Annotated extras; msgspec is given the bare types,
-        # as it always was.
-        extras = (
-            typing.get_type_hints(annotated, include_extras=True)
-            if "pydantic" in sys.modules
-            else hints
-        )
+        # With their Annotated extras: msgspec.Meta constraints and descriptions reach the
+        # schema and the validation (msgspec ignores extras it does not know), and Pydantic
+        # reads its own.
+        hints = typing.get_type_hints(annotated, include_extras=True)
     except Exception as exc:
         raise TypeError(f"tool {tool_name!r}: cannot resolve its annotations ({exc})") from None
     parameters: list[tuple[str, Any, Any]] = []
@@ -263,8 +259,8 @@ def function_tool(
             )
         if param.name not in hints:
             raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} has no type annotation")
-        parameters.append((param.name, extras[param.name], param.default))
-    with_pydantic = extras is not hints and any(
+        parameters.append((param.name, hints[param.name], param.default))
+    with_pydantic = "pydantic" in sys.modules and any(
         _uses_pydantic(annotation) for _, annotation, _ in parameters
     )
     arguments_type: type[Any]
@@ -273,7 +269,7 @@ def function_tool(
 
         arguments_type = pydantic_arguments(tool_name, parameters, inspect.Parameter.empty)
     else:
-        arguments_type = _struct_of(tool_name, [(n, hints[n], d) for n, _, d in parameters])
+        arguments_type = _struct_of(tool_name, parameters)
     summary, docs = _doc_parts(_docstring(layers))
     # Anything ``async def`` along the way (a decorator's target, a partial's function, an
     # ``async def __call__``) means calling returns a coroutine: call it on the event loop.

@@ -9,7 +9,7 @@ import json
 import threading
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import pytest
@@ -571,3 +571,23 @@ async def test_run_tools_and_run_tools_stream_give_the_same_transcript(
     )
     assert plain_message.to_param() == streamed_message.to_param()
     assert plain.choices[0].finish_reason == done.completion.choices[0].finish_reason
+
+
+async def test_msgspec_constraints_in_annotated_reach_the_schema_and_the_validation():
+    def pick(
+        count: Annotated[int, msgspec.Meta(ge=1, le=10)],
+        label: Annotated[str, "a note for other tools"] = "x",
+    ) -> str:
+        """Pick things.
+
+        Args:
+            count: how many.
+        """
+        return f"{count} {label}"
+
+    tool = function_tool(pick)
+    count = tool.param["function"]["parameters"]["properties"]["count"]
+    assert count == {"type": "integer", "minimum": 1, "maximum": 10, "description": "how many."}
+    assert await tool.run('{"count": 3}') == "3 x"
+    with pytest.raises(msgspec.ValidationError, match=">= 1"):
+        await tool.run('{"count": 0}')
