@@ -13,15 +13,18 @@ because a half-read HTTP/1.1 connection cannot be reused.
 
 The subclass decodes the events (``_next_batch``), decides what ends the answer, and raises.
 What every stream has lives here too: the answer's ``status_code``, ``headers``,
-``rate_limits`` and ``request_id``, and the report of its end to the hooks
-(``on_stream_end`` with a ``StreamSummary``: outcome, duration, time to the first event,
-events, usage, result), once, however it ended.
+``rate_limits`` and ``request_id``, and the report of its end to the hooks, once, however it
+ended: ``on_stream_end`` with a ``StreamSummary`` (outcome, duration, time to the first event,
+events delivered, usage, result), then ``on_error`` too when the outcome is ``error`` or
+``broken``. A stream that fails before it opens (a wrong ``Content-Type``) reports ``on_error``
+alone, as a failed request does: it never started.
 
-The subclass interface: ``_received`` (events so far), ``_feed`` (bytes to events),
-``_next_batch``, ``_fail``, ``_read``, ``_settle_tokens``; optionally ``_at_eof`` (the body
-ended), ``completed``, ``_usage`` and ``_result`` (what the hooks are told); and its
-``__anext__`` calls ``_raising(error)`` for every error it raises but ``StopAsyncIteration``,
-and ``_observe_end("done", None)`` when it stops at the answer's end.
+The subclass interface: ``_ready`` (the items decoded and not yet handed out), ``_received``
+(events so far), ``_feed`` (bytes to events), ``_next_batch``, ``_fail``, ``_read``,
+``_settle_tokens``; optionally ``_at_eof`` (the body ended), ``completed``, ``_delivered``,
+``_usage`` and ``_result`` (what the hooks are told); and its ``__anext__`` calls
+``_raising(error)`` for every error it raises but ``StopAsyncIteration``, and
+``_observe_end("done", None)`` when it stops at the answer's end.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -61,12 +65,17 @@ _BATCH = 32
 # Errors that say the answer itself was bad (an error frame, a frame that does not decode),
 # as opposed to the connection failing: the outcome "error" rather than "broken".
 _BAD_ANSWERS = (APIStreamError, APIResponseValidationError)
+# The outcomes that are failures of the call: ``on_error`` follows ``on_stream_end``. A reader
+# that stops early ("cancelled") has not seen a failure.
+_FAILED = frozenset({"error", "broken"})
 
 
 class EventStream:
     """An open SSE response, read on demand. See the module docstring."""
 
     _noun = "event"
+    # Decoded and not yet handed out (each subclass makes its own, typed).
+    _ready: deque[Any]
 
     def __init__(
         self,
@@ -125,8 +134,15 @@ class EventStream:
 
     @property
     def completed(self) -> bool:
-        """Whether the stream was read to its end."""
-        return self._ended
+        """Whether the stream was read to its end: the body ended whole and every item was
+        handed out (a reader that left before the last one did not read it to its end, even
+        if the whole body had arrived)."""
+        return self._ended and not self._ready and not self._undecoded
+
+    def _delivered(self) -> int:
+        """How many events the reader was handed (``StreamSummary.chunks``): those received,
+        less those decoded but not yet handed out."""
+        return self._received() - len(self._ready)
 
     def _usage(self) -> Any:
         """The answer's usage object, if it carried one (told to the hooks)."""
@@ -176,32 +192,14 @@ class EventStream:
     # -- hooks ----------------------------------------------------------------------------
 
     def _observe_end(self, outcome: StreamOutcome, error: BaseException | None) -> None:
-        """Tell the hooks how the stream ended (once)."""
+        """Tell the hooks how the stream ended (once): ``on_stream_end``, then, for a failed
+        stream (``error``, ``broken``), ``on_error``."""
         call, self._call = self._call, None
         if call is None:
             return
         failure = self._failure or self._raised
         if outcome == "done" and failure is not None:
             outcome, error = "error", failure  # an end after an error frame is no success
-        self._report(
-            call,
-            outcome,
-            error,
-            chunks=self._received(),
-            usage=self._usage(),
-            result=self._result() if outcome == "done" else None,
-        )
-
-    def _report(
-        self,
-        call: Call,
-        outcome: StreamOutcome,
-        error: BaseException | None,
-        *,
-        chunks: int,
-        usage: Any,
-        result: Any,
-    ) -> None:
         first = self._first_event_at
         call.emit(
             "on_stream_end",
@@ -209,12 +207,14 @@ class EventStream:
                 outcome=outcome,
                 duration=time.monotonic() - call.started,
                 time_to_first_event=None if first is None else first - call.started,
-                chunks=chunks,
-                usage=usage,
-                result=result,
+                chunks=self._delivered(),
+                usage=self._usage(),
+                result=self._result() if outcome == "done" else None,
                 error=error,
             ),
         )
+        if error is not None and outcome in _FAILED:
+            call.failed(error)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -313,10 +313,11 @@ class EventStream:
             request_id=self.request_id,
         )
         self._transport.redactor.scrub(error)
+        self._settle_tokens(0)  # nothing was generated: give the estimate back
         call, self._call = self._call, None
         if call is not None:
-            # Nothing of the subclass exists yet: no events, no usage.
-            self._report(call, "error", error, chunks=0, usage=None, result=None)
+            # The stream never opened: a failed request, as a 4xx would be (no stream end).
+            call.failed(error)
         raise error
 
     # -- release --------------------------------------------------------------------------
@@ -345,23 +346,23 @@ class EventStream:
             # Read to its end (or failed) but never finished by its reader: still an end.
             self._observe_end("done" if self.completed else "cancelled", None)
         if not getattr(self, "_closed", True):
-            if self._loop.is_closed() or self._transport.closed:
-                # The client's close() already closed the response: nothing leaked.
-                self._closed = True
-                if self._call is not None:
-                    self._observe_end("cancelled", None)
-                return
-            _warn(
-                f"{type(self).__name__} was garbage-collected before it was read to the end "
-                "or closed; use `async with stream:` to release its connection",
-                ResourceWarning,
-                source=self,
-                stacklevel=2,
-            )
             self._closed = True
-            self._response.close()
+            # The client's close() (or the loop's end) already closed the response: nothing
+            # leaked, nothing to warn about.
+            leaked = not (self._loop.is_closed() or self._transport.closed)
+            if leaked:
+                self._response.close()
             if self._call is not None:
                 self._observe_end("cancelled", None)
+            # Last: under `-W error` the warning raises here, and the cleanup is done already.
+            if leaked:
+                _warn(
+                    f"{type(self).__name__} was garbage-collected before it was read to the "
+                    "end or closed; use `async with stream:` to release its connection",
+                    ResourceWarning,
+                    source=self,
+                    stacklevel=2,
+                )
 
     # -- the answer -----------------------------------------------------------------------
 

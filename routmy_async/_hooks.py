@@ -9,6 +9,19 @@ transport checks one attribute per request.
 One :class:`Call` object follows an operation (a ``create``, a stream, an embeddings request)
 from its first attempt to its end; ``call.state`` is a dict where a hook keeps what it needs
 between events (a span, a start time).
+
+How a call ends, exactly once each:
+
+- a non-streamed call: ``on_success``, or ``on_error``;
+- a stream that never opened (a status error, an answer that is not an event stream, a
+  connection failure, a cancellation before the first byte of the stream): ``on_error``, and
+  no ``on_stream_end``: it never started;
+- a stream that opened: ``on_stream_end``, however it ended; when its outcome is ``error`` or
+  ``broken``, ``on_error`` follows with the same error. A stream its reader left early
+  (``cancelled``) is not a failure: no ``on_error``.
+
+So a hook counting failures in ``on_error`` sees every failed call once, and a hook keeping
+per-stream state sees every started stream end once in ``on_stream_end``.
 """
 
 from __future__ import annotations
@@ -98,15 +111,21 @@ class Call:
 class StreamSummary:
     """How a stream ended.
 
-    :ivar outcome: ``"done"`` (read to its end), ``"error"`` (an error frame or a bad
-        frame), ``"cancelled"`` (the reader was cancelled or closed it early) or
-        ``"broken"`` (the connection failed or ended too soon).
+    :ivar outcome: ``"done"`` (its last event was handed to the reader), ``"error"`` (an
+        error frame or a bad frame), ``"cancelled"`` (the reader was cancelled, or closed or
+        left it before its last event was handed out, even if the whole body had arrived) or
+        ``"broken"`` (the connection failed or ended too soon). ``error`` and ``broken`` are
+        failures, also reported to ``on_error``.
     :ivar duration: seconds from the request to the end.
     :ivar time_to_first_event: seconds from the request to the first event, if any came.
-    :ivar chunks: events received.
+    :ivar chunks: events handed to the reader (chunks, Responses events or raw events; not
+        those that arrived in the same read but were never asked for).
     :ivar usage: the ``usage`` object, if the stream carried one.
-    :ivar result: the final object (a ``ChatCompletion``) when the stream was done.
-    :ivar error: what ended it, for ``error`` and ``broken``.
+    :ivar result: when the stream was done, its final object: the ``ChatCompletion`` of a
+        chat stream, the ``Response`` of a Responses stream; ``None`` for a raw stream
+        (``client.stream_request``) and for any other outcome.
+    :ivar error: what ended it, for ``error`` and ``broken`` (for ``cancelled``, the
+        ``CancelledError`` of a cancelled task, or ``None``).
     """
 
     __slots__ = ("chunks", "duration", "error", "outcome", "result", "time_to_first_event", "usage")
@@ -162,13 +181,23 @@ class Hooks:
         """Attempt ``attempt`` failed with ``error`` and will be retried after ``wait`` s."""
 
     def on_error(self, call: Call, *, error: BaseException, elapsed: float) -> None:
-        """The operation failed for good (retries spent, or not retryable)."""
+        """The operation failed for good (retries spent, or not retryable), once per call.
+
+        For a stream: one that never opened (a status error, a wrong ``Content-Type``, a
+        connection failure) ends here alone; one that opened and failed (outcome ``error``
+        or ``broken``) comes here right after :meth:`on_stream_end`. A task cancelled during
+        a non-streamed call, or before its stream opened, ends here with ``CancelledError``.
+        """
 
     def on_success(self, call: Call, *, result: Any, elapsed: float) -> None:
         """A non-streamed operation returned ``result`` (the decoded object)."""
 
     def on_stream_end(self, call: Call, summary: StreamSummary) -> None:
-        """A stream ended, however it ended (see :class:`StreamSummary`)."""
+        """A stream that opened ended, however it ended, once (see :class:`StreamSummary`).
+
+        A stream that failed before it opened never comes here (only to :meth:`on_error`);
+        a failed one (``error``, ``broken``) goes on to :meth:`on_error`.
+        """
 
 
 _METHODS = ("on_request", "on_response", "on_retry", "on_error", "on_success", "on_stream_end")

@@ -229,16 +229,14 @@ class RawStream(EventStream, Generic[T]):
     def _received(self) -> int:
         return self._events
 
+    def _delivered(self) -> int:
+        # With ``cast_to``, events of another type were received but never handed out.
+        return self._events - self.ignored_events - len(self._ready)
+
     # -- results ------------------------------------------------------------------------
 
     async def __aenter__(self) -> RawStream[T]:
         return self
-
-    @property
-    def completed(self) -> bool:
-        """Whether the stream was read to its end: the body ended whole (``[DONE]``, or its
-        end at an event boundary) and every event was handed out."""
-        return self._ended and not self._ready and not self._undecoded
 
     @property
     def last_event_id(self) -> str | None:

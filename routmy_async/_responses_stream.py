@@ -179,6 +179,11 @@ class ResponseStream(EventStream):
     def _received(self) -> int:
         return self._accumulator.event_count
 
+    def _delivered(self) -> int:
+        # A ``response.failed`` is accumulated (its usage counts) but raised, not handed out.
+        failed = type(self._accumulator.terminal) is ResponseFailedEvent
+        return self._accumulator.event_count - failed - len(self._ready)
+
     def _feed(self, data: bytes) -> list[bytes | ServerSentEvent]:
         return feed_split(self._decoder, self._event_lines(data))
 
@@ -204,8 +209,9 @@ class ResponseStream(EventStream):
 
     @property
     def completed(self) -> bool:
-        """Whether ``response.completed`` or ``response.incomplete`` arrived."""
-        return self._finished
+        """Whether the stream was read to its end: ``response.completed`` or
+        ``response.incomplete`` arrived and was handed out."""
+        return self._finished and not self._ready
 
     def current_response(self) -> Response:
         """The response accumulated so far, finished or not (a failed one included)."""

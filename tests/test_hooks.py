@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -13,6 +14,8 @@ import msgspec
 import pytest
 
 from routmy_async import (
+    APIConnectionError,
+    APIResponseValidationError,
     APIStreamError,
     AsyncRoutmy,
     BadRequestError,
@@ -59,6 +62,20 @@ class Recorder(Hooks):
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.events]
+
+
+async def fail_a_stream_after_one_chunk(mock: MockRoutmy, client: AsyncRoutmy) -> None:
+    """Open a chat stream whose second frame is an error frame, and read it to that error."""
+    mock.reply_stream(
+        [
+            {"choices": [{"index": 0, "delta": {"content": "a"}}]},
+            {"error": {"message": "upstream", "code": 502}},
+        ],
+        done=False,
+    )
+    with pytest.raises(APIStreamError):
+        async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
+            await s.until_done()
 
 
 async def test_a_plain_call_is_seen_request_response_success(mock):
@@ -113,16 +130,7 @@ async def test_stream_ends_are_seen_with_their_outcome(mock):
         async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
             async for _ in s:
                 break
-        mock.reply_stream(
-            [
-                {"choices": [{"index": 0, "delta": {"content": "a"}}]},
-                {"error": {"message": "upstream", "code": 502}},
-            ],
-            done=False,
-        )
-        with pytest.raises(APIStreamError):
-            async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
-                await s.until_done()
+        await fail_a_stream_after_one_chunk(mock, client)
         mock.reply_default(reset_after=120)
         with pytest.raises(Exception, match=r"connection|stream"):
             async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
@@ -418,3 +426,63 @@ async def test_do_nothing_hooks_make_no_call_and_instance_methods_count(mock):
     async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, hooks=[hook]) as client:
         await client.models.list()
     assert seen == [200]
+
+
+async def test_a_call_ends_once_whether_its_stream_failed_before_or_after_it_opened(mock):
+    """A stream that never opened (a 4xx, an HTML page instead of an event stream, a refused
+    connection) ends in ``on_error`` alone; one that opened ends in ``on_stream_end``, followed
+    by ``on_error`` only when it failed, so ``on_error`` counts every failed call once and
+    ``on_stream_end`` sees every started stream once."""
+    recorder = Recorder()
+
+    def ends() -> list[tuple[str, Any]]:
+        seen = [(kind, value) for kind, value in recorder.events if kind in ("error", "stream_end")]
+        recorder.events.clear()
+        return [(k, v.outcome if isinstance(v, StreamSummary) else v) for k, v in seen]
+
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, hooks=[recorder], max_retries=0
+    ) as client:
+        mock.reply_error(400, "bad")
+        with pytest.raises(BadRequestError):
+            await client.chat.completions.create(model="mock/echo", messages=MESSAGES, stream=True)
+        assert ends() == [("error", "BadRequestError")]
+
+        mock.reply_json(b"<html>sign in</html>", headers={"Content-Type": "text/html"})
+        with pytest.raises(APIResponseValidationError, match="text/html"):
+            async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES):
+                pass
+        assert ends() == [("error", "APIResponseValidationError")]
+
+        mock.reply_json(b"<html>sign in</html>", headers={"Content-Type": "text/html"})
+        body = {"model": "mock/echo", "messages": MESSAGES, "stream": True}
+        with pytest.raises(APIResponseValidationError, match="text/html"):
+            async with client.stream_request("POST", "/chat/completions", body=body):
+                pass
+        assert ends() == [("error", "APIResponseValidationError")]
+
+        await fail_a_stream_after_one_chunk(mock, client)
+        assert ends() == [("stream_end", "error"), ("error", "APIStreamError")]
+
+        mock.reply_default(chunk_delay=0.05)
+        async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
+            async for _ in s:
+                break
+        assert ends() == [("stream_end", "cancelled")]  # stopping early is no failure
+
+        async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
+            await s.until_done()
+        assert ends() == [("stream_end", "done")]
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with AsyncRoutmy(
+        api_key=mock.api_key,
+        base_url=f"http://127.0.0.1:{port}/v1",
+        hooks=[recorder],
+        max_retries=0,
+    ) as client:
+        with pytest.raises(APIConnectionError):
+            await client.chat.completions.create(model="mock/echo", messages=MESSAGES, stream=True)
+    assert ends() == [("error", "APIConnectionError")]

@@ -19,8 +19,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from routmy_async import AsyncRoutmy, BadRequestError
+from routmy_async import (
+    APIConnectionError,
+    APIResponseValidationError,
+    AsyncRoutmy,
+    BadRequestError,
+)
 from routmy_async.instrumentation import OpenTelemetryHooks, instrument, uninstrument
+from tests.test_hooks import fail_a_stream_after_one_chunk
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
@@ -156,13 +162,58 @@ async def test_failed_retried_and_cancelled_calls(mock, telemetry):
         event.name == "gen_ai.client.retry"
         and event.attributes["routmy.retry.reason"] == "status 503"
     )
+    # Stopped by the caller (a stream closed early, a task cancelled): no error, like
+    # OpenTelemetry's use_span and openai-python's instrumentation.
+    for stopped in (cancelled_stream, cancelled_call):
+        assert "error.type" not in stopped.attributes
+        assert stopped.status.status_code is StatusCode.UNSET
+        assert stopped.attributes["routmy.cancelled"] is True
     assert cancelled_stream.attributes["routmy.stream.outcome"] == "cancelled"
-    assert cancelled_stream.attributes["error.type"] == "cancelled"
-    assert cancelled_call.attributes["error.type"] == "CancelledError"
     errors = [
         p.attributes.get("error.type") for p in telemetry.points("gen_ai.client.operation.duration")
     ]
-    assert sorted(e for e in errors if e) == ["400", "CancelledError", "cancelled"]
+    assert sorted(e for e in errors if e) == ["400"]
+
+
+async def test_every_stream_failure_ends_exactly_one_span(mock, telemetry):
+    """A stream that fails at open (a 400, an HTML page) or after it opened (an error frame,
+    a cut connection) ends one span, with one duration point: the on_error that follows a
+    failed stream's end adds nothing."""
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, hooks=[telemetry.hooks()], max_retries=0
+    ) as client:
+        mock.reply_error(400, "bad input")
+        with pytest.raises(BadRequestError):
+            await client.chat.completions.create(model="mock/echo", messages=MESSAGES, stream=True)
+        mock.reply_json(b"<html>sign in</html>", headers={"Content-Type": "text/html"})
+        with pytest.raises(APIResponseValidationError):
+            await client.chat.completions.create(model="mock/echo", messages=MESSAGES, stream=True)
+        await fail_a_stream_after_one_chunk(mock, client)
+        mock.reply_default(reset_after=120)
+        with pytest.raises(APIConnectionError):
+            async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as s:
+                await s.until_done()
+    spans = telemetry.finished()
+    assert [span.attributes["error.type"] for span in spans] == [
+        "400",
+        "APIResponseValidationError",  # a 200 that is not the answer: not "200"
+        "APIStreamError",
+        "APIConnectionError",
+    ]
+    assert all(span.status.status_code is StatusCode.ERROR for span in spans)
+    assert [span.attributes.get("routmy.stream.outcome") for span in spans] == [
+        None,
+        None,
+        "error",
+        "broken",
+    ]
+    points = telemetry.points("gen_ai.client.operation.duration")
+    assert sorted((p.attributes["error.type"], p.count) for p in points) == [
+        ("400", 1),
+        ("APIConnectionError", 1),
+        ("APIResponseValidationError", 1),
+        ("APIStreamError", 1),
+    ]
 
 
 async def test_content_is_recorded_only_when_asked_for(mock, telemetry):

@@ -386,6 +386,38 @@ async def test_break_and_cancel_release_the_connection():
     assert [end.outcome for end in hooks.ends] == ["cancelled", "cancelled"]
 
 
+async def test_a_reader_that_leaves_after_one_event_is_counted_as_such_chat_and_raw_alike():
+    """The whole answer arrives in one read and the reader leaves after its first event: a
+    chat stream and a raw stream both report one event handed out and ``cancelled`` (not the
+    events decoded ahead, not ``done``); read to the end, ``done`` with every event."""
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
+    frames = [
+        {**base, "choices": [{"index": 0, "delta": {"content": f"w{i} "}}]} for i in range(40)
+    ]
+    frames.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    body = b"".join(b"data: " + msgspec.json.encode(f) + b"\n\n" for f in frames)
+    body += b"data: [DONE]\n\n"
+    hooks = StreamEnds()
+    async with sse_server(body, keep_alive=True) as server:
+        async with client_for(server.base_url, hooks=[hooks]) as client:
+            async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as chat:
+                async for _ in chat:
+                    break
+                assert not chat.completed
+            async with client.stream_request("POST", "/chat/completions", body=CHAT) as events:
+                async for _ in events:
+                    break
+                assert not events.completed
+            async with client.stream_request("POST", "/chat/completions", body=CHAT) as events:
+                received = [event async for event in events]
+    assert len(received) == len(frames)
+    assert [(end.outcome, end.chunks) for end in hooks.ends] == [
+        ("cancelled", 1),
+        ("cancelled", 1),
+        ("done", len(frames)),
+    ]
+
+
 # -- the API's shape --------------------------------------------------------------------------
 
 

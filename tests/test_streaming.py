@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import sys
+import warnings
 from typing import Any
 
 import pytest
@@ -15,8 +17,11 @@ from routmy_async import (
     APIStreamError,
     APITimeoutError,
     AsyncRoutmy,
+    Call,
     ChatCompletionStream,
+    Hooks,
     RateLimitError,
+    StreamSummary,
     Timeout,
 )
 from routmy_async.types import (
@@ -417,6 +422,37 @@ async def test_dropped_stream_warns_and_closes(mock):
         assert client._transport.acquired_connections() == 0
 
 
+async def test_a_dropped_stream_is_cleaned_up_even_when_its_warning_is_an_error(mock):
+    """Under ``-W error`` the ResourceWarning raises inside ``__del__``: by then the
+    connection is released and the hooks have heard the stream's end."""
+    outcomes: list[str] = []
+
+    class Ends(Hooks):
+        def on_stream_end(self, call: Call, summary: StreamSummary) -> None:
+            outcomes.append(summary.outcome)
+
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, hooks=[Ends()]) as client:
+        mock.reply_default(chunk_delay=0.05)
+        stream = await client.chat.completions.create(
+            model="mock/echo", messages=MESSAGES, stream=True
+        )
+        await stream.__anext__()
+        assert client.connections_in_use == 1
+        unraisable: list[Any] = []
+        previous = sys.unraisablehook
+        sys.unraisablehook = unraisable.append
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", ResourceWarning)
+                del stream
+                gc.collect()
+        finally:
+            sys.unraisablehook = previous
+        assert [type(u.exc_value) for u in unraisable] == [ResourceWarning]
+        assert client.connections_in_use == 0
+        assert outcomes == ["cancelled"]
+
+
 async def test_stream_manager_cannot_be_entered_twice(client):
     """A stream manager is single-use."""
     manager = client.chat.completions.stream(model="mock/echo", messages=MESSAGES)
@@ -486,7 +522,9 @@ async def test_final_completion_after_an_early_break_on_the_last_read():
             async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
                 async for _ in stream:
                     break
-                assert stream.completed  # one read carried everything, [DONE] included
+                # One read carried everything, [DONE] included, but the reader has not had
+                # it all: not read to its end, yet the final completion needs no await.
+                assert not stream.completed
                 final = stream.get_final_completion()
     assert final.choices[0].message.content == "".join(pieces)
 

@@ -23,9 +23,14 @@ output holds a ``function_call``), ``incomplete`` is its ``incomplete_details.re
 ``input`` (a string as one ``user`` message) are ``gen_ai.input.messages``; the output text
 (and function calls, as ``tool_calls``) is ``gen_ai.output.messages``.
 Each retry is an event on the span. A streamed call's span lasts until the stream ends or is
-closed and records the time to the first chunk. Metrics: the ``gen_ai.client.operation.duration``
-and ``gen_ai.client.token.usage`` histograms (and ``gen_ai.client.operation.time_to_first_chunk``
-for streams). Message content is recorded only when asked for (``capture_content=True`` or
+closed and records the time to the first chunk, ``routmy.stream.chunks`` (handed to the
+reader) and ``routmy.stream.outcome``. A call the caller stopped — a stream closed or left
+before its end, a task cancelled (``CancelledError``) — is no error, as in OpenTelemetry's own
+``use_span`` and openai-python's instrumentation: its span ends with status unset, no
+``error.type``, and ``routmy.cancelled=true``. Each call ends exactly one span. Metrics: the
+``gen_ai.client.operation.duration`` and ``gen_ai.client.token.usage`` histograms (and
+``gen_ai.client.operation.time_to_first_chunk`` for streams). Message content is recorded
+only when asked for (``capture_content=True`` or
 ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``).
 
 Only ``opentelemetry-api`` is needed; it is imported when this module is.
@@ -186,11 +191,21 @@ class OpenTelemetryHooks(Hooks):
         call.state[_SPAN_KEY] = span
         return span
 
-    def _end(self, call: Call, *, result: Any, error: str | None, detail: str = "") -> None:
+    def _end(
+        self,
+        call: Call,
+        *,
+        result: Any,
+        error: str | None,
+        detail: str = "",
+        cancelled: bool = False,
+    ) -> None:
         span: Span | None = call.state.pop(_SPAN_KEY, None)
         metric_attributes: dict[str, Any] | None = call.state.get(_ATTRIBUTES_KEY)
         if not metric_attributes:
             return
+        # Ended once: the on_error after a failed stream's on_stream_end finds nothing to do.
+        call.state[_ATTRIBUTES_KEY] = {}
         metric_attributes = dict(metric_attributes)
         response_model = getattr(result, "model", None) if result is not None else None
         if isinstance(response_model, str) and response_model:
@@ -204,6 +219,8 @@ class OpenTelemetryHooks(Hooks):
             if error is not None:
                 span.set_attribute("error.type", error)
                 span.set_status(Status(StatusCode.ERROR, detail or error))
+            elif cancelled:
+                span.set_attribute("routmy.cancelled", True)
             span.end()
         self._duration.record(time.monotonic() - call.started, metric_attributes)
         if usage is not None:
@@ -272,14 +289,19 @@ class OpenTelemetryHooks(Hooks):
 
     def on_error(self, call: Call, *, error: BaseException, elapsed: float) -> None:
         self._start(call)  # an error before the first attempt still gets its span
+        if not isinstance(error, Exception):
+            # CancelledError (the caller gave up), KeyboardInterrupt: not errors of the call.
+            self._end(call, result=None, error=None, cancelled=True)
+            return
         status = getattr(error, "status_code", None)
         code = getattr(error, "code", None)
-        if isinstance(status, int) and 200 <= status < 300 and isinstance(code, (int, str)):
+        ok = isinstance(status, int) and 200 <= status < 300
+        if ok and isinstance(code, (int, str)):
             kind = str(code)  # a 200 holding an error (a failed response): the error's code
-        elif isinstance(status, int):
+        elif isinstance(status, int) and not ok:
             kind = str(status)
         else:
-            kind = type(error).__name__
+            kind = type(error).__name__  # a 200 that is not the answer: what was wrong
         self._end(call, result=None, error=kind, detail=str(error))
 
     def on_stream_end(self, call: Call, summary: StreamSummary) -> None:
@@ -297,6 +319,9 @@ class OpenTelemetryHooks(Hooks):
             span.set_attribute("routmy.stream.outcome", summary.outcome)
         if summary.outcome == "done":
             self._end(call, result=summary.result, error=None)
+            return
+        if summary.outcome == "cancelled":
+            self._end(call, result=None, error=None, cancelled=True)
             return
         error = summary.error
         kind = type(error).__name__ if error is not None else summary.outcome
