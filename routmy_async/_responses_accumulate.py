@@ -24,6 +24,7 @@ import msgspec
 
 from ._exceptions import APIResponseValidationError
 from ._sse import ServerSentEvent, SSEDecoder
+from .types._base import decode_lenient
 from .types.response_events import (
     KNOWN_EVENT_TYPES,
     KnownResponseEvent,
@@ -125,6 +126,11 @@ def decode_event(data: bytes | ServerSentEvent) -> ResponseStreamEvent | None:
     try:
         return _decode_known(data)
     except msgspec.MsgspecError as exc:
+        if isinstance(exc, msgspec.ValidationError):
+            try:
+                return decode_lenient(_decode_known, data, exc)
+            except msgspec.ValidationError:
+                pass
         return _unusual(data, name, exc)
 
 

@@ -155,6 +155,12 @@ async def run_tools(
         raise ValueError(
             f"continue_with must be 'input' or 'previous_response_id', not {continue_with!r}"
         )
+    if continue_with == "previous_response_id" and params.get("store") is False:
+        # Found out at the second round, after the model and the tools have run.
+        raise ValueError(
+            "continue_with='previous_response_id' needs stored responses: drop store=False, "
+            "or use continue_with='input' (resends the items, works without storage)"
+        )
     tool_map = _tool_map(tools)
     params["tools"] = [tool.responses_param for tool in tool_map.values()]
     items = check_input(input)

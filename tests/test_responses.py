@@ -198,6 +198,12 @@ async def test_a_failed_response_is_returned_and_an_error_body_raised(client, mo
     mock.reply_json({**failed, "output": "not a list"})
     with pytest.raises(APIStatusError, match="The model crashed"):
         await client.responses.create(model="mock/echo", input="x")
+    # Without its (empty) output, and with a field no type declares: still the answer,
+    # with everything the server sent.
+    mock.reply_json({k: v for k, v in {**failed, "shard": 7}.items() if k != "output"})
+    response = await client.responses.create(model="mock/echo", input="x")
+    assert response.status == "failed" and response.output == []
+    assert response.shard == 7 and response.raw["error"]["code"] == "server_error"
 
 
 async def test_the_mock_checks_the_key_and_the_method(mock):
@@ -427,6 +433,16 @@ async def test_run_tools_turns_failures_into_text_and_stops_at_max_rounds(client
         )
     with pytest.raises(ValueError, match="max_rounds"):
         await client.responses.run_tools(model="m", input="x", tools=[get_order], max_rounds=0)
+    sent = len(mock.requests)
+    with pytest.raises(ValueError, match="store=False"):
+        await client.responses.run_tools(
+            model="m",
+            input="x",
+            tools=[get_order],
+            continue_with="previous_response_id",
+            store=False,
+        )
+    assert len(mock.requests) == sent  # refused before anything ran
 
 
 async def test_the_mock_answers_like_the_api(mock):

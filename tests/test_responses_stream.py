@@ -465,3 +465,28 @@ async def test_a_stream_without_any_read_limit(mock):
         async with client.responses.stream(model="mock/echo", input="no limit") as stream:
             final = await stream.get_final_response()
     assert final.output_text == "no limit"
+
+
+async def test_nulls_where_the_reference_has_values_are_taken_as_absent(client, mock):
+    """A router's upstream may send "logprobs": null, "item_id": null or "annotations": null:
+    the stream and the final response go on (the field takes its default)."""
+    events = events_for("ok")
+    for event in events:
+        if event["type"] == "response.output_text.delta":
+            event["logprobs"] = None
+            event["item_id"] = None
+        if event["type"] == "response.completed":
+            event["response"]["tools"] = None
+            for item in event["response"]["output"]:
+                for part in item.get("content") or ():
+                    part["annotations"] = None
+    mock.reply_stream(events, named=True, done=False)
+    async with client.responses.stream(model="p/m", input="x") as stream:
+        deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert "".join(deltas) == "ok" and final.output_text == "ok"
+    # The same in a plain answer.
+    body = events[-1]["response"]
+    mock.reply_json(body, path="/v1/responses")
+    response = await client.responses.create(model="p/m", input="x")
+    assert response.output_text == "ok" and response.raw["tools"] is None

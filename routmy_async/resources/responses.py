@@ -13,6 +13,7 @@ from .._params import build_body, check_model, encode_body, split_options
 from .._ratelimit import estimate_tokens
 from .._responses_params import ResponseInput, check_input, check_response_params
 from .._responses_stream import ResponseStream, ResponseStreamManager
+from ..types._base import decode_lenient
 from ..types.responses import Response
 
 if TYPE_CHECKING:
@@ -25,7 +26,16 @@ if TYPE_CHECKING:
 
 __all__ = ["Responses"]
 
-_decode_response = msgspec.json.Decoder(Response).decode
+_decode_strict = msgspec.json.Decoder(Response).decode
+
+
+def _decode_response(data: bytes) -> Response:
+    try:
+        return _decode_strict(data)
+    except msgspec.ValidationError as exc:
+        return decode_lenient(_decode_strict, data, exc)  # a null where a value belongs
+
+
 _PATH = "/responses"
 
 
@@ -189,7 +199,7 @@ class Responses:
             if response is None:
                 raise
         else:
-            response = client._decode(raw, _decode_response, "response", call)
+            response = client._decode(raw, _decode_response, "Responses API", call)
         if prepared.tokens:
             usage = response.usage
             client._transport.settle_tokens(
@@ -307,11 +317,15 @@ def _failed_response(error: APIStatusError) -> Response | None:
     body = error.body
     if not (200 <= error.status_code < 300 and isinstance(body, dict)):
         return None
-    if body.get("object") != "response" or "output" not in body:
+    if body.get("object") != "response" or (
+        "output" not in body and body.get("status") != "failed"
+    ):
         return None
     try:
-        response = _decode_response(msgspec.json.encode(body))
+        data = msgspec.json.encode(body)
+        response = _decode_response(data)
     except (msgspec.MsgspecError, TypeError):
         return None
-    response._attach(b"", error.request_id, status=error.status_code, headers=error.headers)
+    # The body as the server sent it (redacted): .raw and undeclared fields read it.
+    response._attach(data, error.request_id, status=error.status_code, headers=error.headers)
     return response

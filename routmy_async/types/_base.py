@@ -8,16 +8,18 @@ the API adds tomorrow is ``completion.some_new_field`` today.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .._ratelimit import RateLimitHeaders
 
 import msgspec
 
-__all__ = ["ResponseObject", "TopLevelResponse"]
+__all__ = ["ResponseObject", "TopLevelResponse", "decode_lenient"]
+
+T = TypeVar("T")
 
 _MISSING = object()
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
@@ -159,3 +161,29 @@ class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
                 f"{type(self).__name__} has no attribute {name!r} and the server sent no such field"
             )
         return value
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _drop_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(item) for item in value]
+    return value
+
+
+def decode_lenient(decode: Callable[[Any], T], data: Any, error: msgspec.ValidationError) -> T:
+    """Decode again with every ``null`` object field left out (so it takes its default):
+    servers behind a router send ``"logprobs": null`` or ``"annotations": null`` where the
+    reference has a list. The slow path only, after ``decode`` refused ``data``; raises the
+    first ``error`` when that does not help either."""
+    try:
+        plain = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        raise error from None
+    cleaned = _drop_nulls(plain)
+    if cleaned == plain:
+        raise error
+    try:
+        return decode(msgspec.json.encode(cleaned))
+    except msgspec.ValidationError:
+        raise error from None

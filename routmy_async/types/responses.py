@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 
-from ._base import ResponseObject, TopLevelResponse
+from ._base import ResponseObject, TopLevelResponse, decode_lenient
 
 __all__ = [
     "AnnotationContainerFileCitation",
@@ -176,7 +176,11 @@ def _tagged_decoder(
             value = msgspec.Raw(msgspec.json.encode(dict(value)))
         try:
             return decode(value)
-        except msgspec.ValidationError:
+        except msgspec.ValidationError as exc:
+            try:
+                return decode_lenient(decode, value, exc)
+            except msgspec.ValidationError:
+                pass
             data = msgspec.json.decode(value)
             if not isinstance(data, dict) or data.get("type") in names:
                 # Not an object, or a type we model with fields of the wrong shape: a bad
