@@ -388,7 +388,9 @@ class Transport:
             return None
         try:
             while True:
-                wait = max(budget.remaining(start, ticket) for budget, start, ticket in turn)
+                wait = 0.0
+                for budget, start, ticket in turn:
+                    wait = max(wait, budget.remaining(start, ticket))
                 # A start a hair early is harmless to a per-minute budget; a sleep for it
                 # would cost an event-loop round per request under a generous limit.
                 if wait <= _NEGLIGIBLE_WAIT:
@@ -451,16 +453,24 @@ class Transport:
         if turn is None or slots is None or not slots.locked():
             release = await self._take_slot(timeout, method, url)
         else:
-            # A full pool: the turn would be spent waiting. Give it back, wait for a slot,
-            # then take a fresh turn (at once unless the budget is busy too).
-            self._give_back(turn, tokens)
-            release = await self._take_slot(timeout, method, url)
+            # A full pool. A slot freed within a moment (a connection on its way back) keeps
+            # the turn; after a real wait the turn is stale: give it back and take a fresh
+            # one, holding the slot (at once unless the budget is busy too).
+            clock = asyncio.get_running_loop().time
+            began = clock()
             try:
-                turn = await self._wait_turn(tokens, method, url)
+                release = await self._take_slot(timeout, method, url)
             except BaseException:
-                if release is not None:
-                    release()
+                self._give_back(turn, tokens)
                 raise
+            if clock() - began > _NEGLIGIBLE_WAIT:
+                self._give_back(turn, tokens)
+                try:
+                    turn = await self._wait_turn(tokens, method, url)
+                except BaseException:
+                    if release is not None:
+                        release()
+                    raise
         for budget, _, ticket in turn or ():
             budget.started(ticket)
         return release
