@@ -485,7 +485,7 @@ class Transport:
         slots = self._slots
         if slots is None:
             return None  # a borrowed session: its connector sets the limits
-        if slots.locked():
+        if slots.locked() and timeout.pool is not None:
             try:
                 with anyio.fail_after(timeout.pool):
                     await slots.acquire()
@@ -498,7 +498,7 @@ class Transport:
                     url=str(url),
                 ) from None
         else:
-            await slots.acquire()  # free: returns at once
+            await slots.acquire()  # free, or no bound on the wait: no cancel scope to pay for
         self.connections_in_use += 1
         released = False
 
