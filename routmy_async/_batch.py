@@ -102,14 +102,10 @@ def _check_options(concurrency: Any, rpm: Any, tpm: Any) -> RateLimit | None:
 
 
 async def _pull(
-    requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+    requests: AsyncIterable[Mapping[str, Any]],
 ) -> AsyncGenerator[Mapping[str, Any], None]:
-    if isinstance(requests, AsyncIterable):
-        async for item in requests:
-            yield item
-    else:
-        for item in requests:
-            yield item
+    async for item in requests:
+        yield item
 
 
 def _checked(index: int, request: Any) -> dict[str, Any]:
@@ -149,7 +145,14 @@ class _Runner:
     async def run(self) -> None:
         if self._limits is not None:
             batch_limit.set(self._limits)  # this task's context, inherited by its group
-        source = _pull(self._requests)
+        requests = self._requests
+        # A plain iterable is read with next(): no async generator step per item.
+        items = None
+        source = None
+        if isinstance(requests, AsyncIterable):
+            source = _pull(requests)
+        else:
+            items = iter(requests)
         try:
             async with self._send, anyio.create_task_group() as group:
                 index = 0
@@ -163,8 +166,12 @@ class _Runner:
                     if self.stopped:
                         break
                     try:
-                        request = await source.__anext__()
-                    except StopAsyncIteration:
+                        if items is not None:
+                            request = next(items)
+                        else:
+                            assert source is not None
+                            request = await source.__anext__()
+                    except (StopIteration, StopAsyncIteration):
                         self._slots.release_on_behalf_of(index)
                         break
                     except Exception as exc:
@@ -175,8 +182,9 @@ class _Runner:
                     group.start_soon(self._one, index, request)
                     index += 1
         finally:
-            with anyio.CancelScope(shield=True):
-                await source.aclose()
+            if source is not None:
+                with anyio.CancelScope(shield=True):
+                    await source.aclose()
         if self.input_error is not None:
             raise self.input_error
 
