@@ -29,7 +29,7 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._ratelimit import RateLimit, batch_limit, estimate_tokens
 from .types.chat import ChatCompletion
@@ -154,7 +154,11 @@ class _Runner:
         else:
             items = iter(requests)
         try:
-            async with self._send, anyio.create_task_group() as group:
+            # Items go to idle workers through a zero-size stream: a task per worker (at most
+            # `concurrency`), not per item, which anyio makes costly (a scope and an event
+            # each).
+            work_send, work_receive = anyio.create_memory_object_stream[tuple[int, Any]](0)
+            async with self._send, work_receive, anyio.create_task_group() as group, work_send:
                 index = 0
                 while True:
                     # A slot first, then the next request: the input is pulled no further
@@ -179,7 +183,10 @@ class _Runner:
                         self.input_error = exc
                         group.cancel_scope.cancel()
                         break
-                    group.start_soon(self._one, index, request)
+                    try:
+                        work_send.send_nowait((index, request))  # a worker is waiting
+                    except anyio.WouldBlock:
+                        group.start_soon(self._worker, index, request, work_receive)
                     index += 1
         finally:
             if source is not None:
@@ -187,6 +194,17 @@ class _Runner:
                     await source.aclose()
         if self.input_error is not None:
             raise self.input_error
+
+    async def _worker(
+        self, index: int, request: Any, work: MemoryObjectReceiveStream[tuple[int, Any]]
+    ) -> None:
+        """Run an item, then the next one handed over, until the input is done."""
+        while True:
+            await self._one(index, request)
+            try:
+                index, request = await work.receive()
+            except anyio.EndOfStream:
+                return
 
     async def _one(self, index: int, request: Any) -> None:
         try:
