@@ -1,6 +1,7 @@
 """What observation costs: no hooks, a no-op hook, and OpenTelemetry spans and metrics.
 
     python benchmarks/bench_hooks.py [--repeat 5]
+    python benchmarks/bench_hooks.py --interleaved 12   # every variant in one process
 
 Starts the fake upstream (``_upstream.py``) in its own process, then runs, in fresh
 processes with the order rotated every repeat, W1 (non-streamed completions at concurrency
@@ -160,13 +161,109 @@ def _sdk_floor_us() -> float:
     return (time.process_time() - started) / rounds * 1e6
 
 
+async def _interleaved(base_url: str, rounds: int) -> dict[str, list[float]]:
+    """Every variant as a client of its own in ONE process, rounds interleaved: a
+    shared VM's drift between processes (1.5-2x here) cancels out of the ratios."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    from routmy_async import AsyncRoutmy, Hooks
+    from routmy_async.instrumentation import OpenTelemetryHooks
+
+    class Listening(Hooks):
+        def on_request(self, call: Any, **kwargs: Any) -> None:
+            pass
+
+        def on_response(self, call: Any, **kwargs: Any) -> None:
+            pass
+
+        def on_success(self, call: Any, **kwargs: Any) -> None:
+            pass
+
+        def on_stream_end(self, call: Any, summary: Any) -> None:
+            pass
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SpanProcessor())  # built and ended, then dropped
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    hook_sets: dict[str, list[Hooks]] = {
+        "none": [],
+        "noop": [Listening()],
+        "otel-api": [OpenTelemetryHooks()],  # no SDK configured: the API's no-op providers
+        "otel": [OpenTelemetryHooks(tracer_provider=tracer_provider, meter_provider=meters)],
+    }
+    messages = [{"role": "user", "content": "benchmark"}]
+    clients = {
+        name: AsyncRoutmy(api_key="bench", base_url=base_url, hooks=hooks)
+        for name, hooks in hook_sets.items()
+    }
+    results: dict[str, list[float]] = {f"{w} {v}": [] for w in ("W1", "W2") for v in VARIANTS}
+    try:
+        semaphore = asyncio.Semaphore(64)
+
+        async def one(client: AsyncRoutmy) -> None:
+            async with semaphore:
+                await client.chat.completions.create(model="bench/text", messages=messages)
+
+        for client in clients.values():
+            await asyncio.gather(*(one(client) for _ in range(200)))  # warm
+        for number in range(rounds):
+            order = VARIANTS[number % len(VARIANTS) :] + VARIANTS[: number % len(VARIANTS)]
+            for name in order:
+                client = clients[name]
+                started = time.process_time()
+                await asyncio.gather(*(one(client) for _ in range(1000)))
+                results[f"W1 {name}"].append((time.process_time() - started) / 1000 * 1e6)
+                started = time.process_time()
+                for _ in range(5):
+                    async with client.chat.completions.stream(
+                        model="bench/text", messages=messages
+                    ) as stream:
+                        await stream.until_done()
+                results[f"W2 {name}"].append((time.process_time() - started) / 5 * 1e6)
+    finally:
+        for client in clients.values():
+            await client.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--worker", nargs=3, metavar=("VARIANT", "WORKLOAD", "URL"))
+    parser.add_argument(
+        "--interleaved",
+        type=int,
+        metavar="ROUNDS",
+        help="run every variant in one process, ROUNDS interleaved rounds (steadier ratios)",
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(asyncio.run(_run(*args.worker))))
+        return
+    if args.interleaved:
+        upstream = subprocess.Popen(
+            [sys.executable, str(HERE / "_upstream.py")], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert upstream.stdout is not None
+            url = f"http://127.0.0.1:{upstream.stdout.readline().strip()}/v1"
+            measured = asyncio.run(_interleaved(url, args.interleaved))
+        finally:
+            upstream.terminate()
+            upstream.wait(timeout=10)
+        print(f"one process, {args.interleaved} interleaved rounds, median (min)\n")
+        print("| workload | variant | µs CPU per unit | / none |")
+        print("|---|---|---|---|")
+        for workload, unit in (("W1", "request"), ("W2", "1,000-chunk stream")):
+            none = statistics.median(measured[f"{workload} none"])
+            for variant in VARIANTS:
+                values = measured[f"{workload} {variant}"]
+                print(
+                    f"| {workload} ({unit}) | {variant} | {statistics.median(values):.1f} "
+                    f"({min(values):.1f}) | {statistics.median(values) / none:.3f} |"
+                )
         return
     upstream = subprocess.Popen(
         [sys.executable, str(HERE / "_upstream.py")], stdout=subprocess.PIPE, text=True
