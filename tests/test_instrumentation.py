@@ -6,17 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
 
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from routmy_async import (
@@ -25,45 +19,16 @@ from routmy_async import (
     AsyncRoutmy,
     BadRequestError,
 )
-from routmy_async.instrumentation import OpenTelemetryHooks, instrument, uninstrument
+from routmy_async.instrumentation import instrument, uninstrument
+from tests._otel_helpers import Telemetry, recording
 from tests.test_hooks import fail_a_stream_after_one_chunk
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
-class Telemetry:
-    def __init__(self) -> None:
-        self.spans = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-
-    def hooks(self, **kwargs: Any) -> OpenTelemetryHooks:
-        return OpenTelemetryHooks(
-            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **kwargs
-        )
-
-    def finished(self) -> list[Any]:
-        return list(self.spans.get_finished_spans())
-
-    def points(self, name: str) -> list[Any]:
-        data = self.reader.get_metrics_data()
-        found: list[Any] = []
-        for resource in data.resource_metrics if data else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        found.extend(metric.data.data_points)
-        return found
-
-
 @pytest.fixture
 def telemetry() -> Iterator[Telemetry]:
-    found = Telemetry()
-    yield found
-    found.tracer_provider.shutdown()
-    found.meter_provider.shutdown()
+    yield from recording()
 
 
 async def test_a_chat_call_is_a_client_span_with_the_genai_attributes(mock, telemetry):
