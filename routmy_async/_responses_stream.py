@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import msgspec
 
 from ._event_stream import EventStream, StreamManager
 from ._exceptions import APIResponseValidationError, APIStreamError
@@ -76,6 +77,7 @@ class ResponseStream(EventStream):
         self._accumulator = ResponseAccumulator()
         self._finished = False  # response.completed or response.incomplete arrived
         self._final: Response | None = None
+        self._terminal_raw = b""
         self._event_lines = EventLines()
         #: Named SSE events that carry no Responses event (``event: ping``), skipped.
         self.ignored_events = 0
@@ -138,6 +140,7 @@ class ResponseStream(EventStream):
                 self.ignored_events += 1
                 continue
             if type(event) in _ENDINGS:
+                self._terminal_raw = _response_raw(data)
                 self._end(event)
                 return
             add(event)
@@ -197,9 +200,14 @@ class ResponseStream(EventStream):
 
     def _whole(self) -> Response:
         """The accumulated response, with the answer's request id, status and headers."""
-        response = self._accumulator.response()
+        accumulator = self._accumulator
+        response = accumulator.response()
         answer = self._response
-        response._attach(b"", self.request_id, status=answer.status, headers=answer.headers)
+        terminal = accumulator.terminal
+        # The terminal event's response as sent (undeclared fields, .raw) when it is the one
+        # returned; a response built from the deltas has no such text.
+        raw = self._terminal_raw if terminal is not None and response is terminal.response else b""
+        response._attach(raw, self.request_id, status=answer.status, headers=answer.headers)
         return response
 
     # -- results ------------------------------------------------------------------------
@@ -256,3 +264,20 @@ class ResponseStream(EventStream):
 
 class ResponseStreamManager(StreamManager[ResponseStream]):
     """``async with`` opens the stream on entry and closes it on exit."""
+
+
+class _TerminalEnvelope(msgspec.Struct):
+    response: msgspec.Raw = msgspec.Raw(b"")
+
+
+_decode_terminal = msgspec.json.Decoder(_TerminalEnvelope).decode
+
+
+def _response_raw(data: bytes | ServerSentEvent) -> bytes:
+    """The ``response`` object of a terminal event's data, as its JSON text."""
+    if isinstance(data, ServerSentEvent):
+        data = data.data
+    try:
+        return bytes(_decode_terminal(data).response)
+    except msgspec.MsgspecError:
+        return b""

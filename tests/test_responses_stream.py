@@ -490,3 +490,14 @@ async def test_nulls_where_the_reference_has_values_are_taken_as_absent(client, 
     mock.reply_json(body, path="/v1/responses")
     response = await client.responses.create(model="p/m", input="x")
     assert response.output_text == "ok" and response.raw["tools"] is None
+
+
+async def test_a_streamed_final_response_keeps_what_the_server_sent(client, mock):
+    """Fields no type declares, and .raw as sent, as with a plain create()."""
+    events = events_for("ok")
+    events[-1]["response"]["shard"] = 7
+    mock.reply_stream(events, named=True, done=False)
+    async with client.responses.stream(model="p/m", input="x") as stream:
+        final = await stream.get_final_response()
+    assert final.shard == 7 and final.raw["shard"] == 7
+    assert final.raw["output"][0]["content"][0]["text"] == "ok"
