@@ -6,6 +6,7 @@ import enum
 import math
 from collections.abc import Mapping
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -16,12 +17,23 @@ __all__ = [
     "Timeout",
     "check_headers",
     "coerce_timeout",
+    "is_routmy_url",
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.rout.my/v1"
 # Sized for long-lived streams: a FastAPI app proxying hundreds of generations must not queue
 # the 101st user behind someone else's whole answer (openai-python's default is 1,000 too).
 DEFAULT_MAX_CONNECTIONS: Final = 1000
+
+
+def is_routmy_url(base_url: str) -> bool:
+    """Whether ``base_url`` is rout.my itself (``rout.my`` or one of its subdomains).
+
+    What the SDK knows of the service's behaviour (a stateless ``/v1/responses``, no reported
+    cost) holds only there; another OpenAI-compatible server may differ.
+    """
+    host = (urlsplit(base_url).hostname or "").rstrip(".").lower()
+    return host == "rout.my" or host.endswith(".rout.my")
 
 
 class NotGiven(enum.Enum):

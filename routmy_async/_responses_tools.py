@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._config import is_routmy_url
 from ._exceptions import ContentParseError
 from ._responses_params import check_input
 from ._structured import response_format_for
@@ -154,6 +155,15 @@ async def run_tools(
     if continue_with not in _LOOP_MODES:
         raise ValueError(
             f"continue_with must be 'input' or 'previous_response_id', not {continue_with!r}"
+        )
+    if continue_with == "previous_response_id" and is_routmy_url(self._client.base_url):
+        # rout.my accepts previous_response_id and ignores it: each round would reach the
+        # model with only the new tool outputs, the conversation before them lost.
+        raise ValueError(
+            "continue_with='previous_response_id' needs a server that stores responses, and "
+            "rout.my's /v1/responses is stateless (it accepts previous_response_id and ignores "
+            "it, so the model would see only the latest tool outputs): use "
+            "continue_with='input' (the default), which resends the conversation each round"
         )
     if continue_with == "previous_response_id" and params.get("store") is False:
         # Found out at the second round, after the model and the tools have run.

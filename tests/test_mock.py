@@ -294,3 +294,77 @@ async def test_default_key_is_still_checked(mock):
             await client.chat.completions.create(model="mock/echo", messages=ASK)
     async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
         await client.chat.completions.create(model="mock/echo", messages=ASK)
+
+
+async def _raw_json(mock: MockRoutmy, method: str, path: str, body: object = None) -> object:
+    """What the mock answers on the wire, read with a bare aiohttp session (no SDK decode)."""
+    headers = {"Authorization": f"Bearer {mock.api_key}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, mock.base_url + path, json=body, headers=headers) as response,
+    ):
+        if response.content_type == "text/event-stream":
+            frames = (await response.read()).decode().split("\n\n")
+            return [
+                json.loads(frame[len("data: ") :])
+                for frame in frames
+                if frame.startswith("data: {")
+            ]
+        return await response.json()
+
+
+async def test_the_default_mock_answers_as_routmy_documents(mock):
+    """rout.my sends no usage.cost, no models pricing, and keeps no Responses state: the
+    default mock does the same, so features built on those fields are tested as users meet
+    them."""
+    chat = await _raw_json(
+        mock, "POST", "/chat/completions", {"model": "mock/echo", "messages": ASK}
+    )
+    assert chat["usage"]["total_tokens"] > 0 and "cost" not in chat["usage"]
+    chunks = await _raw_json(
+        mock, "POST", "/chat/completions", {"model": "mock/echo", "messages": ASK, "stream": True}
+    )
+    usages = [chunk["usage"] for chunk in chunks if chunk.get("usage")]
+    assert usages and all("cost" not in usage for usage in usages)
+    vectors = await _raw_json(mock, "POST", "/embeddings", {"model": "mock/embed", "input": "a"})
+    assert "cost" not in vectors["usage"]
+    models = await _raw_json(mock, "GET", "/models")
+    assert models["data"] and all(
+        set(item) == {"id", "object", "created", "owned_by", "token_multiplier", "is_available"}
+        for item in models["data"]
+    )
+    first = await _raw_json(mock, "POST", "/responses", {"model": "mock/echo", "input": "hello"})
+    # previous_response_id is accepted and ignored: an unknown id is no error, a known one
+    # brings back nothing of the earlier conversation.
+    again = await _raw_json(
+        mock, "POST", "/responses", {"model": "mock/echo", "previous_response_id": "resp_nope"}
+    )
+    assert again["status"] == "completed"
+    follow = await _raw_json(
+        mock,
+        "POST",
+        "/responses",
+        {"model": "mock/echo", "input": "and now?", "previous_response_id": first["id"]},
+    )
+    assert "hello" not in json.dumps(follow["output"])
+
+
+async def test_the_openrouter_flavor_reports_cost_prices_and_stores_responses():
+    """What other routers do stays available, asked for by name."""
+    async with MockRoutmy(flavor="openrouter") as mock:
+        chat = await _raw_json(
+            mock, "POST", "/chat/completions", {"model": "mock/echo", "messages": ASK}
+        )
+        assert chat["usage"]["cost"] > 0
+        models = await _raw_json(mock, "GET", "/models")
+        assert any("pricing" in item for item in models["data"])
+        first = await _raw_json(mock, "POST", "/responses", {"model": "mock/echo", "input": "hi"})
+        again = await _raw_json(
+            mock, "POST", "/responses", {"model": "mock/echo", "previous_response_id": first["id"]}
+        )
+        assert "hi" in json.dumps(again["output"])
+
+
+def test_an_unknown_flavor_is_refused():
+    with pytest.raises(ValueError, match="flavor must be one of 'routmy', 'openrouter'"):
+        MockRoutmy(flavor="openai")  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import msgspec
 import pytest
@@ -539,3 +540,36 @@ async def test_the_mock_keeps_only_recent_conversations(client, monkeypatch):
     assert again.output_text == "two"
     with pytest.raises(BadRequestError, match="not found"):
         await client.responses.create(model="mock/echo", previous_response_id=first.id)
+
+
+async def test_run_tools_by_previous_response_id_is_refused_against_routmy():
+    """rout.my ignores previous_response_id: a loop continued by it would lose everything
+    but the latest tool outputs, so it is refused before anything is sent."""
+    async with AsyncRoutmy(api_key="sk-test", base_url="https://api.rout.my/v1") as client:
+        with pytest.raises(ValueError, match=r"stateless.*continue_with='input'"):
+            await client.responses.run_tools(
+                model="mock/echo",
+                input="Where is order C-9?",
+                tools=[get_order],
+                continue_with="previous_response_id",
+            )
+
+
+async def test_previous_response_id_to_routmy_is_said_once(caplog, monkeypatch):
+    """Sent by hand to rout.my, previous_response_id is logged once as ignored by the
+    service (it is valid, so not refused)."""
+    from routmy_async.resources import responses as module
+
+    monkeypatch.setattr(module, "_warned_stateless", False)
+    async with AsyncRoutmy(
+        api_key="sk-test", base_url="https://api.rout.my/v1", max_retries=0
+    ) as client:
+        with caplog.at_level(logging.WARNING, logger="routmy_async"):
+            for _ in range(2):
+                # Built and refused by the check before any I/O: a bad input keeps it offline.
+                with pytest.raises(TypeError):
+                    await client.responses.create(
+                        model="mock/echo", input=7, previous_response_id="resp_1"
+                    )
+    said = [r for r in caplog.records if "stateless" in r.getMessage()]
+    assert len(said) == 1 and "previous_response_id is accepted and ignored" in said[0].message

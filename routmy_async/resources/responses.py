@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 import msgspec
 
-from .._config import NOT_GIVEN, NotGiven
+from .._config import NOT_GIVEN, NotGiven, is_routmy_url
 from .._exceptions import APIStatusError
 from .._params import build_body, check_model, encode_body, split_options
 from .._ratelimit import estimate_tokens
@@ -15,6 +16,8 @@ from .._responses_params import ResponseInput, check_input, check_response_param
 from .._responses_stream import ResponseStream, ResponseStreamManager
 from ..types._base import decode_lenient
 from ..types.responses import Response
+
+logger = logging.getLogger("routmy_async")
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -109,6 +112,8 @@ class Responses:
 
             finalize = apply_text_format(params, text_format)
         check_response_params(params)
+        if "previous_response_id" in params and is_routmy_url(self._client.base_url):
+            _warn_stateless()
         fields: dict[str, Any] = {"model": model}
         if not isinstance(input, NotGiven):
             fields["input"] = check_input(input)
@@ -285,9 +290,12 @@ class Responses:
         answer them with ``function_call_output`` items, repeat until it answers.
 
         :param continue_with: how each round continues the conversation: ``"input"`` resends
-            every item so far (stateless; works with ``store=False``), ``"previous_response_id"``
-            sends only the new tool outputs after the previous response's id (the server
-            keeps the rest).
+            every item so far (stateless; works with ``store=False`` and with rout.my),
+            ``"previous_response_id"`` sends only the new tool outputs after the previous
+            response's id, for a server that stores responses and keeps the rest. rout.my's
+            ``/v1/responses`` is stateless, so against its base URL this mode is refused.
+        :raises ValueError: ``continue_with="previous_response_id"`` against rout.my, or with
+            ``store=False``.
         :returns: the last ``Response``; ``.transcript`` holds every input item of the run.
 
         A tool that raises, arguments that do not decode and unknown tools become an error
@@ -304,6 +312,25 @@ class Responses:
             max_rounds=max_rounds,
             continue_with=continue_with,
             params=dict(params),
+        )
+
+
+_warned_stateless = False
+
+
+def _warn_stateless() -> None:
+    """Say once per process that rout.my ignores ``previous_response_id``.
+
+    A log line, not an exception: the parameter is valid and a caller may send it on purpose
+    (code shared with a stateful server); what it must not do is lose context unnoticed.
+    """
+    global _warned_stateless
+    if not _warned_stateless:
+        _warned_stateless = True
+        logger.warning(
+            "rout.my's /v1/responses is stateless: previous_response_id is accepted and "
+            "ignored, so the model sees only this request's input; send the earlier items "
+            "in `input` to continue a conversation"
         )
 
 

@@ -15,7 +15,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -24,7 +24,10 @@ from . import _replies
 __all__ = ["MockRoutmy", "RecordedRequest", "Reply"]
 
 DEFAULT_KEY = "sk-mock-key"
-_STORED_RESPONSES = 1000  # responses kept for previous_response_id
+_STORED_RESPONSES = 1000  # responses kept for previous_response_id (the "openrouter" flavor)
+
+Flavor = Literal["routmy", "openrouter"]
+FLAVORS: tuple[Flavor, ...] = ("routmy", "openrouter")
 
 
 @dataclass
@@ -118,6 +121,14 @@ class MockRoutmy:
     :param strict_models: answer 404 ``model_not_found`` for models not in the list.
     :param latency: seconds to wait before every answer.
     :param stream_piece: characters of text per streamed chunk.
+    :param flavor: which server to answer as. ``"routmy"`` (the default) answers as rout.my
+        documents: ``usage`` holds token counts and no ``cost``, ``/v1/models`` items carry
+        ``id``, ``owned_by``, ``token_multiplier`` and ``is_available`` and no ``pricing``,
+        and ``/v1/responses`` is stateless (``previous_response_id`` is accepted and ignored).
+        ``"openrouter"`` answers as other routers do: ``usage.cost`` in dollars, prices,
+        context lengths and architectures in the models list, and stored responses that a
+        ``previous_response_id`` continues (an unknown id is a 400). A test of a feature that
+        needs those says so by asking for this flavor.
     """
 
     def __init__(
@@ -130,12 +141,26 @@ class MockRoutmy:
         strict_models: bool = False,
         latency: float = 0.0,
         stream_piece: int = 8,
+        flavor: Flavor = "routmy",
     ):
+        if flavor not in FLAVORS:
+            raise ValueError(
+                f"flavor must be one of {', '.join(map(repr, FLAVORS))}, not {flavor!r}"
+            )
+        self.flavor: Flavor = flavor
         self.any_key = api_key is None
         self.api_key: str = DEFAULT_KEY if api_key is None else api_key
         self.host = host
         self.port = port
-        self.models = [dict(m) for m in (models if models is not None else _replies.DEFAULT_MODELS)]
+        if models is not None:
+            self.models = [dict(m) for m in models]
+        elif flavor == "routmy":
+            self.models = [
+                {k: v for k, v in m.items() if k in _replies.ROUTMY_MODEL_FIELDS}
+                for m in _replies.DEFAULT_MODELS
+            ]
+        else:
+            self.models = [dict(m) for m in _replies.DEFAULT_MODELS]
         self.strict_models = strict_models
         self.latency = latency
         self.stream_piece = stream_piece
@@ -449,7 +474,8 @@ class MockRoutmy:
             raise _Rejected(problem)
         earlier: list[Any] = []
         previous = body.get("previous_response_id")
-        if previous is not None:
+        stateful = self.flavor != "routmy"  # rout.my's /v1/responses keeps nothing
+        if previous is not None and stateful:
             if previous not in self._stored_responses:
                 raise _Rejected(
                     web.Response(
@@ -467,7 +493,7 @@ class MockRoutmy:
         response = _replies.response_object(
             body, created=int(time.time()), serial=self._serial, earlier=earlier
         )
-        if body.get("store", True) is not False:
+        if stateful and body.get("store", True) is not False:
             given = body.get("input")
             items = [{"role": "user", "content": given}] if isinstance(given, str) else given
             self._stored_responses[response["id"]] = [
@@ -484,7 +510,10 @@ class MockRoutmy:
         return response
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        return await self._answer(request, _replies.embeddings_answer)
+        return await self._answer(request, self._embeddings_answer)
+
+    def _embeddings_answer(self, body: Any) -> dict[str, Any]:
+        return _replies.embeddings_answer(body, cost=self.flavor != "routmy")
 
     async def _images(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, _replies.images_answer)
@@ -495,11 +524,12 @@ class MockRoutmy:
             raise _Rejected(problem)
         self._serial += 1
         created = int(time.time())
+        cost = self.flavor != "routmy"
         if body.get("stream"):
             return _replies.chat_chunks(
-                body, created=created, serial=self._serial, piece=self.stream_piece
+                body, created=created, serial=self._serial, piece=self.stream_piece, cost=cost
             )
-        return _replies.chat_completion(body, created=created, serial=self._serial)
+        return _replies.chat_completion(body, created=created, serial=self._serial, cost=cost)
 
     async def _answer(
         self,

@@ -29,6 +29,12 @@ __all__ = [
     "response_object",
 ]
 
+# The fields rout.my's models list documents for every item; what the other routers add
+# (prices, context lengths, architectures) is the "openrouter" flavor's.
+ROUTMY_MODEL_FIELDS = frozenset(
+    {"id", "object", "created", "owned_by", "token_multiplier", "is_available"}
+)
+
 DEFAULT_MODELS: list[dict[str, Any]] = [
     {"id": "mock/echo", "owned_by": "mock", "token_multiplier": 1, "is_available": True},
     {"id": "mock/reasoner", "owned_by": "mock", "token_multiplier": 2, "is_available": True},
@@ -286,21 +292,23 @@ def _answer(body: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def _usage(body: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+def _usage(body: dict[str, Any], message: dict[str, Any], *, cost: bool = False) -> dict[str, Any]:
     prompt = _words(body.get("messages") or [])
     completion = len(str(message.get("content") or "").split()) + sum(
         len(c["function"]["arguments"]) // 4 for c in message.get("tool_calls") or []
     )
     reasoning = len(str(message.get("reasoning") or "").split())
     total_completion = completion + reasoning
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": total_completion,
         "total_tokens": prompt + total_completion,
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": reasoning},
-        "cost": round((prompt + total_completion) * 1e-6, 8),
     }
+    if cost:
+        usage["cost"] = round((prompt + total_completion) * 1e-6, 8)
+    return usage
 
 
 def _choice_count(body: dict[str, Any]) -> int:
@@ -308,8 +316,10 @@ def _choice_count(body: dict[str, Any]) -> int:
     return n if isinstance(n, int) and n > 0 else 1
 
 
-def chat_completion(body: dict[str, Any], *, created: int, serial: int) -> dict[str, Any]:
-    """The whole ``chat.completion`` the mock answers with."""
+def chat_completion(
+    body: dict[str, Any], *, created: int, serial: int, cost: bool = False
+) -> dict[str, Any]:
+    """The whole ``chat.completion`` the mock answers with (``usage.cost`` when ``cost``)."""
     message = _answer(body)
     n = _choice_count(body)
     finish = "tool_calls" if message.get("tool_calls") else "stop"
@@ -328,7 +338,7 @@ def chat_completion(body: dict[str, Any], *, created: int, serial: int) -> dict[
             }
             for index in range(n)
         ],
-        "usage": _usage(body, message),
+        "usage": _usage(body, message, cost=cost),
     }
 
 
@@ -338,7 +348,7 @@ def _pieces(text: str, size: int) -> Iterator[str]:
 
 
 def chat_chunks(
-    body: dict[str, Any], *, created: int, serial: int, piece: int = 8
+    body: dict[str, Any], *, created: int, serial: int, piece: int = 8, cost: bool = False
 ) -> list[dict[str, Any]]:
     """The chunks of a streamed answer: role, text (or tool-call fragments), finish, usage."""
     message = _answer(body)
@@ -384,11 +394,11 @@ def chat_chunks(
         for image in message.get("images") or []:
             add(index, {"images": [image]})
         add(index, {}, "tool_calls" if message.get("tool_calls") else "stop")
-    chunks.append({**base, "choices": [], "usage": _usage(body, message)})
+    chunks.append({**base, "choices": [], "usage": _usage(body, message, cost=cost)})
     return chunks
 
 
-def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:
+def embeddings_answer(body: dict[str, Any], *, cost: bool = False) -> dict[str, Any]:
     """The ``/embeddings`` answer: deterministic vectors, base64 when asked.
 
     :raises ValueError: the body has no ``model`` or ``input``.
@@ -420,7 +430,7 @@ def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:
         "usage": {
             "prompt_tokens": tokens,
             "total_tokens": tokens,
-            "cost": round(tokens * 1e-7, 12),
+            **({"cost": round(tokens * 1e-7, 12)} if cost else {}),
         },
     }
 
