@@ -1,6 +1,7 @@
 """routmy_async against openai-python (httpx and aiohttp transports) and a raw floor.
 
     python benchmarks/bench_clients.py [--repeat 3] [--uvloop] [--quick]
+    python benchmarks/bench_clients.py --ab REV [--repeat 9] [--workloads nonstream,stream,tools]
 
 Starts the fake upstream (``_upstream.py``) in its own process, then runs every
 (client, workload) pair in a fresh process (``_worker.py``), ``--repeat`` times. Reports the
@@ -8,6 +9,13 @@ median and min-max of client CPU per unit, the ratio to the floor (raw aiohttp +
 the upstream's CPU share, import time, client creation time and RSS. Writes
 ``benchmarks/results.json``, ``benchmarks/results.md`` and, with matplotlib installed,
 ``benchmarks/results.png``.
+
+``--ab REV`` compares this checkout (B) with git revision REV (A, checked out into a temporary
+worktree): the routmy client only, A and B alternating in fresh processes (A, B, A, B, ...)
+against one upstream, ``--repeat`` times each (at least 7). It reports, per workload, the
+median and interquartile range of client CPU per unit for each side and B's median over A's,
+and import time and RSS the same way. The same worker script drives both sides, so only the
+library differs.
 
 Needs the ``bench`` extra: ``pip install -e '.[bench]'`` (openai[aiohttp], matplotlib).
 """
@@ -61,23 +69,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def run_worker(client: str, workload: str, base_url: str, uvloop: bool) -> dict[str, Any]:
+def run_worker(
+    client: str, workload: str, base_url: str, uvloop: bool, tree: Path | None = None
+) -> dict[str, Any]:
+    """One (client, workload) run in a fresh process; ``tree``: import routmy_async from there."""
     command = [sys.executable, str(HERE / "_worker.py"), client, workload, base_url]
     if uvloop:
         command.append("--uvloop")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, check=False, env=_env_for(tree)
+    )
     if done.returncode != 0:
         raise SystemExit(f"{client}/{workload} failed:\n{done.stdout}\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def import_time(client: str) -> float:
+def _env_for(tree: Path | None) -> dict[str, str] | None:
+    if tree is None:
+        return None
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def import_time(client: str, tree: Path | None = None) -> float:
     code = (
         f"import time; t = time.perf_counter(); {IMPORTS[client]}; print(time.perf_counter() - t)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env=_env_for(tree),
     )
     return float(done.stdout.strip())
 
@@ -95,7 +121,11 @@ def main() -> int:
     parser.add_argument(
         "--render", action="store_true", help="re-render the tables and charts from results*.json"
     )
+    parser.add_argument("--ab", metavar="REV", help="interleaved A/B: REV (A) against this tree")
+    parser.add_argument("--workloads", default="nonstream,stream,tools", help="with --ab")
     args = parser.parse_args()
+    if args.ab:
+        return ab_main(args.ab, max(args.repeat, 7), args.workloads.split(","), args.uvloop)
     if args.render:
         for path in sorted(HERE.glob("results*.json")):
             stored = json.loads(path.read_text())
@@ -176,6 +206,91 @@ def main() -> int:
     print(table)
     if not args.quick:
         chart(results, clients, HERE / f"results{suffix}.png")
+    return 0
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile)."""
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
+
+
+def ab_main(rev: str, repeat: int, workloads: list[str], uvloop: bool) -> int:
+    """Interleaved A/B of the routmy client: git revision ``rev`` (A) against this tree (B)."""
+    import tempfile
+
+    root = HERE.parent
+    sha = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", rev],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dirty = bool(
+        subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    trees = {"A": None, "B": root}
+    with tempfile.TemporaryDirectory() as scratch:
+        tree_a = Path(scratch) / "a"
+        subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "--detach", "-q", str(tree_a), sha],
+            check=True,
+        )
+        trees["A"] = tree_a
+        upstream = subprocess.Popen(
+            [sys.executable, str(HERE / "_upstream.py"), "0"], stdout=subprocess.PIPE, text=True
+        )
+        assert upstream.stdout is not None
+        base_url = f"http://127.0.0.1:{upstream.stdout.readline().strip()}/v1"
+        print(f"A = {sha}, B = {head}{' + uncommitted changes' if dirty else ''}", flush=True)
+        print(f"{repeat} runs each, alternating A, B in fresh processes", flush=True)
+        rows: list[str] = []
+        try:
+            measures: list[tuple[str, str]] = [(w, WORKLOADS[w][1]) for w in workloads]
+            measures += [("import", "ms"), ("rss", "MiB")]
+            for name, unit in measures:
+                samples: dict[str, list[float]] = {"A": [], "B": []}
+                for _ in range(repeat):
+                    for side in ("A", "B"):
+                        tree = trees[side]
+                        if name == "import":
+                            samples[side].append(import_time("routmy", tree) * 1e3)
+                        elif name == "rss":
+                            measured = run_worker("routmy", "rss", base_url, uvloop, tree)
+                            samples[side].append(measured["rss_kib"] / 1024)
+                        else:
+                            measured = run_worker("routmy", name, base_url, uvloop, tree)
+                            samples[side].append(measured["cpu"] / measured["units"] * 1e6)
+                a = quartiles(samples["A"])
+                b = quartiles(samples["B"])
+                row = (
+                    f"| {name} ({unit}) | {a[1]:.2f} [{a[0]:.2f}-{a[2]:.2f}] "
+                    f"| {b[1]:.2f} [{b[0]:.2f}-{b[2]:.2f}] | {b[1] / a[1]:.3f}x |"
+                )
+                rows.append(row)
+                print(row, flush=True)
+        finally:
+            upstream.terminate()
+            upstream.wait()
+            subprocess.run(
+                ["git", "-C", str(root), "worktree", "remove", "--force", str(tree_a)],
+                check=False,
+            )
+    print()
+    print(f"| measure | A {sha}: median [IQR] | B {head}: median [IQR] | B / A |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
     return 0
 
 
