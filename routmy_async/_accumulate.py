@@ -201,10 +201,18 @@ class CompletionAccumulator:
         "provider",
         "service_tier",
         "system_fingerprint",
+        "targets",
         "usage",
     )
 
     def __init__(self) -> None:
+        #: Which call each tool-call fragment went to, by chunk and choice, recorded only once
+        #: someone reads it (``ChatCompletionStream.events()`` sets it to ``{}``): the key is
+        #: the chunk's ``id()``, the chunk itself is kept beside it so that a reused id cannot
+        #: be mistaken for it. ``None``: nobody asks, nothing is recorded.
+        self.targets: (
+            dict[int, tuple[ChatCompletionChunk, dict[int, list[ToolCallState]]]] | None
+        ) = None
         self.id = ""
         self.created = 0
         self.model = ""
@@ -227,6 +235,7 @@ class CompletionAccumulator:
         a cheap test says it is there.
         """
         states = self.choices
+        recorded = self.targets
         count = 0
         for chunk in chunks:
             count += 1
@@ -249,8 +258,15 @@ class CompletionAccumulator:
                 if content:
                     state.content.append(content)
                 if delta.tool_calls:
-                    targets = self._tool_fragments(state, delta.tool_calls)
-                    chunk.__dict__.setdefault("_tool_targets", {})[choice.index] = targets
+                    if recorded is None:
+                        self._tool_fragments(state, delta.tool_calls, None)
+                    else:
+                        targets: list[ToolCallState] = []
+                        self._tool_fragments(state, delta.tool_calls, targets)
+                        entry = recorded.get(id(chunk))
+                        if entry is None or entry[0] is not chunk:
+                            entry = recorded[id(chunk)] = (chunk, {})
+                        entry[1][choice.index] = targets
                 if (
                     delta.reasoning is not None
                     or delta.reasoning_content is not None
@@ -285,10 +301,11 @@ class CompletionAccumulator:
             self.service_tier = chunk.service_tier
 
     @staticmethod
-    def _tool_fragments(state: ChoiceState, fragments: list[ToolCallDelta]) -> list[ToolCallState]:
-        """Merge a delta's fragments; return the call each one went to, in order."""
+    def _tool_fragments(
+        state: ChoiceState, fragments: list[ToolCallDelta], targets: list[ToolCallState] | None
+    ) -> None:
+        """Merge a delta's fragments; append the call each one went to to ``targets``."""
         calls_at = state.tool_calls_at
-        targets: list[ToolCallState] = []
         for fragment in fragments:
             function = fragment.function
             index = fragment.index
@@ -303,10 +320,12 @@ class CompletionAccumulator:
                 call = state.last_tool_call = calls_at[index]
                 if function.arguments:
                     call.arguments.append(function.arguments)
-                targets.append(call)
+                if targets is not None:
+                    targets.append(call)
                 continue
             call = state.tool_call_for(fragment)
-            targets.append(call)
+            if targets is not None:
+                targets.append(call)
             if fragment.id and fragment.id != call.id:
                 call.id = fragment.id
             if fragment.type:
@@ -321,7 +340,6 @@ class CompletionAccumulator:
                     )
                 if function.arguments:
                     call.arguments.append(function.arguments)
-        return targets
 
     @staticmethod
     def _rare_delta(state: ChoiceState, delta: ChoiceDelta) -> None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._ratelimit import RateLimit, batch_limit, estimate_tokens
+from ._ratelimit import RateLimit, batch_limit, batch_limits_running, estimate_tokens
 from .types.chat import ChatCompletion
 
 if TYPE_CHECKING:
@@ -143,8 +143,17 @@ class _Runner:
         self.input_error: Exception | None = None
 
     async def run(self) -> None:
-        if self._limits is not None:
-            batch_limit.set(self._limits)  # this task's context, inherited by its group
+        if self._limits is None:
+            await self._run()
+            return
+        batch_limit.set(self._limits)  # this task's context, inherited by its group
+        batch_limits_running.count += 1
+        try:
+            await self._run()
+        finally:
+            batch_limits_running.count -= 1
+
+    async def _run(self) -> None:
         requests = self._requests
         # A plain iterable is read with next(): no async generator step per item.
         items = None

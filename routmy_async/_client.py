@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 import msgspec
 
+from . import _hooks
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
@@ -284,7 +285,10 @@ class AsyncRoutmy:
         body: Mapping[str, Any] | None = None,
     ) -> Call | None:
         """The :class:`Call` that hooks follow, or ``None`` (and no work) without hooks."""
-        hooks = self._transport.active_hooks()
+        transport = self._transport
+        if transport.hooks is None and _hooks.global_hook_set is None:
+            return None  # the plain call: nothing to look up
+        hooks = transport.active_hooks()
         if hooks is None:
             return None
         host, port = self._server
@@ -297,11 +301,6 @@ class AsyncRoutmy:
             server_port=port,
             hooks=hooks,
         )
-
-    @staticmethod
-    def _succeeded(call: Call | None, result: Any) -> None:
-        if call is not None:
-            call.succeeded(result)
 
     @property
     def connections_in_use(self) -> int:
@@ -389,7 +388,7 @@ class AsyncRoutmy:
         return self._state is _State.CLOSED or self._transport.closed
 
     def _check_open(self) -> None:
-        if self.is_closed:
+        if self._state is _State.CLOSED or self._transport.closed:
             raise RuntimeError(
                 "this AsyncRoutmy client is closed; create a new one to send more requests"
             )
@@ -694,7 +693,8 @@ class AsyncRoutmy:
             result: Any = None
         else:
             result = self._decode(raw, _decoder_for(cast_to), "JSON", call)
-        self._succeeded(call, result)
+        if call is not None:
+            call.succeeded(result)
         return result
 
     @overload

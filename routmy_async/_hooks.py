@@ -259,19 +259,22 @@ class HookSet:
                     )
 
 
-_global: HookSet | None = None
+#: The hooks every client runs (``routmy_async.instrumentation.instrument()`` sets them), or
+#: None: read as a module attribute by the request path, which skips all hook work when this
+#: and the client's own hooks are None.
+global_hook_set: HookSet | None = None
 
 
 def global_hooks() -> HookSet | None:
     """The hooks every client runs (``routmy_async.instrumentation.instrument()`` sets them)."""
-    return _global
+    return global_hook_set
 
 
 def set_global_hooks(hooks: Iterable[Hooks]) -> None:
     """Replace the hooks every client runs (an empty list: none)."""
-    global _global
+    global global_hook_set
     hook_set = HookSet(hooks)
-    _global = hook_set if hook_set else None
+    global_hook_set = hook_set if hook_set else None
 
 
 assert all(hasattr(Hooks, name) for name in _METHODS)

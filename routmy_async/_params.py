@@ -237,14 +237,21 @@ def check_messages(messages: Any) -> list[Any]:
     if not items:
         raise ValueError("messages must not be empty")
     for position, message in enumerate(items):
-        if isinstance(message, Mapping):
+        # Exact-type tests first: the common message (a dict with a str role) costs no
+        # isinstance call on a path every request takes.
+        if message.__class__ is dict or isinstance(message, Mapping):
             role = message.get("role")
-            calls = message.get("tool_calls")
-            if calls and isinstance(calls, (list, tuple)) and any(_has_to_param(c) for c in calls):
-                message = items[position] = {
-                    **message,
-                    "tool_calls": [c.to_param() if _has_to_param(c) else c for c in calls],
-                }
+            if role == "assistant":
+                calls = message.get("tool_calls")
+                if (
+                    calls
+                    and isinstance(calls, (list, tuple))
+                    and any(_has_to_param(c) for c in calls)
+                ):
+                    message = items[position] = {
+                        **message,
+                        "tool_calls": [c.to_param() if _has_to_param(c) else c for c in calls],
+                    }
         elif _has_to_param(message):
             message = items[position] = message.to_param()
             role = message.get("role")
@@ -253,10 +260,10 @@ def check_messages(messages: Any) -> list[Any]:
                 f"messages[{position}] must be a dict with 'role' and 'content' (or a "
                 f"message from a response), not {type(message).__name__}"
             )
-        if not isinstance(role, str) or not role:
+        if not (role.__class__ is str or isinstance(role, str)) or not role:
             raise ValueError(f"messages[{position}] has no 'role' (a non-empty string)")
         content = message.get("content")
-        if isinstance(content, list):
+        if content.__class__ is not str and isinstance(content, list):
             for part in content:
                 if getattr(part, "path", None) is not None and not part:
                     raise TypeError(

@@ -35,6 +35,7 @@ __all__ = [
     "RateLimit",
     "RateLimitHeaders",
     "batch_limit",
+    "batch_limits_running",
     "estimate_tokens",
     "parse_rate_limit_headers",
 ]
@@ -69,6 +70,8 @@ class RateLimit:
         "_slot",
         "_ticket",
         "_tokens_per_second",
+        "limits_tokens",
+        "quiet",
         "requests_per_minute",
         "tokens_per_minute",
     )
@@ -111,13 +114,14 @@ class RateLimit:
         # one interval after it, whatever the reservations planned.
         self._last_start = -math.inf
         self._paused_until = 0.0
+        #: Whether requests need a token estimate (a ``tokens_per_minute`` is set).
+        self.limits_tokens = self._tokens_per_second > 0.0
+        #: No limit and no pause was ever in force, or the last pause is known to be over: a
+        #: plain attribute, so a request of an unlimited client pays one read for its budget.
+        #: False says only "ask :attr:`idle`".
+        self.quiet = not (self._interval or self._tokens_per_second)
         # Start times given back by cancelled waiters, for the next requests to take.
         self._holes: list[float] = []
-
-    @property
-    def limits_tokens(self) -> bool:
-        """Whether requests need a token estimate (a ``tokens_per_minute`` is set)."""
-        return self._tokens_per_second > 0.0
 
     @property
     def idle(self) -> bool:
@@ -126,6 +130,7 @@ class RateLimit:
             return False
         if self._paused_until and self._paused_until <= self._clock():
             self._paused_until = 0.0  # the pause is over: back to the fast path
+            self.quiet = True
         return not self._paused_until
 
     def _refill(self, now: float) -> None:
@@ -253,6 +258,7 @@ class RateLimit:
         reservations start after it, and waiters already queued see it in :meth:`remaining`."""
         if seconds > 0:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
+            self.quiet = False
 
     def inside_pause(self, start: float) -> bool:
         """Whether a reserved start falls inside a pause that began after it was reserved."""
@@ -312,6 +318,16 @@ def _input_tokens(item: Any) -> int:
 #: The per-batch budget of the ``create_many`` run the current task belongs to: the transport
 #: paces every attempt of the batch's requests (retries too) by it as well as by the client's.
 batch_limit: ContextVar[RateLimit | None] = ContextVar("routmy_batch_limit", default=None)
+
+
+class _BatchLimitsRunning:
+    """How many batches with a budget of their own are running, in any task: while none is,
+    a request skips the context variable look-up altogether."""
+
+    count = 0
+
+
+batch_limits_running = _BatchLimitsRunning()
 
 
 class RateLimitHeaders:

@@ -16,7 +16,7 @@ import aiohttp
 import msgspec
 
 from ._accumulate import CompletionAccumulator
-from ._event_stream import EventStream
+from ._event_stream import _BATCH, EventStream
 from ._exceptions import APIResponseValidationError, APIStreamError
 from ._hooks import Call
 from ._sse import ServerSentEvent
@@ -132,8 +132,17 @@ class ChatCompletionStream(EventStream):
         failure is raised by the next ``__anext__``.
         """
         batch: list[ChatCompletionChunk] = []
+        # The base's _next_batch, inlined: this is the chat hot path, a call per batch counts.
+        start = self._undecoded_at
+        undecoded = self._undecoded
+        events = undecoded[start : start + _BATCH]
+        if start + _BATCH >= len(undecoded):
+            self._undecoded = []
+            self._undecoded_at = 0
+        else:
+            self._undecoded_at = start + _BATCH
         try:
-            self._decode_into(batch, self._next_batch())
+            self._decode_into(batch, events)
         finally:
             # Whatever decoded before a bad frame is accumulated and delivered first.
             self._accumulator.add_all(batch)
@@ -264,8 +273,14 @@ class ChatCompletionStream(EventStream):
 
         A tool call is reported done when its choice finishes (calls may interleave until then).
         """
-        states = self._accumulator.choices
+        accumulator = self._accumulator
+        states = accumulator.choices
+        if accumulator.targets is None:
+            accumulator.targets = {}  # from now on the accumulator says where fragments went
+        recorded = accumulator.targets
         async for chunk in self:
+            entry = recorded.pop(id(chunk), None)
+            chunk_targets = entry[1] if entry is not None and entry[0] is chunk else {}
             for item in chunk.choices:
                 index = item.index
                 delta = item.delta
@@ -278,7 +293,7 @@ class ChatCompletionStream(EventStream):
                     yield ReasoningDeltaEvent(choice_index=index, delta=reasoning)
                 if delta.tool_calls:
                     # The accumulator recorded which call each fragment went to.
-                    targets = chunk.__dict__.get("_tool_targets", {}).get(index, ())
+                    targets = chunk_targets.get(index, ())
                     for fragment, call in zip(delta.tool_calls, targets, strict=False):
                         if fragment.function is not None and fragment.function.arguments:
                             yield ToolCallArgumentsDeltaEvent(

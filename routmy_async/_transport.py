@@ -12,6 +12,7 @@ import logging
 import ssl
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
@@ -33,7 +34,7 @@ from ._exceptions import (
     status_error,
 )
 from ._hooks import Call, HookSet
-from ._ratelimit import RateLimit, batch_limit, parse_rate_limit_headers
+from ._ratelimit import RateLimit, batch_limit, batch_limits_running, parse_rate_limit_headers
 from ._redact import REDACTED, SECRET_HEADERS, Redactor
 from ._tls import (
     MARKS_LOST_TLS_OPEN,
@@ -251,16 +252,22 @@ class Transport:
         #: The client's shared budget (also holds the pause a 429 puts on every new start).
         self.rate_limit = rate_limit if rate_limit is not None else RateLimit()
         # Connections in use, bounded by our own count rather than aiohttp's, so that a
-        # wait for a free one can be bounded (Timeout.pool) and reported with numbers.
-        self._slots: asyncio.Semaphore | None = None
+        # wait for a free one can be bounded (Timeout.pool) and reported with numbers. While
+        # the pool is not full, taking and giving back a slot is an integer's step; only a
+        # full pool queues waiters, and a freed slot passes straight to the first of them.
+        self._counts_slots = False  # set once we make the pool (a borrowed one: its limits)
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         # Set by close(): wakes the requests waiting for their turn in the budget.
         self._closing: asyncio.Event | None = None
         self.connections_in_use = 0
         #: The client's hooks (shared by ``with_options`` clients), or None: no cost at all.
         self.hooks: HookSet | None = None
         self._combined: tuple[HookSet, HookSet] | None = None
-        # Answers not yet released, so that close() can fail their readers.
+        # Open streams' answers, so that close() can fail their readers (weakly held: a
+        # dropped stream must not be kept alive by its pool).
         self._responses: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
+        # Whole answers whose body is being read right now (close() fails those reads too).
+        self._reading: set[aiohttp.ClientResponse] = set()
         self._session = session
         self._owns_session = session is None
         # TLS and proxy settings, resolved when the pool is made (never here, never per request).
@@ -273,7 +280,8 @@ class Transport:
         self.proxy: str | None = None
         for credential in proxy_secrets(proxy) if proxy is not None else ():
             self.redactor.add(credential)
-        self._closed = False
+        #: Whether close() has run (a plain attribute: every request reads it).
+        self.closed = False
         # Clients using this pool, and whether the client that created it is still one of
         # them: the pool outlives a collected owner while derived clients use it.
         self._clients = 0
@@ -281,10 +289,10 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._urls: dict[str, URL] = {}
         self._client_timeouts: dict[tuple[Timeout, bool], aiohttp.ClientTimeout] = {}
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        # The last Timeout each kind of request used, with its aiohttp form: calls with the
+        # client's own timeout find it by identity, without hashing the Timeout.
+        self._last_whole: tuple[Timeout | None, aiohttp.ClientTimeout | None] = (None, None)
+        self._last_stream: tuple[Timeout | None, aiohttp.ClientTimeout | None] = (None, None)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -315,7 +323,7 @@ class Transport:
                 extra["proxy"] = proxy
                 self.proxy = proxy
             self._loop = asyncio.get_running_loop()
-            self._slots = asyncio.Semaphore(self._max_connections)
+            self._counts_slots = True
             connector = aiohttp.TCPConnector(
                 limit=0,  # the slots above are the limit
                 limit_per_host=0,
@@ -365,14 +373,18 @@ class Transport:
 
     def wants_tokens(self) -> bool:
         """Whether requests should carry a token estimate (a tokens-per-minute budget applies)."""
+        if self.rate_limit.limits_tokens:
+            return True
+        if not batch_limits_running.count:
+            return False
         batch = batch_limit.get()
-        return self.rate_limit.limits_tokens or (batch is not None and batch.limits_tokens)
+        return batch is not None and batch.limits_tokens
 
     def settle_tokens(self, estimate: int, actual: int | None) -> None:
         """Correct the budgets once a request's real usage is known."""
         if estimate and actual is not None:
             self.rate_limit.correct(estimate, actual)
-            batch = batch_limit.get()
+            batch = batch_limit.get() if batch_limits_running.count else None
             if batch is not None:
                 batch.correct(estimate, actual)
 
@@ -380,7 +392,7 @@ class Transport:
         """Wait for the client's budget (and a batch's, inside create_many) to allow a start;
         return the reservations made (``None``: no budget applies)."""
         limit = self.rate_limit
-        batch = batch_limit.get()
+        batch = batch_limit.get() if batch_limits_running.count else None
         if batch is None and limit.idle:
             return None
         turn = self._reserve(limit, batch, tokens)
@@ -404,7 +416,7 @@ class Transport:
                 if any(ticket is not None for _, _, ticket in turn):
                     wait = min(wait, _TOKEN_RECHECK)  # tokens given back may end it sooner
                 await self._sleep_unless_closed(wait)
-                if self._closed:
+                if self.closed:
                     raise self._closed_error(method, url)
         except BaseException:
             # Cancelled while waiting (a wait_for, a client going away): give the starts
@@ -449,8 +461,7 @@ class Transport:
         """Wait for the budget's turn, then a connection slot; return the function that
         frees the slot (once). A request queued in the budget holds no connection."""
         turn = await self._wait_turn(tokens, method, url)
-        slots = self._slots
-        if turn is None or slots is None or not slots.locked():
+        if turn is None or not self._pool_full():
             release = await self._take_slot(timeout, method, url)
         else:
             # A full pool. A slot freed within a moment (a connection on its way back) keeps
@@ -475,20 +486,25 @@ class Transport:
             budget.started(ticket)
         return release
 
+    def _pool_full(self) -> bool:
+        return self._counts_slots and self.connections_in_use >= self._max_connections
+
     async def _take_slot(
         self,
         timeout: Timeout,  # noqa: ASYNC109 - its pool part bounds the wait, with anyio
         method: str,
         url: URL,
     ) -> Callable[[], None] | None:
-        """Wait for a free connection slot; return the function that frees it (once)."""
-        slots = self._slots
-        if slots is None:
+        """Take a connection slot, waiting while the pool is full; return the function that
+        frees it (once)."""
+        if not self._counts_slots:
             return None  # a borrowed session: its connector sets the limits
-        if slots.locked() and timeout.pool is not None:
+        if self.connections_in_use < self._max_connections:
+            self.connections_in_use += 1
+        elif timeout.pool is not None:
             try:
                 with anyio.fail_after(timeout.pool):
-                    await slots.acquire()
+                    await self._wait_for_slot()
             except TimeoutError:
                 raise APITimeoutError(
                     f"{method} {url}: no connection became free within {timeout.pool:g} s: the "
@@ -498,18 +514,31 @@ class Transport:
                     url=str(url),
                 ) from None
         else:
-            await slots.acquire()  # free, or no bound on the wait: no cancel scope to pay for
-        self.connections_in_use += 1
-        released = False
+            await self._wait_for_slot()  # no bound on the wait: no cancel scope to pay for
+        return self.free_slot
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.connections_in_use -= 1
-                slots.release()
+    async def _wait_for_slot(self) -> None:
+        """Queue for a slot of a full pool; it is handed over by :meth:`free_slot`."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.free_slot()  # handed a slot as it gave up: pass it on
+            else:
+                waiter.cancel()  # free_slot skips it
+            raise
 
-        return release
+    def free_slot(self) -> None:
+        """Give a slot back: to the first request still waiting for one, else to the pool."""
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands: the count stays
+                return
+        self.connections_in_use -= 1
 
     def _closed_error(self, method: str, url: URL | str) -> APIConnectionError:
         return APIConnectionError(
@@ -519,20 +548,20 @@ class Transport:
         )
 
     async def close(self) -> None:
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         # Closing the pool alone would leave a reader waiting for bytes that never come
         # (aiohttp drops the payload without waking it): fail every open answer first, and
         # wake the requests waiting for a connection, so each raises "client was closed".
-        for response in list(self._responses):
+        for response in [*self._responses, *self._reading]:
             if not response.closed:
                 response.content.set_exception(self._closed_error(response.method, response.url))
                 response.close()  # nothing of it is left for the collector to warn about
-        slots = self._slots
-        if slots is not None:
-            for _ in range(self._max_connections):
-                slots.release()
+        waiters, self._slot_waiters = self._slot_waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)  # each wakes, sees the client closed, and says so
         if self._closing is not None:
             self._closing.set()  # and those waiting for their turn in the budget
         session = self._session
@@ -559,9 +588,9 @@ class Transport:
 
         Returns whether there was anything open. Never schedules work on a closed loop.
         """
-        if self._closed:
+        if self.closed:
             return False
-        self._closed = True
+        self.closed = True
         session = self._session
         if session is None or not self._owns_session or session.closed:
             return False
@@ -691,7 +720,7 @@ class Transport:
         call: Call | None,
         hooks: HookSet | None,
     ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
-        if self._closed:
+        if self.closed:
             raise RuntimeError("the client is closed: create a new AsyncRoutmy to send requests")
         session = self.session
         if self._loop is not None and asyncio.get_running_loop() is not self._loop:
@@ -702,18 +731,38 @@ class Transport:
                 "used across asyncio.run() calls or test loops): create the client inside the "
                 "loop that uses it"
             )
-        client_timeout = self.client_timeout(timeout, stream)
+        last_timeout, client_timeout = self._last_stream if stream else self._last_whole
+        if last_timeout is not timeout or client_timeout is None:
+            client_timeout = self.client_timeout(timeout, stream)
+            if stream:
+                self._last_stream = (timeout, client_timeout)
+            else:
+                self._last_whole = (timeout, client_timeout)
         attempt = 0
         debug = logger.isEnabledFor(_DEBUG)
+        limit = self.rate_limit
         while True:
             # Every attempt, retries included, takes its turn in the budget, then a slot.
-            try:
-                release = await self._begin(timeout, method, url, reserved[0] if not attempt else 0)
-            except BaseException:
-                if not attempt:
-                    reserved[0] = 0  # given back to the budget while it waited (or never held)
-                raise
-            if self._closed:
+            release: Callable[[], None] | None
+            if (
+                limit.quiet
+                and not batch_limits_running.count
+                and self.connections_in_use < self._max_connections
+                and self._counts_slots
+            ):
+                # No budget applies and the pool has room: the slot is a count's step.
+                self.connections_in_use += 1
+                release = self.free_slot
+            else:
+                try:
+                    release = await self._begin(
+                        timeout, method, url, reserved[0] if not attempt else 0
+                    )
+                except BaseException:
+                    if not attempt:
+                        reserved[0] = 0  # given back to the budget while it waited (or never held)
+                    raise
+            if self.closed:
                 if release is not None:
                     release()
                 raise self._closed_error(method, url)
@@ -746,7 +795,7 @@ class Transport:
             except BaseException as exc:
                 if release is not None:
                     release()
-                if self._closed and isinstance(exc, (*TRANSPORT_ERRORS, RuntimeError)):
+                if self.closed and isinstance(exc, (*TRANSPORT_ERRORS, RuntimeError)):
                     raise self._closed_error(method, url) from exc
                 if not isinstance(exc, TRANSPORT_ERRORS):
                     raise
@@ -757,15 +806,20 @@ class Transport:
                 self._log(debug, method, url, None, attempt, started, f"retrying after {exc!r}")
                 failure = exc
             else:
-                if release is not None:
-                    # The slot is free again when aiohttp releases or closes the connection
-                    # (body read, stream closed, response collected), whichever path it takes.
-                    connection = response.connection
-                    if connection is None:
-                        release()
-                    else:
-                        connection.add_callback(release)
+                # The slot is free again when the connection goes back to aiohttp. A whole
+                # answer's body is read right here, so it is freed right here; a stream's
+                # connection may go back by any path (read to its end, closed, collected),
+                # so aiohttp tells us when.
+                free = release
+                if stream:
+                    free = None
                     self._responses.add(response)
+                    if release is not None:
+                        connection = response.connection
+                        if connection is None:
+                            release()
+                        else:
+                            connection.add_callback(release)
                 status = response.status
                 if "x-ratelimit-remaining-requests" in response.headers:
                     self._learn_limits(response.headers)
@@ -782,10 +836,15 @@ class Transport:
                     if stream and "json" not in response.headers.get("Content-Type", ""):
                         self._log(debug, method, url, status, attempt, started, "stream open")
                         return None, response
+                    reading = self._reading
+                    reading.add(response)
                     try:
                         data = await response.read()
                     except BaseException as exc:
+                        reading.discard(response)
                         response.close()
+                        if free is not None:
+                            free()
                         if not isinstance(exc, TRANSPORT_ERRORS):
                             raise
                         if attempt >= max_retries:
@@ -793,16 +852,25 @@ class Transport:
                         self._log(debug, method, url, status, attempt, started, "body cut off")
                         failure = exc
                     else:
+                        reading.discard(response)
                         response.release()
+                        if free is not None:
+                            free()
                         # A router may answer 200 with only an error object: an error all
-                        # the same (a byte search keeps the common answer free of work).
+                        # the same (a byte search keeps the common answer free of work; a
+                        # large one is searched at its two ends).
                         error = (
                             answer_error(status, data, response.headers)
-                            if _mentions_error(data)
+                            if (
+                                b'"error"' in data
+                                if len(data) <= 8192
+                                else b'"error"' in data[:4096] or b'"error"' in data[-4096:]
+                            )
                             else None
                         )
                         if error is None:
-                            self._log(debug, method, url, status, attempt, started, "")
+                            if debug:
+                                self._log(debug, method, url, status, attempt, started, "")
                             if stream:
                                 # A JSON answer where an event stream was asked for.
                                 raise APIResponseValidationError(
@@ -814,7 +882,11 @@ class Transport:
                                 )
                             return RawResponse(status, response.headers, data), None
                 else:
-                    error = await self._status_error(response)
+                    try:
+                        error = await self._status_error(response)
+                    finally:
+                        if free is not None:
+                            free()
                     if status == 407 and self.proxy is not None:
                         # The proxy of a plain-http request wants (other) credentials.
                         self._log(debug, method, url, status, attempt, started, "proxy refused")
@@ -906,14 +978,6 @@ class Transport:
                 (time.monotonic() - started) * 1000.0,
                 self.redactor.text(note),
             )
-
-
-def _mentions_error(body: bytes) -> bool:
-    """Whether a 2xx body may be an error in disguise. An error-only body is small, so a
-    large answer is searched at its two ends only (a 300 KB models list costs no full scan)."""
-    if len(body) <= 8192:
-        return b'"error"' in body
-    return b'"error"' in body[:4096] or b'"error"' in body[-4096:]
 
 
 def _retryable(exc: BaseException) -> bool:

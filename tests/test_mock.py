@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+from typing import Any
 
 import aiohttp
 import pytest
@@ -296,7 +297,7 @@ async def test_default_key_is_still_checked(mock):
         await client.chat.completions.create(model="mock/echo", messages=ASK)
 
 
-async def _raw_json(mock: MockRoutmy, method: str, path: str, body: object = None) -> object:
+async def _raw_json(mock: MockRoutmy, method: str, path: str, body: object = None) -> Any:
     """What the mock answers on the wire, read with a bare aiohttp session (no SDK decode)."""
     headers = {"Authorization": f"Bearer {mock.api_key}"}
     async with (

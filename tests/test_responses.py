@@ -569,7 +569,9 @@ async def test_previous_response_id_to_routmy_is_said_once(caplog, monkeypatch):
                 # Built and refused by the check before any I/O: a bad input keeps it offline.
                 with pytest.raises(TypeError):
                     await client.responses.create(
-                        model="mock/echo", input=7, previous_response_id="resp_1"
+                        model="mock/echo",
+                        input=7,  # type: ignore[call-overload]
+                        previous_response_id="resp_1",
                     )
     said = [r for r in caplog.records if "stateless" in r.getMessage()]
-    assert len(said) == 1 and "previous_response_id is accepted and ignored" in said[0].message
+    assert len(said) == 1 and "previous_response_id is accepted and ignored" in said[0].getMessage()

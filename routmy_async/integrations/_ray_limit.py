@@ -104,6 +104,10 @@ class ClusterRateLimit(RateLimit):
         super().__init__(clock=clock)
         self.requests_per_minute = settings.requests
         self.tokens_per_minute = settings.tokens
+        self.limits_tokens = settings.tokens is not None
+        # Never quiet: the transport must read `idle` on every attempt (it starts the pause
+        # watcher, and grants hold the limits).
+        self.quiet = False
         self._coordinator = coordinator
         self._settings = settings
         self._member = member or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -136,11 +140,6 @@ class ClusterRateLimit(RateLimit):
         if self._settings.limited:
             return False
         return super().idle
-
-    @property
-    def limits_tokens(self) -> bool:
-        """Whether requests need a token estimate (the budget has a token limit)."""
-        return self._settings.tokens is not None
 
     def reserve_start(self, tokens: int = 0, not_before: float = 0.0) -> tuple[float, float]:
         """Spend one start of a grant held (fetching one with a blocking call when none is

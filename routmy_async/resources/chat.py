@@ -27,7 +27,7 @@ from .._params import (
     encode_body,
     split_options,
 )
-from .._ratelimit import estimate_tokens
+from .._ratelimit import batch_limits_running, estimate_tokens
 from .._streaming import ChatCompletionStream
 from ..types.chat import ChatCompletion
 
@@ -111,7 +111,13 @@ class Completions:
         fields.update(params)
         body = build_body(fields, options.get("extra_body"))
         # A token estimate only when a tokens-per-minute budget will use it.
-        tokens = estimate_tokens(body) if self._client._transport.wants_tokens() else 0
+        transport = self._client._transport
+        tokens = (
+            estimate_tokens(body)
+            if transport.rate_limit.limits_tokens
+            or (batch_limits_running.count and transport.wants_tokens())
+            else 0
+        )
         return _Prepared(encode_body(body), options, finalize, tokens, body, model)
 
     @overload
@@ -192,7 +198,8 @@ class Completions:
                 if call is not None:
                     call.failed(error)
                 raise
-        client._succeeded(call, completion)
+        if call is not None:
+            call.succeeded(completion)
         return completion
 
     async def _open(self, prepared: _Prepared) -> ChatCompletionStream:

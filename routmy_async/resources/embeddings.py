@@ -145,7 +145,8 @@ class Embeddings:
         if tokens:
             usage = response.usage
             client._transport.settle_tokens(tokens, usage.total_tokens if usage else None)
-        client._succeeded(call, response)
+        if call is not None:
+            call.succeeded(response)
         return response
 
     async def embed_many(

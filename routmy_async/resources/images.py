@@ -74,5 +74,6 @@ class Images:
             "POST", "/images/generations", body=encode_body(payload), options=options, call=call
         )
         result: ImagesResponse = client._decode(raw, _decode_images, "images", call)
-        client._succeeded(call, result)
+        if call is not None:
+            call.succeeded(result)
         return result

@@ -38,7 +38,8 @@ class Models:
         call = client._call("models")
         raw = await client._request("GET", "/models", options=options, call=call)
         models: ModelList = client._decode(raw, _decode_models, "models list", call)
-        client._succeeded(call, models)
+        if call is not None:
+            call.succeeded(models)
         return models
 
     async def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:

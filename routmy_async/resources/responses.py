@@ -218,7 +218,8 @@ class Responses:
                 if call is not None:
                     call.failed(error)
                 raise
-        client._succeeded(call, response)
+        if call is not None:
+            call.succeeded(response)
         return response
 
     async def _open(self, prepared: _Prepared) -> ResponseStream:

@@ -1,0 +1,78 @@
+"""The hot path's cost, counted: calls per request and per chunk, blocks kept per chunk.
+
+A plain call must pay for nothing it does not use (hooks, budgets, instrumentation). CPU time
+on a shared machine is too noisy to guard that in a test; the package's own call counts are
+exact (see ``_callcount``). Each budget below is the figure of commit 7401da0 (before hooks,
+budgets and the rest were added) where that commit had the feature, and today's figure where
+it did not (one hook). A change that adds work to these paths fails here: make the work
+conditional, or raise the budget in the same commit and say why.
+
+Re-measure: ``python tests/_callcount.py`` (and ``PYTHONPATH=<old checkout> python
+tests/_callcount.py`` for an older commit).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import pytest
+
+from . import _callcount
+
+# Per Python minor version where the interpreter differs (3.12 inlines comprehensions, for
+# one); only our own frames and what they call directly are counted, so the figures do not
+# depend on the aiohttp version. Python 3.10-3.13 measured alike.
+BUDGETS: dict[tuple[int, int], dict[str, float]] = {
+    version: {
+        "request": 63,  # 7401da0: 63
+        "content_chunk": 7.15,  # 7401da0: 7.15
+        "tool_chunk": 8.15,  # 7401da0: 8.15
+        "request_with_hook": 77,  # no hooks at 7401da0; 104 before this budget, 77 after
+        "content_chunk_blocks": 1.05,  # 7401da0: 0.96-1.01 (the text kept for the message)
+    }
+    for version in ((3, 10), (3, 11), (3, 12), (3, 13))
+}
+FLOORS = {
+    # Below these the counter is not counting (a stub, a profiler that never ran).
+    "request": 30,
+    "content_chunk": 3,
+    "tool_chunk": 4,
+    "request_with_hook": 40,
+    "content_chunk_blocks": 0.5,
+}
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict[str, float]:
+    import asyncio
+
+    # Its own loop: the counts must not include a test fixture's work.
+    return asyncio.run(_callcount.measure_all())
+
+
+@pytest.mark.parametrize("name", list(FLOORS))
+def test_the_hot_path_stays_within_its_budget(figures, name):
+    budget = BUDGETS.get(sys.version_info[:2], BUDGETS[(3, 13)])[name]
+    measured = figures[name]
+    assert measured >= FLOORS[name], f"{name}: {measured} is too low to be a real count"
+    assert measured <= budget + 1e-9, (
+        f"{name}: {measured} per unit, over its budget of {budget}: work was added to the "
+        "hot path (python tests/_callcount.py prints the figures)"
+    )
+
+
+def test_the_counter_sees_added_work():
+    """The count moves when the package does more: a guard that cannot move guards nothing."""
+    import asyncio
+
+    async def some(n: int) -> None:
+        from routmy_async._params import check_model
+
+        for _ in range(n):
+            check_model("mock/echo")
+
+    one, two, three = (
+        asyncio.run(_callcount.count_calls(functools.partial(some, n))) for n in (1, 2, 3)
+    )
+    assert three - two == two - one > 0  # each check_model call adds the same count
