@@ -89,9 +89,15 @@ async def test_models_list_fields(client, mock):
     assert mock.requests[0].method == "GET" and mock.requests[0].path == "/v1/models"
 
 
-async def test_router_fields_are_typed(client):
-    """The default mock models carry router fields; each has its declared type."""
-    model = await client.models.retrieve("openai/gpt-4o-mini")
+async def test_router_fields_are_typed():
+    """Models of a router that lists prices and context lengths (the mock's "openrouter"
+    flavor; rout.my lists neither) decode each field into its declared type."""
+    async with (
+        MockRoutmy(flavor="openrouter") as mock,
+        AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client,
+    ):
+        model = await client.models.retrieve("openai/gpt-4o-mini")
+        vision = await client.models.retrieve("mock/vision")
     assert model.name == "OpenAI: GPT-4o-mini"
     assert model.description == "A small, fast and affordable multimodal model."
     assert model.context_length == 128000
@@ -109,7 +115,6 @@ async def test_router_fields_are_typed(client):
         context_length=128000, max_completion_tokens=16384, is_moderated=True
     )
     assert model.supported_parameters is not None and "tools" in model.supported_parameters
-    vision = await client.models.retrieve("mock/vision")
     assert vision.architecture is not None and vision.architecture.input_modalities == [
         "text",
         "image",

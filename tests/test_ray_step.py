@@ -91,7 +91,8 @@ async def closed(step: Any) -> None:
 
 
 async def test_rows_keep_their_order_and_get_every_column(rows_mock: RowMock) -> None:
-    """Each row's answer lands in its own row, with usage, cost and request id."""
+    """Each row's answer lands in its own row, with usage and request id; the cost column is
+    empty, as rout.my reports no cost (a router that does fills it: next test)."""
     step = ChatStep(model="mock/echo", base_url=rows_mock.base_url, concurrency=4)
     texts = [f"question {index}" for index in range(12)]
     out = await call(step, {"id": list(range(12)), "messages": messages(*texts)})
@@ -102,9 +103,20 @@ async def test_rows_keep_their_order_and_get_every_column(rows_mock: RowMock) ->
     assert out["error"] == [""] * 12
     assert all(isinstance(n, int) and n > 0 for n in out["prompt_tokens"])
     assert all(isinstance(n, int) for n in out["completion_tokens"])
-    assert all(isinstance(cost, float) for cost in out["cost"])
+    assert out["cost"] == [None] * 12, out["cost"]
     assert len(set(out["request_id"])) == 12
     assert "parsed" not in out
+
+
+async def test_a_router_that_reports_cost_fills_the_cost_column(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROUTMY_API_KEY", KEY)
+    async with RowMock(api_key=KEY, flavor="openrouter") as server:
+        step = ChatStep(model="mock/echo", base_url=server.base_url)
+        out = await call(step, {"id": [0, 1], "messages": messages("a", "b")})
+        await closed(step)
+    assert all(isinstance(cost, float) and cost > 0 for cost in out["cost"]), out["cost"]
 
 
 async def test_failed_rows_are_recorded_and_the_others_kept(rows_mock: RowMock) -> None:

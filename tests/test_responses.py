@@ -165,8 +165,20 @@ async def test_bad_arguments_are_refused_before_sending(client, mock, kwargs, er
     assert mock.requests == []
 
 
-async def test_input_may_be_left_out_with_a_previous_response(client, mock):
-    """Without input, previous_response_id carries the conversation (the mock keeps it)."""
+@pytest.fixture
+async def stateful():
+    """A server that stores responses (the mock's "openrouter" flavor), and a client."""
+    async with MockRoutmy(flavor="openrouter") as server:
+        async with AsyncRoutmy(
+            api_key=server.api_key, base_url=server.base_url, max_retries=0
+        ) as client:
+            yield server, client
+
+
+async def test_input_may_be_left_out_with_a_previous_response(stateful):
+    """Without input, previous_response_id carries the conversation on a server that keeps
+    it (rout.my does not: see test_run_tools_by_previous_response_id_is_refused_against_routmy)."""
+    mock, client = stateful
     first = await client.responses.create(model="mock/echo", input="remember me")
     again = await client.responses.create(model="mock/echo", previous_response_id=first.id)
     assert "input" not in mock.requests[1].json
@@ -396,9 +408,10 @@ async def test_run_tools_resends_the_items_by_default(client, mock):
     assert second["tools"][0]["strict"] is False
 
 
-async def test_run_tools_can_continue_by_previous_response_id(client, mock):
+async def test_run_tools_can_continue_by_previous_response_id(stateful):
     """continue_with='previous_response_id' sends only the tool outputs after the previous
-    response's id; the server keeps the rest."""
+    response's id; a server that stores responses keeps the rest."""
+    mock, client = stateful
     result = await client.responses.run_tools(
         model="mock/echo",
         input=[{"role": "user", "content": "Where is order C-9?"}],
@@ -472,8 +485,13 @@ async def test_the_mock_answers_like_the_api(mock):
             tool_choice={"type": "function", "name": "other"},
         )
         assert [call.name for call in chosen.function_calls] == ["other"]
-        with pytest.raises(BadRequestError, match="not found"):
-            await client.responses.create(model="mock/echo", previous_response_id=thought.id)
+    async with MockRoutmy(flavor="openrouter") as stateful_mock:
+        async with AsyncRoutmy(
+            api_key=stateful_mock.api_key, base_url=stateful_mock.base_url
+        ) as client:
+            unstored = await client.responses.create(model="mock/echo", input="x", store=False)
+            with pytest.raises(BadRequestError, match="not found"):
+                await client.responses.create(model="mock/echo", previous_response_id=unstored.id)
 
 
 async def test_a_scripted_mock_stream_and_mock_helpers():
@@ -529,10 +547,11 @@ async def test_cli_responses_stream_error_after_text(capsys):
     assert captured.err.startswith("error: stream error [server_error] Provider failed")
 
 
-async def test_the_mock_keeps_only_recent_conversations(client, monkeypatch):
-    """A long-running mock forgets the oldest stored responses beyond its limit."""
+async def test_the_mock_keeps_only_recent_conversations(stateful, monkeypatch):
+    """A long-running stateful mock forgets the oldest stored responses beyond its limit."""
     from routmy_async.testing import _mock
 
+    _, client = stateful
     monkeypatch.setattr(_mock, "_STORED_RESPONSES", 1)
     first = await client.responses.create(model="mock/echo", input="one")
     second = await client.responses.create(model="mock/echo", input="two")
