@@ -259,10 +259,15 @@ class CompletionAccumulator:
                     state.content.append(content)
                 if delta.tool_calls:
                     if recorded is None:
-                        self._tool_fragments(state, delta.tool_calls, None)
+                        self._tool_fragments(state, delta.tool_calls)
                     else:
+                        # One fragment at a time: each leaves the call it went to as the
+                        # choice's last one (the merge itself stays free of recording).
                         targets: list[ToolCallState] = []
-                        self._tool_fragments(state, delta.tool_calls, targets)
+                        for fragment in delta.tool_calls:
+                            self._tool_fragments(state, [fragment])
+                            assert state.last_tool_call is not None
+                            targets.append(state.last_tool_call)
                         entry = recorded.get(id(chunk))
                         if entry is None or entry[0] is not chunk:
                             entry = recorded[id(chunk)] = (chunk, {})
@@ -301,10 +306,8 @@ class CompletionAccumulator:
             self.service_tier = chunk.service_tier
 
     @staticmethod
-    def _tool_fragments(
-        state: ChoiceState, fragments: list[ToolCallDelta], targets: list[ToolCallState] | None
-    ) -> None:
-        """Merge a delta's fragments; append the call each one went to to ``targets``."""
+    def _tool_fragments(state: ChoiceState, fragments: list[ToolCallDelta]) -> None:
+        """Merge a delta's fragments (each leaves its call as ``state.last_tool_call``)."""
         calls_at = state.tool_calls_at
         for fragment in fragments:
             function = fragment.function
@@ -320,12 +323,8 @@ class CompletionAccumulator:
                 call = state.last_tool_call = calls_at[index]
                 if function.arguments:
                     call.arguments.append(function.arguments)
-                if targets is not None:
-                    targets.append(call)
                 continue
             call = state.tool_call_for(fragment)
-            if targets is not None:
-                targets.append(call)
             if fragment.id and fragment.id != call.id:
                 call.id = fragment.id
             if fragment.type:
