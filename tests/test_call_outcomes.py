@@ -107,7 +107,7 @@ async def _open_then_drain(opening: Awaitable[Any]) -> None:
 
 @dataclass
 class Outcome:
-    script: Callable[[MockRoutmy, str], None]  # scripts the mock for (endpoint name)
+    script: Callable[[MockRoutmy, str], object]  # scripts the mock for (endpoint name)
     error: type[BaseException] | None  # None: the call succeeds
     # What the hooks hear, for a whole answer and for a stream.
     whole: list[str]
