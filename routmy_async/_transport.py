@@ -7,7 +7,6 @@ with ``raise ... from exc`` so the cause stays visible in tracebacks.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import ssl
 import time
@@ -21,6 +20,14 @@ import anyio
 from yarl import URL
 
 from . import _hooks, _retry
+from ._aiohttp_compat import (
+    abort_tls_connections,
+    acquired_count,
+    close_connector_now,
+    closes_tls_by_abort,
+    needs_cleanup_closed_flag,
+    wrap_protocol_factory,
+)
 from ._config import Timeout
 from ._exceptions import (
     APICertificateError,
@@ -329,13 +336,11 @@ class Transport:
                 limit_per_host=0,
                 ssl=ssl_setting,
                 # Aborted TLS connections must really close their sockets: see _tls.
-                enable_cleanup_closed=tls
-                and cleanup_closed_needed(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", None)),
+                enable_cleanup_closed=tls and cleanup_closed_needed(needs_cleanup_closed_flag()),
             )
-            factory = getattr(connector, "_factory", None)
-            if tls and MARKS_LOST_TLS_OPEN and factory is not None:  # pragma: no cover - < 3.11
+            if tls and MARKS_LOST_TLS_OPEN:  # pragma: no cover - Python < 3.11
                 # Connections the server ends must not warn as unclosed when collected.
-                connector._factory = close_transport_when_lost(factory)  # type: ignore[assignment]
+                wrap_protocol_factory(connector, close_transport_when_lost)
             session = self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
@@ -354,11 +359,7 @@ class Transport:
     def acquired_connections(self) -> int:
         """How many pooled connections are checked out right now (0 when idle)."""
         session = self._session
-        if session is None or session.connector is None:
-            return 0
-        connector: Any = session.connector
-        acquired = getattr(connector, "_acquired", ())
-        return len(acquired)
+        return 0 if session is None else acquired_count(session.connector)
 
     def attach(self) -> None:
         """Count one more client using this pool."""
@@ -566,19 +567,12 @@ class Transport:
             self._closing.set()  # and those waiting for their turn in the budget
         session = self._session
         if session is not None and self._owns_session:
-            connector: Any = session.connector
-            if (
-                connector is not None
-                and "abort_ssl" not in inspect.signature(connector.close).parameters
-            ):
+            connector = session.connector
+            if connector is not None and not closes_tls_by_abort(connector):
                 # aiohttp before 3.12 closes TLS connections politely and never waits: a server
                 # that does not answer the close_notify keeps each socket open (for good on
                 # Python 3.10). Abort them, as later aiohttp does.
-                pooled = [proto for conns in connector._conns.values() for proto, _ in conns]
-                for proto in [*connector._acquired, *pooled]:
-                    transport = proto.transport
-                    if transport is not None and transport.get_extra_info("sslcontext"):
-                        transport.abort()
+                abort_tls_connections(connector)
             # Shielded: a cancelled close must still release every socket.
             with anyio.CancelScope(shield=True):
                 await session.close()
@@ -597,14 +591,9 @@ class Transport:
         connector = session.connector
         session.detach()
         if connector is not None:
-            loop: asyncio.AbstractEventLoop | None = getattr(connector, "_loop", None)
-            if loop is not None and not loop.is_closed():
-                try:
-                    # Nobody will wait for a TLS shutdown of a collected client: abort its
-                    # TLS connections, so their sockets close now (aiohttp 3.12+).
-                    connector._close(abort_ssl=True)
-                except TypeError:  # pragma: no cover - aiohttp < 3.12: no abort_ssl
-                    connector._close()
+            # Nobody will wait for a TLS shutdown of a collected client: its TLS connections
+            # are aborted, so their sockets close now (aiohttp 3.12+).
+            close_connector_now(connector)
         return True
 
     def url(self, base_url: str, path: str) -> URL:
