@@ -1,13 +1,8 @@
 """routmy_async: the asyncio-first Python SDK for rout.my, an OpenAI-compatible LLM router."""
 
-from ._batchfile import (
-    BatchCheck,
-    BatchFileError,
-    BatchStop,
-    BatchSummary,
-    check_batch_file,
-    run_batch_file,
-)
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from ._client import AsyncRoutmy, __version__
 from ._config import NOT_GIVEN, NotGiven, Timeout
 from ._content import image_part, text_part
@@ -34,9 +29,47 @@ from ._exceptions import (
 from ._hooks import Call, Hooks, StreamSummary
 from ._ratelimit import RateLimit
 from ._raw_stream import RawStream, ServerSentEvent
-from ._responses_stream import ResponseStream
 from ._streaming import ChatCompletionStream
 from ._tools import FunctionTool, function_tool
+
+if _TYPE_CHECKING:
+    from ._batchfile import (
+        BatchCheck,
+        BatchFileError,
+        BatchStop,
+        BatchSummary,
+        check_batch_file,
+        run_batch_file,
+    )
+    from ._responses_stream import ResponseStream
+
+# Loaded on first use: a program that never runs a batch file or a Responses stream does not
+# pay for their modules at import (time and memory).
+_LAZY = {
+    "BatchCheck": "._batchfile",
+    "BatchFileError": "._batchfile",
+    "BatchStop": "._batchfile",
+    "BatchSummary": "._batchfile",
+    "check_batch_file": "._batchfile",
+    "run_batch_file": "._batchfile",
+    "ResponseStream": "._responses_stream",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "NOT_GIVEN",

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 PROBE = """
 import json, sys
 import routmy_async
@@ -19,7 +21,8 @@ print(json.dumps({"before": before, "after": after, "tqdm": "tqdm" in sys.module
 
 
 def test_unused_features_are_not_imported():
-    """Embeddings, images, batching, the CLI, the demo and the mock load only when used."""
+    """Embeddings, images, batching, batch files, the Responses API, the CLI, the demo and
+    the mock load only when used."""
     result = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True
     )
@@ -31,8 +34,13 @@ def test_unused_features_are_not_imported():
         "routmy_async._cli",
         "routmy_async._demo",
         "routmy_async.testing",
+        "routmy_async._batchfile",
+        "routmy_async._responses_stream",
+        "routmy_async.types.responses",
+        "routmy_async.types.response_events",
+        "routmy_async.resources.responses",
     }
-    assert not lazy & set(loaded["before"])
+    assert not lazy & set(loaded["before"]), sorted(lazy & set(loaded["before"]))
     assert {"routmy_async.resources.embeddings", "routmy_async.resources.images"} <= set(
         loaded["after"]
     )
@@ -123,3 +131,20 @@ def test_a_pydantic_type_is_what_loads_pydantic_support():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "True"
+
+
+def test_lazy_names_load_on_first_use_and_are_listed():
+    """Names loaded on first use are the real objects, in dir() and __all__ alike."""
+    import routmy_async
+    import routmy_async.types as types_module
+    from routmy_async._batchfile import BatchSummary
+    from routmy_async._responses_stream import ResponseStream
+    from routmy_async.types.responses import Response
+
+    assert routmy_async.BatchSummary is BatchSummary
+    assert routmy_async.ResponseStream is ResponseStream
+    assert types_module.Response is Response
+    assert {"BatchSummary", "ResponseStream", "run_batch_file"} <= set(dir(routmy_async))
+    assert "Response" in dir(types_module)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        routmy_async.Nope  # noqa: B018

@@ -1,5 +1,8 @@
 """The response types of routmy_async: frozen ``msgspec.Struct`` classes."""
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from ._base import ResponseObject, TopLevelResponse
 from .chat import (
     AwaitableChatCompletion,
@@ -37,59 +40,130 @@ from .events import (
 )
 from .images import GeneratedImage, ImagesResponse
 from .models import Model, ModelArchitecture, ModelList, ModelPricing, ModelTopProvider
-from .response_events import (
-    ResponseCompletedEvent,
-    ResponseContentPartAddedEvent,
-    ResponseContentPartDoneEvent,
-    ResponseCreatedEvent,
-    ResponseErrorEvent,
-    ResponseFailedEvent,
-    ResponseFunctionCallArgumentsDeltaEvent,
-    ResponseFunctionCallArgumentsDoneEvent,
-    ResponseIncompleteEvent,
-    ResponseInProgressEvent,
-    ResponseOutputItemAddedEvent,
-    ResponseOutputItemDoneEvent,
-    ResponseOutputTextAnnotationAddedEvent,
-    ResponseQueuedEvent,
-    ResponseReasoningSummaryPartAddedEvent,
-    ResponseReasoningSummaryPartDoneEvent,
-    ResponseReasoningSummaryTextDeltaEvent,
-    ResponseReasoningSummaryTextDoneEvent,
-    ResponseReasoningTextDeltaEvent,
-    ResponseReasoningTextDoneEvent,
-    ResponseRefusalDeltaEvent,
-    ResponseRefusalDoneEvent,
-    ResponseStreamEvent,
-    ResponseTextDeltaEvent,
-    ResponseTextDoneEvent,
-    UnknownResponseEvent,
-)
-from .responses import (
-    AnnotationContainerFileCitation,
-    AnnotationFileCitation,
-    AnnotationFilePath,
-    AnnotationURLCitation,
-    Response,
-    ResponseAnnotation,
-    ResponseError,
-    ResponseFunctionToolCall,
-    ResponseIncompleteDetails,
-    ResponseInputTokensDetails,
-    ResponseOutputContent,
-    ResponseOutputItem,
-    ResponseOutputMessage,
-    ResponseOutputRefusal,
-    ResponseOutputText,
-    ResponseOutputTokensDetails,
-    ResponseReasoningContent,
-    ResponseReasoningItem,
-    ResponseReasoningSummary,
-    ResponseUsage,
-    UnknownAnnotation,
-    UnknownContentPart,
-    UnknownOutputItem,
-)
+
+if _TYPE_CHECKING:
+    from .response_events import (
+        ResponseCompletedEvent,
+        ResponseContentPartAddedEvent,
+        ResponseContentPartDoneEvent,
+        ResponseCreatedEvent,
+        ResponseErrorEvent,
+        ResponseFailedEvent,
+        ResponseFunctionCallArgumentsDeltaEvent,
+        ResponseFunctionCallArgumentsDoneEvent,
+        ResponseIncompleteEvent,
+        ResponseInProgressEvent,
+        ResponseOutputItemAddedEvent,
+        ResponseOutputItemDoneEvent,
+        ResponseOutputTextAnnotationAddedEvent,
+        ResponseQueuedEvent,
+        ResponseReasoningSummaryPartAddedEvent,
+        ResponseReasoningSummaryPartDoneEvent,
+        ResponseReasoningSummaryTextDeltaEvent,
+        ResponseReasoningSummaryTextDoneEvent,
+        ResponseReasoningTextDeltaEvent,
+        ResponseReasoningTextDoneEvent,
+        ResponseRefusalDeltaEvent,
+        ResponseRefusalDoneEvent,
+        ResponseStreamEvent,
+        ResponseTextDeltaEvent,
+        ResponseTextDoneEvent,
+        UnknownResponseEvent,
+    )
+    from .responses import (
+        AnnotationContainerFileCitation,
+        AnnotationFileCitation,
+        AnnotationFilePath,
+        AnnotationURLCitation,
+        Response,
+        ResponseAnnotation,
+        ResponseError,
+        ResponseFunctionToolCall,
+        ResponseIncompleteDetails,
+        ResponseInputTokensDetails,
+        ResponseOutputContent,
+        ResponseOutputItem,
+        ResponseOutputMessage,
+        ResponseOutputRefusal,
+        ResponseOutputText,
+        ResponseOutputTokensDetails,
+        ResponseReasoningContent,
+        ResponseReasoningItem,
+        ResponseReasoningSummary,
+        ResponseUsage,
+        UnknownAnnotation,
+        UnknownContentPart,
+        UnknownOutputItem,
+    )
+
+# The Responses API's types load on first use: chat-only programs do not pay for them.
+_LAZY = {
+    "ResponseCompletedEvent": ".response_events",
+    "ResponseContentPartAddedEvent": ".response_events",
+    "ResponseContentPartDoneEvent": ".response_events",
+    "ResponseCreatedEvent": ".response_events",
+    "ResponseErrorEvent": ".response_events",
+    "ResponseFailedEvent": ".response_events",
+    "ResponseFunctionCallArgumentsDeltaEvent": ".response_events",
+    "ResponseFunctionCallArgumentsDoneEvent": ".response_events",
+    "ResponseIncompleteEvent": ".response_events",
+    "ResponseInProgressEvent": ".response_events",
+    "ResponseOutputItemAddedEvent": ".response_events",
+    "ResponseOutputItemDoneEvent": ".response_events",
+    "ResponseOutputTextAnnotationAddedEvent": ".response_events",
+    "ResponseQueuedEvent": ".response_events",
+    "ResponseReasoningSummaryPartAddedEvent": ".response_events",
+    "ResponseReasoningSummaryPartDoneEvent": ".response_events",
+    "ResponseReasoningSummaryTextDeltaEvent": ".response_events",
+    "ResponseReasoningSummaryTextDoneEvent": ".response_events",
+    "ResponseReasoningTextDeltaEvent": ".response_events",
+    "ResponseReasoningTextDoneEvent": ".response_events",
+    "ResponseRefusalDeltaEvent": ".response_events",
+    "ResponseRefusalDoneEvent": ".response_events",
+    "ResponseStreamEvent": ".response_events",
+    "ResponseTextDeltaEvent": ".response_events",
+    "ResponseTextDoneEvent": ".response_events",
+    "UnknownResponseEvent": ".response_events",
+    "AnnotationContainerFileCitation": ".responses",
+    "AnnotationFileCitation": ".responses",
+    "AnnotationFilePath": ".responses",
+    "AnnotationURLCitation": ".responses",
+    "Response": ".responses",
+    "ResponseAnnotation": ".responses",
+    "ResponseError": ".responses",
+    "ResponseFunctionToolCall": ".responses",
+    "ResponseIncompleteDetails": ".responses",
+    "ResponseInputTokensDetails": ".responses",
+    "ResponseOutputContent": ".responses",
+    "ResponseOutputItem": ".responses",
+    "ResponseOutputMessage": ".responses",
+    "ResponseOutputRefusal": ".responses",
+    "ResponseOutputText": ".responses",
+    "ResponseOutputTokensDetails": ".responses",
+    "ResponseReasoningContent": ".responses",
+    "ResponseReasoningItem": ".responses",
+    "ResponseReasoningSummary": ".responses",
+    "ResponseUsage": ".responses",
+    "UnknownAnnotation": ".responses",
+    "UnknownContentPart": ".responses",
+    "UnknownOutputItem": ".responses",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AnnotationContainerFileCitation",
