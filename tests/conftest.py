@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -158,3 +159,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("fault suite figures")
         for name, value in sorted(FAULT_FIGURES.items()):
             terminalreporter.write_line(f"{name}: {value}")
+
+
+if os.environ.get("ROUTMY_TEST_LOOP") == "uvloop":
+    # FastAPI under uvicorn[standard] runs on uvloop: CI runs the wire-level suites on it too.
+    import uvloop
+
+    def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+        return {"uvloop": uvloop.new_event_loop}

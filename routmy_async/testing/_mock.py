@@ -169,8 +169,9 @@ class MockRoutmy:
         self.peak_in_flight = 0
         self.disconnects = 0
         self.request_times: list[float] = []
-        # Transports seen so far (weakly held, so a long soak keeps no dead connection alive).
-        self._transports: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Connections seen so far (weakly held, so a long soak keeps no dead connection alive).
+        self._connections_held: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._peers_seen: set[Any] = set()
         self._connections = 0
         self._replies: deque[Reply] = deque()
         self._serial = 0
@@ -348,9 +349,20 @@ class MockRoutmy:
         self.requests.append(record)
         self.request_times.append(time.monotonic())
         transport = request.transport
-        if transport is not None and transport not in self._transports:
-            self._transports.add(transport)
-            self._connections += 1
+        if transport is not None:
+            try:
+                seen = transport in self._connections_held
+                if not seen:
+                    self._connections_held.add(transport)
+            except TypeError:
+                # uvloop's TLS transports cannot be weakly held: the client's address and
+                # port name the connection instead (a port the kernel reuses later could
+                # undercount by one).
+                peer = transport.get_extra_info("peername")
+                seen = peer in self._peers_seen
+                self._peers_seen.add(peer)
+            if not seen:
+                self._connections += 1
         return record
 
     def _authorized(self, request: web.Request) -> bool:
