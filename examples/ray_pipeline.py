@@ -53,7 +53,7 @@ def answer(
             "prompt_column": "question",
             "system_prompt": "Answer in one sentence.",
             "max_tokens": 128,
-            "concurrency": 16,  # requests in flight per actor
+            "max_in_flight": 16,  # requests in flight per actor
             "budget": budget,
             "base_url": base_url,
         },

@@ -63,7 +63,7 @@ ORDER_SCHEMA = {
 
 class ClusterMock(MockRoutmy):
     """The mock with failing rows (FAIL, ECHO-KEY), each chat request's arrival time and
-    peer (one connection per actor when its concurrency is 1), and an optional 429 storm."""
+    peer (one connection per actor when its max_in_flight is 1), and an optional 429 storm."""
 
     def __init__(self) -> None:
         super().__init__(api_key=KEY, latency=0.0)
@@ -178,7 +178,7 @@ def stages(mock: MockRoutmy, budget: ClusterBudget) -> list[dict[str, Any]]:
     common = {"base_url": mock.base_url, "budget": budget}
     return [
         {
-            "fn_constructor_kwargs": {"model": "mock/echo", "concurrency": 4, **common},
+            "fn_constructor_kwargs": {"model": "mock/echo", "max_in_flight": 4, **common},
             "compute": ray_data.ActorPoolStrategy(size=2),
             "batch_size": 8,
         },
@@ -324,7 +324,7 @@ def test_the_cluster_budget_holds_across_actors(cluster: None, mock: ClusterMock
             "model": "mock/echo",
             "base_url": mock.base_url,
             "budget": budget,
-            "concurrency": 3,
+            "max_in_flight": 3,
         },
         compute=ray_data.ActorPoolStrategy(size=2),
         batch_size=6,
@@ -354,7 +354,7 @@ def test_a_429_pauses_every_actor(cluster: None, mock: ClusterMock) -> None:
             "model": "mock/echo",
             "base_url": mock.base_url,
             "budget": budget,
-            "concurrency": 1,
+            "max_in_flight": 1,
         },
         compute=ray_data.ActorPoolStrategy(size=2),
         batch_size=4,
