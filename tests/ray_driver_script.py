@@ -169,8 +169,13 @@ def parsed_into(base_url: str, out: Path, response_format: Any, name: str) -> di
     return read_back(folder)
 
 
-def as_tool(base_url: str, out: Path) -> dict[str, Any]:
-    options = step(base_url, "order_q", None, "", tools=[Order])
+def ship(line: Line) -> str:
+    """A function tool whose parameter is a Struct of this script."""
+    return line.sku
+
+
+def as_tool(base_url: str, out: Path, tool: Any) -> dict[str, Any]:
+    options = step(base_url, "order_q", None, "", tools=[tool])
     dataset = ray.data.from_items(items()).map_batches(ChatStep, **options)
     folder = out / "tool"
     dataset.write_parquet(str(folder))
@@ -211,7 +216,8 @@ def main(out: Path) -> None:
         "struct": attempt(parsed_into, base_url, out, Order, "struct"),
         "flat": attempt(parsed_into, base_url, out, Flat, "flat"),
         "model": attempt(parsed_into, base_url, out, ModelOrder, "model"),
-        "tool": attempt(as_tool, base_url, out),
+        "tool": attempt(as_tool, base_url, out, Order),
+        "function_tool": attempt(as_tool, base_url, out, ship),
     }
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)

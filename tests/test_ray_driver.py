@@ -98,6 +98,15 @@ def test_a_struct_tool_from_the_script_is_refused(results: dict[str, Any]) -> No
     assert "without its fields" in result["raised"]
 
 
+def test_a_function_tool_on_types_of_the_script_is_refused(results: dict[str, Any]) -> None:
+    """A function tool whose annotations name the script's types is refused at the start,
+    not failed row by row."""
+    result = results["function_tool"]
+    assert "raised" in result, result["rows"][:2]
+    assert "the tool 'ship'" in result["raised"]
+    assert "py_modules" in result["raised"]
+
+
 def test_a_pydantic_model_from_the_script_parses_every_row(results: dict[str, Any]) -> None:
     """A Pydantic model (with a nested model and an Enum) defined in the script survives the
     trip: every row's ``parsed`` is its own order, typed as a struct."""

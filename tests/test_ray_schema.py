@@ -242,3 +242,17 @@ def test_a_struct_that_lost_its_fields_is_refused(monkeypatch: pytest.MonkeyPatc
         ChatStep(model="m", response_format=empty)
     with pytest.raises(TypeError, match="py_modules"):
         ChatStep(model="m", tools=[empty])
+
+
+def test_a_function_tool_naming_types_it_cannot_see_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A function tool whose postponed annotations name types this process lacks (the
+    script's, after Ray sent the function alone) is refused, naming the tool."""
+    monkeypatch.setenv("ROUTMY_API_KEY", KEY)
+
+    def ship(line: Missing) -> str:  # type: ignore[name-defined]  # noqa: F821
+        return ""
+
+    with pytest.raises(TypeError, match="the tool 'ship' reached this Ray worker"):
+        ChatStep(model="m", tools=[ship])

@@ -7,8 +7,8 @@ pickled, and every batch runs through ``create_many`` on the same pool of connec
 
 Why a loop in a thread rather than Ray's async actors: it behaves the same on every Ray
 version (an async ``__call__`` needs a recent Ray Data and must be an async generator there),
-the loop's life is ours so the client can be closed on it at shutdown, and the budget's rare
-blocking grant call blocks our loop only, not Ray's. The cost is one thread hop per batch.
+and the loop's life is ours so the client can be closed on it at shutdown. The cost is one
+thread hop per batch.
 
 The loop, the client and the key are ``_ray_runtime``'s. Closing: ``weakref.finalize``
 closes the client and stops the loop when the instance is collected, or at interpreter exit.
@@ -20,6 +20,7 @@ Python code at all; the process ends and the OS closes its sockets.
 
 from __future__ import annotations
 
+import typing
 import warnings
 import weakref
 from collections.abc import Awaitable, Mapping
@@ -397,6 +398,9 @@ def check_portable(response_format: Any, tools: Any) -> None:
     targets: list[Any] = [response_format]
     if tools is not None and not isinstance(tools, (str, bytes, Mapping)):
         targets.extend(getattr(tool, "arguments_type", tool) for tool in tools)
+    for target in list(targets):
+        if callable(target) and not isinstance(target, type):
+            targets.extend(_hints_of(target))
     for target in targets:
         name = broken_type(target)
         if name is not None:
@@ -408,6 +412,23 @@ def check_portable(response_format: Any, tools: Any) -> None:
                 "with runtime_env={'py_modules': [...]} or {'working_dir': ...}), or use a "
                 "Pydantic model"
             )
+
+
+def _hints_of(function: Any) -> list[Any]:
+    """A function tool's annotated types, for ``broken_type`` to look into."""
+    try:
+        hints = typing.get_type_hints(function)
+    except NameError as exc:
+        # Postponed annotations naming classes of the driver script, which Ray did not send.
+        raise TypeError(
+            f"the tool {getattr(function, '__name__', function)!r} reached this Ray worker "
+            f"without the types its annotations name ({exc}): it was defined in the driver "
+            "script or a notebook (__main__). Define it and its types in a module the "
+            "workers can import (shipped with runtime_env={'py_modules': [...]})"
+        ) from None
+    except Exception:
+        return []  # not ours to judge: the tool's own checks say what is wrong
+    return list(hints.values())
 
 
 def _is_vector(value: Any) -> bool:

@@ -153,8 +153,9 @@ class ClusterBudget:
         """The coordinator's counters: ``joined`` and ``left`` (processes whose client
         closed), ``grants``, ``granted_requests``, ``returned_requests``, ``pauses`` (the
         pauses that held starts longer than before), ``paused_for`` (the seconds the current
-        pause still holds, 0.0 when none does), and ``spent_by_member`` (requests granted and
-        not given back)."""
+        pause still holds, 0.0 when none does), ``spent_by_member`` (requests granted and
+        not given back) and ``restarted`` (this coordinator was brought back after a death;
+        the counters start again then)."""
         result: dict[str, Any] = _ray().get(self._handle.stats.remote(), timeout=_CALL_TIMEOUT)
         return result
 
