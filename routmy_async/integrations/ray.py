@@ -184,8 +184,9 @@ class _GcsStore:
     """A coordinator's snapshot in Ray's GCS key-value store, which outlives any actor.
 
     Ray has no public API for it (``ray.experimental.internal_kv`` is what Ray's own
-    libraries use); if it is gone, nothing is stored and a restart assumes the worst it can
-    bound: the whole budget granted for a span from the restart.
+    libraries use). Were it gone, a restarted coordinator could not know how far ahead the
+    lost one had granted: it would assume an hour, granting nothing for that long rather
+    than risk the limit.
     """
 
     def __init__(self, name: str, namespace: str):
