@@ -256,3 +256,38 @@ def test_a_function_tool_naming_types_it_cannot_see_is_refused(
 
     with pytest.raises(TypeError, match="the tool 'ship' reached this Ray worker"):
         ChatStep(model="m", tools=[ship])
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"content": None, "refusal": "I cannot help"}, "the model refused: I cannot help"),
+        ({"content": None}, "the answer has no content (finish_reason 'content_filter')"),
+    ],
+)
+async def test_an_answer_without_content_is_an_error(
+    odd_mock: OddMock, message: dict[str, Any], expected: str
+) -> None:
+    """A refusal or a filtered answer (no content, no tool calls) fails its row: a row
+    whose error is empty has its answer."""
+    odd_mock.reply_json(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", **message},
+                    "finish_reason": "content_filter",
+                }
+            ],
+        }
+    )
+    step = ChatStep(model="mock/echo", base_url=odd_mock.base_url, prompt_column="q")
+    out = await asyncio.to_thread(step, {"q": ["ask"]})
+    await asyncio.to_thread(step.close)
+    assert out["error"] == [f"RoutmyError: {expected}"]
+    assert out["content"] == [None]
+    assert out["finish_reason"] == ["content_filter"]

@@ -336,6 +336,13 @@ class ChatStep(_Step):
         row["finish_reason"] = choice.finish_reason
         if self._tools and message.tool_calls:
             row["tool_calls"] = [call.to_param() for call in message.tool_calls]
+        if message.content is None and not message.tool_calls:
+            # A refusal or a filtered answer: nothing in the row is the answer.
+            if message.refusal:
+                return self._failed(row, f"the model refused: {message.refusal}")
+            return self._failed(
+                row, f"the answer has no content (finish_reason {choice.finish_reason!r})"
+            )
         if self._parsed:
             parsed = message.parsed
             value = None if parsed is None else msgspec.to_builtins(parsed, enc_hook=_plain_value)
