@@ -71,7 +71,7 @@ def with_ray(
             )
 
     options: dict[str, Any] = {"model": "bench/json", "base_url": base_url}
-    options["concurrency"] = concurrency
+    options["max_in_flight"] = concurrency
     if budgeted:
         options["budget"] = ClusterBudget(
             requests_per_minute=100_000_000, name=f"bench-{time.time_ns()}"

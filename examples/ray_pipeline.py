@@ -53,7 +53,13 @@ def answer(
             "prompt_column": "question",
             "system_prompt": "Answer in one sentence.",
             "max_tokens": 128,
-            "concurrency": 16,  # requests in flight per actor
+            # Requests in flight per actor (it was "concurrency"; map_batches' own
+            # concurrency= is the number of actors).
+            "max_in_flight": 16,
+            # With "response_format": a Struct or Pydantic model (Structs from a module of
+            # yours, not from this script: Ray strips their fields), the step adds "parsed",
+            # a struct column of the same type in every batch; a type with no single Arrow
+            # type (int | str, Any, dict[...], recursive) or a dict format makes it JSON text.
             "budget": budget,
             "base_url": base_url,
         },

@@ -81,6 +81,9 @@ class FakeRay(types.ModuleType):
 
         return ActorClass
 
+    def get_runtime_context(self) -> Any:
+        return types.SimpleNamespace(was_current_actor_reconstructed=False)
+
     def get(self, ref: _Ref, timeout: float | None = None) -> Any:
         return ref.future().result(timeout)
 
@@ -138,14 +141,16 @@ def test_a_budget_without_ray_says_what_to_install(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_budget_is_one_named_coordinator(fake_ray: FakeRay) -> None:
-    """The coordinator is a named actor without CPU; the same name is the same budget, and
-    other limits under that name are refused."""
+    """The coordinator is a named actor without CPU that Ray restarts (calls in flight sent
+    again); the same name is the same budget, and other limits under that name are
+    refused."""
     budget = ClusterBudget(requests_per_minute=600, tokens_per_minute=10_000, name="b")
     again = ClusterBudget(requests_per_minute=600, tokens_per_minute=10_000, name="b")
     assert again._handle is budget._handle
     assert fake_ray.options_seen[0] == {
         "num_cpus": 0,
-        "max_restarts": 0,
+        "max_restarts": -1,
+        "max_task_retries": -1,
         "name": "b",
         "namespace": "routmy",
         "get_if_exists": True,

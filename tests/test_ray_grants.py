@@ -200,15 +200,14 @@ def simulate(
     latencies: list[float],
     offsets: list[float],
     pauses: list[tuple[float, float]],
+    restarts: list[float] = [],  # noqa: B006 - never changed
 ) -> list[tuple[float, float]]:
     """Run a cluster as discrete events: processes ask for grants when they have none left,
-    answers travel with latency, every process has its own clock. Return the real start
-    time and tokens of every request."""
+    answers travel with latency, every process has its own clock, and the coordinator may
+    restart (losing its book). Return the real start time and tokens of every request."""
     clock = Clock(0.0)
-    book = GrantLedger(
-        Settings(requests=limit, tokens=tokens, window=window, grant_seconds=grant_seconds),
-        clock=clock,
-    )
+    settings = Settings(requests=limit, tokens=tokens, window=window, grant_seconds=grant_seconds)
+    book = GrantLedger(settings, clock=clock)
     allowances = [Allowance(guard=min(0.25, grant_seconds / 4)) for _ in range(processes)]
     waiting: list[deque[float]] = [deque() for _ in range(processes)]
     fetching = [False] * processes
@@ -242,6 +241,8 @@ def simulate(
         push(at, "want", process % processes, amount)
     for at, seconds in pauses:
         push(at, "pause", seconds)
+    for at in restarts:
+        push(at, "restart")
     while events:
         now, _, kind, data = heapq.heappop(events)
         clock.now = now  # the coordinator's clock is real time; the processes' are not
@@ -260,6 +261,12 @@ def simulate(
             if not allowances[process].add(grant, sent=sent, received=received):
                 push(now + latency(), "back", grant.id, grant.requests or 0, grant.tokens or 0.0)
             serve(process, now)
+        elif kind == "restart":
+            # A new coordinator: a new book, ids above the old ones, the budget assumed
+            # spent up to the old book's horizon (what the coordinator saves outside).
+            horizon = book.horizon
+            book = GrantLedger(settings, clock=clock, first_id=1_000_000 * (sequence + 1))
+            book.assume_spent(horizon)
         elif kind == "back":
             grant_id, count, amount = data
             book.give_back(grant_id, count, amount)
@@ -310,6 +317,41 @@ def test_no_window_ever_sees_more_than_the_limit(
     latencies = [share * usable for share in latency_share]
     starts = simulate(
         processes, limit, None, window, grant_seconds, wants, latencies, offsets, pauses
+    )
+    assert len(starts) == len(wants)
+    assert most_in_any_window(starts, window)[0] <= limit
+
+
+@given(
+    processes=st.integers(1, 6),
+    limit=st.integers(1, 25),
+    window=st.floats(0.5, 8.0),
+    grant_seconds=st.floats(0.2, 3.0),
+    wants=st.lists(
+        st.tuples(st.floats(0.0, 20.0), st.integers(0, 5), st.just(0.0)), min_size=1, max_size=60
+    ),
+    latency_share=st.lists(st.floats(0.0, 0.45), min_size=1, max_size=8),
+    pauses=st.lists(st.tuples(st.floats(0.0, 20.0), st.floats(0.0, 30.0)), max_size=3),
+    restarts=st.lists(st.floats(0.0, 20.0), min_size=1, max_size=3),
+)
+def test_a_restarted_coordinator_never_lets_a_window_exceed_the_limit(
+    processes: int,
+    limit: int,
+    window: float,
+    grant_seconds: float,
+    wants: list[tuple[float, int, float]],
+    latency_share: list[float],
+    pauses: list[tuple[float, float]],
+    restarts: list[float],
+) -> None:
+    """A coordinator that loses its book (any number of times, while members hold and use
+    its grants, through long pauses) and assumes the budget spent keeps every window within
+    the limit, and every request still starts."""
+    usable = grant_seconds - min(0.25, grant_seconds / 4)
+    latencies = [share * usable for share in latency_share]
+    offsets = [0.0, 7.0, -3.0, 100.0, -50.0, 1.5]
+    starts = simulate(
+        processes, limit, None, window, grant_seconds, wants, latencies, offsets, pauses, restarts
     )
     assert len(starts) == len(wants)
     assert most_in_any_window(starts, window)[0] <= limit

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from routmy_async import AsyncRoutmy
-from routmy_async.integrations._ray_coordinator import CoordinatorCore
+from routmy_async.integrations import _ray_limit
+from routmy_async.integrations._ray_coordinator import CoordinatorCore, Snapshot
 from routmy_async.integrations._ray_grants import Grant, Settings
 from routmy_async.integrations._ray_limit import ClusterRateLimit
 from routmy_async.testing import MockRoutmy
+from routmy_async.types.chat import ChatCompletion
 
 
 def most_in_window(times: list[float], window: float) -> int:
@@ -227,3 +229,130 @@ async def test_a_pause_reaches_a_new_member_through_its_grant() -> None:
     wait, _ = limit.reserve_start(0)
     assert wait == pytest.approx(0.3, abs=0.05)
     await limit.aclose()
+
+
+class _SlowCoordinator(CoordinatorCore):
+    """A coordinator whose grants take a while (an actor being restarted), and which fails
+    the first ``failures`` of them."""
+
+    def __init__(self, settings: Settings, *, delay: float, failures: int = 0):
+        super().__init__(settings)
+        self.delay = delay
+        self.failures = failures
+        self.asked = 0
+
+    async def grant(self, *args: Any) -> Grant:
+        self.asked += 1
+        await asyncio.sleep(self.delay)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("restarting")
+        return await super().grant(*args)
+
+
+async def test_waiting_for_a_grant_never_blocks_the_event_loop(mock: MockRoutmy) -> None:
+    """Requests with no grant held wait for one in the background: the loop keeps running
+    other work meanwhile, and no blocking call is made."""
+    settings = Settings(requests=600, window=60.0, grant_seconds=2.0)
+    coordinator = _SlowCoordinator(settings, delay=0.3)
+    limit = ClusterRateLimit(coordinator, settings)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    running = asyncio.ensure_future(ticker())
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, rate_limit=limit) as c:
+        answers = await c.chat.completions.create_many([ask(index) for index in range(5)])
+    running.cancel()
+    await limit.aclose()
+    contents = [
+        answer.choices[0].message.content
+        for answer in answers
+        if isinstance(answer, ChatCompletion)
+    ]
+    assert contents == [f"q{index}" for index in range(5)]
+    assert ticks > 1  # the loop ran the ticker while the grant was on its way
+    assert limit.blocking_fetches == 0
+
+
+async def test_a_coordinator_that_fails_for_a_while_is_waited_for(mock: MockRoutmy) -> None:
+    """Grant calls that fail (a coordinator restarting) are asked again, after a backoff,
+    and the waiting requests go on when one succeeds."""
+    settings = Settings(requests=600, window=60.0, grant_seconds=2.0)
+    coordinator = _SlowCoordinator(settings, delay=0.01, failures=3)
+    limit = ClusterRateLimit(coordinator, settings)
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, rate_limit=limit) as c:
+        answer = await c.chat.completions.create(**ask(1))
+    await limit.aclose()
+    assert answer.choices[0].message.content == "q1"
+    assert coordinator.asked >= 4
+
+
+async def test_a_coordinator_that_never_answers_fails_the_request(
+    mock: MockRoutmy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reservation still without a grant after the pending timeout fails its request with
+    a clear error instead of waiting forever."""
+    monkeypatch.setattr(_ray_limit, "_PENDING_TIMEOUT", 0.2)
+    settings = Settings(requests=600, window=60.0, grant_seconds=2.0)
+    coordinator = _SlowCoordinator(settings, delay=0.01, failures=1_000)
+    limit = ClusterRateLimit(coordinator, settings)
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, rate_limit=limit, max_retries=0
+    ) as c:
+        with pytest.raises(RuntimeError, match="gave no grant"):
+            await c.chat.completions.create(**ask(1))
+    await limit.aclose()
+    assert mock.requests == []
+
+
+async def test_grants_that_always_come_too_late_fail_the_request(mock: MockRoutmy) -> None:
+    """In the non-blocking path too, grants that close before they arrive end in the
+    'raise grant_seconds' error, not a hang."""
+    settings = Settings(requests=10, grant_seconds=0.05)
+    limit = ClusterRateLimit(_LateCoordinator(settings), settings)
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, rate_limit=limit) as c:
+        with pytest.raises(RuntimeError, match="grant_seconds"):
+            await c.chat.completions.create(**ask(1))
+    await limit.aclose()
+
+
+class _MemoryStore:
+    """A Store in memory (Ray's GCS in a cluster)."""
+
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+        self.saves = 0
+
+    def load(self) -> Snapshot | None:
+        return self.snapshot
+
+    def save(self, snapshot: Snapshot) -> None:
+        self.saves += 1
+        self.snapshot = snapshot
+
+    def clear(self) -> None:
+        self.snapshot = None
+
+
+async def test_a_restarted_coordinator_assumes_the_lost_grants_spent() -> None:
+    """A coordinator started again from its store grants nothing that could share a window
+    with the lost one's grants, and never reuses their ids; the store is written once per
+    few grant windows, not per grant."""
+    settings = Settings(requests=60, window=6.0, grant_seconds=1.0)
+    store = _MemoryStore()
+    first = CoordinatorCore(settings, store=store)
+    grants = [await first.grant(f"m{index % 3}", 2, 0.0, 0.0, 0.0) for index in range(12)]
+    assert store.saves == 1
+    latest = max(grant.delay for grant in grants)
+    again = CoordinatorCore(settings, store=store, restarted=True)
+    grant = await again.grant("m0", 2, 0.0, 0.0, 0.0)
+    assert grant.delay >= latest + settings.window + settings.grant_seconds
+    assert grant.id > max(old.id for old in grants)
+    assert (await again.stats())["restarted"] is True
+    CoordinatorCore(settings, store=store)  # a new budget of that name: the snapshot goes
+    assert store.snapshot is None

@@ -2,26 +2,26 @@
 default), a pandas ``DataFrame`` or a pyarrow ``Table``.
 
 Values are read as plain Python (numpy arrays and scalars become lists and numbers), and new
-columns are written in the batch's own format with fixed types, so every batch of a step has
-the same schema whatever failed in it. numpy, pandas and pyarrow are imported only when Ray
-hands over one of their types: they are Ray Data's dependencies, not ours.
+columns are written as Arrow arrays of the type their shape gives (``_ray_schema``), in every
+format: a pyarrow column, a pandas column backed by Arrow (``pd.ArrowDtype``), an Arrow array
+in a dict of numpy columns (Ray Data takes it as it is). Left to Ray, a column's type would be
+inferred from each batch's values, and batches whose values differ would make blocks of
+different schemas. A dict of plain lists (a call outside Ray) gets plain lists. numpy, pandas
+and pyarrow are imported only when Ray hands over one of their types: they are Ray Data's
+dependencies, not ours.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-__all__ = ["Batch", "Kind", "plain"]
+from ._ray_schema import Shape
 
-logger = logging.getLogger("routmy_async")
-
-#: A column's type: text, whole numbers, real numbers, vectors of float32, or any JSON value.
-Kind = Literal["str", "int", "float", "vector", "json"]
+__all__ = ["Batch", "plain"]
 
 _PLAIN = frozenset({str, bytes, int, float, bool})
 
@@ -96,26 +96,30 @@ class Batch:
         if self._format == "dict" and self._numpy:
             self._batch = {**self._batch, name: _object_array(values)}
 
-    def extended(self, columns: Mapping[str, tuple[Kind, list[Any]]]) -> Any:
-        """The batch with ``columns`` (name: kind, values) added or replaced."""
+    def extended(self, columns: Mapping[str, tuple[Shape, list[Any]]]) -> Any:
+        """The batch with ``columns`` (name: shape, values) added or replaced; a ``"json"``
+        column's values are written as JSON text."""
         batch = self._batch
+        columns = {
+            name: (shape, _json_text(values) if shape == "json" else values)
+            for name, (shape, values) in columns.items()
+        }
         if self._format == "pyarrow":
-            for name, (kind, values) in columns.items():
-                array = _arrow_array(name, kind, values)
+            for name, (shape, values) in columns.items():
+                array = _arrow_array(shape, values)
                 if name in batch.column_names:
                     batch = batch.set_column(batch.column_names.index(name), name, array)
                 else:
                     batch = batch.append_column(name, array)
             return batch
         if self._format == "pandas":
-            for name, (kind, values) in columns.items():
-                batch[name] = _vectors(values) if kind == "vector" else values
+            pandas: Any = importlib.import_module("pandas")
+            for name, (shape, values) in columns.items():
+                batch[name] = pandas.arrays.ArrowExtensionArray(_arrow_array(shape, values))
             return batch
         result = dict(batch)
-        for name, (kind, values) in columns.items():
-            if kind == "vector":
-                values = _vectors(values) if self._numpy else values
-            result[name] = _object_array(values) if self._numpy else values
+        for name, (shape, values) in columns.items():
+            result[name] = _arrow_array(shape, values) if self._numpy else values
         return result
 
 
@@ -129,30 +133,29 @@ def _object_array(values: list[Any]) -> Any:
     return array
 
 
-def _vectors(values: list[Any]) -> list[Any]:
-    numpy: Any = importlib.import_module("numpy")
-    return [
-        None if value is None else numpy.asarray(value, dtype=numpy.float32) for value in values
-    ]
+def _json_text(values: list[Any]) -> list[Any]:
+    return [None if value is None else msgspec.json.encode(value).decode() for value in values]
 
 
-def _arrow_array(name: str, kind: Kind, values: list[Any]) -> Any:
+def arrow_type(shape: Shape) -> Any:
+    """The Arrow type of a column of ``shape``."""
     pa: Any = importlib.import_module("pyarrow")
-    types = {
+    leaves = {
         "str": pa.string(),
+        "json": pa.string(),
         "int": pa.int64(),
         "float": pa.float64(),
+        "bool": pa.bool_(),
         "vector": pa.list_(pa.float32()),
     }
-    if kind != "json":
-        return pa.array(values, type=types[kind])
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        # Rows whose JSON shapes disagree (a free-form json_object reply) cannot share one
-        # Arrow type: keep them as JSON text rather than failing the batch.
-        logger.warning("column %r: values of different shapes, kept as JSON text", name)
-        return pa.array(
-            [None if value is None else msgspec.json.encode(value).decode() for value in values],
-            type=pa.string(),
-        )
+    if isinstance(shape, str):
+        return leaves[shape]
+    kind, inner = shape
+    if kind == "list":
+        return pa.list_(arrow_type(inner))
+    return pa.struct([(name, arrow_type(item)) for name, item in inner])
+
+
+def _arrow_array(shape: Shape, values: list[Any]) -> Any:
+    pa: Any = importlib.import_module("pyarrow")
+    return pa.array(values, type=arrow_type(shape))

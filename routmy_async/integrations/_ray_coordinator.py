@@ -5,21 +5,62 @@ It is a plain class with ``async`` methods (Ray turns it into an async actor wit
 event loop and never awaits in the middle of a change, so the ledger needs no lock. Answers
 never wait for capacity: a grant that cannot open now opens later (its ``delay``), which is
 what lets a caller block on one quick call when it has nothing left.
+
+Surviving its own death: the actor restarts (``max_restarts=-1``) with an empty book, while
+the members still hold and use the grants of the lost one. What it must know then is kept
+outside the actor, in a :class:`Store` (Ray's GCS key-value store): a :class:`Snapshot` saying
+how far ahead the lost book had dated grants. A restarted coordinator assumes the whole
+budget granted up to that point (``GrantLedger.assume_spent``): stricter for a span, never
+over the limit. The snapshot is saved before the grant that moves it is answered, with some
+slack so that it is written about once per ``_SAVE_SLACK`` grant windows, not per grant. A
+job's spend so far (for a spend limit) belongs in the same snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+import msgspec
 
 from ._ray_grants import Grant, GrantLedger, Settings
 
-__all__ = ["CoordinatorCore"]
+__all__ = ["CoordinatorCore", "Snapshot", "Store"]
 
 Unused = list[tuple[int, int, float]]
+
+# The snapshot runs this many grant windows ahead of the latest grant, so that it is
+# written again only when grants have caught up with it.
+_SAVE_SLACK = 5
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """What a coordinator keeps outside itself, to start again from after a restart."""
+
+    #: Wall-clock time (``time.time()``) by which every grant handed out has opened.
+    horizon: float
+    #: The first grant id not handed out yet: ids stay unique across restarts.
+    next_id: int = 1
+
+
+class Store(Protocol):
+    """Where a coordinator keeps its :class:`Snapshot` (Ray's GCS, or memory in tests)."""
+
+    def load(self) -> Snapshot | None:
+        """The last snapshot saved, if any."""
+        ...
+
+    def save(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` (replacing the last one)."""
+        ...
+
+    def clear(self) -> None:
+        """Forget the snapshot (a new budget starts)."""
+        ...
 
 
 class CoordinatorCore:
@@ -27,11 +68,37 @@ class CoordinatorCore:
 
     :param settings: the budget's limits.
     :param clock: monotonic seconds (for tests).
+    :param store: where the snapshot for a restart is kept (none: no restart survives).
+    :param restarted: this is a restart: start from the stored snapshot.
+    :param wall: wall-clock seconds, the snapshot's clock (for tests).
     """
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        store: Store | None = None,
+        restarted: bool = False,
+        wall: Callable[[], float] = time.time,
+    ):
         self._settings = settings
-        self._ledger = GrantLedger(settings, clock=clock)
+        self._clock = clock
+        self._wall = wall
+        self._store = store
+        self._restarted = restarted
+        snapshot = store.load() if store is not None and restarted else None
+        first_id = snapshot.next_id if snapshot is not None else 1
+        self._ledger = GrantLedger(settings, clock=clock, first_id=first_id)
+        if snapshot is not None:
+            # Its horizon on our clock; a grant window of margin for clocks that differ
+            # (the actor may come back on another node).
+            until = clock() + snapshot.horizon - wall() + settings.grant_seconds
+            self._ledger.assume_spent(until)
+        elif store is not None and not restarted:
+            store.clear()  # a snapshot left by an earlier budget of this name
+        self._saved_until = -math.inf
+        self._save_ids = first_id
         self._changed: asyncio.Event | None = None
         self._joined = 0
         self._left = 0
@@ -48,7 +115,25 @@ class CoordinatorCore:
         corrections."""
         if settle:
             self._ledger.settle(settle)
-        return self._ledger.grant(member, requests=requests, tokens=tokens, need_tokens=need_tokens)
+        grant = self._ledger.grant(
+            member, requests=requests, tokens=tokens, need_tokens=need_tokens
+        )
+        self._save(grant.id)
+        return grant
+
+    def _save(self, grant_id: int) -> None:
+        # Before the grant is answered: a restart must never miss a grant a member holds.
+        ledger = self._ledger
+        if self._store is None or (
+            ledger.horizon <= self._saved_until and grant_id < self._save_ids
+        ):
+            return
+        slack = _SAVE_SLACK * self._settings.grant_seconds
+        self._saved_until = ledger.horizon + slack
+        # Ids are reserved in blocks, so that a restart starts above every id handed out.
+        self._save_ids = grant_id + 1_000
+        horizon = self._wall() + self._saved_until - self._clock()
+        self._store.save(Snapshot(horizon=horizon, next_id=self._save_ids))
 
     async def grant(
         self, member: str, requests: int, tokens: float, need_tokens: float, settle: float
@@ -100,6 +185,7 @@ class CoordinatorCore:
         pauses, the pause still running, and the requests each member was granted and kept."""
         ledger = self._ledger
         return {
+            "restarted": self._restarted,
             "joined": self._joined,
             "left": self._left,
             "grants": ledger.grants,

@@ -109,9 +109,18 @@ class GrantLedger:
 
     :param settings: the limits.
     :param clock: monotonic seconds (for tests).
+    :param first_id: the first grant's id: a coordinator that restarts begins above the ids
+        its previous life handed out, so that giving back an old grant never takes from a
+        new one.
     """
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        first_id: int = 1,
+    ):
         self.settings = settings
         self._requests = settings.requests
         self._tokens = settings.tokens
@@ -123,7 +132,7 @@ class GrantLedger:
         self._clock = clock
         self._entries: deque[_Entry] = deque()  # by non-decreasing start
         self._by_id: dict[int, _Entry] = {}
-        self._next_id = 1
+        self._next_id = first_id
         self._pace_until = 0.0
         self._paused_until = 0.0
         self._seen: dict[str, float] = {}
@@ -138,6 +147,8 @@ class GrantLedger:
         self.returned_requests = 0
         #: Requests granted and not given back, by member.
         self.spent: dict[str, int] = {}
+        #: The latest opening of any grant handed out (what a restart must assume held).
+        self.horizon = -math.inf
 
     def grant(
         self, member: str, *, requests: int = 1, tokens: float = 0.0, need_tokens: float = 0.0
@@ -167,6 +178,7 @@ class GrantLedger:
         self._pace_until = start + max(
             (count or 0) * self._request_pace, (amount or 0.0) * self._token_pace
         )
+        self.horizon = max(self.horizon, start)
         entry = _Entry(self._next_id, start, count or 0, amount or 0.0, member)
         self._next_id += 1
         self._entries.append(entry)
@@ -219,6 +231,20 @@ class GrantLedger:
         for member, seen in list(self._seen.items()):
             if now - seen > self._active_for:
                 del self._seen[member]
+
+    def assume_spent(self, until: float) -> None:
+        """Start over after losing the book (the coordinator restarted): count the whole
+        budget as granted in a grant opening at ``until``, the lost book's :attr:`horizon`
+        (or later).
+
+        The lost book's grants are still held and used by their members, and none of them
+        opens after ``until``, so the next grant opens only when none of theirs can share a
+        window with it: nothing is granted for a span after ``until``, and the limit holds.
+        """
+        start = max(self._clock(), until)
+        self._entries.append(_Entry(0, start, int(self._requests or 0), float(self._tokens or 0.0)))
+        self._pace_until = max(self._pace_until, start)
+        self.horizon = max(self.horizon, start)
 
     def give_back(self, grant_id: int, requests: int, tokens: float) -> None:
         """Return capacity of a grant that its holder will never use (it expired, the batch

@@ -1,20 +1,20 @@
 """``ClusterRateLimit``: a ``RateLimit`` whose capacity comes from a cluster-wide coordinator.
 
 The transport asks a client's ``rate_limit`` for every attempt, synchronously:
-``reserve_start(tokens) -> (wait, start)``, and then sleeps ``wait`` and starts without asking
-again (``Transport._wait_turn``). So an answer is a promise: it may only name a start the
-process already holds a grant for. Grants are fetched in the background before they run out
-(one call per grant, not per request); when none is held at all (the first request, or a
-burst beyond the prefetch), ``reserve_start`` asks the coordinator with one blocking call.
-The coordinator never waits to answer (a grant for later carries its ``delay``), so that
-call costs one round trip, on the process's own event-loop thread.
+``reserve_turn(tokens) -> (start, ticket)``, then asks ``remaining(start, ticket)`` until it
+is 0 (sleeping in between) and starts (``Transport._wait_turn``). Grants are fetched in the
+background before they run out (one call per grant, not per request). When none is held at
+all (the first request, a burst beyond the prefetch, a coordinator that is restarting), the
+reservation is *pending*: its ticket names it, a grant is fetched in the background, and
+``remaining`` says "a moment more" until a grant has arrived and the reservation has taken
+its start from it. So the event loop never blocks on the coordinator, however long it takes
+to answer (a restart takes seconds); a reservation still pending after
+``_PENDING_TIMEOUT`` fails its request. ``reserve_start`` (the blocking form, for callers
+outside an event loop) asks with one blocking call instead.
 
 A 429 reaches ``pause()`` (the transport's shared backoff): it holds this process at once and
 is forwarded to the coordinator, whose watchers wake every other member within a round trip.
 
-With an async ``acquire`` extension point in the transport (``await limit.acquire(tokens)``
-before the sleep), the blocking call would become an ``await``; that is the one hook in the
-SDK that would make this cleaner.
 """
 
 from __future__ import annotations
@@ -43,6 +43,26 @@ _WHOLE_SHARE = 1 << 30
 _WATCH_SECONDS = 3.0
 # Blocking grant calls in a row that leave nothing usable before we give up.
 _MAX_BLOCKING_TRIES = 3
+# How often a pending reservation looks for its grant.
+_PENDING_POLL = 0.02
+# How long a reservation may wait for a grant before its request fails: a coordinator being
+# restarted answers within seconds; one that does not come back must not hang the job.
+_PENDING_TIMEOUT = 120.0
+# Grants in a row that arrive with nothing of their window left before pending
+# reservations fail (the coordinator answers too slowly for the grant_seconds).
+_MAX_LATE_GRANTS = 3
+
+
+class _Pending:
+    """A reservation made while no grant was held: it takes its start when one arrives."""
+
+    __slots__ = ("deadline", "need", "not_before", "start")
+
+    def __init__(self, need: float, not_before: float, deadline: float):
+        self.need = need
+        self.not_before = not_before
+        self.deadline = deadline
+        self.start: float | None = None
 
 
 class Coordinator(Protocol):
@@ -125,6 +145,11 @@ class ClusterRateLimit(RateLimit):
         self._fetching: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._pending: dict[int, _Pending] = {}
+        self._next_ticket = 1
+        self._late_grants = 0  # grants in a row that came with no usable window
+        self._fetch_after = 0.0  # no background fetch before (a backoff after a failure)
+        self._fetch_backoff = 0.0
         #: Grants fetched in the background, and with a blocking call (for the benchmark).
         self.fetches = 0
         self.blocking_fetches = 0
@@ -173,9 +198,94 @@ class ClusterRateLimit(RateLimit):
         self._prefetch(now)
         return max(0.0, start - now), start
 
+    def reserve_turn(self, tokens: int = 0, not_before: float = 0.0) -> tuple[float, float | None]:
+        """Spend one start of a grant held; without one, make a pending reservation (its
+        ticket) and fetch a grant in the background. Never blocks."""
+        self._ensure_started()
+        if not self._settings.limited:
+            return super().reserve_turn(0, not_before)  # only the shared pause applies
+        need = self._need(tokens)
+        now = self._clock()
+        self._give_back(self._allowance.expire(now))
+        start = self._allowance.take(max(now, self._paused_until, not_before), need)
+        if start is not None:
+            self._took(now)
+            return start, None
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        self._pending[ticket] = _Pending(need, not_before, now + _PENDING_TIMEOUT)
+        self._fetch_for_pending(now)
+        # After a pause running now: the transport would otherwise take it for a pause
+        # that began while it waited, and reserve again at once.
+        return max(now, self._paused_until, not_before), float(ticket)
+
+    def remaining(self, start: float, ticket: float | None = None) -> float:
+        """How much longer a reservation waits; a pending one takes its start from a grant
+        that arrived since, or waits a moment more.
+
+        :raises RuntimeError: no usable grant came in time (the coordinator is gone, or
+            answers too slowly for ``grant_seconds``).
+        """
+        pending = self._pending.get(int(ticket)) if ticket is not None else None
+        if pending is None:
+            return super().remaining(start, None)
+        now = self._clock()
+        if pending.start is None:
+            taken = self._allowance.take(
+                max(now, self._paused_until, pending.not_before), pending.need
+            )
+            if taken is None:
+                problem = self._pending_problem(now, pending)
+                if problem is not None:
+                    del self._pending[int(ticket or 0)]
+                    raise RuntimeError(problem)
+                self._fetch_for_pending(now)
+                return _PENDING_POLL
+            pending.start = taken
+            self._took(now)
+        return super().remaining(pending.start, None)
+
+    def started(self, ticket: float | None = None) -> None:
+        """A reservation started: a pending one is done with."""
+        if ticket is not None:
+            self._pending.pop(int(ticket), None)
+        super().started(None)
+
     def cancel(self, start: float, tokens: int = 0, ticket: float | None = None) -> None:
         """Nothing to give back: a start that is not used only leaves the budget unspent."""
-        del start, tokens, ticket
+        del start, tokens
+        if ticket is not None:
+            self._pending.pop(int(ticket), None)
+
+    def _need(self, tokens: int) -> float:
+        limit = self._settings.tokens
+        need = float(min(tokens, limit)) if limit is not None and tokens else 0.0
+        if need:
+            self._estimate = need if not self._estimate else 0.8 * self._estimate + 0.2 * need
+        return need
+
+    def _took(self, now: float) -> None:
+        if self._demand > 0:
+            self._demand -= 1
+        self._prefetch(now)
+
+    def _pending_problem(self, now: float, pending: _Pending) -> str | None:
+        if self._late_grants >= _MAX_LATE_GRANTS:
+            return (
+                "the rate budget's coordinator answers too slowly: its grants close before "
+                "they arrive (raise grant_seconds)"
+            )
+        if now >= pending.deadline:
+            return (
+                f"the rate budget's coordinator gave no grant in {_PENDING_TIMEOUT:.0f} s "
+                "(is its actor gone?)"
+            )
+        return None
+
+    def _fetch_for_pending(self, now: float) -> None:
+        if self._fetching is None and not self._closed and now >= self._fetch_after:
+            need = max((pending.need for pending in self._pending.values()), default=0.0)
+            self._fetching = self._spawn(self._fetch(need))
 
     def correct(self, estimate: int, actual: int) -> None:
         """Remember the difference between a token estimate and the real usage; it is
@@ -282,16 +392,21 @@ class ClusterRateLimit(RateLimit):
         self.blocking_fetches += 1
         self._accept(grant, sent)
 
-    async def _fetch(self) -> None:
+    async def _fetch(self, need: float | None = None) -> None:
         try:
             sent = self._clock()
-            grant = await self._coordinator.grant(*self._ask(self._estimate))
+            grant = await self._coordinator.grant(
+                *self._ask(self._estimate if need is None else need)
+            )
             self.fetches += 1
+            self._fetch_backoff = 0.0
             self._accept(grant, sent)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the blocking path asks again when it must
+        except Exception as exc:  # asked again, after a backoff, while a start needs it
             logger.warning("rate budget: fetching a grant failed: %s", type(exc).__name__)
+            self._fetch_backoff = min(max(0.1, 2 * self._fetch_backoff), 5.0)
+            self._fetch_after = self._clock() + self._fetch_backoff
         finally:
             self._fetching = None
 
@@ -303,7 +418,10 @@ class ClusterRateLimit(RateLimit):
         if grant.requests:
             self._last_size = grant.requests
         if not self._allowance.add(grant, sent=sent, received=received):
+            self._late_grants += 1
             self._give_back([(grant.id, grant.requests or 0, grant.tokens or 0.0)])
+        else:
+            self._late_grants = 0
 
     def _prefetch(self, now: float) -> None:
         if self._fetching is not None or self._closed:

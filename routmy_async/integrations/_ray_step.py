@@ -7,8 +7,8 @@ pickled, and every batch runs through ``create_many`` on the same pool of connec
 
 Why a loop in a thread rather than Ray's async actors: it behaves the same on every Ray
 version (an async ``__call__`` needs a recent Ray Data and must be an async generator there),
-the loop's life is ours so the client can be closed on it at shutdown, and the budget's rare
-blocking grant call blocks our loop only, not Ray's. The cost is one thread hop per batch.
+and the loop's life is ours so the client can be closed on it at shutdown. The cost is one
+thread hop per batch.
 
 The loop, the client and the key are ``_ray_runtime``'s. Closing: ``weakref.finalize``
 closes the client and stops the loop when the instance is collected, or at interpreter exit.
@@ -20,6 +20,8 @@ Python code at all; the process ends and the OS closes its sockets.
 
 from __future__ import annotations
 
+import typing
+import warnings
 import weakref
 from collections.abc import Awaitable, Mapping
 from typing import Any, Literal, TypeVar
@@ -33,9 +35,10 @@ from .._exceptions import ContentParseError, RoutmyError
 from .._structured import parse_completion
 from ..types._base import _plain_value
 from ..types.chat import ChatCompletion
-from ._ray_batches import Batch, Kind, plain
+from ._ray_batches import Batch, plain
 from ._ray_limit import ClusterRateLimit
 from ._ray_runtime import BudgetSource, Runtime, check_headers, read_api_key
+from ._ray_schema import Shape, broken_type, fits, parsed_shape
 
 __all__ = ["ChatStep", "EmbeddingStep"]
 
@@ -50,7 +53,7 @@ class _Step:
         self,
         *,
         model: str,
-        concurrency: int,
+        max_in_flight: int,
         max_retries: int,
         on_error: OnError,
         budget: BudgetSource | None,
@@ -63,8 +66,12 @@ class _Step:
     ):
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty string, not {model!r}")
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        if (
+            isinstance(max_in_flight, bool)
+            or not isinstance(max_in_flight, int)
+            or max_in_flight < 1
+        ):
+            raise ValueError(f"max_in_flight must be an int >= 1, not {max_in_flight!r}")
         if on_error not in ("record", "raise"):
             raise ValueError(f"on_error must be 'record' or 'raise', not {on_error!r}")
         if not isinstance(output_prefix, str):
@@ -79,7 +86,7 @@ class _Step:
         check_headers("default_headers", default_headers)
         check_headers("extra_headers", params.get("extra_headers"))
         self._model = model
-        self._concurrency = concurrency
+        self._max_in_flight = max_in_flight
         self._record = on_error == "record"
         self._prefix = output_prefix
         self._params = params
@@ -131,7 +138,8 @@ class _Step:
     def __repr__(self) -> str:
         budget = f", budget={self._budget!r}" if self._budget is not None else ""
         return (
-            f"{type(self).__name__}(model={self._model!r}, concurrency={self._concurrency}{budget})"
+            f"{type(self).__name__}(model={self._model!r}, "
+            f"max_in_flight={self._max_in_flight}{budget})"
         )
 
 
@@ -151,7 +159,9 @@ class ChatStep(_Step):
     :param prompt_column: a column of user prompts (text) to use instead of messages.
     :param system_prompt: a system message put first in every row's messages.
     :param response_format: a msgspec Struct, a Pydantic model or a dict; adds ``parsed``.
-    :param concurrency: requests in flight per actor (``create_many``'s concurrency).
+    :param max_in_flight: requests in flight per actor (``create_many``'s concurrency), not
+        to be confused with ``map_batches(concurrency=...)``, Ray's number of actors.
+    :param concurrency: the old name of ``max_in_flight`` (deprecated: it warns).
     :param max_retries: retries per request (the client's).
     :param on_error: ``"record"`` puts a failed row's error in ``error``; ``"raise"`` fails
         the batch (and so the Ray task) with the first error.
@@ -175,7 +185,8 @@ class ChatStep(_Step):
         prompt_column: str | None = None,
         system_prompt: str | None = None,
         response_format: Any = None,
-        concurrency: int = 16,
+        max_in_flight: int = 16,
+        concurrency: int | None = None,
         max_retries: int = 2,
         on_error: OnError = "record",
         budget: BudgetSource | None = None,
@@ -192,11 +203,15 @@ class ChatStep(_Step):
         self._prompts = prompt_column is not None
         self._system = system_prompt
         self._parsed = response_format is not None
+        check_portable(response_format, params.get("tools"))
+        # Fixed here, before the first batch: every batch's ``parsed`` gets the same type.
+        self._parsed_shape = parsed_shape(response_format)
+        self._tools = bool(params.get("tools"))
         if response_format is not None:
             params["response_format"] = response_format
         super().__init__(
             model=model,
-            concurrency=concurrency,
+            max_in_flight=_renamed(max_in_flight, concurrency, 16),
             max_retries=max_retries,
             on_error=on_error,
             budget=budget,
@@ -275,12 +290,12 @@ class ChatStep(_Step):
         return await self._with_budget(
             len(requests),
             self.client.chat.completions.create_many(
-                requests, concurrency=self._concurrency, return_exceptions=self._record
+                requests, concurrency=self._max_in_flight, return_exceptions=self._record
             ),
         )
 
-    def _columns(self, results: list[Any]) -> dict[str, tuple[Kind, list[Any]]]:
-        names: list[tuple[str, Kind]] = [
+    def _columns(self, results: list[Any]) -> dict[str, tuple[Shape, list[Any]]]:
+        names: list[tuple[str, Shape]] = [
             ("content", "str"),
             ("finish_reason", "str"),
             ("prompt_tokens", "int"),
@@ -289,14 +304,16 @@ class ChatStep(_Step):
             ("request_id", "str"),
             ("error", "str"),
         ]
+        if self._tools:
+            names.append(("tool_calls", "json"))
         if self._parsed:
-            names.append(("parsed", "json"))
+            names.append(("parsed", self._parsed_shape))
         columns: dict[str, list[Any]] = {name: [] for name, _ in names}
         for result in results:
             row = self._row(result)
             for name, _ in names:
                 columns[name].append(row.get(name))
-        return {self._prefix + name: (kind, columns[name]) for name, kind in names}
+        return {self._prefix + name: (shape, columns[name]) for name, shape in names}
 
     def _row(self, result: Any) -> dict[str, Any]:
         if isinstance(result, BaseException):
@@ -305,17 +322,43 @@ class ChatStep(_Step):
                 "request_id": getattr(result, "request_id", None),
             }
         row: dict[str, Any] = {"request_id": result.request_id, "error": ""}
-        if result.choices:
-            choice = result.choices[0]
-            row["content"] = choice.message.content
-            row["finish_reason"] = choice.finish_reason
-            if self._parsed and choice.message.parsed is not None:
-                row["parsed"] = msgspec.to_builtins(choice.message.parsed, enc_hook=_plain_value)
         usage = result.usage
         if usage is not None:
             row["prompt_tokens"] = usage.prompt_tokens
             row["completion_tokens"] = usage.completion_tokens
             row["cost"] = usage.cost
+        if not result.choices:
+            # Usage and an id, but no answer: a row that looked answered would be wrong.
+            return self._failed(row, "the response has no choices")
+        choice = result.choices[0]
+        message = choice.message
+        row["content"] = message.content
+        row["finish_reason"] = choice.finish_reason
+        if self._tools and message.tool_calls:
+            row["tool_calls"] = [call.to_param() for call in message.tool_calls]
+        if message.content is None and not message.tool_calls:
+            # A refusal or a filtered answer: nothing in the row is the answer.
+            if message.refusal:
+                return self._failed(row, f"the model refused: {message.refusal}")
+            return self._failed(
+                row, f"the answer has no content (finish_reason {choice.finish_reason!r})"
+            )
+        if self._parsed:
+            parsed = message.parsed
+            value = None if parsed is None else msgspec.to_builtins(parsed, enc_hook=_plain_value)
+            if value is None or not fits(value, self._parsed_shape):
+                # ``create`` raises when the content does not parse, so this is a value the
+                # column cannot hold as it is: its row fails rather than Arrow reshaping it.
+                return self._failed(row, "the parsed answer is null or does not fit its column")
+            else:
+                row["parsed"] = value
+        return row
+
+    def _failed(self, row: dict[str, Any], problem: str) -> dict[str, Any]:
+        error = RoutmyError(problem)
+        if not self._record:
+            raise error
+        row["error"] = f"RoutmyError: {problem}"
         return row
 
 
@@ -339,6 +382,70 @@ def _drop_tracebacks(results: list[Any]) -> None:
         errors.extend(link for link in (error.__cause__, error.__context__) if link is not None)
 
 
+def _renamed(max_in_flight: int, concurrency: int | None, default: int) -> int:
+    if concurrency is None:
+        return max_in_flight
+    # stacklevel 3: the caller of ChatStep(...) or EmbeddingStep(...), past __init__.
+    warnings.warn(
+        "concurrency= is now max_in_flight= (requests in flight per actor), to tell it from "
+        "map_batches(concurrency=...), Ray's number of actors",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if max_in_flight != default:
+        raise TypeError("give max_in_flight or its old name concurrency, not both")
+    return concurrency
+
+
+def check_portable(response_format: Any, tools: Any) -> None:
+    """Refuse a ``response_format`` or tool type that reached this process without its fields.
+
+    :raises TypeError: naming the type, why, and what to do instead.
+    """
+    targets: list[Any] = [response_format]
+    if tools is not None and not isinstance(tools, (str, bytes, Mapping)):
+        targets.extend(getattr(tool, "arguments_type", tool) for tool in tools)
+    for target in list(targets):
+        if callable(target) and not isinstance(target, type):
+            targets.extend(_hints_of(target))
+    for target in targets:
+        name = broken_type(target)
+        if name is not None:
+            raise TypeError(
+                f"the msgspec Struct {name!r} reached this Ray worker without its fields: it "
+                "was defined in the driver script or a notebook (__main__), and Ray rebuilds "
+                "such classes from their source in a way msgspec Structs do not survive. "
+                "Define it in a module the workers can import (next to the script, shipped "
+                "with runtime_env={'py_modules': [...]} or {'working_dir': ...}), or use a "
+                "Pydantic model"
+            )
+
+
+def _hints_of(function: Any) -> list[Any]:
+    """A function tool's annotated types, for ``broken_type`` to look into."""
+    try:
+        hints = typing.get_type_hints(function)
+    except NameError as exc:
+        # Postponed annotations naming classes of the driver script, which Ray did not send.
+        raise TypeError(
+            f"the tool {getattr(function, '__name__', function)!r} reached this Ray worker "
+            f"without the types its annotations name ({exc}): it was defined in the driver "
+            "script or a notebook (__main__). Define it and its types in a module the "
+            "workers can import (shipped with runtime_env={'py_modules': [...]})"
+        ) from None
+    except Exception:
+        return []  # not ours to judge: the tool's own checks say what is wrong
+    return list(hints.values())
+
+
+def _is_vector(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(type(item) in (int, float) for item in value)
+    )
+
+
 def _is_array(value: Any) -> bool:
     return hasattr(value, "tolist") and not isinstance(value, (str, bytes, list))
 
@@ -346,7 +453,7 @@ def _is_array(value: Any) -> bool:
 class EmbeddingStep(_Step):
     """A Ray Data step that embeds one text column into a vector column.
 
-    Rows are sent ``inputs_per_request`` at a time, ``concurrency`` requests at once per
+    Rows are sent ``inputs_per_request`` at a time, ``max_in_flight`` requests at once per
     actor. It adds ``embedding`` (a list of float32 per row, null when it failed) and
     ``error`` (``""`` when the row worked); a failed request fails only its own rows.
 
@@ -367,7 +474,8 @@ class EmbeddingStep(_Step):
         input_column: str = "text",
         output_column: str = "embedding",
         inputs_per_request: int = 100,
-        concurrency: int = 4,
+        max_in_flight: int = 4,
+        concurrency: int | None = None,
         max_retries: int = 2,
         on_error: OnError = "record",
         budget: BudgetSource | None = None,
@@ -389,7 +497,7 @@ class EmbeddingStep(_Step):
         self._per_request = inputs_per_request
         super().__init__(
             model=model,
-            concurrency=concurrency,
+            max_in_flight=_renamed(max_in_flight, concurrency, 4),
             max_retries=max_retries,
             on_error=on_error,
             budget=budget,
@@ -428,11 +536,15 @@ class EmbeddingStep(_Step):
         for chunk, answer in zip(chunks, answers, strict=True):
             if not isinstance(answer, BaseException):
                 found = answer.vectors()
-                if len(found) == len(chunk):
+                if len(found) == len(chunk) and all(_is_vector(vector) for vector in found):
                     for (index, _), vector in zip(chunk, found, strict=True):
                         vectors[index] = vector
                     continue
-                answer = RoutmyError(f"{len(found)} vectors came back for {len(chunk)} inputs")
+                answer = RoutmyError(
+                    f"{len(found)} vectors came back for {len(chunk)} inputs"
+                    if len(found) != len(chunk)
+                    else "an empty vector came back"
+                )
             error = self._redacted(answer)
             for index, _ in chunk:
                 errors[index] = error
@@ -450,7 +562,7 @@ class EmbeddingStep(_Step):
         iterator = run_many(
             self.client.embeddings.create,
             requests,
-            concurrency=self._concurrency,
+            concurrency=self._max_in_flight,
             requests_per_minute=None,
             tokens_per_minute=None,
             progress=None,

@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import time
 from typing import Any
 
-from ._ray_coordinator import CoordinatorCore, Unused
+import msgspec
+
+from ._ray_coordinator import CoordinatorCore, Snapshot, Unused
 from ._ray_grants import Grant, Settings
 from ._ray_limit import ClusterRateLimit
 from ._ray_step import ChatStep, EmbeddingStep
@@ -102,11 +105,13 @@ class ClusterBudget:
             grant_seconds=grant_seconds,
         )
         ray = _ray()
-        actor = ray.remote(num_cpus=0, max_restarts=0)(CoordinatorCore)
+        # Restarted whenever it dies (its process killed, its node lost), and the calls in
+        # flight then are sent again to the new one: the members never see it go.
+        actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(_Coordinator)
         options: dict[str, Any] = {"name": name, "namespace": namespace, "get_if_exists": True}
         if detached:
             options["lifetime"] = "detached"
-        handle = actor.options(**options).remote(settings)
+        handle = actor.options(**options).remote(settings, name, namespace)
         running = ray.get(handle.settings.remote(), timeout=120)
         if running != settings:
             raise ValueError(f"a budget named {name!r} already runs with other limits: {running!r}")
@@ -148,20 +153,64 @@ class ClusterBudget:
         """The coordinator's counters: ``joined`` and ``left`` (processes whose client
         closed), ``grants``, ``granted_requests``, ``returned_requests``, ``pauses`` (the
         pauses that held starts longer than before), ``paused_for`` (the seconds the current
-        pause still holds, 0.0 when none does), and ``spent_by_member`` (requests granted and
-        not given back)."""
+        pause still holds, 0.0 when none does), ``spent_by_member`` (requests granted and
+        not given back) and ``restarted`` (this coordinator was brought back after a death;
+        the counters start again then)."""
         result: dict[str, Any] = _ray().get(self._handle.stats.remote(), timeout=_CALL_TIMEOUT)
         return result
 
     def shutdown(self) -> None:
         """Stop the coordinator (a detached one lives until this is called)."""
         _ray().kill(self._handle)
+        _GcsStore(self.name, self.namespace).clear()
 
     def __repr__(self) -> str:
         return (
             f"ClusterBudget(name={self.name!r}, requests_per_minute={self.requests_per_minute!r}, "
             f"tokens_per_minute={self.tokens_per_minute!r})"
         )
+
+
+class _Coordinator(CoordinatorCore):
+    """The coordinator as a Ray actor: its snapshot in Ray's GCS, and whether Ray is
+    bringing it back after a death."""
+
+    def __init__(self, settings: Settings, name: str, namespace: str):
+        restarted = bool(_ray().get_runtime_context().was_current_actor_reconstructed)
+        super().__init__(settings, store=_GcsStore(name, namespace), restarted=restarted)
+
+
+class _GcsStore:
+    """A coordinator's snapshot in Ray's GCS key-value store, which outlives any actor.
+
+    Ray has no public API for it (``ray.experimental.internal_kv`` is what Ray's own
+    libraries use). Were it gone, a restarted coordinator could not know how far ahead the
+    lost one had granted: it would assume an hour, granting nothing for that long rather
+    than risk the limit.
+    """
+
+    def __init__(self, name: str, namespace: str):
+        self._key = f"routmy-budget:{namespace}:{name}".encode()
+        try:
+            self._kv: Any = importlib.import_module("ray.experimental.internal_kv")
+        except ImportError:  # pragma: no cover - every Ray with actors has it so far
+            self._kv = None
+
+    def load(self) -> Snapshot | None:
+        if self._kv is None:  # pragma: no cover - see __init__
+            return Snapshot(horizon=time.time() + 3600.0, next_id=1 << 40)
+        data = self._kv._internal_kv_get(self._key, namespace="routmy")
+        return None if data is None else msgspec.json.decode(data, type=Snapshot)
+
+    def save(self, snapshot: Snapshot) -> None:
+        if self._kv is not None:
+            self._kv._internal_kv_put(
+                self._key, msgspec.json.encode(snapshot), overwrite=True, namespace="routmy"
+            )
+
+    def clear(self) -> None:
+        if self._kv is not None and self._kv._internal_kv_initialized():
+            self._kv._internal_kv_del(self._key, namespace="routmy")
 
 
 class _RayCoordinator:
