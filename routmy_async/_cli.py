@@ -93,7 +93,7 @@ async def _client_for(args: argparse.Namespace) -> AsyncIterator[AsyncRoutmy]:
     if args.mock:
         from .testing import MockRoutmy
 
-        async with MockRoutmy() as mock:
+        async with MockRoutmy(flavor=getattr(args, "mock_flavor", None) or "routmy") as mock:
             async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
                 yield client
         return
@@ -331,10 +331,11 @@ async def _batch(args: argparse.Namespace) -> int:
                 grace_period=args.grace,
             )
     except BatchFileError as error:
-        _err(f"error: {error}")
-        if error.check is not None:
-            for line in error.check.format_problems():
-                _err(f"  {line}")
+        if error.summary is not None:  # the run had started: what it did is written
+            _out(error.summary.format())
+            if args.summary_json:
+                _write_summary_json(args.summary_json, error.summary.to_dict())
+        _err(f"error: {error}")  # the first invalid lines are in the message
         return 1
     finally:
         signals.remove(loop)
@@ -382,13 +383,22 @@ def _add_batch(commands: Any) -> None:
     connection.add_argument(
         "--mock", action="store_true", help="run against an embedded MockRoutmy (no key)"
     )
+    connection.add_argument(
+        "--mock-flavor",
+        choices=["routmy", "openrouter"],
+        default=None,
+        help="with --mock: answer as rout.my (the default: no usage.cost) or as OpenRouter "
+        "(usage.cost in dollars, which --max-cost needs)",
+    )
     batch = commands.add_parser(
         "batch",
         parents=[connection],
         help="run an OpenAI Batch-format JSONL file (resumable: run it again to go on)",
         description="Send every request of an OpenAI Batch-format JSONL file and write each "
         "result as an OpenAI Batch output line as it ends. Running the same command again "
-        "skips the lines already done and retries the failed ones.",
+        "skips the lines already done and retries the failed ones. The run sends exactly "
+        "the bytes it validated: lines appended meanwhile wait for the next run, and an "
+        "input truncated or replaced during the run stops it (exit 1).",
     )
     batch.add_argument("input", help="JSONL lines {custom_id, method, url, body}")
     batch.add_argument(
@@ -408,7 +418,10 @@ def _add_batch(commands: Any) -> None:
         type=_positive_float,
         default=None,
         metavar="USD",
-        help="stop starting requests once usage.cost reaches this budget",
+        help="what the output may cost: no request starts once the usage.cost of its "
+        "answers (earlier runs' included) would pass USD. Refused, with nothing sent, where "
+        "answers carry no cost: against rout.my (which counts tokens), or at the first "
+        "answer without one",
     )
     batch.add_argument(
         "--retry-failed",
@@ -505,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "batch":
         if not args.output and not args.dry_run:
             parser.error("batch: -o/--output is required (or --dry-run to only validate)")
+        if args.mock_flavor and not args.mock:
+            parser.error("batch: --mock-flavor goes with --mock")
         args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "demo":
         from ._demo import run_demo

@@ -10,9 +10,13 @@ Input, one JSON object a line (https://platform.openai.com/docs/api-reference/ba
     {"id": "batch_req_...", "custom_id": "q-1",
      "response": {"status_code": 200, "request_id": "...", "body": {...}}, "error": null}
 
-A failed request has an ``error`` object (``code``, ``message``) and, when the server
-answered, a ``response`` holding its status and error body. The answer's body is written as
-the server's own bytes, not decoded and encoded again.
+As OpenAI writes them, a request the server answered with a 4xx or 5xx status has that
+status, its request id and its error body in ``response`` and ``"error": null``; ``error``
+(``code``, ``message``) is for a failure without such an answer: a timeout or a reset
+(``response`` is ``null``), or a 2xx answer that is a failure all the same (an error body, a
+body that does not decode, a Responses object whose ``status`` is not ``completed`` or
+``incomplete``), whose ``response`` is kept beside the ``error``. The answer's body is
+written as the server's own bytes, not decoded and encoded again.
 
 A body is checked by the SDK method that will send it: the method runs against a stand-in
 client whose request step raises, so every check the real call makes has passed (and none
@@ -43,6 +47,7 @@ __all__ = [
     "Endpoint",
     "InputLine",
     "LineError",
+    "OutputLine",
     "call_kwargs",
     "check_body",
     "decode_input",
@@ -52,6 +57,7 @@ __all__ = [
     "is_fatal",
     "read_output_line",
     "request_of",
+    "response_state",
     "success_line",
     "usage_of",
 ]
@@ -320,10 +326,45 @@ def _raw_body(result: Any) -> msgspec.Raw:
     return msgspec.Raw(raw)
 
 
-def success_line(line_id: str, custom_id: str, result: Any) -> bytes:
-    """The output line of an answered request, newline included."""
+#: The states of a Responses object that are its answer; any other (``failed``,
+#: ``cancelled``, ``queued``, ``in_progress``) is a failure, sent again by the next run.
+RESPONSE_DONE = frozenset(("completed", "incomplete"))
+
+
+def response_state(result: Any) -> tuple[str | None, str | None]:
+    """``(failure, incomplete)`` of an answer: ``failure`` names a Responses object that is
+    not a result (``"response failed (server_error)"``), ``incomplete`` the reason of one that
+    stopped short (``"max_output_tokens"``); both ``None`` for any other answer."""
+    if getattr(result, "object", None) != "response":
+        return None, None
+    status = getattr(result, "status", None)
+    if status == "incomplete":
+        details = getattr(result, "incomplete_details", None)
+        return None, str(getattr(details, "reason", None) or "unknown")
+    if status in RESPONSE_DONE:
+        return None, None
+    failure = f"response {status or 'without status'}"
+    error = getattr(result, "error", None)
+    code = getattr(error, "code", None)
+    if code is not None:
+        failure += f" ({code})"
+    return failure, None
+
+
+def success_line(line_id: str, custom_id: str, result: Any, failure: str | None = None) -> bytes:
+    """The output line of an answered request, newline included.
+
+    ``failure`` (from :func:`response_state`) marks an answer that is not a result: the
+    line gets an ``error`` beside its ``response``.
+    """
     response = _Response(200, getattr(result, "request_id", None), _raw_body(result))
-    return _encode(_OutputLine(line_id, custom_id, response, None)) + b"\n"
+    error = None
+    if failure is not None:
+        code = "response_" + str(getattr(result, "status", None) or "unfinished")
+        detail = getattr(getattr(result, "error", None), "message", None)
+        message = f"the {failure.split(' (')[0]}" + (f": {detail}" if detail else "")
+        error = _Error(code, message)
+    return _encode(_OutputLine(line_id, custom_id, response, error)) + b"\n"
 
 
 def _json_or_text(body: bytes) -> Any:
@@ -364,9 +405,17 @@ def describe_failure(error: BaseException) -> tuple[str, str, _Response | None, 
 
 
 def failure_line(line_id: str, custom_id: str, error: BaseException) -> tuple[bytes, str]:
-    """The output line of a failed request (newline included) and its outcome name."""
+    """The output line of a failed request (newline included) and its outcome name.
+
+    A 4xx or 5xx answer is described by its ``response`` alone (``"error": null``), as
+    OpenAI writes it; a 2xx one that is a failure keeps an ``error`` too, or a reader that
+    looks at the status would take it for a result.
+    """
     code, message, response, outcome = describe_failure(error)
-    line = _encode(_OutputLine(line_id, custom_id, response, _Error(code, message))) + b"\n"
+    described = None
+    if response is None or 200 <= response.status_code < 300:
+        described = _Error(code, message)
+    line = _encode(_OutputLine(line_id, custom_id, response, described)) + b"\n"
     return line, outcome
 
 
@@ -419,8 +468,13 @@ def usage_of(result: Any) -> tuple[int, int, int, float | None]:
 # -- reading the output back ---------------------------------------------------------------
 
 
+_NULL = msgspec.Raw(b"null")
+
+
 class _SeenResponse(msgspec.Struct):
     status_code: Any = None
+    # Raw (msgspec cannot union it with None): decoded only when the line is a 2xx answer.
+    body: msgspec.Raw = _NULL
 
 
 class _SeenLine(msgspec.Struct):
@@ -429,13 +483,32 @@ class _SeenLine(msgspec.Struct):
     error: Any = None
 
 
+class _SeenBody(msgspec.Struct):
+    object: Any = None
+    status: Any = None
+    usage: Any = None
+
+
 _decode_output = msgspec.json.Decoder(_SeenLine).decode
+_decode_body = msgspec.json.Decoder(_SeenBody).decode
 
 
-def read_output_line(raw: bytes) -> tuple[str, bool] | None:
-    """``(custom_id, succeeded)`` of a whole output line, or ``None`` when it is not one.
+class OutputLine(NamedTuple):
+    """What a whole output line says: whose it is, whether it is a result, what it cost."""
 
-    A line succeeded when it has no ``error`` and a 2xx ``response``.
+    custom_id: str
+    ok: bool
+    #: The answer's ``usage.cost`` (``None``: a failure, or an answer that reported none).
+    cost: float | None = None
+
+
+def read_output_line(raw: bytes) -> OutputLine | None:
+    """What a whole output line says, or ``None`` when it is not an output line.
+
+    A line is a result when it has no ``error`` and a 2xx ``response`` whose body is not a
+    Responses object in a state other than ``completed`` or ``incomplete`` (an output
+    written before that rule had such lines as results: they are failures now). The cost
+    is read from any 2xx body: a failed response may have been billed too.
     """
     try:
         line = _decode_output(raw)
@@ -443,10 +516,17 @@ def read_output_line(raw: bytes) -> tuple[str, bool] | None:
         return None
     response = line.response
     status = response.status_code if response is not None else None
-    ok = (
-        line.error is None
-        and isinstance(status, int)
-        and not isinstance(status, bool)
-        and 200 <= status < 300
-    )
-    return line.custom_id, ok
+    if not (isinstance(status, int) and not isinstance(status, bool) and 200 <= status < 300):
+        return OutputLine(line.custom_id, False)
+    assert response is not None
+    ok = line.error is None
+    try:
+        body = _decode_body(response.body)
+    except msgspec.MsgspecError:  # a body that is not an object: nothing more to read
+        return OutputLine(line.custom_id, ok)
+    if body.object == "response" and body.status not in RESPONSE_DONE:
+        ok = False
+    cost = body.usage.get("cost") if isinstance(body.usage, dict) else None
+    if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+        cost = None
+    return OutputLine(line.custom_id, ok, cost)
