@@ -20,7 +20,7 @@ written as the server's own bytes, not decoded and encoded again.
 
 A body is checked by the SDK method that will send it: the method runs against a stand-in
 client whose request step raises, so every check the real call makes has passed (and none
-is repeated here, so none can drift).
+is repeated here, so none can drift); anything else that stops it there refuses the line.
 """
 
 from __future__ import annotations
@@ -241,25 +241,33 @@ class _Checked(Exception):
     """Raised where the request would be sent: every check before it has passed."""
 
 
-async def _stop_here(*args: Any, **kwargs: Any) -> Any:
-    raise _Checked
-
-
 _dry: dict[str, Callable[..., Any]] = {}
 
 
 def _dry_method(endpoint: Endpoint) -> Callable[..., Any]:
-    """The endpoint's method on a client whose sending step raises :class:`_Checked`.
+    """The endpoint's method on a client whose two sending steps raise :class:`_Checked`.
 
     A real client (building one does no I/O), so the method finds whatever it uses before
-    sending; only the two calls that send are replaced.
+    sending. It has a token budget, so the token estimate a run with ``tokens_per_minute``
+    makes is made here too: a body it cannot estimate is refused now, not at every run.
     """
     method = _dry.get(endpoint.url)
     if method is None:
         from .._client import AsyncRoutmy
+        from .._ratelimit import RateLimit
 
-        client: Any = AsyncRoutmy(api_key="dry-run", base_url="http://127.0.0.1:9/v1")
-        client._request = client._open_stream = _stop_here  # instance attributes win
+        class DryRunClient(AsyncRoutmy):
+            async def _request(self, *args: Any, **kwargs: Any) -> Any:
+                raise _Checked
+
+            async def _open_stream(self, *args: Any, **kwargs: Any) -> Any:
+                raise _Checked
+
+        client = DryRunClient(
+            api_key="dry-run",
+            base_url="http://127.0.0.1:9/v1",
+            rate_limit=RateLimit(tokens_per_minute=1e15),
+        )
         method = _dry[endpoint.url] = endpoint.bind(client)
     return method
 
@@ -268,9 +276,12 @@ def check_body(endpoint: Endpoint, body: dict[str, Any]) -> None:
     """Run the SDK's own checks of ``body`` for ``endpoint``, sending nothing.
 
     The method's coroutine is stepped once, by hand: it runs its checks and stops where it
-    would send (or at its first real wait, which is never awaited), so no I/O can happen.
+    would send, so no I/O can happen. Whatever else ends it there would end the real call
+    the same way, before anything is sent: the line is refused with that error.
 
     :raises LineError: a field is missing, or has a type or value the SDK refuses.
+    :raises RuntimeError: the method waited before it reached the send (the check would
+        be incomplete: a change in the SDK that this module must follow).
     """
     if body.get("stream"):
         raise LineError("body: stream is not supported in a batch (each answer is one line)")
@@ -283,11 +294,15 @@ def check_body(endpoint: Endpoint, body: dict[str, Any]) -> None:
             coroutine.send(None)
         except (_Checked, StopIteration):
             return
-        coroutine.close()  # pragma: no cover - it waited before sending: checked that far
+        coroutine.close()
     except (TypeError, ValueError) as exc:
         raise LineError(f"body: {exc}") from None
-    except Exception:  # pragma: no cover - past its checks, in the sending machinery
-        return
+    except Exception as exc:
+        raise LineError(f"body: the SDK cannot send it ({type(exc).__name__}: {exc})") from None
+    raise RuntimeError(
+        f"checking a {endpoint.url} line: the SDK method waited before sending, so its "
+        "checks did not all run (the batch validation must follow that change)"
+    )
 
 
 # -- output --------------------------------------------------------------------------------
