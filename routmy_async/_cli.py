@@ -4,7 +4,9 @@ batch, demo.
 Exit codes: 0 done, 1 an error (printed as one line on stderr), 2 a usage error, 130 Ctrl-C,
 141 stdout closed by its reader (``routmy chat ... | head``), quietly, as a Unix tool killed
 by SIGPIPE would exit. ``batch`` adds 3 (the file ran through, some lines failed), 4 (stopped
-at ``--max-cost``) and 128 + the signal number when stopped by SIGINT (130) or SIGTERM (143).
+at ``--max-cost``) and 128 + the signal number when stopped by SIGINT (130) or SIGTERM (143);
+its 1 includes a ``--max-cost`` the server's answers cannot be held to and an input changed
+during the run.
 """
 
 from __future__ import annotations
