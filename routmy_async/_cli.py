@@ -4,7 +4,8 @@ batch, demo.
 Exit codes: 0 done, 1 an error (printed as one line on stderr), 2 a usage error, 130 Ctrl-C,
 141 stdout closed by its reader (``routmy chat ... | head``), quietly, as a Unix tool killed
 by SIGPIPE would exit. ``batch`` adds 3 (the file ran through, some lines failed), 4 (stopped
-at ``--max-cost``) and 128 + the signal number when stopped by SIGINT (130) or SIGTERM (143);
+at ``--max-cost``), 5 (every line validated is done, but the input grew during the run: run
+again for the rest) and 128 + the signal number when stopped by SIGINT (130) or SIGTERM (143);
 its 1 includes a ``--max-cost`` the server's answers cannot be held to and an input changed
 during the run.
 """
@@ -226,6 +227,7 @@ async def _image(args: argparse.Namespace) -> int:
 
 EXIT_FAILED_LINES = 3
 EXIT_BUDGET = 4
+EXIT_INPUT_GREW = 5
 _PROGRESS_EVERY = 5.0
 
 
@@ -355,7 +357,10 @@ async def _batch(args: argparse.Namespace) -> int:
         return EXIT_BUDGET
     if summary.stop_reason == "fatal_error":
         return 1
-    return EXIT_FAILED_LINES if summary.failed else 0
+    if summary.failed:
+        return EXIT_FAILED_LINES
+    # Lines appended during the run were not sent: a script must not take this for done.
+    return EXIT_INPUT_GREW if summary.input_grown else 0
 
 
 def _positive_float(text: str) -> float:

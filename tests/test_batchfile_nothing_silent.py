@@ -566,3 +566,60 @@ async def test_a_body_the_sdk_cannot_prepare_is_refused_by_the_validation(mock, 
         with pytest.raises(BatchFileError, match="line 2: body: "):
             await run_batch_file(client, source, tmp_path / "out.jsonl", tokens_per_minute=1e6)
     assert mock.requests == []
+
+
+# -- other answers that must not pass for results ----------------------------------------------
+
+
+async def test_a_chat_answer_cut_by_a_provider_error_is_a_failure(mock, tmp_path):
+    """A 200 chat completion whose choice ended in finish_reason "error" (the provider
+    failed mid-answer) is a failure with an error naming it, sent again by the next run."""
+    source = write_lines(tmp_path / "in.jsonl", [chat_line("cut"), chat_line("fine")])
+    target = tmp_path / "out.jsonl"
+    mock.reply_json(
+        {
+            "id": "chatcmpl-x",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "mock/echo",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "half an ans"},
+                    "finish_reason": "error",
+                }
+            ],
+            "error": {"message": "provider died", "code": 502},
+        },
+        path="/v1/chat/completions",
+    )
+    async with client_for(mock) as client:
+        first = await run_batch_file(client, source, target, concurrency=1)
+        assert first.ok == 1 and first.failures == {"finish_reason error": 1}
+        cut = next(r for r in results(target) if r["custom_id"] == "cut")
+        assert cut["response"]["status_code"] == 200
+        assert cut["error"]["code"] == "finish_reason_error"
+        assert "provider died" in cut["error"]["message"]
+        second = await run_batch_file(client, source, target)
+    assert second.skipped == 1 and second.ok == 1 and all(is_ok(r) for r in results(target))
+
+
+async def test_cli_exits_5_when_the_input_grew_during_the_run(mock, tmp_path):
+    """routmy batch while another process appends to the input: the lines validated are
+    done, the summary says the input grew, and the exit code (5) says it is not finished;
+    the same command again sends the new lines and exits 0."""
+    source = padded_input(tmp_path / "in.jsonl")
+    target = tmp_path / "out.jsonl"
+    mock.latency = 0.3
+    argv = [str(source), "-o", str(target), "--concurrency", "1"]
+    process = await spawn(mock, *argv)
+    await until(lambda: mock.in_flight == 1)
+    with source.open("a") as more:  # another writer: this test stands in for it
+        more.write(json.dumps(chat_line("late")) + "\n")
+    code, out, err = await finish(process)
+    assert code == 5, err
+    assert "the input grew by" in out and len(results(target)) == 12
+    mock.latency = 0.0
+    code, out, err = await finish(await spawn(mock, *argv))
+    assert code == 0, err
+    assert [r["custom_id"] for r in results(target)][12:] == ["late"]

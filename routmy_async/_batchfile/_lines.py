@@ -44,10 +44,12 @@ from ..types.chat import Usage as _ChatUsage
 
 __all__ = [
     "ENDPOINTS",
+    "AnswerFailure",
     "Endpoint",
     "InputLine",
     "LineError",
     "OutputLine",
+    "answer_state",
     "call_kwargs",
     "check_body",
     "decode_input",
@@ -57,7 +59,6 @@ __all__ = [
     "is_fatal",
     "read_output_line",
     "request_of",
-    "response_state",
     "success_line",
     "usage_of",
 ]
@@ -346,39 +347,63 @@ def _raw_body(result: Any) -> msgspec.Raw:
 RESPONSE_DONE = frozenset(("completed", "incomplete"))
 
 
-def response_state(result: Any) -> tuple[str | None, str | None]:
-    """``(failure, incomplete)`` of an answer: ``failure`` names a Responses object that is
-    not a result (``"response failed (server_error)"``), ``incomplete`` the reason of one that
-    stopped short (``"max_output_tokens"``); both ``None`` for any other answer."""
-    if getattr(result, "object", None) != "response":
-        return None, None
-    status = getattr(result, "status", None)
-    if status == "incomplete":
-        details = getattr(result, "incomplete_details", None)
-        return None, str(getattr(details, "reason", None) or "unknown")
-    if status in RESPONSE_DONE:
-        return None, None
-    failure = f"response {status or 'without status'}"
-    error = getattr(result, "error", None)
-    code = getattr(error, "code", None)
-    if code is not None:
-        failure += f" ({code})"
-    return failure, None
+class AnswerFailure(NamedTuple):
+    """A 2xx answer that is a failure all the same: how the summary names it (``outcome``)
+    and the ``error`` its line gets (``code``, ``message``)."""
+
+    outcome: str
+    code: str
+    message: str
 
 
-def success_line(line_id: str, custom_id: str, result: Any, failure: str | None = None) -> bytes:
+def answer_state(result: Any) -> tuple[AnswerFailure | None, str | None]:
+    """``(failure, incomplete)`` of an answer.
+
+    ``failure``: a Responses object in a state other than ``completed``/``incomplete``, or a
+    chat completion with a choice that ended in ``finish_reason: "error"`` (a provider that
+    failed mid-answer: the text is cut). ``incomplete``: the reason of a Responses object
+    that stopped short (``"max_output_tokens"``). Both ``None`` for any other answer.
+    """
+    kind = getattr(result, "object", None)
+    if kind == "response":
+        status = getattr(result, "status", None)
+        if status == "incomplete":
+            details = getattr(result, "incomplete_details", None)
+            return None, str(getattr(details, "reason", None) or "unknown")
+        if status in RESPONSE_DONE:
+            return None, None
+        state = str(status or "without status")
+        outcome = f"response {state}"
+        error = getattr(result, "error", None)
+        code = getattr(error, "code", None)
+        if code is not None:
+            outcome += f" ({code})"
+        detail = getattr(error, "message", None)
+        message = f"the response {state}" + (f": {detail}" if detail else "")
+        return AnswerFailure(outcome, f"response_{state.replace(' ', '_')}", message), None
+    if kind == "chat.completion":
+        choices = getattr(result, "choices", None) or ()
+        if any(getattr(choice, "finish_reason", None) == "error" for choice in choices):
+            raw = result.raw
+            error = raw.get("error") if isinstance(raw, Mapping) else None
+            detail = error.get("message") if isinstance(error, Mapping) else None
+            message = "a choice ended with finish_reason 'error' (the provider failed)"
+            if detail:
+                message += f": {detail}"
+            return AnswerFailure("finish_reason error", "finish_reason_error", message), None
+    return None, None
+
+
+def success_line(
+    line_id: str, custom_id: str, result: Any, failure: AnswerFailure | None = None
+) -> bytes:
     """The output line of an answered request, newline included.
 
-    ``failure`` (from :func:`response_state`) marks an answer that is not a result: the
-    line gets an ``error`` beside its ``response``.
+    ``failure`` (from :func:`answer_state`) marks an answer that is not a result: the line
+    gets an ``error`` beside its ``response``.
     """
     response = _Response(200, getattr(result, "request_id", None), _raw_body(result))
-    error = None
-    if failure is not None:
-        code = "response_" + str(getattr(result, "status", None) or "unfinished")
-        detail = getattr(getattr(result, "error", None), "message", None)
-        message = f"the {failure.split(' (')[0]}" + (f": {detail}" if detail else "")
-        error = _Error(code, message)
+    error = None if failure is None else _Error(failure.code, failure.message)
     return _encode(_OutputLine(line_id, custom_id, response, error)) + b"\n"
 
 

@@ -49,13 +49,13 @@ from ._files import (
 from ._idset import FingerprintCollector, fingerprint
 from ._lines import (
     Endpoint,
+    answer_state,
     call_kwargs,
     decode_input,
     endpoint_for,
     failure_line,
     is_fatal,
     request_of,
-    response_state,
     success_line,
     usage_of,
 )
@@ -514,13 +514,13 @@ class BatchRun:
                         raise_error=False,
                     )
             else:
-                failure, incomplete = response_state(result)
+                failure, incomplete = answer_state(result)
                 prompt, completion, total, cost = usage_of(result)
                 if failure is not None:
                     if self._errors is not None:
                         target = self._errors
                     target.write(success_line(line_id, item.custom_id, result, failure))
-                    summary._add_failure(failure, cost)
+                    summary._add_failure(failure.outcome, cost)
                 else:
                     target.write(success_line(line_id, item.custom_id, result))
                     summary._add_ok(prompt, completion, total, cost)
