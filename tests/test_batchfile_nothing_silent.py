@@ -174,7 +174,8 @@ async def test_an_answer_without_cost_stops_a_priced_run_at_once(priced, tmp_pat
 
 async def test_max_cost_over_an_output_with_unpriced_answers_is_refused(mock, priced, tmp_path):
     """An output whose answers carry no cost (written against rout.my) cannot be held to a
-    max_cost: the run refuses before sending anything, even to a priced server."""
+    max_cost: the run refuses before sending anything, even to a priced server (a run with
+    nothing left to send has nothing to refuse)."""
     source = write_lines(tmp_path / "in.jsonl", [chat_line(f"q{i}") for i in range(4)])
     target = tmp_path / "out.jsonl"
     async with client_for(mock) as client:
@@ -182,7 +183,9 @@ async def test_max_cost_over_an_output_with_unpriced_answers_is_refused(mock, pr
     async with client_for(priced) as client:
         with pytest.raises(BatchFileError, match=r"1 answer\(s\) already in .* no usage\.cost"):
             await run_batch_file(client, source, target, max_cost=1.0)
-    assert priced.requests == [] and len(results(target)) == 1
+        assert priced.requests == [] and len(results(target)) == 1
+        done = await run_batch_file(client, tmp_path / "two.jsonl", target, max_cost=1.0)
+    assert done.skipped == 1 and done.started == 0 and done.complete
 
 
 # -- 2. the input is the input that was validated ---------------------------------------------

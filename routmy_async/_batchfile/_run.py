@@ -358,7 +358,7 @@ class BatchRun:
                     raise _invalid_file(self._source, check)
                 self._plan(check)
                 summary.cost_before = resume.cost
-                if self._max_cost is not None and resume.uncosted:
+                if self._max_cost is not None and resume.uncosted and check.to_run:
                     raise BatchFileError(
                         f"max_cost cannot be enforced: {resume.uncosted:,} answer(s) already "
                         f"in {self._outputs[0]} reported no usage.cost, so what the output "
