@@ -405,7 +405,9 @@ def _add_batch(commands: Any) -> None:
         "result as an OpenAI Batch output line as it ends. Running the same command again "
         "skips the lines already done and retries the failed ones. The run sends exactly "
         "the bytes it validated: lines appended meanwhile wait for the next run, and an "
-        "input truncated or replaced during the run stops it (exit 1).",
+        "input truncated or replaced during the run stops it (exit 1). Exit codes: 0 done, "
+        "1 an error, 2 a usage error, 3 some lines failed, 4 stopped at --max-cost, 5 the "
+        "input grew during the run (run again for the rest), 130/143 interrupted.",
     )
     batch.add_argument("input", help="JSONL lines {custom_id, method, url, body}")
     batch.add_argument(
@@ -426,9 +428,9 @@ def _add_batch(commands: Any) -> None:
         default=None,
         metavar="USD",
         help="what the output may cost: no request starts once the usage.cost of its "
-        "answers (earlier runs' included) would pass USD. Refused, with nothing sent, where "
-        "answers carry no cost: against rout.my (which counts tokens), or at the first "
-        "answer without one",
+        "answers (earlier runs' included) would pass USD. Refused (exit 1) where answers "
+        "carry no cost: against rout.my (which counts tokens) before anything is sent, "
+        "elsewhere at the first answer without one, no other request started",
     )
     batch.add_argument(
         "--retry-failed",
