@@ -178,6 +178,38 @@ def test_good_lines_pass_and_urls_are_normalised():
             endpoint_for(f"/v1/unknown-{number}")
 
 
+def test_whatever_stops_the_sdk_before_it_sends_refuses_the_line(monkeypatch):
+    """An error other than TypeError/ValueError in the SDK's preparation refuses the line
+    (the real call would fail the same way, at every run), naming the error."""
+    from routmy_async.resources import chat
+
+    def broken(params: Any) -> None:
+        raise KeyError("role")
+
+    monkeypatch.setattr(chat, "check_params", broken)
+    with pytest.raises(LineError, match=r"body: the SDK cannot send it \(KeyError: 'role'\)"):
+        check_body(CHAT, chat_body(temperature=0.5))
+
+
+def test_a_method_that_waits_before_sending_is_a_loud_error():
+    """A method that awaits before it reaches the send would leave checks unrun: that is a
+    RuntimeError (the validation must follow the SDK), never a silent pass."""
+    import asyncio
+
+    class Waits:
+        def __init__(self, client: Any) -> None:
+            pass
+
+        async def create(self, **body: Any) -> None:
+            await asyncio.sleep(0)
+
+    endpoint = ENDPOINTS["/chat/completions"]._replace(
+        url="/v1/test-waits", resource=Waits, required=()
+    )
+    with pytest.raises(RuntimeError, match="waited before sending"):
+        check_body(endpoint, {"model": "m"})
+
+
 def test_body_fields_named_like_options_are_sent_as_fields():
     """A body's 'timeout' or 'max_retries' goes through extra_body, so it is sent as written."""
     body = chat_body(temperature=0.5)

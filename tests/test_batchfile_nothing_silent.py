@@ -247,13 +247,29 @@ os.replace(sys.argv[1] + ".new", sys.argv[1])
 """
 
 
+REWRITE = """
+import os, sys
+with open(sys.argv[1], "r+b") as source:
+    source.seek(os.path.getsize(sys.argv[1]) - 100)
+    source.write(b"y")  # a byte of the last line's padding: the size stays, the bytes differ
+"""
+REMOVE = "import os, sys; os.unlink(sys.argv[1])"
+
+
 @pytest.mark.parametrize(
-    ("change", "said"), [(CUT, "was cut"), (REPLACE, "was replaced by another file")]
+    ("change", "said"),
+    [
+        (CUT, "was cut"),
+        (REPLACE, "was replaced by another file"),
+        (REWRITE, "was rewritten (the bytes from offset"),
+        (REMOVE, "was removed"),
+    ],
+    ids=["cut", "replaced", "rewritten", "removed"],
 )
 async def test_an_input_cut_or_replaced_during_the_run_stops_it(mock, tmp_path, change, said):
-    """Another process truncates the input, or renames a new file over it, while the run
-    goes: the run stops with a BatchFileError saying so (its summary attached), having sent
-    no line it did not validate; what was sent is written."""
+    """Another process truncates the input, renames a new file over it, rewrites a byte of
+    it or removes it while the run goes: the run stops with a BatchFileError saying so (its
+    summary attached), having sent no line it did not validate; what was sent is written."""
     source = padded_input(tmp_path / "in.jsonl")
     target = tmp_path / "out.jsonl"
 

@@ -264,8 +264,6 @@ class InputFile:
             raise self._changed("was removed") from None
         if (info.st_dev, info.st_ino) != self._identity:
             raise self._changed("was replaced by another file")
-        if os.fstat(self._file.fileno()).st_size < self.size:
-            raise self._changed(f"was cut below the {self.size:,} bytes validated")
 
     def _changed(self, how: str) -> BatchFileError:
         return BatchFileError(

@@ -262,7 +262,7 @@ def _dry_method(endpoint: Endpoint) -> Callable[..., Any]:
                 raise _Checked
 
             async def _open_stream(self, *args: Any, **kwargs: Any) -> Any:
-                raise _Checked
+                raise _Checked  # pragma: no cover - stream lines are refused before this
 
         client = DryRunClient(
             api_key="dry-run",
