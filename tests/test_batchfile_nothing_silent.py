@@ -68,7 +68,8 @@ def is_ok(result: dict[str, Any]) -> bool:
 
 
 def output_cost(path: Path) -> float:
-    return sum(r["response"]["body"]["usage"].get("cost", 0.0) for r in results(path) if is_ok(r))
+    costs = [r["response"]["body"]["usage"].get("cost", 0.0) for r in results(path) if is_ok(r)]
+    return float(sum(costs))
 
 
 async def until(condition: Any) -> None:
