@@ -322,7 +322,7 @@ async def test_max_cost_bounds_the_output_across_a_kill_and_a_restart(priced, tm
     per_line = 5e-6  # the mock's cost of "say qNN": 3 prompt and 2 completion tokens
     budget = 10 * per_line
     argv = [str(source), "-o", str(target), "--max-cost", f"{budget}", "--concurrency", "2"]
-    priced.latency = 0.05
+    priced.latency = 0.2  # ten lines take a second: the kill lands mid-run
     process = await spawn(priced, *argv)
     await until(lambda: len(results(target)) >= 3)
     process.kill()
