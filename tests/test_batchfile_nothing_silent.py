@@ -454,6 +454,26 @@ async def test_a_symlinked_output_is_compacted_where_it_points(mock, tmp_path):
     assert sorted(p.name for p in real.parent.iterdir()) == ["results.jsonl"]
 
 
+async def test_two_links_to_one_output_share_its_lock(mock, tmp_path):
+    """A run writing through a symlink holds the lock of the file it points to: a second run
+    on that file, by its own name, is refused while the first one goes."""
+    from routmy_async._batchfile._files import FileLock
+
+    source = write_lines(tmp_path / "in.jsonl", [chat_line("a")])
+    real = tmp_path / "results.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    lock = FileLock(real)
+    lock.acquire()
+    try:
+        async with client_for(mock) as client:
+            with pytest.raises(BatchFileError, match="being written by another batch run"):
+                await run_batch_file(client, source, link)
+    finally:
+        lock.release()
+    assert mock.requests == []
+
+
 def test_compaction_leaves_a_file_it_cannot_give_back_alone(tmp_path, monkeypatch, caplog):
     """When the rewritten file could not keep its owner (or the file has other hard links),
     nothing is rewritten and a warning says why: superseded lines are only not compact."""

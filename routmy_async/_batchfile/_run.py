@@ -328,7 +328,9 @@ class BatchRun:
             with ExitStack() as held:
                 for path in self._outputs:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    lock = FileLock(path)
+                    # The file a symlink points to is the one written: two links to one
+                    # file must not let two runs append to it at once.
+                    lock = FileLock(path.resolve())
                     lock.acquire()
                     held.callback(lock.release)
                     # A compaction cut short by a crash leaves its new file: the original
