@@ -3,6 +3,10 @@
     python examples/batch.py --sample requests.jsonl      # write a small file to try
     python examples/batch.py requests.jsonl results.jsonl [MAX_COST_USD]
 
+MAX_COST_USD needs a server whose answers carry usage.cost (OpenRouter and the like).
+rout.my reports tokens, not dollars: against it (and against the embedded mock, which
+answers as rout.my does) a budget is refused with a clear error, never silently ignored.
+
 Input lines are {"custom_id", "method", "url", "body"}, as for the OpenAI Batch API; results
 are OpenAI Batch output lines, written one whole line at a time as each request ends. Run the
 same command again after a crash or a Ctrl-C: ids already done are skipped, failed ones are
@@ -45,14 +49,15 @@ async def main(source: Path, target: Path, max_cost: float | None) -> int:
                 source,
                 target,
                 concurrency=16,
-                max_cost=max_cost,  # USD, from each answer's usage.cost
+                max_cost=max_cost,  # USD over usage.cost, earlier runs' answers included
                 progress=True,  # a tqdm bar with the `progress` extra, else log lines
                 stop=stop,
             )
-        except BatchFileError as error:  # invalid lines (nothing sent), or the output in use
+        except BatchFileError as error:
+            # Invalid lines (the message lists the first ones; nothing was sent), the output
+            # in use, a budget the server's answers cannot be held to, an input changed
+            # during the run.
             print(error)
-            for problem in error.check.format_problems() if error.check else []:
-                print(" ", problem)
             return 1
     print(summary.format())
     return 0 if summary.complete and not summary.failed else 1

@@ -4,7 +4,10 @@ batch, demo.
 Exit codes: 0 done, 1 an error (printed as one line on stderr), 2 a usage error, 130 Ctrl-C,
 141 stdout closed by its reader (``routmy chat ... | head``), quietly, as a Unix tool killed
 by SIGPIPE would exit. ``batch`` adds 3 (the file ran through, some lines failed), 4 (stopped
-at ``--max-cost``) and 128 + the signal number when stopped by SIGINT (130) or SIGTERM (143).
+at ``--max-cost``), 5 (every line validated is done, but the input grew during the run: run
+again for the rest) and 128 + the signal number when stopped by SIGINT (130) or SIGTERM (143);
+its 1 includes a ``--max-cost`` the server's answers cannot be held to and an input changed
+during the run.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ async def _client_for(args: argparse.Namespace) -> AsyncIterator[AsyncRoutmy]:
     if args.mock:
         from .testing import MockRoutmy
 
-        async with MockRoutmy() as mock:
+        async with MockRoutmy(flavor=getattr(args, "mock_flavor", None) or "routmy") as mock:
             async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
                 yield client
         return
@@ -224,6 +227,7 @@ async def _image(args: argparse.Namespace) -> int:
 
 EXIT_FAILED_LINES = 3
 EXIT_BUDGET = 4
+EXIT_INPUT_GREW = 5
 _PROGRESS_EVERY = 5.0
 
 
@@ -331,10 +335,11 @@ async def _batch(args: argparse.Namespace) -> int:
                 grace_period=args.grace,
             )
     except BatchFileError as error:
-        _err(f"error: {error}")
-        if error.check is not None:
-            for line in error.check.format_problems():
-                _err(f"  {line}")
+        if error.summary is not None:  # the run had started: what it did is written
+            _out(error.summary.format())
+            if args.summary_json:
+                _write_summary_json(args.summary_json, error.summary.to_dict())
+        _err(f"error: {error}")  # the first invalid lines are in the message
         return 1
     finally:
         signals.remove(loop)
@@ -352,7 +357,10 @@ async def _batch(args: argparse.Namespace) -> int:
         return EXIT_BUDGET
     if summary.stop_reason == "fatal_error":
         return 1
-    return EXIT_FAILED_LINES if summary.failed else 0
+    if summary.failed:
+        return EXIT_FAILED_LINES
+    # Lines appended during the run were not sent: a script must not take this for done.
+    return EXIT_INPUT_GREW if summary.input_grown else 0
 
 
 def _positive_float(text: str) -> float:
@@ -382,13 +390,24 @@ def _add_batch(commands: Any) -> None:
     connection.add_argument(
         "--mock", action="store_true", help="run against an embedded MockRoutmy (no key)"
     )
+    connection.add_argument(
+        "--mock-flavor",
+        choices=["routmy", "openrouter"],
+        default=None,
+        help="with --mock: answer as rout.my (the default: no usage.cost) or as OpenRouter "
+        "(usage.cost in dollars, which --max-cost needs)",
+    )
     batch = commands.add_parser(
         "batch",
         parents=[connection],
         help="run an OpenAI Batch-format JSONL file (resumable: run it again to go on)",
         description="Send every request of an OpenAI Batch-format JSONL file and write each "
         "result as an OpenAI Batch output line as it ends. Running the same command again "
-        "skips the lines already done and retries the failed ones.",
+        "skips the lines already done and retries the failed ones. The run sends exactly "
+        "the bytes it validated: lines appended meanwhile wait for the next run, and an "
+        "input truncated or replaced during the run stops it (exit 1). Exit codes: 0 done, "
+        "1 an error, 2 a usage error, 3 some lines failed, 4 stopped at --max-cost, 5 the "
+        "input grew during the run (run again for the rest), 130/143 interrupted.",
     )
     batch.add_argument("input", help="JSONL lines {custom_id, method, url, body}")
     batch.add_argument(
@@ -408,7 +427,10 @@ def _add_batch(commands: Any) -> None:
         type=_positive_float,
         default=None,
         metavar="USD",
-        help="stop starting requests once usage.cost reaches this budget",
+        help="what the output may cost: no request starts once the usage.cost of its "
+        "answers (earlier runs' included) would pass USD. Refused (exit 1) where answers "
+        "carry no cost: against rout.my (which counts tokens) before anything is sent, "
+        "elsewhere at the first answer without one, no other request started",
     )
     batch.add_argument(
         "--retry-failed",
@@ -505,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "batch":
         if not args.output and not args.dry_run:
             parser.error("batch: -o/--output is required (or --dry-run to only validate)")
+        if args.mock_flavor and not args.mock:
+            parser.error("batch: --mock-flavor goes with --mock")
         args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "demo":
         from ._demo import run_demo

@@ -100,7 +100,7 @@ async def _batch_files(client: AsyncRoutmy, mock: MockRoutmy, out_dir: Path) -> 
         f"first run: {first.ok} results written, {first.not_started} not started "
         f"(stop_reason={first.stop_reason!r})"
     )
-    second = await run_batch_file(client, source, target, concurrency=4, max_cost=1.0)
+    second = await run_batch_file(client, source, target, concurrency=4)
     _say(f"second run (the same call): {second.skipped} skipped as done, {second.ok} written")
     result = msgspec.json.decode(target.read_bytes().split(b"\n", 1)[0])
     answer = result["response"]["body"]["choices"][0]["message"]["content"]

@@ -72,16 +72,18 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 def test_batch_with_the_embedded_mock_and_a_json_summary(tmp_path, capsys):
-    """routmy batch --mock: exit 0, the text summary on stdout, the JSON one in a file."""
+    """routmy batch --mock (a rout.my-like server: no usage.cost): exit 0, the text summary
+    on stdout saying the answers reported no cost, the JSON one in a file."""
     source = write_requests(tmp_path / "in.jsonl", 12)
     target = tmp_path / "out.jsonl"
     report = tmp_path / "summary.json"
     args = ["batch", str(source), "-o", str(target), "--mock", "--no-progress", "--grace", "5"]
     assert main([*args, "--summary-json", str(report), "--concurrency", "3"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"ok +12\n", out) and "cost: $" in out
+    assert re.search(r"ok +12\n", out) and "(12 answers reported no cost)" in out
     summary = json.loads(report.read_text())
-    assert summary["ok"] == 12 and summary["complete"] and summary["cost"] > 0
+    assert summary["ok"] == 12 and summary["complete"] and summary["cost"] == 0
+    assert summary["answers_without_cost"] == 12
     assert_every_id_done_once(target, 12)
     assert main([*args, "--summary-json", "-"]) == 0
     assert '"skipped": 12' in capsys.readouterr().out
@@ -122,15 +124,24 @@ def test_an_invalid_file_exits_1_with_line_numbers(tmp_path, capsys):
 
 
 def test_failed_lines_exit_3_and_the_budget_exits_4(tmp_path, capsys):
-    """Lines that failed: exit 3; a --max-cost that stops the run: exit 4."""
+    """Lines that failed: exit 3; a --max-cost that stops the run against a mock that
+    reports usage.cost (--mock-flavor openrouter): exit 4."""
     locked = write_requests(tmp_path / "locked.jsonl", 2, model="mock/locked")
     args = ["--mock", "--no-progress"]
     assert main(["batch", str(locked), "-o", str(tmp_path / "a.jsonl"), *args]) == 3
     assert "403 Forbidden: 2" in capsys.readouterr().out
     source = write_requests(tmp_path / "in.jsonl", 30)
     target = str(tmp_path / "b.jsonl")
-    assert main(["batch", str(source), "-o", target, *args, "--max-cost", "0.00004"]) == 4
+    priced = [*args, "--mock-flavor", "openrouter", "--max-cost", "0.00004"]
+    assert main(["batch", str(source), "-o", target, *priced]) == 4
     assert "budget is reached" in capsys.readouterr().out
+
+
+def test_mock_flavor_needs_mock(tmp_path, capsys):
+    """--mock-flavor without --mock is a usage error (exit 2)."""
+    with pytest.raises(SystemExit) as caught:
+        main(["batch", "in.jsonl", "-o", str(tmp_path / "o"), "--mock-flavor", "openrouter"])
+    assert caught.value.code == 2 and "--mock-flavor goes with --mock" in capsys.readouterr().err
 
 
 def test_progress_lines_without_tqdm(tmp_path, capsys, monkeypatch):

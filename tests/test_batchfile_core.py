@@ -178,6 +178,38 @@ def test_good_lines_pass_and_urls_are_normalised():
             endpoint_for(f"/v1/unknown-{number}")
 
 
+def test_whatever_stops_the_sdk_before_it_sends_refuses_the_line(monkeypatch):
+    """An error other than TypeError/ValueError in the SDK's preparation refuses the line
+    (the real call would fail the same way, at every run), naming the error."""
+    from routmy_async.resources import chat
+
+    def broken(params: Any) -> None:
+        raise KeyError("role")
+
+    monkeypatch.setattr(chat, "check_params", broken)
+    with pytest.raises(LineError, match=r"body: the SDK cannot send it \(KeyError: 'role'\)"):
+        check_body(CHAT, chat_body(temperature=0.5))
+
+
+def test_a_method_that_waits_before_sending_is_a_loud_error():
+    """A method that awaits before it reaches the send would leave checks unrun: that is a
+    RuntimeError (the validation must follow the SDK), never a silent pass."""
+    import asyncio
+
+    class Waits:
+        def __init__(self, client: Any) -> None:
+            pass
+
+        async def create(self, **body: Any) -> None:
+            await asyncio.sleep(0)
+
+    endpoint = ENDPOINTS["/chat/completions"]._replace(
+        url="/v1/test-waits", resource=Waits, required=()
+    )
+    with pytest.raises(RuntimeError, match="waited before sending"):
+        check_body(endpoint, {"model": "m"})
+
+
 def test_body_fields_named_like_options_are_sent_as_fields():
     """A body's 'timeout' or 'max_retries' goes through extra_body, so it is sent as written."""
     body = chat_body(temperature=0.5)
@@ -219,7 +251,7 @@ def test_a_success_line_is_an_openai_batch_output_line():
     assert decoded["id"] == "batch_req_1" and decoded["custom_id"] == "q-1"
     assert decoded["error"] is None
     assert decoded["response"] == {"status_code": 200, "request_id": "req-1", "body": ANSWER}
-    assert read_output_line(raw) == ("q-1", True)
+    assert read_output_line(raw) == ("q-1", True, 0.25)
 
 
 def test_a_success_line_without_the_raw_bytes_encodes_raw():
@@ -293,16 +325,30 @@ def status(code: int, body: Any, **headers: str) -> Exception:
         (RuntimeError("odd"), "error", None, "RuntimeError"),
     ],
 )
-def test_a_failure_line_has_error_and_the_answer_when_there_was_one(error, code, response, outcome):
-    """error {code, message}; response with the status and error body when the server
-    answered, null otherwise; the outcome names status and code for the summary."""
+def test_a_failure_line_is_written_as_openai_writes_it(error, code, response, outcome):
+    """A 4xx/5xx answer: its status, request id and body in response and error null (as
+    OpenAI writes it); error {code, message} only without such an answer (a reset, a 2xx
+    that does not decode); the outcome names status and code for the summary."""
     raw, named = failure_line("batch_req_2", "q-2", error)
     decoded = json.loads(raw)
     assert list(decoded) == ["id", "custom_id", "response", "error"]
-    assert decoded["error"]["code"] == code and decoded["error"]["message"]
     assert decoded["response"] == response
+    if response is not None and response["status_code"] >= 400:
+        assert decoded["error"] is None
+    else:
+        assert decoded["error"]["code"] == code and decoded["error"]["message"]
     assert named == outcome == describe_failure(error)[3]
-    assert read_output_line(raw) == ("q-2", False)
+    assert read_output_line(raw) == ("q-2", False, None)
+
+
+def test_a_2xx_error_body_keeps_its_error():
+    """A 200 whose body is an error (the transport raises it as a status error) is written
+    with an error object, so no reader takes it for a result."""
+    error = status(200, {"error": {"message": "provider down", "code": 502}})
+    decoded = json.loads(failure_line("i", "q", error)[0])
+    assert decoded["response"]["status_code"] == 200
+    assert decoded["error"] == {"code": "502", "message": "provider down"}
+    assert read_output_line(failure_line("i", "q", error)[0]) == ("q", False, None)
 
 
 def test_usage_of_reads_structs_dicts_and_absences():
@@ -335,6 +381,26 @@ def test_usage_of_reads_structs_dicts_and_absences():
         (line(custom_id="a", response={"status_code": 200}, error={"code": "x"}), ("a", False)),
         (line(custom_id="a", response={"status_code": True}), ("a", False)),
         (line(custom_id="a"), ("a", False)),
+        (line(custom_id="a", response={"status_code": 200, "body": "text"}), ("a", True)),
+        (
+            line(custom_id="a", response={"status_code": 200, "body": {"usage": {"cost": 0.5}}}),
+            ("a", True, 0.5),
+        ),
+        (
+            line(custom_id="a", response={"status_code": 200, "body": {"usage": {"cost": True}}}),
+            ("a", True),
+        ),
+        *(
+            (
+                line(
+                    custom_id="a",
+                    response={"status_code": 200, "body": {"object": "response", "status": s}},
+                    error=None,
+                ),
+                ("a", s in ("completed", "incomplete")),
+            )
+            for s in ("completed", "incomplete", "failed", "cancelled", "queued", "in_progress")
+        ),
         (line(response={"status_code": 200}), None),
         (b'{"custom_id": "a", "response": {"status_co', None),
         (b'{"custom_id": "a"}{"custom_id": "b"}\n', None),
@@ -343,8 +409,11 @@ def test_usage_of_reads_structs_dicts_and_absences():
     ],
 )
 def test_reading_an_output_line_back(raw, seen):
-    """Success is no error and a 2xx response; a torn, glued or foreign line is no result."""
-    assert read_output_line(raw) == seen
+    """Success is no error and a 2xx response, and for a Responses body a completed or
+    incomplete status (a line an older version wrote for a failed response is a failure
+    now); the cost is the body's usage.cost; a torn, glued or foreign line is no result."""
+    read = read_output_line(raw)
+    assert (read if read is None or len(seen) == 3 else read[:2]) == seen
 
 
 # -- reading a whole output back -----------------------------------------------------------
@@ -473,6 +542,7 @@ def test_validation_matches_a_plain_reading_of_the_rules(rows):
     import tempfile
     from pathlib import Path
 
+    from routmy_async._batchfile._files import InputFile
     from routmy_async._batchfile._validate import check_input
 
     with tempfile.TemporaryDirectory() as directory:
@@ -481,14 +551,18 @@ def test_validation_matches_a_plain_reading_of_the_rules(rows):
             for custom_id, good in rows:
                 body = chat_body() if good else chat_body(temperature="hot")
                 out.write(json.dumps({"custom_id": custom_id, "body": body}) + "\n")
-        check = check_input(
-            path,
-            endpoint=CHAT,
-            resume=None,
-            retry_failed=True,
-            keep_bad_lines=True,
-            should_stop=lambda: False,
-        )
+        source = InputFile(path)
+        try:
+            check = check_input(
+                source,
+                endpoint=CHAT,
+                resume=None,
+                retry_failed=True,
+                keep_bad_lines=True,
+                should_stop=lambda: False,
+            )
+        finally:
+            source.close()
     seen: set[str] = set()
     bad: list[int] = []
     for number, (custom_id, good) in enumerate(rows, 1):

@@ -49,13 +49,16 @@ def test_example_runs(script, expected):
 
 def test_batch_example_runs_and_resumes(tmp_path):
     """batch.py writes a sample, runs it into OpenAI Batch output lines, and a second run
-    skips every line already done."""
+    skips every line already done; a budget against the mock (no usage.cost, as rout.my)
+    is refused with a clear error, not ignored."""
     source = tmp_path / "in.jsonl"
     target = tmp_path / "out.jsonl"
     assert run("batch.py", "--sample", str(source)).returncode == 0
-    first = run("batch.py", str(source), str(target), "5")
+    refused = run("batch.py", str(source), str(tmp_path / "budget.jsonl"), "5")
+    assert refused.returncode == 1 and "max_cost cannot be enforced" in refused.stdout
+    first = run("batch.py", str(source), str(target))
     assert first.returncode == 0, first.stderr
-    assert re.search(r"ok +20\n", first.stdout) and "of $5.0000 allowed" in first.stdout
+    assert re.search(r"ok +20\n", first.stdout) and "20 answers reported no cost" in first.stdout
     lines = [json.loads(line) for line in target.read_text().splitlines()]
     assert sorted(line["custom_id"] for line in lines) == sorted(f"fact-{i}" for i in range(20))
     assert all(line["response"]["status_code"] == 200 for line in lines)

@@ -43,12 +43,16 @@ async def run_batch_file(
     Input lines are ``{"custom_id", "method", "url", "body"}`` (``method``/``url`` may be left
     out when ``endpoint`` is given); output lines are OpenAI Batch output lines
     (``{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}``),
-    failures included (with ``error``, and ``response`` when the server answered).
+    failures included, as OpenAI writes them: a 4xx/5xx answer in ``response`` with
+    ``"error": null``; ``error`` for a failure without one (a timeout, a reset) or a 2xx that
+    is a failure (an error body, a Responses object that did not complete).
 
     Running it again over the same output resumes: ids with a successful line are skipped,
-    failed ones are sent again (unless ``retry_failed=False``). The whole input is validated
-    before the first request; an invalid file sends nothing. Requests go through the
-    client's limiter, rate budget and retries, like ``create_many``.
+    failed ones are sent again (unless ``retry_failed=False``). A Responses answer is a
+    result only when its ``status`` is ``completed`` or ``incomplete``. The whole input is
+    validated before the first request; an invalid file sends nothing, and the run sends
+    exactly the bytes it validated (lines appended meanwhile wait for the next run). Requests
+    go through the client's limiter, rate budget and retries, like ``create_many``.
 
     :param client: the client that sends the requests.
     :param input_file: the requests (JSONL, read as a stream).
@@ -61,8 +65,12 @@ async def run_batch_file(
     :param requests_per_minute: spaces the starts (within the client's own ``rate_limit``).
     :param tokens_per_minute: a token budget for the batch (estimated, then corrected by
         each answer's usage).
-    :param max_cost: a budget in USD over ``usage.cost``: no request starts once the money
-        spent plus the expected cost of those in flight would pass it.
+    :param max_cost: what the output may cost, in USD over ``usage.cost``, its earlier
+        runs' answers included: no request starts once that plus the expected cost of those
+        in flight would pass it. Refused (``BatchFileError``) where it cannot be counted:
+        against rout.my (before anything is read), over an output holding answers without a
+        cost (before anything is sent), and at the first answer without one (until one has
+        shown a cost, requests go one at a time, so no other was sent).
     :param retry_failed: send the lines whose earlier result is a failure again.
     :param skip_invalid: run the valid lines of a file with invalid ones (else nothing runs).
     :param progress: ``True`` for a tqdm bar (the ``progress`` extra) or a log line every few
@@ -70,8 +78,10 @@ async def run_batch_file(
     :param stop: a :class:`BatchStop` to stop the run from a signal handler or another task.
     :param grace_period: seconds the requests in flight get to finish after a stop request.
     :returns: what the run did; ``summary.stop_reason`` says why it ended early, if it did.
-    :raises BatchFileError: invalid lines (``.problems`` has their line numbers), an output
-        in use by another run, or a result that could not be written.
+    :raises BatchFileError: invalid lines (the message names the first ones, ``.problems``
+        has them all up to 100), an output in use by another run, a ``max_cost`` that cannot
+        be counted, an input truncated, rewritten or replaced during the run, or a result
+        that could not be written (``.summary`` has what the run did, once it had started).
     :raises ValueError: a bad option (before anything is read).
     """
     from ._run import BatchRun

@@ -11,19 +11,30 @@
   would cost milliseconds each): a crashed *process* loses nothing it wrote, and the files
   are fsynced when a run ends; after a crash of the *machine* the last lines may be missing
   or garbled, and the next run's scan drops them and sends those requests again.
+- **The input** is opened once. Validation reads it to its end and keeps a digest of each
+  block; the run reads exactly those bytes again and checks each block before it hands out
+  a line of it. Lines another process appends meanwhile are left for the next run (which
+  validates them); a file truncated, rewritten or replaced meanwhile stops the run.
 - **Reading back**: whole lines only. A last line without its newline is torn; a run cuts it
   off (after taking the lock) before appending, a check only counts it.
 - **Compaction**: once a run has ended, failure lines superseded by a later result of the
   same id (and unreadable lines) are dropped: the file is rewritten to a temporary file,
-  fsynced and renamed over the original, so a crash leaves one or the other, whole.
+  fsynced and renamed over the original, so a crash leaves one or the other, whole. The new
+  file gets the old one's mode and owner, and a symlinked output is compacted where it
+  points (the link stays); a file whose owner cannot be kept, or with other hard links, is
+  left as it is (superseded failure lines are harmless, only not compact).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
+import logging
 import os
 import shutil
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ._control import BatchFileError
@@ -40,13 +51,15 @@ __all__ = [
     "BLOCK_SIZE",
     "Appender",
     "FileLock",
-    "LineReader",
+    "InputFile",
     "Stopped",
     "compact_file",
     "compacting_path",
     "lock_path",
     "scan_file",
 ]
+
+logger = logging.getLogger("routmy_async")
 
 _write = os.write  # one name for every result write (a test stands a full disk in for it)
 
@@ -183,15 +196,90 @@ class Appender:
             os.close(fd)
 
 
-class LineReader:
-    """Reads a file as blocks of whole lines (the last one may lack its newline)."""
+def _digest(data: bytes) -> bytes:
+    # 128 bits of BLAKE2b: a changed block passing for the validated one is out of reach,
+    # and hashing costs about a second per 200 MB, far below the validation itself.
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class InputFile:
+    """The input file, opened once: what validation read is what the run sends.
+
+    :meth:`validation_blocks` reads the file to its end as blocks of whole lines (the last
+    one may lack its newline) and keeps each block's size and digest; :meth:`read_block`
+    then reads exactly those blocks again, checking each before any line of it is used.
+    """
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._file = path.open("rb")
+        info = os.fstat(self._file.fileno())
+        self._identity = (info.st_dev, info.st_ino)
+        self._blocks: list[tuple[int, bytes]] = []
+        self._next = 0
+        #: Bytes validated: the run reads no further.
+        self.size = 0
+
+    def validation_blocks(self) -> Iterator[list[bytes]]:
+        """Read the whole file (again from its start), recording what was read."""
+        self._file.seek(0)
+        self._blocks = []
+        self._next = 0
+        self.size = 0
+        while True:
+            block = self._file.readlines(BLOCK_SIZE)
+            if not block:
+                return
+            data = b"".join(block)
+            self._blocks.append((len(data), _digest(data)))
+            self.size += len(data)
+            yield block
+
+    def rewind(self) -> None:
+        """Go back to the first block validated."""
+        self._file.seek(0)
+        self._next = 0
 
     def read_block(self) -> list[bytes]:
-        """The next lines, about :data:`BLOCK_SIZE` bytes of them; empty at the end."""
-        return self._file.readlines(BLOCK_SIZE)
+        """The next block validated, as lines; empty after the last one.
+
+        :raises BatchFileError: the file was replaced, removed, truncated or rewritten since
+            it was validated.
+        """
+        if self._next >= len(self._blocks):
+            return []
+        size, digest = self._blocks[self._next]
+        offset = self._file.tell()
+        self._check_same_file()
+        data = self._file.read(size)
+        if len(data) < size:
+            raise self._changed(f"was cut to {offset + len(data):,} bytes")
+        if _digest(data) != digest:
+            raise self._changed(f"was rewritten (the bytes from offset {offset:,} differ)")
+        self._next += 1
+        return io.BytesIO(data).readlines()
+
+    def _check_same_file(self) -> None:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise self._changed("was removed") from None
+        if (info.st_dev, info.st_ino) != self._identity:
+            raise self._changed("was replaced by another file")
+
+    def _changed(self, how: str) -> BatchFileError:
+        return BatchFileError(
+            f"{self.path}: the input {how} since it was validated; the run stopped there. "
+            "The lines already sent are in the output: run again once the file is final, "
+            "to validate it again and send the rest"
+        )
+
+    def grown(self) -> int:
+        """Bytes the file has beyond what was validated (another process appending)."""
+        try:
+            return max(0, os.fstat(self._file.fileno()).st_size - self.size)
+        except OSError:  # pragma: no cover - a descriptor we hold does not go bad
+            return 0
 
     def close(self) -> None:
         self._file.close()
@@ -235,8 +323,33 @@ def scan_file(
 
 
 def compacting_path(path: Path) -> Path:
-    """Where compaction writes the new file before it is renamed over ``path``."""
-    return path.with_name(path.name + ".compacting")
+    """Where compaction writes the new file before it is renamed over ``path`` (beside the
+    file a symlink points to, which is the one replaced)."""
+    real = path.resolve()
+    return real.with_name(real.name + ".compacting")
+
+
+def _keep_identity(target: int, original: os.stat_result, path: Path) -> bool:
+    """Give the new file the original's mode and owner; ``False`` when it cannot be done
+    (the rename would hand the file to us, or split its hard links)."""
+    if original.st_nlink > 1:
+        logger.warning("%s: not compacted: it has other hard links, a rewrite splits them", path)
+        return False
+    if not hasattr(os, "fchown"):  # pragma: no cover - Windows: no POSIX mode or owner
+        return True
+    os.fchmod(target, stat.S_IMODE(original.st_mode))
+    mine = os.fstat(target)
+    if (mine.st_uid, mine.st_gid) != (original.st_uid, original.st_gid):
+        try:
+            os.fchown(target, original.st_uid, original.st_gid)
+        except PermissionError:
+            logger.warning(
+                "%s: not compacted: the rewritten file could not keep its owner (uid %d)",
+                path,
+                original.st_uid,
+            )
+            return False
+    return True
 
 
 def compact_file(
@@ -254,10 +367,13 @@ def compact_file(
 
     :raises Stopped: ``should_stop()`` became true (the file is left as it was).
     """
+    path = path.resolve()  # through a symlink: the link stays, its target is rewritten
     temporary = compacting_path(path)
     dropped = 0
     try:
         with path.open("rb") as source, temporary.open("wb") as target:
+            if not _keep_identity(target.fileno(), os.fstat(source.fileno()), path):
+                return 0
             offset = 0
             while offset < keep_from:
                 block = source.readlines(BLOCK_SIZE)
@@ -268,7 +384,7 @@ def compact_file(
                 for raw in block:
                     if offset < keep_from:
                         seen = read_output_line(raw)
-                        if seen is None or (not seen[1] and drop(fingerprint(seen[0]))):
+                        if seen is None or (not seen.ok and drop(fingerprint(seen.custom_id))):
                             dropped += 1
                             offset += len(raw)
                             continue

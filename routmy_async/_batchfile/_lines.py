@@ -10,13 +10,17 @@ Input, one JSON object a line (https://platform.openai.com/docs/api-reference/ba
     {"id": "batch_req_...", "custom_id": "q-1",
      "response": {"status_code": 200, "request_id": "...", "body": {...}}, "error": null}
 
-A failed request has an ``error`` object (``code``, ``message``) and, when the server
-answered, a ``response`` holding its status and error body. The answer's body is written as
-the server's own bytes, not decoded and encoded again.
+As OpenAI writes them, a request the server answered with a 4xx or 5xx status has that
+status, its request id and its error body in ``response`` and ``"error": null``; ``error``
+(``code``, ``message``) is for a failure without such an answer: a timeout or a reset
+(``response`` is ``null``), or a 2xx answer that is a failure all the same (an error body, a
+body that does not decode, a Responses object whose ``status`` is not ``completed`` or
+``incomplete``), whose ``response`` is kept beside the ``error``. The answer's body is
+written as the server's own bytes, not decoded and encoded again.
 
 A body is checked by the SDK method that will send it: the method runs against a stand-in
 client whose request step raises, so every check the real call makes has passed (and none
-is repeated here, so none can drift).
+is repeated here, so none can drift); anything else that stops it there refuses the line.
 """
 
 from __future__ import annotations
@@ -40,9 +44,12 @@ from ..types.chat import Usage as _ChatUsage
 
 __all__ = [
     "ENDPOINTS",
+    "AnswerFailure",
     "Endpoint",
     "InputLine",
     "LineError",
+    "OutputLine",
+    "answer_state",
     "call_kwargs",
     "check_body",
     "decode_input",
@@ -235,25 +242,33 @@ class _Checked(Exception):
     """Raised where the request would be sent: every check before it has passed."""
 
 
-async def _stop_here(*args: Any, **kwargs: Any) -> Any:
-    raise _Checked
-
-
 _dry: dict[str, Callable[..., Any]] = {}
 
 
 def _dry_method(endpoint: Endpoint) -> Callable[..., Any]:
-    """The endpoint's method on a client whose sending step raises :class:`_Checked`.
+    """The endpoint's method on a client whose two sending steps raise :class:`_Checked`.
 
     A real client (building one does no I/O), so the method finds whatever it uses before
-    sending; only the two calls that send are replaced.
+    sending. It has a token budget, so the token estimate a run with ``tokens_per_minute``
+    makes is made here too: a body it cannot estimate is refused now, not at every run.
     """
     method = _dry.get(endpoint.url)
     if method is None:
         from .._client import AsyncRoutmy
+        from .._ratelimit import RateLimit
 
-        client: Any = AsyncRoutmy(api_key="dry-run", base_url="http://127.0.0.1:9/v1")
-        client._request = client._open_stream = _stop_here  # instance attributes win
+        class DryRunClient(AsyncRoutmy):
+            async def _request(self, *args: Any, **kwargs: Any) -> Any:
+                raise _Checked
+
+            async def _open_stream(self, *args: Any, **kwargs: Any) -> Any:
+                raise _Checked  # pragma: no cover - stream lines are refused before this
+
+        client = DryRunClient(
+            api_key="dry-run",
+            base_url="http://127.0.0.1:9/v1",
+            rate_limit=RateLimit(tokens_per_minute=1e15),
+        )
         method = _dry[endpoint.url] = endpoint.bind(client)
     return method
 
@@ -262,9 +277,12 @@ def check_body(endpoint: Endpoint, body: dict[str, Any]) -> None:
     """Run the SDK's own checks of ``body`` for ``endpoint``, sending nothing.
 
     The method's coroutine is stepped once, by hand: it runs its checks and stops where it
-    would send (or at its first real wait, which is never awaited), so no I/O can happen.
+    would send, so no I/O can happen. Whatever else ends it there would end the real call
+    the same way, before anything is sent: the line is refused with that error.
 
     :raises LineError: a field is missing, or has a type or value the SDK refuses.
+    :raises RuntimeError: the method waited before it reached the send (the check would
+        be incomplete: a change in the SDK that this module must follow).
     """
     if body.get("stream"):
         raise LineError("body: stream is not supported in a batch (each answer is one line)")
@@ -277,11 +295,15 @@ def check_body(endpoint: Endpoint, body: dict[str, Any]) -> None:
             coroutine.send(None)
         except (_Checked, StopIteration):
             return
-        coroutine.close()  # pragma: no cover - it waited before sending: checked that far
+        coroutine.close()
     except (TypeError, ValueError) as exc:
         raise LineError(f"body: {exc}") from None
-    except Exception:  # pragma: no cover - past its checks, in the sending machinery
-        return
+    except Exception as exc:
+        raise LineError(f"body: the SDK cannot send it ({type(exc).__name__}: {exc})") from None
+    raise RuntimeError(
+        f"checking a {endpoint.url} line: the SDK method waited before sending, so its "
+        "checks did not all run (the batch validation must follow that change)"
+    )
 
 
 # -- output --------------------------------------------------------------------------------
@@ -320,10 +342,69 @@ def _raw_body(result: Any) -> msgspec.Raw:
     return msgspec.Raw(raw)
 
 
-def success_line(line_id: str, custom_id: str, result: Any) -> bytes:
-    """The output line of an answered request, newline included."""
+#: The states of a Responses object that are its answer; any other (``failed``,
+#: ``cancelled``, ``queued``, ``in_progress``) is a failure, sent again by the next run.
+RESPONSE_DONE = frozenset(("completed", "incomplete"))
+
+
+class AnswerFailure(NamedTuple):
+    """A 2xx answer that is a failure all the same: how the summary names it (``outcome``)
+    and the ``error`` its line gets (``code``, ``message``)."""
+
+    outcome: str
+    code: str
+    message: str
+
+
+def answer_state(result: Any) -> tuple[AnswerFailure | None, str | None]:
+    """``(failure, incomplete)`` of an answer.
+
+    ``failure``: a Responses object in a state other than ``completed``/``incomplete``, or a
+    chat completion with a choice that ended in ``finish_reason: "error"`` (a provider that
+    failed mid-answer: the text is cut). ``incomplete``: the reason of a Responses object
+    that stopped short (``"max_output_tokens"``). Both ``None`` for any other answer.
+    """
+    kind = getattr(result, "object", None)
+    if kind == "response":
+        status = getattr(result, "status", None)
+        if status == "incomplete":
+            details = getattr(result, "incomplete_details", None)
+            return None, str(getattr(details, "reason", None) or "unknown")
+        if status in RESPONSE_DONE:
+            return None, None
+        state = str(status or "without status")
+        outcome = f"response {state}"
+        error = getattr(result, "error", None)
+        code = getattr(error, "code", None)
+        if code is not None:
+            outcome += f" ({code})"
+        detail = getattr(error, "message", None)
+        message = f"the response {state}" + (f": {detail}" if detail else "")
+        return AnswerFailure(outcome, f"response_{state.replace(' ', '_')}", message), None
+    if kind == "chat.completion":
+        choices = getattr(result, "choices", None) or ()
+        if any(getattr(choice, "finish_reason", None) == "error" for choice in choices):
+            raw = result.raw
+            error = raw.get("error") if isinstance(raw, Mapping) else None
+            detail = error.get("message") if isinstance(error, Mapping) else None
+            message = "a choice ended with finish_reason 'error' (the provider failed)"
+            if detail:
+                message += f": {detail}"
+            return AnswerFailure("finish_reason error", "finish_reason_error", message), None
+    return None, None
+
+
+def success_line(
+    line_id: str, custom_id: str, result: Any, failure: AnswerFailure | None = None
+) -> bytes:
+    """The output line of an answered request, newline included.
+
+    ``failure`` (from :func:`answer_state`) marks an answer that is not a result: the line
+    gets an ``error`` beside its ``response``.
+    """
     response = _Response(200, getattr(result, "request_id", None), _raw_body(result))
-    return _encode(_OutputLine(line_id, custom_id, response, None)) + b"\n"
+    error = None if failure is None else _Error(failure.code, failure.message)
+    return _encode(_OutputLine(line_id, custom_id, response, error)) + b"\n"
 
 
 def _json_or_text(body: bytes) -> Any:
@@ -364,9 +445,17 @@ def describe_failure(error: BaseException) -> tuple[str, str, _Response | None, 
 
 
 def failure_line(line_id: str, custom_id: str, error: BaseException) -> tuple[bytes, str]:
-    """The output line of a failed request (newline included) and its outcome name."""
+    """The output line of a failed request (newline included) and its outcome name.
+
+    A 4xx or 5xx answer is described by its ``response`` alone (``"error": null``), as
+    OpenAI writes it; a 2xx one that is a failure keeps an ``error`` too, or a reader that
+    looks at the status would take it for a result.
+    """
     code, message, response, outcome = describe_failure(error)
-    line = _encode(_OutputLine(line_id, custom_id, response, _Error(code, message))) + b"\n"
+    described = None
+    if response is None or 200 <= response.status_code < 300:
+        described = _Error(code, message)
+    line = _encode(_OutputLine(line_id, custom_id, response, described)) + b"\n"
     return line, outcome
 
 
@@ -419,8 +508,13 @@ def usage_of(result: Any) -> tuple[int, int, int, float | None]:
 # -- reading the output back ---------------------------------------------------------------
 
 
+_NULL = msgspec.Raw(b"null")
+
+
 class _SeenResponse(msgspec.Struct):
     status_code: Any = None
+    # Raw (msgspec cannot union it with None): decoded only when the line is a 2xx answer.
+    body: msgspec.Raw = _NULL
 
 
 class _SeenLine(msgspec.Struct):
@@ -429,13 +523,32 @@ class _SeenLine(msgspec.Struct):
     error: Any = None
 
 
+class _SeenBody(msgspec.Struct):
+    object: Any = None
+    status: Any = None
+    usage: Any = None
+
+
 _decode_output = msgspec.json.Decoder(_SeenLine).decode
+_decode_body = msgspec.json.Decoder(_SeenBody).decode
 
 
-def read_output_line(raw: bytes) -> tuple[str, bool] | None:
-    """``(custom_id, succeeded)`` of a whole output line, or ``None`` when it is not one.
+class OutputLine(NamedTuple):
+    """What a whole output line says: whose it is, whether it is a result, what it cost."""
 
-    A line succeeded when it has no ``error`` and a 2xx ``response``.
+    custom_id: str
+    ok: bool
+    #: The answer's ``usage.cost`` (``None``: a failure, or an answer that reported none).
+    cost: float | None = None
+
+
+def read_output_line(raw: bytes) -> OutputLine | None:
+    """What a whole output line says, or ``None`` when it is not an output line.
+
+    A line is a result when it has no ``error`` and a 2xx ``response`` whose body is not a
+    Responses object in a state other than ``completed`` or ``incomplete`` (an output
+    written before that rule had such lines as results: they are failures now). The cost
+    is read from any 2xx body: a failed response may have been billed too.
     """
     try:
         line = _decode_output(raw)
@@ -443,10 +556,17 @@ def read_output_line(raw: bytes) -> tuple[str, bool] | None:
         return None
     response = line.response
     status = response.status_code if response is not None else None
-    ok = (
-        line.error is None
-        and isinstance(status, int)
-        and not isinstance(status, bool)
-        and 200 <= status < 300
-    )
-    return line.custom_id, ok
+    if not (isinstance(status, int) and not isinstance(status, bool) and 200 <= status < 300):
+        return OutputLine(line.custom_id, False)
+    assert response is not None
+    ok = line.error is None
+    try:
+        body = _decode_body(response.body)
+    except msgspec.MsgspecError:  # a body that is not an object: nothing more to read
+        return OutputLine(line.custom_id, ok)
+    if body.object == "response" and body.status not in RESPONSE_DONE:
+        ok = False
+    cost = body.usage.get("cost") if isinstance(body.usage, dict) else None
+    if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+        cost = None
+    return OutputLine(line.custom_id, ok, cost)

@@ -4,6 +4,8 @@ The output files are read back line by line (``_files.scan_file`` does the readi
 successful line marks its ``custom_id`` done; a failed one marks it failed (sent again by the
 next run unless told not to); a line that does not decode is unreadable and never taken as
 a result. Only fingerprints are kept (see ``_idset``), so a million done ids cost 8 MB.
+The ``usage.cost`` of every answer is added up: what the output has cost so far, which
+``max_cost`` counts.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ class Resume:
     """The done state of every output file of a run."""
 
     def __init__(
-        self, ok: FingerprintSet, failed: FingerprintSet, stale: int, scans: list[FileScan]
+        self,
+        ok: FingerprintSet,
+        failed: FingerprintSet,
+        stale: int,
+        scans: list[FileScan],
+        *,
+        cost: float = 0.0,
+        uncosted: int = 0,
     ):
         #: Ids with a successful line.
         self.ok = ok
@@ -46,6 +55,10 @@ class Resume:
         #: Failure lines of ids that also have a successful line (dropped on compaction).
         self.stale = stale
         self.scans = scans
+        #: The sum of the ``usage.cost`` the answers in the files reported (USD).
+        self.cost = cost
+        #: Successful lines whose answer reported no cost.
+        self.uncosted = uncosted
 
     @property
     def empty(self) -> bool:
@@ -59,6 +72,8 @@ class ResumeState:
     def __init__(self) -> None:
         self._ok = FingerprintCollector()
         self._scans: list[FileScan] = []
+        self._cost = 0.0
+        self._uncosted = 0
 
     def begin(self, path: Path) -> FileScan:
         """Start reading another file."""
@@ -74,8 +89,11 @@ class ResumeState:
         if seen is None:
             scan.unreadable += 1
             return
-        custom_id, ok = seen
-        (self._ok if ok else scan.failures).add(fingerprint(custom_id))
+        (self._ok if seen.ok else scan.failures).add(fingerprint(seen.custom_id))
+        if seen.cost is not None:
+            self._cost += seen.cost
+        elif seen.ok:
+            self._uncosted += 1
 
     def finish(self) -> Resume:
         """The done sets; each file keeps its own failure fingerprints for compaction."""
@@ -86,4 +104,11 @@ class ResumeState:
             for value in scan.failures:
                 failed.add(value)
                 stale += value in ok
-        return Resume(ok, failed.freeze(without=ok), stale, self._scans)
+        return Resume(
+            ok,
+            failed.freeze(without=ok),
+            stale,
+            self._scans,
+            cost=self._cost,
+            uncosted=self._uncosted,
+        )

@@ -5,9 +5,11 @@ The order is what makes a run safe to start again at any moment:
 1. take the lock on the output (and errors) file, so no other run writes there;
 2. read the output back (cutting a torn last line) into the set of done ids;
 3. validate the whole input; an invalid file sends nothing (unless told to skip bad lines);
-4. stream the input again, skipping done ids, through ``run_many`` (the client's limiter,
-   rate budgets and retries), writing each result as one whole line as it ends;
-5. after a run that was not interrupted, drop superseded failure lines (compaction).
+4. stream the validated bytes of the input again (checked against what was validated, block
+   by block), skipping done ids, through ``run_many`` (the client's limiter, rate budgets
+   and retries), writing each result as one whole line as it ends;
+5. after a run that was not interrupted, drop the failure lines superseded by a later line
+   (compaction): a line written by this run, or an earlier success.
 
 The long passes (2, 3, 5) run in a worker thread and look at the stop request every few
 thousand lines. Requests run under a cancel scope: a stop request sets its deadline to the
@@ -31,13 +33,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .._batch import run_many
+from .._config import is_routmy_url
 from .._exceptions import RoutmyError
 from .._ratelimit import RateLimit
 from ._control import BatchFileError, BatchStop
 from ._files import (
     Appender,
     FileLock,
-    LineReader,
+    InputFile,
     Stopped,
     compact_file,
     compacting_path,
@@ -46,7 +49,7 @@ from ._files import (
 from ._idset import FingerprintCollector, fingerprint
 from ._lines import (
     Endpoint,
-    LineError,
+    answer_state,
     call_kwargs,
     decode_input,
     endpoint_for,
@@ -141,29 +144,49 @@ async def check_only(
 ) -> BatchCheck:
     """Validate a file and count what a run over ``output_file`` would send (reads only)."""
     default = endpoint_for(endpoint) if endpoint is not None else None
-    source, outputs = _paths(input_file, output_file, errors_file)
+    path, outputs = _paths(input_file, output_file, errors_file)
     stop = BatchStop()
     resume = await _in_thread(_read_resume, outputs, repair=False, stop=stop) if outputs else None
-    return await _in_thread(
-        check_input,
-        source,
-        endpoint=default,
-        resume=resume,
-        retry_failed=retry_failed,
-        keep_bad_lines=False,
-        stop=stop,
+    source = InputFile(path)
+    try:
+        return await _in_thread(
+            check_input,
+            source,
+            endpoint=default,
+            resume=resume,
+            retry_failed=retry_failed,
+            keep_bad_lines=False,
+            stop=stop,
+        )
+    finally:
+        source.close()
+
+
+def _invalid_file(path: Path, check: BatchCheck) -> BatchFileError:
+    """The error of a file with invalid lines; its message lists the first ones, as a
+    traceback is often all a user sees."""
+    listed = "\n".join(f"  {line}" for line in check.format_problems(limit=10))
+    return BatchFileError(
+        f"{path}: {check.invalid:,} invalid line(s); nothing was sent (fix them, or skip "
+        f"them with skip_invalid=True / --skip-invalid):\n{listed}",
+        problems=check.problems,
+        check=check,
     )
 
 
 class _Item:
-    """A line on its way: its id, the method that sends it and its arguments."""
+    """A line on its way: its id, the method that sends it and its arguments; ``retry``
+    when an earlier run left a failure line for it."""
 
-    __slots__ = ("call", "custom_id", "kwargs")
+    __slots__ = ("call", "custom_id", "kwargs", "retry")
 
-    def __init__(self, custom_id: str, call: Callable[..., Any], kwargs: dict[str, Any]):
+    def __init__(
+        self, custom_id: str, call: Callable[..., Any], kwargs: dict[str, Any], retry: bool
+    ):
         self.custom_id = custom_id
         self.call = call
         self.kwargs = kwargs
+        self.retry = retry
 
 
 class _Meter:
@@ -247,6 +270,13 @@ class BatchRun:
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")
         if stop is not None and not isinstance(stop, BatchStop):
             raise TypeError(f"stop must be a BatchStop, not {type(stop).__name__}")
+        if max_cost is not None and is_routmy_url(client.base_url):
+            raise BatchFileError(
+                f"max_cost cannot be enforced against {client.base_url}: rout.my reports no "
+                "usage.cost (a request costs tokens times the model's token_multiplier, in "
+                "quota units, not dollars); nothing was read or sent. Run without max_cost "
+                "(--max-cost)"
+            )
         if not client.api_key_set:
             raise RoutmyError(
                 "no API key: pass AsyncRoutmy(api_key=...) or set the ROUTMY_API_KEY "
@@ -278,7 +308,13 @@ class BatchRun:
         self._output: Appender | None = None
         self._errors: Appender | None = None
         self._methods: dict[str, Callable[..., Any]] = {}
+        # Ids of earlier failure lines that this run has written a new line for: only those
+        # lines are superseded (an id queued for a retry but never sent keeps its line).
         self._retried = FingerprintCollector()
+        # Set after each result: the first request under a max_cost waits on it (see _items).
+        self._answered = asyncio.Event()
+        # What ends the run in a BatchFileError once the requests in flight are written.
+        self._error: str | None = None
         # Line ids unique across runs: a random part per run, then a counter.
         self._id_prefix = f"batch_req_{os.urandom(6).hex()}"
         self._serial = 0
@@ -292,19 +328,23 @@ class BatchRun:
             with ExitStack() as held:
                 for path in self._outputs:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    lock = FileLock(path)
+                    # The file a symlink points to is the one written: two links to one
+                    # file must not let two runs append to it at once.
+                    lock = FileLock(path.resolve())
                     lock.acquire()
                     held.callback(lock.release)
                     # A compaction cut short by a crash leaves its new file: the original
                     # was never replaced, so the half-written copy goes.
                     compacting_path(path).unlink(missing_ok=True)
+                source = InputFile(self._source)
+                held.callback(source.close)
                 try:
                     resume = await _in_thread(
                         _read_resume, self._outputs, repair=True, stop=self._stop
                     )
                     check = await _in_thread(
                         check_input,
-                        self._source,
+                        source,
                         endpoint=self._default,
                         resume=resume,
                         retry_failed=self._retry_failed,
@@ -317,21 +357,27 @@ class BatchRun:
                     summary._finish()
                     return summary
                 if check.invalid and not self._skip_invalid:
+                    raise _invalid_file(self._source, check)
+                self._plan(check)
+                summary.cost_before = resume.cost
+                if self._max_cost is not None and resume.uncosted and check.to_run:
                     raise BatchFileError(
-                        f"{self._source}: {check.invalid:,} invalid line(s); nothing was sent "
-                        "(fix them, or skip them with skip_invalid=True / --skip-invalid)",
-                        problems=check.problems,
+                        f"max_cost cannot be enforced: {resume.uncosted:,} answer(s) already "
+                        f"in {self._outputs[0]} reported no usage.cost, so what the output "
+                        "has cost is not known; nothing was sent. Run without max_cost "
+                        "(--max-cost), or into a new output file",
                         check=check,
                     )
-                self._plan(check)
                 if self._stop.requested:
                     summary.stop_reason = "interrupted"
                 else:
-                    await self._send_all(check, resume)
+                    await self._send_all(check, resume, source)
                     await self._compact(resume)
         finally:
             unlisten()
         summary._finish()
+        if self._error is not None:
+            raise BatchFileError(self._error, summary=summary)
         return summary
 
     def _plan(self, check: BatchCheck) -> None:
@@ -342,13 +388,13 @@ class BatchRun:
         summary.skipped_failed = 0 if self._retry_failed else check.failed_before
         summary.invalid = check.invalid
 
-    async def _send_all(self, check: BatchCheck, resume: Resume) -> None:
+    async def _send_all(self, check: BatchCheck, resume: Resume, source: InputFile) -> None:
         summary = self.summary
         self._output = Appender(self._outputs[0])
         if len(self._outputs) > 1:
             self._errors = Appender(self._outputs[1])
         meter = _Meter(self._progress, summary)
-        items = self._items(check, resume)
+        items = self._items(check, resume, source)
         results = run_many(
             self._call,
             items,
@@ -372,6 +418,7 @@ class BatchRun:
                 await items.aclose()
                 await _in_thread(self._close_files, stop=BatchStop())
             meter.close()
+        summary.input_grown = source.grown()
 
     def _close_files(self, *, should_stop: Callable[[], bool]) -> None:
         del should_stop  # an fsync is short and must not be skipped
@@ -380,49 +427,59 @@ class BatchRun:
                 appender.close()
 
     async def _items(
-        self, check: BatchCheck, resume: Resume
+        self, check: BatchCheck, resume: Resume, source: InputFile
     ) -> AsyncGenerator[dict[str, _Item], None]:
-        """The lines to send, as ``run_many`` requests, until the input ends or a stop."""
+        """The lines to send, as ``run_many`` requests, until the validated bytes end or a
+        stop."""
         summary = self.summary
-        reader = LineReader(self._source)
         bad = iter(check._bad_lines)
         next_bad = next(bad, 0)
         lookups = not resume.empty
         ok, failed = resume.ok, resume.failed
         number = 0
-        try:
-            while True:
-                block = await anyio.to_thread.run_sync(reader.read_block)
-                if not block:
-                    return
-                for raw in block:
-                    number += 1
-                    if number == next_bad:
-                        next_bad = next(bad, 0)
+        source.rewind()
+        while True:
+            try:
+                block = await anyio.to_thread.run_sync(source.read_block)
+            except BatchFileError as error:
+                self._fail("input_changed", str(error))
+                return
+            if not block:
+                return
+            for raw in block:
+                number += 1
+                if number == next_bad:
+                    next_bad = next(bad, 0)
+                    continue
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM) :]
+                if raw[:1] in _SPACE and not raw.strip():
+                    continue
+                # The bytes are the ones validated (read_block checked them): a line that
+                # was valid then is valid now.
+                custom_id, endpoint, body = request_of(decode_input(raw), self._default)
+                retry = False
+                if lookups:
+                    value = fingerprint(custom_id)
+                    if value in ok:
                         continue
-                    if number == 1 and raw.startswith(_BOM):
-                        raw = raw[len(_BOM) :]
-                    if raw[:1] in _SPACE and not raw.strip():
-                        continue
-                    try:
-                        custom_id, endpoint, body = request_of(decode_input(raw), self._default)
-                    except LineError:  # the file changed since it was checked
-                        summary.invalid += 1
-                        continue
-                    if lookups:
-                        value = fingerprint(custom_id)
-                        if value in ok:
+                    if value in failed:
+                        if not self._retry_failed:
                             continue
-                        if value in failed:
-                            if not self._retry_failed:
-                                continue
-                            self._retried.add(value)
+                        retry = True
+                if self._stopping or not self._may_start():
+                    return
+                if self._max_cost is not None and not summary.costed:
+                    # Until an answer shows that the server reports a cost, one request at a
+                    # time: an answer without one then stops the run having sent no other.
+                    while summary.in_flight and not self._stopping:
+                        self._answered.clear()
+                        await self._answered.wait()
                     if self._stopping or not self._may_start():
                         return
-                    summary.started += 1
-                    yield {"item": _Item(custom_id, self._method(endpoint), call_kwargs(body))}
-        finally:
-            reader.close()
+                summary.started += 1
+                item = _Item(custom_id, self._method(endpoint), call_kwargs(body), retry)
+                yield {"item": item}
 
     def _method(self, endpoint: Endpoint) -> Callable[..., Any]:
         method = self._methods.get(endpoint.url)
@@ -451,41 +508,72 @@ class BatchRun:
                     target = self._errors
                 target.write(line)
                 summary._add_failure(outcome)
-                if is_fatal(result) and summary.stop_reason is None:
-                    summary.stop_reason = "fatal_error"
-                    summary.stop_detail = (
+                if is_fatal(result):
+                    self._fail(
+                        "fatal_error",
                         f"the server refused the request ({outcome}: {result}); no new "
-                        "requests were started"
+                        "requests were started",
+                        raise_error=False,
                     )
-                    self._stopping = True
             else:
-                target.write(success_line(line_id, item.custom_id, result))
+                failure, incomplete = answer_state(result)
                 prompt, completion, total, cost = usage_of(result)
-                summary._add_ok(prompt, completion, total, cost)
-                if cost is None and self._max_cost is not None and summary.ok - summary.costed == 1:
-                    logger.warning(
-                        "batch: an answer reported no usage.cost: max_cost counts only the "
-                        "answers that do"
-                    )
+                if failure is not None:
+                    if self._errors is not None:
+                        target = self._errors
+                    target.write(success_line(line_id, item.custom_id, result, failure))
+                    summary._add_failure(failure.outcome, cost)
+                else:
+                    target.write(success_line(line_id, item.custom_id, result))
+                    summary._add_ok(prompt, completion, total, cost)
+                    if incomplete is not None:
+                        summary._add_incomplete(incomplete)
+                    if cost is None and self._max_cost is not None:
+                        self._fail(
+                            "cost_unknown",
+                            f"max_cost cannot be enforced: the answer to {item.custom_id!r} "
+                            f"reported no usage.cost (this server, {self._client.base_url}, "
+                            "does not say what a request costs; rout.my counts tokens, not "
+                            f"dollars). No request started after it ({summary.started:,} "
+                            "sent in all, every result written). Run without max_cost "
+                            "(--max-cost) against this server",
+                        )
         except OSError as exc:
             raise BatchFileError(
                 f"could not write to {target.path}: {exc}. Every line written before is "
                 "whole: make room and run again to resume",
                 summary=summary,
             ) from exc
-        if self._max_cost is not None and summary.cost >= self._max_cost:
+        finally:
+            self._answered.set()
+        if item.retry:
+            self._retried.add(fingerprint(item.custom_id))
+        if self._max_cost is not None and summary.cost_total >= self._max_cost:
             self._budget_reached()
 
+    def _fail(self, reason: str, detail: str, *, raise_error: bool = True) -> None:
+        """Stop new starts for a reason the summary names; with ``raise_error``, the run
+        ends in a ``BatchFileError`` once the requests in flight are written."""
+        summary = self.summary
+        if summary.stop_reason in (None, "budget"):
+            summary.stop_reason = reason
+            summary.stop_detail = detail
+        if raise_error and self._error is None:
+            self._error = detail
+        self._stopping = True
+
     def _may_start(self) -> bool:
-        """Whether the budget allows one more request: the money spent plus the expected
-        cost of the requests in flight, this one included, must stay within ``max_cost``."""
+        """Whether the budget allows one more request: what the output has cost, plus the
+        expected cost of the requests in flight, this one included, must stay within
+        ``max_cost``."""
         limit = self._max_cost
         if limit is None:
             return True
         summary = self.summary
-        spent = summary.cost
+        spent = summary.cost_total
         if spent >= limit or (
-            summary.costed and spent + (summary.in_flight + 1) * spent / summary.costed > limit
+            summary.costed
+            and spent + (summary.in_flight + 1) * summary.cost / summary.costed > limit
         ):
             self._budget_reached()
             return False
@@ -496,9 +584,10 @@ class BatchRun:
         if summary.stop_reason is None:
             summary.stop_reason = "budget"
             logger.info(
-                "batch: max_cost %s reached (%s spent, %d in flight): no new requests start",
+                "batch: max_cost %s reached (%s spent on this output, %d in flight): no new "
+                "requests start",
                 format_money(self._max_cost or 0.0),
-                format_money(summary.cost),
+                format_money(summary.cost_total),
                 summary.in_flight,
             )
         self._stopping = True

@@ -121,10 +121,20 @@ class BatchSummary:
     (``skip_invalid=True``), ``not_started`` left when the run stopped early and
     ``cancelled`` cut off in flight. Lines not done are sent again by the next run.
 
+    ``ok`` counts the Responses answers that stopped short too (``status: "incomplete"``);
+    ``incomplete`` names their reasons. A Responses answer in any other state than
+    ``completed`` (``failed``, ``cancelled``, ``queued``, ``in_progress``) is a failure.
+
+    ``cost`` is what this run's answers reported, ``cost_before`` what the answers already
+    in the output files had; ``max_cost`` bounds their sum, ``cost_total``.
+
     ``stop_reason`` is ``None`` when the run went through the whole file, ``"budget"`` when
     ``max_cost`` stopped new starts, ``"interrupted"`` when a stop was requested (Ctrl-C),
-    ``"fatal_error"`` when the server refused the key or the credit (``stop_detail`` says
-    how).
+    ``"fatal_error"`` when the server refused the key or the credit, ``"cost_unknown"`` when
+    an answer reported no cost under a ``max_cost``, ``"input_changed"`` when the input was
+    truncated or replaced during the run (``stop_detail`` says how; the last two end in a
+    ``BatchFileError`` that carries this summary). ``input_grown`` counts the bytes another
+    process appended to the input during the run: not validated, so not sent.
     """
 
     def __init__(
@@ -155,10 +165,16 @@ class BatchSummary:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.total_tokens = 0
+        #: Answers of this run that stopped short, by reason (``"max_output_tokens"``).
+        self.incomplete: dict[str, int] = {}
         #: The sum of ``usage.cost`` over the answers of this run (USD).
         self.cost = 0.0
+        #: The sum of ``usage.cost`` over the answers already in the output files (USD).
+        self.cost_before = 0.0
         #: Answers that reported a cost (the rest are not in ``cost``).
         self.costed = 0
+        #: Bytes appended to the input during the run (left for the next run).
+        self.input_grown = 0
         self.stop_reason: str | None = None
         self.stop_detail: str | None = None
         #: Earlier lines dropped from the output files at the end (superseded or unreadable).
@@ -181,9 +197,14 @@ class BatchSummary:
             self.cost += cost
             self.costed += 1
 
-    def _add_failure(self, outcome: str) -> None:
+    def _add_incomplete(self, reason: str) -> None:
+        self.incomplete[reason] = self.incomplete.get(reason, 0) + 1
+
+    def _add_failure(self, outcome: str, cost: float | None = None) -> None:
         self.failed += 1
         self.failures[outcome] = self.failures.get(outcome, 0) + 1
+        if cost is not None:  # a failed response may have been billed all the same
+            self.cost += cost
 
     def _finish(self) -> None:
         self.cancelled = self.in_flight
@@ -207,9 +228,20 @@ class BatchSummary:
         return max(0, self.to_run - self.started)
 
     @property
+    def cost_total(self) -> float:
+        """What the output has cost: ``cost_before + cost`` (what ``max_cost`` bounds)."""
+        return self.cost_before + self.cost
+
+    @property
     def complete(self) -> bool:
-        """Whether every valid line of the input now has a result (ok or failed)."""
-        return self.stop_reason is None and self.not_started == 0 and self.cancelled == 0
+        """Whether every valid line of the input now has a result (ok or failed), and the
+        input did not grow during the run."""
+        return (
+            self.stop_reason is None
+            and self.not_started == 0
+            and self.cancelled == 0
+            and not self.input_grown
+        )
 
     @property
     def wall_seconds(self) -> float:
@@ -248,7 +280,14 @@ class BatchSummary:
         text = [f"batch {self.input_file} -> {self.output_file}"]
         if self.errors_file:
             text[0] += f" (errors: {self.errors_file})"
-        text.append(f"  ok           {self.ok:>10,}")
+        ok = f"  ok           {self.ok:>10,}"
+        if self.incomplete:
+            ok += (
+                f"   {sum(self.incomplete.values()):,} incomplete ("
+                + ", ".join(f"{name}: {count:,}" for name, count in sorted(self.incomplete.items()))
+                + ")"
+            )
+        text.append(ok)
         failed = f"  failed       {self.failed:>10,}"
         if self.failures:
             failed += "   " + ", ".join(
@@ -263,24 +302,36 @@ class BatchSummary:
         if self.not_started or self.cancelled:
             text.append(f"  not started  {self.not_started:>10,}")
             text.append(f"  cut off      {self.cancelled:>10,}   in flight when stopped")
+        cost = f"cost: {format_money(self.cost)}"
+        if self.cost_before:
+            cost += (
+                f" this run + {format_money(self.cost_before)} before = "
+                f"{format_money(self.cost_total)}"
+            )
+        if self.max_cost is not None:
+            cost += f" of {format_money(self.max_cost)} allowed"
         text.append(
             f"tokens: {self.total_tokens:,} (prompt {self.prompt_tokens:,}, completion "
-            f"{self.completion_tokens:,}); cost: {format_money(self.cost)}"
-            + (f" of {format_money(self.max_cost)} allowed" if self.max_cost is not None else "")
+            f"{self.completion_tokens:,}); {cost}"
         )
         if self.costed < self.ok:
             text.append(f"  ({self.ok - self.costed:,} answers reported no cost)")
+        if self.input_grown:
+            text.append(
+                f"  the input grew by {self.input_grown:,} bytes during the run: those lines "
+                "were not validated, so not sent; run again to send them"
+            )
         text.append(f"time: {self.wall_seconds:,.1f} s, {self.throughput:,.1f} requests/s")
         if self.compacted:
             text.append(f"  {self.compacted:,} superseded earlier lines dropped from the output")
         if self.stop_reason == "budget":
             text.append(
-                f"stopped: the budget is reached ({format_money(self.cost)} spent); "
-                "raise it and run again to go on"
+                f"stopped: the budget is reached ({format_money(self.cost_total)} spent on "
+                "this output); raise it and run again to go on"
             )
         elif self.stop_reason == "interrupted":
             text.append("stopped: interrupted; run again to resume")
-        elif self.stop_reason == "fatal_error":
+        elif self.stop_reason in ("fatal_error", "cost_unknown", "input_changed"):
             text.append(f"stopped: {self.stop_detail}")
         elif self.failed:
             text.append("run again to retry the failed lines")
@@ -308,10 +359,14 @@ class BatchSummary:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
+            "incomplete": dict(sorted(self.incomplete.items())),
             "cost": round(self.cost, 10),
+            "cost_before": round(self.cost_before, 10),
+            "cost_total": round(self.cost_total, 10),
             "max_cost": self.max_cost,
             "answers_without_cost": self.ok - self.costed,
             "compacted": self.compacted,
+            "input_grown": self.input_grown,
             "wall_seconds": round(self.wall_seconds, 3),
             "request_seconds": round(self.request_seconds, 3),
             "throughput": round(self.throughput, 3),

@@ -1,6 +1,7 @@
 """Validating an input file before anything is sent (sync; a run calls it in a worker thread).
 
-One pass reads every line: JSON, ``custom_id``, ``method``, ``url``, and the body through
+One pass reads every line (through the run's ``InputFile``, which remembers what it read, so
+the run sends exactly that): JSON, ``custom_id``, ``method``, ``url``, and the body through
 the SDK's own checks (``_lines.check_body``); lines that already have a successful result are
 not checked again (they cost nothing more). Each id's 32-bit fingerprint is collected for the
 duplicate check; when some repeat, a second pass over the lines of those fingerprints only
@@ -12,12 +13,11 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._ratelimit import estimate_tokens
-from ._files import Stopped
+from ._files import InputFile, Stopped
 from ._idset import FingerprintCollector, fingerprint, short_fingerprint
 from ._lines import Endpoint, LineError, check_body, decode_input, request_of
 from ._resume import Resume
@@ -68,7 +68,7 @@ class _Counter:
 
 
 def check_input(
-    path: Path,
+    source: InputFile,
     *,
     endpoint: Endpoint | None,
     resume: Resume | None,
@@ -85,38 +85,38 @@ def check_input(
     :param estimate: estimate the tokens of the lines to run (a run does not need it).
     :raises Stopped: ``should_stop()`` became true.
     """
-    check = BatchCheck(str(path))
+    check = BatchCheck(str(source.path))
     counter = _Counter(check, resume, retry_failed, estimate)
     ids = FingerprintCollector(bits=32)
     bad = array("Q")
-    with path.open("rb") as source:
-        for number, raw in enumerate(source, 1):
-            if not number % _CHECK_EVERY and should_stop():
-                raise Stopped
-            if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM) :]
-            if raw[:1] in _SPACE and not raw.strip():
-                continue
-            check.lines += 1
-            try:
-                line = decode_input(raw)
-                if isinstance(line.custom_id, str) and line.custom_id:
-                    ids.add(short_fingerprint(line.custom_id))
-                custom_id, target, body = request_of(line, endpoint)
-                state = counter.state(custom_id)
-                if state != "done":
-                    check_body(target, body)
-            except LineError as error:
-                check.add_problem(number, str(error))
-                if keep_bad_lines:
-                    bad.append(number)
-                continue
-            counter.count(state, target, body)
+    for number, raw in enumerate(_lines_of(source.validation_blocks()), 1):
+        if not number % _CHECK_EVERY and should_stop():
+            raise Stopped
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if raw[:1] in _SPACE and not raw.strip():
+            continue
+        check.lines += 1
+        try:
+            line = decode_input(raw)
+            if isinstance(line.custom_id, str) and line.custom_id:
+                ids.add(short_fingerprint(line.custom_id))
+            custom_id, target, body = request_of(line, endpoint)
+            state = counter.state(custom_id)
+            if state != "done":
+                check_body(target, body)
+        except LineError as error:
+            check.add_problem(number, str(error))
+            if keep_bad_lines:
+                bad.append(number)
+            continue
+        counter.count(state, target, body)
     repeated = ids.repeated()
     del ids
     duplicates: list[tuple[int, str]] = []
     if repeated:
-        duplicates = _duplicates(path, repeated, endpoint, counter, should_stop)
+        source.rewind()
+        duplicates = _duplicates(source, repeated, endpoint, counter, should_stop)
     if duplicates:
         check.invalid += len(duplicates)
         check.problems = list(heapq.merge(check.problems, duplicates[:MAX_PROBLEMS]))[:MAX_PROBLEMS]
@@ -127,8 +127,13 @@ def check_input(
     return check
 
 
+def _lines_of(blocks: Iterable[list[bytes]]) -> Iterator[bytes]:
+    for block in blocks:
+        yield from block
+
+
 def _duplicates(
-    path: Path,
+    source: InputFile,
     repeated: set[int],
     endpoint: Endpoint | None,
     counter: _Counter,
@@ -137,33 +142,32 @@ def _duplicates(
     """The second pass: the later occurrences of every repeated id, taken out of the counts."""
     first: dict[str, int] = {}
     found: list[tuple[int, str]] = []
-    with path.open("rb") as source:
-        for number, raw in enumerate(source, 1):
-            if not number % _CHECK_EVERY and should_stop():
-                raise Stopped
-            if number == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM) :]
-            try:
-                line = decode_input(raw)
-            except LineError:
-                continue
-            custom_id = line.custom_id
-            if not isinstance(custom_id, str) or not custom_id:
-                continue
-            if short_fingerprint(custom_id) not in repeated:
-                continue
-            seen = first.setdefault(custom_id, number)
-            if seen == number:
-                continue
-            # A later occurrence: unless the first pass already reported the line as invalid,
-            # report it as a duplicate and take it out of the valid counts.
-            try:
-                _, target, body = request_of(line, endpoint)
-                state = counter.state(custom_id)
-                if state != "done":
-                    check_body(target, body)
-            except LineError:
-                continue
-            found.append((number, f"duplicate custom_id {custom_id!r:.60} (first on line {seen})"))
-            counter.count(state, target, body, sign=-1)
+    for number, raw in enumerate(_lines_of(iter(source.read_block, [])), 1):
+        if not number % _CHECK_EVERY and should_stop():
+            raise Stopped
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        try:
+            line = decode_input(raw)
+        except LineError:
+            continue
+        custom_id = line.custom_id
+        if not isinstance(custom_id, str) or not custom_id:
+            continue
+        if short_fingerprint(custom_id) not in repeated:
+            continue
+        seen = first.setdefault(custom_id, number)
+        if seen == number:
+            continue
+        # A later occurrence: unless the first pass already reported the line as invalid,
+        # report it as a duplicate and take it out of the valid counts.
+        try:
+            _, target, body = request_of(line, endpoint)
+            state = counter.state(custom_id)
+            if state != "done":
+                check_body(target, body)
+        except LineError:
+            continue
+        found.append((number, f"duplicate custom_id {custom_id!r:.60} (first on line {seen})"))
+        counter.count(state, target, body, sign=-1)
     return found
