@@ -20,6 +20,7 @@ import anyio
 from yarl import URL
 
 from . import _hooks, _retry
+from ._body_end import BodyEnds
 from ._config import Timeout
 from ._exceptions import (
     APICertificateError,
@@ -261,6 +262,8 @@ class Transport:
         self._combined: tuple[HookSet, HookSet] | None = None
         # Answers not yet released, so that close() can fail their readers.
         self._responses: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
+        #: Streams whose answer is whole hand their response here until its body ends.
+        self.body_ends = BodyEnds()
         self._session = session
         self._owns_session = session is None
         # TLS and proxy settings, resolved when the pool is made (never here, never per request).
@@ -522,6 +525,8 @@ class Transport:
         if self._closed:
             return
         self._closed = True
+        # Whole answers whose body has not ended: nobody reads them, nothing to fail.
+        self.body_ends.drop_all()
         # Closing the pool alone would leave a reader waiting for bytes that never come
         # (aiohttp drops the payload without waking it): fail every open answer first, and
         # wake the requests waiting for a connection, so each raises "client was closed".
@@ -562,6 +567,7 @@ class Transport:
         if self._closed:
             return False
         self._closed = True
+        self.body_ends.drop_all()  # no timer left to fire on a collected pool
         session = self._session
         if session is None or not self._owns_session or session.closed:
             return False
