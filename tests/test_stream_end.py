@@ -257,6 +257,28 @@ async def test_a_client_collected_unclosed_drops_a_connection_waiting_for_its_en
         assert server.closed_at[0] - dropped < PROMPT
 
 
+async def test_events_read_before_the_client_closed_leave_nothing_waiting():
+    """A Responses stream whose terminal event was received before ``client.close()`` but is
+    decoded after it (a long read is decoded in batches) still ends, and leaves no connection
+    waiting for its body's end on the closed client."""
+    response = response_object({"model": "p/m", "input": "x " * 60}, created=1, serial=1)
+    events = response_events(response, piece=1)
+    assert len(events) > 100  # far more than one decoding batch
+    body = b"".join(
+        f"event: {event['type']}\n".encode() + b"data: " + json.dumps(event).encode() + b"\n\n"
+        for event in events
+    )
+    async with HeldOpen(body) as server:
+        client = client_for(server.base_url)
+        async with client.responses.stream(model="p/m", input="x") as stream:
+            await stream.__anext__()
+            await client.close()
+            # Every event, the terminal one last, and no call after it.
+            rest = [await stream.__anext__() for _ in events[1:]]
+            assert stream.completed and rest[-1].type == "response.completed"
+            assert len(client._transport.body_ends) == 0
+
+
 async def test_a_break_before_the_end_closes_the_connection_at_once():
     """Leaving the loop before the terminal event arrived drops the connection when the block
     ends, as before: a half-read body is never waited for."""
