@@ -276,9 +276,10 @@ class EventStream:
         if not self._closed:
             self._closed = True
             response = self._response
-            if self._content.is_eof() or response.closed:
+            if self._content.at_eof() or response.closed:
                 # The usual case: the body's end came with the last event (aiohttp has
-                # released the connection); or the client's close() closed it already.
+                # released the connection, and closed the response, on its own); or the
+                # client's close() closed it already.
                 response.release()
             else:
                 self._transport.body_ends.hand_over(self._response)
