@@ -2,14 +2,22 @@
 
 ``EventStream`` owns the response and gives a subclass its events as SSE data, read on
 demand: it reads, splits into events (``SSEDecoder.feed_raw``), bounds the gap between two
-events (``stream_idle``; keep-alive comments do not count), drains the body after
-``data: [DONE]`` so the connection can go back to the pool, and releases the response on
-every way out. It is a class with ``__anext__`` in its subclasses rather than an async
-generator, so nothing is left for the garbage collector to finalise on a closed loop: a
-``break`` followed by leaving ``async with``, an exception or a cancellation each close the
-response on the spot (closing is synchronous in aiohttp, so no await in the cleanup can be cut
-short). A stream read to its end releases its connection; one abandoned early closes it,
-because a half-read HTTP/1.1 connection cannot be reused.
+events (``stream_idle``; keep-alive comments do not count), ends at the answer's terminal
+event (``data: [DONE]``, or the subclass's own) without waiting for the body's end, and
+releases the response on every way out. It is a class with ``__anext__`` in its subclasses
+rather than an async generator, so nothing is left for the garbage collector to finalise on a
+closed loop: a ``break`` followed by leaving ``async with``, an exception or a cancellation
+each close the response on the spot (closing is synchronous in aiohttp, so no await in the
+cleanup can be cut short). A stream read to its end releases its connection; one abandoned
+before its terminal event closes it, because a half-read HTTP/1.1 connection cannot be reused.
+
+At the terminal event the answer is whole: unless the body's end came with it, the response
+goes to the transport's ``BodyEnds`` (``_finish_body``), which gives the connection back to
+the pool when the body ends, or drops it if the server holds the body open, so the reader is
+never held by what follows. Only at the loop's end, after the last item, does the stream give
+the body's end a moment (``_END_GRACE``, ``_await_body_end``) to arrive, as it does from any
+server that ends its bodies promptly: the next request then finds the connection in the pool
+instead of opening another, and a connection cut meanwhile is dropped at once.
 
 The subclass decodes the events (``_next_batch``), decides what ends the answer, and raises.
 What every stream has lives here too: the answer's ``status_code``, ``headers``,
@@ -24,7 +32,8 @@ The subclass interface: ``_ready`` (the items decoded and not yet handed out), `
 ``_settle_tokens``; optionally ``_at_eof`` (the body ended), ``completed``, ``_delivered``,
 ``_usage`` and ``_result`` (what the hooks are told); and its ``__anext__`` calls
 ``_raising(error)`` for every error it raises but ``StopAsyncIteration``, and
-``_observe_end("done", None)`` when it stops at the answer's end.
+``_observe_end("done", None)`` when it stops at the answer's end, then awaits
+``_await_body_end()``; a subclass with a terminal event of its own calls ``_finish_body()`` on it.
 """
 
 from __future__ import annotations
@@ -57,8 +66,10 @@ if TYPE_CHECKING:
 __all__ = ["EventStream", "StreamManager"]
 
 _EVENT_STREAM = "text/event-stream"
-_DRAIN_SECONDS = 1.0
-_DRAIN_BYTES = 1 << 20
+# How long the end of a stream waits for the body's end to arrive once the answer is whole.
+# A server that ends its bodies promptly sends it with, or right after, the terminal event; a
+# reader is held at most this long by one that does not (the issue's bound is 50 ms).
+_END_GRACE = 0.02
 # Events decoded per step: a read can hold a whole stream, and decoding it at once would keep
 # a thousand objects alive and cache-cold before the first is used.
 _BATCH = 32
@@ -103,8 +114,10 @@ class EventStream:
         self._loop = asyncio.get_running_loop()
         self._loop_time = self._loop.time
         self._last_event_at = self._loop_time()
-        self._ended = False  # the body ended cleanly: EOF, or [DONE] and drained
-        self._closed = False
+        self._ended = False  # the answer is whole: EOF, or its terminal event
+        self._closed = False  # the response released, closed, or handed to the transport
+        # The answer is whole and its body has not ended: see _finish_body.
+        self._body_open = False
         # Observed by hooks: the operation (None without hooks), and when its first event came.
         self._call = call
         self._first_event_at: float | None = None
@@ -251,36 +264,42 @@ class EventStream:
                     url=self._url,
                 )
         if self._decoder.done:
-            await self._drain()
+            self._finish_body()
 
-    async def _drain(self) -> None:
-        """Read to EOF so the connection can go back to the pool (after ``[DONE]``, or after
-        the event that ends the answer).
-
-        Bounded in time and size: a server that keeps talking loses its connection instead of
-        holding the caller.
-        """
+    def _finish_body(self) -> None:
+        """The answer is whole (``[DONE]``, or the event that ends it): what follows in the
+        body is not part of it. Unless the body has ended, hand the response to the
+        transport, which gives the connection back once it does: the reader never waits for
+        more than ``_await_body_end`` allows, and a ``break`` or ``close()`` from now on
+        leaves the connection to the transport rather than closing it."""
         self._ended = True
+        if not self._closed:
+            self._closed = True
+            response = self._response
+            if self._content.at_eof() or response.closed:
+                # The usual case: the body's end came with the last event (aiohttp has
+                # released the connection, and closed the response, on its own); or the
+                # client's close() closed it already.
+                response.release()
+            else:
+                self._transport.body_ends.hand_over(self._response)
+                self._body_open = True
+
+    async def _await_body_end(self) -> None:
+        """At the loop's end: give the body's end ``_END_GRACE`` to arrive (see the module
+        docstring). Whatever follows the terminal event cannot spoil the answer: bytes are
+        dropped, and a failed connection is closed."""
+        self._body_open = False
         content = self._content
-        if content.at_eof():
-            # The usual case: the body's end arrived with the last event; no timer needed.
-            self._release()
-            return
-        drained = 0
         try:
-            with anyio.move_on_after(_DRAIN_SECONDS):
-                while drained < _DRAIN_BYTES:
-                    data = await content.readany()
-                    if not data:
-                        self._release()
-                        return
-                    drained += len(data)
-        except BaseException as exc:
-            self._abort()
-            if not isinstance(exc, TRANSPORT_ERRORS):
-                raise
-            return
-        self._abort()
+            with anyio.move_on_after(_END_GRACE):
+                while await content.readany():
+                    pass
+        except Exception:
+            # Cut after the answer (or closed by the client's close()): not the reader's
+            # failure, but no connection to wait for either. The end of the body, had it
+            # come, released the connection already (so drop() does nothing then).
+            self._transport.body_ends.drop(self._response)
 
     def _ended_early(self, expected: str) -> APIConnectionError:
         return APIConnectionError(

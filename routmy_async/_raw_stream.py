@@ -7,8 +7,10 @@ or, with ``cast_to=``, the ``data`` of every ``message`` event decoded into that
 
 How it ends, for an endpoint whose rules the SDK does not know:
 
-- ``data: [DONE]`` ends it (what follows is drained, so the connection goes back to the pool);
-  so does the body's end at an event boundary: a generic endpoint need not send ``[DONE]``.
+- ``data: [DONE]`` ends it: the loop ends there, what follows is not delivered, and the
+  connection goes back to the pool when the body ends (or is dropped if the server holds the
+  body open); so does the body's end at an event boundary: a generic endpoint need not send
+  ``[DONE]``.
 - The body ending inside an event (a line or an event without its closing blank line), or cut
   by the network, raises ``APIConnectionError``: never a silently shortened answer.
 - An ``event: error`` frame, or a data frame that is a JSON object with a top-level
@@ -169,6 +171,8 @@ class RawStream(EventStream, Generic[T]):
                     if self._ended:
                         if self._call is not None:
                             self._observe_end("done", None)
+                        if self._body_open:
+                            await self._await_body_end()
                         raise StopAsyncIteration
                     raise self._closed_early()
                 await self._read()

@@ -1,7 +1,7 @@
 """``ResponseStream``: a streamed Responses API call, as typed events and a final ``Response``.
 
 The answer ends at a terminal event: ``response.completed`` or ``response.incomplete`` end it
-normally (the stream then reads to EOF so the connection goes back to the pool),
+normally (the loop ends there; the connection goes back to the pool when the body ends),
 ``response.failed`` and ``error`` raise ``APIStreamError`` once the events before them were
 delivered, and a body that ends without any of them raises ``APIConnectionError``: a stream
 never ends silently short.
@@ -98,11 +98,11 @@ class ResponseStream(EventStream):
                     failure, self._failure = self._failure, None
                     raise failure
                 if self._finished:
-                    if not self._closed:
-                        await self._drain()
                     self._settle_tokens(self._accumulator.usage_tokens)
                     if self._call is not None:
                         self._observe_end("done", None)
+                    if self._body_open:
+                        await self._await_body_end()
                     raise StopAsyncIteration
                 if self._closed:
                     if self._ended:
@@ -178,6 +178,7 @@ class ResponseStream(EventStream):
         self._finished = True
         # The answer is whole: whatever a server sends after it is not part of it.
         self._undecoded = []
+        self._finish_body()
 
     def _received(self) -> int:
         return self._accumulator.event_count

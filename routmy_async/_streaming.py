@@ -1,9 +1,9 @@
 """``ChatCompletionStream``: SSE bytes from one open response, as typed chunks and events.
 
-The wire half (reading, splitting, the idle timeout, draining after ``[DONE]``, releasing the
-connection on every way out, the report to the hooks) is ``EventStream``'s; this class decodes
-the chunks, accumulates them, and decides what ends the answer: ``data: [DONE]``, or the
-body's end once every choice has a ``finish_reason``.
+The wire half (reading, splitting, the idle timeout, ending at ``[DONE]`` without waiting for
+the body's end, releasing the connection on every way out, the report to the hooks) is
+``EventStream``'s; this class decodes the chunks, accumulates them, and decides what ends the
+answer: ``data: [DONE]``, or the body's end once every choice has a ``finish_reason``.
 """
 
 from __future__ import annotations
@@ -114,6 +114,8 @@ class ChatCompletionStream(EventStream):
                         self._settle_tokens(usage.total_tokens if usage else None)
                     if self._call is not None:
                         self._observe_end("done", None)
+                    if self._body_open:
+                        await self._await_body_end()
                     raise StopAsyncIteration
                 if self._closed:
                     raise self._closed_early()

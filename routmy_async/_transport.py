@@ -28,6 +28,7 @@ from ._aiohttp_compat import (
     needs_cleanup_closed_flag,
     wrap_protocol_factory,
 )
+from ._body_end import BodyEnds
 from ._config import Timeout
 from ._exceptions import (
     APICertificateError,
@@ -275,6 +276,8 @@ class Transport:
         self._responses: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
         # Whole answers whose body is being read right now (close() fails those reads too).
         self._reading: set[aiohttp.ClientResponse] = set()
+        #: Streams whose answer is whole hand their response here until its body ends.
+        self.body_ends = BodyEnds()
         self._session = session
         self._owns_session = session is None
         # TLS and proxy settings, resolved when the pool is made (never here, never per request).
@@ -552,6 +555,8 @@ class Transport:
         if self.closed:
             return
         self.closed = True
+        # Whole answers whose body has not ended: nobody reads them, nothing to fail.
+        self.body_ends.drop_all()
         # Closing the pool alone would leave a reader waiting for bytes that never come
         # (aiohttp drops the payload without waking it): fail every open answer first, and
         # wake the requests waiting for a connection, so each raises "client was closed".
@@ -585,6 +590,7 @@ class Transport:
         if self.closed:
             return False
         self.closed = True
+        self.body_ends.drop_all()  # no timer left to fire on a collected pool
         session = self._session
         if session is None or not self._owns_session or session.closed:
             return False

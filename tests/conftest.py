@@ -124,6 +124,19 @@ def raw_server() -> Callable[[Handler], RawServer]:
     return RawServer
 
 
+async def eventually(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``seconds`` run out (False): for what
+    happens in the background, such as a connection going back to the pool after a stream
+    ended before its body did."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not predicate():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
 # Only aiohttp >= 3.14 takes (and requires) ``stream_writer``; older ones reject it.
 _NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
 
