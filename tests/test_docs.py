@@ -52,6 +52,17 @@ def read_inventory(data: bytes) -> dict[str, str]:
     return entries
 
 
+def test_readme_fits_on_a_few_screens_and_its_links_resolve():
+    """README.md stays the front door (250 lines at most), and its relative links exist."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
+    assert targets, "no relative link found: the check checks nothing"
+    assert [t for t in targets if not (ROOT / t).exists()] == []
+
+
 def test_read_inventory():
     """The inventory reader returns each name with its role, from the compressed part."""
     body = b"routmy_async.AsyncRoutmy py:class 1 reference/client/#$ -\n"
