@@ -50,6 +50,7 @@ __all__ = ["AsyncRoutmy"]
 T = TypeVar("T")
 
 __version__ = "0.1.0"
+"""The version of routmy_async, as in its package metadata."""
 
 
 _RESOURCE_NAMES = frozenset({"chat", "models", "embeddings", "images", "responses"})

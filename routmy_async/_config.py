@@ -49,6 +49,7 @@ class NotGiven(enum.Enum):
 
 
 NOT_GIVEN: Final = NotGiven.NOT_GIVEN
+"""A keyword argument left at "the client's setting", as opposed to ``None`` (explicitly null)."""
 
 
 class Timeout:

@@ -24,6 +24,7 @@ from . import _replies
 __all__ = ["MockRoutmy", "RecordedRequest", "Reply"]
 
 DEFAULT_KEY = "sk-mock-key"
+"""The API key a ``MockRoutmy()`` accepts when none is given."""
 _STORED_RESPONSES = 1000  # responses kept for previous_response_id (the "openrouter" flavor)
 
 Flavor = Literal["routmy", "openrouter"]

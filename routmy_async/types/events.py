@@ -111,3 +111,4 @@ StreamEvent = (
     | ImageDoneEvent
     | CompletionDoneEvent
 )
+"""Any event of ``ChatCompletionStream.events()``; ``event.type`` narrows it."""
