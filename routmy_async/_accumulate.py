@@ -137,6 +137,15 @@ class ChoiceState:
         self.last_tool_call = call
         return call
 
+    def call_now_for(self, fragment: ToolCallDelta) -> ToolCallState | None:
+        """The call a fragment belongs to as the calls stand now (no change made): by its id,
+        else the call open at its index, else the last one."""
+        if fragment.id:
+            return next((c for c in self.tool_calls if c.id == fragment.id), None)
+        if fragment.index is not None:
+            return self.tool_calls_at.get(fragment.index)
+        return self.last_tool_call
+
     def ordered_tool_calls(self) -> list[ToolCallState]:
         """The calls by index; calls sharing an index keep the order they opened in."""
         return sorted(self.tool_calls, key=_call_index)

@@ -9,13 +9,13 @@ answer: ``data: [DONE]``, or the body's end once every choice has a ``finish_rea
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aiohttp
 import msgspec
 
-from ._accumulate import CompletionAccumulator
+from ._accumulate import CompletionAccumulator, ToolCallState
 from ._event_stream import _BATCH, EventStream
 from ._exceptions import APIResponseValidationError, APIStreamError
 from ._hooks import Call
@@ -276,10 +276,19 @@ class ChatCompletionStream(EventStream):
         A tool call is reported done when its choice finishes (calls may interleave until then).
         """
         accumulator = self._accumulator
-        states = accumulator.choices
         if accumulator.targets is None:
             accumulator.targets = {}  # from now on the accumulator says where fragments went
-        recorded = accumulator.targets
+        try:
+            async for event in self._events(accumulator.targets):
+                yield event
+        finally:
+            # Left (or done): stop recording, so nothing is kept for chunks nobody will ask.
+            accumulator.targets = None
+
+    async def _events(
+        self, recorded: dict[int, tuple[ChatCompletionChunk, dict[int, list[ToolCallState]]]]
+    ) -> AsyncIterator[StreamEvent]:
+        states = self._accumulator.choices
         async for chunk in self:
             entry = recorded.pop(id(chunk), None)
             chunk_targets = entry[1] if entry is not None and entry[0] is chunk else {}
@@ -294,10 +303,18 @@ class ChatCompletionStream(EventStream):
                 if reasoning:
                     yield ReasoningDeltaEvent(choice_index=index, delta=reasoning)
                 if delta.tool_calls:
-                    # The accumulator recorded which call each fragment went to.
-                    targets = chunk_targets.get(index, ())
+                    # The accumulator recorded which call each fragment went to; a chunk it
+                    # took in before events() began recording (read in the same network read
+                    # as chunks handed out earlier) is matched to the calls as they stand.
+                    targets: Sequence[ToolCallState | None] | None = chunk_targets.get(index)
+                    if targets is None:
+                        targets = [states[index].call_now_for(f) for f in delta.tool_calls]
                     for fragment, call in zip(delta.tool_calls, targets, strict=False):
-                        if fragment.function is not None and fragment.function.arguments:
+                        if (
+                            call is not None
+                            and fragment.function is not None
+                            and fragment.function.arguments
+                        ):
                             yield ToolCallArgumentsDeltaEvent(
                                 choice_index=index,
                                 index=call.index,

@@ -567,7 +567,10 @@ class Transport:
         waiters, self._slot_waiters = self._slot_waiters, deque()
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_result(None)  # each wakes, sees the client closed, and says so
+                # Each is handed a slot, as free_slot() would: it wakes, sees the client
+                # closed and gives the slot back (or, cancelled meanwhile, passes it on).
+                self.connections_in_use += 1
+                waiter.set_result(None)
         if self._closing is not None:
             self._closing.set()  # and those waiting for their turn in the budget
         session = self._session
@@ -942,14 +945,18 @@ class Transport:
             self.rate_limit.pause(asked)
 
     async def _status_error(self, response: aiohttp.ClientResponse) -> APIStatusError:
+        reading = self._reading
+        reading.add(response)  # close() fails this read too
         try:
             data = await response.read()
         except BaseException as exc:
+            reading.discard(response)
             response.close()
             if not isinstance(exc, TRANSPORT_ERRORS):
                 raise
             data = b""
         else:
+            reading.discard(response)
             response.release()
         return status_error(response.status, data, response.headers, reason=response.reason)
 

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from routmy_async import APITimeoutError, AsyncRoutmy, RateLimit, Timeout
+from routmy_async import APIConnectionError, APITimeoutError, AsyncRoutmy, RateLimit, Timeout
 from routmy_async.testing import MockRoutmy
 from routmy_async.types import ChatCompletion
 
@@ -584,3 +584,45 @@ async def test_tokens_given_back_by_real_usage_let_queued_requests_start_sooner(
             elapsed = time.monotonic() - started
         # By the estimates alone the last two would wait ~20 s and ~40 s.
         assert elapsed < 5, elapsed
+
+
+async def test_close_with_requests_waiting_for_a_slot_leaves_the_count_at_zero():
+    """close() wakes the requests queued for a full pool: each fails with "client was
+    closed", and the pool's count comes back to zero (it went below zero once)."""
+    async with MockRoutmy(latency=0.5) as mock:
+        client = AsyncRoutmy(
+            api_key=mock.api_key, base_url=mock.base_url, max_connections=2, max_retries=0
+        )
+        tasks = [
+            asyncio.ensure_future(
+                client.chat.completions.create(model="mock/echo", messages=MESSAGES)
+            )
+            for _ in range(6)
+        ]
+        await asyncio.sleep(0.2)  # two in flight, four queued for a slot
+        await client.close()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    assert all(isinstance(r, APIConnectionError) for r in results), results
+    assert client.connections_in_use == 0
+
+
+async def test_close_fails_an_error_answer_whose_body_is_still_arriving():
+    """A 500 whose body stalls after the headers: close() fails its read at once, as it does
+    for a 200 (it hung, the read timeout never firing once the pool was gone)."""
+    async with MockRoutmy() as mock:
+        mock.reply_json({"error": {"message": "x"}}, status=500, stall_after=5)
+        client = AsyncRoutmy(
+            api_key=mock.api_key, base_url=mock.base_url, max_retries=0, timeout=Timeout(read=30)
+        )
+        task = asyncio.ensure_future(
+            client.chat.completions.create(model="mock/echo", messages=MESSAGES)
+        )
+        for _ in range(500):
+            if mock.requests:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        await client.close()
+        with pytest.raises(APIConnectionError, match="client was closed"):
+            await asyncio.wait_for(task, 10)
+    assert client.connections_in_use == 0

@@ -540,3 +540,61 @@ async def test_openai_stream_habits_work(mock, client):
     async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as stream:
         types = [event.type async for event in stream.events()]
     assert types[0] == "content.delta" and types[-1] == "completion.done"
+
+
+def _tool_chunk(
+    tool_calls: list[dict[str, Any]] | None, finish: str | None = None
+) -> dict[str, Any]:
+    delta: dict[str, Any] = {"tool_calls": tool_calls} if tool_calls else {}
+    return {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+OPEN_CALL = {"index": 0, "id": "call_a", "type": "function", "function": {"name": "f"}}
+
+
+async def test_events_started_after_plain_reads_still_name_every_argument_delta(client, mock):
+    """Read a chunk with `async for`, then switch to events(): the argument deltas of chunks
+    that arrived in the same read are still reported, with their call."""
+    mock.reply_stream(
+        [
+            {**_tool_chunk(None), "choices": [{"index": 0, "delta": {"content": "ok"}}]},
+            _tool_chunk([{**OPEN_CALL, "function": {"name": "f", "arguments": ""}}]),
+            _tool_chunk([{"index": 0, "function": {"arguments": '{"x":'}}]),
+            _tool_chunk([{"index": 0, "function": {"arguments": "1}"}}]),
+            _tool_chunk(None, "tool_calls"),
+        ]
+    )
+    stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    async with stream:
+        async for _ in stream:
+            break
+        deltas = [
+            (event.id, event.arguments_delta)
+            async for event in stream.events()
+            if isinstance(event, ToolCallArgumentsDeltaEvent)
+        ]
+    assert deltas == [("call_a", '{"x":'), ("call_a", "1}")]
+
+
+async def test_events_left_early_keeps_nothing_for_the_chunks_read_after(client, mock):
+    """events() closed after one event, the stream read on with `async for`: nothing is
+    recorded for the later chunks (2,000 of them were kept alive once)."""
+    chunks = [_tool_chunk([{**OPEN_CALL, "function": {"name": "f", "arguments": ""}}])]
+    chunks += [_tool_chunk([{"index": 0, "function": {"arguments": "x"}}]) for _ in range(2000)]
+    mock.reply_stream([*chunks, _tool_chunk(None, "tool_calls")])
+    stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    async with stream:
+        events = stream.events()
+        await events.__anext__()
+        await events.aclose()
+        async for _ in stream:
+            pass
+        gc.collect()
+        alive = sum(isinstance(o, ChatCompletionChunk) for o in gc.get_objects())
+    assert alive < 100, alive
