@@ -1,7 +1,7 @@
 """A griffe extension: ``**params: Unpack[SomeTypedDict]`` becomes one keyword per field.
 
 The SDK writes the shared keyword arguments of ``create``, ``stream``, ``parse``... once, as a
-``TypedDict`` given through ``Unpack`` (STYLE.md, "Typing"). Rendered as it is, the reference
+``TypedDict`` given through ``Unpack``. Rendered as it is, the reference
 would show a bare ``**params``; this extension replaces it, in the signature mkdocstrings
 renders, by the TypedDict's fields (its own first, then its bases'), each keyword-only with
 its type. An implementation typed ``**params: Any`` under ``@overload``s takes the TypedDict
@@ -11,6 +11,7 @@ of the built site still shows ``**params`` or ``**options``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import griffe
@@ -81,3 +82,21 @@ class ExpandUnpackedKwargs(griffe.Extension):
                 if field.name not in names
             ]
             func.parameters = griffe.Parameters(*kept, *expanded)
+
+
+_ROLE = re.compile(r":(?:class|meth|func|attr|exc|data|mod|obj|const):`~?([^`]+)`")
+
+
+class SphinxRolesToCode(griffe.Extension):
+    """Docstrings cross-reference with Sphinx roles (``:class:`Hooks```), which mkdocstrings
+    prints as they are: show each as the name in code (``Hooks``) instead."""
+
+    def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+        self._walk(pkg)
+
+    def _walk(self, obj: griffe.Object) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = _ROLE.sub(r"`\1`", obj.docstring.value)
+        for member in list(obj.members.values()):
+            if not member.is_alias:
+                self._walk(member)  # type: ignore[arg-type]

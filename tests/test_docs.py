@@ -189,3 +189,14 @@ def test_unpacked_keywords_are_listed_field_by_field(site: Path):
         fields = typed_dict.__required_keys__ | typed_dict.__optional_keys__
         missing = sorted(f for f in fields if f not in section)
         assert missing == [], f"{method}: {missing}"
+
+
+def test_no_reference_page_prints_a_sphinx_role(site: Path):
+    """Docstrings cross-reference with Sphinx roles; the site shows names, never the markup."""
+    found = []
+    for page in sorted((site / "reference").rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        for role in (":class:", ":meth:", ":func:", ":attr:", ":exc:"):
+            if role in text:
+                found.append(f"{page.relative_to(site)}: {role}")
+    assert not found, found

@@ -387,8 +387,9 @@ def _renamed(max_in_flight: int, concurrency: int | None, default: int) -> int:
         return max_in_flight
     # stacklevel 3: the caller of ChatStep(...) or EmbeddingStep(...), past __init__.
     warnings.warn(
-        "concurrency= is now max_in_flight= (requests in flight per actor), to tell it from "
-        "map_batches(concurrency=...), Ray's number of actors",
+        "concurrency= is deprecated since 0.2 and will be removed in 1.0; use max_in_flight= "
+        "(requests in flight per actor), which Ray's map_batches(concurrency=...), its number "
+        "of actors, no longer shadows",
         DeprecationWarning,
         stacklevel=3,
     )
