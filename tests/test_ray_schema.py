@@ -229,8 +229,36 @@ def test_the_old_concurrency_name_still_works_and_warns(
         assert "max_in_flight=3" in repr(step)
     finally:
         step.close()
-    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="not both"):
-        step_type(model="m", concurrency=3, max_in_flight=5)
+    # Both given is refused, even when max_in_flight is the default value spelled out.
+    default = 16 if step_type is ChatStep else 4
+    for max_in_flight in (5, default):
+        with pytest.raises(TypeError, match="not both"):
+            step_type(model="m", concurrency=3, max_in_flight=max_in_flight)
+
+
+def test_the_rename_warning_is_seen_when_ray_builds_the_step(tmp_path) -> None:
+    """Ray builds a step from map_batches(fn_constructor_kwargs=...) in its own code, whose
+    DeprecationWarnings Python's default filters hide: ours is shown all the same."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "framework.py").write_text(
+        "from routmy_async.integrations.ray import ChatStep\n"
+        "def build(**kwargs):\n"
+        "    return ChatStep(**kwargs)\n"
+    )
+    code = "import framework\nstep = framework.build(model='m', concurrency=3)\nstep.close()\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "", "ROUTMY_API_KEY": KEY},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "concurrency= is deprecated since 0.2" in done.stderr, done.stderr
 
 
 def test_a_struct_that_lost_its_fields_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,3 +319,23 @@ async def test_an_answer_without_content_is_an_error(
     assert out["error"] == [f"RoutmyError: {expected}"]
     assert out["content"] == [None]
     assert out["finish_reason"] == ["content_filter"]
+
+
+def test_a_dataclass_whose_annotations_name_missing_types_is_refused_clearly() -> None:
+    """A dataclass or TypedDict from the driver script, with postponed annotations naming
+    what the worker lacks: a TypeError that says why and what to do, not a bare NameError."""
+    import dataclasses
+
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(
+        "from __future__ import annotations\n"
+        "import dataclasses\n"
+        "@dataclasses.dataclass\n"
+        "class Verdict:\n"
+        "    label: Literal['yes', 'no']\n",
+        namespace,
+    )
+    verdict = namespace["Verdict"]
+    assert dataclasses.is_dataclass(verdict)
+    with pytest.raises(TypeError, match=r"'Verdict'.*driver script"):
+        parsed_shape(verdict)

@@ -624,3 +624,29 @@ def test_a_json_column_is_text_in_every_batch() -> None:
     out = batch.extended({"parsed": ("json", [{"a": 1}, {"a": "text"}, None])})
     assert out.column("parsed").to_pylist() == ['{"a":1}', '{"a":"text"}', None]
     assert str(out.schema.field("parsed").type) == "string"
+
+
+async def test_an_answer_cut_by_a_provider_failure_fails_its_row(rows_mock: RowMock) -> None:
+    """finish_reason "error" (a provider that failed mid-answer) or an error object beside
+    the choices: the content is cut, so the row fails instead of looking answered."""
+    cut = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "mock/echo",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "The capital of Fra"},
+                "finish_reason": "error",
+            }
+        ],
+    }
+    beside = {**cut, "error": {"message": "upstream died", "code": 502}}
+    beside["choices"] = [{**cut["choices"][0], "finish_reason": "stop"}]  # type: ignore[index]
+    rows_mock.reply_json(cut)
+    rows_mock.reply_json(beside)
+    step = ChatStep(model="mock/echo", base_url=rows_mock.base_url, max_in_flight=1)
+    out = await call(step, {"messages": messages("first", "second")})
+    await closed(step)
+    assert all("provider failed mid-answer" in error for error in out["error"]), out["error"]

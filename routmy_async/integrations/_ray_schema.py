@@ -109,13 +109,31 @@ def _shape(tp: Any, seen: tuple[Any, ...]) -> Shape:
     if isinstance(tp, type) and _is_pydantic_model(tp):
         return _model_shape(tp, seen)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
+        hints = _type_hints(tp)
         fields = [(field.name, hints[field.name]) for field in dataclasses.fields(tp)]
         return _fields_shape(fields, (*seen, tp))
     if isinstance(tp, type) and typing.is_typeddict(tp):
-        return _fields_shape(list(typing.get_type_hints(tp).items()), (*seen, tp))
+        return _fields_shape(list(_type_hints(tp).items()), (*seen, tp))
     # Any, object, dicts, bare containers, None alone, anything unknown.
     raise _NoArrowType
+
+
+def _type_hints(tp: type) -> dict[str, Any]:
+    """``typing.get_type_hints(tp)``, refusing clearly when a name it needs is missing here.
+
+    :raises TypeError: the type's postponed annotations (``from __future__ import
+        annotations``) name what this process does not have: a class defined in the driver
+        script (``__main__``), rebuilt by Ray without the module around it.
+    """
+    try:
+        return typing.get_type_hints(tp)
+    except NameError as exc:
+        raise TypeError(
+            f"the type {tp.__qualname__!r} reached this Ray worker without the names its "
+            f"annotations use ({exc}): it was defined in the driver script or a notebook "
+            "(__main__). Define it in a module the workers can import (shipped with "
+            "runtime_env={'py_modules': [...]} or {'working_dir': ...}), or use a Pydantic model"
+        ) from None
 
 
 def _values_shape(values: list[Any]) -> Shape:

@@ -31,6 +31,7 @@ import msgspec
 from .._batch import collect_in_order, run_many
 from .._client import AsyncRoutmy
 from .._config import Timeout
+from .._deprecation import RoutmyDeprecationWarning
 from .._exceptions import ContentParseError, RoutmyError
 from .._structured import parse_completion
 from ..types._base import _plain_value
@@ -159,7 +160,7 @@ class ChatStep(_Step):
     :param prompt_column: a column of user prompts (text) to use instead of messages.
     :param system_prompt: a system message put first in every row's messages.
     :param response_format: a msgspec Struct, a Pydantic model or a dict; adds ``parsed``.
-    :param max_in_flight: requests in flight per actor (``create_many``'s concurrency), not
+    :param max_in_flight: requests in flight per actor (``create_many``'s concurrency; 16), not
         to be confused with ``map_batches(concurrency=...)``, Ray's number of actors.
     :param concurrency: the old name of ``max_in_flight`` (deprecated: it warns).
     :param max_retries: retries per request (the client's).
@@ -185,7 +186,7 @@ class ChatStep(_Step):
         prompt_column: str | None = None,
         system_prompt: str | None = None,
         response_format: Any = None,
-        max_in_flight: int = 16,
+        max_in_flight: int | None = None,
         concurrency: int | None = None,
         max_retries: int = 2,
         on_error: OnError = "record",
@@ -343,6 +344,13 @@ class ChatStep(_Step):
             return self._failed(
                 row, f"the answer has no content (finish_reason {choice.finish_reason!r})"
             )
+        if choice.finish_reason == "error" or getattr(result, "error", None) is not None:
+            # A provider that failed mid-answer: what content came is cut, not the answer.
+            return self._failed(
+                row,
+                "the provider failed mid-answer (finish_reason 'error' or an error in the "
+                "body); the content is cut",
+            )
         if self._parsed:
             parsed = message.parsed
             value = None if parsed is None else msgspec.to_builtins(parsed, enc_hook=_plain_value)
@@ -382,19 +390,21 @@ def _drop_tracebacks(results: list[Any]) -> None:
         errors.extend(link for link in (error.__cause__, error.__context__) if link is not None)
 
 
-def _renamed(max_in_flight: int, concurrency: int | None, default: int) -> int:
+def _renamed(max_in_flight: int | None, concurrency: int | None, default: int) -> int:
     if concurrency is None:
-        return max_in_flight
-    # stacklevel 3: the caller of ChatStep(...) or EmbeddingStep(...), past __init__.
+        return default if max_in_flight is None else max_in_flight
+    if max_in_flight is not None:
+        raise TypeError("give max_in_flight or its old name concurrency, not both")
+    # stacklevel 3: the caller of ChatStep(...) or EmbeddingStep(...), past __init__. Called
+    # by Ray in an actor, that caller is Ray's code, whose DeprecationWarnings Python's
+    # default filters hide: RoutmyDeprecationWarning is shown wherever it comes from.
     warnings.warn(
         "concurrency= is deprecated since 0.2 and will be removed in 1.0; use max_in_flight= "
         "(requests in flight per actor), which Ray's map_batches(concurrency=...), its number "
         "of actors, no longer shadows",
-        DeprecationWarning,
+        RoutmyDeprecationWarning,
         stacklevel=3,
     )
-    if max_in_flight != default:
-        raise TypeError("give max_in_flight or its old name concurrency, not both")
     return concurrency
 
 
@@ -475,7 +485,7 @@ class EmbeddingStep(_Step):
         input_column: str = "text",
         output_column: str = "embedding",
         inputs_per_request: int = 100,
-        max_in_flight: int = 4,
+        max_in_flight: int | None = None,
         concurrency: int | None = None,
         max_retries: int = 2,
         on_error: OnError = "record",
