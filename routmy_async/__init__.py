@@ -1,7 +1,6 @@
 """routmy_async: the asyncio-first Python SDK for rout.my, an OpenAI-compatible LLM router."""
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
 
 from ._client import AsyncRoutmy, __version__
 from ._config import NOT_GIVEN, NotGiven, Timeout
@@ -27,6 +26,7 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._hooks import Call, Hooks, StreamSummary
+from ._lazy import lazy_names as _lazy_names
 from ._ratelimit import RateLimit
 from ._raw_stream import RawStream, ServerSentEvent
 from ._streaming import ChatCompletionStream
@@ -56,19 +56,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _lazy_names(__name__, globals(), _LAZY)
 
 
 __all__ = [

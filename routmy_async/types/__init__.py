@@ -1,8 +1,8 @@
 """The response types of routmy_async: frozen ``msgspec.Struct`` classes."""
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
 
+from .._lazy import lazy_names as _lazy_names
 from ._base import ResponseObject, TopLevelResponse
 from .chat import (
     AwaitableChatCompletion,
@@ -150,19 +150,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _lazy_names(__name__, globals(), _LAZY)
 
 
 __all__ = [
