@@ -428,9 +428,14 @@ def _add_batch(commands: Any) -> None:
         default=None,
         metavar="USD",
         help="what the output may cost: no request starts once the usage.cost of its "
-        "answers (earlier runs' included) would pass USD. Refused (exit 1) where answers "
-        "carry no cost: against rout.my (which counts tokens) before anything is sent, "
-        "elsewhere at the first answer without one, no other request started",
+        "answers (earlier runs' included) plus a reservation for the requests in flight "
+        "would pass USD. The reservation is an estimate sized by each request (the highest "
+        "cost per token so far times its prompt characters / 4 plus its max_tokens, or "
+        "without one the larger of 256 and the prompt): it errs high but an answer longer "
+        "than estimated can pass USD (the summary shows it). Refused (exit 1) where answers "
+        "carry no cost: against a rout.my URL (which counts tokens) before anything is "
+        "sent, against any other URL (--mock too) at the first answer without one, no "
+        "other request started",
     )
     batch.add_argument(
         "--retry-failed",

@@ -317,7 +317,9 @@ async def test_max_cost_bounds_the_output_across_a_kill_and_a_restart(priced, tm
     """routmy batch --max-cost killed with SIGKILL mid-run, then the same command again: the
     second run counts what the output already cost, so the output's cost stays within the
     budget; the summary says what was spent before and by this run (exit 4)."""
-    source = write_lines(tmp_path / "in.jsonl", [chat_line(f"q{i:02d}") for i in range(40)])
+    # max_tokens: a line's reservation counts its output cap (256 without one).
+    lines = [chat_line(f"q{i:02d}", max_tokens=2) for i in range(40)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
     target = tmp_path / "out.jsonl"
     per_line = 5e-6  # the mock's cost of "say qNN": 3 prompt and 2 completion tokens
     budget = 10 * per_line
@@ -339,7 +341,8 @@ async def test_max_cost_bounds_the_output_across_a_kill_and_a_restart(priced, tm
 async def test_a_budget_already_spent_sends_nothing(priced, tmp_path):
     """A second run with the same max_cost over an output that already cost it sends
     nothing and says so; cost_before and cost_total are in the JSON form."""
-    source = write_lines(tmp_path / "in.jsonl", [chat_line(f"q{i:02d}") for i in range(30)])
+    lines = [chat_line(f"q{i:02d}", max_tokens=2) for i in range(30)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
     target = tmp_path / "out.jsonl"
     async with client_for(priced) as client:
         first = await run_batch_file(client, source, target, max_cost=5e-5, concurrency=1)
