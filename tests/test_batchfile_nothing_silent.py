@@ -647,6 +647,64 @@ async def test_a_chat_answer_cut_by_a_provider_error_is_a_failure(mock, tmp_path
     assert second.skipped == 1 and second.ok == 1 and all(is_ok(r) for r in results(target))
 
 
+def chat_answer(choices: list[Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "mock/echo",
+        "choices": choices,
+        "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1},
+        **extra,
+    }
+
+
+STOPPED = {"index": 0, "message": {"role": "assistant", "content": "hm"}, "finish_reason": "stop"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (chat_answer([]), "no_choices"),
+        (
+            chat_answer([STOPPED], error={"message": "upstream died", "code": 502}),
+            "error_in_answer",
+        ),
+    ],
+    ids=["no-choices", "error-beside-choices"],
+)
+async def test_a_chat_answer_without_an_answer_is_a_failure(mock, tmp_path, answer, code):
+    """A 200 chat completion with ``choices: []``, or with a top-level error object beside
+    a choice that says "stop", is not a result: a failure line with an ``error`` (its 200
+    kept in ``response``), sent again by the next run."""
+    source = write_lines(tmp_path / "in.jsonl", [chat_line("empty"), chat_line("fine")])
+    target = tmp_path / "out.jsonl"
+    mock.reply_json(answer, path="/v1/chat/completions")
+    async with client_for(mock) as client:
+        first = await run_batch_file(client, source, target, concurrency=1)
+        assert first.ok == 1 and first.failed == 1
+        empty = next(r for r in results(target) if r["custom_id"] == "empty")
+        assert empty["response"]["status_code"] == 200
+        assert empty["error"]["code"] == code
+        second = await run_batch_file(client, source, target)
+    assert second.skipped == 1 and second.ok == 1 and all(is_ok(r) for r in results(target))
+
+
+async def test_an_error_body_with_a_200_keeps_its_status_and_gets_an_error(mock, tmp_path):
+    """A 200 whose body is only {"error": {"code": 502}}: the line keeps the real status
+    (200) in ``response`` and the failure in ``error``, as 2xx failures are written."""
+    source = write_lines(tmp_path / "in.jsonl", [chat_line("bad")])
+    target = tmp_path / "out.jsonl"
+    mock.reply_json({"error": {"message": "upstream", "code": 502}}, path="/v1/chat/completions")
+    async with client_for(mock) as client:
+        summary = await run_batch_file(client, source, target)
+    assert summary.failed == 1
+    (line,) = results(target)
+    assert line["response"]["status_code"] == 200
+    assert line["response"]["body"] == {"error": {"message": "upstream", "code": 502}}
+    assert line["error"] is not None and "upstream" in line["error"]["message"]
+
+
 async def test_cli_exits_5_when_the_input_grew_during_the_run(mock, tmp_path):
     """routmy batch while another process appends to the input: the lines validated are
     done, the summary says the input grew, and the exit code (5) says it is not finished;
