@@ -308,6 +308,8 @@ async def _batch(args: argparse.Namespace) -> int:
             output_file=args.output,
             errors_file=args.errors,
             retry_failed=args.retry_failed,
+            # --mock serves on 127.0.0.1: not rout.my's URL, as for a run.
+            base_url="http://127.0.0.1/v1" if args.mock else args.base_url,
         )
         _out(check.format())
         if args.summary_json:
@@ -447,7 +449,11 @@ def _add_batch(commands: Any) -> None:
         "--skip-invalid", action="store_true", help="run the valid lines of an invalid file"
     )
     batch.add_argument(
-        "--dry-run", action="store_true", help="only validate: counts and a token estimate"
+        "--dry-run",
+        action="store_true",
+        help="only validate (for --base-url: against rout.my, a /v1/responses line with "
+        "previous_response_id is refused, its /v1/responses being stateless): counts and a "
+        "token estimate",
     )
     batch.add_argument(
         "--summary-json", default=None, metavar="FILE", help="also write the summary as JSON"

@@ -116,12 +116,18 @@ async def check_batch_file(
     output_file: PathLike | None = None,
     errors_file: PathLike | None = None,
     retry_failed: bool = True,
+    base_url: str | None = None,
 ) -> BatchCheck:
     """Validate a batch file without sending anything (``routmy batch --dry-run``).
 
     Every line is checked as :func:`run_batch_file` checks it; with ``output_file`` (and
     ``errors_file``) the result also counts what is already done and what a run would send,
     with an estimate of its tokens. Nothing is written, and no lock is taken.
+
+    ``base_url`` is the server a run would send to (default: ``ROUTMY_BASE_URL``, then
+    ``https://api.rout.my/v1``, as a client's): against rout.my, whose ``/v1/responses``
+    keeps no state, a Responses line with ``previous_response_id`` is refused, as a run
+    refuses it.
 
     :returns: counts, the first problems with their line numbers, the token estimate.
     """
@@ -133,4 +139,5 @@ async def check_batch_file(
         output_file=output_file,
         errors_file=errors_file,
         retry_failed=retry_failed,
+        base_url=base_url,
     )

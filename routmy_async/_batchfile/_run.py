@@ -34,7 +34,7 @@ import anyio
 import msgspec
 
 from .._batch import run_many
-from .._config import is_routmy_url
+from .._config import DEFAULT_BASE_URL, is_routmy_url
 from .._exceptions import RoutmyError
 from .._ratelimit import RateLimit, estimate_tokens
 from ._control import BatchFileError, BatchStop
@@ -144,8 +144,12 @@ async def check_only(
     output_file: str | os.PathLike[str] | None,
     errors_file: str | os.PathLike[str] | None,
     retry_failed: bool,
+    base_url: str | None = None,
 ) -> BatchCheck:
-    """Validate a file and count what a run over ``output_file`` would send (reads only)."""
+    """Validate a file and count what a run over ``output_file`` would send (reads only);
+    ``base_url`` (default: ``ROUTMY_BASE_URL``, then rout.my's) is the server's."""
+    if base_url is None:
+        base_url = os.environ.get("ROUTMY_BASE_URL") or DEFAULT_BASE_URL
     default = endpoint_for(endpoint) if endpoint is not None else None
     path, outputs = _paths(input_file, output_file, errors_file)
     stop = BatchStop()
@@ -159,6 +163,7 @@ async def check_only(
             resume=resume,
             retry_failed=retry_failed,
             keep_bad_lines=False,
+            stateless_responses=is_routmy_url(base_url),
             stop=stop,
         )
     finally:
@@ -392,6 +397,7 @@ class BatchRun:
                         retry_failed=self._retry_failed,
                         keep_bad_lines=self._skip_invalid,
                         estimate=False,
+                        stateless_responses=is_routmy_url(self._client.base_url),
                         stop=self._stop,
                     )
                 except Stopped:
