@@ -406,10 +406,12 @@ def _add_batch(commands: Any) -> None:
         description="Send every request of an OpenAI Batch-format JSONL file and write each "
         "result as an OpenAI Batch output line as it ends. Running the same command again "
         "skips the lines already done and retries the failed ones. The run sends exactly "
-        "the bytes it validated: lines appended meanwhile wait for the next run, and an "
-        "input truncated or replaced during the run stops it (exit 1). Exit codes: 0 done, "
-        "1 an error, 2 a usage error, 3 some lines failed, 4 stopped at --max-cost, 5 the "
-        "input grew during the run (run again for the rest), 130/143 interrupted.",
+        "the bytes it validated: lines appended meanwhile wait for the next run (so does a "
+        "last line with no newline that is not valid JSON: a line still being written), "
+        "and an input truncated or replaced during the run stops it (exit 1). Exit codes: "
+        "0 done, 1 an error, 2 a usage error, 3 some lines failed, 4 stopped at "
+        "--max-cost, 5 the input grew during the run or its last line was still being "
+        "written (run again for the rest), 130/143 interrupted.",
     )
     batch.add_argument("input", help="JSONL lines {custom_id, method, url, body}")
     batch.add_argument(

@@ -705,6 +705,29 @@ async def test_an_error_body_with_a_200_keeps_its_status_and_gets_an_error(mock,
     assert line["error"] is not None and "upstream" in line["error"]["message"]
 
 
+async def test_a_last_line_still_being_written_waits_for_the_next_run(mock, tmp_path):
+    """A writer appending a line in two write()s: the batch sees half a last line (no
+    newline, not JSON). That line is not there yet (not sent, exit 5 as for appended
+    lines), not a reason to refuse the whole file; once whole, the next run sends it. A
+    last line without a newline that parses is a whole line (exit 0)."""
+    source = tmp_path / "in.jsonl"
+    last = json.dumps(chat_line("q3"))
+    source.write_text("".join(json.dumps(chat_line(f"q{i}")) + "\n" for i in range(3)))
+    with source.open("a") as writer:  # the first of the writer's two write()s
+        writer.write(last[:40])
+    target = tmp_path / "out.jsonl"
+    argv = [str(source), "-o", str(target)]
+    code, out, err = await finish(await spawn(mock, *argv))
+    assert code == 5, err
+    assert "the input grew by 40 bytes" in out
+    assert sorted(r["custom_id"] for r in results(target)) == ["q0", "q1", "q2"]
+    with source.open("a") as writer:  # its second write(), still without the newline
+        writer.write(last[40:])
+    code, out, err = await finish(await spawn(mock, *argv))
+    assert code == 0, err
+    assert sorted(r["custom_id"] for r in results(target)) == ["q0", "q1", "q2", "q3"]
+
+
 async def test_cli_exits_5_when_the_input_grew_during_the_run(mock, tmp_path):
     """routmy batch while another process appends to the input: the lines validated are
     done, the summary says the input grew, and the exit code (5) says it is not finished;

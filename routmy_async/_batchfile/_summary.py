@@ -57,6 +57,8 @@ class BatchCheck:
         #: The rate limiter's estimate over the lines to run: prompt characters / 4 plus
         #: ``max_tokens`` (or 256) per chat request, the input for embeddings.
         self.estimated_tokens = 0
+        #: Bytes of a last line left out as still being written (no newline, not valid JSON).
+        self.unfinished = 0
         # Line numbers a run skips (invalid lines and later duplicates), when told to skip.
         self._bad_lines: Sequence[int] = ()
 
@@ -87,6 +89,11 @@ class BatchCheck:
             f"  estimated tokens: ~{self.estimated_tokens:,} (prompt characters / 4, plus "
             "max_tokens or 256 per chat request)"
         )
+        if self.unfinished:
+            text.append(
+                f"  the last line ({self.unfinished:,} bytes) has no newline and is not "
+                "valid JSON: left out as still being written (not sent)"
+            )
         text.extend(self.format_problems())
         return "\n".join(text)
 
@@ -102,6 +109,7 @@ class BatchCheck:
             "failed_before": self.failed_before,
             "to_run": self.to_run,
             "estimated_tokens": self.estimated_tokens,
+            "unfinished": self.unfinished,
             "problems": [{"line": line, "message": message} for line, message in self.problems],
         }
 
@@ -134,7 +142,8 @@ class BatchSummary:
     an answer reported no cost under a ``max_cost``, ``"input_changed"`` when the input was
     truncated or replaced during the run (``stop_detail`` says how; the last two end in a
     ``BatchFileError`` that carries this summary). ``input_grown`` counts the bytes another
-    process appended to the input during the run: not validated, so not sent.
+    process appended to the input during the run, or the last line left out as still being
+    written (no newline, not valid JSON): not validated, so not sent.
     """
 
     def __init__(
@@ -318,8 +327,9 @@ class BatchSummary:
             text.append(f"  ({self.ok - self.costed:,} answers reported no cost)")
         if self.input_grown:
             text.append(
-                f"  the input grew by {self.input_grown:,} bytes during the run: those lines "
-                "were not validated, so not sent; run again to send them"
+                f"  the input grew by {self.input_grown:,} bytes during the run (or its last "
+                "line was still being written): those lines were not validated, so not "
+                "sent; run again to send them"
             )
         text.append(f"time: {self.wall_seconds:,.1f} s, {self.throughput:,.1f} requests/s")
         if self.compacted:

@@ -154,6 +154,7 @@ def check_input(
         if keep_bad_lines:
             bad = array("Q", heapq.merge(bad, (number for number, _ in duplicates)))
     check.endpoints = {url: count for url, count in check.endpoints.items() if count}
+    check.unfinished = source.unfinished
     check._bad_lines = bad
     return check
 
