@@ -74,17 +74,18 @@ async def until(condition: Callable[[], bool]) -> None:
 
 def test_batch_with_the_embedded_mock_and_a_json_summary(tmp_path, capsys):
     """routmy batch --mock (a rout.my-like server: no usage.cost): exit 0, the text summary
-    on stdout saying the answers reported no cost, the JSON one in a file."""
+    on stdout saying the cost is unknown (not $0), the JSON one in a file."""
     source = write_requests(tmp_path / "in.jsonl", 12)
     target = tmp_path / "out.jsonl"
     report = tmp_path / "summary.json"
     args = ["batch", str(source), "-o", str(target), "--mock", "--no-progress", "--grace", "5"]
     assert main([*args, "--summary-json", str(report), "--concurrency", "3"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"ok +12\n", out) and "(12 answers reported no cost)" in out
+    assert re.search(r"ok +12\n", out) and "$0.0000" not in out
+    assert re.search(r"tokens: [\d,]+ \(prompt .*\); cost: unknown \(no answer reported", out)
     summary = json.loads(report.read_text())
     assert summary["ok"] == 12 and summary["complete"] and summary["cost"] == 0
-    assert summary["answers_without_cost"] == 12
+    assert summary["answers_without_cost"] == 12 and summary["cost_unknown"]
     assert_every_id_done_once(target, 12)
     assert main([*args, "--summary-json", "-"]) == 0
     assert '"skipped": 12' in capsys.readouterr().out

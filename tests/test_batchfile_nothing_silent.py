@@ -147,7 +147,9 @@ def test_cli_mock_max_cost_stops_and_the_openrouter_flavor_counts(tmp_path, caps
     target = tmp_path / "out.jsonl"
     args = ["batch", str(source), "-o", str(target), "--mock", "--no-progress"]
     assert main([*args, "--max-cost", "5", "--concurrency", "4"]) == 1
-    assert "max_cost cannot be enforced" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "max_cost cannot be enforced" in err and "allowed" not in out
+    assert "cost: unknown (no answer reported usage.cost); max_cost $5.0000 could not be" in out
     assert len(results(target)) == 1
     priced = ["--mock-flavor", "openrouter", "--max-cost", "5"]
     assert main(["batch", str(source), "-o", str(tmp_path / "b.jsonl"), *args[4:], *priced]) == 0

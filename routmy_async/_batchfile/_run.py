@@ -253,7 +253,7 @@ class _Meter:
         summary = self._summary
         return (
             f"failed={summary.failed:,}, tokens={summary.total_tokens:,}, "
-            f"cost={format_money(summary.cost)}"
+            f"cost={'unknown' if summary.cost_unknown else format_money(summary.cost)}"
         )
 
     def update(self) -> None:

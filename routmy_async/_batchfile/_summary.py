@@ -242,6 +242,12 @@ class BatchSummary:
         return self.cost_before + self.cost
 
     @property
+    def cost_unknown(self) -> bool:
+        """Whether this run had answers and none reported a ``usage.cost`` (rout.my reports
+        none): ``cost`` is then 0 only for want of a number."""
+        return self.ok > 0 and self.costed == 0 and not self.cost
+
+    @property
     def complete(self) -> bool:
         """Whether every valid line of the input now has a result (ok or failed), and the
         input did not grow during the run."""
@@ -281,7 +287,8 @@ class BatchSummary:
         eta = _duration(left / rate) if rate > 0 else "?"
         return (
             f"batch: {self.done:,}/{self.to_run:,} done ({rate:,.1f}/s, ETA {eta}), "
-            f"{self.failed:,} failed, {self.total_tokens:,} tokens, {format_money(self.cost)}"
+            f"{self.failed:,} failed, {self.total_tokens:,} tokens, "
+            + ("cost unknown" if self.cost_unknown else format_money(self.cost))
         )
 
     def format(self) -> str:
@@ -311,19 +318,27 @@ class BatchSummary:
         if self.not_started or self.cancelled:
             text.append(f"  not started  {self.not_started:>10,}")
             text.append(f"  cut off      {self.cancelled:>10,}   in flight when stopped")
-        cost = f"cost: {format_money(self.cost)}"
-        if self.cost_before:
-            cost += (
-                f" this run + {format_money(self.cost_before)} before = "
-                f"{format_money(self.cost_total)}"
-            )
-        if self.max_cost is not None:
-            cost += f" of {format_money(self.max_cost)} allowed"
+        if self.cost_unknown:
+            # Not $0: the server said nothing of it (rout.my counts tokens, not dollars).
+            cost = "cost: unknown (no answer reported usage.cost)"
+            if self.cost_before:
+                cost += f" this run + {format_money(self.cost_before)} before"
+            if self.max_cost is not None:
+                cost += f"; max_cost {format_money(self.max_cost)} could not be enforced"
+        else:
+            cost = f"cost: {format_money(self.cost)}"
+            if self.cost_before:
+                cost += (
+                    f" this run + {format_money(self.cost_before)} before = "
+                    f"{format_money(self.cost_total)}"
+                )
+            if self.max_cost is not None:
+                cost += f" of {format_money(self.max_cost)} allowed"
         text.append(
             f"tokens: {self.total_tokens:,} (prompt {self.prompt_tokens:,}, completion "
             f"{self.completion_tokens:,}); {cost}"
         )
-        if self.costed < self.ok:
+        if 0 < self.costed < self.ok:
             text.append(f"  ({self.ok - self.costed:,} answers reported no cost)")
         if self.input_grown:
             text.append(
@@ -375,6 +390,7 @@ class BatchSummary:
             "cost_total": round(self.cost_total, 10),
             "max_cost": self.max_cost,
             "answers_without_cost": self.ok - self.costed,
+            "cost_unknown": self.cost_unknown,
             "compacted": self.compacted,
             "input_grown": self.input_grown,
             "wall_seconds": round(self.wall_seconds, 3),
