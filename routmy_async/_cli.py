@@ -308,6 +308,8 @@ async def _batch(args: argparse.Namespace) -> int:
             output_file=args.output,
             errors_file=args.errors,
             retry_failed=args.retry_failed,
+            # --mock serves on 127.0.0.1: not rout.my's URL, as for a run.
+            base_url="http://127.0.0.1/v1" if args.mock else args.base_url,
         )
         _out(check.format())
         if args.summary_json:
@@ -404,10 +406,12 @@ def _add_batch(commands: Any) -> None:
         description="Send every request of an OpenAI Batch-format JSONL file and write each "
         "result as an OpenAI Batch output line as it ends. Running the same command again "
         "skips the lines already done and retries the failed ones. The run sends exactly "
-        "the bytes it validated: lines appended meanwhile wait for the next run, and an "
-        "input truncated or replaced during the run stops it (exit 1). Exit codes: 0 done, "
-        "1 an error, 2 a usage error, 3 some lines failed, 4 stopped at --max-cost, 5 the "
-        "input grew during the run (run again for the rest), 130/143 interrupted.",
+        "the bytes it validated: lines appended meanwhile wait for the next run (so does a "
+        "last line with no newline that is not valid JSON: a line still being written), "
+        "and an input truncated or replaced during the run stops it (exit 1). Exit codes: "
+        "0 done, 1 an error, 2 a usage error, 3 some lines failed, 4 stopped at "
+        "--max-cost, 5 the input grew during the run or its last line was still being "
+        "written (run again for the rest), 130/143 interrupted.",
     )
     batch.add_argument("input", help="JSONL lines {custom_id, method, url, body}")
     batch.add_argument(
@@ -428,9 +432,14 @@ def _add_batch(commands: Any) -> None:
         default=None,
         metavar="USD",
         help="what the output may cost: no request starts once the usage.cost of its "
-        "answers (earlier runs' included) would pass USD. Refused (exit 1) where answers "
-        "carry no cost: against rout.my (which counts tokens) before anything is sent, "
-        "elsewhere at the first answer without one, no other request started",
+        "answers (earlier runs' included) plus a reservation for the requests in flight "
+        "would pass USD. The reservation is an estimate sized by each request (the highest "
+        "cost per token so far times its prompt characters / 4 plus its max_tokens, or "
+        "without one the larger of 256 and the prompt): it errs high but an answer longer "
+        "than estimated can pass USD (the summary shows it). Refused (exit 1) where answers "
+        "carry no cost: against a rout.my URL (which counts tokens) before anything is "
+        "sent, against any other URL (--mock too) at the first answer without one, no "
+        "other request started",
     )
     batch.add_argument(
         "--retry-failed",
@@ -442,7 +451,11 @@ def _add_batch(commands: Any) -> None:
         "--skip-invalid", action="store_true", help="run the valid lines of an invalid file"
     )
     batch.add_argument(
-        "--dry-run", action="store_true", help="only validate: counts and a token estimate"
+        "--dry-run",
+        action="store_true",
+        help="only validate (for --base-url: against rout.my, a /v1/responses line with "
+        "previous_response_id is refused, its /v1/responses being stateless): counts and a "
+        "token estimate",
     )
     batch.add_argument(
         "--summary-json", default=None, metavar="FILE", help="also write the summary as JSON"

@@ -247,6 +247,10 @@ class APIStatusError(_ServerErrorFields):
     :param status_code: the HTTP status.
     :param body: the decoded JSON body, or the raw text when it was not JSON.
     :param headers: the response headers.
+
+    ``http_status`` is the status the answer came with: ``status_code`` but for a 2xx answer
+    whose body is only an error object, where ``status_code`` is the error's own (a numeric
+    ``code`` such as 502) and ``http_status`` the 2xx.
     """
 
     def __init__(
@@ -263,6 +267,7 @@ class APIStatusError(_ServerErrorFields):
     ):
         super().__init__(message, code=code, type=type, metadata=metadata, request_id=request_id)
         self.status_code = status_code
+        self.http_status = status_code
         self.body = body
         self.headers: Mapping[str, str] = headers if headers is not None else {}
 
@@ -422,4 +427,6 @@ def answer_error(
     if isinstance(code, str) and code.isdigit():
         code = int(code)
     status = code if isinstance(code, int) and 400 <= code < 600 else status_code
-    return status_error(status, body, headers)
+    error = status_error(status, body, headers)
+    error.http_status = status_code
+    return error

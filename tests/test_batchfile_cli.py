@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -73,17 +74,18 @@ async def until(condition: Callable[[], bool]) -> None:
 
 def test_batch_with_the_embedded_mock_and_a_json_summary(tmp_path, capsys):
     """routmy batch --mock (a rout.my-like server: no usage.cost): exit 0, the text summary
-    on stdout saying the answers reported no cost, the JSON one in a file."""
+    on stdout saying the cost is unknown (not $0), the JSON one in a file."""
     source = write_requests(tmp_path / "in.jsonl", 12)
     target = tmp_path / "out.jsonl"
     report = tmp_path / "summary.json"
     args = ["batch", str(source), "-o", str(target), "--mock", "--no-progress", "--grace", "5"]
     assert main([*args, "--summary-json", str(report), "--concurrency", "3"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"ok +12\n", out) and "(12 answers reported no cost)" in out
+    assert re.search(r"ok +12\n", out) and "$0.0000" not in out
+    assert re.search(r"tokens: [\d,]+ \(prompt .*\); cost: unknown \(no answer reported", out)
     summary = json.loads(report.read_text())
     assert summary["ok"] == 12 and summary["complete"] and summary["cost"] == 0
-    assert summary["answers_without_cost"] == 12
+    assert summary["answers_without_cost"] == 12 and summary["cost_unknown"]
     assert_every_id_done_once(target, 12)
     assert main([*args, "--summary-json", "-"]) == 0
     assert '"skipped": 12' in capsys.readouterr().out
@@ -322,3 +324,34 @@ def test_a_missing_input_file_is_one_error_line(tmp_path, capsys):
     missing = tmp_path / "missing.jsonl"
     assert main(["batch", str(missing), "-o", str(tmp_path / "out.jsonl"), "--mock"]) == 1
     assert capsys.readouterr().err == f"error: {missing}: no such input file\n"
+
+
+def test_previous_response_id_to_routmy_is_refused_with_its_line_number(tmp_path):
+    """rout.my's /v1/responses is stateless: a line with previous_response_id would lose its
+    conversation silently. routmy batch against a rout.my URL refuses it at validation,
+    naming the line and why, in --dry-run too; nothing is sent."""
+    source = tmp_path / "in.jsonl"
+    lines = [
+        {"custom_id": "a", "url": "/v1/responses", "body": {"model": "m/x", "input": "hi"}},
+        {
+            "custom_id": "b",
+            "url": "/v1/responses",
+            "body": {"model": "m/x", "input": "and then?", "previous_response_id": "resp_1"},
+        },
+    ]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    target = tmp_path / "out.jsonl"
+    command = [sys.executable, "-W", "error", "-m", "routmy_async", "batch", str(source)]
+    dry = subprocess.run(
+        [*command, "--dry-run"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=WAIT
+    )
+    assert dry.returncode == 1, dry.stderr
+    assert re.search(r"line 2: previous_response_id .*stateless.* input", dry.stdout)
+    run = subprocess.run(
+        [*command, "-o", str(target), "--base-url", "https://api.rout.my/v1", "--api-key",
+         "sk_test", "--no-progress"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=WAIT,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "line 2: previous_response_id" in run.stderr and "nothing was sent" in run.stderr
+    assert not target.exists() or target.read_bytes() == b""

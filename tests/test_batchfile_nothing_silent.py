@@ -147,7 +147,9 @@ def test_cli_mock_max_cost_stops_and_the_openrouter_flavor_counts(tmp_path, caps
     target = tmp_path / "out.jsonl"
     args = ["batch", str(source), "-o", str(target), "--mock", "--no-progress"]
     assert main([*args, "--max-cost", "5", "--concurrency", "4"]) == 1
-    assert "max_cost cannot be enforced" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "max_cost cannot be enforced" in err and "allowed" not in out
+    assert "cost: unknown (no answer reported usage.cost); max_cost $5.0000 could not be" in out
     assert len(results(target)) == 1
     priced = ["--mock-flavor", "openrouter", "--max-cost", "5"]
     assert main(["batch", str(source), "-o", str(tmp_path / "b.jsonl"), *args[4:], *priced]) == 0
@@ -317,7 +319,9 @@ async def test_max_cost_bounds_the_output_across_a_kill_and_a_restart(priced, tm
     """routmy batch --max-cost killed with SIGKILL mid-run, then the same command again: the
     second run counts what the output already cost, so the output's cost stays within the
     budget; the summary says what was spent before and by this run (exit 4)."""
-    source = write_lines(tmp_path / "in.jsonl", [chat_line(f"q{i:02d}") for i in range(40)])
+    # max_tokens: a line's reservation counts its output cap (256 without one).
+    lines = [chat_line(f"q{i:02d}", max_tokens=2) for i in range(40)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
     target = tmp_path / "out.jsonl"
     per_line = 5e-6  # the mock's cost of "say qNN": 3 prompt and 2 completion tokens
     budget = 10 * per_line
@@ -339,7 +343,8 @@ async def test_max_cost_bounds_the_output_across_a_kill_and_a_restart(priced, tm
 async def test_a_budget_already_spent_sends_nothing(priced, tmp_path):
     """A second run with the same max_cost over an output that already cost it sends
     nothing and says so; cost_before and cost_total are in the JSON form."""
-    source = write_lines(tmp_path / "in.jsonl", [chat_line(f"q{i:02d}") for i in range(30)])
+    lines = [chat_line(f"q{i:02d}", max_tokens=2) for i in range(30)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
     target = tmp_path / "out.jsonl"
     async with client_for(priced) as client:
         first = await run_batch_file(client, source, target, max_cost=5e-5, concurrency=1)
@@ -642,6 +647,87 @@ async def test_a_chat_answer_cut_by_a_provider_error_is_a_failure(mock, tmp_path
         assert "provider died" in cut["error"]["message"]
         second = await run_batch_file(client, source, target)
     assert second.skipped == 1 and second.ok == 1 and all(is_ok(r) for r in results(target))
+
+
+def chat_answer(choices: list[Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "mock/echo",
+        "choices": choices,
+        "usage": {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1},
+        **extra,
+    }
+
+
+STOPPED = {"index": 0, "message": {"role": "assistant", "content": "hm"}, "finish_reason": "stop"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (chat_answer([]), "no_choices"),
+        (
+            chat_answer([STOPPED], error={"message": "upstream died", "code": 502}),
+            "error_in_answer",
+        ),
+    ],
+    ids=["no-choices", "error-beside-choices"],
+)
+async def test_a_chat_answer_without_an_answer_is_a_failure(mock, tmp_path, answer, code):
+    """A 200 chat completion with ``choices: []``, or with a top-level error object beside
+    a choice that says "stop", is not a result: a failure line with an ``error`` (its 200
+    kept in ``response``), sent again by the next run."""
+    source = write_lines(tmp_path / "in.jsonl", [chat_line("empty"), chat_line("fine")])
+    target = tmp_path / "out.jsonl"
+    mock.reply_json(answer, path="/v1/chat/completions")
+    async with client_for(mock) as client:
+        first = await run_batch_file(client, source, target, concurrency=1)
+        assert first.ok == 1 and first.failed == 1
+        empty = next(r for r in results(target) if r["custom_id"] == "empty")
+        assert empty["response"]["status_code"] == 200
+        assert empty["error"]["code"] == code
+        second = await run_batch_file(client, source, target)
+    assert second.skipped == 1 and second.ok == 1 and all(is_ok(r) for r in results(target))
+
+
+async def test_an_error_body_with_a_200_keeps_its_status_and_gets_an_error(mock, tmp_path):
+    """A 200 whose body is only {"error": {"code": 502}}: the line keeps the real status
+    (200) in ``response`` and the failure in ``error``, as 2xx failures are written."""
+    source = write_lines(tmp_path / "in.jsonl", [chat_line("bad")])
+    target = tmp_path / "out.jsonl"
+    mock.reply_json({"error": {"message": "upstream", "code": 502}}, path="/v1/chat/completions")
+    async with client_for(mock) as client:
+        summary = await run_batch_file(client, source, target)
+    assert summary.failed == 1
+    (line,) = results(target)
+    assert line["response"]["status_code"] == 200
+    assert line["response"]["body"] == {"error": {"message": "upstream", "code": 502}}
+    assert line["error"] is not None and "upstream" in line["error"]["message"]
+
+
+async def test_a_last_line_still_being_written_waits_for_the_next_run(mock, tmp_path):
+    """A writer appending a line in two write()s: the batch sees half a last line (no
+    newline, not JSON). That line is not there yet (not sent, exit 5 as for appended
+    lines), not a reason to refuse the whole file; once whole, the next run sends it. A
+    last line without a newline that parses is a whole line (exit 0)."""
+    source = tmp_path / "in.jsonl"
+    last = json.dumps(chat_line("q3"))
+    source.write_text("".join(json.dumps(chat_line(f"q{i}")) + "\n" for i in range(3)))
+    with source.open("a") as writer:  # the first of the writer's two write()s
+        writer.write(last[:40])
+    target = tmp_path / "out.jsonl"
+    argv = [str(source), "-o", str(target)]
+    code, out, err = await finish(await spawn(mock, *argv))
+    assert code == 5, err
+    assert "the input grew by 40 bytes" in out
+    assert sorted(r["custom_id"] for r in results(target)) == ["q0", "q1", "q2"]
+    with source.open("a") as writer:  # its second write(), still without the newline
+        writer.write(last[40:])
+    code, out, err = await finish(await spawn(mock, *argv))
+    assert code == 0, err
+    assert sorted(r["custom_id"] for r in results(target)) == ["q0", "q1", "q2", "q3"]
 
 
 async def test_cli_exits_5_when_the_input_grew_during_the_run(mock, tmp_path):

@@ -273,7 +273,9 @@ async def test_the_budget_stops_new_starts_and_says_so(priced_client, tmp_path):
     expected in flight would pass it; the summary says so, and a run with a bigger budget
     does the rest."""
     client = priced_client
-    source = write_lines(tmp_path / "in.jsonl", [chat_line(f"{i:02d}") for i in range(40)])
+    # max_tokens: a line's reservation counts its output cap (256 without one).
+    lines = [chat_line(f"{i:02d}", max_tokens=2) for i in range(40)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
     budget = 10 * COST_PER_LINE
     summary = await run_batch_file(
         client, source, tmp_path / "out.jsonl", concurrency=4, max_cost=budget
@@ -519,7 +521,7 @@ async def test_images_run_too(client, tmp_path):
     summary = await run_batch_file(client, source, tmp_path / "out.jsonl")
     (result,) = read_results(tmp_path / "out.jsonl")
     assert summary.ok == 1 and result["response"]["body"]["data"][0]["b64_json"]
-    assert summary.costed == 0 and "reported no cost" in summary.format()
+    assert summary.costed == 0 and "cost: unknown (no answer reported" in summary.format()
 
 
 async def test_a_refused_key_stops_new_starts(mock, source, tmp_path):
@@ -533,10 +535,11 @@ async def test_a_refused_key_stops_new_starts(mock, source, tmp_path):
 async def test_progress_shows_a_bar_or_log_lines(
     client, source, tmp_path, capsys, caplog, monkeypatch
 ):
-    """progress=True: a tqdm bar with failures, tokens and cost; without tqdm, log lines."""
+    """progress=True: a tqdm bar with failures, tokens and cost (unknown, against a
+    rout.my-like server: not $0); without tqdm, log lines."""
     await run_batch_file(client, source, tmp_path / "a.jsonl", progress=True)
     err = capsys.readouterr().err
-    assert "20/20" in err and "cost=$" in err
+    assert "20/20" in err and "cost=unknown" in err and "cost=$" not in err
     monkeypatch.setitem(sys.modules, "tqdm", None)
     with caplog.at_level(logging.INFO, logger="routmy_async"):
         await run_batch_file(client, source, tmp_path / "b.jsonl", progress=True)
@@ -787,3 +790,20 @@ async def test_a_stop_from_a_signal_handler_keeps_its_grace_period(tmp_path):
         assert summary.stop_reason == "interrupted"
     finally:
         loop.remove_signal_handler(_signal.SIGUSR1)
+
+
+async def test_the_budget_holds_when_large_lines_follow_small_ones(priced_client, tmp_path):
+    """max_cost reserves for each request in flight by its own size: small answers first
+    do not let a crowd of large requests start at once (the mean of the small ones would;
+    the output cost 6.8 times the limit)."""
+    words = " ".join(f"word{i % 10}" for i in range(400))
+    lines = [chat_line(f"s{i}", "hi") for i in range(20)]
+    lines += [chat_line(f"L{i}", words) for i in range(30)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    budget = 0.003  # the mock: 1e-6 a token; a large line costs 800 tokens (echoed)
+    summary = await run_batch_file(
+        priced_client, source, tmp_path / "out.jsonl", concurrency=16, max_cost=budget
+    )
+    assert summary.stop_reason == "budget"
+    assert summary.cost_total <= budget
+    assert summary.ok >= 21  # the small lines, and large ones while the budget allowed

@@ -348,6 +348,7 @@ async def test_the_default_mock_answers_as_routmy_documents(mock):
         {"model": "mock/echo", "input": "and now?", "previous_response_id": first["id"]},
     )
     assert "hello" not in json.dumps(follow["output"])
+    assert "cost" not in first["usage"] and "cost" not in follow["usage"]
 
 
 async def test_the_openrouter_flavor_reports_cost_prices_and_stores_responses():
@@ -364,6 +365,9 @@ async def test_the_openrouter_flavor_reports_cost_prices_and_stores_responses():
             mock, "POST", "/responses", {"model": "mock/echo", "previous_response_id": first["id"]}
         )
         assert "hi" in json.dumps(again["output"])
+        # /v1/responses reports its cost too, in this flavor only.
+        usage = first["usage"]
+        assert usage["cost"] == pytest.approx(usage["total_tokens"] * 1e-6)
 
 
 def test_an_unknown_flavor_is_refused():

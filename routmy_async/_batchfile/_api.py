@@ -66,11 +66,15 @@ async def run_batch_file(
     :param tokens_per_minute: a token budget for the batch (estimated, then corrected by
         each answer's usage).
     :param max_cost: what the output may cost, in USD over ``usage.cost``, its earlier
-        runs' answers included: no request starts once that plus the expected cost of those
-        in flight would pass it. Refused (``BatchFileError``) where it cannot be counted:
-        against rout.my (before anything is read), over an output holding answers without a
-        cost (before anything is sent), and at the first answer without one (until one has
-        shown a cost, requests go one at a time, so no other was sent).
+        runs' answers included: no request starts once that plus a reservation for those
+        in flight and itself would pass it. The reservation is an estimate sized by each
+        request (the highest cost per token so far times its estimated tokens, output cap
+        included), which errs high; an answer longer than its estimate can still pass the
+        limit (the summary shows the overshoot). Refused (``BatchFileError``) where it
+        cannot be counted: against a rout.my URL (before anything is read), over an output
+        holding answers without a cost (before anything is sent), and at the first answer
+        without one (until one has shown a cost, requests go one at a time, so no other was
+        sent).
     :param retry_failed: send the lines whose earlier result is a failure again.
     :param skip_invalid: run the valid lines of a file with invalid ones (else nothing runs).
     :param progress: ``True`` for a tqdm bar (the ``progress`` extra) or a log line every few
@@ -112,12 +116,18 @@ async def check_batch_file(
     output_file: PathLike | None = None,
     errors_file: PathLike | None = None,
     retry_failed: bool = True,
+    base_url: str | None = None,
 ) -> BatchCheck:
     """Validate a batch file without sending anything (``routmy batch --dry-run``).
 
     Every line is checked as :func:`run_batch_file` checks it; with ``output_file`` (and
     ``errors_file``) the result also counts what is already done and what a run would send,
     with an estimate of its tokens. Nothing is written, and no lock is taken.
+
+    ``base_url`` is the server a run would send to (default: ``ROUTMY_BASE_URL``, then
+    ``https://api.rout.my/v1``, as a client's): against rout.my, whose ``/v1/responses``
+    keeps no state, a Responses line with ``previous_response_id`` is refused, as a run
+    refuses it.
 
     :returns: counts, the first problems with their line numbers, the token estimate.
     """
@@ -129,4 +139,5 @@ async def check_batch_file(
         output_file=output_file,
         errors_file=errors_file,
         retry_failed=retry_failed,
+        base_url=base_url,
     )

@@ -37,6 +37,8 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
+
 from ._control import BatchFileError
 from ._idset import fingerprint
 from ._lines import read_output_line
@@ -65,6 +67,7 @@ _write = os.write  # one name for every result write (a test stands a full disk 
 
 #: Bytes read at a time (a list of whole lines of about this size).
 BLOCK_SIZE = 256 * 1024
+_BOM = b"\xef\xbb\xbf"
 _CHECK_EVERY = 4096  # lines between two looks at should_stop
 
 
@@ -219,21 +222,44 @@ class InputFile:
         self._next = 0
         #: Bytes validated: the run reads no further.
         self.size = 0
+        #: Bytes of a last line left out as still being written (no newline, not JSON).
+        self.unfinished = 0
 
     def validation_blocks(self) -> Iterator[list[bytes]]:
-        """Read the whole file (again from its start), recording what was read."""
+        """Read the whole file (again from its start), recording what was read.
+
+        A last line without its newline that is not valid JSON is a line another process
+        is still writing: it is left out, as if not there yet (``unfinished``, and
+        :meth:`grown` counts it). One without a newline that parses is a whole last line.
+        """
         self._file.seek(0)
         self._blocks = []
         self._next = 0
         self.size = 0
+        self.unfinished = 0
         while True:
             block = self._file.readlines(BLOCK_SIZE)
+            if block and not block[-1].endswith(b"\n") and self._unfinished(block[-1]):
+                self.unfinished = len(block[-1])
+                block.pop()
             if not block:
                 return
             data = b"".join(block)
             self._blocks.append((len(data), _digest(data)))
             self.size += len(data)
             yield block
+
+    def _unfinished(self, raw: bytes) -> bool:
+        """Whether a last line without a newline is one still being written."""
+        if self.size == 0 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if not raw.strip():
+            return False
+        try:
+            msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return True
+        return False
 
     def rewind(self) -> None:
         """Go back to the first block validated."""

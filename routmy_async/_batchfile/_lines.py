@@ -359,10 +359,12 @@ class AnswerFailure(NamedTuple):
 def answer_state(result: Any) -> tuple[AnswerFailure | None, str | None]:
     """``(failure, incomplete)`` of an answer.
 
-    ``failure``: a Responses object in a state other than ``completed``/``incomplete``, or a
+    ``failure``: a Responses object in a state other than ``completed``/``incomplete``; a
     chat completion with a choice that ended in ``finish_reason: "error"`` (a provider that
-    failed mid-answer: the text is cut). ``incomplete``: the reason of a Responses object
-    that stopped short (``"max_output_tokens"``). Both ``None`` for any other answer.
+    failed mid-answer: the text is cut); an answer whose body has a top-level ``error``
+    object beside its payload; a chat completion with no choices. ``incomplete``: the
+    reason of a Responses object that stopped short (``"max_output_tokens"``). Both
+    ``None`` for any other answer.
     """
     kind = getattr(result, "object", None)
     if kind == "response":
@@ -381,17 +383,34 @@ def answer_state(result: Any) -> tuple[AnswerFailure | None, str | None]:
         detail = getattr(error, "message", None)
         message = f"the response {state}" + (f": {detail}" if detail else "")
         return AnswerFailure(outcome, f"response_{state.replace(' ', '_')}", message), None
+    error = _body_error(result)
+    detail = error.get("message") if isinstance(error, Mapping) else error
     if kind == "chat.completion":
         choices = getattr(result, "choices", None) or ()
         if any(getattr(choice, "finish_reason", None) == "error" for choice in choices):
-            raw = result.raw
-            error = raw.get("error") if isinstance(raw, Mapping) else None
-            detail = error.get("message") if isinstance(error, Mapping) else None
             message = "a choice ended with finish_reason 'error' (the provider failed)"
             if detail:
                 message += f": {detail}"
             return AnswerFailure("finish_reason error", "finish_reason_error", message), None
+    if error is not None:
+        message = "the answer carries an error object (the provider failed)"
+        if detail:
+            message += f": {detail}"
+        return AnswerFailure("error in answer", "error_in_answer", message), None
+    if kind == "chat.completion" and not getattr(result, "choices", None):
+        message = "the answer has no choices (no text was generated)"
+        return AnswerFailure("no choices", "no_choices", message), None
     return None, None
+
+
+def _body_error(result: Any) -> Any:
+    """The top-level ``error`` object (or string) of an answer's body, else ``None``."""
+    raw_json = getattr(result, "__dict__", {}).get("_raw_json")
+    if isinstance(raw_json, bytes) and b'"error"' not in raw_json:
+        return None  # the common case, without decoding the body again
+    raw = result.raw
+    error = raw.get("error") if isinstance(raw, Mapping) else None
+    return error if error and isinstance(error, (Mapping, str)) else None
 
 
 def success_line(
@@ -424,7 +443,8 @@ def describe_failure(error: BaseException) -> tuple[str, str, _Response | None, 
     if isinstance(error, APIStatusError):
         code = error.code if error.code is not None else error.type
         status = error.status_code
-        response = _Response(status, error.request_id, error.body)
+        # A 2xx answer whose body is an error keeps its real status (and gets an error).
+        response = _Response(error.http_status, error.request_id, error.body)
         outcome = str(status)
         if error.code is not None and str(error.code) != outcome:
             outcome = f"{status} {error.code}"
@@ -527,10 +547,16 @@ class _SeenBody(msgspec.Struct):
     object: Any = None
     status: Any = None
     usage: Any = None
+    error: Any = None
+    choices: msgspec.Raw = _NULL
 
 
 _decode_output = msgspec.json.Decoder(_SeenLine).decode
 _decode_body = msgspec.json.Decoder(_SeenBody).decode
+
+
+def _empty(raw: msgspec.Raw) -> bool:
+    return bytes(raw).translate(None, b" \t\r\n") == b"[]"
 
 
 class OutputLine(NamedTuple):
@@ -546,8 +572,9 @@ def read_output_line(raw: bytes) -> OutputLine | None:
     """What a whole output line says, or ``None`` when it is not an output line.
 
     A line is a result when it has no ``error`` and a 2xx ``response`` whose body is not a
-    Responses object in a state other than ``completed`` or ``incomplete`` (an output
-    written before that rule had such lines as results: they are failures now). The cost
+    Responses object in a state other than ``completed`` or ``incomplete``, has no
+    top-level ``error`` and is not a chat completion with no choices (an output written
+    before those rules had such lines as results: they are failures now). The cost
     is read from any 2xx body: a failed response may have been billed too.
     """
     try:
@@ -566,6 +593,8 @@ def read_output_line(raw: bytes) -> OutputLine | None:
         return OutputLine(line.custom_id, ok)
     if body.object == "response" and body.status not in RESPONSE_DONE:
         ok = False
+    elif body.error or (body.object == "chat.completion" and _empty(body.choices)):
+        ok = False  # an error in the answer, or no choices
     cost = body.usage.get("cost") if isinstance(body.usage, dict) else None
     if not isinstance(cost, (int, float)) or isinstance(cost, bool):
         cost = None

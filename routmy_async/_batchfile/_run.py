@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import msgspec
 
 from .._batch import run_many
-from .._config import is_routmy_url
+from .._config import DEFAULT_BASE_URL, is_routmy_url
 from .._exceptions import RoutmyError
-from .._ratelimit import RateLimit
+from .._ratelimit import RateLimit, estimate_tokens
 from ._control import BatchFileError, BatchStop
 from ._files import (
     Appender,
@@ -74,6 +75,8 @@ T = TypeVar("T")
 Progress = Callable[[BatchSummary], None]
 _BOM = b"\xef\xbb\xbf"
 _SPACE = frozenset((b"", b" ", b"\t", b"\r", b"\n"))  # first bytes of a line that may be blank
+_DEFAULT_OUTPUT = 256  # the rate limiter's completion estimate when a body sets no cap
+_encode_json = msgspec.json.Encoder().encode
 _LOG_EVERY = 5.0
 _POSTFIX_EVERY = 0.5
 
@@ -141,8 +144,12 @@ async def check_only(
     output_file: str | os.PathLike[str] | None,
     errors_file: str | os.PathLike[str] | None,
     retry_failed: bool,
+    base_url: str | None = None,
 ) -> BatchCheck:
-    """Validate a file and count what a run over ``output_file`` would send (reads only)."""
+    """Validate a file and count what a run over ``output_file`` would send (reads only);
+    ``base_url`` (default: ``ROUTMY_BASE_URL``, then rout.my's) is the server's."""
+    if base_url is None:
+        base_url = os.environ.get("ROUTMY_BASE_URL") or DEFAULT_BASE_URL
     default = endpoint_for(endpoint) if endpoint is not None else None
     path, outputs = _paths(input_file, output_file, errors_file)
     stop = BatchStop()
@@ -156,6 +163,7 @@ async def check_only(
             resume=resume,
             retry_failed=retry_failed,
             keep_bad_lines=False,
+            stateless_responses=is_routmy_url(base_url),
             stop=stop,
         )
     finally:
@@ -174,19 +182,53 @@ def _invalid_file(path: Path, check: BatchCheck) -> BatchFileError:
     )
 
 
+def line_tokens(endpoint: Endpoint, body: dict[str, Any]) -> int:
+    """The tokens a line may use, for ``max_cost`` (an estimate that errs high): its prompt
+    (characters / 4, as the rate limiter counts them; a Responses ``input`` list as JSON)
+    plus its output cap (``max_tokens``, ``max_completion_tokens``, ``max_output_tokens``),
+    or, without one, the larger of 256 and the prompt (an answer may echo or rewrite it).
+    Embeddings have no output.
+    """
+    url = endpoint.url
+    if url == "/v1/embeddings":
+        return max(estimate_tokens(body), 1)
+    if url == "/v1/responses":
+        given = body.get("input")
+        text = given if isinstance(given, str) else _encode_json(given)
+        instructions = body.get("instructions")
+        characters = len(text) + (len(instructions) if isinstance(instructions, str) else 0)
+        prompt = characters // 4 + 1
+    elif url == "/v1/chat/completions":
+        prompt = estimate_tokens({"messages": body.get("messages"), "max_tokens": 1}) - 1
+    else:
+        given = body.get("prompt")
+        prompt = (len(given) if isinstance(given, str) else 0) // 4 + 1
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        cap = body.get(name)
+        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
+            return prompt + cap
+    return prompt + max(_DEFAULT_OUTPUT, prompt)
+
+
 class _Item:
     """A line on its way: its id, the method that sends it and its arguments; ``retry``
-    when an earlier run left a failure line for it."""
+    when an earlier run left a failure line for it; ``tokens`` its estimate (``max_cost``)."""
 
-    __slots__ = ("call", "custom_id", "kwargs", "retry")
+    __slots__ = ("call", "custom_id", "kwargs", "retry", "tokens")
 
     def __init__(
-        self, custom_id: str, call: Callable[..., Any], kwargs: dict[str, Any], retry: bool
+        self,
+        custom_id: str,
+        call: Callable[..., Any],
+        kwargs: dict[str, Any],
+        retry: bool,
+        tokens: int = 0,
     ):
         self.custom_id = custom_id
         self.call = call
         self.kwargs = kwargs
         self.retry = retry
+        self.tokens = tokens
 
 
 class _Meter:
@@ -211,7 +253,7 @@ class _Meter:
         summary = self._summary
         return (
             f"failed={summary.failed:,}, tokens={summary.total_tokens:,}, "
-            f"cost={format_money(summary.cost)}"
+            f"cost={'unknown' if summary.cost_unknown else format_money(summary.cost)}"
         )
 
     def update(self) -> None:
@@ -311,8 +353,13 @@ class BatchRun:
         # Ids of earlier failure lines that this run has written a new line for: only those
         # lines are superseded (an id queued for a retry but never sent keeps its line).
         self._retried = FingerprintCollector()
-        # Set after each result: the first request under a max_cost waits on it (see _items).
+        # Set after each result: a request under a max_cost that does not fit yet waits on
+        # it (see _budget_allows).
         self._answered = asyncio.Event()
+        # max_cost: the estimated tokens of the requests in flight, and the highest cost per
+        # token an answer has shown (None until one has shown a cost and tokens).
+        self._flight_tokens = 0
+        self._rate: float | None = None
         # What ends the run in a BatchFileError once the requests in flight are written.
         self._error: str | None = None
         # Line ids unique across runs: a random part per run, then a counter.
@@ -350,6 +397,7 @@ class BatchRun:
                         retry_failed=self._retry_failed,
                         keep_bad_lines=self._skip_invalid,
                         estimate=False,
+                        stateless_responses=is_routmy_url(self._client.base_url),
                         stop=self._stop,
                     )
                 except Stopped:
@@ -467,18 +515,16 @@ class BatchRun:
                         if not self._retry_failed:
                             continue
                         retry = True
-                if self._stopping or not self._may_start():
+                if self._stopping:
                     return
-                if self._max_cost is not None and not summary.costed:
-                    # Until an answer shows that the server reports a cost, one request at a
-                    # time: an answer without one then stops the run having sent no other.
-                    while summary.in_flight and not self._stopping:
-                        self._answered.clear()
-                        await self._answered.wait()
-                    if self._stopping or not self._may_start():
+                tokens = 0
+                if self._max_cost is not None:
+                    tokens = line_tokens(endpoint, body)
+                    if not await self._budget_allows(tokens):
                         return
+                    self._flight_tokens += tokens
                 summary.started += 1
-                item = _Item(custom_id, self._method(endpoint), call_kwargs(body), retry)
+                item = _Item(custom_id, self._method(endpoint), call_kwargs(body), retry, tokens)
                 yield {"item": item}
 
     def _method(self, endpoint: Endpoint) -> Callable[..., Any]:
@@ -486,6 +532,53 @@ class BatchRun:
         if method is None:
             method = self._methods[endpoint.url] = endpoint.bind(self._client)
         return method
+
+    async def _budget_allows(self, tokens: int) -> bool:
+        """Whether a line of ``tokens`` estimated tokens may start under ``max_cost``
+        (waiting for answers while it does not fit yet and requests are in flight).
+
+        What the output has cost, plus a reservation for the requests in flight and this
+        one, must stay within ``max_cost``. The reservation is the highest cost per token
+        seen so far times the requests' own estimated tokens, so a large line reserves
+        more than a small one. Until an answer has shown a cost, requests go one at a
+        time: an answer without one then stops the run having sent no other.
+        """
+        limit = self._max_cost
+        assert limit is not None
+        summary = self.summary
+        while not self._stopping:
+            spent = summary.cost_total
+            if spent >= limit:
+                break
+            if not summary.costed:
+                if not summary.in_flight:
+                    return True
+            elif spent + self._reservation(self._flight_tokens + tokens) <= limit:
+                return True
+            elif not summary.in_flight:
+                break  # this line alone would pass the limit
+            self._answered.clear()
+            await self._answered.wait()
+        else:
+            return False
+        self._budget_reached()
+        return False
+
+    def _reservation(self, tokens: int) -> float:
+        """The expected cost of requests of ``tokens`` estimated tokens in all."""
+        rate = self._rate
+        assert rate is not None  # an answer has shown a cost: _record learnt its rate
+        return rate * tokens
+
+    def _learn_rate(self, item: _Item, total: int, cost: float | None) -> None:
+        """Keep the highest cost per token: per estimated token, or per reported token
+        when the answer reported fewer (so the rate errs high either way)."""
+        if cost is None or self._max_cost is None:
+            return
+        tokens = min(total, item.tokens) if total > 0 else item.tokens
+        rate = cost / max(tokens, 1)
+        if self._rate is None or rate > self._rate:
+            self._rate = rate
 
     @staticmethod
     async def _call(item: _Item) -> tuple[_Item, Any]:
@@ -498,6 +591,7 @@ class BatchRun:
         """Write one result as a whole line and count it (between two awaits: never cut)."""
         summary = self.summary
         self._serial += 1
+        self._flight_tokens -= item.tokens
         line_id = f"{self._id_prefix}{self._serial:012x}"
         target = self._output
         assert target is not None
@@ -518,6 +612,7 @@ class BatchRun:
             else:
                 failure, incomplete = answer_state(result)
                 prompt, completion, total, cost = usage_of(result)
+                self._learn_rate(item, total, cost)
                 if failure is not None:
                     if self._errors is not None:
                         target = self._errors
@@ -561,23 +656,6 @@ class BatchRun:
         if raise_error and self._error is None:
             self._error = detail
         self._stopping = True
-
-    def _may_start(self) -> bool:
-        """Whether the budget allows one more request: what the output has cost, plus the
-        expected cost of the requests in flight, this one included, must stay within
-        ``max_cost``."""
-        limit = self._max_cost
-        if limit is None:
-            return True
-        summary = self.summary
-        spent = summary.cost_total
-        if spent >= limit or (
-            summary.costed
-            and spent + (summary.in_flight + 1) * summary.cost / summary.costed > limit
-        ):
-            self._budget_reached()
-            return False
-        return True
 
     def _budget_reached(self) -> None:
         summary = self.summary

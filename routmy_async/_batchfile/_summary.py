@@ -57,6 +57,8 @@ class BatchCheck:
         #: The rate limiter's estimate over the lines to run: prompt characters / 4 plus
         #: ``max_tokens`` (or 256) per chat request, the input for embeddings.
         self.estimated_tokens = 0
+        #: Bytes of a last line left out as still being written (no newline, not valid JSON).
+        self.unfinished = 0
         # Line numbers a run skips (invalid lines and later duplicates), when told to skip.
         self._bad_lines: Sequence[int] = ()
 
@@ -87,6 +89,11 @@ class BatchCheck:
             f"  estimated tokens: ~{self.estimated_tokens:,} (prompt characters / 4, plus "
             "max_tokens or 256 per chat request)"
         )
+        if self.unfinished:
+            text.append(
+                f"  the last line ({self.unfinished:,} bytes) has no newline and is not "
+                "valid JSON: left out as still being written (not sent)"
+            )
         text.extend(self.format_problems())
         return "\n".join(text)
 
@@ -102,6 +109,7 @@ class BatchCheck:
             "failed_before": self.failed_before,
             "to_run": self.to_run,
             "estimated_tokens": self.estimated_tokens,
+            "unfinished": self.unfinished,
             "problems": [{"line": line, "message": message} for line, message in self.problems],
         }
 
@@ -134,7 +142,8 @@ class BatchSummary:
     an answer reported no cost under a ``max_cost``, ``"input_changed"`` when the input was
     truncated or replaced during the run (``stop_detail`` says how; the last two end in a
     ``BatchFileError`` that carries this summary). ``input_grown`` counts the bytes another
-    process appended to the input during the run: not validated, so not sent.
+    process appended to the input during the run, or the last line left out as still being
+    written (no newline, not valid JSON): not validated, so not sent.
     """
 
     def __init__(
@@ -233,6 +242,12 @@ class BatchSummary:
         return self.cost_before + self.cost
 
     @property
+    def cost_unknown(self) -> bool:
+        """Whether this run had answers and none reported a ``usage.cost`` (rout.my reports
+        none): ``cost`` is then 0 only for want of a number."""
+        return self.ok > 0 and self.costed == 0 and not self.cost
+
+    @property
     def complete(self) -> bool:
         """Whether every valid line of the input now has a result (ok or failed), and the
         input did not grow during the run."""
@@ -272,7 +287,8 @@ class BatchSummary:
         eta = _duration(left / rate) if rate > 0 else "?"
         return (
             f"batch: {self.done:,}/{self.to_run:,} done ({rate:,.1f}/s, ETA {eta}), "
-            f"{self.failed:,} failed, {self.total_tokens:,} tokens, {format_money(self.cost)}"
+            f"{self.failed:,} failed, {self.total_tokens:,} tokens, "
+            + ("cost unknown" if self.cost_unknown else format_money(self.cost))
         )
 
     def format(self) -> str:
@@ -302,24 +318,33 @@ class BatchSummary:
         if self.not_started or self.cancelled:
             text.append(f"  not started  {self.not_started:>10,}")
             text.append(f"  cut off      {self.cancelled:>10,}   in flight when stopped")
-        cost = f"cost: {format_money(self.cost)}"
-        if self.cost_before:
-            cost += (
-                f" this run + {format_money(self.cost_before)} before = "
-                f"{format_money(self.cost_total)}"
-            )
-        if self.max_cost is not None:
-            cost += f" of {format_money(self.max_cost)} allowed"
+        if self.cost_unknown:
+            # Not $0: the server said nothing of it (rout.my counts tokens, not dollars).
+            cost = "cost: unknown (no answer reported usage.cost)"
+            if self.cost_before:
+                cost += f" this run + {format_money(self.cost_before)} before"
+            if self.max_cost is not None:
+                cost += f"; max_cost {format_money(self.max_cost)} could not be enforced"
+        else:
+            cost = f"cost: {format_money(self.cost)}"
+            if self.cost_before:
+                cost += (
+                    f" this run + {format_money(self.cost_before)} before = "
+                    f"{format_money(self.cost_total)}"
+                )
+            if self.max_cost is not None:
+                cost += f" of {format_money(self.max_cost)} allowed"
         text.append(
             f"tokens: {self.total_tokens:,} (prompt {self.prompt_tokens:,}, completion "
             f"{self.completion_tokens:,}); {cost}"
         )
-        if self.costed < self.ok:
+        if 0 < self.costed < self.ok:
             text.append(f"  ({self.ok - self.costed:,} answers reported no cost)")
         if self.input_grown:
             text.append(
-                f"  the input grew by {self.input_grown:,} bytes during the run: those lines "
-                "were not validated, so not sent; run again to send them"
+                f"  the input grew by {self.input_grown:,} bytes during the run (or its last "
+                "line was still being written): those lines were not validated, so not "
+                "sent; run again to send them"
             )
         text.append(f"time: {self.wall_seconds:,.1f} s, {self.throughput:,.1f} requests/s")
         if self.compacted:
@@ -365,6 +390,7 @@ class BatchSummary:
             "cost_total": round(self.cost_total, 10),
             "max_cost": self.max_cost,
             "answers_without_cost": self.ok - self.costed,
+            "cost_unknown": self.cost_unknown,
             "compacted": self.compacted,
             "input_grown": self.input_grown,
             "wall_seconds": round(self.wall_seconds, 3),

@@ -34,8 +34,14 @@ class _Counter:
     """Counts a valid line into the check (or, with ``sign=-1``, takes it out again)."""
 
     def __init__(
-        self, check: BatchCheck, resume: Resume | None, retry_failed: bool, estimate: bool
+        self,
+        check: BatchCheck,
+        resume: Resume | None,
+        retry_failed: bool,
+        estimate: bool,
+        stateless_responses: bool = False,
     ):
+        self.stateless_responses = stateless_responses
         self._check = check
         self._resume = resume if resume is not None and not resume.empty else None
         self._retry_failed = retry_failed
@@ -67,6 +73,28 @@ class _Counter:
             check.estimated_tokens += sign * estimate_tokens(body)
 
 
+_STATELESS = (
+    "previous_response_id cannot be used here: rout.my's /v1/responses is stateless (it "
+    "keeps no earlier response and ignores the id), so the conversation would be lost; "
+    "send the earlier items in input instead"
+)
+
+
+def check_line(target: Endpoint, body: dict[str, Any], *, stateless_responses: bool) -> None:
+    """The checks of a line's body: the SDK's own (``check_body``), and, against a server
+    whose ``/v1/responses`` keeps no state (rout.my), no ``previous_response_id``.
+
+    :raises LineError: the line cannot be sent.
+    """
+    if (
+        stateless_responses
+        and target.url == "/v1/responses"
+        and body.get("previous_response_id") is not None
+    ):
+        raise LineError(_STATELESS)
+    check_body(target, body)
+
+
 def check_input(
     source: InputFile,
     *,
@@ -76,6 +104,7 @@ def check_input(
     keep_bad_lines: bool,
     should_stop: Callable[[], bool],
     estimate: bool = True,
+    stateless_responses: bool = False,
 ) -> BatchCheck:
     """Validate every line of ``path``; count what a run would send.
 
@@ -83,10 +112,12 @@ def check_input(
     :param resume: what the output files already hold (``None``: nothing).
     :param keep_bad_lines: remember the line numbers of invalid lines (to skip them).
     :param estimate: estimate the tokens of the lines to run (a run does not need it).
+    :param stateless_responses: the server is rout.my, whose ``/v1/responses`` keeps no
+        state: a line with ``previous_response_id`` is refused.
     :raises Stopped: ``should_stop()`` became true.
     """
     check = BatchCheck(str(source.path))
-    counter = _Counter(check, resume, retry_failed, estimate)
+    counter = _Counter(check, resume, retry_failed, estimate, stateless_responses)
     ids = FingerprintCollector(bits=32)
     bad = array("Q")
     for number, raw in enumerate(_lines_of(source.validation_blocks()), 1):
@@ -104,7 +135,7 @@ def check_input(
             custom_id, target, body = request_of(line, endpoint)
             state = counter.state(custom_id)
             if state != "done":
-                check_body(target, body)
+                check_line(target, body, stateless_responses=counter.stateless_responses)
         except LineError as error:
             check.add_problem(number, str(error))
             if keep_bad_lines:
@@ -123,6 +154,7 @@ def check_input(
         if keep_bad_lines:
             bad = array("Q", heapq.merge(bad, (number for number, _ in duplicates)))
     check.endpoints = {url: count for url, count in check.endpoints.items() if count}
+    check.unfinished = source.unfinished
     check._bad_lines = bad
     return check
 
@@ -165,7 +197,7 @@ def _duplicates(
             _, target, body = request_of(line, endpoint)
             state = counter.state(custom_id)
             if state != "done":
-                check_body(target, body)
+                check_line(target, body, stateless_responses=counter.stateless_responses)
         except LineError:
             continue
         found.append((number, f"duplicate custom_id {custom_id!r:.60} (first on line {seen})"))

@@ -504,7 +504,7 @@ class MockRoutmy:
             earlier = self._stored_responses[previous]
         self._serial += 1
         response = _replies.response_object(
-            body, created=int(time.time()), serial=self._serial, earlier=earlier
+            body, created=int(time.time()), serial=self._serial, earlier=earlier, cost=stateful
         )
         if stateful and body.get("store", True) is not False:
             given = body.get("input")

@@ -533,14 +533,20 @@ def _chat_body(body: dict[str, Any], earlier: list[Any]) -> dict[str, Any]:
 
 
 def response_object(
-    body: dict[str, Any], *, created: int, serial: int, earlier: list[Any] | None = None
+    body: dict[str, Any],
+    *,
+    created: int,
+    serial: int,
+    earlier: list[Any] | None = None,
+    cost: bool = False,
 ) -> dict[str, Any]:
     """The whole ``response`` object the mock answers ``/responses`` with.
 
     The answer is chat's (echo, tool calls for ``tools``, JSON for a ``json_schema`` text
     format, reasoning when asked) as output items: ``reasoning``, ``function_call``s, then
     the ``message``. ``max_output_tokens`` below the answer's length cuts it: ``status``
-    ``incomplete``. ``earlier`` holds the items of a ``previous_response_id`` conversation.
+    ``incomplete``. ``earlier`` holds the items of a ``previous_response_id`` conversation;
+    ``cost`` adds ``usage.cost`` (in dollars, as chat's).
 
     :raises ValueError: the body has no ``model``.
     """
@@ -548,7 +554,7 @@ def response_object(
         raise ValueError("'model' is required")
     chat = _chat_body(body, earlier or [])
     message = _answer(chat)
-    usage = _usage(chat, message)
+    usage = _usage(chat, message, cost=cost)
     output: list[dict[str, Any]] = []
     if message.get("reasoning"):
         reasoning: dict[str, Any] = {
@@ -602,6 +608,7 @@ def response_object(
             "output_tokens": usage["completion_tokens"],
             "output_tokens_details": usage["completion_tokens_details"],
             "total_tokens": usage["total_tokens"],
+            **({"cost": usage["cost"]} if cost else {}),
         },
         "error": None,
         "incomplete_details": incomplete,
