@@ -46,7 +46,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import aiohttp
-import anyio
 
 from ._exceptions import (
     APIConnectionError,
@@ -291,11 +290,27 @@ class EventStream:
         dropped, and a failed connection is closed."""
         self._body_open = False
         content = self._content
+        if content.at_eof() or content.exception() is not None:
+            self._after_body_wait()
+            return
+        # Woken by the body's end or by the grace running out, whichever comes first: no
+        # read to cancel, so no cancellation's traceback keeps the reader's frames alive.
+        done = self._loop.create_future()
+
+        def wake() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        content.on_eof(wake)
+        timer = self._loop.call_later(_END_GRACE, wake)
         try:
-            with anyio.move_on_after(_END_GRACE):
-                while await content.readany():
-                    pass
-        except Exception:
+            await done
+        finally:
+            timer.cancel()
+        self._after_body_wait()
+
+    def _after_body_wait(self) -> None:
+        if self._content.exception() is not None:
             # Cut after the answer (or closed by the client's close()): not the reader's
             # failure, but no connection to wait for either. The end of the body, had it
             # come, released the connection already (so drop() does nothing then).
