@@ -793,7 +793,10 @@ class Transport:
             except BaseException as exc:
                 if release is not None:
                     release()
-                if self.closed and isinstance(exc, (*TRANSPORT_ERRORS, RuntimeError)):
+                if self.closed and isinstance(exc, Exception):
+                    # close() pulled the pool from under the request: whatever aiohttp raised
+                    # for that (a transport error, a RuntimeError, an AttributeError on the
+                    # connector it dropped, as aiohttp 3.10 does), the caller hears why.
                     raise self._closed_error(method, url) from exc
                 if not isinstance(exc, TRANSPORT_ERRORS):
                     raise
