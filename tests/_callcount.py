@@ -197,6 +197,43 @@ async def count_calls(work: Callable[[], Awaitable[object]]) -> int:
     return counter.calls
 
 
+class _OpcodeCounter:
+    """Bytecode instructions executed in the package's own frames: a call count misses a
+    function that grew heavier, this does not."""
+
+    def __init__(self) -> None:
+        self.opcodes = 0
+        self._ours: dict[CodeType, bool] = {}
+
+    def _local(self, frame: FrameType, event: str, arg: object) -> Any:
+        if event == "opcode":
+            self.opcodes += 1
+        return self._local
+
+    def __call__(self, frame: FrameType, event: str, arg: object) -> Any:
+        code = frame.f_code
+        ours = self._ours.get(code)
+        if ours is None:
+            name = code.co_filename
+            ours = self._ours[code] = name.startswith(PACKAGE) and not name.startswith(EXCLUDED)
+        if not ours:
+            return None
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        return self._local
+
+
+async def count_opcodes(work: Callable[[], Awaitable[object]]) -> int:
+    """Bytecode instructions the package's own functions execute while ``work()`` runs."""
+    counter = _OpcodeCounter()
+    sys.settrace(counter)
+    try:
+        await work()
+    finally:
+        sys.settrace(None)
+    return counter.opcodes
+
+
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
@@ -229,16 +266,20 @@ async def measure(hooks: Any = None) -> dict[str, float]:
             figures["request"] = await count_calls(lambda: requests(n)) / n
             if hooks is not None:
                 return figures
+            # Python 3.12+ switch tracing on lazily: the first traced run misses frames.
+            await count_opcodes(lambda: requests(1))
+            figures["request_opcodes"] = await count_opcodes(lambda: requests(n)) / n
             for name, make in (("content_chunk", content_stream), ("tool_chunk", tool_stream)):
                 # The fewest of three: a body written at once can still arrive in two reads
                 # when the loop is busy, and a read costs a few calls of its own.
-                server.answer = ("text/event-stream", make(50))
-                await stream()
-                short = min([await count_calls(stream) for _ in range(3)])
-                server.answer = ("text/event-stream", make(250))
-                await stream()
-                long = min([await count_calls(stream) for _ in range(3)])
-                figures[name] = (long - short) / 200
+                for suffix, count in (("", count_calls), ("_opcodes", count_opcodes)):
+                    server.answer = ("text/event-stream", make(50))
+                    await stream()
+                    short = min([await count(stream) for _ in range(3)])
+                    server.answer = ("text/event-stream", make(250))
+                    await stream()
+                    long = min([await count(stream) for _ in range(3)])
+                    figures[name + suffix] = (long - short) / 200
             figures["content_chunk_blocks"] = await _blocks_per_chunk(client, server)
     return figures
 

@@ -34,6 +34,33 @@ BUDGETS: dict[tuple[int, int], dict[str, float]] = {
     }
     for version in ((3, 10), (3, 11), (3, 12), (3, 13))
 }
+# Bytecode instructions run in the package's own frames differ per Python version (the
+# compilers differ), so each version has its own: 7401da0's figure, and today's in brackets
+# where today is still above it (the gap to close is the issue's, not noise).
+OPCODE_BUDGETS: dict[tuple[int, int], dict[str, float]] = {
+    (3, 10): {
+        "request_opcodes": 732,
+        "content_chunk_opcodes": 152.67,
+        "tool_chunk_opcodes": 214.67,
+    },
+    (3, 11): {
+        "request_opcodes": 737,
+        "content_chunk_opcodes": 127.79,
+        "tool_chunk_opcodes": 180.79,
+    },
+    (3, 12): {
+        "request_opcodes": 690,
+        "content_chunk_opcodes": 125.58,
+        "tool_chunk_opcodes": 178.58,
+    },
+    (3, 13): {
+        "request_opcodes": 705,
+        "content_chunk_opcodes": 129.58,
+        "tool_chunk_opcodes": 179.58,
+    },
+}
+for _version, _budget in OPCODE_BUDGETS.items():
+    BUDGETS[_version].update(_budget)
 FLOORS = {
     # Below these the counter is not counting (a stub, a profiler that never ran).
     "request": 30,
@@ -41,6 +68,9 @@ FLOORS = {
     "tool_chunk": 4,
     "request_with_hook": 40,
     "content_chunk_blocks": 0.5,
+    "request_opcodes": 300,
+    "content_chunk_opcodes": 50,
+    "tool_chunk_opcodes": 70,
 }
 
 
@@ -77,3 +107,20 @@ def test_the_counter_sees_added_work():
         asyncio.run(_callcount.count_calls(functools.partial(some, n))) for n in (1, 2, 3)
     )
     assert three - two == two - one > 0  # each check_model call adds the same count
+
+
+def test_the_opcode_counter_sees_added_work():
+    import asyncio
+
+    async def some(n: int) -> None:
+        from routmy_async._params import check_model
+
+        for _ in range(n):
+            check_model("mock/echo")
+
+    async def counted() -> list[int]:
+        await _callcount.count_opcodes(functools.partial(some, 1))  # tracing switched on
+        return [await _callcount.count_opcodes(functools.partial(some, n)) for n in (1, 2, 3)]
+
+    one, two, three = asyncio.run(counted())
+    assert three - two == two - one > 0
