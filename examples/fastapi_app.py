@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
-from routmy_async import APIStatusError, AsyncRoutmy, RoutmyError
+from routmy_async import AsyncRoutmy, RoutmyError, http_reply_for
 from routmy_async.testing import MockRoutmy
 
 MODEL = os.environ.get("ROUTMY_MODEL", "mock/echo")
@@ -57,10 +57,12 @@ app = FastAPI(lifespan=lifespan)
 
 @app.exception_handler(RoutmyError)
 async def upstream_failed(request: Request, error: RoutmyError) -> JSONResponse:
-    # The router refused or failed before answering (a 429, a timeout): say so, as a 502.
-    # Errors never carry the API key, so their message can go to the caller.
-    status = error.status_code if isinstance(error, APIStatusError) else None
-    return JSONResponse({"error": str(error), "upstream_status": status}, status_code=502)
+    # The router refused or failed before answering: tell the browser what happened. A rate
+    # limit stays a 429 with its Retry-After, a refused request a 4xx with the router's reason,
+    # a timeout a 504, a broken upstream a 502; the app's own key problems (401, 402) a 502.
+    # Never the key: the SDK removed it from every message already.
+    reply = http_reply_for(error)
+    return JSONResponse(reply.content, status_code=reply.status_code, headers=reply.headers)
 
 
 @app.post("/ask")
@@ -99,7 +101,8 @@ async def extract(question: Question, request: Request) -> Order:
 @app.get("/stream")
 async def stream(q: str, request: Request) -> StreamingResponse:
     client: AsyncRoutmy = request.app.state.routmy
-    # Opened here, so an error before the first chunk is raised here (and becomes a 502).
+    # Opened here, so an error before the first chunk (a 429, a 400) is raised here and
+    # answered by upstream_failed with its own status.
     upstream = await client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": q}], stream=True
     )

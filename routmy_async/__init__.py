@@ -41,6 +41,7 @@ if _TYPE_CHECKING:
         check_batch_file,
         run_batch_file,
     )
+    from ._http_reply import HTTPReply, http_reply_for
     from ._responses_stream import ResponseStream
 
 # Loaded on first use: a program that never runs a batch file or a Responses stream does not
@@ -53,6 +54,8 @@ _LAZY = {
     "check_batch_file": "._batchfile",
     "run_batch_file": "._batchfile",
     "ResponseStream": "._responses_stream",
+    "HTTPReply": "._http_reply",
+    "http_reply_for": "._http_reply",
 }
 
 
@@ -80,6 +83,7 @@ __all__ = [
     "ConflictError",
     "ContentParseError",
     "FunctionTool",
+    "HTTPReply",
     "Hooks",
     "InternalServerError",
     "NotFoundError",
@@ -98,6 +102,7 @@ __all__ = [
     "__version__",
     "check_batch_file",
     "function_tool",
+    "http_reply_for",
     "image_part",
     "run_batch_file",
     "text_part",

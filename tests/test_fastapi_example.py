@@ -177,15 +177,62 @@ async def test_upstream_error_reaches_the_browser_as_an_error_event(served):
     }
 
 
-async def test_an_error_before_the_stream_is_a_502(served):
-    """A refusal before any chunk is raised in the endpoint and answered as a 502."""
+@pytest.mark.parametrize(
+    ("path", "upstream", "status", "kind"),
+    [
+        # A refusal says why, with the router's status.
+        ("/stream", {"status": 400, "message": "bad model"}, 400, "refused_by_upstream"),
+        ("/ask", {"status": 404, "message": "no such model"}, 404, "refused_by_upstream"),
+        # A rate limit the browser can wait out: 429 and how long (not retried by the SDK:
+        # the wait is past its cap).
+        (
+            "/ask",
+            {"status": 429, "message": "slow down", "headers": {"Retry-After": "120"}, "times": 3},
+            429,
+            "rate_limited",
+        ),
+        # The app's own key was refused: the browser's request was fine, so not a 401.
+        (
+            "/stream",
+            {"status": 401, "message": "invalid key {key}"},
+            502,
+            "upstream_refused_the_service",
+        ),
+        # A broken upstream, retried by the SDK and still broken.
+        ("/ask", {"status": 502, "message": "no provider", "times": 3}, 502, "upstream_failed"),
+    ],
+)
+async def test_an_upstream_failure_reaches_the_browser_with_its_own_status(
+    served, path, upstream, status, kind
+):
+    """An error before any answer is raised in the endpoint and answered with the status
+    that says what happened (http_reply_for), never with the key."""
     base, mock = served
-    mock.reply_error(400, "bad model", code="model_not_found")
+    upstream = dict(upstream)
+    mock.reply_error(
+        upstream.pop("status"),
+        upstream.pop("message").format(key=mock.api_key),  # a router that echoes the key
+        times=upstream.pop("times", 1),
+        **upstream,
+    )
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{base}/stream", params={"q": "hi"}) as response:
-            assert response.status == 502
-            body = await response.json()
-    assert body["upstream_status"] == 400 and "bad model" in body["error"]
+        if path == "/stream":
+            request = session.get(f"{base}/stream", params={"q": "hi"})
+        else:
+            request = session.post(f"{base}/ask", json={"text": "hi"})
+        async with request as response:
+            assert response.status == status
+            retry_after = response.headers.get("Retry-After")
+            raw = await response.read()
+    body = json.loads(raw)["error"]
+    assert body["type"] == kind and body["upstream_status"] == upstream_status_of(status, kind)
+    assert body["request_id"]
+    assert mock.api_key not in raw.decode()
+    assert retry_after == ("120" if status == 429 else None)
+
+
+def upstream_status_of(status: int, kind: str) -> int:
+    return 401 if kind == "upstream_refused_the_service" else status
 
 
 async def test_the_page_is_served(served):
