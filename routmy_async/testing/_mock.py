@@ -211,12 +211,10 @@ class MockRoutmy:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        if server is not None and self.port == 0:
-            sockets = getattr(server, "sockets", None) or ()
-            for sock in sockets:
-                self.port = sock.getsockname()[1]
-                break
+        addresses = self._runner.addresses
+        if addresses and self.port == 0:
+            # The port the OS picked; (host, port) or IPv6's (host, port, flowinfo, scope_id).
+            self.port = addresses[0][1]
         return self
 
     async def close(self) -> None:
