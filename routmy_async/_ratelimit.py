@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+from ._checks import is_integer, is_number
+
 __all__ = [
     "RateLimit",
     "RateLimitHeaders",
@@ -89,7 +91,7 @@ class RateLimit:
         ):
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_number(value):
                 raise TypeError(f"{name} must be a number or None, not {value!r}")
             if not value > 0 or math.isinf(value):
                 raise ValueError(f"{name} must be a positive number or None, not {value!r}")
@@ -304,7 +306,7 @@ def estimate_tokens(request: Mapping[str, Any]) -> int:
         # Strings are text; a list of ints is one token each; a list of lists, token arrays.
         return sum(_input_tokens(item) for item in text_input)
     budget = request.get("max_tokens") or request.get("max_completion_tokens")
-    if not isinstance(budget, int) or isinstance(budget, bool):
+    if not is_integer(budget):
         budget = _DEFAULT_COMPLETION_ESTIMATE
     return characters // 4 + 1 + budget
 

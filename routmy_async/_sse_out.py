@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import msgspec
 
+from ._checks import is_number
 from ._exceptions import RoutmyError
 
 if TYPE_CHECKING:
@@ -66,9 +67,7 @@ def check_options(format: str, keepalive: float | None) -> None:
     """:raises ValueError: an unknown ``format``, or a ``keepalive`` that is not positive."""
     if format not in ("chunks", "text"):
         raise ValueError(f"format must be 'chunks' or 'text', not {format!r}")
-    if keepalive is not None and (
-        isinstance(keepalive, bool) or not isinstance(keepalive, (int, float)) or not keepalive > 0
-    ):
+    if keepalive is not None and (not is_number(keepalive) or not keepalive > 0):
         raise ValueError(
             f"keepalive must be a positive number of seconds or None, not {keepalive!r}"
         )

@@ -22,6 +22,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from ._checks import check_count
 from ._structured import strict_schema
 from .types.chat import ChatCompletion, ToolCall
 from .types.events import CompletionDoneEvent, StreamEvent, ToolResultEvent
@@ -457,8 +458,7 @@ def _tool_map(tools: Iterable[Any]) -> dict[str, FunctionTool]:
 
 
 def _check_rounds(max_rounds: Any) -> None:
-    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
-        raise ValueError(f"max_rounds must be an int >= 1, not {max_rounds!r}")
+    check_count("max_rounds", max_rounds, 1)
 
 
 def _tool_messages(

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from .._checks import is_integer, is_number
 from .._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -514,13 +515,13 @@ def usage_of(result: Any) -> tuple[int, int, int, float | None]:
         if not isinstance(usage, Mapping):
             return 0, 0, 0, None
     prompt, completion, total, given_input, given_output = (
-        value if isinstance(value, int) and not isinstance(value, bool) else 0
+        value if is_integer(value) else 0
         for value in (usage.get(name) for name in _USAGE_FIELDS[:5])
     )
     prompt = prompt or given_input
     completion = completion or given_output
     cost = usage.get("cost")
-    if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+    if not is_number(cost):
         cost = None
     return prompt, completion, total or prompt + completion, cost
 
@@ -583,7 +584,7 @@ def read_output_line(raw: bytes) -> OutputLine | None:
         return None
     response = line.response
     status = response.status_code if response is not None else None
-    if not (isinstance(status, int) and not isinstance(status, bool) and 200 <= status < 300):
+    if not (is_integer(status) and 200 <= status < 300):
         return OutputLine(line.custom_id, False)
     assert response is not None
     ok = line.error is None
@@ -596,6 +597,6 @@ def read_output_line(raw: bytes) -> OutputLine | None:
     elif body.error or (body.object == "chat.completion" and _empty(body.choices)):
         ok = False  # an error in the answer, or no choices
     cost = body.usage.get("cost") if isinstance(body.usage, dict) else None
-    if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+    if not is_number(cost):
         cost = None
     return OutputLine(line.custom_id, ok, cost)
