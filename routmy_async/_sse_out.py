@@ -33,6 +33,7 @@ import msgspec
 
 from ._checks import is_number
 from ._exceptions import RoutmyError
+from .types._base import raw_json_of
 
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
@@ -182,7 +183,7 @@ async def sse_frames(
 
 
 def _chunk_frame(chunk: Any) -> bytes:
-    raw = chunk.__dict__.get("_raw_json")
+    raw = raw_json_of(chunk)
     # The chunk exactly as the router sent it: nothing re-encoded, nothing lost.
     return data_frame(raw if raw else chunk.to_json())
 

@@ -20,6 +20,7 @@ from ._event_stream import _BATCH, EventStream
 from ._exceptions import APIResponseValidationError, stream_error
 from ._hooks import Call
 from ._sse import ServerSentEvent
+from .types._base import RAW_JSON_KEY
 from .types.chat import (
     AwaitableChatCompletion,
     ChatCompletion,
@@ -173,7 +174,7 @@ class ChatCompletionStream(EventStream):
             if chunk.error is not None:
                 self._fail(stream_error(data, request_id=self.request_id))
                 return
-            chunk.__dict__["_raw_json"] = data
+            chunk.__dict__[RAW_JSON_KEY] = data
             append(chunk)
 
     # -- for EventStream ----------------------------------------------------------------

@@ -24,6 +24,7 @@ import msgspec
 
 from ._checks import check_count
 from ._structured import strict_schema
+from .types._base import set_transcript
 from .types.chat import ChatCompletion, ToolCall
 from .types.events import CompletionDoneEvent, StreamEvent, ToolResultEvent
 
@@ -504,7 +505,7 @@ async def _rounds(
             transcript.append(message.to_param())
         last = round_number == max_rounds - 1
         if message is None or not message.tool_calls or last:
-            completion.__dict__["_transcript"] = transcript
+            set_transcript(completion, transcript)
             yield CompletionDoneEvent(completion=completion)
             return
         results = await _run_calls(tool_map, message.tool_calls)

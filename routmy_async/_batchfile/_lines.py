@@ -41,6 +41,7 @@ from .._exceptions import (
     PaymentRequiredError,
 )
 from .._params import RequestOptions, split_options
+from ..types._base import raw_json_of
 from ..types.chat import Usage as _ChatUsage
 
 __all__ = [
@@ -333,8 +334,8 @@ _encode = msgspec.json.Encoder().encode
 
 def _raw_body(result: Any) -> msgspec.Raw:
     """The answer's own JSON bytes, on one line."""
-    raw = getattr(result, "__dict__", {}).get("_raw_json")
-    if not isinstance(raw, bytes) or not raw:
+    raw = raw_json_of(result)
+    if not raw:
         raw = _encode(result.raw)
     if b"\n" in raw or b"\r" in raw:
         # Valid JSON has CR and LF only as whitespace between tokens (inside a string they
@@ -406,8 +407,8 @@ def answer_state(result: Any) -> tuple[AnswerFailure | None, str | None]:
 
 def _body_error(result: Any) -> Any:
     """The top-level ``error`` object (or string) of an answer's body, else ``None``."""
-    raw_json = getattr(result, "__dict__", {}).get("_raw_json")
-    if isinstance(raw_json, bytes) and b'"error"' not in raw_json:
+    raw_json = raw_json_of(result)
+    if raw_json is not None and b'"error"' not in raw_json:
         return None  # the common case, without decoding the body again
     raw = result.raw
     error = raw.get("error") if isinstance(raw, Mapping) else None
