@@ -1,4 +1,5 @@
-"""Every exception routmy_async raises, and the one place a status code becomes a class.
+"""Every exception routmy_async raises, the one place a status code becomes a class, and the
+one parser of error bodies (:func:`parse_error_body`: status errors and stream error frames).
 
 The hierarchy::
 
