@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._checks import check_count
 from ._ratelimit import RateLimit, batch_limit, batch_limits_running, estimate_tokens
 from .types.chat import ChatCompletion
 
@@ -94,8 +95,7 @@ class _Progress:
 
 
 def _check_options(concurrency: Any, rpm: Any, tpm: Any) -> RateLimit | None:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
+    check_count("concurrency", concurrency, 1)
     if rpm is None and tpm is None:
         return None
     return RateLimit(requests_per_minute=rpm, tokens_per_minute=tpm)

@@ -17,6 +17,7 @@ import aiohttp
 import msgspec
 
 from . import _hooks
+from ._checks import check_count
 from ._config import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
@@ -142,14 +143,8 @@ class AsyncRoutmy:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
-        if (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 1
-        ):
-            raise ValueError(f"max_connections must be an int >= 1, not {max_connections!r}")
+        check_count("max_retries", max_retries, 0)
+        check_count("max_connections", max_connections, 1)
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError("session must be an aiohttp.ClientSession")
         check_verify(verify)
@@ -346,8 +341,7 @@ class AsyncRoutmy:
         if not isinstance(timeout, NotGiven):
             changes["timeout"] = coerce_timeout(timeout)
         if not isinstance(max_retries, NotGiven):
-            if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-                raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
+            check_count("max_retries", max_retries, 0)
             changes["max_retries"] = max_retries
         if not isinstance(default_headers, NotGiven):
             changes["_default_headers"] = {
@@ -463,8 +457,7 @@ class AsyncRoutmy:
         if "timeout" in options:
             timeout = coerce_timeout(options["timeout"])
         max_retries = options.get("max_retries", self.max_retries)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
+        check_count("max_retries", max_retries, 0)
         return headers, query, timeout, max_retries
 
     # -- raw requests: endpoints the SDK does not model yet -----------------------------

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
+from ._checks import is_number
+
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_CONNECTIONS",
@@ -158,7 +160,7 @@ def _seconds(value: object, name: str) -> float | None:
     """Check one timeout value: ``None``, or a positive number of seconds (infinity is None)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
     if math.isnan(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
@@ -175,7 +177,7 @@ def coerce_timeout(value: float | Timeout | None, *, name: str = "timeout") -> T
         return value
     if value is None:
         return _NO_LIMITS
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number of seconds, a Timeout or None, not {value!r}")
     seconds = _seconds(value, name)
     if seconds is None:

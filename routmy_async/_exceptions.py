@@ -1,4 +1,5 @@
-"""Every exception routmy_async raises, and the one place a status code becomes a class.
+"""Every exception routmy_async raises, the one place a status code becomes a class, and the
+one parser of error bodies (:func:`parse_error_body`: status errors and stream error frames).
 
 The hierarchy::
 
@@ -45,6 +46,7 @@ __all__ = [
     "BatchFileError",
     "ConflictError",
     "ContentParseError",
+    "ErrorBody",
     "InternalServerError",
     "NotFoundError",
     "PaymentRequiredError",
@@ -53,7 +55,9 @@ __all__ = [
     "RoutmyError",
     "UnprocessableEntityError",
     "answer_error",
+    "parse_error_body",
     "status_error",
+    "stream_error",
 ]
 
 _BODY_EXCERPT = 300
@@ -329,23 +333,105 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
 }
 
 
-def _error_fields(decoded: Any) -> tuple[str | None, Any, Any, Any, Any]:
-    """Pull (message, code, type, metadata, error_id) out of the known error body shapes."""
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """What an error body says, whatever its shape: the result of :func:`parse_error_body`.
+
+    Every field has the type it is declared with, whatever the server sent: a field of the
+    wrong JSON type reads as absent.
+    """
+
+    #: The JSON value of the body; its text when it is not JSON; ``None`` when it is empty.
+    decoded: Any = None
+    message: str | None = None
+    code: int | str | None = None
+    type: str | None = None
+    param: str | None = None
+    metadata: Any = None
+    error_id: str | None = None
+    #: The body has a top-level ``error`` that is a non-empty object or string: it says it is
+    #: an error (a stream data frame without one is an ordinary event).
+    names_error: bool = False
+    #: The body as text, for a message when it names none.
+    text: str = ""
+
+    def stated_message(self, default: str) -> str:
+        """The server's message; else, for a body that names no error object (plain text, a
+        flat object without a message), an excerpt of it; else ``default``."""
+        if self.message is not None:
+            return self.message
+        if not self.names_error:
+            text = self.decoded if isinstance(self.decoded, str) else self.text
+            excerpt = " ".join(text.split())[:_BODY_EXCERPT]
+            if excerpt:
+                return excerpt
+        return default
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _code(value: Any) -> int | str | None:
+    # A JSON true is a Python int: it is no error code.
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
+def parse_error_body(body: bytes | bytearray | memoryview | Any) -> ErrorBody:
+    """Read an error body of any known shape (pure: never raises on any input).
+
+    ``body`` is raw bytes (JSON, text, HTML or empty) or an already decoded JSON value. The
+    shapes: ``{"error": {"message", "code", "type", "param", "metadata"}}``, where a top-level
+    ``message`` or ``code`` fills what the error object leaves out; ``{"error": "text",
+    "code", "type"}``; and a flat ``{"message", "code", "type", ...}``.
+    """
+    text = ""
+    decoded: Any = body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        raw = bytes(body)
+        text = raw.decode("utf-8", "replace")
+        try:
+            decoded = msgspec.json.decode(raw) if raw else None
+        except msgspec.DecodeError:
+            decoded = text
     if not isinstance(decoded, dict):
-        return None, None, None, None, None
-    inner = decoded.get("error", decoded)
-    if isinstance(inner, str):
-        return inner, decoded.get("code"), decoded.get("type"), None, decoded.get("error_id")
-    if not isinstance(inner, dict):
-        return None, None, None, None, None
-    message = inner.get("message")
-    error_id = inner.get("error_id", decoded.get("error_id"))
-    return (
-        message if isinstance(message, str) else None,
-        inner.get("code"),
-        inner.get("type"),
-        inner.get("metadata"),
-        error_id,
+        return ErrorBody(decoded=decoded, text=text)
+    error = decoded.get("error")
+    top_message = _text(decoded.get("message"))
+    if isinstance(error, dict):
+        fields = error
+        message = _text(error.get("message")) or top_message
+        code = _code(error.get("code"))
+        if code is None:
+            code = _code(decoded.get("code"))
+        error_id = error.get("error_id", decoded.get("error_id"))
+    else:
+        named = isinstance(error, str) and error
+        fields = decoded
+        message = error if named else top_message
+        code = _code(decoded.get("code"))
+        error_id = decoded.get("error_id")
+    return ErrorBody(
+        decoded=decoded,
+        message=message or None,
+        code=code,
+        type=_text(fields.get("type")),
+        param=_text(fields.get("param")),
+        metadata=None if isinstance(error, str) else fields.get("metadata"),
+        error_id=str(error_id) if error_id else None,
+        names_error=bool(error) and isinstance(error, (dict, str)),
+        text=text,
+    )
+
+
+def stream_error(body: bytes | ErrorBody, *, request_id: str | None = None) -> APIStreamError:
+    """The ``APIStreamError`` for an error frame inside a stream, whatever its shape."""
+    parsed = body if isinstance(body, ErrorBody) else parse_error_body(body)
+    return APIStreamError(
+        parsed.stated_message("the server reported an error"),
+        code=parsed.code,
+        type=parsed.type,
+        metadata=parsed.metadata,
+        request_id=request_id,
     )
 
 
@@ -363,19 +449,15 @@ def status_error(
     :param headers: the response headers (for ``x-request-id``).
     :param reason: the HTTP reason phrase, used when the body says nothing.
     """
-    decoded: Any
-    try:
-        decoded = msgspec.json.decode(body) if body else None
-    except msgspec.DecodeError:
-        decoded = body.decode("utf-8", "replace")
-    message, code, err_type, metadata, error_id = _error_fields(decoded)
+    parsed = parse_error_body(body)
+    decoded, message = parsed.decoded, parsed.message
     if message is None:
         if isinstance(decoded, str) and decoded.strip():
             excerpt = " ".join(decoded.split())[:_BODY_EXCERPT]
             message = f"{reason or 'HTTP error'}: {excerpt}"
         else:
             message = reason or "HTTP error"
-    request_id = headers.get("x-request-id") or (str(error_id) if error_id else None)
+    request_id = headers.get("x-request-id") or parsed.error_id
     if status_code >= 500:
         cls: type[APIStatusError] = InternalServerError
     else:
@@ -385,9 +467,9 @@ def status_error(
         status_code=status_code,
         body=decoded,
         headers=headers,
-        code=code if isinstance(code, (int, str)) else None,
-        type=err_type if isinstance(err_type, str) else None,
-        metadata=metadata,
+        code=parsed.code,
+        type=parsed.type,
+        metadata=parsed.metadata,
         request_id=request_id,
     )
 

@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
+import msgspec
+
 __all__ = ["Call", "HookSet", "Hooks", "StreamSummary", "global_hooks", "set_global_hooks"]
 
 logger = logging.getLogger("routmy_async")
@@ -38,8 +40,15 @@ logger = logging.getLogger("routmy_async")
 StreamOutcome = Literal["done", "error", "cancelled", "broken"]
 
 
-class Call:
+class _Operation(msgspec.Struct, eq=False):
+    # The one positional field of Call; the rest are keyword-only (see Call).
+    operation: str
+
+
+class Call(_Operation, kw_only=True, eq=False):
     """One operation as the hooks see it.
+
+    Two calls are equal only when they are the same call (a hook may key a mapping by one).
 
     :ivar operation: ``"chat"``, ``"embeddings"``, ``"images"``, ``"models"``,
         ``"responses"`` or ``"request"`` (a raw ``client.get``/``post``).
@@ -52,40 +61,16 @@ class Call:
     :ivar state: free storage for hooks (keyed by anything they like).
     """
 
-    __slots__ = (
-        "body",
-        "hooks",
-        "model",
-        "operation",
-        "server_address",
-        "server_port",
-        "started",
-        "state",
-        "stream",
-    )
-
-    def __init__(
-        self,
-        operation: str,
-        *,
-        model: str | None = None,
-        stream: bool = False,
-        server_address: str | None = None,
-        server_port: int | None = None,
-        body: Mapping[str, Any] | None = None,
-        hooks: HookSet | None = None,
-    ):
-        self.operation = operation
-        # The hooks active when the call started see it through to its end, even if the
-        # global set changes meanwhile (uninstrument() mid-call leaves no span open).
-        self.hooks = hooks
-        self.model = model
-        self.stream = stream
-        self.server_address = server_address
-        self.server_port = server_port
-        self.body = body
-        self.started = time.monotonic()
-        self.state: dict[Any, Any] = {}
+    model: str | None = None
+    stream: bool = False
+    server_address: str | None = None
+    server_port: int | None = None
+    body: Mapping[str, Any] | None = None
+    # The hooks active when the call started see it through to its end, even if the global
+    # set changes meanwhile (uninstrument() mid-call leaves no span open).
+    hooks: HookSet | None = None
+    started: float = msgspec.field(default_factory=time.monotonic)
+    state: dict[Any, Any] = msgspec.field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"<Call {self.operation} {self.model or ''} stream={self.stream}>"
@@ -108,7 +93,7 @@ class Call:
             self.emit("on_success", result=result, elapsed=time.monotonic() - self.started)
 
 
-class StreamSummary:
+class StreamSummary(msgspec.Struct, frozen=True, kw_only=True):
     """How a stream ended.
 
     :ivar outcome: ``"done"`` (its last event was handed to the reader), ``"error"`` (an
@@ -128,26 +113,13 @@ class StreamSummary:
         ``CancelledError`` of a cancelled task, or ``None``).
     """
 
-    __slots__ = ("chunks", "duration", "error", "outcome", "result", "time_to_first_event", "usage")
-
-    def __init__(
-        self,
-        *,
-        outcome: StreamOutcome,
-        duration: float,
-        time_to_first_event: float | None,
-        chunks: int,
-        usage: Any = None,
-        result: Any = None,
-        error: BaseException | None = None,
-    ):
-        self.outcome = outcome
-        self.duration = duration
-        self.time_to_first_event = time_to_first_event
-        self.chunks = chunks
-        self.usage = usage
-        self.result = result
-        self.error = error
+    outcome: StreamOutcome
+    duration: float
+    time_to_first_event: float | None
+    chunks: int
+    usage: Any = None
+    result: Any = None
+    error: BaseException | None = None
 
     @property
     def cost(self) -> float | None:

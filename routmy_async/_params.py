@@ -12,6 +12,18 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import msgspec
 
+from ._checks import (
+    FieldCheck,
+    field_checker,
+    is_boolean,
+    is_integer,
+    is_mapping,
+    is_mappings,
+    is_number,
+    is_string,
+    is_string_map,
+    is_strings,
+)
 from ._config import Timeout
 from .types._base import ResponseObject
 
@@ -22,6 +34,7 @@ if TYPE_CHECKING:
     from ._tools import FunctionTool
 
 __all__ = [
+    "CHAT_CHECKS",
     "ChatCompletionParams",
     "FormatParams",
     "MessageParam",
@@ -114,98 +127,56 @@ class ChatCompletionParams(ToolsParams, FormatParams, total=False):
 _OPTION_NAMES = frozenset(RequestOptions.__annotations__)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _boolean(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def _string(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _mapping(value: Any) -> bool:
-    return isinstance(value, Mapping)
-
-
-def _strings(value: Any) -> bool:
-    return (
-        isinstance(value, Sequence)
-        and not isinstance(value, (str, bytes))
-        and all(isinstance(item, str) for item in value)
-    )
-
-
 def _stop(value: Any) -> bool:
-    return value is None or isinstance(value, str) or _strings(value)
+    return value is None or isinstance(value, str) or is_strings(value)
 
 
 def _tool_choice(value: Any) -> bool:
     return isinstance(value, (str, Mapping))
 
 
-def _mappings(value: Any) -> bool:
-    return (
-        isinstance(value, Sequence)
-        and not isinstance(value, (str, bytes))
-        and all(isinstance(item, Mapping) for item in value)
-    )
-
-
-def _string_map(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(isinstance(key, str) for key in value)
-
-
-_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "stream": (_boolean, "a bool"),
-    "temperature": (_number, "a number"),
-    "top_p": (_number, "a number"),
-    "top_k": (_integer, "an int"),
-    "min_p": (_number, "a number"),
-    "top_a": (_number, "a number"),
-    "max_tokens": (_integer, "an int"),
-    "max_output_tokens": (_integer, "an int"),
-    "max_completion_tokens": (_integer, "an int"),
-    "stop": (_stop, "a string or a list of strings"),
-    "response_format": (_mapping, "a dict (or a msgspec.Struct type)"),
-    "tools": (_mappings, "a list of tool definitions (dicts)"),
-    "tool_choice": (_tool_choice, "'auto', 'none', 'required' or a dict"),
-    "parallel_tool_calls": (_boolean, "a bool"),
-    "reasoning": (_mapping, "a dict"),
-    "metadata": (_string_map, "a dict with string keys"),
-    "modalities": (_strings, "a list of strings"),
-    "image_config": (_mapping, "a dict"),
-    "n": (_integer, "an int"),
-    "seed": (_integer, "an int"),
-    "frequency_penalty": (_number, "a number"),
-    "presence_penalty": (_number, "a number"),
-    "repetition_penalty": (_number, "a number"),
-    "logit_bias": (_string_map, "a dict of token ids to numbers"),
-    "logprobs": (_boolean, "a bool"),
-    "top_logprobs": (_integer, "an int"),
-    "user": (_string, "a string"),
-    "stream_options": (_mapping, "a dict"),
-    "service_tier": (_string, "a string"),
-    "store": (_boolean, "a bool"),
-    "prediction": (_mapping, "a dict"),
-    "audio": (_mapping, "a dict"),
-    "verbosity": (_string, "a string"),
-    "models": (_strings, "a list of strings"),
-    "provider": (_mapping, "a dict"),
-    "transforms": (_strings, "a list of strings"),
-    "plugins": (_mappings, "a list of dicts"),
-    "usage": (_mapping, "a dict"),
+CHAT_CHECKS: dict[str, FieldCheck] = {
+    "stream": FieldCheck(is_boolean, "a bool"),
+    "temperature": FieldCheck(is_number, "a number"),
+    "top_p": FieldCheck(is_number, "a number"),
+    "top_k": FieldCheck(is_integer, "an int", 0),
+    "min_p": FieldCheck(is_number, "a number"),
+    "top_a": FieldCheck(is_number, "a number"),
+    "max_tokens": FieldCheck(is_integer, "an int", 0),
+    "max_output_tokens": FieldCheck(is_integer, "an int", 0),
+    "max_completion_tokens": FieldCheck(is_integer, "an int", 0),
+    "stop": FieldCheck(_stop, "a string or a list of strings"),
+    "response_format": FieldCheck(is_mapping, "a dict (or a msgspec.Struct type)"),
+    "tools": FieldCheck(is_mappings, "a list of tool definitions (dicts)"),
+    "tool_choice": FieldCheck(_tool_choice, "'auto', 'none', 'required' or a dict"),
+    "parallel_tool_calls": FieldCheck(is_boolean, "a bool"),
+    "reasoning": FieldCheck(is_mapping, "a dict"),
+    "metadata": FieldCheck(is_string_map, "a dict with string keys"),
+    "modalities": FieldCheck(is_strings, "a list of strings"),
+    "image_config": FieldCheck(is_mapping, "a dict"),
+    "n": FieldCheck(is_integer, "an int", 1),
+    "seed": FieldCheck(is_integer, "an int"),
+    "frequency_penalty": FieldCheck(is_number, "a number"),
+    "presence_penalty": FieldCheck(is_number, "a number"),
+    "repetition_penalty": FieldCheck(is_number, "a number"),
+    "logit_bias": FieldCheck(is_string_map, "a dict of token ids to numbers"),
+    "logprobs": FieldCheck(is_boolean, "a bool"),
+    "top_logprobs": FieldCheck(is_integer, "an int", 0),
+    "user": FieldCheck(is_string, "a string"),
+    "stream_options": FieldCheck(is_mapping, "a dict"),
+    "service_tier": FieldCheck(is_string, "a string"),
+    "store": FieldCheck(is_boolean, "a bool"),
+    "prediction": FieldCheck(is_mapping, "a dict"),
+    "audio": FieldCheck(is_mapping, "a dict"),
+    "verbosity": FieldCheck(is_string, "a string"),
+    "models": FieldCheck(is_strings, "a list of strings"),
+    "provider": FieldCheck(is_mapping, "a dict"),
+    "transforms": FieldCheck(is_strings, "a list of strings"),
+    "plugins": FieldCheck(is_mappings, "a list of dicts"),
+    "usage": FieldCheck(is_mapping, "a dict"),
 }
-
-_NON_NEGATIVE = frozenset(
-    {"max_tokens", "max_output_tokens", "max_completion_tokens", "top_logprobs", "top_k"}
-)
+"""The optional fields of Chat Completions that are checked before sending (Responses shares
+most of them)."""
 
 
 def check_model(model: Any) -> str:
@@ -278,19 +249,8 @@ def _has_to_param(value: Any) -> bool:
     return isinstance(value, ResponseObject) and hasattr(value, "to_param")
 
 
-def check_params(params: Mapping[str, Any]) -> None:
-    """Type-check the known optional fields; unknown ones pass through unchecked."""
-    for name, value in params.items():
-        check = _CHECKS.get(name)
-        if check is None:
-            continue
-        test, expected = check
-        if not test(value):
-            raise TypeError(f"{name} must be {expected}, not {value!r:.80}")
-        if name in _NON_NEGATIVE and value < 0:
-            raise ValueError(f"{name} must not be negative, not {value!r}")
-        if name == "n" and value < 1:
-            raise ValueError(f"n must be at least 1, not {value!r}")
+check_params = field_checker(CHAT_CHECKS)
+"""Type-check the known optional fields of a chat request; unknown ones pass through."""
 
 
 def split_options(params: dict[str, Any]) -> dict[str, Any]:

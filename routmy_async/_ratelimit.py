@@ -31,6 +31,10 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+import msgspec
+
+from ._checks import is_integer, is_number
+
 __all__ = [
     "RateLimit",
     "RateLimitHeaders",
@@ -89,7 +93,7 @@ class RateLimit:
         ):
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_number(value):
                 raise TypeError(f"{name} must be a number or None, not {value!r}")
             if not value > 0 or math.isinf(value):
                 raise ValueError(f"{name} must be a positive number or None, not {value!r}")
@@ -304,7 +308,7 @@ def estimate_tokens(request: Mapping[str, Any]) -> int:
         # Strings are text; a list of ints is one token each; a list of lists, token arrays.
         return sum(_input_tokens(item) for item in text_input)
     budget = request.get("max_tokens") or request.get("max_completion_tokens")
-    if not isinstance(budget, int) or isinstance(budget, bool):
+    if not is_integer(budget):
         budget = _DEFAULT_COMPLETION_ESTIMATE
     return characters // 4 + 1 + budget
 
@@ -330,35 +334,22 @@ class _BatchLimitsRunning:
 batch_limits_running = _BatchLimitsRunning()
 
 
-class RateLimitHeaders:
+class RateLimitHeaders(msgspec.Struct, frozen=True, kw_only=True):
     """The server's ``x-ratelimit-*`` headers, parsed: what is left of the quota, and when it
     resets (seconds from the answer). Every field is ``None`` when the header is absent."""
 
-    __slots__ = (
-        "limit_requests",
-        "limit_tokens",
-        "remaining_requests",
-        "remaining_tokens",
-        "reset_requests",
-        "reset_tokens",
-    )
-
-    def __init__(self, **values: float | None):
-        for name in self.__slots__:
-            setattr(self, name, values.get(name))
-
-    limit_requests: float | None
-    limit_tokens: float | None
-    remaining_requests: float | None
-    remaining_tokens: float | None
-    reset_requests: float | None
-    reset_tokens: float | None
+    limit_requests: float | None = None
+    limit_tokens: float | None = None
+    remaining_requests: float | None = None
+    remaining_tokens: float | None = None
+    reset_requests: float | None = None
+    reset_tokens: float | None = None
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{name}={getattr(self, name)!r}"
-            for name in self.__slots__
-            if getattr(self, name) is not None
+            f"{name}={value!r}"
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not None
         )
         return f"RateLimitHeaders({shown})"
 

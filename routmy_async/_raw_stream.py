@@ -28,7 +28,13 @@ import msgspec
 
 from . import _sse
 from ._event_stream import EventStream, StreamManager
-from ._exceptions import APIConnectionError, APIResponseValidationError, APIStreamError
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStreamError,
+    parse_error_body,
+    stream_error,
+)
 from ._hooks import Call
 
 if TYPE_CHECKING:
@@ -76,41 +82,11 @@ class ServerSentEvent(msgspec.Struct, frozen=True):
             raise _invalid("the event's data", exc, self.data.encode()) from None
 
 
-class _ErrorFrame(msgspec.Struct):
-    """Just enough of a data frame to see a top-level ``error``."""
-
-    error: Any = None
-
-
-_decode_error_frame = msgspec.json.Decoder(_ErrorFrame).decode
-
-
 def _stream_error(data: bytes, *, named: bool) -> APIStreamError | None:
-    """The ``APIStreamError`` an error frame carries: ``{"error": {...}}``, ``{"error": "..."}``
-    or, in an ``event: error`` frame, a flat ``{"message": ...}`` or plain text."""
-    try:
-        error = _decode_error_frame(data).error
-    except msgspec.MsgspecError:
-        if not named:
-            return None
-        error = None
-    if error is None and named:
-        try:
-            error = msgspec.json.decode(data)
-        except msgspec.DecodeError:
-            error = data.decode("utf-8", "replace")
-    if isinstance(error, str) and error:
-        return APIStreamError(error)
-    if not isinstance(error, dict) or not error:
-        # An `event: error` frame is an error whatever it carries.
-        return APIStreamError("the server reported an error") if named else None
-    message, code, kind = error.get("message"), error.get("code"), error.get("type")
-    return APIStreamError(
-        message if isinstance(message, str) and message else "the server reported an error",
-        code=code if isinstance(code, (int, str)) and not isinstance(code, bool) else None,
-        type=kind if isinstance(kind, str) else None,
-        metadata=error.get("metadata"),
-    )
+    """The ``APIStreamError`` an error frame carries: a data frame with a top-level ``error``,
+    or an ``event: error`` frame, which is an error whatever it carries."""
+    parsed = parse_error_body(data)
+    return stream_error(parsed) if named or parsed.names_error else None
 
 
 class RawStream(EventStream, Generic[T]):

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from ._exceptions import APIResponseValidationError
+from ._exceptions import APIResponseValidationError, parse_error_body
 from ._sse import ServerSentEvent, SSEDecoder
 from .types._base import decode_lenient
 from .types.response_events import (
@@ -89,23 +89,17 @@ class _Envelope(msgspec.Struct):
 
 
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
-_decode_error_body = msgspec.json.Decoder(ResponseError).decode
 
 
-def _error_event(error: Any) -> ResponseErrorEvent:
-    """A ``ResponseErrorEvent`` from a router's ``error`` value (an object or a text)."""
-    if not isinstance(error, dict):
-        return ResponseErrorEvent(message=str(error))
-    code = error.get("code")
-    message = error.get("message")
-    kind = error.get("type")
-    param = error.get("param")
+def _error_event(data: bytes) -> ResponseErrorEvent:
+    """A ``ResponseErrorEvent`` from a router's error frame, whatever its shape."""
+    parsed = parse_error_body(data)
     body = ResponseError(
-        code=code if isinstance(code, (int, str)) and not isinstance(code, bool) else None,
-        message=message if isinstance(message, str) else "",
-        type=kind if isinstance(kind, str) else None,
-        param=param if isinstance(param, str) else None,
-        metadata=error.get("metadata"),
+        code=parsed.code,
+        message=parsed.stated_message(""),
+        type=parsed.type,
+        param=parsed.param,
+        metadata=parsed.metadata,
     )
     return ResponseErrorEvent(code=body.code, message=body.message, error=body)
 
@@ -142,7 +136,7 @@ def _unusual(
         envelope = _decode_envelope(data)
     except msgspec.MsgspecError:
         if name == "error":
-            return ResponseErrorEvent(message=data.decode("utf-8", "replace"))
+            return _error_event(data)
         raise APIResponseValidationError(
             f"a stream frame is not valid JSON: {exc}", body=data
         ) from None
@@ -150,14 +144,8 @@ def _unusual(
     if isinstance(kind, str) and kind and kind not in KNOWN_EVENT_TYPES:
         return UnknownResponseEvent(msgspec.json.decode(data))
     if kind is None:
-        if envelope.error is not None:
-            return _error_event(envelope.error)
-        if name == "error":
-            try:
-                body = _decode_error_body(data)
-            except msgspec.MsgspecError:
-                body = ResponseError(message=data.decode("utf-8", "replace"))
-            return ResponseErrorEvent(code=body.code, message=body.message, error=body)
+        if envelope.error is not None or name == "error":
+            return _error_event(data)
         if name is not None and name != "message":
             return None
     raise APIResponseValidationError(

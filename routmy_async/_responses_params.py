@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import msgspec
 
-from ._params import RequestOptions, check_params
+from ._checks import (
+    FieldCheck,
+    field_checker,
+    is_boolean,
+    is_integer,
+    is_mapping,
+    is_string,
+    is_strings,
+)
+from ._params import CHAT_CHECKS, RequestOptions
 from .types._base import ResponseObject
 from .types.responses import _Unknown
 
@@ -147,44 +156,32 @@ class ResponseCreateParams(ResponseSamplingParams, total=False):
     ]
 
 
-def _string(value: Any) -> bool:
-    return isinstance(value, str)
+def _instructions(value: Any) -> bool:
+    return value is None or isinstance(value, (str, list))
 
 
-def _strings(value: Any) -> bool:
-    return (
-        isinstance(value, Sequence)
-        and not isinstance(value, (str, bytes))
-        and all(isinstance(item, str) for item in value)
-    )
+def _conversation(value: Any) -> bool:
+    return isinstance(value, (str, Mapping))
 
 
-_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "instructions": (lambda value: value is None or isinstance(value, (str, list)), "a string"),
-    "text": (lambda value: isinstance(value, Mapping), "a dict such as {'format': {...}}"),
-    "previous_response_id": (_string, "a string (a response id)"),
-    "include": (_strings, "a list of strings"),
-    "truncation": (_string, "'auto' or 'disabled'"),
-    "max_tool_calls": (lambda value: type(value) is int and value >= 0, "an int >= 0"),
-    "background": (lambda value: isinstance(value, bool), "a bool"),
-    "prompt": (lambda value: isinstance(value, Mapping), "a dict"),
-    "prompt_cache_key": (_string, "a string"),
-    "safety_identifier": (_string, "a string"),
-    "conversation": (lambda value: isinstance(value, (str, Mapping)), "a string or a dict"),
+RESPONSES_CHECKS: dict[str, FieldCheck] = {
+    **CHAT_CHECKS,  # the fields Responses shares with Chat Completions
+    "instructions": FieldCheck(_instructions, "a string"),
+    "text": FieldCheck(is_mapping, "a dict such as {'format': {...}}"),
+    "previous_response_id": FieldCheck(is_string, "a string (a response id)"),
+    "include": FieldCheck(is_strings, "a list of strings"),
+    "truncation": FieldCheck(is_string, "'auto' or 'disabled'"),
+    "max_tool_calls": FieldCheck(is_integer, "an int", 0),
+    "background": FieldCheck(is_boolean, "a bool"),
+    "prompt": FieldCheck(is_mapping, "a dict"),
+    "prompt_cache_key": FieldCheck(is_string, "a string"),
+    "safety_identifier": FieldCheck(is_string, "a string"),
+    "conversation": FieldCheck(_conversation, "a string or a dict"),
 }
 
 
-def check_response_params(params: Mapping[str, Any]) -> None:
-    """Type-check the known optional fields; unknown ones pass through unchecked.
-
-    :raises TypeError: a field has the wrong type.
-    :raises ValueError: a field has a wrong value (a negative token count).
-    """
-    check_params(params)  # the fields Responses shares with Chat Completions
-    for name, value in params.items():
-        check = _CHECKS.get(name)
-        if check is not None and not check[0](value):
-            raise TypeError(f"{name} must be {check[1]}, not {value!r:.80}")
+check_response_params = field_checker(RESPONSES_CHECKS)
+"""Type-check the known optional fields of a Responses request; unknown ones pass through."""
 
 
 def check_input(value: Any) -> str | list[Any]:

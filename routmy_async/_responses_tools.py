@@ -20,6 +20,7 @@ from ._exceptions import ContentParseError
 from ._responses_params import check_input
 from ._structured import response_format_for
 from ._tools import _check_rounds, _run_calls, _tool_map
+from .types._base import set_output_parsed, set_transcript
 from .types.chat import Function, ToolCall
 from .types.responses import Response, ResponseOutputMessage, ResponseOutputRefusal
 
@@ -109,7 +110,7 @@ def parse_response(response: Response, target: type[Any] | None) -> Response:
             "the response has no message to parse", content=None, finish_reason=response.status
         )
     if target is not None and not issubclass(target, msgspec.Struct):
-        response.__dict__["_output_parsed"] = _validate_with_pydantic(response, text, target)
+        set_output_parsed(response, _validate_with_pydantic(response, text, target))
         return response
     try:
         parsed = msgspec.json.decode(text, type=target if target is not None else Any)
@@ -123,7 +124,7 @@ def parse_response(response: Response, target: type[Any] | None) -> Response:
         raise ContentParseError(
             f"the answer is not valid JSON: {exc}", content=text, finish_reason=response.status
         ) from None
-    response.__dict__["_output_parsed"] = parsed
+    set_output_parsed(response, parsed)
     return response
 
 
@@ -185,7 +186,7 @@ async def run_tools(
         if not calls or round_number == max_rounds - 1:
             # The calls of the last allowed answer are not run: the model would never see
             # their results. The response keeps them; the transcript ends with them.
-            response.__dict__["_transcript"] = transcript
+            set_transcript(response, transcript)
             return response
         results = await _run_calls(
             tool_map,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+import msgspec
+
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
@@ -23,39 +25,18 @@ _DONE = b"[DONE]"
 _BOM = b"\xef\xbb\xbf"
 
 
-class ServerSentEvent:
+class ServerSentEvent(msgspec.Struct, gc=False):
     """One dispatched event. ``data`` is the raw bytes of its joined ``data`` lines."""
 
-    __slots__ = ("data", "event", "id", "retry")
-
-    def __init__(
-        self,
-        data: bytes,
-        event: str = "message",
-        id: str | None = None,
-        retry: int | None = None,
-    ):
-        self.data = data
-        self.event = event
-        self.id = id
-        self.retry = retry
+    data: bytes
+    event: str = "message"
+    id: str | None = None
+    retry: int | None = None
 
     @property
     def text(self) -> str:
         """The data decoded as UTF-8 (malformed bytes replaced)."""
         return self.data.decode("utf-8", "replace")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ServerSentEvent):
-            return NotImplemented
-        return (self.data, self.event, self.id, self.retry) == (
-            other.data,
-            other.event,
-            other.id,
-            other.retry,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return (

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import msgspec
 
+from ._checks import is_number
 from ._exceptions import RoutmyError
+from .types._base import raw_json_of
 
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
@@ -66,9 +68,7 @@ def check_options(format: str, keepalive: float | None) -> None:
     """:raises ValueError: an unknown ``format``, or a ``keepalive`` that is not positive."""
     if format not in ("chunks", "text"):
         raise ValueError(f"format must be 'chunks' or 'text', not {format!r}")
-    if keepalive is not None and (
-        isinstance(keepalive, bool) or not isinstance(keepalive, (int, float)) or not keepalive > 0
-    ):
+    if keepalive is not None and (not is_number(keepalive) or not keepalive > 0):
         raise ValueError(
             f"keepalive must be a positive number of seconds or None, not {keepalive!r}"
         )
@@ -183,7 +183,7 @@ async def sse_frames(
 
 
 def _chunk_frame(chunk: Any) -> bytes:
-    raw = chunk.__dict__.get("_raw_json")
+    raw = raw_json_of(chunk)
     # The chunk exactly as the router sent it: nothing re-encoded, nothing lost.
     return data_frame(raw if raw else chunk.to_json())
 

@@ -17,14 +17,14 @@ import msgspec
 
 from ._accumulate import CompletionAccumulator, ToolCallState
 from ._event_stream import _BATCH, EventStream
-from ._exceptions import APIResponseValidationError, APIStreamError
+from ._exceptions import APIResponseValidationError, stream_error
 from ._hooks import Call
 from ._sse import ServerSentEvent
+from .types._base import RAW_JSON_KEY
 from .types.chat import (
     AwaitableChatCompletion,
     ChatCompletion,
     ChatCompletionChunk,
-    StreamErrorBody,
 )
 from .types.events import (
     CompletionDoneEvent,
@@ -45,14 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["ChatCompletionStream"]
 
 _decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
-_decode_error = msgspec.json.Decoder(StreamErrorBody).decode
-
-
-class _Error(msgspec.Struct):
-    error: StreamErrorBody | None = None
-
-
-_decode_error_envelope = msgspec.json.Decoder(_Error).decode
 
 
 class ChatCompletionStream(EventStream):
@@ -159,7 +151,7 @@ class ChatCompletionStream(EventStream):
                 # A typed SSE event (rare): `event: error` is an error frame; a named event
                 # of another type (`event: ping`) is not a chunk, and is counted, not decoded.
                 if data.event == "error":
-                    self._fail(self._stream_error(None, data.data))
+                    self._fail(stream_error(data.data, request_id=self.request_id))
                     return
                 if data.event != "message":
                     self.ignored_events += 1
@@ -180,9 +172,9 @@ class ChatCompletionStream(EventStream):
                 )
                 return
             if chunk.error is not None:
-                self._fail(self._stream_error(chunk.error, data))
+                self._fail(stream_error(data, request_id=self.request_id))
                 return
-            chunk.__dict__["_raw_json"] = data
+            chunk.__dict__[RAW_JSON_KEY] = data
             append(chunk)
 
     # -- for EventStream ----------------------------------------------------------------
@@ -201,21 +193,6 @@ class ChatCompletionStream(EventStream):
 
     def _result(self) -> ChatCompletion:
         return self._accumulator.completion()
-
-    def _stream_error(self, body: StreamErrorBody | None, raw: bytes) -> APIStreamError:
-        if body is None:
-            try:
-                body = _decode_error_envelope(raw).error or _decode_error(raw)
-            except msgspec.MsgspecError:
-                body = StreamErrorBody(message=raw.decode("utf-8", "replace"))
-        message = body.message or "the server reported an error"
-        return APIStreamError(
-            message,
-            code=body.code,
-            type=body.type,
-            metadata=body.metadata,
-            request_id=self.request_id,
-        )
 
     async def __aenter__(self) -> ChatCompletionStream:
         return self

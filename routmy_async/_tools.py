@@ -22,7 +22,9 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from ._checks import check_count
 from ._structured import strict_schema
+from .types._base import set_transcript
 from .types.chat import ChatCompletion, ToolCall
 from .types.events import CompletionDoneEvent, StreamEvent, ToolResultEvent
 
@@ -457,8 +459,7 @@ def _tool_map(tools: Iterable[Any]) -> dict[str, FunctionTool]:
 
 
 def _check_rounds(max_rounds: Any) -> None:
-    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
-        raise ValueError(f"max_rounds must be an int >= 1, not {max_rounds!r}")
+    check_count("max_rounds", max_rounds, 1)
 
 
 def _tool_messages(
@@ -504,7 +505,7 @@ async def _rounds(
             transcript.append(message.to_param())
         last = round_number == max_rounds - 1
         if message is None or not message.tool_calls or last:
-            completion.__dict__["_transcript"] = transcript
+            set_transcript(completion, transcript)
             yield CompletionDoneEvent(completion=completion)
             return
         results = await _run_calls(tool_map, message.tool_calls)

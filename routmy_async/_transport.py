@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import aiohttp
 import anyio
+import msgspec
 from yarl import URL
 
 from . import _hooks, _retry
@@ -77,16 +78,14 @@ _TOKEN_RECHECK = 1.0
 _Turn = list[tuple[RateLimit, float, "float | None"]]
 
 
-class RawResponse:
-    """A whole non-streamed answer: status, headers and body bytes."""
+class RawResponse(msgspec.Struct, frozen=True, eq=False, gc=False):
+    """A whole non-streamed answer: status, headers and body bytes (and the ``x-request-id``
+    of the headers)."""
 
-    __slots__ = ("body", "headers", "request_id", "status")
-
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes):
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.request_id: str | None = headers.get("x-request-id")
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    request_id: str | None = None
 
 
 def _shown_proxy(proxy: str | None) -> URL | None:
@@ -881,7 +880,10 @@ class Transport:
                                     status_code=status,
                                     request_id=response.headers.get("x-request-id"),
                                 )
-                            return RawResponse(status, response.headers, data), None
+                            headers = response.headers
+                            return RawResponse(
+                                status, headers, data, headers.get("x-request-id")
+                            ), None
                 else:
                     try:
                         error = await self._status_error(response)

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from .._checks import is_integer, is_number
 from .._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -40,6 +41,7 @@ from .._exceptions import (
     PaymentRequiredError,
 )
 from .._params import RequestOptions, split_options
+from ..types._base import raw_json_of
 from ..types.chat import Usage as _ChatUsage
 
 __all__ = [
@@ -332,8 +334,8 @@ _encode = msgspec.json.Encoder().encode
 
 def _raw_body(result: Any) -> msgspec.Raw:
     """The answer's own JSON bytes, on one line."""
-    raw = getattr(result, "__dict__", {}).get("_raw_json")
-    if not isinstance(raw, bytes) or not raw:
+    raw = raw_json_of(result)
+    if not raw:
         raw = _encode(result.raw)
     if b"\n" in raw or b"\r" in raw:
         # Valid JSON has CR and LF only as whitespace between tokens (inside a string they
@@ -405,8 +407,8 @@ def answer_state(result: Any) -> tuple[AnswerFailure | None, str | None]:
 
 def _body_error(result: Any) -> Any:
     """The top-level ``error`` object (or string) of an answer's body, else ``None``."""
-    raw_json = getattr(result, "__dict__", {}).get("_raw_json")
-    if isinstance(raw_json, bytes) and b'"error"' not in raw_json:
+    raw_json = raw_json_of(result)
+    if raw_json is not None and b'"error"' not in raw_json:
         return None  # the common case, without decoding the body again
     raw = result.raw
     error = raw.get("error") if isinstance(raw, Mapping) else None
@@ -514,13 +516,13 @@ def usage_of(result: Any) -> tuple[int, int, int, float | None]:
         if not isinstance(usage, Mapping):
             return 0, 0, 0, None
     prompt, completion, total, given_input, given_output = (
-        value if isinstance(value, int) and not isinstance(value, bool) else 0
+        value if is_integer(value) else 0
         for value in (usage.get(name) for name in _USAGE_FIELDS[:5])
     )
     prompt = prompt or given_input
     completion = completion or given_output
     cost = usage.get("cost")
-    if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+    if not is_number(cost):
         cost = None
     return prompt, completion, total or prompt + completion, cost
 
@@ -583,7 +585,7 @@ def read_output_line(raw: bytes) -> OutputLine | None:
         return None
     response = line.response
     status = response.status_code if response is not None else None
-    if not (isinstance(status, int) and not isinstance(status, bool) and 200 <= status < 300):
+    if not (is_integer(status) and 200 <= status < 300):
         return OutputLine(line.custom_id, False)
     assert response is not None
     ok = line.error is None
@@ -596,6 +598,6 @@ def read_output_line(raw: bytes) -> OutputLine | None:
     elif body.error or (body.object == "chat.completion" and _empty(body.choices)):
         ok = False  # an error in the answer, or no choices
     cost = body.usage.get("cost") if isinstance(body.usage, dict) else None
-    if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+    if not is_number(cost):
         cost = None
     return OutputLine(line.custom_id, ok, cost)

@@ -34,6 +34,7 @@ import anyio
 import msgspec
 
 from .._batch import run_many
+from .._checks import check_count, is_integer, is_number
 from .._config import DEFAULT_BASE_URL, is_routmy_url
 from .._exceptions import RoutmyError
 from .._ratelimit import RateLimit, estimate_tokens
@@ -205,7 +206,7 @@ def line_tokens(endpoint: Endpoint, body: dict[str, Any]) -> int:
         prompt = (len(given) if isinstance(given, str) else 0) // 4 + 1
     for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         cap = body.get(name)
-        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
+        if is_integer(cap) and cap > 0:
             return prompt + cap
     return prompt + max(_DEFAULT_OUTPUT, prompt)
 
@@ -301,14 +302,11 @@ class BatchRun:
         stop: BatchStop | None,
         grace_period: float,
     ):
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        check_count("concurrency", concurrency, 1)
         # Built only to check the values: run_many builds the batch's own budget.
         RateLimit(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
         for name, value in (("max_cost", max_cost), ("grace_period", grace_period)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0
-            ):
+            if value is not None and (not is_number(value) or not value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, not {value!r}")
         if stop is not None and not isinstance(stop, BatchStop):
             raise TypeError(f"stop must be a BatchStop, not {type(stop).__name__}")

@@ -40,6 +40,8 @@ from itertools import islice
 
 import msgspec
 
+from .._checks import is_number
+
 __all__ = ["Allowance", "Grant", "GrantLedger", "Settings", "check_limit"]
 
 
@@ -48,7 +50,7 @@ def check_limit(name: str, value: object, *, minimum: float = 0.0) -> None:
     for a request limit: a grant is a whole request)."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number or None, not {value!r}")
     if math.isnan(value) or math.isinf(value) or value < minimum or value <= 0:
         bound = f">= {minimum:g}" if minimum else "> 0"

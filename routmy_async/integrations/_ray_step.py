@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from .._batch import collect_in_order, run_many
+from .._checks import check_count
 from .._client import AsyncRoutmy
 from .._config import Timeout
 from .._deprecation import RoutmyDeprecationWarning
@@ -67,12 +68,7 @@ class _Step:
     ):
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty string, not {model!r}")
-        if (
-            isinstance(max_in_flight, bool)
-            or not isinstance(max_in_flight, int)
-            or max_in_flight < 1
-        ):
-            raise ValueError(f"max_in_flight must be an int >= 1, not {max_in_flight!r}")
+        check_count("max_in_flight", max_in_flight, 1)
         if on_error not in ("record", "raise"):
             raise ValueError(f"on_error must be 'record' or 'raise', not {on_error!r}")
         if not isinstance(output_prefix, str):
@@ -497,12 +493,7 @@ class EmbeddingStep(_Step):
         output_prefix: str = "",
         **params: Any,
     ):
-        if (
-            isinstance(inputs_per_request, bool)
-            or not isinstance(inputs_per_request, int)
-            or inputs_per_request < 1
-        ):
-            raise ValueError(f"inputs_per_request must be an int >= 1, not {inputs_per_request!r}")
+        check_count("inputs_per_request", inputs_per_request, 1)
         self._column = input_column
         self._output = output_column
         self._per_request = inputs_per_request

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from .._checks import check_count, is_integer
 from .._params import RequestOptions, build_body, check_model, encode_body, split_options
 from .._ratelimit import estimate_tokens
 from ..types.embeddings import (
@@ -44,12 +45,12 @@ def check_embedding_input(value: Any) -> int:
         raise ValueError("input must not be empty")
     if all(isinstance(item, str) for item in value):
         return len(value)
-    if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+    if all(is_integer(item) for item in value):
         return 1
     if all(
         isinstance(item, Sequence)
         and not isinstance(item, (str, bytes))
-        and all(isinstance(token, int) and not isinstance(token, bool) for token in item)
+        and all(is_integer(token) for token in item)
         for item in value
     ):
         return len(value)
@@ -92,10 +93,8 @@ class Embeddings:
             raise ValueError(
                 f"encoding_format must be 'float' or 'base64', not {encoding_format!r}"
             )
-        if dimensions is not None and (
-            isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1
-        ):
-            raise ValueError(f"dimensions must be a positive int, not {dimensions!r}")
+        if dimensions is not None:
+            check_count("dimensions", dimensions, 1)
         if user is not None and not isinstance(user, str):
             raise TypeError(f"user must be a string, not {type(user).__name__}")
         fields: dict[str, Any] = {"model": model, "input": input}
@@ -174,8 +173,7 @@ class Embeddings:
             raise TypeError("inputs must be a list of strings")
         if not all(isinstance(text, str) for text in inputs):
             raise TypeError("inputs must be a list of strings")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, not {batch_size!r}")
+        check_count("batch_size", batch_size, 1)
         check_model(model)
         requests = (
             {"model": model, "input": list(inputs[start : start + batch_size]), **params}

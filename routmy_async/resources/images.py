@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .._checks import check_count
 from .._params import RequestOptions, build_body, check_model, encode_body, split_options
 from ..types.images import ImagesResponse
 
@@ -51,8 +52,8 @@ class Images:
             raise TypeError(f"prompt must be a string, not {type(prompt).__name__}")
         if not prompt.strip():
             raise ValueError("prompt must not be empty")
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(f"n must be a positive int, not {n!r}")
+        if n is not None:
+            check_count("n", n, 1)
         for name, value in (("size", size), ("quality", quality)):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, not {type(value).__name__}")

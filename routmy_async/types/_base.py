@@ -10,19 +10,43 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 if TYPE_CHECKING:
     from .._ratelimit import RateLimitHeaders
 
 import msgspec
 
-__all__ = ["ResponseObject", "TopLevelResponse", "decode_lenient"]
+__all__ = [
+    "RAW_JSON_KEY",
+    "ResponseObject",
+    "TopLevelResponse",
+    "decode_lenient",
+    "output_parsed_of",
+    "raw_json_of",
+    "set_output_parsed",
+    "set_transcript",
+    "transcript_of",
+]
 
 T = TypeVar("T")
 
 _MISSING = object()
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+# What the SDK knows about an answer beyond its fields (its bytes, request id, status, headers,
+# a run's transcript, a parse's result) lives in the instance __dict__ that dict=True gives:
+# equality, hashing, pickling, copies and encoding see only what the server sent. This module
+# alone names the keys; the rest of the package goes through the typed functions below.
+RAW_JSON_KEY: Final = "_raw_json"
+"""The key of an answer's own JSON bytes. Named for the stream's per-chunk write alone: a
+function call per chunk is over the hot path's budget."""
+_REQUEST_ID: Final = "_request_id"
+_STATUS: Final = "_status"
+_HEADERS: Final = "_headers"
+_RAW_DICT: Final = "_raw_dict"
+_TRANSCRIPT: Final = "_transcript"
+_OUTPUT_PARSED: Final = "_output_parsed"
 
 
 def _plain_value(value: Any) -> Any:
@@ -104,25 +128,26 @@ class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         # __dict__ (from dict=True) carries what is not a field; frozen forbids setattr.
-        self.__dict__["_raw_json"] = raw
+        extra = self.__dict__
+        extra[RAW_JSON_KEY] = raw
         if request_id is not None:
-            self.__dict__["_request_id"] = request_id
+            extra[_REQUEST_ID] = request_id
         if status is not None:
-            self.__dict__["_status"] = status
+            extra[_STATUS] = status
         if headers is not None:
-            self.__dict__["_headers"] = headers
+            extra[_HEADERS] = headers
 
     @property
     def status_code(self) -> int | None:
         """The HTTP status of the answer (``None`` for an object not built from one)."""
-        value: int | None = self.__dict__.get("_status")
+        value: int | None = self.__dict__.get(_STATUS)
         return value
 
     @property
     def headers(self) -> Mapping[str, str]:
         """The HTTP headers of the answer (case-insensitive), as openai-python's
         ``with_raw_response`` gives them; empty for an object not built from one."""
-        value: Mapping[str, str] = self.__dict__.get("_headers", _NO_HEADERS)
+        value: Mapping[str, str] = self.__dict__.get(_HEADERS, _NO_HEADERS)
         return value
 
     @property
@@ -135,19 +160,19 @@ class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
     @property
     def request_id(self) -> str | None:
         """The ``x-request-id`` the server sent with this response, if any."""
-        value: str | None = self.__dict__.get("_request_id")
+        value: str | None = self.__dict__.get(_REQUEST_ID)
         return value
 
     @property
     def raw(self) -> dict[str, Any]:
         """Everything the server sent, as plain JSON values, modelled or not."""
-        cached = self.__dict__.get("_raw_dict", _MISSING)
+        cached = self.__dict__.get(_RAW_DICT, _MISSING)
         if cached is _MISSING:
-            raw_json = self.__dict__.get("_raw_json")
+            raw_json = self.__dict__.get(RAW_JSON_KEY)
             cached = msgspec.json.decode(raw_json) if raw_json else self.to_dict()
             if not isinstance(cached, dict):
                 cached = {}
-            self.__dict__["_raw_dict"] = cached
+            self.__dict__[_RAW_DICT] = cached
         result: dict[str, Any] = cached
         return result
 
@@ -161,6 +186,35 @@ class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
                 f"{type(self).__name__} has no attribute {name!r} and the server sent no such field"
             )
         return value
+
+
+def raw_json_of(answer: object) -> bytes | None:
+    """The JSON bytes ``answer`` was decoded from, when they were kept (not for an object
+    built by hand, copied or unpickled)."""
+    extra = getattr(answer, "__dict__", None)
+    raw = extra.get(RAW_JSON_KEY) if extra else None
+    return raw if isinstance(raw, bytes) else None
+
+
+def set_transcript(answer: TopLevelResponse, transcript: list[Any]) -> None:
+    """Keep the whole conversation of a tool run on its last answer (``answer.transcript``)."""
+    answer.__dict__[_TRANSCRIPT] = transcript
+
+
+def transcript_of(answer: TopLevelResponse) -> list[Any] | None:
+    """What :func:`set_transcript` kept, else ``None``."""
+    value: list[Any] | None = answer.__dict__.get(_TRANSCRIPT)
+    return value
+
+
+def set_output_parsed(answer: TopLevelResponse, value: Any) -> None:
+    """Keep what a parse decoded from the answer (``response.output_parsed``)."""
+    answer.__dict__[_OUTPUT_PARSED] = value
+
+
+def output_parsed_of(answer: TopLevelResponse) -> Any:
+    """What :func:`set_output_parsed` kept, else ``None``."""
+    return answer.__dict__.get(_OUTPUT_PARSED)
 
 
 def _drop_nulls(value: Any) -> Any:

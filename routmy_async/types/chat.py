@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from ._base import ResponseObject, TopLevelResponse
+from ._base import ResponseObject, TopLevelResponse, transcript_of
 
 __all__ = [
     "AwaitableChatCompletion",
@@ -269,8 +269,7 @@ class ChatCompletion(TopLevelResponse, frozen=True):
     @property
     def transcript(self) -> list[Any] | None:
         """After ``run_tools``: every message of the conversation, tool results included."""
-        value: list[Any] | None = self.__dict__.get("_transcript")
-        return value
+        return transcript_of(self)
 
 
 class AwaitableChatCompletion(ChatCompletion, frozen=True):

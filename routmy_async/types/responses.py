@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 
-from ._base import ResponseObject, TopLevelResponse, decode_lenient
+from ._base import (
+    ResponseObject,
+    TopLevelResponse,
+    decode_lenient,
+    output_parsed_of,
+    transcript_of,
+)
 
 __all__ = [
     "AnnotationContainerFileCitation",
@@ -572,7 +578,7 @@ class Response(TopLevelResponse, frozen=True):
     @property
     def output_parsed(self) -> Any:
         """After ``responses.parse(text_format=T)``: the answer decoded into a ``T``."""
-        return self.__dict__.get("_output_parsed")
+        return output_parsed_of(self)
 
     @property
     def function_calls(self) -> list[ResponseFunctionToolCall]:
@@ -582,5 +588,4 @@ class Response(TopLevelResponse, frozen=True):
     @property
     def transcript(self) -> list[Any] | None:
         """After ``run_tools``: every input item of the run, tool outputs included."""
-        value: list[Any] | None = self.__dict__.get("_transcript")
-        return value
+        return transcript_of(self)
