@@ -7,9 +7,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from .._exceptions import APIStatusError
 from .._hooks import Call, Hooks, StreamSummary
 from ..types.responses import Response
 from . import _messages, _semconv
@@ -108,9 +110,15 @@ class OpenTelemetryHooks(Hooks):
         *,
         result: Any,
         error: str | None,
+        usage: Any = None,
         detail: str = "",
         cancelled: bool = False,
     ) -> None:
+        """End the call's span and record its metrics, once.
+
+        ``usage`` is for a call that failed with its usage known but no result (a stream
+        that ended in ``response.failed``); a result brings its own.
+        """
         span: Span | None = call.state.pop(_SPAN_KEY, None)
         metric_attributes: dict[str, Any] | None = call.state.get(_ATTRIBUTES_KEY)
         if not metric_attributes:
@@ -123,10 +131,13 @@ class OpenTelemetryHooks(Hooks):
             metric_attributes["gen_ai.response.model"] = response_model
         if error is not None:
             metric_attributes["error.type"] = error
-        usage = getattr(result, "usage", None)
+        if result is not None:
+            usage = getattr(result, "usage", None)
         if span is not None:
             if result is not None:
                 span.set_attributes(self._response_attributes(result))
+            elif usage is not None:
+                span.set_attributes(_usage_attributes(usage))
             if error is not None:
                 span.set_attribute("error.type", error)
                 span.set_status(Status(StatusCode.ERROR, detail or error))
@@ -160,16 +171,7 @@ class OpenTelemetryHooks(Hooks):
             content = _messages.answer_content(result)
             if content is not None:
                 attributes["gen_ai.output.messages"] = _messages.to_json(content)
-        usage = getattr(result, "usage", None)
-        for count, name in (
-            (_input_tokens(usage), "gen_ai.usage.input_tokens"),
-            (_output_tokens(usage), "gen_ai.usage.output_tokens"),
-        ):
-            if isinstance(count, int):
-                attributes[name] = count
-        cost = getattr(usage, "cost", None)
-        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
-            attributes["routmy.usage.cost"] = cost
+        attributes.update(_usage_attributes(getattr(result, "usage", None)))
         return attributes
 
     # -- hooks -----------------------------------------------------------------------------
@@ -202,7 +204,14 @@ class OpenTelemetryHooks(Hooks):
             # CancelledError (the caller gave up), KeyboardInterrupt: not errors of the call.
             self._end(call, result=None, error=None, cancelled=True)
             return
-        self._end(call, result=None, error=_semconv.error_type(error), detail=str(error))
+        self._end(
+            call,
+            # A 200 Response whose status is "failed" is returned to the caller, yet its call
+            # failed: its id, model and usage are still the answer's.
+            result=_failed_response(error),
+            error=_semconv.error_type(error),
+            detail=str(error),
+        )
 
     def on_stream_end(self, call: Call, summary: StreamSummary) -> None:
         span: Span | None = call.state.get(_SPAN_KEY)
@@ -224,8 +233,43 @@ class OpenTelemetryHooks(Hooks):
             self._end(call, result=None, error=None, cancelled=True)
             return
         error = summary.error
-        kind = type(error).__name__ if error is not None else summary.outcome
-        self._end(call, result=None, error=kind, detail=str(error) if error else summary.outcome)
+        self._end(
+            call,
+            result=None,
+            usage=summary.usage,  # a response.failed's usage: the tokens were spent
+            error=_semconv.error_type(error) if error is not None else summary.outcome,
+            detail=str(error) if error is not None else summary.outcome,
+        )
+
+
+def _failed_response(error: BaseException) -> Response | None:
+    """The Response a 2xx answer held when the server failed it (``status: "failed"``)."""
+    if not isinstance(error, APIStatusError) or not 200 <= error.http_status < 300:
+        return None
+    body = error.body
+    if not isinstance(body, dict) or body.get("object") != "response":
+        return None
+    try:
+        return _decode_response(msgspec.json.encode(body))
+    except (msgspec.MsgspecError, TypeError):
+        return None
+
+
+_decode_response = msgspec.json.Decoder(Response).decode
+
+
+def _usage_attributes(usage: Any) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    for count, name in (
+        (_input_tokens(usage), "gen_ai.usage.input_tokens"),
+        (_output_tokens(usage), "gen_ai.usage.output_tokens"),
+    ):
+        if isinstance(count, int):
+            attributes[name] = count
+    cost = getattr(usage, "cost", None)
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        attributes["routmy.usage.cost"] = cost
+    return attributes
 
 
 def _input_tokens(usage: Any) -> Any:

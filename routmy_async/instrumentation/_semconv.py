@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from .._exceptions import APIStatusError, APIStreamError
 from ..types.responses import Response, ResponseFunctionToolCall
 
 OPT_IN_VARIABLE = "OTEL_SEMCONV_STABILITY_OPT_IN"
@@ -119,16 +120,20 @@ def router_provider_name(host: str | None) -> str:
 
 
 def error_type(error: BaseException) -> str:
-    """``error.type`` for a failed call: a non-2xx answer is its status (``"429"``); a 2xx
-    answer holding an error with a code (a failed Response) is that code; anything else is
-    the exception's class name."""
+    """``error.type`` for a failed call, the same for a stream as for a plain call.
+
+    A non-2xx answer is its status (``"429"``). An error the server put inside a 2xx answer
+    — an error body, a failed Response, a stream's error frame or ``response.failed`` — is
+    the server's ``code`` (``"502"``, ``"server_error"``), or ``_OTHER`` (the conventions'
+    fallback) when it gave none. Anything else is the exception's class name
+    (``APIConnectionError``, ``APITimeoutError``, ``APIResponseValidationError``).
+    """
     status = getattr(error, "status_code", None)
-    code = getattr(error, "code", None)
-    ok = isinstance(status, int) and 200 <= status < 300
-    if ok and isinstance(code, (int, str)):
-        return str(code)
-    if isinstance(status, int) and not ok:
+    if isinstance(status, int) and not 200 <= status < 300:
         return str(status)
+    if isinstance(error, (APIStatusError, APIStreamError)):
+        code = error.code
+        return str(code) if code is not None and code != "" else "_OTHER"
     return type(error).__name__
 
 
