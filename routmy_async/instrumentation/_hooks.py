@@ -29,6 +29,10 @@ class OpenTelemetryHooks(Hooks):
     :param meter_provider: defaults to the global one.
     :param capture_content: record the messages sent and the answer (off unless asked for,
         here or with ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``).
+
+    Which version of the GenAI conventions they follow is read from
+    ``OTEL_SEMCONV_STABILITY_OPT_IN`` when they are made: with ``gen_ai_latest_experimental``
+    in it, the latest (see the module's docstring).
     """
 
     def __init__(
@@ -40,6 +44,7 @@ class OpenTelemetryHooks(Hooks):
     ):
         from .. import __version__
 
+        self._latest = _semconv.latest_experimental()
         self._tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
         self._duration = meter.create_histogram(
@@ -52,7 +57,9 @@ class OpenTelemetryHooks(Hooks):
             "gen_ai.client.token.usage",
             unit="{token}",
             description="Measures number of input and output tokens used",
-            explicit_bucket_boundaries_advisory=list(_semconv.SHIPPED_TOKEN_BUCKETS),
+            explicit_bucket_boundaries_advisory=list(
+                _semconv.TOKEN_BUCKETS if self._latest else _semconv.SHIPPED_TOKEN_BUCKETS
+            ),
         )
         self._first_chunk = meter.create_histogram(
             "gen_ai.client.operation.time_to_first_chunk",
@@ -74,10 +81,15 @@ class OpenTelemetryHooks(Hooks):
         if operation is None:
             call.state[_ATTRIBUTES_KEY] = {}  # models, raw requests: no GenAI span
             return None
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": _semconv.legacy_provider_name(call.model),
-        }
+        attributes: dict[str, Any] = {"gen_ai.operation.name": operation}
+        if self._latest:
+            # The service this client talks to; where rout.my routes the model is ours to name.
+            attributes["gen_ai.provider.name"] = _semconv.router_provider_name(call.server_address)
+            provider = _semconv.model_provider(call.model)
+            if provider is not None:
+                attributes["routmy.model.provider"] = provider
+        else:
+            attributes["gen_ai.provider.name"] = _semconv.legacy_provider_name(call.model)
         if call.model:
             attributes["gen_ai.request.model"] = call.model
         if call.server_address:
@@ -96,9 +108,7 @@ class OpenTelemetryHooks(Hooks):
         elif isinstance(stop, Sequence) and all(isinstance(item, str) for item in stop):
             attributes["gen_ai.request.stop_sequences"] = tuple(stop)
         if self.capture_content:
-            content = _messages.request_content(call.operation, body)
-            if content is not None:
-                attributes["gen_ai.input.messages"] = _messages.to_json(content)
+            attributes.update(self._request_content(call.operation, body))
         name = f"{operation} {call.model}" if call.model else operation
         span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         call.state[_SPAN_KEY] = span
@@ -150,6 +160,21 @@ class OpenTelemetryHooks(Hooks):
                 if isinstance(count, int):
                     self._tokens.record(count, {**metric_attributes, "gen_ai.token.type": kind})
 
+    def _request_content(self, operation: str, body: Mapping[str, Any]) -> dict[str, str]:
+        """The captured request: instructions apart, and the messages in parts, with the
+        opt-in; the request's own shapes without it."""
+        attributes: dict[str, str] = {}
+        if self._latest:
+            instructions = _messages.system_instructions(operation, body)
+            if instructions is not None:
+                attributes["gen_ai.system_instructions"] = _messages.to_json(instructions)
+            content = _messages.input_messages(operation, body)
+        else:
+            content = _messages.request_content(operation, body)
+        if content is not None:
+            attributes["gen_ai.input.messages"] = _messages.to_json(content)
+        return attributes
+
     def _response_attributes(self, result: Any) -> dict[str, Any]:
         attributes: dict[str, Any] = {}
         response_id = getattr(result, "id", None)
@@ -168,7 +193,11 @@ class OpenTelemetryHooks(Hooks):
             if reasons:
                 attributes["gen_ai.response.finish_reasons"] = tuple(reasons)
         if self.capture_content:
-            content = _messages.answer_content(result)
+            if self._latest:
+                reason = attributes.get("gen_ai.response.finish_reasons", (None,))[0]
+                content = _messages.output_messages(result, reason)
+            else:
+                content = _messages.answer_content(result)
             if content is not None:
                 attributes["gen_ai.output.messages"] = _messages.to_json(content)
         attributes.update(_usage_attributes(getattr(result, "usage", None)))
