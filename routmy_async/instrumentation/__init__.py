@@ -11,7 +11,19 @@
 
 A CLIENT span per chat, Responses, embeddings or image call, named ``{operation} {model}``
 (``chat provider/model-id``), carries the request parameters, the response id, model, finish
-reasons and token usage, ``server.address``/``server.port`` and, on failure, ``error.type``.
+reasons and token usage, ``server.address``/``server.port`` and, on failure, ``error.type``:
+a non-2xx answer's status, the server's ``code`` for an error inside a 2xx answer (a body, a
+failed Response, a stream's error frame; ``_OTHER`` without one), else the exception's class
+name, the same for a stream as for a plain call.
+
+Two versions of the GenAI conventions, chosen when the hooks are made: by default what this
+package has always recorded (v1.37.0's names; ``gen_ai.provider.name`` is the model id's
+provider prefix; captured messages in the API's own JSON); with
+``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``, v1.41.0: ``gen_ai.provider.name``
+is the router (``routmy`` for rout.my, ``openai`` for another OpenAI-compatible server), the
+model's provider prefix ``routmy.model.provider``, Responses ``instructions`` are
+``gen_ai.system_instructions``, captured messages are role and ``parts``, and the token-usage
+buckets go up to 64 Mi as the conventions list them. The observability guide has the table.
 
 A Responses API call (``client.responses``) is a ``chat`` operation: the convention has no
 other name for it. ``max_output_tokens`` is ``gen_ai.request.max_tokens``; the usage's
@@ -19,7 +31,8 @@ other name for it. ``max_output_tokens`` is ``gen_ai.request.max_tokens``; the u
 the response's ``status`` in chat's words: ``completed`` is ``stop`` (``tool_calls`` when the
 output holds a ``function_call``), ``incomplete`` is its ``incomplete_details.reason`` with
 ``max_output_tokens`` as ``length`` (``content_filter`` as is), ``failed`` is ``error`` and
-``cancelled`` is ``cancelled``. Captured content: ``instructions`` (a ``system`` message) and
+``cancelled`` is ``cancelled``. A failed Response (returned, with a 200) still records its id,
+model and usage. Captured content by default: ``instructions`` (a ``system`` message) and
 ``input`` (a string as one ``user`` message) are ``gen_ai.input.messages``; the output text
 (and function calls, as ``tool_calls``) is ``gen_ai.output.messages``.
 Each retry is an event on the span. A streamed call's span lasts until the stream ends or is
