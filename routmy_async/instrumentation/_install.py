@@ -18,7 +18,9 @@ def instrument(
 ) -> OpenTelemetryHooks:
     """Trace and measure every call of every client (until :func:`uninstrument`).
 
-    Calling it again replaces the providers. Returns the hooks it installed.
+    Calling it again replaces the providers. Returns the hooks it installed, which read
+    ``OTEL_SEMCONV_STABILITY_OPT_IN`` now: set it before this call to follow the latest GenAI
+    conventions (``gen_ai_latest_experimental``).
     """
     global _installed
     hooks = OpenTelemetryHooks(
