@@ -162,7 +162,7 @@ async def test_every_stream_failure_ends_exactly_one_span(mock, telemetry):
     assert [span.attributes["error.type"] for span in spans] == [
         "400",
         "APIResponseValidationError",  # a 200 that is not the answer: not "200"
-        "APIStreamError",
+        "502",  # the error frame's code, as a 200 body holding that error gets
         "APIConnectionError",
     ]
     assert all(span.status.status_code is StatusCode.ERROR for span in spans)
@@ -175,9 +175,9 @@ async def test_every_stream_failure_ends_exactly_one_span(mock, telemetry):
     points = telemetry.points("gen_ai.client.operation.duration")
     assert sorted((p.attributes["error.type"], p.count) for p in points) == [
         ("400", 1),
+        ("502", 1),
         ("APIConnectionError", 1),
         ("APIResponseValidationError", 1),
-        ("APIStreamError", 1),
     ]
 
 

@@ -199,18 +199,19 @@ async def test_failed_calls_carry_an_error_type(mock, telemetry):
     rejected, broken_stream, failed_response = telemetry.finished()
     assert rejected.attributes["error.type"] == "400"
     assert rejected.status.status_code is StatusCode.ERROR
-    assert broken_stream.attributes["error.type"] == "APIStreamError"
+    assert broken_stream.attributes["error.type"] == "server_error"  # as a plain call's
     assert broken_stream.attributes["routmy.stream.outcome"] == "error"
     assert broken_stream.status.status_code is StatusCode.ERROR
     assert "gen_ai.response.id" not in broken_stream.attributes
     assert failed_response.attributes["error.type"] == "server_error"
     assert failed_response.status.status_code is StatusCode.ERROR
+    assert failed_response.attributes["gen_ai.response.id"] == failed.id
     errors = sorted(
         p.attributes["error.type"]
         for p in telemetry.points("gen_ai.client.operation.duration")
         if "error.type" in p.attributes
     )
-    assert errors == ["400", "APIStreamError", "server_error"]
+    assert errors == ["400", "server_error", "server_error"]
 
 
 async def test_a_retried_call_is_one_span_with_a_retry_event(mock, telemetry):
