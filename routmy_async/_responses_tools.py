@@ -156,7 +156,7 @@ async def run_tools(
         raise ValueError(
             f"continue_with must be 'input' or 'previous_response_id', not {continue_with!r}"
         )
-    if continue_with == "previous_response_id" and is_routmy_url(self._client.base_url):
+    if continue_with == "previous_response_id" and is_routmy_url(self._pipeline.base_url):
         # rout.my accepts previous_response_id and ignores it: each round would reach the
         # model with only the new tool outputs, the conversation before them lost.
         raise ValueError(

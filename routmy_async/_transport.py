@@ -69,7 +69,6 @@ logger = logging.getLogger("routmy_async")
 _DEBUG = logging.DEBUG
 _TIMEOUT_CACHE_SIZE = 64
 _NEGLIGIBLE_WAIT = 0.002
-_URL_CACHE_SIZE = 256
 # How often a request waiting for tokens looks again: usage settled meanwhile gives tokens
 # back, and its start may have come sooner.
 _TOKEN_RECHECK = 1.0
@@ -303,7 +302,6 @@ class Transport:
         self._clients = 0
         self._owner_alive = True
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._urls: dict[str, URL] = {}
         self._client_timeouts: dict[tuple[Timeout, bool], aiohttp.ClientTimeout] = {}
         # The last Timeout each kind of request used, with its aiohttp form: calls with the
         # client's own timeout find it by identity, without hashing the Timeout.
@@ -610,16 +608,6 @@ class Transport:
             # are aborted, so their sockets close now (aiohttp 3.12+).
             close_connector_now(connector)
         return True
-
-    def url(self, base_url: str, path: str) -> URL:
-        key = base_url + path
-        url = self._urls.get(key)
-        if url is None:
-            if len(self._urls) >= _URL_CACHE_SIZE:
-                # Raw requests to /items/{id} must not grow the cache forever.
-                self._urls.clear()
-            url = self._urls[key] = URL(key)
-        return url
 
     def client_timeout(self, timeout: Timeout, stream: bool) -> aiohttp.ClientTimeout:
         key = (timeout, stream)
