@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import aiohttp
 import msgspec
@@ -81,6 +81,84 @@ def _check_key(api_key: object) -> str:
     return api_key
 
 
+def _check_base_url(base_url: object) -> tuple[str, SplitResult]:
+    """The base URL (``ROUTMY_BASE_URL`` or the default when ``None``) and its parts.
+
+    :raises TypeError: not a string. :raises ValueError: not an http(s) URL.
+    """
+    if base_url is None:
+        base_url = os.environ.get("ROUTMY_BASE_URL") or DEFAULT_BASE_URL
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+    return base_url, parts
+
+
+def _check_count(name: str, value: object, *, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an int >= {least}, not {value!r}")
+
+
+def _check_connection(
+    *,
+    session: object,
+    verify: VerifyTypes,
+    cert: CertTypes | None,
+    proxy: str | None,
+    trust_env: object,
+    rate_limit: object,
+    max_connections: int,
+) -> tuple[tuple[str, str | None] | None, str | None]:
+    """Check the pool's settings: ``(client certificate, proxy)`` as the transport takes them.
+
+    :raises TypeError: a setting has the wrong type.
+    :raises ValueError: a wrong value, or settings that a borrowed session cannot take.
+    """
+    if session is not None and not isinstance(session, aiohttp.ClientSession):
+        raise TypeError("session must be an aiohttp.ClientSession")
+    check_verify(verify)
+    client_cert = check_cert(cert)
+    if isinstance(verify, ssl.SSLContext) and client_cert is not None:
+        raise ValueError(
+            "cert= cannot be added to your own ssl.SSLContext: load it there "
+            "(context.load_cert_chain(certfile, keyfile)) and pass only verify=context"
+        )
+    proxy = check_proxy(proxy)
+    if not isinstance(trust_env, bool):
+        raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise TypeError(
+            "rate_limit must be a routmy_async.RateLimit(requests_per_minute=..., "
+            f"tokens_per_minute=...), not {type(rate_limit).__name__}"
+        )
+    if session is not None and (
+        verify is not True
+        or max_connections != DEFAULT_MAX_CONNECTIONS
+        or client_cert is not None
+        or proxy is not None
+        or trust_env is not True
+    ):
+        # The pool size, TLS and proxy settings belong to the session and its connector,
+        # which the user made: silently ignoring them would be worse than saying so.
+        raise ValueError(
+            "verify=, cert=, proxy=, trust_env= and max_connections= cannot apply to a "
+            "borrowed session=: set them on the session and its connector "
+            "(aiohttp.TCPConnector(limit=..., ssl=...), ClientSession(trust_env=...))"
+        )
+    return client_cert, proxy
+
+
+def _warn_if_insecure(verify: VerifyTypes, parts: SplitResult, base_url: str) -> None:
+    if verify is False or (
+        isinstance(verify, ssl.SSLContext) and verify.verify_mode == ssl.CERT_NONE
+    ):
+        logger.warning("TLS certificate verification is OFF for %s", base_url)
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        logger.warning("base_url %s is plain http: the API key travels in clear text", base_url)
+
+
 class AsyncRoutmy:
     """An asyncio client for rout.my.
 
@@ -135,52 +213,18 @@ class AsyncRoutmy:
             api_key = os.environ.get("ROUTMY_API_KEY") or None
         if api_key is not None:
             api_key = _check_key(api_key)
-        if base_url is None:
-            base_url = os.environ.get("ROUTMY_BASE_URL") or DEFAULT_BASE_URL
-        if not isinstance(base_url, str):
-            raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
-        if (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 1
-        ):
-            raise ValueError(f"max_connections must be an int >= 1, not {max_connections!r}")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise TypeError("session must be an aiohttp.ClientSession")
-        check_verify(verify)
-        client_cert = check_cert(cert)
-        if isinstance(verify, ssl.SSLContext) and client_cert is not None:
-            raise ValueError(
-                "cert= cannot be added to your own ssl.SSLContext: load it there "
-                "(context.load_cert_chain(certfile, keyfile)) and pass only verify=context"
-            )
-        proxy = check_proxy(proxy)
-        if not isinstance(trust_env, bool):
-            raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
-        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
-            raise TypeError(
-                "rate_limit must be a routmy_async.RateLimit(requests_per_minute=..., "
-                f"tokens_per_minute=...), not {type(rate_limit).__name__}"
-            )
-        if session is not None and (
-            verify is not True
-            or max_connections != DEFAULT_MAX_CONNECTIONS
-            or client_cert is not None
-            or proxy is not None
-            or trust_env is not True
-        ):
-            # The pool size, TLS and proxy settings belong to the session and its connector,
-            # which the user made: silently ignoring them would be worse than saying so.
-            raise ValueError(
-                "verify=, cert=, proxy=, trust_env= and max_connections= cannot apply to a "
-                "borrowed session=: set them on the session and its connector "
-                "(aiohttp.TCPConnector(limit=..., ssl=...), ClientSession(trust_env=...))"
-            )
+        base_url, parts = _check_base_url(base_url)
+        _check_count("max_retries", max_retries, least=0)
+        _check_count("max_connections", max_connections, least=1)
+        client_cert, proxy = _check_connection(
+            session=session,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
+            trust_env=trust_env,
+            rate_limit=rate_limit,
+            max_connections=max_connections,
+        )
         checked_timeout = coerce_timeout(timeout)
         checked_headers = check_headers(default_headers, name="default_headers")
         checked_query = check_headers(default_query, name="default_query")
@@ -213,14 +257,7 @@ class AsyncRoutmy:
         self._owns_transport = True
         self._transport.attach()
         self._state = _State.UNOPENED
-        if verify is False or (
-            isinstance(verify, ssl.SSLContext) and verify.verify_mode == ssl.CERT_NONE
-        ):
-            logger.warning("TLS certificate verification is OFF for %s", self.base_url)
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            logger.warning(
-                "base_url %s is plain http: the API key travels in clear text", self.base_url
-            )
+        _warn_if_insecure(verify, parts, self.base_url)
 
     # -- settings (kept by the pipeline every resource of this client sends through) -----
 
@@ -345,8 +382,7 @@ class AsyncRoutmy:
         if not isinstance(timeout, NotGiven):
             changes["timeout"] = coerce_timeout(timeout)
         if not isinstance(max_retries, NotGiven):
-            if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-                raise ValueError(f"max_retries must be an int >= 0, not {max_retries!r}")
+            _check_count("max_retries", max_retries, least=0)
             changes["max_retries"] = max_retries
         if not isinstance(default_headers, NotGiven):
             changes["default_headers"] = {

@@ -187,38 +187,9 @@ def map_transport_error(
             url=url,
         )
     if isinstance(exc, asyncio.TimeoutError):
-        # Say which limit ran out: aiohttp raises a type per limit, a bare TimeoutError
-        # for the total.
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            which = "the connect timeout ran out"
-        elif isinstance(exc, aiohttp.SocketTimeoutError):
-            which = "no data arrived within the read timeout"
-        elif isinstance(exc, aiohttp.ServerTimeoutError):
-            which = str(exc) or "a server timeout ran out"
-        else:
-            which = "the total timeout ran out"
-        return APITimeoutError(
-            f"{method} {url}: {phase} timed out: {which}", method=method, url=url
-        )
+        return _timeout_error(exc, method=method, url=url, phase=phase)
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError)):
-        # Say whose certificate and why, and the one fix most users need (a CA bundle): the
-        # raw ssl text ("unable to get local issuer certificate") tells neither.
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            cause, host, port = exc.certificate_error, exc.host, exc.port
-        else:
-            cause, host, port = exc, URL(url).host or url, URL(url).port
-        reason = certificate_reason(
-            getattr(cause, "verify_code", None), getattr(cause, "verify_message", None), host
-        )
-        return APICertificateError(
-            f"{method} {url}: the TLS certificate of {host}:{port} was refused: {reason}. If a "
-            "private or corporate CA (or a TLS-inspecting proxy) signs it, trust that CA with "
-            "AsyncRoutmy(verify='/path/to/ca-bundle.pem') or the SSL_CERT_FILE variable",
-            method=method,
-            url=url,
-            host=host,
-            reason=reason,
-        )
+        return _certificate_error(exc, method=method, url=url)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return APIConnectionError(
             f"{method} {url}: could not resolve the host ({exc.os_error or exc})",
@@ -235,6 +206,42 @@ def map_transport_error(
         f"{method} {url}: connection failed during the {phase} ({kind}: {detail})",
         method=method,
         url=url,
+    )
+
+
+def _timeout_error(exc: BaseException, *, method: str, url: str, phase: str) -> APITimeoutError:
+    # Say which limit ran out: aiohttp raises a type per limit, a bare TimeoutError for the
+    # total.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        which = "the connect timeout ran out"
+    elif isinstance(exc, aiohttp.SocketTimeoutError):
+        which = "no data arrived within the read timeout"
+    elif isinstance(exc, aiohttp.ServerTimeoutError):
+        which = str(exc) or "a server timeout ran out"
+    else:
+        which = "the total timeout ran out"
+    return APITimeoutError(f"{method} {url}: {phase} timed out: {which}", method=method, url=url)
+
+
+def _certificate_error(exc: BaseException, *, method: str, url: str) -> APICertificateError:
+    # Say whose certificate and why, and the one fix most users need (a CA bundle): the raw
+    # ssl text ("unable to get local issuer certificate") tells neither.
+    cause: BaseException | None
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cause, host, port = exc.certificate_error, exc.host, exc.port
+    else:
+        cause, host, port = exc, URL(url).host or url, URL(url).port
+    reason = certificate_reason(
+        getattr(cause, "verify_code", None), getattr(cause, "verify_message", None), host
+    )
+    return APICertificateError(
+        f"{method} {url}: the TLS certificate of {host}:{port} was refused: {reason}. If a "
+        "private or corporate CA (or a TLS-inspecting proxy) signs it, trust that CA with "
+        "AsyncRoutmy(verify='/path/to/ca-bundle.pem') or the SSL_CERT_FILE variable",
+        method=method,
+        url=url,
+        host=host,
+        reason=reason,
     )
 
 
@@ -807,14 +814,7 @@ class Transport:
             raise self._closed_error(method, url)
         started = time.monotonic()
         if hooks is not None and hooks.wants("on_request"):
-            hooks.emit(
-                "on_request",
-                call,
-                attempt=attempt,
-                method=method,
-                url=str(url),
-                headers=self.safe_headers(headers),
-            )
+            self._tell_request(hooks, call, attempt, method, url, headers)
         try:
             response = await session.request(
                 method,
@@ -833,18 +833,11 @@ class Transport:
                 release()
             return self._unanswered(exc, method, url, attempt, last, started)
         # The slot is free again when the connection goes back to aiohttp. A whole answer's
-        # body is read right here, so it is freed right here; a stream's connection may go
-        # back by any path (read to its end, closed, collected), so aiohttp tells us when.
+        # body is read right here, so it is freed right here.
         free = release
         if stream:
             free = None
-            self._responses.add(response)
-            if release is not None:
-                connection = response.connection
-                if connection is None:
-                    release()
-                else:
-                    connection.add_callback(release)
+            self._hold_for_stream(response, release)
         status = response.status
         if "x-ratelimit-remaining-requests" in response.headers:
             self._learn_limits(response.headers)
@@ -877,12 +870,7 @@ class Transport:
             response.close()
             if free is not None:
                 free()
-            if not isinstance(exc, TRANSPORT_ERRORS):
-                raise
-            if last:
-                self._fail(exc, method, url, "body read")
-            self._log(method, url, status, attempt, started, "body cut off")
-            return None, None, exc, _NO_HEADERS
+            return self._cut_off(exc, method, url, status, attempt, last, started)
         reading.discard(response)
         response.release()
         if free is not None:
@@ -910,6 +898,57 @@ class Transport:
                 request_id=response.headers.get("x-request-id"),
             )
         return RawResponse(status, response.headers, data), None, None, _NO_HEADERS
+
+    def _tell_request(
+        self,
+        hooks: HookSet,
+        call: Call | None,
+        attempt: int,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+    ) -> None:
+        """``on_request``, with the request's headers as hooks may see them."""
+        hooks.emit(
+            "on_request",
+            call,
+            attempt=attempt,
+            method=method,
+            url=str(url),
+            headers=self.safe_headers(headers),
+        )
+
+    def _hold_for_stream(
+        self, response: aiohttp.ClientResponse, release: Callable[[], None] | None
+    ) -> None:
+        """A stream's connection may go back by any path (read to its end, closed,
+        collected), so aiohttp tells us when, and its slot is freed then; close() fails its
+        reader meanwhile."""
+        self._responses.add(response)
+        if release is not None:
+            connection = response.connection
+            if connection is None:
+                release()
+            else:
+                connection.add_callback(release)
+
+    def _cut_off(
+        self,
+        exc: BaseException,
+        method: str,
+        url: URL,
+        status: int,
+        attempt: int,
+        last: bool,
+        started: float,
+    ) -> _Outcome:
+        """A whole answer's body was cut off: the failure to retry after, or raised."""
+        if not isinstance(exc, TRANSPORT_ERRORS):
+            raise exc
+        if last:
+            self._fail(exc, method, url, "body read")
+        self._log(method, url, status, attempt, started, "body cut off")
+        return None, None, exc, _NO_HEADERS
 
     def _unanswered(
         self,
