@@ -272,6 +272,7 @@ class Responses:
             max_rounds=max_rounds,
             continue_with=continue_with,
             params=dict(params),
+            base_url=self._pipeline.base_url,
         )
 
 
