@@ -1,4 +1,5 @@
-"""``AsyncRoutmy``: configuration, lifecycle and the request path every resource uses."""
+"""``AsyncRoutmy``: configuration, lifecycle, the resources, and raw requests (the call path
+itself is ``_request.Pipeline``)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import aiohttp
 import msgspec
 
-from . import _hooks
 from ._checks import check_count
 from ._config import (
     DEFAULT_BASE_URL,
@@ -28,14 +28,14 @@ from ._config import (
     check_headers,
     coerce_timeout,
 )
-from ._exceptions import APIResponseValidationError, RoutmyError
-from ._hooks import Call, Hooks, HookSet
-from ._params import _OPTION_NAMES, RequestOptions, build_body, encode_body
+from ._exceptions import APIResponseValidationError
+from ._hooks import Hooks, HookSet
+from ._params import _OPTION_NAMES, RequestOptions, build_body
 from ._ratelimit import RateLimit
 from ._raw_stream import RawStream, RawStreamManager, ServerSentEvent
+from ._request import CallSpec, Pipeline
 from ._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
-from ._transport import RawResponse, Transport, logger
-from .types._base import TopLevelResponse
+from ._transport import Transport, logger
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -80,6 +80,79 @@ def _check_key(api_key: object) -> str:
     if any(ch in api_key for ch in "\r\n\0"):
         raise ValueError("api_key contains CR, LF or NUL")
     return api_key
+
+
+def _check_base_url(base_url: object) -> tuple[str, SplitResult]:
+    """The base URL (``ROUTMY_BASE_URL`` or the default when ``None``) and its parts.
+
+    :raises TypeError: not a string. :raises ValueError: not an http(s) URL.
+    """
+    if base_url is None:
+        base_url = os.environ.get("ROUTMY_BASE_URL") or DEFAULT_BASE_URL
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+    return base_url, parts
+
+
+def _check_connection(
+    *,
+    session: object,
+    verify: VerifyTypes,
+    cert: CertTypes | None,
+    proxy: str | None,
+    trust_env: object,
+    rate_limit: object,
+    max_connections: int,
+) -> tuple[tuple[str, str | None] | None, str | None]:
+    """Check the pool's settings: ``(client certificate, proxy)`` as the transport takes them.
+
+    :raises TypeError: a setting has the wrong type.
+    :raises ValueError: a wrong value, or settings that a borrowed session cannot take.
+    """
+    if session is not None and not isinstance(session, aiohttp.ClientSession):
+        raise TypeError("session must be an aiohttp.ClientSession")
+    check_verify(verify)
+    client_cert = check_cert(cert)
+    if isinstance(verify, ssl.SSLContext) and client_cert is not None:
+        raise ValueError(
+            "cert= cannot be added to your own ssl.SSLContext: load it there "
+            "(context.load_cert_chain(certfile, keyfile)) and pass only verify=context"
+        )
+    proxy = check_proxy(proxy)
+    if not isinstance(trust_env, bool):
+        raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise TypeError(
+            "rate_limit must be a routmy_async.RateLimit(requests_per_minute=..., "
+            f"tokens_per_minute=...), not {type(rate_limit).__name__}"
+        )
+    if session is not None and (
+        verify is not True
+        or max_connections != DEFAULT_MAX_CONNECTIONS
+        or client_cert is not None
+        or proxy is not None
+        or trust_env is not True
+    ):
+        # The pool size, TLS and proxy settings belong to the session and its connector,
+        # which the user made: silently ignoring them would be worse than saying so.
+        raise ValueError(
+            "verify=, cert=, proxy=, trust_env= and max_connections= cannot apply to a "
+            "borrowed session=: set them on the session and its connector "
+            "(aiohttp.TCPConnector(limit=..., ssl=...), ClientSession(trust_env=...))"
+        )
+    return client_cert, proxy
+
+
+def _warn_if_insecure(verify: VerifyTypes, parts: SplitResult, base_url: str) -> None:
+    if verify is False or (
+        isinstance(verify, ssl.SSLContext) and verify.verify_mode == ssl.CERT_NONE
+    ):
+        logger.warning("TLS certificate verification is OFF for %s", base_url)
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        logger.warning("base_url %s is plain http: the API key travels in clear text", base_url)
 
 
 class AsyncRoutmy:
@@ -136,53 +209,22 @@ class AsyncRoutmy:
             api_key = os.environ.get("ROUTMY_API_KEY") or None
         if api_key is not None:
             api_key = _check_key(api_key)
-        if base_url is None:
-            base_url = os.environ.get("ROUTMY_BASE_URL") or DEFAULT_BASE_URL
-        if not isinstance(base_url, str):
-            raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url must be an http(s) URL, not {base_url!r}")
+        base_url, parts = _check_base_url(base_url)
         check_count("max_retries", max_retries, 0)
         check_count("max_connections", max_connections, 1)
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise TypeError("session must be an aiohttp.ClientSession")
-        check_verify(verify)
-        client_cert = check_cert(cert)
-        if isinstance(verify, ssl.SSLContext) and client_cert is not None:
-            raise ValueError(
-                "cert= cannot be added to your own ssl.SSLContext: load it there "
-                "(context.load_cert_chain(certfile, keyfile)) and pass only verify=context"
-            )
-        proxy = check_proxy(proxy)
-        if not isinstance(trust_env, bool):
-            raise TypeError(f"trust_env must be a bool, not {type(trust_env).__name__}")
-        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
-            raise TypeError(
-                "rate_limit must be a routmy_async.RateLimit(requests_per_minute=..., "
-                f"tokens_per_minute=...), not {type(rate_limit).__name__}"
-            )
-        if session is not None and (
-            verify is not True
-            or max_connections != DEFAULT_MAX_CONNECTIONS
-            or client_cert is not None
-            or proxy is not None
-            or trust_env is not True
-        ):
-            # The pool size, TLS and proxy settings belong to the session and its connector,
-            # which the user made: silently ignoring them would be worse than saying so.
-            raise ValueError(
-                "verify=, cert=, proxy=, trust_env= and max_connections= cannot apply to a "
-                "borrowed session=: set them on the session and its connector "
-                "(aiohttp.TCPConnector(limit=..., ssl=...), ClientSession(trust_env=...))"
-            )
-        self.base_url = base_url.rstrip("/")
-        self.timeout = coerce_timeout(timeout)
-        self.max_retries = max_retries
+        client_cert, proxy = _check_connection(
+            session=session,
+            verify=verify,
+            cert=cert,
+            proxy=proxy,
+            trust_env=trust_env,
+            rate_limit=rate_limit,
+            max_connections=max_connections,
+        )
+        checked_timeout = coerce_timeout(timeout)
+        checked_headers = check_headers(default_headers, name="default_headers")
+        checked_query = check_headers(default_query, name="default_query")
         self.max_connections = max_connections
-        self._api_key = api_key
-        self._default_headers = check_headers(default_headers, name="default_headers")
-        self._default_query = check_headers(default_query, name="default_query")
         self._transport = Transport(
             max_connections=max_connections,
             session=session,
@@ -198,34 +240,54 @@ class AsyncRoutmy:
             self._transport.hooks = HookSet(hooks) if not isinstance(hooks, HookSet) else hooks
             if not self._transport.hooks.hooks:
                 self._transport.hooks = None
-        self._server = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        self._pipeline = Pipeline(
+            self._transport,
+            base_url=base_url.rstrip("/"),
+            api_key=api_key,
+            timeout=checked_timeout,
+            max_retries=max_retries,
+            default_headers=checked_headers,
+            default_query=checked_query,
+            user_agent=f"routmy-async/{__version__}",
+        )
         self._owns_transport = True
         self._transport.attach()
         self._state = _State.UNOPENED
-        self._headers, self._stream_headers = self._build_headers()
-        if verify is False or (
-            isinstance(verify, ssl.SSLContext) and verify.verify_mode == ssl.CERT_NONE
-        ):
-            logger.warning("TLS certificate verification is OFF for %s", self.base_url)
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            logger.warning(
-                "base_url %s is plain http: the API key travels in clear text", self.base_url
-            )
+        _warn_if_insecure(verify, parts, self.base_url)
 
-    def _build_headers(self) -> tuple[dict[str, str], dict[str, str]]:
-        redactor = self._transport.redactor
-        redactor.add(self._api_key)
-        redactor.add_from_headers(self._default_headers)
-        headers = {
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-            "User-Agent": f"routmy-async/{__version__}",
-        }
-        if self._api_key is not None:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        headers.update(self._default_headers)
-        stream_headers = {**headers, "Accept": "text/event-stream"}
-        return headers, stream_headers
+    # -- settings (kept by the pipeline every resource of this client sends through) -----
+
+    @property
+    def base_url(self) -> str:
+        """The URL every path is joined to (no trailing ``/``)."""
+        return self._pipeline.base_url
+
+    @base_url.setter
+    def base_url(self, value: str) -> None:
+        self._pipeline.base_url = value
+
+    @property
+    def timeout(self) -> Timeout:
+        """The client's default :class:`Timeout` (``timeout=`` of a call overrides it)."""
+        return self._pipeline.timeout
+
+    @timeout.setter
+    def timeout(self, value: Timeout) -> None:
+        self._pipeline.timeout = value
+
+    @property
+    def max_retries(self) -> int:
+        """Retries after the first attempt, for retryable failures (``max_retries=`` of a
+        call overrides it)."""
+        return self._pipeline.max_retries
+
+    @max_retries.setter
+    def max_retries(self, value: int) -> None:
+        self._pipeline.max_retries = value
+
+    @property
+    def _api_key(self) -> str | None:
+        return self._pipeline.api_key
 
     # -- resources ----------------------------------------------------------------------
 
@@ -234,35 +296,35 @@ class AsyncRoutmy:
         """Chat Completions: ``client.chat.completions.create(...)``."""
         from .resources.chat import Chat
 
-        return Chat(self)
+        return Chat(self._pipeline)
 
     @cached_property
     def responses(self) -> Responses:
         """The Responses API: ``await client.responses.create(model=..., input=...)``."""
         from .resources.responses import Responses
 
-        return Responses(self)
+        return Responses(self._pipeline)
 
     @cached_property
     def models(self) -> Models:
         """The models list: ``await client.models.list()``."""
         from .resources.models import Models
 
-        return Models(self)
+        return Models(self._pipeline)
 
     @cached_property
     def embeddings(self) -> Embeddings:
         """Embeddings: ``await client.embeddings.create(model=..., input=...)``."""
         from .resources.embeddings import Embeddings
 
-        return Embeddings(self)
+        return Embeddings(self._pipeline)
 
     @cached_property
     def images(self) -> Images:
         """Image generation: ``await client.images.generate(model=..., prompt=...)``."""
         from .resources.images import Images
 
-        return Images(self)
+        return Images(self._pipeline)
 
     # -- options ------------------------------------------------------------------------
 
@@ -271,32 +333,6 @@ class AsyncRoutmy:
         """The hooks of this client (shared with its ``with_options`` clients)."""
         hooks = self._transport.hooks
         return hooks.hooks if hooks is not None else ()
-
-    def _call(
-        self,
-        operation: str,
-        *,
-        model: str | None = None,
-        stream: bool = False,
-        body: Mapping[str, Any] | None = None,
-    ) -> Call | None:
-        """The :class:`Call` that hooks follow, or ``None`` (and no work) without hooks."""
-        transport = self._transport
-        if transport.hooks is None and _hooks.global_hook_set is None:
-            return None  # the plain call: nothing to look up
-        hooks = transport.active_hooks()
-        if hooks is None:
-            return None
-        host, port = self._server
-        return Call(
-            operation,
-            model=model,
-            stream=stream,
-            body=body,
-            server_address=host,
-            server_port=port,
-            hooks=hooks,
-        )
 
     @property
     def connections_in_use(self) -> int:
@@ -311,7 +347,7 @@ class AsyncRoutmy:
     @property
     def api_key_set(self) -> bool:
         """Whether a key is configured (the key itself is never exposed)."""
-        return self._api_key is not None
+        return self._pipeline.api_key is not None
 
     def with_options(
         self,
@@ -336,30 +372,30 @@ class AsyncRoutmy:
         # Every value is checked before the clone exists: a half-made clone collected
         # after a bad argument must never touch the shared pool.
         changes: dict[str, Any] = {}
+        settings = self._pipeline
         if not isinstance(api_key, NotGiven):
-            changes["_api_key"] = _check_key(api_key)
+            changes["api_key"] = _check_key(api_key)
         if not isinstance(timeout, NotGiven):
             changes["timeout"] = coerce_timeout(timeout)
         if not isinstance(max_retries, NotGiven):
             check_count("max_retries", max_retries, 0)
             changes["max_retries"] = max_retries
         if not isinstance(default_headers, NotGiven):
-            changes["_default_headers"] = {
-                **self._default_headers,
+            changes["default_headers"] = {
+                **settings.default_headers,
                 **check_headers(default_headers, name="default_headers"),
             }
         if not isinstance(default_query, NotGiven):
-            changes["_default_query"] = {
-                **self._default_query,
+            changes["default_query"] = {
+                **settings.default_query,
                 **check_headers(default_query, name="default_query"),
             }
         clone = object.__new__(AsyncRoutmy)
         # cached_property resources are bound to their client: leave them to be rebuilt.
         clone.__dict__.update({k: v for k, v in self.__dict__.items() if k not in _RESOURCE_NAMES})
-        clone.__dict__.update(changes)
+        clone._pipeline = settings.derive(**changes)
         clone._owns_transport = False
         clone._state = _State.UNOPENED
-        clone._headers, clone._stream_headers = clone._build_headers()
         clone._transport.attach()
         return clone
 
@@ -407,6 +443,7 @@ class AsyncRoutmy:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        self._pipeline.closed = True
         if self._transport.detach(owner=self._owns_transport) or self._owns_transport:
             await self._transport.close()
 
@@ -426,39 +463,11 @@ class AsyncRoutmy:
             )
 
     def __repr__(self) -> str:
-        key = "set" if self._api_key is not None else "missing"
+        key = "set" if self._pipeline.api_key is not None else "missing"
         return (
             f"AsyncRoutmy(base_url={self.base_url!r}, api_key=<{key}>, "
             f"max_retries={self.max_retries}, timeout={self.timeout!r})"
         )
-
-    # -- the request path ---------------------------------------------------------------
-
-    def _prepare(
-        self, options: Mapping[str, Any], stream: bool
-    ) -> tuple[dict[str, str], dict[str, str] | None, Timeout, int]:
-        self._check_open()
-        if self._api_key is None:
-            raise RoutmyError(
-                "no API key: pass AsyncRoutmy(api_key=...) or set the ROUTMY_API_KEY "
-                "environment variable"
-            )
-        headers = self._stream_headers if stream else self._headers
-        extra_headers = options.get("extra_headers")
-        if extra_headers:
-            checked = check_headers(extra_headers, name="extra_headers")
-            self._transport.redactor.add_from_headers(checked)
-            headers = {**headers, **checked}
-        query: dict[str, str] | None = self._default_query or None
-        extra_query = options.get("extra_query")
-        if extra_query:
-            query = {**self._default_query, **check_headers(extra_query, name="extra_query")}
-        timeout = self.timeout
-        if "timeout" in options:
-            timeout = coerce_timeout(options["timeout"])
-        max_retries = options.get("max_retries", self.max_retries)
-        check_count("max_retries", max_retries, 0)
-        return headers, query, timeout, max_retries
 
     # -- raw requests: endpoints the SDK does not model yet -----------------------------
 
@@ -675,21 +684,10 @@ class AsyncRoutmy:
         method, payload, opts = _check_raw(method, path, body, options)
         if stream:
             return await self._open_raw_stream(method, path, payload, opts, cast_to)
-        call = self._call("request", body=payload)
-        raw = await self._request(
-            method,
-            path,
-            body=encode_body(payload) if payload is not None else None,
-            options=opts,
-            call=call,
+        spec: CallSpec[Any] = self._pipeline.prepare(
+            "request", method, path, fields=payload, options=opts, decode=_decoder_for(cast_to)
         )
-        if not raw.body.strip():
-            result: Any = None
-        else:
-            result = self._decode(raw, _decoder_for(cast_to), "JSON", call)
-        if call is not None:
-            call.succeeded(result)
-        return result
+        return await self._pipeline.send(spec)
 
     @overload
     def stream_request(
@@ -743,23 +741,12 @@ class AsyncRoutmy:
         options: Mapping[str, Any],
         cast_to: type[T] | None,
     ) -> RawStream[Any]:
-        call = self._call("request", stream=True, body=payload)
+        spec: CallSpec[Any] = self._pipeline.prepare(
+            "request", method, path, fields=payload, options=options, stream=True
+        )
         try:
-            response, timeout, url = await self._open_stream(
-                path,
-                body=encode_body(payload) if payload is not None else None,
-                options=options,
-                call=call,
-                method=method,
-            )
-            return RawStream(
-                response,
-                transport=self._transport,
-                idle_timeout=timeout.idle,
-                method=method,
-                url=url,
-                cast_to=cast_to,
-                call=call,
+            return await self._pipeline.open_stream(
+                spec, lambda context: RawStream(context, cast_to=cast_to)
             )
         except APIResponseValidationError as error:
             if error.message.startswith("expected an event stream"):
@@ -770,86 +757,6 @@ class AsyncRoutmy:
                 )
                 error.args = (error.message,)
             raise
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        options: Mapping[str, Any],
-        tokens: int = 0,
-        call: Call | None = None,
-    ) -> RawResponse:
-        headers, query, timeout, max_retries = self._prepare(options, False)
-        raw, _ = await self._transport.request(
-            method,
-            self._transport.url(self.base_url, path),
-            headers=headers,
-            body=body,
-            params=query,
-            timeout=timeout,
-            max_retries=max_retries,
-            tokens=tokens,
-            call=call,
-        )
-        assert raw is not None
-        return raw
-
-    async def _open_stream(
-        self,
-        path: str,
-        *,
-        body: bytes | None,
-        options: Mapping[str, Any],
-        tokens: int = 0,
-        call: Call | None = None,
-        method: str = "POST",
-    ) -> tuple[aiohttp.ClientResponse, Timeout, str]:
-        headers, query, timeout, max_retries = self._prepare(options, True)
-        url = self._transport.url(self.base_url, path)
-        _, response = await self._transport.request(
-            method,
-            url,
-            headers=headers,
-            body=body,
-            params=query,
-            timeout=timeout,
-            max_retries=max_retries,
-            stream=True,
-            tokens=tokens,
-            call=call,
-        )
-        assert response is not None
-        return response, timeout, str(url)
-
-    def _decode(self, raw: RawResponse, decode: Any, what: str, call: Call | None = None) -> Any:
-        try:
-            value = decode(raw.body)
-        except msgspec.ValidationError as exc:
-            problem = f"the {what} response has an unexpected shape: {exc}"
-        except msgspec.DecodeError as exc:
-            problem = (
-                f"the {what} response is not valid JSON ({exc}); "
-                f"Content-Type {raw.headers.get('Content-Type', '(none)')!r}, "
-                f"{len(raw.body)} bytes"
-            )
-        else:
-            if isinstance(value, TopLevelResponse):
-                value._attach(raw.body, raw.request_id, status=raw.status, headers=raw.headers)
-            return value
-        error = self._invalid(raw, problem)
-        if call is not None:
-            call.failed(error)
-        raise error
-
-    def _invalid(self, raw: RawResponse, problem: str) -> APIResponseValidationError:
-        """The error for a 2xx answer that does not decode (its body without the key)."""
-        error = APIResponseValidationError(
-            problem, body=raw.body, status_code=raw.status, request_id=raw.request_id
-        )
-        self._transport.redactor.scrub(error)
-        return error
 
 
 def _check_raw(
@@ -882,12 +789,17 @@ _decoders: dict[Any, Callable[[bytes], Any]] = {}
 
 
 def _decoder_for(cast_to: Any) -> Callable[[bytes], Any]:
-    """A cached msgspec decoder for ``cast_to`` (plain JSON values for ``None``)."""
+    """A cached decoder for ``cast_to`` (plain JSON values for ``None``); an empty answer
+    is ``None``."""
     decode = _decoders.get(cast_to)
     if decode is None:
         if len(_decoders) >= 128:
             _decoders.clear()
-        decode = msgspec.json.Decoder(cast_to if cast_to is not None else Any).decode
+        decode_json = msgspec.json.Decoder(cast_to if cast_to is not None else Any).decode
+
+        def decode(data: bytes) -> Any:
+            return decode_json(data) if data.strip() else None
+
         _decoders[cast_to] = decode
     return decode
 

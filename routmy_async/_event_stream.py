@@ -54,13 +54,14 @@ from ._exceptions import (
     APITimeoutError,
     RoutmyError,
 )
-from ._hooks import Call, StreamOutcome, StreamSummary
+from ._hooks import StreamOutcome, StreamSummary
 from ._ratelimit import RateLimitHeaders, parse_rate_limit_headers
 from ._sse import ServerSentEvent, SSEDecoder
+from ._stream_context import StreamContext
 from ._transport import TRANSPORT_ERRORS, map_transport_error
 
 if TYPE_CHECKING:
-    from ._transport import Transport
+    pass
 
 __all__ = ["EventStream", "StreamManager"]
 
@@ -87,25 +88,16 @@ class EventStream:
     # Decoded and not yet handed out (each subclass makes its own, typed).
     _ready: deque[Any]
 
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        *,
-        transport: Transport,
-        idle_timeout: float | None,
-        method: str = "POST",
-        url: str = "",
-        tokens: int = 0,
-        call: Call | None = None,
-    ):
+    def __init__(self, context: StreamContext):
+        response = context.response
         self._response = response
-        self._transport = transport
+        self._transport = context.transport
         self._content = response.content
-        self._idle = idle_timeout
-        self._method = method
-        self._url = url
+        self._idle = context.idle_timeout
+        self._method = context.method
+        self._url = context.url
         # The token estimate reserved for this request, settled with the usage at the end.
-        self._tokens = tokens
+        self._tokens = context.tokens
         self._decoder = SSEDecoder()
         self._undecoded: list[bytes | ServerSentEvent] = []
         self._undecoded_at = 0
@@ -118,7 +110,7 @@ class EventStream:
         # The answer is whole and its body has not ended: see _finish_body.
         self._body_open = False
         # Observed by hooks: the operation (None without hooks), and when its first event came.
-        self._call = call
+        self._call = context.call
         self._first_event_at: float | None = None
         # The last error raised to the reader (see _raising).
         self._raised: RoutmyError | None = None

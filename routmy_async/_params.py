@@ -44,7 +44,6 @@ __all__ = [
     "build_body",
     "check_messages",
     "check_model",
-    "encode_body",
     "split_options",
 ]
 
@@ -267,28 +266,3 @@ def build_body(fields: dict[str, Any], extra_body: Mapping[str, Any] | None) -> 
             raise TypeError(f"extra_body must be a dict, not {type(extra_body).__name__}")
         fields.update(extra_body)
     return fields
-
-
-def _unencodable(value: Any) -> Any:
-    raise TypeError(f"a value of type {type(value).__name__} cannot be sent as JSON")
-
-
-_encode = msgspec.json.Encoder(enc_hook=_unencodable).encode
-
-
-def encode_body(body: Mapping[str, Any]) -> bytes:
-    """Encode a request body with msgspec.
-
-    :raises TypeError: a field holds a value JSON cannot carry; the message names the field.
-    """
-    try:
-        return _encode(body)
-    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
-        for name, value in body.items():
-            try:
-                _encode(value)
-            except (TypeError, msgspec.EncodeError, OverflowError):
-                raise TypeError(
-                    f"request field {name!r} cannot be encoded as JSON: {exc}"
-                ) from None
-        raise TypeError(f"the request body cannot be encoded as JSON: {exc}") from None

@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
-import aiohttp
 import msgspec
 
 from . import _sse
@@ -35,10 +34,10 @@ from ._exceptions import (
     parse_error_body,
     stream_error,
 )
-from ._hooks import Call
+from ._stream_context import StreamContext
 
 if TYPE_CHECKING:
-    from ._transport import Transport
+    pass
 
 __all__ = ["RawStream", "RawStreamManager", "ServerSentEvent"]
 
@@ -99,17 +98,7 @@ class RawStream(EventStream, Generic[T]):
 
     _noun = "event"
 
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        *,
-        transport: Transport,
-        idle_timeout: float | None,
-        method: str = "GET",
-        url: str = "",
-        cast_to: type[T] | None = None,
-        call: Call | None = None,
-    ):
+    def __init__(self, context: StreamContext, *, cast_to: type[T] | None = None):
         self._events = 0
         self._ready: deque[T] = deque()
         self._decode: Callable[[bytes], T] | None = (
@@ -117,14 +106,7 @@ class RawStream(EventStream, Generic[T]):
         )
         #: Events of a type other than ``message`` (``event: ping``), skipped with ``cast_to``.
         self.ignored_events = 0
-        super().__init__(
-            response,
-            transport=transport,
-            idle_timeout=idle_timeout,
-            method=method,
-            url=url,
-            call=call,
-        )
+        super().__init__(context)
 
     # -- the async iterator -------------------------------------------------------------
 

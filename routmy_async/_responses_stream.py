@@ -13,14 +13,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import msgspec
 
 from ._event_stream import EventStream, StreamManager
 from ._exceptions import APIResponseValidationError, APIStreamError
-from ._hooks import Call
 from ._responses_accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
 from ._sse import ServerSentEvent
+from ._stream_context import StreamContext
 from .types.response_events import (
     ResponseCompletedEvent,
     ResponseErrorEvent,
@@ -32,7 +31,7 @@ from .types.response_events import (
 from .types.responses import Response
 
 if TYPE_CHECKING:
-    from ._transport import Transport
+    pass
 
 __all__ = ["ResponseStream", "ResponseStreamManager"]
 
@@ -51,28 +50,9 @@ class ResponseStream(EventStream):
 
     _noun = "event"
 
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        *,
-        transport: Transport,
-        idle_timeout: float | None,
-        method: str = "POST",
-        url: str = "",
-        finalize: Callable[[Response], Response] | None = None,
-        tokens: int = 0,
-        call: Call | None = None,
-    ):
-        super().__init__(
-            response,
-            transport=transport,
-            idle_timeout=idle_timeout,
-            method=method,
-            url=url,
-            tokens=tokens,
-            call=call,
-        )
-        self._finalize = finalize
+    def __init__(self, context: StreamContext):
+        super().__init__(context)
+        self._finalize: Callable[[Response], Response] | None = context.finalize
         self._ready: deque[ResponseStreamEvent] = deque()
         self._accumulator = ResponseAccumulator()
         self._finished = False  # response.completed or response.incomplete arrived

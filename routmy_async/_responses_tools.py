@@ -150,14 +150,16 @@ async def run_tools(
     max_rounds: int,
     continue_with: str,
     params: dict[str, Any],
+    base_url: str,
 ) -> Response:
-    """The loop behind ``responses.run_tools`` (see its docstring)."""
+    """The loop behind ``responses.run_tools`` (see its docstring); ``base_url`` is the
+    server's, which says whether it stores responses."""
     _check_rounds(max_rounds)
     if continue_with not in _LOOP_MODES:
         raise ValueError(
             f"continue_with must be 'input' or 'previous_response_id', not {continue_with!r}"
         )
-    if continue_with == "previous_response_id" and is_routmy_url(self._client.base_url):
+    if continue_with == "previous_response_id" and is_routmy_url(base_url):
         # rout.my accepts previous_response_id and ignores it: each round would reach the
         # model with only the new tool outputs, the conversation before them lost.
         raise ValueError(

@@ -12,14 +12,13 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import aiohttp
 import msgspec
 
 from ._accumulate import CompletionAccumulator, ToolCallState
 from ._event_stream import _BATCH, EventStream
 from ._exceptions import APIResponseValidationError, stream_error
-from ._hooks import Call
 from ._sse import ServerSentEvent
+from ._stream_context import StreamContext
 from .types._base import RAW_JSON_KEY
 from .types.chat import (
     AwaitableChatCompletion,
@@ -40,7 +39,6 @@ from .types.events import (
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
 
-    from ._transport import Transport
 
 __all__ = ["ChatCompletionStream"]
 
@@ -56,28 +54,9 @@ class ChatCompletionStream(EventStream):
 
     _noun = "chunk"
 
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        *,
-        transport: Transport,
-        idle_timeout: float | None,
-        method: str = "POST",
-        url: str = "",
-        finalize: Callable[[ChatCompletion], ChatCompletion] | None = None,
-        tokens: int = 0,
-        call: Call | None = None,
-    ):
-        super().__init__(
-            response,
-            transport=transport,
-            idle_timeout=idle_timeout,
-            method=method,
-            url=url,
-            tokens=tokens,
-            call=call,
-        )
-        self._finalize = finalize
+    def __init__(self, context: StreamContext):
+        super().__init__(context)
+        self._finalize: Callable[[ChatCompletion], ChatCompletion] | None = context.finalize
         self._ready: deque[ChatCompletionChunk] = deque()
         self._accumulator = CompletionAccumulator()
         self._final: AwaitableChatCompletion | None = None

@@ -70,12 +70,17 @@ logger = logging.getLogger("routmy_async")
 _DEBUG = logging.DEBUG
 _TIMEOUT_CACHE_SIZE = 64
 _NEGLIGIBLE_WAIT = 0.002
-_URL_CACHE_SIZE = 256
 # How often a request waiting for tokens looks again: usage settled meanwhile gives tokens
 # back, and its start may have come sooner.
 _TOKEN_RECHECK = 1.0
 # A request's reservations in the budgets that apply to it: (budget, start, token ticket).
 _Turn = list[tuple[RateLimit, float, "float | None"]]
+# What one attempt ends with: (whole answer, open stream response, failure to retry after, the
+# failure's headers); either an answer or a failure.
+_Outcome = tuple[
+    "RawResponse | None", "aiohttp.ClientResponse | None", "BaseException | None", Mapping[str, str]
+]
+_NO_HEADERS: Mapping[str, str] = {}
 
 
 class RawResponse(msgspec.Struct, frozen=True, eq=False, gc=False):
@@ -181,38 +186,9 @@ def map_transport_error(
             url=url,
         )
     if isinstance(exc, asyncio.TimeoutError):
-        # Say which limit ran out: aiohttp raises a type per limit, a bare TimeoutError
-        # for the total.
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            which = "the connect timeout ran out"
-        elif isinstance(exc, aiohttp.SocketTimeoutError):
-            which = "no data arrived within the read timeout"
-        elif isinstance(exc, aiohttp.ServerTimeoutError):
-            which = str(exc) or "a server timeout ran out"
-        else:
-            which = "the total timeout ran out"
-        return APITimeoutError(
-            f"{method} {url}: {phase} timed out: {which}", method=method, url=url
-        )
+        return _timeout_error(exc, method=method, url=url, phase=phase)
     if isinstance(exc, (aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError)):
-        # Say whose certificate and why, and the one fix most users need (a CA bundle): the
-        # raw ssl text ("unable to get local issuer certificate") tells neither.
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            cause, host, port = exc.certificate_error, exc.host, exc.port
-        else:
-            cause, host, port = exc, URL(url).host or url, URL(url).port
-        reason = certificate_reason(
-            getattr(cause, "verify_code", None), getattr(cause, "verify_message", None), host
-        )
-        return APICertificateError(
-            f"{method} {url}: the TLS certificate of {host}:{port} was refused: {reason}. If a "
-            "private or corporate CA (or a TLS-inspecting proxy) signs it, trust that CA with "
-            "AsyncRoutmy(verify='/path/to/ca-bundle.pem') or the SSL_CERT_FILE variable",
-            method=method,
-            url=url,
-            host=host,
-            reason=reason,
-        )
+        return _certificate_error(exc, method=method, url=url)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return APIConnectionError(
             f"{method} {url}: could not resolve the host ({exc.os_error or exc})",
@@ -229,6 +205,42 @@ def map_transport_error(
         f"{method} {url}: connection failed during the {phase} ({kind}: {detail})",
         method=method,
         url=url,
+    )
+
+
+def _timeout_error(exc: BaseException, *, method: str, url: str, phase: str) -> APITimeoutError:
+    # Say which limit ran out: aiohttp raises a type per limit, a bare TimeoutError for the
+    # total.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        which = "the connect timeout ran out"
+    elif isinstance(exc, aiohttp.SocketTimeoutError):
+        which = "no data arrived within the read timeout"
+    elif isinstance(exc, aiohttp.ServerTimeoutError):
+        which = str(exc) or "a server timeout ran out"
+    else:
+        which = "the total timeout ran out"
+    return APITimeoutError(f"{method} {url}: {phase} timed out: {which}", method=method, url=url)
+
+
+def _certificate_error(exc: BaseException, *, method: str, url: str) -> APICertificateError:
+    # Say whose certificate and why, and the one fix most users need (a CA bundle): the raw
+    # ssl text ("unable to get local issuer certificate") tells neither.
+    cause: BaseException | None
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cause, host, port = exc.certificate_error, exc.host, exc.port
+    else:
+        cause, host, port = exc, URL(url).host or url, URL(url).port
+    reason = certificate_reason(
+        getattr(cause, "verify_code", None), getattr(cause, "verify_message", None), host
+    )
+    return APICertificateError(
+        f"{method} {url}: the TLS certificate of {host}:{port} was refused: {reason}. If a "
+        "private or corporate CA (or a TLS-inspecting proxy) signs it, trust that CA with "
+        "AsyncRoutmy(verify='/path/to/ca-bundle.pem') or the SSL_CERT_FILE variable",
+        method=method,
+        url=url,
+        host=host,
+        reason=reason,
     )
 
 
@@ -296,7 +308,6 @@ class Transport:
         self._clients = 0
         self._owner_alive = True
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._urls: dict[str, URL] = {}
         self._client_timeouts: dict[tuple[Timeout, bool], aiohttp.ClientTimeout] = {}
         # The last Timeout each kind of request used, with its aiohttp form: calls with the
         # client's own timeout find it by identity, without hashing the Timeout.
@@ -604,16 +615,6 @@ class Transport:
             close_connector_now(connector)
         return True
 
-    def url(self, base_url: str, path: str) -> URL:
-        key = base_url + path
-        url = self._urls.get(key)
-        if url is None:
-            if len(self._urls) >= _URL_CACHE_SIZE:
-                # Raw requests to /items/{id} must not grow the cache forever.
-                self._urls.clear()
-            url = self._urls[key] = URL(key)
-        return url
-
     def client_timeout(self, timeout: Timeout, stream: bool) -> aiohttp.ClientTimeout:
         key = (timeout, stream)
         value = self._client_timeouts.get(key)
@@ -650,6 +651,9 @@ class Transport:
     ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
         """Send with retries. Returns the whole answer, or the open response when ``stream``.
 
+        This is the retry loop: each attempt (:meth:`_attempt`) ends the request or hands
+        back the failure to retry after; between two come the delay, ``on_retry``, the sleep.
+
         :param call: the operation, when hooks observe it (see ``_hooks``).
         :raises APIStatusError: a non-2xx answer once retries are spent (or not allowed).
         :raises APIConnectionError: the connection failed once retries are spent.
@@ -658,19 +662,47 @@ class Transport:
         # The estimate the budget holds for this request: 0 once it is given back unspent.
         reserved = [tokens]
         try:
-            return await self._send(
-                method,
-                url,
-                headers=headers,
-                body=body,
-                params=params,
-                timeout=timeout,
-                max_retries=max_retries,
-                stream=stream,
-                reserved=reserved,
-                call=call if hooks is not None else None,
-                hooks=hooks,
-            )
+            if self.closed:
+                raise RuntimeError(
+                    "the client is closed: create a new AsyncRoutmy to send requests"
+                )
+            session = self.session
+            if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+                # aiohttp binds a pool to the loop that created it; using it from another
+                # loop fails deep inside asyncio with errors that do not say why.
+                raise RuntimeError(
+                    "this client's connection pool belongs to another event loop (a client "
+                    "was used across asyncio.run() calls or test loops): create the client "
+                    "inside the loop that uses it"
+                )
+            last_timeout, client_timeout = self._last_stream if stream else self._last_whole
+            if last_timeout is not timeout or client_timeout is None:
+                client_timeout = self._remember_timeout(timeout, stream)
+            attempt = 0
+            while True:
+                raw, response, failure, retry_headers = await self._attempt(
+                    session,
+                    method,
+                    url,
+                    headers=headers,
+                    body=body,
+                    params=params,
+                    timeout=timeout,
+                    client_timeout=client_timeout,
+                    stream=stream,
+                    reserved=reserved,
+                    attempt=attempt,
+                    last=attempt >= max_retries,
+                    call=call if hooks is not None else None,
+                    hooks=hooks,
+                )
+                if failure is None:
+                    return raw, response
+                attempt += 1
+                delay = _retry.retry_delay(attempt - 1, retry_headers, now=time.time())
+                if hooks is not None:
+                    self._tell_retry(hooks, call, failure, attempt - 1, delay, method, url)
+                await anyio.sleep(delay)
         except BaseException as error:
             if isinstance(error, RoutmyError):
                 # The one place a request's errors leave the transport: no key goes with them.
@@ -680,6 +712,37 @@ class Transport:
             if call is not None:
                 call.failed(error)
             raise
+
+    def _remember_timeout(self, timeout: Timeout, stream: bool) -> aiohttp.ClientTimeout:
+        """The aiohttp form of ``timeout``, kept as the last one of its kind: calls with the
+        client's own timeout then find it by identity, without hashing the Timeout."""
+        client_timeout = self.client_timeout(timeout, stream)
+        if stream:
+            self._last_stream = (timeout, client_timeout)
+        else:
+            self._last_whole = (timeout, client_timeout)
+        return client_timeout
+
+    def _tell_retry(
+        self,
+        hooks: HookSet,
+        call: Call | None,
+        failure: BaseException,
+        attempt: int,
+        delay: float,
+        method: str,
+        url: URL,
+    ) -> None:
+        """``on_retry``: the failure as ours (a transport error mapped), without the key."""
+        if not isinstance(failure, RoutmyError):
+            failure = map_transport_error(failure, method=method, url=str(url), proxy=self.proxy)
+        self.redactor.scrub(failure)  # hooks never see the key either
+        reason = (
+            f"status {failure.status_code}"
+            if isinstance(failure, APIStatusError)
+            else type(failure).__name__
+        )
+        hooks.emit("on_retry", call, attempt=attempt, reason=reason, wait=delay, error=failure)
 
     def active_hooks(self) -> HookSet | None:
         """The hooks to run: this client's, then the global ones (``instrument()``)."""
@@ -702,234 +765,251 @@ class Transport:
             for name, value in headers.items()
         }
 
-    async def _send(
+    async def _attempt(
         self,
+        session: aiohttp.ClientSession,
         method: str,
         url: URL,
         *,
         headers: Mapping[str, str],
         body: bytes | None,
         params: Mapping[str, str] | None,
-        timeout: Timeout,  # noqa: ASYNC109
-        max_retries: int,
+        timeout: Timeout,  # noqa: ASYNC109 - its pool part bounds the wait for a slot
+        client_timeout: aiohttp.ClientTimeout,
         stream: bool,
         reserved: list[int],
+        attempt: int,
+        last: bool,
         call: Call | None,
         hooks: HookSet | None,
-    ) -> tuple[RawResponse | None, aiohttp.ClientResponse | None]:
-        if self.closed:
-            raise RuntimeError("the client is closed: create a new AsyncRoutmy to send requests")
-        session = self.session
-        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
-            # aiohttp binds a pool to the loop that created it; using it from another loop
-            # fails deep inside asyncio with errors that do not say why.
-            raise RuntimeError(
-                "this client's connection pool belongs to another event loop (a client was "
-                "used across asyncio.run() calls or test loops): create the client inside the "
-                "loop that uses it"
-            )
-        last_timeout, client_timeout = self._last_stream if stream else self._last_whole
-        if last_timeout is not timeout or client_timeout is None:
-            client_timeout = self.client_timeout(timeout, stream)
-            if stream:
-                self._last_stream = (timeout, client_timeout)
-            else:
-                self._last_whole = (timeout, client_timeout)
-        attempt = 0
-        debug = logger.isEnabledFor(_DEBUG)
-        limit = self.rate_limit
-        while True:
-            # Every attempt, retries included, takes its turn in the budget, then a slot.
-            release: Callable[[], None] | None
-            if (
-                limit.quiet
-                and not batch_limits_running.count
-                and self.connections_in_use < self._max_connections
-                and self._counts_slots
-            ):
-                # No budget applies and the pool has room: the slot is a count's step.
-                self.connections_in_use += 1
-                release = self.free_slot
-            else:
-                try:
-                    release = await self._begin(
-                        timeout, method, url, reserved[0] if not attempt else 0
-                    )
-                except BaseException:
-                    if not attempt:
-                        reserved[0] = 0  # given back to the budget while it waited (or never held)
-                    raise
-            if self.closed:
-                if release is not None:
-                    release()
-                raise self._closed_error(method, url)
-            started = time.monotonic()
-            retry_headers: Mapping[str, str] = {}
-            error: APIStatusError | None = None
-            failure: BaseException | None = None
-            if hooks is not None and hooks.wants("on_request"):
-                hooks.emit(
-                    "on_request",
-                    call,
-                    attempt=attempt,
-                    method=method,
-                    url=str(url),
-                    headers=self.safe_headers(headers),
-                )
+    ) -> _Outcome:
+        """One attempt: a turn in the budget and a slot, the request, its answer classified.
+
+        Returns ``(whole answer, open stream response, None, {})`` for an answer, or
+        ``(None, None, failure, headers)`` for a failure worth another attempt (the headers
+        may say when); raises the failure when it is not, or when this attempt is the
+        ``last``. Every attempt, retries included, takes its turn in the budget, then a slot.
+        """
+        release: Callable[[], None] | None
+        if (
+            self.rate_limit.quiet
+            and not batch_limits_running.count
+            and self.connections_in_use < self._max_connections
+            and self._counts_slots
+        ):
+            # No budget applies and the pool has room: the slot is a count's step.
+            self.connections_in_use += 1
+            release = self.free_slot
+        else:
             try:
-                response = await session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=body,
-                    params=params,
-                    timeout=client_timeout,
-                    allow_redirects=False,
-                    # A borrowed session made with raise_for_status=True must not turn
-                    # a 401 into a ClientResponseError (retried as a connection error).
-                    raise_for_status=False,
-                )
-            except BaseException as exc:
-                if release is not None:
-                    release()
-                if self.closed and isinstance(exc, Exception):
-                    # close() pulled the pool from under the request: whatever aiohttp raised
-                    # for that (a transport error, a RuntimeError, an AttributeError on the
-                    # connector it dropped, as aiohttp 3.10 does), the caller hears why.
-                    raise self._closed_error(method, url) from exc
-                if not isinstance(exc, TRANSPORT_ERRORS):
-                    raise
-                # A certificate, or a proxy's 407 or 403, does not get better by asking again.
-                if attempt >= max_retries or not _retryable(exc):
-                    self._log(debug, method, url, None, attempt, started, repr(exc))
-                    self._fail(exc, method, url, "connect" if _is_connect(exc) else "request")
-                self._log(debug, method, url, None, attempt, started, f"retrying after {exc!r}")
-                failure = exc
+                release = await self._begin(timeout, method, url, reserved[0] if not attempt else 0)
+            except BaseException:
+                if not attempt:
+                    reserved[0] = 0  # given back to the budget while it waited (or never held)
+                raise
+        if self.closed:
+            if release is not None:
+                release()
+            raise self._closed_error(method, url)
+        started = time.monotonic()
+        if hooks is not None and hooks.wants("on_request"):
+            self._tell_request(hooks, call, attempt, method, url, headers)
+        try:
+            response = await session.request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                params=params,
+                timeout=client_timeout,
+                allow_redirects=False,
+                # A borrowed session made with raise_for_status=True must not turn a 401
+                # into a ClientResponseError (retried as a connection error).
+                raise_for_status=False,
+            )
+        except BaseException as exc:
+            if release is not None:
+                release()
+            return self._unanswered(exc, method, url, attempt, last, started)
+        # The slot is free again when the connection goes back to aiohttp. A whole answer's
+        # body is read right here, so it is freed right here.
+        free = release
+        if stream:
+            free = None
+            self._hold_for_stream(response, release)
+        status = response.status
+        if "x-ratelimit-remaining-requests" in response.headers:
+            self._learn_limits(response.headers)
+        if hooks is not None:
+            hooks.emit(
+                "on_response",
+                call,
+                attempt=attempt,
+                status=status,
+                headers=response.headers,
+                elapsed=time.monotonic() - started,
+            )
+        if not 200 <= status < 300:
+            try:
+                error = await self._status_error(response)
+            finally:
+                if free is not None:
+                    free()
+            return self._refused(error, response, method, url, attempt, last, started)
+        if stream and "json" not in response.headers.get("Content-Type", ""):
+            if logger.isEnabledFor(_DEBUG):
+                self._log(method, url, status, attempt, started, "stream open")
+            return None, response, None, _NO_HEADERS
+        reading = self._reading
+        reading.add(response)
+        try:
+            data = await response.read()
+        except BaseException as exc:
+            reading.discard(response)
+            response.close()
+            if free is not None:
+                free()
+            return self._cut_off(exc, method, url, status, attempt, last, started)
+        reading.discard(response)
+        response.release()
+        if free is not None:
+            free()
+        # A router may answer 200 with only an error object: an error all the same (a byte
+        # search keeps the common answer free of work; a large one is searched at its two
+        # ends).
+        if (
+            b'"error"' in data
+            if len(data) <= 8192
+            else b'"error"' in data[:4096] or b'"error"' in data[-4096:]
+        ):
+            body_error = answer_error(status, data, response.headers)
+            if body_error is not None:
+                return self._refused(body_error, response, method, url, attempt, last, started)
+        if logger.isEnabledFor(_DEBUG):
+            self._log(method, url, status, attempt, started, "")
+        if stream:
+            # A JSON answer where an event stream was asked for.
+            raise APIResponseValidationError(
+                "expected an event stream, got Content-Type "
+                f"{response.headers.get('Content-Type')!r}",
+                body=data,
+                status_code=status,
+                request_id=response.headers.get("x-request-id"),
+            )
+        headers = response.headers
+        answer = RawResponse(status, headers, data, headers.get("x-request-id"))
+        return answer, None, None, _NO_HEADERS
+
+    def _tell_request(
+        self,
+        hooks: HookSet,
+        call: Call | None,
+        attempt: int,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+    ) -> None:
+        """``on_request``, with the request's headers as hooks may see them."""
+        hooks.emit(
+            "on_request",
+            call,
+            attempt=attempt,
+            method=method,
+            url=str(url),
+            headers=self.safe_headers(headers),
+        )
+
+    def _hold_for_stream(
+        self, response: aiohttp.ClientResponse, release: Callable[[], None] | None
+    ) -> None:
+        """A stream's connection may go back by any path (read to its end, closed,
+        collected), so aiohttp tells us when, and its slot is freed then; close() fails its
+        reader meanwhile."""
+        self._responses.add(response)
+        if release is not None:
+            connection = response.connection
+            if connection is None:
+                release()
             else:
-                # The slot is free again when the connection goes back to aiohttp. A whole
-                # answer's body is read right here, so it is freed right here; a stream's
-                # connection may go back by any path (read to its end, closed, collected),
-                # so aiohttp tells us when.
-                free = release
-                if stream:
-                    free = None
-                    self._responses.add(response)
-                    if release is not None:
-                        connection = response.connection
-                        if connection is None:
-                            release()
-                        else:
-                            connection.add_callback(release)
-                status = response.status
-                if "x-ratelimit-remaining-requests" in response.headers:
-                    self._learn_limits(response.headers)
-                if hooks is not None:
-                    hooks.emit(
-                        "on_response",
-                        call,
-                        attempt=attempt,
-                        status=status,
-                        headers=response.headers,
-                        elapsed=time.monotonic() - started,
-                    )
-                if 200 <= status < 300:
-                    if stream and "json" not in response.headers.get("Content-Type", ""):
-                        self._log(debug, method, url, status, attempt, started, "stream open")
-                        return None, response
-                    reading = self._reading
-                    reading.add(response)
-                    try:
-                        data = await response.read()
-                    except BaseException as exc:
-                        reading.discard(response)
-                        response.close()
-                        if free is not None:
-                            free()
-                        if not isinstance(exc, TRANSPORT_ERRORS):
-                            raise
-                        if attempt >= max_retries:
-                            self._fail(exc, method, url, "body read")
-                        self._log(debug, method, url, status, attempt, started, "body cut off")
-                        failure = exc
-                    else:
-                        reading.discard(response)
-                        response.release()
-                        if free is not None:
-                            free()
-                        # A router may answer 200 with only an error object: an error all
-                        # the same (a byte search keeps the common answer free of work; a
-                        # large one is searched at its two ends).
-                        error = (
-                            answer_error(status, data, response.headers)
-                            if (
-                                b'"error"' in data
-                                if len(data) <= 8192
-                                else b'"error"' in data[:4096] or b'"error"' in data[-4096:]
-                            )
-                            else None
-                        )
-                        if error is None:
-                            if debug:
-                                self._log(debug, method, url, status, attempt, started, "")
-                            if stream:
-                                # A JSON answer where an event stream was asked for.
-                                raise APIResponseValidationError(
-                                    "expected an event stream, got Content-Type "
-                                    f"{response.headers.get('Content-Type')!r}",
-                                    body=data,
-                                    status_code=status,
-                                    request_id=response.headers.get("x-request-id"),
-                                )
-                            headers = response.headers
-                            return RawResponse(
-                                status, headers, data, headers.get("x-request-id")
-                            ), None
-                else:
-                    try:
-                        error = await self._status_error(response)
-                    finally:
-                        if free is not None:
-                            free()
-                    if status == 407 and self.proxy is not None:
-                        # The proxy of a plain-http request wants (other) credentials.
-                        self._log(debug, method, url, status, attempt, started, "proxy refused")
-                        raise proxy_error(
-                            status,
-                            response.reason,
-                            response.headers,
-                            proxy=self.proxy,
-                            method=method,
-                            url=str(url),
-                        ) from error
-                if error is not None:
-                    self._log(debug, method, url, status, attempt, started, error.message)
-                    if error.status_code == 429:
-                        self._pause_for(error.headers, attempt)
-                    if attempt >= max_retries or not _retry.should_retry_status(
-                        error.status_code, response.headers
-                    ):
-                        raise error
-                    retry_headers = response.headers
-                    if _retry.retry_after_too_long(retry_headers, now=time.time()):
-                        raise error
-                    failure = error
-            attempt += 1
-            delay = _retry.retry_delay(attempt - 1, retry_headers, now=time.time())
-            if hooks is not None and failure is not None:
-                if not isinstance(failure, RoutmyError):
-                    failure = map_transport_error(
-                        failure, method=method, url=str(url), proxy=self.proxy
-                    )
-                self.redactor.scrub(failure)  # hooks never see the key either
-                reason = (
-                    f"status {failure.status_code}"
-                    if isinstance(failure, APIStatusError)
-                    else type(failure).__name__
-                )
-                hooks.emit(
-                    "on_retry", call, attempt=attempt - 1, reason=reason, wait=delay, error=failure
-                )
-            await anyio.sleep(delay)
+                connection.add_callback(release)
+
+    def _cut_off(
+        self,
+        exc: BaseException,
+        method: str,
+        url: URL,
+        status: int,
+        attempt: int,
+        last: bool,
+        started: float,
+    ) -> _Outcome:
+        """A whole answer's body was cut off: the failure to retry after, or raised."""
+        if not isinstance(exc, TRANSPORT_ERRORS):
+            raise exc
+        if last:
+            self._fail(exc, method, url, "body read")
+        self._log(method, url, status, attempt, started, "body cut off")
+        return None, None, exc, _NO_HEADERS
+
+    def _unanswered(
+        self,
+        exc: BaseException,
+        method: str,
+        url: URL,
+        attempt: int,
+        last: bool,
+        started: float,
+    ) -> _Outcome:
+        """No answer came: the failure to retry after, or raised as ours."""
+        if self.closed and isinstance(exc, Exception):
+            # close() pulled the pool from under the request: whatever aiohttp raised for
+            # that (a transport error, a RuntimeError, an AttributeError on the connector it
+            # dropped, as aiohttp 3.10 does), the caller hears why.
+            raise self._closed_error(method, url) from exc
+        if not isinstance(exc, TRANSPORT_ERRORS):
+            raise exc
+        # A certificate, or a proxy's 407 or 403, does not get better by asking again.
+        if last or not _retryable(exc):
+            self._log(method, url, None, attempt, started, repr(exc))
+            self._fail(exc, method, url, "connect" if _is_connect(exc) else "request")
+        self._log(method, url, None, attempt, started, f"retrying after {exc!r}")
+        return None, None, exc, _NO_HEADERS
+
+    def _refused(
+        self,
+        error: APIStatusError,
+        response: aiohttp.ClientResponse,
+        method: str,
+        url: URL,
+        attempt: int,
+        last: bool,
+        started: float,
+    ) -> _Outcome:
+        """An error answer (a status, or a 2xx error body): the failure to retry after, or
+        raised."""
+        status = response.status
+        if status == 407 and self.proxy is not None:
+            # The proxy of a plain-http request wants (other) credentials.
+            self._log(method, url, status, attempt, started, "proxy refused")
+            raise proxy_error(
+                status,
+                response.reason,
+                response.headers,
+                proxy=self.proxy,
+                method=method,
+                url=str(url),
+            ) from error
+        self._log(method, url, status, attempt, started, error.message)
+        if error.status_code == 429:
+            self._pause_for(error.headers, attempt)
+        headers = response.headers
+        if (
+            last
+            or not _retry.should_retry_status(error.status_code, headers)
+            or _retry.retry_after_too_long(headers, now=time.time())
+        ):
+            raise error
+        return None, None, error, headers
 
     def _learn_limits(self, headers: Mapping[str, str]) -> None:
         """The server says the request quota is spent until a reset: hold new starts until
@@ -967,7 +1047,6 @@ class Transport:
 
     def _log(
         self,
-        debug: bool,
         method: str,
         url: URL,
         status: int | None,
@@ -975,7 +1054,7 @@ class Transport:
         started: float,
         note: str,
     ) -> None:
-        if debug:
+        if logger.isEnabledFor(_DEBUG):
             logger.debug(
                 "%s %s -> %s (attempt %d, %.1f ms) %s",
                 method,

@@ -266,6 +266,7 @@ def test_any_split_of_any_valid_stream_accumulates_like_folding_each_chunk():
     from hypothesis import strategies as st
 
     from routmy_async._redact import Redactor
+    from routmy_async._stream_context import StreamContext
     from routmy_async._streaming import ChatCompletionStream
 
     class _Transport:
@@ -296,9 +297,10 @@ def test_any_split_of_any_valid_stream_accumulates_like_folding_each_chunk():
 
         async def through_the_stream() -> Any:
             stream = ChatCompletionStream(
-                _SplitResponse(reads),  # type: ignore[arg-type]
-                transport=_Transport(),  # type: ignore[arg-type]
-                idle_timeout=None,
+                StreamContext(
+                    response=_SplitResponse(reads),  # type: ignore[arg-type]
+                    transport=_Transport(),  # type: ignore[arg-type]
+                )
             )
             return await stream.until_done()
 

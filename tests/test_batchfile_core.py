@@ -191,23 +191,20 @@ def test_whatever_stops_the_sdk_before_it_sends_refuses_the_line(monkeypatch):
         check_body(CHAT, chat_body(temperature=0.5))
 
 
-def test_a_method_that_waits_before_sending_is_a_loud_error():
-    """A method that awaits before it reaches the send would leave checks unrun: that is a
-    RuntimeError (the validation must follow the SDK), never a silent pass."""
-    import asyncio
-
-    class Waits:
-        def __init__(self, client: Any) -> None:
-            pass
-
-        async def create(self, **body: Any) -> None:
-            await asyncio.sleep(0)
-
-    endpoint = ENDPOINTS["/chat/completions"]._replace(
-        url="/v1/test-waits", resource=Waits, required=()
-    )
-    with pytest.raises(RuntimeError, match="waited before sending"):
-        check_body(endpoint, {"model": "m"})
+def test_the_check_builds_the_request_the_method_would_send():
+    """check_body returns the request the SDK would send, built without I/O: the endpoint's
+    method and URL, the body's bytes as the call encodes them, the key kept out of its repr."""
+    body = chat_body(temperature=0.5, timeout=3)
+    request = check_body(CHAT, body)
+    assert request.method == "POST"
+    assert request.url.endswith("/v1/chat/completions")
+    assert request.body is not None
+    assert msgspec.json.decode(request.body) == body  # 'timeout' is a field, sent as written
+    assert request.headers["Authorization"] == "Bearer dry-run"
+    assert "dry-run" not in repr(request) and "chat/completions" in repr(request)
+    embed = check_body(EMBED, {"model": "m", "input": "x", "dimensions": 8})
+    assert embed.url.endswith("/v1/embeddings") and embed.body is not None
+    assert msgspec.json.decode(embed.body) == {"model": "m", "input": "x", "dimensions": 8}
 
 
 def test_body_fields_named_like_options_are_sent_as_fields():

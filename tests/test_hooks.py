@@ -221,7 +221,7 @@ async def test_raw_requests_reach_any_path_with_auth_retries_and_types(mock, cli
     for number in range(300):
         with pytest.raises(NotFoundError):
             await client.get(f"/items/{number}", max_retries=0)
-    assert len(client._transport._urls) <= 256
+    assert len(client._pipeline._urls) <= 256
     assert len(mock.requests) == sent + 300
     with pytest.raises(TypeError, match="unexpected"):
         await client.get("/models", nope=1)
@@ -414,11 +414,27 @@ async def test_only_the_methods_a_hook_overrides_are_called(mock, monkeypatch):
     assert recorder.kinds() == ["request", "response", "success"]
 
 
-async def test_do_nothing_hooks_make_no_call_and_instance_methods_count(mock):
+async def test_do_nothing_hooks_make_no_call_and_instance_methods_count(mock, monkeypatch):
+    from routmy_async import _request
+
+    made: list[Call] = []
+
+    class CountedCall(Call):
+        def __post_init__(self) -> None:  # a msgspec Struct: called by its __init__
+            made.append(self)
+
+    monkeypatch.setattr(_request, "Call", CountedCall)
     async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, hooks=[Hooks()]) as client:
-        assert client._call("chat") is None  # nothing to observe: no Call is built
-        assert len(client.hooks) == 1  # yet the client still lists the hook it was given
+        assert len(client.hooks) == 1  # the client lists the hook it was given
         await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
+    assert made == []  # yet nothing to observe: no Call is built
+
+    recorder = Recorder()
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, hooks=[recorder]
+    ) as client:
+        await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
+    assert len(made) == 1  # the count moves when a hook does listen
 
     seen: list[int] = []
     hook = Hooks()

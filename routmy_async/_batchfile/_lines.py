@@ -18,15 +18,16 @@ body that does not decode, a Responses object whose ``status`` is not ``complete
 ``incomplete``), whose ``response`` is kept beside the ``error``. The answer's body is
 written as the server's own bytes, not decoded and encoded again.
 
-A body is checked by the SDK method that will send it: the method runs against a stand-in
-client whose request step raises, so every check the real call makes has passed (and none
-is repeated here, so none can drift); anything else that stops it there refuses the line.
+A body is checked by the SDK's own request building (``check_body``): the request the
+method would send is made, without I/O, by the same function the method uses, so every check
+the real call makes has passed (and none is repeated here, so none can drift); anything else
+that stops it there refuses the line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
@@ -43,6 +44,9 @@ from .._exceptions import (
 from .._params import RequestOptions, split_options
 from ..types._base import raw_json_of
 from ..types.chat import Usage as _ChatUsage
+
+if TYPE_CHECKING:
+    from .._request import CallSpec, Pipeline, Request
 
 __all__ = [
     "ENDPOINTS",
@@ -74,51 +78,67 @@ class LineError(Exception):
 
 
 def _chat(client: Any) -> Any:
-    from ..resources.chat import Completions
+    return client.chat.completions.create
 
-    return Completions(client)
+
+def _chat_spec(pipeline: Pipeline, /, **kwargs: Any) -> CallSpec[Any]:
+    from ..resources.chat import chat_completion_spec
+
+    return chat_completion_spec(pipeline, **kwargs)
 
 
 def _embeddings(client: Any) -> Any:
-    from ..resources.embeddings import Embeddings
+    return client.embeddings.create
 
-    return Embeddings(client)
+
+def _embeddings_spec(pipeline: Pipeline, /, **kwargs: Any) -> CallSpec[Any]:
+    from ..resources.embeddings import embedding_spec
+
+    return embedding_spec(pipeline, **kwargs)
 
 
 def _images(client: Any) -> Any:
-    from ..resources.images import Images
+    return client.images.generate
 
-    return Images(client)
+
+def _images_spec(pipeline: Pipeline, /, **kwargs: Any) -> CallSpec[Any]:
+    from ..resources.images import image_spec
+
+    return image_spec(pipeline, **kwargs)
 
 
 def _responses(client: Any) -> Any:
-    from ..resources.responses import Responses
+    return client.responses.create
 
-    return Responses(client)
+
+def _responses_spec(pipeline: Pipeline, /, **kwargs: Any) -> CallSpec[Any]:
+    from ..resources.responses import response_spec
+
+    return response_spec(pipeline, **kwargs)
 
 
 class Endpoint(NamedTuple):
-    """An API route a batch line can name, and the SDK method that serves it."""
+    """An API route a batch line can name: the SDK method that sends its requests, and the
+    function that makes the same request without sending it (for checks)."""
 
     url: str
-    resource: Callable[[Any], Any]
-    method: str
+    method: Callable[[Any], Callable[..., Any]]
+    spec: Callable[..., CallSpec[Any]]
     required: tuple[str, ...]
 
     def bind(self, client: Any) -> Callable[..., Any]:
         """The method that sends this endpoint's requests with ``client``."""
-        method: Callable[..., Any] = getattr(self.resource(client), self.method)
-        return method
+        return self.method(client)
 
 
 #: Every endpoint the SDK serves, by its path without ``/v1`` (one line per new endpoint).
 ENDPOINTS: dict[str, Endpoint] = {
-    "/chat/completions": Endpoint("/v1/chat/completions", _chat, "create", ("model", "messages")),
-    "/embeddings": Endpoint("/v1/embeddings", _embeddings, "create", ("model", "input")),
+    "/chat/completions": Endpoint("/v1/chat/completions", _chat, _chat_spec, ("model", "messages")),
+    "/embeddings": Endpoint("/v1/embeddings", _embeddings, _embeddings_spec, ("model", "input")),
     "/images/generations": Endpoint(
-        "/v1/images/generations", _images, "generate", ("model", "prompt")
+        "/v1/images/generations", _images, _images_spec, ("model", "prompt")
     ),
-    "/responses": Endpoint("/v1/responses", _responses, "create", ("model",)),
+    "/responses": Endpoint("/v1/responses", _responses, _responses_spec, ("model",)),
 }
 _KNOWN = ", ".join(endpoint.url for endpoint in ENDPOINTS.values())
 # The URLs lines spell, as spelled (a file uses one or two spellings a million times).
@@ -240,72 +260,64 @@ def call_kwargs(body: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-class _Checked(Exception):
-    """Raised where the request would be sent: every check before it has passed."""
+_dry: list[Pipeline] = []
 
 
-_dry: dict[str, Callable[..., Any]] = {}
+def _dry_pipeline() -> Pipeline:
+    """A pipeline that builds requests and never sends one (making it does no I/O).
 
-
-def _dry_method(endpoint: Endpoint) -> Callable[..., Any]:
-    """The endpoint's method on a client whose two sending steps raise :class:`_Checked`.
-
-    A real client (building one does no I/O), so the method finds whatever it uses before
-    sending. It has a token budget, so the token estimate a run with ``tokens_per_minute``
-    makes is made here too: a body it cannot estimate is refused now, not at every run.
+    It has a token budget, so the token estimate a run with ``tokens_per_minute`` makes is
+    made here too: a body it cannot estimate is refused now, not at every run.
     """
-    method = _dry.get(endpoint.url)
-    if method is None:
-        from .._client import AsyncRoutmy
+    if not _dry:
+        from .._config import DEFAULT_TIMEOUT, coerce_timeout
         from .._ratelimit import RateLimit
+        from .._request import Pipeline
+        from .._transport import Transport
 
-        class DryRunClient(AsyncRoutmy):
-            async def _request(self, *args: Any, **kwargs: Any) -> Any:
-                raise _Checked
-
-            async def _open_stream(self, *args: Any, **kwargs: Any) -> Any:
-                raise _Checked  # pragma: no cover - stream lines are refused before this
-
-        client = DryRunClient(
-            api_key="dry-run",
-            base_url="http://127.0.0.1:9/v1",
+        transport = Transport(
+            max_connections=1,
+            session=None,
+            verify=True,
+            secret="dry-run",
             rate_limit=RateLimit(tokens_per_minute=1e15),
         )
-        method = _dry[endpoint.url] = endpoint.bind(client)
-    return method
+        _dry.append(
+            Pipeline(
+                transport,
+                base_url="http://127.0.0.1:9/v1",
+                api_key="dry-run",
+                timeout=coerce_timeout(DEFAULT_TIMEOUT),
+                max_retries=0,
+                default_headers={},
+                default_query={},
+                user_agent="routmy-async (batch dry run)",
+            )
+        )
+    return _dry[0]
 
 
-def check_body(endpoint: Endpoint, body: dict[str, Any]) -> None:
-    """Run the SDK's own checks of ``body`` for ``endpoint``, sending nothing.
+def check_body(endpoint: Endpoint, body: dict[str, Any]) -> Request:
+    """Run the SDK's own checks of ``body`` for ``endpoint`` and build the request it would
+    send, sending nothing: the checks are those the real call makes, so none can drift.
 
-    The method's coroutine is stepped once, by hand: it runs its checks and stops where it
-    would send, so no I/O can happen. Whatever else ends it there would end the real call
-    the same way, before anything is sent: the line is refused with that error.
+    Whatever stops the request from being built would stop the real call the same way,
+    before anything is sent: the line is refused with that error.
 
     :raises LineError: a field is missing, or has a type or value the SDK refuses.
-    :raises RuntimeError: the method waited before it reached the send (the check would
-        be incomplete: a change in the SDK that this module must follow).
     """
     if body.get("stream"):
         raise LineError("body: stream is not supported in a batch (each answer is one line)")
     for name in endpoint.required:
         if name not in body:
             raise LineError(f"body has no {name!r}")
+    pipeline = _dry_pipeline()
     try:
-        coroutine = _dry_method(endpoint)(**call_kwargs(body))
-        try:
-            coroutine.send(None)
-        except (_Checked, StopIteration):
-            return
-        coroutine.close()
+        return pipeline.build_request(endpoint.spec(pipeline, **call_kwargs(body)))
     except (TypeError, ValueError) as exc:
         raise LineError(f"body: {exc}") from None
     except Exception as exc:
         raise LineError(f"body: the SDK cannot send it ({type(exc).__name__}: {exc})") from None
-    raise RuntimeError(
-        f"checking a {endpoint.url} line: the SDK method waited before sending, so its "
-        "checks did not all run (the batch validation must follow that change)"
-    )
 
 
 # -- output --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import msgspec
 
@@ -24,10 +24,9 @@ from .._params import (
     check_messages,
     check_model,
     check_params,
-    encode_body,
     split_options,
 )
-from .._ratelimit import batch_limits_running, estimate_tokens
+from .._ratelimit import estimate_tokens
 from .._streaming import ChatCompletionStream
 from ..types.chat import ChatCompletion
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from typing_extensions import Unpack
 
-    from .._client import AsyncRoutmy
+    from .._request import CallSpec, Pipeline
     from .._tools import FunctionTool
     from ..types.events import StreamEvent, ToolResultEvent
 
@@ -80,45 +79,51 @@ def _prepare_fields(params: dict[str, Any]) -> Callable[[ChatCompletion], ChatCo
     return finalize
 
 
-class _Prepared(NamedTuple):
-    """A checked request: its body, per-call options, the parse step and a token estimate."""
+def chat_completion_spec(
+    pipeline: Pipeline, /, *, model: Any, messages: Any, stream: Any = False, **params: Any
+) -> CallSpec[ChatCompletion]:
+    """Check the keyword arguments of ``create`` and make the :class:`CallSpec` it sends,
+    with no I/O (a batch's dry run checks a line with it).
 
-    body: bytes
-    options: dict[str, Any]
-    finalize: Callable[[ChatCompletion], ChatCompletion] | None
-    tokens: int
-    fields: dict[str, Any]
-    model: str
+    :raises TypeError: a field has the wrong type. :raises ValueError: a wrong value.
+    """
+    return _spec(pipeline, model, messages, stream, params)
+
+
+def _spec(
+    pipeline: Pipeline, model: Any, messages: Any, stream: Any, params: dict[str, Any]
+) -> CallSpec[ChatCompletion]:
+    options = split_options(params)
+    check_model(model)
+    checked_messages = check_messages(messages)
+    if not isinstance(stream, bool):
+        raise TypeError(f"stream must be a bool, not {stream!r}")
+    finalize = _prepare_fields(params) if params else None
+    check_params(params)
+    fields: dict[str, Any] = {"model": model, "messages": checked_messages}
+    if stream:
+        fields["stream"] = True
+    fields.update(params)
+    return pipeline.prepare(
+        "chat",
+        "POST",
+        _PATH,
+        fields=build_body(fields, options.get("extra_body")),
+        options=options,
+        model=model,
+        stream=stream,
+        estimate=estimate_tokens,
+        decode=_decode_completion,
+        what="chat completion",
+        finalize=finalize,
+    )
 
 
 class Completions:
     """Chat Completions (``POST /chat/completions``)."""
 
-    def __init__(self, client: AsyncRoutmy):
-        self._client = client
-
-    def _build(self, model: Any, messages: Any, stream: Any, params: dict[str, Any]) -> _Prepared:
-        options = split_options(params)
-        check_model(model)
-        checked_messages = check_messages(messages)
-        if not isinstance(stream, bool):
-            raise TypeError(f"stream must be a bool, not {stream!r}")
-        finalize = _prepare_fields(params) if params else None
-        check_params(params)
-        fields: dict[str, Any] = {"model": model, "messages": checked_messages}
-        if stream:
-            fields["stream"] = True
-        fields.update(params)
-        body = build_body(fields, options.get("extra_body"))
-        # A token estimate only when a tokens-per-minute budget will use it.
-        transport = self._client._transport
-        tokens = (
-            estimate_tokens(body)
-            if transport.rate_limit.limits_tokens
-            or (batch_limits_running.count and transport.wants_tokens())
-            else 0
-        )
-        return _Prepared(encode_body(body), options, finalize, tokens, body, model)
+    def __init__(self, pipeline: Pipeline):
+        self._pipeline = pipeline
 
     @overload
     async def create(
@@ -170,53 +175,10 @@ class Completions:
         :raises APIConnectionError: the connection failed or timed out.
         :raises APIResponseValidationError: the answer does not decode.
         """
-        prepared = self._build(model, messages, stream, params)
+        spec = _spec(self._pipeline, model, messages, stream, params)
         if stream:
-            return await self._open(prepared)
-        client = self._client
-        call = client._call("chat", model=prepared.model, body=prepared.fields)
-        raw = await client._request(
-            "POST",
-            _PATH,
-            body=prepared.body,
-            options=prepared.options,
-            tokens=prepared.tokens,
-            call=call,
-        )
-        completion: ChatCompletion = client._decode(
-            raw, _decode_completion, "chat completion", call
-        )
-        if prepared.tokens:
-            usage = completion.usage
-            client._transport.settle_tokens(
-                prepared.tokens, usage.total_tokens if usage is not None else None
-            )
-        if prepared.finalize is not None:
-            try:
-                completion = prepared.finalize(completion)
-            except BaseException as error:  # content that does not fit: the call failed
-                if call is not None:
-                    call.failed(error)
-                raise
-        if call is not None:
-            call.succeeded(completion)
-        return completion
-
-    async def _open(self, prepared: _Prepared) -> ChatCompletionStream:
-        client = self._client
-        call = client._call("chat", model=prepared.model, stream=True, body=prepared.fields)
-        response, timeout, url = await client._open_stream(
-            _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens, call=call
-        )
-        return ChatCompletionStream(
-            response,
-            transport=client._transport,
-            idle_timeout=timeout.idle,
-            url=url,
-            finalize=prepared.finalize,
-            tokens=prepared.tokens,
-            call=call,
-        )
+            return await self._pipeline.open_stream(spec, ChatCompletionStream)
+        return await self._pipeline.send(spec)
 
     def stream(
         self,
@@ -232,9 +194,10 @@ class Completions:
         stream. With a ``msgspec.Struct`` as ``response_format`` the final completion's
         ``message.parsed`` holds the decoded object.
         """
-        extra: dict[str, Any] = dict(params)
-        prepared = self._build(model, messages, True, extra)
-        return ChatCompletionStreamManager(lambda: self._open(prepared))
+        spec = _spec(self._pipeline, model, messages, True, dict(params))
+        return ChatCompletionStreamManager(
+            lambda: self._pipeline.open_stream(spec, ChatCompletionStream)
+        )
 
     async def parse(
         self,
@@ -369,5 +332,5 @@ class ChatCompletionStreamManager(StreamManager[ChatCompletionStream]):
 class Chat:
     """The chat namespace: ``client.chat.completions``."""
 
-    def __init__(self, client: AsyncRoutmy):
-        self.completions = Completions(client)
+    def __init__(self, pipeline: Pipeline):
+        self.completions = Completions(pipeline)

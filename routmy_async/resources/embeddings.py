@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from .._checks import check_count, is_integer
-from .._params import RequestOptions, build_body, check_model, encode_body, split_options
+from .._params import RequestOptions, build_body, check_model, split_options
 from .._ratelimit import estimate_tokens
+from .._request import Undecodable
 from ..types.embeddings import (
     CreateEmbeddingResponse,
     Embedding,
@@ -20,11 +21,39 @@ from ..types.embeddings import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .._client import AsyncRoutmy
+    from .._request import CallSpec, Pipeline
 
 __all__ = ["Embeddings", "check_embedding_input"]
 
 _decode_wire = msgspec.json.Decoder(WireEmbeddingResponse).decode
+
+
+def _decode_embeddings(data: bytes) -> CreateEmbeddingResponse:
+    """The answer with every vector a list of floats (base64 ones decoded), in input order.
+
+    :raises Undecodable: a base64 vector does not decode.
+    """
+    wire = _decode_wire(data)
+    try:
+        vectors = [
+            Embedding(
+                object=item.object,
+                index=item.index,
+                embedding=(
+                    decode_base64_floats(item.embedding)
+                    if isinstance(item.embedding, str)
+                    else item.embedding
+                ),
+            )
+            for item in wire.data
+        ]
+    except ValueError as exc:
+        raise Undecodable(f"an embedding could not be decoded: {exc}") from None
+    vectors.sort(key=lambda item: item.index)
+    return CreateEmbeddingResponse(
+        object=wire.object, data=vectors, model=wire.model, usage=wire.usage
+    )
+
 
 EmbeddingInput = str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
 
@@ -60,11 +89,58 @@ def check_embedding_input(value: Any) -> int:
     )
 
 
+def embedding_spec(
+    pipeline: Pipeline,
+    /,
+    *,
+    model: Any,
+    input: Any,
+    encoding_format: Any = None,
+    dimensions: Any = None,
+    user: Any = None,
+    **params: Any,
+) -> CallSpec[CreateEmbeddingResponse]:
+    """Check the keyword arguments of ``create`` and make the :class:`CallSpec` it sends,
+    with no I/O (a batch's dry run checks a line with it).
+
+    :raises TypeError: ``input`` or another field has the wrong type.
+    :raises ValueError: ``input`` is empty, or ``dimensions`` is not positive.
+    """
+    options = split_options(params)
+    check_model(model)
+    check_embedding_input(input)
+    if encoding_format not in (None, "float", "base64"):
+        raise ValueError(f"encoding_format must be 'float' or 'base64', not {encoding_format!r}")
+    if dimensions is not None:
+        check_count("dimensions", dimensions, 1)
+    if user is not None and not isinstance(user, str):
+        raise TypeError(f"user must be a string, not {type(user).__name__}")
+    fields: dict[str, Any] = {"model": model, "input": input}
+    if encoding_format is not None:
+        fields["encoding_format"] = encoding_format
+    if dimensions is not None:
+        fields["dimensions"] = dimensions
+    if user is not None:
+        fields["user"] = user
+    fields.update(params)
+    return pipeline.prepare(
+        "embeddings",
+        "POST",
+        "/embeddings",
+        fields=build_body(fields, options.get("extra_body")),
+        options=options,
+        model=model,
+        estimate=estimate_tokens,
+        decode=_decode_embeddings,
+        what="embeddings",
+    )
+
+
 class Embeddings:
     """Vectors for texts or token lists."""
 
-    def __init__(self, client: AsyncRoutmy):
-        self._client = client
+    def __init__(self, pipeline: Pipeline):
+        self._pipeline = pipeline
 
     async def create(
         self,
@@ -85,68 +161,16 @@ class Embeddings:
         :raises TypeError: ``input`` or another field has the wrong type.
         :raises ValueError: ``input`` is empty, or ``dimensions`` is not positive.
         """
-        extra: dict[str, Any] = dict(params)
-        options = split_options(extra)
-        check_model(model)
-        check_embedding_input(input)
-        if encoding_format not in (None, "float", "base64"):
-            raise ValueError(
-                f"encoding_format must be 'float' or 'base64', not {encoding_format!r}"
-            )
-        if dimensions is not None:
-            check_count("dimensions", dimensions, 1)
-        if user is not None and not isinstance(user, str):
-            raise TypeError(f"user must be a string, not {type(user).__name__}")
-        fields: dict[str, Any] = {"model": model, "input": input}
-        if encoding_format is not None:
-            fields["encoding_format"] = encoding_format
-        if dimensions is not None:
-            fields["dimensions"] = dimensions
-        if user is not None:
-            fields["user"] = user
-        fields.update(extra)
-        payload = build_body(fields, options.get("extra_body"))
-        client = self._client
-        tokens = estimate_tokens(payload) if client._transport.wants_tokens() else 0
-        call = client._call("embeddings", model=model, body=payload)
-        raw = await client._request(
-            "POST",
-            "/embeddings",
-            body=encode_body(payload),
-            options=options,
-            tokens=tokens,
-            call=call,
+        spec = embedding_spec(
+            self._pipeline,
+            model=model,
+            input=input,
+            encoding_format=encoding_format,
+            dimensions=dimensions,
+            user=user,
+            **params,
         )
-        wire: WireEmbeddingResponse = client._decode(raw, _decode_wire, "embeddings", call)
-        try:
-            data = [
-                Embedding(
-                    object=item.object,
-                    index=item.index,
-                    embedding=(
-                        decode_base64_floats(item.embedding)
-                        if isinstance(item.embedding, str)
-                        else item.embedding
-                    ),
-                )
-                for item in wire.data
-            ]
-        except ValueError as exc:
-            error = client._invalid(raw, f"an embedding could not be decoded: {exc}")
-            if call is not None:
-                call.failed(error)
-            raise error from None
-        data.sort(key=lambda item: item.index)
-        response = CreateEmbeddingResponse(
-            object=wire.object, data=data, model=wire.model, usage=wire.usage
-        )
-        response._attach(raw.body, raw.request_id, status=raw.status, headers=raw.headers)
-        if tokens:
-            usage = response.usage
-            client._transport.settle_tokens(tokens, usage.total_tokens if usage else None)
-        if call is not None:
-            call.succeeded(response)
-        return response
+        return await self._pipeline.send(spec)
 
     async def embed_many(
         self,

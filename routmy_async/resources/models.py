@@ -10,7 +10,7 @@ from ..types.models import Model, ModelList, decode_model_list
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .._client import AsyncRoutmy
+    from .._request import Pipeline
 
 __all__ = ["Models"]
 
@@ -22,8 +22,8 @@ _decode_models = decode_model_list
 class Models:
     """The models the router serves."""
 
-    def __init__(self, client: AsyncRoutmy):
-        self._client = client
+    def __init__(self, pipeline: Pipeline):
+        self._pipeline = pipeline
 
     async def list(self, **options: Unpack[RequestOptions]) -> ModelList:
         """List the models (``GET /models``); with a key, ``is_available`` marks access.
@@ -34,13 +34,10 @@ class Models:
         split_options(opts)
         if opts:
             raise TypeError(f"models.list() got unexpected arguments: {sorted(opts)}")
-        client = self._client
-        call = client._call("models")
-        raw = await client._request("GET", "/models", options=options, call=call)
-        models: ModelList = client._decode(raw, _decode_models, "models list", call)
-        if call is not None:
-            call.succeeded(models)
-        return models
+        spec = self._pipeline.prepare(
+            "models", "GET", "/models", options=options, decode=_decode_models, what="models list"
+        )
+        return await self._pipeline.send(spec)
 
     async def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:
         """Find one model by id in the list.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import msgspec
 
 from .._config import NOT_GIVEN, NotGiven, is_routmy_url
 from .._exceptions import APIStatusError
-from .._params import build_body, check_model, encode_body, split_options
+from .._params import build_body, check_model, split_options
 from .._ratelimit import estimate_tokens
 from .._responses_params import ResponseInput, check_input, check_response_params
 from .._responses_stream import ResponseStream, ResponseStreamManager
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from typing_extensions import Unpack
 
-    from .._client import AsyncRoutmy
+    from .._request import CallSpec, Pipeline
     from .._responses_params import ResponseCreateParams, ResponseSamplingParams
     from .._tools import FunctionTool
 
@@ -42,18 +42,6 @@ def _decode_response(data: bytes) -> Response:
 _PATH = "/responses"
 
 
-class _Prepared(NamedTuple):
-    """A checked request: its body, per-call options, the parse step, a token estimate, and
-    the body's fields and model (for hooks)."""
-
-    body: bytes
-    options: dict[str, Any]
-    finalize: Callable[[Response], Response] | None
-    tokens: int
-    fields: dict[str, Any]
-    model: str
-
-
 def _tool_params(tools: Any) -> Any:
     """Python tools (functions, Struct types, ``FunctionTool``) in the flat Responses shape."""
     if tools is None or isinstance(tools, (str, bytes, Mapping)):
@@ -69,10 +57,9 @@ def _tool_params(tools: Any) -> Any:
     ]
 
 
-def _estimate(client: AsyncRoutmy, fields: Mapping[str, Any]) -> int:
-    """A token estimate, only when a tokens-per-minute budget will use it."""
-    if not client._transport.wants_tokens():
-        return 0
+def _estimate(fields: Mapping[str, Any]) -> int:
+    """A token estimate of the input and instructions (made only when a tokens-per-minute
+    budget will use it)."""
     text_input = fields.get("input")
     if isinstance(text_input, str):
         messages: list[Any] = [{"content": text_input}]
@@ -85,45 +72,67 @@ def _estimate(client: AsyncRoutmy, fields: Mapping[str, Any]) -> int:
     return estimate_tokens({"messages": messages, "max_tokens": fields.get("max_output_tokens")})
 
 
+def response_spec(
+    pipeline: Pipeline, /, *, model: Any, input: Any = NOT_GIVEN, stream: Any = False, **params: Any
+) -> CallSpec[Response]:
+    """Check the keyword arguments of ``create`` and make the :class:`CallSpec` it sends,
+    with no I/O (a batch's dry run checks a line with it).
+
+    :raises TypeError: a field has the wrong type. :raises ValueError: a wrong value.
+    """
+    return _spec(pipeline, model, input, stream, params)
+
+
+def _spec(
+    pipeline: Pipeline,
+    model: Any,
+    input: Any,
+    stream: Any,
+    params: dict[str, Any],
+    text_format: Any = None,
+) -> CallSpec[Response]:
+    options = split_options(params)
+    check_model(model)
+    if not isinstance(stream, bool):
+        raise TypeError(f"stream must be a bool, not {stream!r}")
+    if "tools" in params:
+        params["tools"] = _tool_params(params["tools"])
+    finalize = None
+    if text_format is not None:
+        from .._responses_tools import apply_text_format
+
+        finalize = apply_text_format(params, text_format)
+    check_response_params(params)
+    if "previous_response_id" in params and is_routmy_url(pipeline.base_url):
+        _warn_stateless()
+    fields: dict[str, Any] = {"model": model}
+    if not isinstance(input, NotGiven):
+        fields["input"] = check_input(input)
+    if stream:
+        fields["stream"] = True
+    fields.update(params)
+    return pipeline.prepare(
+        "responses",
+        "POST",
+        _PATH,
+        fields=build_body(fields, options.get("extra_body")),
+        options=options,
+        model=model,
+        stream=stream,
+        estimate=_estimate,
+        decode=_decode_response,
+        what="Responses API",
+        finalize=finalize,
+        recover=_failed_response,
+    )
+
+
 class Responses:
     """The Responses API (``POST /responses``): ``create``, ``stream``, ``parse``,
     ``run_tools``."""
 
-    def __init__(self, client: AsyncRoutmy):
-        self._client = client
-
-    def _build(
-        self,
-        model: Any,
-        input: Any,
-        stream: Any,
-        params: dict[str, Any],
-        text_format: Any = None,
-    ) -> _Prepared:
-        options = split_options(params)
-        check_model(model)
-        if not isinstance(stream, bool):
-            raise TypeError(f"stream must be a bool, not {stream!r}")
-        if "tools" in params:
-            params["tools"] = _tool_params(params["tools"])
-        finalize = None
-        if text_format is not None:
-            from .._responses_tools import apply_text_format
-
-            finalize = apply_text_format(params, text_format)
-        check_response_params(params)
-        if "previous_response_id" in params and is_routmy_url(self._client.base_url):
-            _warn_stateless()
-        fields: dict[str, Any] = {"model": model}
-        if not isinstance(input, NotGiven):
-            fields["input"] = check_input(input)
-        if stream:
-            fields["stream"] = True
-        fields.update(params)
-        body = build_body(fields, options.get("extra_body"))
-        return _Prepared(
-            encode_body(body), options, finalize, _estimate(self._client, body), body, model
-        )
+    def __init__(self, pipeline: Pipeline):
+        self._pipeline = pipeline
 
     @overload
     async def create(
@@ -181,62 +190,10 @@ class Responses:
         :raises APIConnectionError: the connection failed or timed out.
         :raises APIResponseValidationError: the answer does not decode.
         """
-        prepared = self._build(model, input, stream, params)
+        spec = _spec(self._pipeline, model, input, stream, params)
         if stream:
-            return await self._open(prepared)
-        return await self._send(prepared)
-
-    async def _send(self, prepared: _Prepared) -> Response:
-        client = self._client
-        call = client._call("responses", model=prepared.model, body=prepared.fields)
-        try:
-            raw = await client._request(
-                "POST",
-                _PATH,
-                body=prepared.body,
-                options=prepared.options,
-                tokens=prepared.tokens,
-                call=call,
-            )
-        except APIStatusError as error:
-            # A failed response (its call already ended with on_error) is still the answer.
-            response = _failed_response(error)
-            if response is None:
-                raise
-        else:
-            response = client._decode(raw, _decode_response, "Responses API", call)
-        if prepared.tokens:
-            usage = response.usage
-            client._transport.settle_tokens(
-                prepared.tokens, usage.total_tokens if usage is not None else None
-            )
-        finalize = prepared.finalize
-        if finalize is not None:
-            try:
-                response = finalize(response)
-            except BaseException as error:  # text that does not fit: the call failed
-                if call is not None:
-                    call.failed(error)
-                raise
-        if call is not None:
-            call.succeeded(response)
-        return response
-
-    async def _open(self, prepared: _Prepared) -> ResponseStream:
-        client = self._client
-        call = client._call("responses", model=prepared.model, stream=True, body=prepared.fields)
-        response, timeout, url = await client._open_stream(
-            _PATH, body=prepared.body, options=prepared.options, tokens=prepared.tokens, call=call
-        )
-        return ResponseStream(
-            response,
-            transport=client._transport,
-            idle_timeout=timeout.idle,
-            url=url,
-            finalize=prepared.finalize,
-            tokens=prepared.tokens,
-            call=call,
-        )
+            return await self._pipeline.open_stream(spec, ResponseStream)
+        return await self._pipeline.send(spec)
 
     def stream(
         self,
@@ -254,8 +211,8 @@ class Responses:
         final response's ``output_parsed`` holds the decoded answer.
         """
         extra: dict[str, Any] = dict(params)
-        prepared = self._build(model, input, True, extra, text_format)
-        return ResponseStreamManager(lambda: self._open(prepared))
+        spec = _spec(self._pipeline, model, input, True, extra, text_format)
+        return ResponseStreamManager(lambda: self._pipeline.open_stream(spec, ResponseStream))
 
     async def parse(
         self,
@@ -275,7 +232,9 @@ class Responses:
             is incomplete.
         """
         extra: dict[str, Any] = dict(params)
-        return await self._send(self._build(model, input, False, extra, text_format))
+        return await self._pipeline.send(
+            _spec(self._pipeline, model, input, False, extra, text_format)
+        )
 
     async def run_tools(
         self,
@@ -313,6 +272,7 @@ class Responses:
             max_rounds=max_rounds,
             continue_with=continue_with,
             params=dict(params),
+            base_url=self._pipeline.base_url,
         )
 
 
