@@ -30,7 +30,7 @@ from routmy_async import (
     RoutmyError,
     Timeout,
 )
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, assert_no_open_connections
 from routmy_async.types import ChatCompletionMessage, ToolCallArgumentsDeltaEvent
 from tests.conftest import RawServer, read_request
 
@@ -563,7 +563,7 @@ async def test_a_stream_answered_with_a_json_error_raises_the_typed_error(mock, 
     with pytest.raises(APIResponseValidationError, match="expected an event stream") as caught:
         await client.chat.completions.create(model="p/m", messages=MESSAGES, stream=True)
     assert caught.value.body == b'{"id": "x", "choices": []}'
-    assert client._transport.acquired_connections() == 0
+    assert_no_open_connections(client)
 
 
 async def test_interleaved_calls_sharing_an_index_and_repeating_their_ids(mock, client):
