@@ -24,13 +24,16 @@ def test_config_from_environment(monkeypatch):
     assert client.api_key_set
 
 
-def test_arguments_beat_environment_and_default_base_url(monkeypatch):
+async def test_arguments_beat_environment_and_default_base_url(monkeypatch):
     """Arguments win over the environment; the default base URL is rout.my's."""
     monkeypatch.setenv("ROUTMY_API_KEY", "sk-env")
     monkeypatch.delenv("ROUTMY_BASE_URL", raising=False)
-    client = AsyncRoutmy(api_key="sk-arg")
-    assert client.base_url == "https://api.rout.my/v1"
-    assert client._api_key == "sk-arg"
+    assert AsyncRoutmy(api_key="sk-arg").base_url == "https://api.rout.my/v1"
+    async with (  # the key sent is the argument's: a server taking only that one answers
+        MockRoutmy(api_key="sk-arg") as mock,
+        AsyncRoutmy(api_key="sk-arg", base_url=mock.base_url, max_retries=0) as client,
+    ):
+        await client.models.list()
 
 
 async def test_missing_key_is_a_clear_error_before_sending(monkeypatch, mock):
@@ -160,7 +163,7 @@ async def test_with_options_shares_the_pool_and_overrides(mock):
     async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
         await client.models.list()
         fast = client.with_options(timeout=5, max_retries=0, default_headers={"X-Team": "a"})
-        assert fast._transport is client._transport
+        assert fast.rate_limit is client.rate_limit  # one pool, one budget
         assert fast.max_retries == 0 and fast.timeout.read == 5
         assert client.max_retries == 2
         await fast.models.list()

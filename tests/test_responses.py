@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -227,12 +228,21 @@ async def test_the_mock_checks_the_key_and_the_method(mock):
             await client.responses.create(model="mock/echo", input="x")
     async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, max_retries=0) as client:
         with pytest.raises(APIStatusError) as info:
-            await client._request("GET", "/responses", options={})
+            await client.get("/responses")
         assert info.value.status_code == 405
         with pytest.raises(BadRequestError, match="model"):
-            await client._request("POST", "/responses", body=b"{}", options={})
-        with pytest.raises(BadRequestError, match="Invalid request body"):
-            await client._request("POST", "/responses", body=b"[1]", options={})
+            await client.post("/responses", body={})
+    # JSON that is not an object: the client only sends objects, so the bytes go as given.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{mock.base_url}/responses",
+            data=b"[1]",
+            headers={"Authorization": f"Bearer {mock.api_key}", "Content-Type": "application/json"},
+        ) as answer,
+    ):
+        assert answer.status == 400
+        assert "Invalid request body" in (await answer.json())["error"]["message"]
 
 
 async def test_a_token_budget_is_settled_with_the_usage(mock):
