@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import warnings
@@ -11,6 +12,7 @@ import pytest
 
 from routmy_async import AsyncRoutmy, RoutmyError, Timeout
 from routmy_async.testing import MockRoutmy
+from tests.conftest import eventually
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -123,15 +125,17 @@ async def test_entering_twice_raises(mock):
             await client.__aenter__()
 
 
-async def test_session_is_created_lazily_and_closed_with_the_client(mock):
-    """The session appears at the first request and is closed by close()."""
+async def test_the_pool_connects_lazily_and_closes_with_the_client(mock):
+    """Nothing connects before the first request, and close() closes the kept-alive
+    connection."""
     client = AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url)
-    assert not client._transport.has_session
+    await asyncio.sleep(0.05)
+    assert mock.open_connections == 0
     await client.models.list()
-    session = client._transport.session
-    assert not session.closed
+    await client.models.list()
+    assert mock.open_connections == 1  # kept alive between the requests and after them
     await client.close()
-    assert session.closed
+    assert await eventually(lambda: mock.open_connections == 0)
 
 
 async def test_borrowed_session_is_never_closed(mock):

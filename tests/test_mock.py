@@ -20,6 +20,7 @@ from routmy_async import (
     NotFoundError,
 )
 from routmy_async.testing import MockRoutmy
+from tests.conftest import eventually
 
 ASK = [{"role": "user", "content": "ping"}]
 
@@ -116,6 +117,19 @@ async def test_scripted_replies_are_path_specific(client, mock):
     mock.clear()
     await client.models.list()
     assert len(mock.requests) == 1
+
+
+async def test_open_connections_counts_what_clients_keep_open(mock):
+    """Kept-alive connections count until their client closes them."""
+    assert mock.open_connections == 0
+    first = AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url)
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as second:
+        await first.models.list()
+        await second.models.list()
+        assert mock.open_connections == 2
+        await first.close()
+        assert await eventually(lambda: mock.open_connections == 1)
+    assert await eventually(lambda: mock.open_connections == 0)
 
 
 async def test_slow_chunks_and_comments(client, mock):

@@ -196,6 +196,19 @@ class MockRoutmy:
         """How many distinct TCP connections have sent requests (keep-alive reuse keeps it low)."""
         return self._connections
 
+    @property
+    def open_connections(self) -> int:
+        """How many TCP connections from clients are open right now, idle keep-alive ones
+        included: 0 once every client has closed its pool.
+
+        The server learns of a close when the client's FIN arrives, a moment after
+        ``close()`` returns, so wait for it (poll with a short sleep) rather than reading it
+        at once.
+        """
+        runner = self._runner
+        server = None if runner is None else runner.server
+        return 0 if server is None else len(server.connections)
+
     async def start(self) -> MockRoutmy:
         """Start listening (``async with`` does this); returns the mock."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
