@@ -547,7 +547,7 @@ async def test_progress_shows_a_bar_or_log_lines(
     assert "1/20 done" in lines[0] and "20/20 done" in lines[-1] and len(lines) < 20
 
 
-async def test_bad_options_fail_before_anything_is_read(client, source, tmp_path):
+async def test_bad_options_fail_before_anything_is_read(client, source, tmp_path, monkeypatch):
     """Each bad argument raises naming itself; nothing is locked or created."""
     target = tmp_path / "out.jsonl"
     cases: list[tuple[dict[str, Any], type[Exception], str]] = [
@@ -566,8 +566,9 @@ async def test_bad_options_fail_before_anything_is_read(client, source, tmp_path
         await run_batch_file(client, tmp_path / "missing.jsonl", target)
     with pytest.raises(BatchFileError, match="cannot also be an output"):
         await run_batch_file(client, source, source)
+    monkeypatch.delenv("ROUTMY_API_KEY", raising=False)
     async with AsyncRoutmy(base_url="http://127.0.0.1:9/v1") as keyless:
-        keyless._api_key = None
+        assert not keyless.api_key_set
         with pytest.raises(RoutmyError, match="no API key"):
             await run_batch_file(keyless, source, target)
     assert list(tmp_path.iterdir()) == [source]
