@@ -16,13 +16,15 @@ from routmy_async import (
     APIConnectionError,
     AsyncRoutmy,
     AuthenticationError,
+    BadRequestError,
     InternalServerError,
     NotFoundError,
 )
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, Reply
 from tests.conftest import eventually
 
 ASK = [{"role": "user", "content": "ping"}]
+ASK_FAIL = [{"role": "user", "content": "FAIL"}]
 
 
 async def test_requires_the_key(mock):
@@ -117,6 +119,46 @@ async def test_scripted_replies_are_path_specific(client, mock):
     mock.clear()
     await client.models.list()
     assert len(mock.requests) == 1
+
+
+async def test_a_responder_answers_by_the_request(client, mock):
+    """reply_with answers each request by its content, concurrent ones included; None is the
+    default answer, a queued reply still comes first, and reply_with(None) removes it."""
+    refused = Reply(
+        status=400,
+        headers={"Content-Type": "application/json"},
+        body=b'{"error": {"message": "row refused"}}',
+    )
+    mock.reply_with(lambda request: refused if "FAIL" in str(request.json["messages"]) else None)
+
+    async def ask(text: str) -> str:
+        answer = await client.chat.completions.create(
+            model="mock/echo", messages=[{"role": "user", "content": text}], max_retries=0
+        )
+        return str(answer.choices[0].message.content)
+
+    outcomes = await asyncio.gather(ask("a"), ask("FAIL b"), ask("c"), return_exceptions=True)
+    assert outcomes[0] == "a" and outcomes[2] == "c"
+    assert isinstance(outcomes[1], BadRequestError) and outcomes[1].message == "row refused"
+    mock.reply_json({"id": "x", "object": "chat.completion", "model": "m", "choices": []})
+    queued = await client.chat.completions.create(model="mock/echo", messages=ASK_FAIL)
+    assert queued.choices == []
+    mock.reply_with(None)
+    assert await ask("FAIL again") == "FAIL again"
+
+
+async def test_a_responders_fault_only_reply_shapes_each_default_answer(client, mock):
+    """One faults-only Reply handed out for every request shapes each default answer anew
+    (the mock fills a copy, never the responder's Reply)."""
+    shaped = Reply(headers={"x-request-id": "req-shaped"})
+    mock.reply_with(lambda request: shaped)
+    for text in ("one", "two"):
+        answer = await client.chat.completions.create(
+            model="mock/echo", messages=[{"role": "user", "content": text}]
+        )
+        assert answer.choices[0].message.content == text
+        assert answer.request_id == "req-shaped"
+    assert not shaped.scripted
 
 
 async def test_open_connections_counts_what_clients_keep_open(mock):
