@@ -340,6 +340,19 @@ class AsyncRoutmy:
         return self._transport.connections_in_use
 
     @property
+    def connections_checked_out(self) -> int:
+        """Connections aiohttp's pool has handed out and not yet taken back (0 before the first
+        request and whenever nothing is in flight).
+
+        :attr:`connections_in_use` counts this client's own slots; this counts the connector's
+        side, so a response or stream that was never released shows here even if the slot
+        was freed. With a borrowed ``session=`` it is that session's count, other users of
+        the session included. :func:`routmy_async.testing.assert_no_open_connections` checks
+        both in a test.
+        """
+        return self._transport.acquired_connections()
+
+    @property
     def rate_limit(self) -> RateLimit:
         """The budget every request of this client (and its ``with_options`` clients) shares."""
         return self._transport.rate_limit

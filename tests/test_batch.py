@@ -13,7 +13,7 @@ import pytest
 
 from routmy_async import AsyncRoutmy, BadRequestError
 from routmy_async._ratelimit import RateLimit, estimate_tokens
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, assert_no_open_connections
 from routmy_async.types import ChatCompletion
 
 
@@ -56,7 +56,7 @@ async def test_return_exceptions_false_raises_and_cancels(mock):
         items[0] = {**items[0], "messages": "not a list"}
         with pytest.raises(TypeError, match="messages"):
             await client.chat.completions.create_many(items, concurrency=3, return_exceptions=False)
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
     assert len(mock.requests) <= 3
 
 
@@ -162,7 +162,7 @@ async def test_cancelling_the_caller_releases_every_connection():
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
         assert len(mock.requests) == 8
 
 

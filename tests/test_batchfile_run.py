@@ -30,7 +30,7 @@ from routmy_async import (
 from routmy_async._batchfile import _files, _run
 from routmy_async._batchfile._files import FileLock
 from routmy_async._ratelimit import estimate_tokens
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, assert_no_open_connections
 
 CHAT = "/v1/chat/completions"
 COST_PER_LINE = 5e-6  # the mock's cost of "say N" (3 prompt + 2 completion tokens)
@@ -329,7 +329,7 @@ async def test_a_second_stop_cancels_at_once_without_a_torn_line(mock, client, s
     assert time.monotonic() - began < 10
     assert summary.stop_reason == "interrupted" and summary.cancelled == 4 and summary.ok == 0
     assert read_results(tmp_path / "out.jsonl") == []
-    assert client._transport.acquired_connections() == 0
+    assert_no_open_connections(client)
     assert not (tmp_path / "out.jsonl.lock").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import warnings
@@ -11,6 +12,7 @@ import pytest
 
 from routmy_async import AsyncRoutmy, RoutmyError, Timeout
 from routmy_async.testing import MockRoutmy
+from tests.conftest import eventually
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -24,13 +26,16 @@ def test_config_from_environment(monkeypatch):
     assert client.api_key_set
 
 
-def test_arguments_beat_environment_and_default_base_url(monkeypatch):
+async def test_arguments_beat_environment_and_default_base_url(monkeypatch):
     """Arguments win over the environment; the default base URL is rout.my's."""
     monkeypatch.setenv("ROUTMY_API_KEY", "sk-env")
     monkeypatch.delenv("ROUTMY_BASE_URL", raising=False)
-    client = AsyncRoutmy(api_key="sk-arg")
-    assert client.base_url == "https://api.rout.my/v1"
-    assert client._api_key == "sk-arg"
+    assert AsyncRoutmy(api_key="sk-arg").base_url == "https://api.rout.my/v1"
+    async with (  # the key sent is the argument's: a server taking only that one answers
+        MockRoutmy(api_key="sk-arg") as mock,
+        AsyncRoutmy(api_key="sk-arg", base_url=mock.base_url, max_retries=0) as client,
+    ):
+        await client.models.list()
 
 
 async def test_missing_key_is_a_clear_error_before_sending(monkeypatch, mock):
@@ -120,15 +125,17 @@ async def test_entering_twice_raises(mock):
             await client.__aenter__()
 
 
-async def test_session_is_created_lazily_and_closed_with_the_client(mock):
-    """The session appears at the first request and is closed by close()."""
+async def test_the_pool_connects_lazily_and_closes_with_the_client(mock):
+    """Nothing connects before the first request, and close() closes the kept-alive
+    connection."""
     client = AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url)
-    assert not client._transport.has_session
+    await asyncio.sleep(0.05)
+    assert mock.open_connections == 0
     await client.models.list()
-    session = client._transport.session
-    assert not session.closed
+    await client.models.list()
+    assert mock.open_connections == 1  # kept alive between the requests and after them
     await client.close()
-    assert session.closed
+    assert await eventually(lambda: mock.open_connections == 0)
 
 
 async def test_borrowed_session_is_never_closed(mock):
@@ -160,7 +167,7 @@ async def test_with_options_shares_the_pool_and_overrides(mock):
     async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
         await client.models.list()
         fast = client.with_options(timeout=5, max_retries=0, default_headers={"X-Team": "a"})
-        assert fast._transport is client._transport
+        assert fast.rate_limit is client.rate_limit  # one pool, one budget
         assert fast.max_retries == 0 and fast.timeout.read == 5
         assert client.max_retries == 2
         await fast.models.list()

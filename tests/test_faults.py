@@ -28,7 +28,7 @@ from routmy_async import (
     RateLimitError,
     RoutmyError,
 )
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, assert_no_open_connections
 from tests.conftest import (
     FAULT_FIGURES,
     RawServer,
@@ -138,7 +138,7 @@ async def test_cut_at_every_offset(kind, payload, call, expected, reset):
                 else:
                     assert content == expected
                     outcomes["complete"] += 1
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
     # Only cuts after the last byte the answer needs may complete.
     assert outcomes["complete"] >= 1 and outcomes["error"] >= len(offsets) - 4
     FAULT_FIGURES[f"{kind} cut offsets ({'RST' if reset else 'FIN'})"] = (
@@ -213,7 +213,7 @@ async def test_bad_bodies_are_typed(payload, stream, error):
                         await s.until_done()
                 else:
                     await client.chat.completions.create(model="p/m", messages=MESSAGES)
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
     FAULT_FIGURES["malformed answers"] = FAULT_FIGURES.get("malformed answers", 0) + 1
 
 
@@ -361,10 +361,10 @@ async def test_soak_mixed_traffic_leaks_nothing():
             after_size = tracemalloc.get_traced_memory()[0]
             tracemalloc.stop()
             for _ in range(50):
-                if client._transport.acquired_connections() == 0:
+                if client.connections_checked_out == 0:
                     break
                 await asyncio.sleep(0.02)
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
     gc.collect()
     growth = after_size - before_size
     assert problems == []

@@ -7,6 +7,7 @@ router's 200, reading parallel tool calls, and so on.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import math
@@ -30,9 +31,9 @@ from routmy_async import (
     RoutmyError,
     Timeout,
 )
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, assert_no_open_connections
 from routmy_async.types import ChatCompletionMessage, ToolCallArgumentsDeltaEvent
-from tests.conftest import RawServer, read_request
+from tests.conftest import RawServer, eventually, read_request
 
 KEY = "sk-habits-SECRET-7f3a9c"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -196,24 +197,25 @@ async def test_with_options_on_a_temporary_client_keeps_the_pool(mock):
     assert not client.is_closed
     completion = await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
     assert completion.choices[0].message.content
-    transport = client._transport
+    assert mock.open_connections == 1
     await client.close()  # the last client of an ownerless pool closes it
-    assert transport.closed
+    assert await eventually(lambda: mock.open_connections == 0)
 
 
 async def test_the_pool_closes_with_the_last_of_several_derived_clients(mock):
     parent = AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url)
     first = parent.with_options(max_retries=0)
     second = parent.with_options(timeout=3)
-    transport = parent._transport
     del parent
     gc.collect()
     await first.chat.completions.create(model="mock/echo", messages=MESSAGES)
     await first.close()
-    assert not transport.closed
+    await asyncio.sleep(0.05)  # time for a close to reach the server, if one were sent
+    assert mock.open_connections == 1  # second still uses the pool
     await second.chat.completions.create(model="mock/echo", messages=MESSAGES)
+    assert mock.connections_seen == 1
     await second.close()
-    assert transport.closed
+    assert await eventually(lambda: mock.open_connections == 0)
     await second.close()  # twice is fine
 
 
@@ -229,11 +231,11 @@ async def test_closing_the_owner_still_closes_the_shared_pool(mock):
 async def test_an_unclosed_last_client_still_warns_and_releases(mock):
     client = AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url).with_options(timeout=5)
     await client.models.list()
-    transport = client._transport
+    assert mock.open_connections == 1
     with pytest.warns(ResourceWarning, match="unclosed"):
         del client
         gc.collect()
-    assert transport.closed
+    assert await eventually(lambda: mock.open_connections == 0)
 
 
 # -- secrets at one boundary ------------------------------------------------------------
@@ -563,7 +565,7 @@ async def test_a_stream_answered_with_a_json_error_raises_the_typed_error(mock, 
     with pytest.raises(APIResponseValidationError, match="expected an event stream") as caught:
         await client.chat.completions.create(model="p/m", messages=MESSAGES, stream=True)
     assert caught.value.body == b'{"id": "x", "choices": []}'
-    assert client._transport.acquired_connections() == 0
+    assert_no_open_connections(client)
 
 
 async def test_interleaved_calls_sharing_an_index_and_repeating_their_ids(mock, client):

@@ -16,12 +16,15 @@ from routmy_async import (
     APIConnectionError,
     AsyncRoutmy,
     AuthenticationError,
+    BadRequestError,
     InternalServerError,
     NotFoundError,
 )
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, Reply
+from tests.conftest import eventually
 
 ASK = [{"role": "user", "content": "ping"}]
+ASK_FAIL = [{"role": "user", "content": "FAIL"}]
 
 
 async def test_requires_the_key(mock):
@@ -118,13 +121,76 @@ async def test_scripted_replies_are_path_specific(client, mock):
     assert len(mock.requests) == 1
 
 
+async def test_a_responder_answers_by_the_request(client, mock):
+    """reply_with answers each request by its content, concurrent ones included; None is the
+    default answer, a queued reply still comes first, and reply_with(None) removes it."""
+    refused = Reply(
+        status=400,
+        headers={"Content-Type": "application/json"},
+        body=b'{"error": {"message": "row refused"}}',
+    )
+    mock.reply_with(lambda request: refused if "FAIL" in str(request.json["messages"]) else None)
+
+    async def ask(text: str) -> str:
+        answer = await client.chat.completions.create(
+            model="mock/echo", messages=[{"role": "user", "content": text}], max_retries=0
+        )
+        return str(answer.choices[0].message.content)
+
+    outcomes = await asyncio.gather(ask("a"), ask("FAIL b"), ask("c"), return_exceptions=True)
+    assert outcomes[0] == "a" and outcomes[2] == "c"
+    assert isinstance(outcomes[1], BadRequestError) and outcomes[1].message == "row refused"
+    mock.reply_json({"id": "x", "object": "chat.completion", "model": "m", "choices": []})
+    queued = await client.chat.completions.create(model="mock/echo", messages=ASK_FAIL)
+    assert queued.choices == []
+    mock.reply_with(None)
+    assert await ask("FAIL again") == "FAIL again"
+
+
+async def test_a_responders_fault_only_reply_shapes_each_default_answer(client, mock):
+    """One faults-only Reply handed out for every request shapes each default answer anew
+    (the mock fills a copy, never the responder's Reply)."""
+    shaped = Reply(headers={"x-request-id": "req-shaped"})
+    mock.reply_with(lambda request: shaped)
+    for text in ("one", "two"):
+        answer = await client.chat.completions.create(
+            model="mock/echo", messages=[{"role": "user", "content": text}]
+        )
+        assert answer.choices[0].message.content == text
+        assert answer.request_id == "req-shaped"
+    assert not shaped.scripted
+
+
+async def test_open_connections_counts_what_clients_keep_open(mock):
+    """Kept-alive connections count until their client closes them."""
+    assert mock.open_connections == 0
+    first = AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url)
+    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as second:
+        await first.models.list()
+        await second.models.list()
+        assert mock.open_connections == 2
+        await first.close()
+        assert await eventually(lambda: mock.open_connections == 1)
+    assert await eventually(lambda: mock.open_connections == 0)
+
+
 async def test_slow_chunks_and_comments(client, mock):
     """chunk_delay slows the stream; comment_interval adds keep-alive comments."""
     mock.reply_default(chunk_delay=0.01, comment_interval=0.001)
     async with client.chat.completions.stream(model="mock/echo", messages=ASK) as stream:
         final = await stream.until_done()
     assert final.choices[0].message.content == "ping"
-    assert stream._decoder.comments > 3
+    mock.reply_default(chunk_delay=0.01, comment_interval=0.001)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{mock.base_url}/chat/completions",
+            json={"model": "mock/echo", "messages": ASK, "stream": True},
+            headers={"Authorization": f"Bearer {mock.api_key}"},
+        ) as answer,
+    ):
+        body = await answer.read()
+    assert sum(line.startswith(b":") for line in body.splitlines()) > 3
 
 
 async def test_base_url_before_start_is_an_error():

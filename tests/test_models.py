@@ -4,7 +4,6 @@ reachable."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -67,15 +66,6 @@ async def listed(entries: list[dict[str, Any]]) -> ModelList:
         AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, max_retries=0) as client,
     ):
         return await client.models.list()
-
-
-@pytest.fixture
-def lenient_models(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """models.list() decoding with decode_model_list (a no-op once the resource uses it)."""
-    from routmy_async.resources import models as resource
-
-    monkeypatch.setattr(resource, "_decode_models", decode_model_list)
-    yield
 
 
 async def test_models_list_fields(client, mock):
@@ -252,7 +242,6 @@ async def test_nulls_numbers_and_odd_shapes_decode():
     assert partly.raw["architecture"]["input_modalities"] == "text"
 
 
-@pytest.mark.usefixtures("lenient_models")
 async def test_mistyped_router_fields_do_not_fail_the_list():
     """A context_length as text or a float, a price of another type, a pricing that is not an
     object: the list still decodes, each value converted or left out (and kept in raw)."""
@@ -286,7 +275,6 @@ async def test_mistyped_router_fields_do_not_fail_the_list():
     assert text.architecture is not None and text.supported_parameters == ["max_tokens"]
 
 
-@pytest.mark.usefixtures("lenient_models")
 async def test_lenient_decoding_still_rejects_what_is_not_a_models_list(client, mock):
     """Without an id, or with data that is not a list, a list is still an error."""
     mock.reply_json({"object": "list", "data": [{"owned_by": "x", "context_length": "1"}]})

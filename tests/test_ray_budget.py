@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import types
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,6 +25,13 @@ from routmy_async.testing import MockRoutmy
 KEY = "sk-budget-test-77e1c0a9f3"
 
 
+_LIVE_HANDLES: weakref.WeakValueDictionary[int, _Handle] = weakref.WeakValueDictionary()
+
+
+def _live_handle(key: int) -> _Handle:
+    return _LIVE_HANDLES[key]
+
+
 class _Ref:
     def __init__(self, future: concurrent.futures.Future[Any]):
         self._future = future
@@ -33,11 +41,18 @@ class _Ref:
 
 
 class _Handle:
-    """An actor handle: ``handle.method.remote(...)`` runs the method on the actor's loop."""
+    """An actor handle: ``handle.method.remote(...)`` runs the method on the actor's loop.
+
+    It pickles as Ray's handles do, as a reference to the running actor (here: by its id, in
+    the same process)."""
 
     def __init__(self, instance: Any, loop: asyncio.AbstractEventLoop):
         self._instance = instance
         self._loop = loop
+        _LIVE_HANDLES[id(self)] = self
+
+    def __reduce__(self) -> Any:
+        return (_live_handle, (id(self),))
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._instance, name)
@@ -146,7 +161,8 @@ def test_a_budget_is_one_named_coordinator(fake_ray: FakeRay) -> None:
     refused."""
     budget = ClusterBudget(requests_per_minute=600, tokens_per_minute=10_000, name="b")
     again = ClusterBudget(requests_per_minute=600, tokens_per_minute=10_000, name="b")
-    assert again._handle is budget._handle
+    assert list(fake_ray.named) == [("routmy", "b")]
+    coordinator = fake_ray.named["routmy", "b"]
     assert fake_ray.options_seen[0] == {
         "num_cpus": 0,
         "max_restarts": -1,
@@ -166,20 +182,23 @@ def test_a_budget_is_one_named_coordinator(fake_ray: FakeRay) -> None:
     )
     assert budget.stats()["joined"] == 0
     budget.shutdown()
-    assert fake_ray.killed == [budget._handle]
+    again.shutdown()
+    assert fake_ray.killed == [coordinator, coordinator]  # both are that one actor
 
 
 def test_a_budget_travels_as_its_name_and_handle(fake_ray: FakeRay) -> None:
     """Unpickled in a worker, a budget attaches to the running coordinator, creating
     nothing; it carries no key."""
     budget = ClusterBudget(requests_per_minute=60, name="p")
-    budget._handle = "the-handle"  # an actor handle pickles; the stand-in does not
     data = pickle.dumps(budget)
     assert KEY.encode() not in data
     copy = pickle.loads(data)
-    assert (copy.name, copy.namespace, copy._handle) == ("p", "routmy", "the-handle")
+    assert (copy.name, copy.namespace) == ("p", "routmy")
     assert copy.requests_per_minute == 60
     assert len(fake_ray.options_seen) == 1
+    assert copy.stats() == budget.stats()  # it talks to the running coordinator
+    copy.shutdown()
+    assert fake_ray.killed == [fake_ray.named["routmy", "p"]]
 
 
 async def test_a_step_spends_the_budget_through_the_actor(

@@ -369,7 +369,7 @@ def test_the_budget_survives_its_coordinators_death(cluster: None, mock: Cluster
         while len(mock.request_times) < 12 and time.monotonic() < deadline:
             time.sleep(0.05)
         killed.append(len(mock.request_times))
-        ray.kill(budget._handle, no_restart=False)
+        ray.kill(ray.get_actor(budget.name, namespace=budget.namespace), no_restart=False)
 
     killer = threading.Thread(target=kill_when_busy)
     killer.start()

@@ -116,21 +116,39 @@ async def test_the_first_start_fetches_with_one_blocking_call_then_prefetches() 
     assert "600" in repr(limit)
 
 
+class SettlementLog(CoordinatorCore):
+    """A coordinator that notes every token settlement its members report."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.settled: list[float] = []
+
+    def grant_now(
+        self, member: str, requests: int, tokens: float, need_tokens: float, settle: float
+    ) -> Grant:
+        self.settled.append(settle)
+        return super().grant_now(member, requests, tokens, need_tokens, settle)
+
+    async def give_back(self, unused: Any, settle: float = 0.0) -> None:
+        self.settled.append(settle)
+        await super().give_back(unused, settle)
+
+
 async def test_token_estimates_are_settled_with_the_coordinator() -> None:
     """Token corrections are reported with the next grant, or when the limit closes."""
     settings = Settings(tokens=60_000, window=60.0, grant_seconds=2.0)
-    core = CoordinatorCore(settings)
+    core = SettlementLog(settings)
     limit = ClusterRateLimit(core, settings)
     assert limit.limits_tokens
     wait, _ = limit.reserve_start(500)
     assert wait == 0.0
     limit.correct(500, 100)
     limit.correct(0, 100)  # no estimate: nothing to correct
-    assert limit._debt == -400
+    assert not any(core.settled)  # nothing reported yet
     await limit.release()  # kept for the next grant
-    assert limit._debt == -400
+    assert not any(core.settled)
     await limit.aclose()  # settled on leaving
-    assert limit._debt == 0
+    assert core.settled[-1] == -400 and sum(core.settled) == -400
 
 
 async def test_without_limits_only_a_pause_holds_a_start() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -13,12 +14,11 @@ import msgspec
 import pydantic
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from routmy_async import RoutmyError
 from routmy_async.integrations._ray_schema import broken_type, fits, parsed_shape
 from routmy_async.integrations._ray_step import ChatStep, EmbeddingStep
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, RecordedRequest, Reply
 
 KEY = "sk-schema-test-7d2e61a0"
 
@@ -134,30 +134,29 @@ def test_a_struct_that_lost_its_fields_is_found() -> None:
 # -- the steps ------------------------------------------------------------------------
 
 
-class OddMock(MockRoutmy):
+def json_reply(answer: dict[str, Any]) -> Reply:
+    return Reply(headers={"Content-Type": "application/json"}, body=json.dumps(answer).encode())
+
+
+def odd_answers(request: RecordedRequest) -> Reply | None:
     """Answers a prompt ``NOCHOICES`` with no choices and an embeddings input ``EMPTY``
     with an empty vector: what a row must never be recorded as answered with."""
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        if body["messages"][-1]["content"] == "NOCHOICES":
-            return web.json_response(
+    if request.path.endswith("/chat/completions"):
+        if request.json["messages"][-1]["content"] == "NOCHOICES":
+            return json_reply(
                 {"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": []}
             )
-        return await super()._chat(request)
-
-    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        if "EMPTY" in body["input"]:
-            data = [{"object": "embedding", "index": 0, "embedding": []}]
-            return web.json_response({"object": "list", "data": data, "model": "m"})
-        return await super()._embeddings(request)
+    elif request.path.endswith("/embeddings") and "EMPTY" in request.json["input"]:
+        data = [{"object": "embedding", "index": 0, "embedding": []}]
+        return json_reply({"object": "list", "data": data, "model": "m"})
+    return None
 
 
 @pytest_asyncio.fixture
-async def odd_mock(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OddMock]:
+async def odd_mock(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MockRoutmy]:
     monkeypatch.setenv("ROUTMY_API_KEY", KEY)
-    server = OddMock(api_key=KEY)
+    server = MockRoutmy(api_key=KEY)
+    server.reply_with(odd_answers)
     await server.start()
     try:
         yield server
@@ -165,7 +164,7 @@ async def odd_mock(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[OddMock]:
         await server.close()
 
 
-async def test_an_answer_without_choices_is_an_error(odd_mock: OddMock) -> None:
+async def test_an_answer_without_choices_is_an_error(odd_mock: MockRoutmy) -> None:
     """A response with no choices fails its row (and raises with on_error="raise")."""
     step = ChatStep(model="mock/echo", base_url=odd_mock.base_url, prompt_column="q")
     out = await asyncio.to_thread(step, {"q": ["NOCHOICES", "fine"]})
@@ -180,7 +179,7 @@ async def test_an_answer_without_choices_is_an_error(odd_mock: OddMock) -> None:
     await asyncio.to_thread(strict.close)
 
 
-async def test_an_empty_vector_is_an_error(odd_mock: OddMock) -> None:
+async def test_an_empty_vector_is_an_error(odd_mock: MockRoutmy) -> None:
     """An empty embedding fails its rows rather than filling them with ``[]``."""
     step = EmbeddingStep(model="mock/embed", base_url=odd_mock.base_url, inputs_per_request=1)
     out = await asyncio.to_thread(step, {"text": ["EMPTY", "fine"]})
@@ -190,7 +189,7 @@ async def test_an_empty_vector_is_an_error(odd_mock: OddMock) -> None:
     assert out["error"][1] == ""
 
 
-async def test_tool_calls_get_a_column(odd_mock: OddMock) -> None:
+async def test_tool_calls_get_a_column(odd_mock: MockRoutmy) -> None:
     """With tools, the tool calls the model made land in ``tool_calls`` (JSON text), not
     lost behind an empty content."""
     call = {"id": "call_1", "type": "function", "function": {"name": "ship", "arguments": "{}"}}
@@ -294,7 +293,7 @@ def test_a_function_tool_naming_types_it_cannot_see_is_refused(
     ],
 )
 async def test_an_answer_without_content_is_an_error(
-    odd_mock: OddMock, message: dict[str, Any], expected: str
+    odd_mock: MockRoutmy, message: dict[str, Any], expected: str
 ) -> None:
     """A refusal or a filtered answer (no content, no tool calls) fails its row: a row
     whose error is empty has its answer."""

@@ -19,7 +19,6 @@ from typing import Any
 import msgspec
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from routmy_async import BadRequestError, ContentParseError, RoutmyError
 from routmy_async.integrations import _ray_runtime
@@ -29,42 +28,43 @@ from routmy_async.integrations._ray_grants import Settings
 from routmy_async.integrations._ray_limit import ClusterRateLimit
 from routmy_async.integrations._ray_runtime import Runtime
 from routmy_async.integrations._ray_step import ChatStep, EmbeddingStep
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, RecordedRequest, Reply
 from routmy_async.testing._replies import embedding_vector
 
 KEY = "sk-step-test-4f1c9a7e2b"
 
 
-class RowMock(MockRoutmy):
-    """The mock, plus rows that fail on purpose: a prompt with FAIL is refused (400), one
-    with ECHO-KEY is refused with the caller's Authorization header in the message, and an
+def refused(message: str, **headers: str) -> Reply:
+    body = json.dumps({"error": {"message": message}}).encode()
+    return Reply(status=400, headers={"Content-Type": "application/json", **headers}, body=body)
+
+
+def refuse_marked_rows(request: RecordedRequest) -> Reply | None:
+    """Rows that fail on purpose: a prompt with FAIL is refused (400), one with ECHO-KEY is
+    refused with the caller's Authorization header (its key) in the message, and an
     embeddings input with FAIL fails its whole request."""
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        text = str(body["messages"][-1].get("content", ""))
+    if request.path.endswith("/embeddings"):
+        if any("FAIL" in text for text in request.json["input"]):
+            return refused("chunk refused")
+    elif request.path.endswith("/chat/completions"):
+        text = str(request.json["messages"][-1].get("content", ""))
         if "ECHO-KEY" in text:
-            message = f"not allowed for {request.headers.get('Authorization')}"
-            return web.json_response({"error": {"message": message}}, status=400)
+            return refused(f"not allowed for Bearer {KEY}")  # recorded headers hide the key
         if "FAIL" in text:
-            return web.json_response(
-                {"error": {"message": "row refused"}},
-                status=400,
-                headers={"x-request-id": "req-refused"},
-            )
-        return await super()._chat(request)
+            return refused("row refused", **{"x-request-id": "req-refused"})
+    return None
 
-    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        if any("FAIL" in text for text in body["input"]):
-            return web.json_response({"error": {"message": "chunk refused"}}, status=400)
-        return await super()._embeddings(request)
+
+def row_mock(**options: Any) -> MockRoutmy:
+    mock = MockRoutmy(api_key=KEY, **options)
+    mock.reply_with(refuse_marked_rows)
+    return mock
 
 
 @pytest_asyncio.fixture
-async def rows_mock(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RowMock]:
+async def rows_mock(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MockRoutmy]:
     monkeypatch.setenv("ROUTMY_API_KEY", KEY)
-    server = RowMock(api_key=KEY)
+    server = row_mock()
     await server.start()
     try:
         yield server
@@ -89,7 +89,7 @@ async def closed(step: Any) -> None:
     await asyncio.to_thread(step.close)
 
 
-async def test_rows_keep_their_order_and_get_every_column(rows_mock: RowMock) -> None:
+async def test_rows_keep_their_order_and_get_every_column(rows_mock: MockRoutmy) -> None:
     """Each row's answer lands in its own row, with usage and request id; the cost column is
     empty, as rout.my reports no cost (a router that does fills it: next test)."""
     step = ChatStep(model="mock/echo", base_url=rows_mock.base_url, max_in_flight=4)
@@ -111,14 +111,14 @@ async def test_a_router_that_reports_cost_fills_the_cost_column(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ROUTMY_API_KEY", KEY)
-    async with RowMock(api_key=KEY, flavor="openrouter") as server:
+    async with row_mock(flavor="openrouter") as server:
         step = ChatStep(model="mock/echo", base_url=server.base_url)
         out = await call(step, {"id": [0, 1], "messages": messages("a", "b")})
         await closed(step)
     assert all(isinstance(cost, float) and cost > 0 for cost in out["cost"]), out["cost"]
 
 
-async def test_failed_rows_are_recorded_and_the_others_kept(rows_mock: RowMock) -> None:
+async def test_failed_rows_are_recorded_and_the_others_kept(rows_mock: MockRoutmy) -> None:
     """A refused row, empty messages and messages that are not JSON each get an error; the
     rows around them still get their answers."""
     step = ChatStep(model="mock/echo", base_url=rows_mock.base_url)
@@ -136,7 +136,7 @@ async def test_failed_rows_are_recorded_and_the_others_kept(rows_mock: RowMock) 
     assert out["request_id"][1] == "req-refused"  # a refused request keeps its id
 
 
-async def test_on_error_raise_fails_the_batch(rows_mock: RowMock) -> None:
+async def test_on_error_raise_fails_the_batch(rows_mock: MockRoutmy) -> None:
     """With on_error="raise" a refused row raises, and a bad row raises before anything is
     sent."""
     step = ChatStep(model="mock/echo", base_url=rows_mock.base_url, on_error="raise")
@@ -148,7 +148,7 @@ async def test_on_error_raise_fails_the_batch(rows_mock: RowMock) -> None:
     await closed(step)
 
 
-async def test_a_prompt_column_with_a_system_prompt(rows_mock: RowMock) -> None:
+async def test_a_prompt_column_with_a_system_prompt(rows_mock: MockRoutmy) -> None:
     """A prompt column becomes a user message after the system prompt; other create
     parameters go into every request."""
     step = ChatStep(
@@ -170,7 +170,7 @@ async def test_a_prompt_column_with_a_system_prompt(rows_mock: RowMock) -> None:
     assert sent["max_tokens"] == 32
 
 
-async def test_a_response_format_fills_the_parsed_column(rows_mock: RowMock) -> None:
+async def test_a_response_format_fills_the_parsed_column(rows_mock: MockRoutmy) -> None:
     """With a Struct response_format every row gets ``parsed`` as plain JSON values."""
     step = ChatStep(model="mock/echo", base_url=rows_mock.base_url, response_format=Order)
     out = await call(step, {"messages": messages("order A-1 shipped", "FAIL")})
@@ -179,7 +179,7 @@ async def test_a_response_format_fills_the_parsed_column(rows_mock: RowMock) -> 
     assert out["parsed"][1] is None
 
 
-async def test_a_dict_response_format_is_parsed_into_json_values(rows_mock: RowMock) -> None:
+async def test_a_dict_response_format_is_parsed_into_json_values(rows_mock: MockRoutmy) -> None:
     """A dict response_format gets ``parsed`` too (as ``parse()`` does), as JSON text since
     the dict says nothing of its values' types; content that is not JSON fails its row."""
     step = ChatStep(
@@ -208,7 +208,7 @@ async def test_a_dict_response_format_is_parsed_into_json_values(rows_mock: RowM
     await closed(strict)
 
 
-async def test_the_key_never_appears_in_an_error(rows_mock: RowMock) -> None:
+async def test_the_key_never_appears_in_an_error(rows_mock: MockRoutmy) -> None:
     """An error that echoes the Authorization header shows it redacted."""
     step = ChatStep(model="mock/echo", base_url=rows_mock.base_url)
     out = await call(step, {"messages": messages("ECHO-KEY please")})
@@ -219,7 +219,7 @@ async def test_the_key_never_appears_in_an_error(rows_mock: RowMock) -> None:
 
 
 async def test_the_key_can_come_from_a_file(
-    rows_mock: RowMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    rows_mock: MockRoutmy, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """``<variable>_FILE`` names a file holding the key (a mounted secret)."""
     secret = tmp_path / "key"
@@ -370,7 +370,7 @@ def test_a_collected_step_closes_its_client(monkeypatch: pytest.MonkeyPatch) -> 
     assert client.is_closed
 
 
-async def test_a_step_closes_as_soon_as_its_last_reference_goes(rows_mock: RowMock) -> None:
+async def test_a_step_closes_as_soon_as_its_last_reference_goes(rows_mock: MockRoutmy) -> None:
     """After a batch with failed rows, dropping the step closes its client at once, without
     the garbage collector: no reference cycle keeps it alive (Ray drops its actors' steps
     while it can still carry their last calls, and not later)."""
@@ -423,7 +423,7 @@ class _Budget:
         return "_Budget()"
 
 
-async def test_a_step_with_a_budget_joins_and_leaves_it(rows_mock: RowMock) -> None:
+async def test_a_step_with_a_budget_joins_and_leaves_it(rows_mock: MockRoutmy) -> None:
     """The step's client spends the budget, gives back what it held after each batch, and
     leaves the budget when closed."""
     budget = _Budget(Settings(requests=600, window=60.0, grant_seconds=2.0))
@@ -442,7 +442,7 @@ async def test_a_step_with_a_budget_joins_and_leaves_it(rows_mock: RowMock) -> N
     assert sum(stats["spent_by_member"].values()) == 3
 
 
-async def test_actors_far_below_the_limit_never_wait_for_each_other(rows_mock: RowMock) -> None:
+async def test_actors_far_below_the_limit_never_wait_for_each_other(rows_mock: MockRoutmy) -> None:
     """Two steps (two actors) taking turns with small batches under a limit they never
     approach: the budget grants about what the batches need, so neither step waits for
     capacity the other was handed and did not use."""
@@ -468,7 +468,7 @@ async def test_actors_far_below_the_limit_never_wait_for_each_other(rows_mock: R
     assert elapsed < 4.0
 
 
-async def test_embeddings_fill_a_vector_column(rows_mock: RowMock) -> None:
+async def test_embeddings_fill_a_vector_column(rows_mock: MockRoutmy) -> None:
     """Every text gets its vector in its own row, requests of ``inputs_per_request``."""
     step = EmbeddingStep(
         model="mock/embed", base_url=rows_mock.base_url, inputs_per_request=3, dimensions=8
@@ -482,7 +482,7 @@ async def test_embeddings_fill_a_vector_column(rows_mock: RowMock) -> None:
     assert len(rows_mock.requests) == 3
 
 
-async def test_a_failed_embedding_request_fails_only_its_rows(rows_mock: RowMock) -> None:
+async def test_a_failed_embedding_request_fails_only_its_rows(rows_mock: MockRoutmy) -> None:
     """A refused request errors its own rows; bad inputs error alone; the rest get vectors."""
     step = EmbeddingStep(model="mock/embed", base_url=rows_mock.base_url, inputs_per_request=2)
     out = await call(step, {"text": ["a", "FAIL", "c", "d", "", None]})
@@ -495,7 +495,7 @@ async def test_a_failed_embedding_request_fails_only_its_rows(rows_mock: RowMock
     assert "non-empty text" in out["error"][5]
 
 
-async def test_embeddings_raise_when_asked(rows_mock: RowMock) -> None:
+async def test_embeddings_raise_when_asked(rows_mock: MockRoutmy) -> None:
     """With on_error="raise" a bad input or a refused request fails the batch."""
     step = EmbeddingStep(model="mock/embed", base_url=rows_mock.base_url, on_error="raise")
     with pytest.raises(ValueError, match="non-empty text"):
@@ -506,7 +506,7 @@ async def test_embeddings_raise_when_asked(rows_mock: RowMock) -> None:
     await closed(step)
 
 
-async def test_a_short_answer_fails_its_rows(rows_mock: RowMock) -> None:
+async def test_a_short_answer_fails_its_rows(rows_mock: MockRoutmy) -> None:
     """An answer with fewer vectors than inputs is an error for those rows, not a shift."""
     rows_mock.reply_json(
         {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [1.0]}]}
@@ -551,7 +551,7 @@ def numpy() -> Iterator[Any]:
     yield pytest.importorskip("numpy")
 
 
-async def test_numpy_batches(rows_mock: RowMock, numpy: Any) -> None:
+async def test_numpy_batches(rows_mock: MockRoutmy, numpy: Any) -> None:
     """A dict of numpy columns (Ray's default) gets its new columns as typed Arrow arrays
     (Ray takes them as they are), messages as plain lists Ray can turn back into Arrow."""
     column = numpy.empty(2, dtype=object)
@@ -574,7 +574,7 @@ async def test_numpy_batches(rows_mock: RowMock, numpy: Any) -> None:
     assert vectors["embedding"][1].as_py() is None
 
 
-async def test_pandas_batches(rows_mock: RowMock) -> None:
+async def test_pandas_batches(rows_mock: MockRoutmy) -> None:
     """A pandas DataFrame gets its new columns in place."""
     pandas = pytest.importorskip("pandas")
     frame = pandas.DataFrame({"question": ["one", "two"]})
@@ -588,7 +588,7 @@ async def test_pandas_batches(rows_mock: RowMock) -> None:
     assert len(vectors["embedding"][0]) == 8
 
 
-async def test_pyarrow_batches(rows_mock: RowMock) -> None:
+async def test_pyarrow_batches(rows_mock: MockRoutmy) -> None:
     """A pyarrow Table gets typed columns: strings, int64, float64, list<float32>, and a
     struct for ``parsed``."""
     pa = pytest.importorskip("pyarrow")
@@ -626,7 +626,7 @@ def test_a_json_column_is_text_in_every_batch() -> None:
     assert str(out.schema.field("parsed").type) == "string"
 
 
-async def test_an_answer_cut_by_a_provider_failure_fails_its_row(rows_mock: RowMock) -> None:
+async def test_an_answer_cut_by_a_provider_failure_fails_its_row(rows_mock: MockRoutmy) -> None:
     """finish_reason "error" (a provider that failed mid-answer) or an error object beside
     the choices: the content is cut, so the row fails instead of looking answered."""
     cut = {

@@ -232,18 +232,17 @@ async def test_the_mock_checks_the_key_and_the_method(mock):
         assert info.value.status_code == 405
         with pytest.raises(BadRequestError, match="model"):
             await client.post("/responses", body={})
-    # A body that is not an object: no SDK method sends one, so plain aiohttp does.
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            mock.base_url + "/responses",
+    # JSON that is not an object: the client only sends objects, so the bytes go as given.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{mock.base_url}/responses",
             data=b"[1]",
-            headers={
-                "Authorization": f"Bearer {mock.api_key}",
-                "Content-Type": "application/json",
-            },
-        ) as answer:
-            assert answer.status == 400
-            assert "Invalid request body" in await answer.text()
+            headers={"Authorization": f"Bearer {mock.api_key}", "Content-Type": "application/json"},
+        ) as answer,
+    ):
+        assert answer.status == 400
+        assert "Invalid request body" in (await answer.json())["error"]["message"]
 
 
 async def test_a_token_budget_is_settled_with_the_usage(mock):

@@ -24,6 +24,7 @@ from routmy_async import (
     Timeout,
 )
 from routmy_async._responses_stream import ResponseStream
+from routmy_async.testing import assert_no_open_connections
 from routmy_async.testing._replies import response_events, response_object
 from routmy_async.types import (
     ResponseCompletedEvent,
@@ -95,7 +96,7 @@ async def test_stream_yields_typed_events_and_the_final_response(client, mock):
     assert await stream.get_final_response() is final  # once built, kept
     assert mock.requests[1].json["stream"] is True
     assert mock.requests[1].headers["Accept"] == "text/event-stream"
-    assert client._transport.acquired_connections() == 0
+    assert_no_open_connections(client)
     assert mock.connections_seen == 1  # the stream gave its connection back
 
 
@@ -146,7 +147,7 @@ async def test_any_write_size_gives_the_same_answer(named, write_size):
                     final = await stream.get_final_response()
                     assert stream.response.status == 200
                 assert final.output_text == long_text
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
     assert server.connections == 1
 
 
@@ -179,7 +180,7 @@ async def test_an_error_event_raises_after_the_events_before_it(client, mock):
             async for event in stream:
                 received.append(event)
     assert len(received) == 8 and info.value.code == "server_error"
-    assert client._transport.acquired_connections() == 0
+    assert_no_open_connections(client)
     with pytest.raises(APIStreamError, match="boom"):
         await stream.get_final_response()
 
@@ -257,7 +258,7 @@ async def test_bad_frames_are_validation_errors(client, mock):
     mock.reply_json(b"<html>login</html>", headers={"Content-Type": "text/html"})
     with pytest.raises(APIResponseValidationError, match="text/html"):
         await client.responses.create(model="p/m", input="x", stream=True)
-    assert client._transport.acquired_connections() == 0
+    assert_no_open_connections(client)
 
 
 async def test_break_closes_the_connection(mock):
@@ -269,7 +270,7 @@ async def test_break_closes_the_connection(mock):
             async for event in stream:
                 if isinstance(event, ResponseTextDeltaEvent):
                     break
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
         with pytest.raises(APIConnectionError, match="closed before its end"):
             await stream.get_final_response()
         partial = stream.current_response().output_text
@@ -289,7 +290,7 @@ async def test_an_exception_in_the_loop_closes_the_stream(mock):
             async with client.responses.stream(model="mock/echo", input=TEXT) as stream:
                 async for _ in stream:
                     1 / 0  # noqa: B018
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
 
 
 async def test_cancelling_the_task_releases_the_connection(mock):
@@ -309,7 +310,7 @@ async def test_cancelling_the_task_releases_the_connection(mock):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
         bare = await client.responses.create(model="mock/echo", input=TEXT, stream=True)
         await bare.__anext__()
         pending = asyncio.create_task(bare.__anext__())
@@ -317,7 +318,7 @@ async def test_cancelling_the_task_releases_the_connection(mock):
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
 
 
 async def test_idle_timeout_and_endless_comments(mock):
@@ -334,7 +335,7 @@ async def test_idle_timeout_and_endless_comments(mock):
         with pytest.raises(APITimeoutError, match="keep-alive"):
             async with client.responses.stream(model="mock/echo", input=TEXT) as stream:
                 await stream.until_done()
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
 
 
 async def test_a_server_that_talks_on_after_the_end_loses_its_connection(client, mock):
@@ -344,7 +345,7 @@ async def test_a_server_that_talks_on_after_the_end_loses_its_connection(client,
     async with client.responses.stream(model="p/m", input="x") as stream:
         final = await asyncio.wait_for(stream.get_final_response(), 0.5)
     assert final.output_text == "x"
-    assert await eventually(lambda: client._transport.acquired_connections() == 0)
+    assert await eventually(lambda: client.connections_checked_out == 0)
 
 
 async def test_a_status_error_before_the_stream_is_retried(mock):
@@ -364,7 +365,7 @@ async def test_a_dropped_stream_warns_and_closes(mock):
         with pytest.warns(ResourceWarning, match="ResponseStream was garbage-collected"):
             del stream
             gc.collect()
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
         manager = client.responses.stream(model="mock/echo", input=TEXT)
         async with manager as entered:
             await entered.until_done()
@@ -422,7 +423,7 @@ async def test_a_reset_at_any_offset_is_an_error_or_the_whole_answer():
                 else:
                     assert final.output_text == "The whole stream ☃."
                     outcomes["complete"] += 1
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
     assert outcomes["complete"] >= 1 and outcomes["error"] >= len(offsets) - 3
 
 
@@ -453,7 +454,7 @@ async def test_what_follows_the_terminal_event_cannot_spoil_the_answer(reset):
         async with AsyncRoutmy(api_key="sk-x", base_url=server.base_url) as client:
             async with client.responses.stream(model="p/m", input="x") as stream:
                 final = await stream.get_final_response()
-            assert await eventually(lambda: client._transport.acquired_connections() == 0)
+            assert await eventually(lambda: client.connections_checked_out == 0)
     assert final.output_text == "fine"
 
 

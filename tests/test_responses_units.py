@@ -126,11 +126,10 @@ def test_response_decodes_every_item_type_and_keeps_unknown_ones():
     assert response.to_dict()["output"][3] == FULL["output"][3]
 
 
-def test_undeclared_fields_and_raw_stay_reachable():
+async def test_undeclared_fields_and_raw_stay_reachable(client, mock):
     """A top-level field the Struct does not declare is an attribute; .raw has everything."""
-    data = json.dumps(FULL).encode()
-    response = msgspec.json.decode(data, type=Response)
-    response._attach(data, "req-1")
+    mock.reply_json(FULL, headers={"x-request-id": "req-1"})
+    response = await client.responses.create(model="mock/echo", input="hi")
     assert response.safety_identifier == "user-7"
     assert response.raw["output"][1]["content"][3] == {"type": "output_audio", "data": "AAA"}
     assert response.request_id == "req-1"

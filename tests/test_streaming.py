@@ -24,6 +24,7 @@ from routmy_async import (
     StreamSummary,
     Timeout,
 )
+from routmy_async.testing import assert_no_open_connections
 from routmy_async.types import (
     ChatCompletionChunk,
     CompletionDoneEvent,
@@ -93,7 +94,7 @@ async def test_stream_split_at_any_size_and_line_ending(newline, write_size):
             async with stream:
                 texts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
             final = stream.get_final_completion()
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
             # The connection went back to the pool: a second stream reuses it.
             async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as again:
                 await again.until_done()
@@ -195,7 +196,7 @@ async def test_error_frame_raises_after_earlier_chunks(client, mock):
     assert received == ["par"]
     assert info.value.code == 502 and info.value.message == "Provider failed"
     assert info.value.metadata == {"p": "x"}
-    assert client._transport.acquired_connections() == 0
+    assert_no_open_connections(client)
 
 
 async def test_error_frame_without_choices_and_string_code(client, mock):
@@ -237,7 +238,7 @@ async def test_html_200_for_a_stream_request(client, mock):
     mock.reply_json(b"<html>login</html>", headers={"Content-Type": "text/html"})
     with pytest.raises(APIResponseValidationError, match="text/html"):
         await client.chat.completions.create(model="p/m", messages=MESSAGES, stream=True)
-    assert client._transport.acquired_connections() == 0
+    assert_no_open_connections(client)
 
 
 async def test_clean_end_without_done_or_finish_raises(client, mock):
@@ -271,7 +272,7 @@ async def test_reset_mid_stream_is_a_connection_error(client, mock):
         async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as stream:
             async for c in stream:
                 got.append(c)
-    assert client._transport.acquired_connections() == 0
+    assert_no_open_connections(client)
 
 
 async def test_stall_mid_stream_hits_idle_timeout(mock):
@@ -316,7 +317,7 @@ async def test_break_closes_the_connection_and_frees_the_pool(mock):
         async with client.chat.completions.stream(model="mock/echo", messages=MESSAGES) as stream:
             async for _ in stream:
                 break
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
         with pytest.raises(RuntimeError, match="not been read to its end"):
             stream.get_final_completion().choices  # noqa: B018 - using it is what raises
         with pytest.raises(APIConnectionError, match="closed before its end"):
@@ -339,7 +340,7 @@ async def test_exception_in_consumer_closes_the_stream(mock):
             ) as stream:
                 async for _ in stream:
                     1 / 0  # noqa: B018
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
 
 
 async def test_cancelling_the_task_releases_the_connection(mock):
@@ -360,7 +361,7 @@ async def test_cancelling_the_task_releases_the_connection(mock):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
         for _ in range(100):
             if mock.disconnects:
                 break
@@ -381,7 +382,7 @@ async def test_cancel_without_context_manager_still_releases(mock):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
 
 
 async def test_status_error_before_first_event_is_retried(mock):
@@ -419,7 +420,7 @@ async def test_dropped_stream_warns_and_closes(mock):
         with pytest.warns(ResourceWarning, match="garbage-collected"):
             del stream
             gc.collect()
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
 
 
 async def test_a_dropped_stream_is_cleaned_up_even_when_its_warning_is_an_error(mock):
@@ -482,7 +483,7 @@ async def test_server_talking_after_done_loses_its_connection(client, mock):
     async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
         final = await asyncio.wait_for(stream.until_done(), 0.5)
     assert final.choices[0].message.content == "x"
-    assert await eventually(lambda: client._transport.acquired_connections() == 0)
+    assert await eventually(lambda: client.connections_checked_out == 0)
 
 
 async def test_error_event_with_plain_text_and_refusal_events(client, mock):

@@ -28,6 +28,7 @@ from routmy_async import (
     RoutmyError,
     Timeout,
 )
+from routmy_async.testing import assert_no_open_connections
 from tests._tls_helpers import (
     RecordLayerServer,
     TLSMock,
@@ -118,7 +119,7 @@ async def test_tls_cut_at_sampled_offsets(kind, payload, call, expected, mode):
     async with tls_cut_server(payload, offsets, mode) as server:
         async with tls_client(server.base_url) as client:
             outcomes = await run_cuts(client, call, expected, len(offsets))
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
     check_outcomes(outcomes, len(offsets))
     FAULT_FIGURES[f"TLS {kind} cut offsets ({mode})"] = (
         f"{len(offsets)} of {len(payload)} bytes: {outcomes}"
@@ -140,7 +141,7 @@ async def test_tls_cut_inside_records(kind, payload, call, expected, reset):
         server.offsets.extend(offsets)
         async with tls_client(server.base_url) as client:
             outcomes = await run_cuts(client, call, expected, len(offsets))
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
     check_outcomes(outcomes, len(offsets))
     FAULT_FIGURES[f"TLS {kind} cuts inside records ({'RST' if reset else 'FIN'})"] = (
         f"{len(offsets)} of {size} ciphertext bytes: {outcomes}"
@@ -182,7 +183,7 @@ async def test_tls_bad_bodies_are_typed(payload, stream, error):
                         await s.until_done()
                 else:
                     await client.chat.completions.create(model="p/m", messages=MESSAGES)
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
 
 
 async def test_tls_stall_before_the_handshake_is_bounded_by_the_connect_timeout():
@@ -203,7 +204,7 @@ async def test_tls_stall_before_the_handshake_is_bounded_by_the_connect_timeout(
             with pytest.raises(APITimeoutError, match="connect timeout"):
                 await client.models.list()
             elapsed = time.monotonic() - started
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
             # Closed by the client itself, before the client is closed.
             await asyncio.wait_for(client_left.wait(), 2)
         assert server.connections == 1
@@ -220,7 +221,7 @@ async def test_tls_stall_after_headers_hits_the_read_timeout():
             with pytest.raises(APITimeoutError, match="read timeout"):
                 await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
             assert time.monotonic() - started < 3
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
 
 
 async def test_tls_stall_mid_stream_hits_the_idle_timeout():
@@ -237,7 +238,7 @@ async def test_tls_stall_mid_stream_hits_the_idle_timeout():
                     async for _ in stream:
                         seen += 1
             assert seen >= 1
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
 
 
 async def long_stream(client: AsyncRoutmy) -> Any:
@@ -256,7 +257,7 @@ async def test_tls_stream_read_to_the_end_reuses_its_connection():
                 async with stream:
                     await stream.until_done()
                 await client.models.list()
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
         assert mock.connections_seen == 1
 
 
@@ -296,8 +297,7 @@ async def test_tls_stream_left_early_closes_its_connection(how):
                 async for _ in stream:
                     break
                 await stream.close()
-            assert client._transport.acquired_connections() == 0
-            assert client.connections_in_use == 0
+            assert_no_open_connections(client)
             await client.models.list()
         assert mock.connections_seen == 2
 
@@ -402,11 +402,10 @@ async def test_tls_soak_leaves_nothing_open():
 
                 await asyncio.gather(*(worker() for _ in range(48)))
                 for _ in range(50):
-                    if client._transport.acquired_connections() == 0:
+                    if client.connections_checked_out == 0:
                         break
                     await asyncio.sleep(0.02)
-                assert client._transport.acquired_connections() == 0
-                assert client.connections_in_use == 0
+                assert_no_open_connections(client)
             # Closed: every TLS socket of the client is gone at once, and the server's
             # ends follow as soon as it reads the close.
             assert open_sockets(mock.tls_port)["client"] == 0
@@ -475,7 +474,7 @@ async def test_tls_connection_closed_early_is_really_closed_when_the_server_neve
             async with client.chat.completions.stream(model="p/m", messages=MESSAGES) as stream:
                 async for _ in stream:
                     break
-            assert client._transport.acquired_connections() == 0
+            assert_no_open_connections(client)
             started = time.monotonic()
             for _ in range(100):
                 if not open_sockets(port)["client"]:

@@ -17,7 +17,7 @@ from routmy_async import (
     RateLimitError,
     Timeout,
 )
-from routmy_async.testing import MockRoutmy
+from routmy_async.testing import MockRoutmy, assert_no_open_connections
 from tests.conftest import RawServer, http_response, read_request
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -32,7 +32,7 @@ async def test_keep_alive_reuses_one_connection(mock):
     async with client_for(mock) as client:
         for _ in range(5):
             await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
     assert mock.connections_seen == 1
 
 
@@ -170,7 +170,7 @@ async def test_reset_mid_body_raises_connection_error(mock):
     async with client_for(mock, max_retries=0) as client:
         with pytest.raises(APIConnectionError) as info:
             await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
     assert not isinstance(info.value, APITimeoutError)
 
 
@@ -240,7 +240,7 @@ async def test_cancelled_request_releases_the_connection(mock):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert client._transport.acquired_connections() == 0
+        assert_no_open_connections(client)
         completion = await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
     assert completion.choices[0].message.content == "hi"
 

@@ -14,7 +14,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from aiohttp import web
@@ -175,6 +175,7 @@ class MockRoutmy:
         self._peers_seen: set[Any] = set()
         self._connections = 0
         self._replies: deque[Reply] = deque()
+        self._responder: Callable[[RecordedRequest], Reply | None] | None = None
         self._serial = 0
         self._runner: web.AppRunner | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -195,6 +196,19 @@ class MockRoutmy:
     def connections_seen(self) -> int:
         """How many distinct TCP connections have sent requests (keep-alive reuse keeps it low)."""
         return self._connections
+
+    @property
+    def open_connections(self) -> int:
+        """How many TCP connections from clients are open right now, idle keep-alive ones
+        included: 0 once every client has closed its pool.
+
+        The server learns of a close when the client's FIN arrives, a moment after
+        ``close()`` returns, so wait for it (poll with a short sleep) rather than reading it
+        at once.
+        """
+        runner = self._runner
+        server = None if runner is None else runner.server
+        return 0 if server is None else len(server.connections)
 
     async def start(self) -> MockRoutmy:
         """Start listening (``async with`` does this); returns the mock."""
@@ -315,6 +329,30 @@ class MockRoutmy:
     def reply_default(self, *, path: str | None = None, **faults: Any) -> Reply:
         """Queue the default answer, with faults (``reset_after``, ``stall_after``, ...)."""
         return self.enqueue(Reply(path=path, **faults))
+
+    def reply_with(self, responder: Callable[[RecordedRequest], Reply | None] | None) -> None:
+        """Answer by the request: queued replies still come first, and every other request
+        goes to ``responder``.
+
+        It gets the :class:`RecordedRequest` (``json`` is the decoded body) and returns a
+        :class:`Reply`, or ``None`` for the default answer. A reply with a body of its own is
+        sent as it is, before the key is checked, as queued replies are; one with faults only
+        shapes the default answer. ``reply_with(None)`` removes the responder. Useful when
+        requests arrive in no set order, such as concurrent rows of which some must fail::
+
+            refused = Reply(
+                status=400,
+                headers={"Content-Type": "application/json"},
+                body=b'{"error": {"message": "row refused"}}',
+            )
+            mock.reply_with(
+                lambda request: refused if "FAIL" in str(request.json["messages"]) else None
+            )
+
+        :param responder: called once per request, on the server's event loop; it must not
+            block.
+        """
+        self._responder = responder
 
     def clear(self) -> None:
         """Forget queued replies and recorded requests."""
@@ -562,6 +600,11 @@ class MockRoutmy:
             if self.latency:
                 await asyncio.sleep(self.latency)
             reply = self._take_reply(request.path)
+            if reply is None and self._responder is not None:
+                chosen = self._responder(record)
+                # A copy: the default answer is filled into it below, and a responder may
+                # hand out one Reply for many requests.
+                reply = None if chosen is None else replace(chosen)
             if reply is not None and reply.scripted:
                 return await self._play(request, reply)
             if not self._authorized(request):
