@@ -4,7 +4,6 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._client import AsyncRoutmy, __version__
 from ._config import NOT_GIVEN, NotGiven, Timeout
-from ._content import image_part, text_part
 from ._exceptions import (
     APICertificateError,
     APIConnectionError,
@@ -28,9 +27,6 @@ from ._exceptions import (
 from ._hooks import Call, Hooks, StreamSummary
 from ._lazy import lazy_names as _lazy_names
 from ._ratelimit import RateLimit
-from ._raw_stream import RawStream, ServerSentEvent
-from ._streaming import ChatCompletionStream
-from ._tools import FunctionTool, function_tool
 
 if _TYPE_CHECKING:
     from ._batchfile import (
@@ -41,11 +37,16 @@ if _TYPE_CHECKING:
         check_batch_file,
         run_batch_file,
     )
+    from ._content import image_part, text_part
     from ._http_reply import HTTPReply, http_reply_for
+    from ._raw_stream import RawStream, ServerSentEvent
     from ._responses_stream import ResponseStream
+    from ._streaming import ChatCompletionStream
+    from ._tools import FunctionTool, function_tool
 
-# Loaded on first use: a program that never runs a batch file or a Responses stream does not
-# pay for their modules at import (time and memory).
+# Loaded on first use: a program that never streams, runs a batch file, defines a tool or
+# builds a content part does not pay for their modules (time and memory at import, and the
+# memory of a process that only sends plain requests).
 _LAZY = {
     "BatchCheck": "._batchfile",
     "BatchFileError": "._batchfile",
@@ -56,6 +57,13 @@ _LAZY = {
     "ResponseStream": "._responses_stream",
     "HTTPReply": "._http_reply",
     "http_reply_for": "._http_reply",
+    "ChatCompletionStream": "._streaming",
+    "RawStream": "._raw_stream",
+    "ServerSentEvent": "._raw_stream",
+    "FunctionTool": "._tools",
+    "function_tool": "._tools",
+    "image_part": "._content",
+    "text_part": "._content",
 }
 
 

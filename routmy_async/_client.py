@@ -32,7 +32,6 @@ from ._exceptions import APIResponseValidationError
 from ._hooks import Hooks, HookSet
 from ._params import _OPTION_NAMES, RequestOptions, build_body
 from ._ratelimit import RateLimit
-from ._raw_stream import RawStream, RawStreamManager, ServerSentEvent
 from ._request import CallSpec, Pipeline
 from ._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
 from ._transport import Transport, logger
@@ -40,6 +39,7 @@ from ._transport import Transport, logger
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ._raw_stream import RawStream, RawStreamManager, ServerSentEvent
     from .resources.chat import Chat
     from .resources.embeddings import Embeddings
     from .resources.images import Images
@@ -744,6 +744,8 @@ class AsyncRoutmy:
         :raises ValueError: ``path`` is not a path under the base URL.
         """
         method, payload, opts = _check_raw(method, path, body, options)
+        from ._raw_stream import RawStreamManager  # loaded by the first raw stream
+
         return RawStreamManager(lambda: self._open_raw_stream(method, path, payload, opts, cast_to))
 
     async def _open_raw_stream(
@@ -754,6 +756,8 @@ class AsyncRoutmy:
         options: Mapping[str, Any],
         cast_to: type[T] | None,
     ) -> RawStream[Any]:
+        from ._raw_stream import RawStream  # loaded by the first raw stream
+
         spec: CallSpec[Any] = self._pipeline.prepare(
             "request", method, path, fields=payload, options=options, stream=True
         )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import msgspec
 
 from ._accumulate import CompletionAccumulator, ToolCallState
-from ._event_stream import _BATCH, EventStream
+from ._event_stream import _BATCH, EventStream, StreamManager
 from ._exceptions import APIResponseValidationError, stream_error
 from ._sse import ServerSentEvent
 from ._stream_context import StreamContext
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
 
 
-__all__ = ["ChatCompletionStream"]
+__all__ = ["ChatCompletionStream", "ChatCompletionStreamManager"]
 
 _decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 
@@ -394,3 +394,8 @@ class _PendingFinalCompletion:
 
     def __repr__(self) -> str:
         return "<final completion of a stream not read to its end: await it>"
+
+
+class ChatCompletionStreamManager(StreamManager[ChatCompletionStream]):
+    """``async with`` opens the stream on entry and closes it on exit (from
+    ``client.chat.completions.stream(...)``)."""

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import msgspec
 
-from .._event_stream import StreamManager
 from .._params import (
     ChatCompletionParams,
     FormatParams,
@@ -27,7 +26,6 @@ from .._params import (
     split_options,
 )
 from .._ratelimit import estimate_tokens
-from .._streaming import ChatCompletionStream
 from ..types.chat import ChatCompletion
 
 if TYPE_CHECKING:
@@ -35,12 +33,25 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .._request import CallSpec, Pipeline
+    from .._streaming import ChatCompletionStream, ChatCompletionStreamManager
     from .._tools import FunctionTool
     from ..types.events import StreamEvent, ToolResultEvent
 
 __all__ = ["Chat", "ChatCompletionStreamManager", "Completions"]
 
 _decode_completion = msgspec.json.Decoder(ChatCompletion).decode
+
+
+def __getattr__(name: str) -> Any:
+    # The stream classes load with the first stream: a process that only sends plain
+    # requests does not hold their modules in memory.
+    if name == "ChatCompletionStreamManager":
+        from .._streaming import ChatCompletionStreamManager
+
+        return ChatCompletionStreamManager
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _PATH = "/chat/completions"
 
 StructT = TypeVar("StructT", bound=msgspec.Struct)
@@ -177,6 +188,8 @@ class Completions:
         """
         spec = _spec(self._pipeline, model, messages, stream, params)
         if stream:
+            from .._streaming import ChatCompletionStream  # loaded by the first stream
+
             return await self._pipeline.open_stream(spec, ChatCompletionStream)
         return await self._pipeline.send(spec)
 
@@ -194,6 +207,8 @@ class Completions:
         stream. With a ``msgspec.Struct`` as ``response_format`` the final completion's
         ``message.parsed`` holds the decoded object.
         """
+        from .._streaming import ChatCompletionStream, ChatCompletionStreamManager
+
         spec = _spec(self._pipeline, model, messages, True, dict(params))
         return ChatCompletionStreamManager(
             lambda: self._pipeline.open_stream(spec, ChatCompletionStream)
@@ -323,10 +338,6 @@ class Completions:
             tokens_per_minute=tokens_per_minute,
             progress=progress,
         )
-
-
-class ChatCompletionStreamManager(StreamManager[ChatCompletionStream]):
-    """``async with`` opens the stream on entry and closes it on exit."""
 
 
 class Chat:

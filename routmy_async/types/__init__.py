@@ -26,22 +26,22 @@ from .chat import (
     TopLogprob,
     Usage,
 )
-from .embeddings import CreateEmbeddingResponse, Embedding, EmbeddingUsage
-from .events import (
-    CompletionDoneEvent,
-    ContentDeltaEvent,
-    ImageDoneEvent,
-    ReasoningDeltaEvent,
-    RefusalDeltaEvent,
-    StreamEvent,
-    ToolCallArgumentsDeltaEvent,
-    ToolCallDoneEvent,
-    ToolResultEvent,
-)
-from .images import GeneratedImage, ImagesResponse
-from .models import Model, ModelArchitecture, ModelList, ModelPricing, ModelTopProvider
 
 if _TYPE_CHECKING:
+    from .embeddings import CreateEmbeddingResponse, Embedding, EmbeddingUsage
+    from .events import (
+        CompletionDoneEvent,
+        ContentDeltaEvent,
+        ImageDoneEvent,
+        ReasoningDeltaEvent,
+        RefusalDeltaEvent,
+        StreamEvent,
+        ToolCallArgumentsDeltaEvent,
+        ToolCallDoneEvent,
+        ToolResultEvent,
+    )
+    from .images import GeneratedImage, ImagesResponse
+    from .models import Model, ModelArchitecture, ModelList, ModelPricing, ModelTopProvider
     from .response_events import (
         ResponseCompletedEvent,
         ResponseContentPartAddedEvent,
@@ -98,6 +98,25 @@ if _TYPE_CHECKING:
 
 # The Responses API's types load on first use: chat-only programs do not pay for them.
 _LAZY = {
+    "CreateEmbeddingResponse": ".embeddings",
+    "Embedding": ".embeddings",
+    "EmbeddingUsage": ".embeddings",
+    "CompletionDoneEvent": ".events",
+    "ContentDeltaEvent": ".events",
+    "ImageDoneEvent": ".events",
+    "ReasoningDeltaEvent": ".events",
+    "RefusalDeltaEvent": ".events",
+    "StreamEvent": ".events",
+    "ToolCallArgumentsDeltaEvent": ".events",
+    "ToolCallDoneEvent": ".events",
+    "ToolResultEvent": ".events",
+    "GeneratedImage": ".images",
+    "ImagesResponse": ".images",
+    "Model": ".models",
+    "ModelArchitecture": ".models",
+    "ModelList": ".models",
+    "ModelPricing": ".models",
+    "ModelTopProvider": ".models",
     "ResponseCompletedEvent": ".response_events",
     "ResponseContentPartAddedEvent": ".response_events",
     "ResponseContentPartDoneEvent": ".response_events",
