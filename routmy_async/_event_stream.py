@@ -56,7 +56,7 @@ from ._exceptions import (
 )
 from ._hooks import Call, StreamOutcome, StreamSummary
 from ._ratelimit import RateLimitHeaders, parse_rate_limit_headers
-from ._sse import ServerSentEvent, SSEDecoder
+from ._sse import SSEDecoder, WireEvent
 from ._transport import TRANSPORT_ERRORS, map_transport_error
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class EventStream:
         # The token estimate reserved for this request, settled with the usage at the end.
         self._tokens = tokens
         self._decoder = SSEDecoder()
-        self._undecoded: list[bytes | ServerSentEvent] = []
+        self._undecoded: list[bytes | WireEvent] = []
         self._undecoded_at = 0
         self._failure: BaseException | None = None
         self._loop = asyncio.get_running_loop()
@@ -133,7 +133,7 @@ class EventStream:
         """How many events the answer has had so far (for error messages)."""
         raise NotImplementedError
 
-    def _feed(self, data: bytes) -> list[bytes | ServerSentEvent]:
+    def _feed(self, data: bytes) -> list[bytes | WireEvent]:
         """The events one read completes: ``self._decoder.feed_raw`` of the bytes, which a
         subclass may prepare first."""
         return self._decoder.feed_raw(data)
@@ -164,7 +164,7 @@ class EventStream:
         """The final object of a stream read to its end (told to the hooks)."""
         return None
 
-    def _next_batch(self) -> list[bytes | ServerSentEvent]:
+    def _next_batch(self) -> list[bytes | WireEvent]:
         """Take the next few undecoded events of the last read."""
         start = self._undecoded_at
         events = self._undecoded[start : start + _BATCH]

@@ -192,7 +192,7 @@ class RawStream(EventStream, Generic[T]):
             if type(item) is bytes:
                 data, name, event_id, retry = item, _MESSAGE, None, None
             else:
-                assert isinstance(item, _sse.ServerSentEvent)
+                assert isinstance(item, _sse.WireEvent)
                 data, name, event_id, retry = item.data, item.event, item.id, item.retry
             named_error = name == "error"
             if named_error or b'"error"' in data:

@@ -20,7 +20,7 @@ from ._event_stream import EventStream, StreamManager
 from ._exceptions import APIResponseValidationError, APIStreamError
 from ._hooks import Call
 from ._responses_accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
-from ._sse import ServerSentEvent
+from ._sse import WireEvent
 from .types.response_events import (
     ResponseCompletedEvent,
     ResponseErrorEvent,
@@ -188,7 +188,7 @@ class ResponseStream(EventStream):
         failed = type(self._accumulator.terminal) is ResponseFailedEvent
         return self._accumulator.event_count - failed - len(self._ready)
 
-    def _feed(self, data: bytes) -> list[bytes | ServerSentEvent]:
+    def _feed(self, data: bytes) -> list[bytes | WireEvent]:
         return feed_split(self._decoder, self._event_lines(data))
 
     def _usage(self) -> Any:
@@ -274,9 +274,9 @@ class _TerminalEnvelope(msgspec.Struct):
 _decode_terminal = msgspec.json.Decoder(_TerminalEnvelope).decode
 
 
-def _response_raw(data: bytes | ServerSentEvent) -> bytes:
+def _response_raw(data: bytes | WireEvent) -> bytes:
     """The ``response`` object of a terminal event's data, as its JSON text."""
-    if isinstance(data, ServerSentEvent):
+    if isinstance(data, WireEvent):
         data = data.data
     try:
         return bytes(_decode_terminal(data).response)

@@ -19,7 +19,7 @@ from ._accumulate import CompletionAccumulator, ToolCallState
 from ._event_stream import _BATCH, EventStream
 from ._exceptions import APIResponseValidationError, APIStreamError
 from ._hooks import Call
-from ._sse import ServerSentEvent
+from ._sse import WireEvent
 from .types.chat import (
     AwaitableChatCompletion,
     ChatCompletion,
@@ -151,11 +151,11 @@ class ChatCompletionStream(EventStream):
             self._ready.extend(batch)
 
     def _decode_into(
-        self, batch: list[ChatCompletionChunk], events: list[bytes | ServerSentEvent]
+        self, batch: list[ChatCompletionChunk], events: list[bytes | WireEvent]
     ) -> None:
         append = batch.append
         for data in events:
-            if isinstance(data, ServerSentEvent):
+            if isinstance(data, WireEvent):
                 # A typed SSE event (rare): `event: error` is an error frame; a named event
                 # of another type (`event: ping`) is not a chunk, and is counted, not decoded.
                 if data.event == "error":
