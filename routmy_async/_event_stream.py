@@ -19,21 +19,22 @@ the body's end a moment (``_END_GRACE``, ``_await_body_end``) to arrive, as it d
 server that ends its bodies promptly: the next request then finds the connection in the pool
 instead of opening another, and a connection cut meanwhile is dropped at once.
 
-The subclass decodes the events (``_next_batch``), decides what ends the answer, and raises.
-What every stream has lives here too: the answer's ``status_code``, ``headers``,
-``rate_limits`` and ``request_id``, and the report of its end to the hooks, once, however it
-ended: ``on_stream_end`` with a ``StreamSummary`` (outcome, duration, time to the first event,
-events delivered, usage, result), then ``on_error`` too when the outcome is ``error`` or
-``broken``. A stream that fails before it opens (a wrong ``Content-Type``) reports ``on_error``
-alone, as a failed request does: it never started.
+The one ``__anext__`` loop lives here; a subclass supplies how a batch of events is decoded
+and what ends them. What every stream has lives here too: the answer's ``status_code``,
+``headers``, ``rate_limits`` and ``request_id``, and the report of its end to the hooks, once,
+however it ended: ``on_stream_end`` with a ``StreamSummary`` (outcome, duration, time to the
+first event, events delivered, usage, result), then ``on_error`` too when the outcome is
+``error`` or ``broken``. A stream that fails before it opens (a wrong ``Content-Type``)
+reports ``on_error`` alone, as a failed request does: it never started.
 
-The subclass interface: ``_ready`` (the items decoded and not yet handed out), ``_received``
-(events so far), ``_feed`` (bytes to events), ``_next_batch``, ``_fail``, ``_read``,
-``_settle_tokens``; optionally ``_at_eof`` (the body ended), ``completed``, ``_delivered``,
-``_usage`` and ``_result`` (what the hooks are told); and its ``__anext__`` calls
-``_raising(error)`` for every error it raises but ``StopAsyncIteration``, and
-``_observe_end("done", None)`` when it stops at the answer's end, then awaits
-``_await_body_end()``; a subclass with a terminal event of its own calls ``_finish_body()`` on it.
+The stream-end rule is written once, in ``EventStream``'s docstring.
+
+What a subclass supplies: ``_take`` (decode the next batch of ``_undecoded`` into ``_ready``,
+calling ``_fail`` at a bad or error frame, ``_finish_body`` at a terminal event of its own),
+``_ready`` (typed), ``_received`` (events so far), ``_terminal`` (what ends its answer, for the
+error of a body that ends without it); optionally ``_feed`` (bytes to events), ``_at_eof``
+(what the body's end means), ``completed`` (whether the answer is whole), ``_used_tokens``,
+``_delivered``, ``_usage`` and ``_result`` (what the hooks are told).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 
 import aiohttp
 
@@ -56,7 +57,7 @@ from ._exceptions import (
 )
 from ._hooks import StreamOutcome, StreamSummary
 from ._ratelimit import RateLimitHeaders, parse_rate_limit_headers
-from ._sse import ServerSentEvent, SSEDecoder
+from ._sse import SSEDecoder, WireEvent
 from ._stream_context import StreamContext
 from ._transport import TRANSPORT_ERRORS, map_transport_error
 
@@ -80,13 +81,31 @@ _BAD_ANSWERS = (APIStreamError, APIResponseValidationError)
 # that stops early ("cancelled") has not seen a failure.
 _FAILED = frozenset({"error", "broken"})
 
+ItemT = TypeVar("ItemT")
+_Self = TypeVar("_Self", bound="EventStream[Any]")
 
-class EventStream:
-    """An open SSE response, read on demand. See the module docstring."""
+
+class EventStream(Generic[ItemT]):
+    """An open SSE response, read on demand (see the module docstring).
+
+    The stream-end rule, the same for every kind of stream:
+
+    - The loop stops (``StopAsyncIteration``) only at a whole answer (``completed``), and
+      again on every read after it. There the token estimate is settled with the answer's
+      usage and the hooks are told ``done``.
+    - Any other end raises, once the items before it were handed out: an error frame, a bad
+      frame, a cut, a body that ends before the answer's terminal event, a timeout.
+    - After that, and after ``close()`` or a cancelled read before the end, every read raises
+      ``APIConnectionError`` ("closed before its end"), chained to the first error the stream
+      raised (kept in ``_raised``, which the final result raises again): a stream never ends
+      quietly with a shortened answer.
+    """
 
     _noun = "event"
-    # Decoded and not yet handed out (each subclass makes its own, typed).
-    _ready: deque[Any]
+    # What ends the answer: named in the error of a body that ends without it.
+    _terminal = "its last event"
+    # Decoded and not yet handed out (each subclass makes its own).
+    _ready: deque[ItemT]
 
     def __init__(self, context: StreamContext):
         response = context.response
@@ -99,7 +118,7 @@ class EventStream:
         # The token estimate reserved for this request, settled with the usage at the end.
         self._tokens = context.tokens
         self._decoder = SSEDecoder()
-        self._undecoded: list[bytes | ServerSentEvent] = []
+        self._undecoded: list[bytes | WireEvent] = []
         self._undecoded_at = 0
         self._failure: BaseException | None = None
         self._loop = asyncio.get_running_loop()
@@ -112,27 +131,79 @@ class EventStream:
         # Observed by hooks: the operation (None without hooks), and when its first event came.
         self._call = context.call
         self._first_event_at: float | None = None
-        # The last error raised to the reader (see _raising).
+        # The first error raised to the reader: what ended the stream (see _raising).
         self._raised: RoutmyError | None = None
         self.request_id: str | None = response.headers.get("x-request-id")
         content_type = response.headers.get("Content-Type", "")
         if _EVENT_STREAM not in content_type:
             self._check_content_type(content_type)
 
+    # -- the async iterator ---------------------------------------------------------------
+
+    def __aiter__(self: _Self) -> _Self:
+        return self
+
+    async def __aenter__(self: _Self) -> _Self:
+        return self
+
+    async def __anext__(self) -> ItemT:
+        ready = self._ready
+        try:
+            while not ready:
+                if self._undecoded:
+                    self._take()
+                    continue
+                if self._failure is not None:
+                    failure, self._failure = self._failure, None
+                    raise failure  # kept in _raised: the final result raises it again
+                if self._ended:
+                    await self._stop()
+                if self._closed:
+                    raise self._closed_early() from self._raised
+                await self._read()
+        except StopAsyncIteration:
+            raise
+        except BaseException as error:
+            self._raising(error)
+            raise
+        return ready.popleft()
+
+    async def _stop(self) -> NoReturn:
+        """No event will come after those handed out: stop at a whole answer (settle the
+        tokens, tell the hooks, give the body's end its moment); raise at any other end."""
+        if self._raised is not None:
+            raise self._closed_early() from self._raised
+        if not self.completed:
+            raise self._ended_early(self._terminal)
+        if self._tokens:
+            self._settle_tokens(self._used_tokens())
+        if self._call is not None:
+            self._observe_end("done", None)
+        if self._body_open:
+            await self._await_body_end()
+        raise StopAsyncIteration
+
     # -- for subclasses -------------------------------------------------------------------
+
+    def _take(self) -> None:
+        """Decode the next batch of ``_undecoded`` events into ``_ready`` (``_next_batch``),
+        in one tight loop. A bad or error frame calls ``_fail`` and stops the batch: the items
+        before it are still handed out, then the failure is raised."""
+        raise NotImplementedError
 
     def _received(self) -> int:
         """How many events the answer has had so far (for error messages)."""
         raise NotImplementedError
 
-    def _feed(self, data: bytes) -> list[bytes | ServerSentEvent]:
+    def _feed(self, data: bytes) -> list[bytes | WireEvent]:
         """The events one read completes: ``self._decoder.feed_raw`` of the bytes, which a
         subclass may prepare first."""
         return self._decoder.feed_raw(data)
 
     def _at_eof(self) -> None:
-        """The body ended without ``[DONE]``: release the connection. A subclass that can
-        tell a whole answer from a cut one raises ``_ended_early(...)`` instead of ending."""
+        """The body ended without ``[DONE]``: release the connection, and let ``completed``
+        say at the loop's end whether the answer is whole. A subclass that can tell at once
+        raises ``_ended_early(...)`` instead of ending."""
         self._release()
         self._ended = True
 
@@ -148,6 +219,10 @@ class EventStream:
         less those decoded but not yet handed out."""
         return self._received() - len(self._ready)
 
+    def _used_tokens(self) -> int | None:
+        """The tokens the answer used, to settle the estimate with (``None``: not told)."""
+        return None
+
     def _usage(self) -> Any:
         """The answer's usage object, if it carried one (told to the hooks)."""
         return None
@@ -156,7 +231,7 @@ class EventStream:
         """The final object of a stream read to its end (told to the hooks)."""
         return None
 
-    def _next_batch(self) -> list[bytes | ServerSentEvent]:
+    def _next_batch(self) -> list[bytes | WireEvent]:
         """Take the next few undecoded events of the last read."""
         start = self._undecoded_at
         events = self._undecoded[start : start + _BATCH]
@@ -181,14 +256,15 @@ class EventStream:
 
     def _raising(self, error: BaseException) -> None:
         """An error is leaving ``__anext__`` (anything but ``StopAsyncIteration``): a
-        ``RoutmyError`` is scrubbed of the key and kept in ``_raised``; the hooks learn how the
-        stream ended (a bad answer: ``error``; the connection: ``broken``; anything else, a
-        cancellation say: ``cancelled``)."""
+        ``RoutmyError`` is scrubbed of the key, and the first one kept in ``_raised`` (what
+        ended the stream); the hooks learn how the stream ended (a bad answer: ``error``; the
+        connection: ``broken``; anything else, a cancellation say: ``cancelled``)."""
         outcome: StreamOutcome = "cancelled"
         if isinstance(error, RoutmyError):
             # Every error of the stream leaves through here: none carries the key.
             self._transport.redactor.scrub(error)
-            self._raised = error
+            if self._raised is None:
+                self._raised = error
             outcome = "error" if isinstance(error, _BAD_ANSWERS) else "broken"
         if self._call is not None:
             self._observe_end(outcome, error)

@@ -15,6 +15,8 @@ How it ends, for an endpoint whose rules the SDK does not know:
   by the network, raises ``APIConnectionError``: never a silently shortened answer.
 - An ``event: error`` frame, or a data frame that is a JSON object with a top-level
   ``"error"``, raises ``APIStreamError`` once the events before it were delivered.
+- After an error, or ``close()`` before the end, every read raises ``APIConnectionError``
+  (the stream-end rule of every stream, in ``EventStream``'s docstring).
 """
 
 from __future__ import annotations
@@ -88,12 +90,14 @@ def _stream_error(data: bytes, *, named: bool) -> APIStreamError | None:
     return stream_error(parsed) if named or parsed.names_error else None
 
 
-class RawStream(EventStream, Generic[T]):
+class RawStream(EventStream[T], Generic[T]):
     """An open SSE answer of any endpoint: iterate it for events (see the module docstring).
 
     Use it as ``async with stream:`` so the connection is released even when the loop is left
     early. ``T`` is :class:`ServerSentEvent`, or the ``cast_to`` type the stream was opened
     with. ``status_code``, ``headers``, ``rate_limits`` and ``request_id`` describe the answer.
+    The loop stops only at the answer's end; after an error, or ``close()`` before the end,
+    every read raises ``APIConnectionError`` ("closed before its end").
     """
 
     _noun = "event"
@@ -108,39 +112,6 @@ class RawStream(EventStream, Generic[T]):
         self.ignored_events = 0
         super().__init__(context)
 
-    # -- the async iterator -------------------------------------------------------------
-
-    def __aiter__(self) -> RawStream[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        ready = self._ready
-        try:
-            while not ready:
-                if self._undecoded:
-                    self._take()
-                    continue
-                if self._failure is not None:
-                    failure, self._failure = self._failure, None
-                    raise failure
-                if self._closed:
-                    if self._raised is not None:
-                        raise StopAsyncIteration  # its error was raised already
-                    if self._ended:
-                        if self._call is not None:
-                            self._observe_end("done", None)
-                        if self._body_open:
-                            await self._await_body_end()
-                        raise StopAsyncIteration
-                    raise self._closed_early()
-                await self._read()
-        except StopAsyncIteration:
-            raise
-        except BaseException as error:
-            self._raising(error)
-            raise
-        return ready.popleft()
-
     def _take(self) -> None:
         """Turn the next few events into items; an error frame or a bad one stops the batch
         (the items before it are still delivered, then the failure is raised)."""
@@ -150,7 +121,7 @@ class RawStream(EventStream, Generic[T]):
             if type(item) is bytes:
                 data, name, event_id, retry = item, _MESSAGE, None, None
             else:
-                assert isinstance(item, _sse.ServerSentEvent)
+                assert isinstance(item, _sse.WireEvent)
                 data, name, event_id, retry = item.data, item.event, item.id, item.retry
             named_error = name == "error"
             if named_error or b'"error"' in data:
@@ -196,9 +167,6 @@ class RawStream(EventStream, Generic[T]):
         return self._events - self.ignored_events - len(self._ready)
 
     # -- results ------------------------------------------------------------------------
-
-    async def __aenter__(self) -> RawStream[T]:
-        return self
 
     @property
     def last_event_id(self) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from ._exceptions import APIResponseValidationError, parse_error_body
-from ._sse import ServerSentEvent, SSEDecoder
+from ._sse import SSEDecoder, WireEvent
 from .types._base import decode_lenient
 from .types.response_events import (
     KNOWN_EVENT_TYPES,
@@ -104,7 +104,7 @@ def _error_event(data: bytes) -> ResponseErrorEvent:
     return ResponseErrorEvent(code=body.code, message=body.message, error=body)
 
 
-def decode_event(data: bytes | ServerSentEvent) -> ResponseStreamEvent | None:
+def decode_event(data: bytes | WireEvent) -> ResponseStreamEvent | None:
     """The typed event for the data of one SSE event.
 
     Returns ``None`` for a named SSE event that carries no Responses event (``event: ping``
@@ -114,7 +114,7 @@ def decode_event(data: bytes | ServerSentEvent) -> ResponseStreamEvent | None:
         fields of the wrong shape.
     """
     name = None
-    if isinstance(data, ServerSentEvent):
+    if isinstance(data, WireEvent):
         name = data.event
         data = data.data
     try:
@@ -186,7 +186,7 @@ class EventLines:
         return _EVENT_LINE.sub(b"", chunk)
 
 
-def feed_split(decoder: SSEDecoder, chunk: bytes) -> list[bytes | ServerSentEvent]:
+def feed_split(decoder: SSEDecoder, chunk: bytes) -> list[bytes | WireEvent]:
     """``decoder.feed_raw(chunk)``, in two steps when the read starts inside an event.
 
     The SSE decoder splits whole ``data:`` events in C only for a read that starts with

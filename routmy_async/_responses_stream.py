@@ -4,7 +4,8 @@ The answer ends at a terminal event: ``response.completed`` or ``response.incomp
 normally (the loop ends there; the connection goes back to the pool when the body ends),
 ``response.failed`` and ``error`` raise ``APIStreamError`` once the events before them were
 delivered, and a body that ends without any of them raises ``APIConnectionError``: a stream
-never ends silently short.
+never ends silently short. After an error every read raises (the stream-end rule of every
+stream, in ``EventStream``'s docstring).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import msgspec
 from ._event_stream import EventStream, StreamManager
 from ._exceptions import APIResponseValidationError, APIStreamError
 from ._responses_accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
-from ._sse import ServerSentEvent
+from ._sse import WireEvent
 from ._stream_context import StreamContext
 from .types.response_events import (
     ResponseCompletedEvent,
@@ -40,15 +41,18 @@ _ENDINGS = frozenset(
 )
 
 
-class ResponseStream(EventStream):
+class ResponseStream(EventStream[ResponseStreamEvent]):
     """An open streamed response: iterate it for typed events (``event.type`` tags them).
 
     Use it as ``async with stream:`` so the connection is released even when the loop is left
     early. ``await stream.get_final_response()`` reads what is left and returns the
-    ``Response``; ``text_deltas()`` yields only the text.
+    ``Response``; ``text_deltas()`` yields only the text. The loop stops only at the
+    answer's end; after an error, or ``close()`` before the end, every read raises
+    ``APIConnectionError`` ("closed before its end").
     """
 
     _noun = "event"
+    _terminal = "response.completed, response.incomplete or response.failed"
 
     def __init__(self, context: StreamContext):
         super().__init__(context)
@@ -61,45 +65,6 @@ class ResponseStream(EventStream):
         self._event_lines = EventLines()
         #: Named SSE events that carry no Responses event (``event: ping``), skipped.
         self.ignored_events = 0
-
-    # -- the async iterator -------------------------------------------------------------
-
-    def __aiter__(self) -> ResponseStream:
-        return self
-
-    async def __anext__(self) -> ResponseStreamEvent:
-        ready = self._ready
-        try:
-            while not ready:
-                if self._undecoded:
-                    self._take()
-                    continue
-                if self._failure is not None:
-                    failure, self._failure = self._failure, None
-                    raise failure
-                if self._finished:
-                    self._settle_tokens(self._accumulator.usage_tokens)
-                    if self._call is not None:
-                        self._observe_end("done", None)
-                    if self._body_open:
-                        await self._await_body_end()
-                    raise StopAsyncIteration
-                if self._closed:
-                    if self._ended:
-                        self._ended = False  # raised once; later calls just stop
-                        raise self._ended_early(
-                            "response.completed, response.incomplete or response.failed"
-                        )
-                    if self._raised is not None:
-                        raise StopAsyncIteration  # its error was raised already
-                    raise self._closed_early()
-                await self._read()
-        except StopAsyncIteration:
-            raise
-        except BaseException as error:
-            self._raising(error)
-            raise
-        return ready.popleft()
 
     def _take(self) -> None:
         """Decode and accumulate the next few events, in one tight loop.
@@ -168,8 +133,11 @@ class ResponseStream(EventStream):
         failed = type(self._accumulator.terminal) is ResponseFailedEvent
         return self._accumulator.event_count - failed - len(self._ready)
 
-    def _feed(self, data: bytes) -> list[bytes | ServerSentEvent]:
+    def _feed(self, data: bytes) -> list[bytes | WireEvent]:
         return feed_split(self._decoder, self._event_lines(data))
+
+    def _used_tokens(self) -> int | None:
+        return self._accumulator.usage_tokens
 
     def _usage(self) -> Any:
         """The terminal response's ``usage`` (a failed response's included)."""
@@ -193,9 +161,6 @@ class ResponseStream(EventStream):
 
     # -- results ------------------------------------------------------------------------
 
-    async def __aenter__(self) -> ResponseStream:
-        return self
-
     @property
     def completed(self) -> bool:
         """Whether the stream was read to its end: ``response.completed`` or
@@ -210,18 +175,13 @@ class ResponseStream(EventStream):
         """Read what is left of the stream and return the final ``Response``.
 
         :raises APIStreamError: the response failed, or the server sent an error.
-        :raises APIConnectionError: the stream ended before its last event.
-        :raises RuntimeError: the stream was closed before its end.
+        :raises APIConnectionError: the stream ended, or was closed, before its last event.
         """
+        if self._raised is not None:
+            raise self._raised  # what ended the stream, again: never a shortened answer
         async for _ in self:
             pass
         if self._final is None:
-            if not self._finished:
-                if self._raised is not None:
-                    raise self._raised
-                raise RuntimeError(
-                    "the stream was closed before its end; current_response() gives what arrived"
-                )
             response = self._whole()
             if self._finalize is not None:
                 response = self._finalize(response)
@@ -254,9 +214,9 @@ class _TerminalEnvelope(msgspec.Struct):
 _decode_terminal = msgspec.json.Decoder(_TerminalEnvelope).decode
 
 
-def _response_raw(data: bytes | ServerSentEvent) -> bytes:
+def _response_raw(data: bytes | WireEvent) -> bytes:
     """The ``response`` object of a terminal event's data, as its JSON text."""
-    if isinstance(data, ServerSentEvent):
+    if isinstance(data, WireEvent):
         data = data.data
     try:
         return bytes(_decode_terminal(data).response)

@@ -18,15 +18,16 @@ import re
 
 import msgspec
 
-__all__ = ["SSEDecoder", "ServerSentEvent"]
+__all__ = ["SSEDecoder", "WireEvent"]
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _DONE = b"[DONE]"
 _BOM = b"\xef\xbb\xbf"
 
 
-class ServerSentEvent(msgspec.Struct, gc=False):
-    """One dispatched event. ``data`` is the raw bytes of its joined ``data`` lines."""
+class WireEvent(msgspec.Struct, gc=False):
+    """One dispatched event as it came off the wire: ``data`` is the raw bytes of its joined
+    ``data`` lines (the public ``ServerSentEvent`` of raw streams is its text form)."""
 
     data: bytes
     event: str = "message"
@@ -40,7 +41,7 @@ class ServerSentEvent(msgspec.Struct, gc=False):
 
     def __repr__(self) -> str:
         return (
-            f"ServerSentEvent(event={self.event!r}, data={self.data[:60]!r}, "
+            f"WireEvent(event={self.event!r}, data={self.data[:60]!r}, "
             f"id={self.id!r}, retry={self.retry!r})"
         )
 
@@ -77,14 +78,14 @@ class SSEDecoder:
         self.comments = 0
         self.done = False
 
-    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+    def feed(self, chunk: bytes) -> list[WireEvent]:
         """Add the bytes of one read; return the events it completed, in order."""
         return [
-            item if type(item) is ServerSentEvent else ServerSentEvent(item)  # type: ignore[arg-type]
+            item if type(item) is WireEvent else WireEvent(item)  # type: ignore[arg-type]
             for item in self.feed_raw(chunk)
         ]
 
-    def feed_raw(self, chunk: bytes) -> list[bytes | ServerSentEvent]:
+    def feed_raw(self, chunk: bytes) -> list[bytes | WireEvent]:
         """Like :meth:`feed`, but a plain event (type "message", no id or retry ever seen) comes
         back as its data bytes alone: the streaming hot path skips one object per event."""
         if self.done or not chunk:
@@ -117,7 +118,7 @@ class SSEDecoder:
             if chunk[-1:] == b"\r":
                 self._skip_lf = True
             return self._split_lines(_LINE_BREAK.split(chunk))
-        events: list[bytes | ServerSentEvent] = []
+        events: list[bytes | WireEvent] = []
         if self._data and chunk[:1] == b"\n":
             # The read starts with the blank line that ends the pending event.
             events = self._lines([b""])
@@ -130,15 +131,15 @@ class SSEDecoder:
             events.extend(self._split_lines(chunk.split(b"\n")))
         return events
 
-    def _split_lines(self, lines: list[bytes]) -> list[bytes | ServerSentEvent]:
+    def _split_lines(self, lines: list[bytes]) -> list[bytes | WireEvent]:
         tail = lines.pop()
         if tail:
             self._partial.append(tail)
         return self._lines(lines)
 
-    def _lines(self, lines: list[bytes]) -> list[bytes | ServerSentEvent]:
+    def _lines(self, lines: list[bytes]) -> list[bytes | WireEvent]:
         """Apply the line rules to complete lines; return the events they dispatch."""
-        events: list[bytes | ServerSentEvent] = []
+        events: list[bytes | WireEvent] = []
         data = self._data
         for line in lines:
             if line.startswith(b"data: "):
@@ -163,9 +164,7 @@ class SSEDecoder:
                     events.append(value)
                 else:
                     events.append(
-                        ServerSentEvent(
-                            value, self._event or "message", self.last_event_id, self.retry
-                        )
+                        WireEvent(value, self._event or "message", self.last_event_id, self.retry)
                     )
                     self._event = None
                     self._plain = self.last_event_id is None and self.retry is None
@@ -174,7 +173,7 @@ class SSEDecoder:
                 self._plain = self.last_event_id is None and self.retry is None
         return events
 
-    def _feed_blocks(self, chunk: bytes) -> list[bytes | ServerSentEvent]:
+    def _feed_blocks(self, chunk: bytes) -> list[bytes | WireEvent]:
         """The fast path: an LF-only read that starts with a ``data: `` line of a new event.
 
         Splitting on ``"\\n\\ndata: "`` yields the JSON of whole one-line events directly, with
@@ -194,11 +193,11 @@ class SSEDecoder:
                 self.done = True
                 self._partial = []
                 return list(parts[: parts.index(_DONE)])
-        events: list[bytes | ServerSentEvent] = list(parts)
+        events: list[bytes | WireEvent] = list(parts)
         events.extend(self._split_lines((b"data: " + rest).split(b"\n")))
         return events
 
-    def close(self) -> list[ServerSentEvent]:
+    def close(self) -> list[WireEvent]:
         """Signal EOF. An event without its closing blank line is discarded, as the spec says."""
         self._partial = []
         self._data.clear()

@@ -17,7 +17,7 @@ import msgspec
 from ._accumulate import CompletionAccumulator, ToolCallState
 from ._event_stream import _BATCH, EventStream, StreamManager
 from ._exceptions import APIResponseValidationError, stream_error
-from ._sse import ServerSentEvent
+from ._sse import WireEvent
 from ._stream_context import StreamContext
 from .types._base import RAW_JSON_KEY
 from .types.chat import (
@@ -45,14 +45,17 @@ __all__ = ["ChatCompletionStream", "ChatCompletionStreamManager"]
 _decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 
 
-class ChatCompletionStream(EventStream):
+class ChatCompletionStream(EventStream[ChatCompletionChunk]):
     """An open streamed chat completion: iterate it for ``ChatCompletionChunk`` objects.
 
     Use it as ``async with stream:`` so the connection is released even when the loop is left
     early. ``get_final_completion()`` returns the ``ChatCompletion`` built from every delta.
+    The loop stops only at the answer's end; after an error, or ``close()`` before the end,
+    every read raises ``APIConnectionError`` ("closed before its end").
     """
 
     _noun = "chunk"
+    _terminal = "[DONE] or a finish_reason"
 
     def __init__(self, context: StreamContext):
         super().__init__(context)
@@ -63,40 +66,6 @@ class ChatCompletionStream(EventStream):
         #: Named SSE events of types other than ``message``/``error`` (``event: ping``),
         #: which carry no chunk and are skipped.
         self.ignored_events = 0
-
-    # -- the async iterator -------------------------------------------------------------
-
-    def __aiter__(self) -> ChatCompletionStream:
-        return self
-
-    async def __anext__(self) -> ChatCompletionChunk:
-        ready = self._ready
-        try:
-            while not ready:
-                if self._undecoded:
-                    self._take()
-                    continue
-                if self._failure is not None:
-                    failure, self._failure = self._failure, None
-                    raise failure  # kept in _raised: get_final_completion() raises it again
-                if self._ended:  # [DONE], or a clean EOF after every choice finished
-                    if self._tokens:
-                        usage = self._accumulator.usage
-                        self._settle_tokens(usage.total_tokens if usage else None)
-                    if self._call is not None:
-                        self._observe_end("done", None)
-                    if self._body_open:
-                        await self._await_body_end()
-                    raise StopAsyncIteration
-                if self._closed:
-                    raise self._closed_early()
-                await self._read()
-        except StopAsyncIteration:
-            raise
-        except BaseException as error:
-            self._raising(error)
-            raise
-        return ready.popleft()
 
     def _take(self) -> None:
         """Decode and accumulate the next few events of a read, in one tight loop.
@@ -122,11 +91,11 @@ class ChatCompletionStream(EventStream):
             self._ready.extend(batch)
 
     def _decode_into(
-        self, batch: list[ChatCompletionChunk], events: list[bytes | ServerSentEvent]
+        self, batch: list[ChatCompletionChunk], events: list[bytes | WireEvent]
     ) -> None:
         append = batch.append
         for data in events:
-            if isinstance(data, ServerSentEvent):
+            if isinstance(data, WireEvent):
                 # A typed SSE event (rare): `event: error` is an error frame; a named event
                 # of another type (`event: ping`) is not a chunk, and is counted, not decoded.
                 if data.event == "error":
@@ -164,17 +133,18 @@ class ChatCompletionStream(EventStream):
     def _at_eof(self) -> None:
         self._release()
         if not self._accumulator.finished:
-            raise self._ended_early("[DONE] or a finish_reason")
+            raise self._ended_early(self._terminal)
         self._ended = True
+
+    def _used_tokens(self) -> int | None:
+        usage = self._accumulator.usage
+        return usage.total_tokens if usage else None
 
     def _usage(self) -> Any:
         return self._accumulator.usage
 
     def _result(self) -> ChatCompletion:
         return self._accumulator.completion()
-
-    async def __aenter__(self) -> ChatCompletionStream:
-        return self
 
     # -- results ------------------------------------------------------------------------
 
@@ -189,8 +159,10 @@ class ChatCompletionStream(EventStream):
         whatever is left. Called without ``await`` on a stream read to its end, it returns the
         completion at once; on one not read to its end, using the result raises a
         ``RuntimeError`` that says to await it (``current_completion()`` gives the partial
-        result).
+        result). After an error it raises that error again.
         """
+        if self._raised is not None:
+            raise self._raised  # never a shortened answer passed off as the final one
         if not self._ended:
             return cast(AwaitableChatCompletion, _PendingFinalCompletion(self))
         # Every byte has arrived, but the consumer may have stopped before the last events
@@ -199,8 +171,6 @@ class ChatCompletionStream(EventStream):
             self._take()
         if self._failure is not None:
             raise self._failure
-        if self._raised is not None:
-            raise self._raised  # never a shortened answer passed off as the final one
         if self._final is None:
             completion = self._accumulator.completion(AwaitableChatCompletion)
             response = self._response
@@ -214,8 +184,9 @@ class ChatCompletionStream(EventStream):
 
     async def until_done(self) -> AwaitableChatCompletion:
         """Read the rest of the stream and return the final completion."""
-        async for _ in self:
-            pass
+        if self._raised is None:
+            async for _ in self:
+                pass
         return self.get_final_completion()
 
     async def text_deltas(self, choice: int = 0) -> AsyncIterator[str]:

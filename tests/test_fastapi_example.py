@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 
-from routmy_async._sse import ServerSentEvent, SSEDecoder
+from routmy_async._sse import SSEDecoder, WireEvent
 from routmy_async.testing import MockRoutmy
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fastapi_app.py"
@@ -61,7 +61,7 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[str, Mo
         yield base, mock
 
 
-def sse_events(body: bytes) -> list[bytes | ServerSentEvent]:
+def sse_events(body: bytes) -> list[bytes | WireEvent]:
     """Parse an SSE body with the SDK's own WHATWG parser (comments dropped); a final
     ``data: [DONE]`` (which the parser consumes) is listed as ``b"[DONE]"``."""
     decoder = SSEDecoder()
@@ -165,7 +165,7 @@ async def test_upstream_error_reaches_the_browser_as_an_error_event(served):
     frames = sse_events(body)
     assert json.loads(frames[0])["choices"][0]["delta"]["content"] == "Hel"  # type: ignore[arg-type]
     error = frames[-1]
-    assert isinstance(error, ServerSentEvent) and error.event == "error"
+    assert isinstance(error, WireEvent) and error.event == "error"
     assert json.loads(error.data) == {
         "error": {
             "message": "Provider failed for key [REDACTED]",

@@ -236,7 +236,8 @@ async def test_an_error_frame_raises_api_stream_error_after_the_events_before_it
 ):
     """An ``event: error`` frame, or a data frame with a top-level ``error``, raises
     APIStreamError (code and message as sent) once the events before it were delivered; a
-    frame whose ``error`` is null is an ordinary event; the stream then stops."""
+    frame whose ``error`` is null is an ordinary event; later reads raise "closed before its
+    end"."""
     body = b'data: {"error": null, "n": 1}\n\n' + frame + b"data: never\n\n"
     async with sse_server(body) as server, client_for(server.base_url) as client:
         async with client.stream_request("POST", "/jobs", body={"x": 1}) as events:
@@ -244,7 +245,9 @@ async def test_an_error_frame_raises_api_stream_error_after_the_events_before_it
             with pytest.raises(APIStreamError) as info:
                 async for event in events:
                     received.append(event.json())
-            assert [event async for event in events] == []  # raised once, then it stops
+            with pytest.raises(APIConnectionError, match="closed before its end") as later:
+                await events.__anext__()
+            assert later.value.__cause__ is info.value
         assert client.connections_in_use == 0
     assert received == [{"error": None, "n": 1}]
     assert info.value.message == message and info.value.code == code

@@ -235,16 +235,21 @@ async def test_an_incomplete_response_ends_normally(client):
 @pytest.mark.parametrize("done", [False, True], ids=["eof", "done-marker"])
 async def test_a_stream_without_a_terminal_event_is_a_connection_error(client, mock, done):
     """A body that ends (or sends [DONE]) before response.completed raises
-    APIConnectionError saying how many events arrived; later reads just stop."""
+    APIConnectionError saying how many events arrived; later reads raise "closed before its
+    end", and the final response raises the first error again."""
     mock.reply_stream(events_for()[:5], named=True, done=done)
     got = 0
-    with pytest.raises(APIConnectionError, match=r"after 5 event\(s\) without response"):
+    with pytest.raises(APIConnectionError, match=r"after 5 event\(s\) without response") as info:
         async with client.responses.stream(model="p/m", input="x") as stream:
             async for _ in stream:
                 got += 1
-    assert got == 5 and [e async for e in stream] == []
-    with pytest.raises(APIConnectionError):
+    assert got == 5
+    with pytest.raises(APIConnectionError, match="closed before its end") as later:
+        await stream.__anext__()
+    assert later.value.__cause__ is info.value
+    with pytest.raises(APIConnectionError) as final:
         await stream.get_final_response()
+    assert final.value is info.value
 
 
 async def test_bad_frames_are_validation_errors(client, mock):

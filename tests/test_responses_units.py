@@ -17,7 +17,7 @@ from routmy_async._responses_accumulate import (
     ResponseEventDecoder,
     decode_event,
 )
-from routmy_async._sse import ServerSentEvent, SSEDecoder
+from routmy_async._sse import SSEDecoder, WireEvent
 from routmy_async.testing._replies import response_events, response_object
 from routmy_async.types import (
     AnnotationURLCitation,
@@ -287,13 +287,13 @@ def test_unknown_event_types_pass_through_whole():
         ),
         (b'{"error": "plain text"}', None, "plain text"),
         (
-            ServerSentEvent(b'{"message": "boom", "code": "e1"}', event="error"),
+            WireEvent(b'{"message": "boom", "code": "e1"}', event="error"),
             "e1",
             "boom",
         ),
-        (ServerSentEvent(b"upstream exploded", event="error"), None, "upstream exploded"),
-        (ServerSentEvent(b"[1, 2]", event="error"), None, "[1, 2]"),
-        (ServerSentEvent(b'{"message": 5}', event="error"), None, '{"message": 5}'),
+        (WireEvent(b"upstream exploded", event="error"), None, "upstream exploded"),
+        (WireEvent(b"[1, 2]", event="error"), None, "[1, 2]"),
+        (WireEvent(b'{"message": 5}', event="error"), None, '{"message": 5}'),
     ],
 )
 def test_every_error_shape_becomes_an_error_event(data, code, message):
@@ -307,7 +307,7 @@ def test_every_error_shape_becomes_an_error_event(data, code, message):
 
 def test_frames_that_are_no_event():
     """A named event without a type is skipped; a bad frame is a validation error."""
-    assert decode_event(ServerSentEvent(b"{}", event="ping")) is None
+    assert decode_event(WireEvent(b"{}", event="ping")) is None
     with pytest.raises(APIResponseValidationError, match="not valid JSON") as info:
         decode_event(b"{not json")
     assert info.value.body == b"{not json"

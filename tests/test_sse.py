@@ -5,12 +5,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from routmy_async._sse import ServerSentEvent, SSEDecoder
+from routmy_async._sse import SSEDecoder, WireEvent
 
 
-def decode_all(*reads: bytes) -> tuple[list[ServerSentEvent], SSEDecoder]:
+def decode_all(*reads: bytes) -> tuple[list[WireEvent], SSEDecoder]:
     decoder = SSEDecoder()
-    events: list[ServerSentEvent] = []
+    events: list[WireEvent] = []
     for read in reads:
         events.extend(decoder.feed(read))
     events.extend(decoder.close())
@@ -45,7 +45,7 @@ def test_comments_are_skipped_and_counted():
 def test_event_id_and_retry_fields():
     """event, id and retry are parsed; the id persists for later events."""
     events, decoder = decode_all(b"event: ping\nid: 7\nretry: 1500\ndata: {}\n\ndata: y\n\n")
-    assert events[0] == ServerSentEvent(b"{}", "ping", "7", 1500)
+    assert events[0] == WireEvent(b"{}", "ping", "7", 1500)
     assert events[1].event == "message" and events[1].id == "7"
     assert decoder.last_event_id == "7" and decoder.retry == 1500
 
@@ -66,7 +66,7 @@ def test_field_without_colon_and_unknown_fields():
 def test_blank_line_without_data_dispatches_nothing():
     """An event with no data lines is not dispatched and its type is reset."""
     events, _ = decode_all(b"event: lonely\n\ndata: a\n\n")
-    assert events == [ServerSentEvent(b"a")]
+    assert events == [WireEvent(b"a")]
 
 
 def test_done_ends_the_stream_and_nothing_after_is_yielded():
@@ -112,9 +112,9 @@ def test_many_mib_line_in_small_reads():
 
 def test_repr_and_equality():
     """Events compare by value and show their type in repr."""
-    event = ServerSentEvent(b"x", "message")
-    assert event == ServerSentEvent(b"x")
-    assert event != ServerSentEvent(b"y")
+    event = WireEvent(b"x", "message")
+    assert event == WireEvent(b"x")
+    assert event != WireEvent(b"y")
     assert event.__eq__(object()) is NotImplemented
     assert "message" in repr(event)
 
@@ -185,7 +185,7 @@ EVENT_PIECES = st.sampled_from(
 )
 
 
-def reference_events(stream: bytes) -> list[ServerSentEvent]:
+def reference_events(stream: bytes) -> list[WireEvent]:
     """Decode line by line, one byte per read: the slow path, as the reference."""
     return decode_all(*[stream[i : i + 1] for i in range(len(stream))])[0]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from routmy_async import AsyncRoutmy
-from routmy_async._sse import ServerSentEvent
+from routmy_async._sse import WireEvent
 from routmy_async._sse_out import _response_class
 from routmy_async.testing import MockRoutmy
 from tests.test_fastapi_example import sse_events
@@ -115,7 +115,7 @@ async def test_an_upstream_error_is_the_last_frame_without_the_key(client, mock)
     assert len(frames) == 2 and frames[-1].startswith(b"event: error\ndata: ")
     assert mock.api_key.encode() not in b"".join(frames)
     error = sse_events(frames[-1])[0]
-    assert isinstance(error, ServerSentEvent)
+    assert isinstance(error, WireEvent)
     assert json.loads(error.data)["error"] == {
         "message": "upstream said [REDACTED]",
         "code": "provider_down",
@@ -132,7 +132,7 @@ async def test_a_cut_connection_becomes_an_error_frame(client, mock):
     mock.reply_stream([chunk("a" * 50), chunk("b" * 50), chunk(None, "stop")], reset_after=150)
     frames = await collect(client)
     error = sse_events(frames[-1])[0]
-    assert isinstance(error, ServerSentEvent) and error.event == "error"
+    assert isinstance(error, WireEvent) and error.event == "error"
     fields = json.loads(error.data)["error"]
     assert fields["error_class"] == "APIConnectionError"
     assert set(fields) == {"message", "error_class"}

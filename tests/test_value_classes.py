@@ -8,7 +8,7 @@ import pytest
 
 from routmy_async import Call, StreamSummary
 from routmy_async._ratelimit import RateLimitHeaders, parse_rate_limit_headers
-from routmy_async._sse import ServerSentEvent
+from routmy_async._sse import WireEvent
 
 
 def test_a_call_is_equal_only_to_itself_and_keeps_its_own_state():
@@ -34,9 +34,9 @@ def test_a_stream_summary_is_a_frozen_value():
 
 def test_a_server_sent_event_compares_by_value_and_is_not_hashable():
     """Events compare by their four fields; being mutable, they are not hashable."""
-    event = ServerSentEvent(b"x", "ping", "7", 1500)
-    assert event == ServerSentEvent(data=b"x", event="ping", id="7", retry=1500)
-    assert event != ServerSentEvent(b"x") and event.text == "x"
+    event = WireEvent(b"x", "ping", "7", 1500)
+    assert event == WireEvent(data=b"x", event="ping", id="7", retry=1500)
+    assert event != WireEvent(b"x") and event.text == "x"
     with pytest.raises(TypeError):
         hash(event)
     assert pickle.loads(pickle.dumps(event)) == event
