@@ -62,7 +62,11 @@ from ._stream_context import StreamContext
 from ._transport import TRANSPORT_ERRORS, map_transport_error
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import AsyncGenerator
+
+    from starlette.responses import StreamingResponse
+
+    from ._sse_out import Framing
 
 __all__ = ["EventStream", "StreamManager"]
 
@@ -433,6 +437,59 @@ class EventStream(Generic[ItemT]):
         if not self._closed:
             self._closed = True
             self._response.close()
+
+    # -- serving the stream again (to_sse, to_streaming_response) ---------------------------
+
+    def _buffered(self) -> bool:
+        """Whether the next ``__anext__`` answers without waiting for the network."""
+        return bool(
+            self._ready
+            or self._undecoded
+            or self._failure is not None
+            or self._ended
+            or self._closed
+        )
+
+    def _closed_unread(self) -> bool:
+        """Closed before anything was read, and not by a failure (a served stream whose
+        ``async with`` block already closed it)."""
+        return (
+            self._closed
+            and not self.completed
+            and not (self._ready or self._undecoded or self._failure)
+        )
+
+    def _serve_sse(
+        self,
+        framing_for: Callable[[str], Framing],
+        format: str,
+        formats: tuple[str, ...],
+        keepalive: float | None,
+    ) -> AsyncGenerator[bytes, None]:
+        from ._sse_out import check_options, sse_frames
+
+        check_options(format, keepalive, formats)
+        return sse_frames(self, framing_for(format), keepalive=keepalive)
+
+    def _serve_response(
+        self,
+        framing_for: Callable[[str], Framing],
+        format: str,
+        formats: tuple[str, ...],
+        keepalive: float | None,
+        headers: Mapping[str, str] | None,
+        status_code: int,
+    ) -> StreamingResponse:
+        from ._sse_out import check_options, streaming_response
+
+        check_options(format, keepalive, formats)
+        return streaming_response(
+            self,
+            framing_for(format),
+            keepalive=keepalive,
+            headers=headers,
+            status_code=status_code,
+        )
 
     async def close(self) -> None:
         """Close the stream. A stream not read to its end drops its connection."""

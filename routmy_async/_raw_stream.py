@@ -22,8 +22,8 @@ How it ends, for an endpoint whose rules the SDK does not know:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 import msgspec
 
@@ -39,7 +39,8 @@ from ._exceptions import (
 from ._stream_context import StreamContext
 
 if TYPE_CHECKING:
-    pass
+    from starlette.responses import StreamingResponse
+
 
 __all__ = ["RawStream", "RawStreamManager", "ServerSentEvent"]
 
@@ -172,6 +173,54 @@ class RawStream(EventStream[T], Generic[T]):
     def last_event_id(self) -> str | None:
         """The last ``id:`` the server sent: send it back as ``Last-Event-ID`` to resume."""
         return self._decoder.last_event_id
+
+    @property
+    def saw_done(self) -> bool:
+        """Whether the server ended the stream with ``data: [DONE]``."""
+        return self._decoder.done
+
+    # -- serving the stream again -------------------------------------------------------
+
+    def to_sse(
+        self,
+        *,
+        format: Literal["events"] = "events",
+        keepalive: float | None = 15.0,
+    ) -> AsyncGenerator[bytes, None]:
+        """The stream as the body of a ``text/event-stream`` response, frame by frame: each
+        event with its ``event:`` (unless ``message``), ``id:`` and ``data:`` lines as
+        received (a stream opened with ``cast_to=`` serves each value as its JSON), then
+        ``data: [DONE]`` if the server sent one. Keep-alives, an error as the last frame and
+        closing work as for the chat stream's
+        :meth:`~routmy_async.ChatCompletionStream.to_sse`.
+
+        :param keepalive: seconds of silence after which a ``: keep-alive`` comment is
+            written; ``None`` for none.
+        :raises ValueError: an unknown ``format``, or ``keepalive`` not positive.
+        """
+        from ._sse_out import raw_framing
+
+        return self._serve_sse(raw_framing, format, ("events",), keepalive)
+
+    def to_streaming_response(
+        self,
+        *,
+        format: Literal["events"] = "events",
+        keepalive: float | None = 15.0,
+        headers: Mapping[str, str] | None = None,
+        status_code: int = 200,
+    ) -> StreamingResponse:
+        """A Starlette/FastAPI ``StreamingResponse`` serving :meth:`to_sse` that owns the
+        stream: when the client disconnects, the upstream stream is closed at once.
+
+        :raises ImportError: Starlette is not installed (``to_sse()`` needs nothing).
+        :raises ValueError: as :meth:`to_sse`.
+        """
+        from ._sse_out import raw_framing
+
+        return self._serve_response(
+            raw_framing, format, ("events",), keepalive, headers, status_code
+        )
 
     def __repr__(self) -> str:
         state = "done" if self._ended else ("closed" if self._closed else "open")

@@ -11,8 +11,8 @@ stream, in ``EventStream``'s docstring).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -32,7 +32,9 @@ from .types.response_events import (
 from .types.responses import Response
 
 if TYPE_CHECKING:
-    pass
+    from starlette.responses import StreamingResponse
+
+    from ._sse_out import Framing
 
 __all__ = ["ResponseStream", "ResponseStreamManager"]
 
@@ -63,6 +65,9 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         self._final: Response | None = None
         self._terminal_raw = b""
         self._event_lines = EventLines()
+        # The data of each event handed out, in order, while the stream is served again
+        # (to_sse): an event is served as the router sent it. None otherwise: no cost.
+        self._served_raw: deque[bytes] | None = None
         #: Named SSE events that carry no Responses event (``event: ping``), skipped.
         self.ignored_events = 0
 
@@ -84,6 +89,8 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
             if event is None:
                 self.ignored_events += 1
                 continue
+            if self._served_raw is not None:
+                self._served_raw.append(data.data if isinstance(data, WireEvent) else data)
             if type(event) in _ENDINGS:
                 self._terminal_raw = _response_raw(data)
                 self._end(event)
@@ -197,6 +204,53 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         async for event in self:
             if type(event) is ResponseTextDeltaEvent and event.delta:
                 yield event.delta
+
+    # -- serving the stream again -------------------------------------------------------
+
+    def _framing(self, format: str) -> Framing:
+        from ._sse_out import responses_framing
+
+        # Events decoded before serving began kept no data: those are encoded again.
+        self._served_raw = deque(b"" for _ in self._ready)
+        return responses_framing(format, self._served_raw)
+
+    def to_sse(
+        self,
+        *,
+        format: Literal["events", "text"] = "events",
+        keepalive: float | None = 15.0,
+    ) -> AsyncGenerator[bytes, None]:
+        """The stream as the body of a ``text/event-stream`` response, frame by frame (see
+        the chat stream's :meth:`~routmy_async.ChatCompletionStream.to_sse`: keep-alives, an
+        error as the last frame, the upstream closed when the body ends or is left).
+
+        :param format: ``"events"``: every event as ``event: <type>`` and ``data: <JSON>``,
+            exactly as the router sent it (what OpenAI-compatible Responses clients read; no
+            ``[DONE]``, the last event ends it); ``"text"``: only the output text, each piece
+            as ``data: <JSON string>``, then ``data: [DONE]``.
+        :param keepalive: seconds of silence after which a ``: keep-alive`` comment is
+            written (again every as many seconds); ``None`` for none.
+        :raises ValueError: an unknown ``format``, or ``keepalive`` not positive.
+        """
+        return self._serve_sse(self._framing, format, ("events", "text"), keepalive)
+
+    def to_streaming_response(
+        self,
+        *,
+        format: Literal["events", "text"] = "events",
+        keepalive: float | None = 15.0,
+        headers: Mapping[str, str] | None = None,
+        status_code: int = 200,
+    ) -> StreamingResponse:
+        """A Starlette/FastAPI ``StreamingResponse`` serving :meth:`to_sse` that owns the
+        stream: when the client disconnects, the upstream stream is closed at once.
+
+        :raises ImportError: Starlette is not installed (``to_sse()`` needs nothing).
+        :raises ValueError: as :meth:`to_sse`.
+        """
+        return self._serve_response(
+            self._framing, format, ("events", "text"), keepalive, headers, status_code
+        )
 
     def __repr__(self) -> str:
         state = "done" if self._finished else ("closed" if self._closed else "open")

@@ -1,18 +1,23 @@
-"""A chat stream served again as Server-Sent Events: for a browser's ``EventSource`` or for
-any OpenAI-compatible client.
+"""A stream served again as Server-Sent Events: for a browser's ``EventSource`` or for any
+OpenAI-compatible client. Chat streams, Responses streams and raw streams alike.
 
-``sse_frames`` turns a ``ChatCompletionStream`` into the bytes of a ``text/event-stream``
-body; ``streaming_response`` wraps them in a Starlette ``StreamingResponse`` that closes the
-upstream stream the moment its request ends, however it ends. Starlette is imported only by
-``streaming_response``.
+``sse_frames`` turns a stream into the bytes of a ``text/event-stream`` body, one frame per
+item (how an item becomes a frame is the stream kind's :class:`Framing`); ``streaming_response``
+wraps them in a Starlette ``StreamingResponse`` that closes the upstream stream the moment its
+request ends, however it ends. Starlette is imported only by ``streaming_response``.
 
 Frame format (https://html.spec.whatwg.org/multipage/server-sent-events.html):
 
-- ``format="chunks"``: each upstream chunk as ``data: <chunk JSON>`` exactly as the router sent
-  it, then ``data: [DONE]`` (what OpenAI's clients read);
-- ``format="text"``: only the text of the first choice, each piece as ``data: <JSON string>``
-  (``JSON.parse(event.data)`` in the browser gives the text back, newlines included), then
-  ``data: [DONE]``, which no JSON string can be;
+- chat, ``format="chunks"``: each upstream chunk as ``data: <chunk JSON>`` exactly as the
+  router sent it, then ``data: [DONE]`` (what OpenAI's clients read);
+- Responses, ``format="events"``: each event as ``event: <type>`` and ``data: <event JSON>``
+  exactly as the router sent it, as OpenAI's Responses streams are written (no ``[DONE]``: the
+  ``response.completed`` event ends them);
+- raw streams, ``format="events"``: each event with its ``event:`` (unless ``message``),
+  ``id:`` and ``data:`` lines, as received, and ``data: [DONE]`` if the upstream sent one;
+- ``format="text"`` (chat and Responses): only the answer's text, each piece as
+  ``data: <JSON string>`` (``JSON.parse(event.data)`` in the browser gives the text back,
+  newlines included), then ``data: [DONE]``, which no JSON string can be;
 - ``: keep-alive`` comments while the model is silent, so proxies and browsers keep the
   connection open (and a server learns early that a client has gone);
 - an upstream error as ``event: error`` with ``data: {"error": {...}}`` holding the typed
@@ -25,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import anyio
 import msgspec
@@ -38,19 +44,21 @@ from .types._base import raw_json_of
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
 
-    from ._streaming import ChatCompletionStream
-
 __all__ = [
     "DONE",
     "KEEPALIVE",
+    "Framing",
+    "chat_framing",
     "check_options",
     "data_frame",
     "error_frame",
+    "raw_framing",
+    "responses_framing",
     "sse_frames",
     "streaming_response",
 ]
 
-SSEFormat = Literal["chunks", "text"]
+SSEFormat = Literal["chunks", "events", "text"]
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -64,10 +72,14 @@ _HEADERS = {
 }
 
 
-def check_options(format: str, keepalive: float | None) -> None:
-    """:raises ValueError: an unknown ``format``, or a ``keepalive`` that is not positive."""
-    if format not in ("chunks", "text"):
-        raise ValueError(f"format must be 'chunks' or 'text', not {format!r}")
+def check_options(
+    format: str, keepalive: float | None, formats: tuple[str, ...] = ("chunks", "text")
+) -> None:
+    """:raises ValueError: a ``format`` not among ``formats``, or a ``keepalive`` that is not
+    positive."""
+    if format not in formats:
+        allowed = " or ".join(repr(name) for name in formats)
+        raise ValueError(f"format must be {allowed}, not {format!r}")
     if keepalive is not None and (not is_number(keepalive) or not keepalive > 0):
         raise ValueError(
             f"keepalive must be a positive number of seconds or None, not {keepalive!r}"
@@ -103,7 +115,28 @@ def error_frame(error: RoutmyError) -> bytes:
     return b"event: error\n" + data_frame(_encode({"error": fields}))
 
 
-async def _next_chunk(stream: ChatCompletionStream) -> Any:
+class ServedStream(Protocol):
+    """What serving reads of a stream (an ``EventStream``): no import of the stream classes,
+    which import this module when they are served."""
+
+    def __anext__(self) -> Awaitable[Any]: ...
+
+    async def close(self) -> None: ...
+
+    def _buffered(self) -> bool: ...
+
+    def _closed_unread(self) -> bool: ...
+
+
+class Framing(NamedTuple):
+    """How one kind of stream is served: each item's frame (``b""`` for none), and what
+    follows the last item (``None``: nothing)."""
+
+    frame: Callable[[Any], bytes]
+    end: Callable[[Any], bytes | None]
+
+
+async def _next_chunk(stream: ServedStream) -> Any:
     try:
         return await stream.__anext__()
     except StopAsyncIteration:
@@ -119,27 +152,24 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 async def sse_frames(
-    stream: ChatCompletionStream, *, format: SSEFormat, keepalive: float | None
+    stream: ServedStream, framing: Framing, *, keepalive: float | None
 ) -> AsyncGenerator[bytes, None]:
-    """The ``text/event-stream`` body of ``stream`` (see the module docstring).
+    """The ``text/event-stream`` body of ``stream``, framed by ``framing`` (see the module
+    docstring).
 
     The upstream stream is closed when the body ends, fails, is cancelled or is closed early
     (``aclose()``), so a client that goes away stops the generation at once.
     """
-    if (
-        stream._closed
-        and not stream.completed
-        and not (stream._ready or stream._undecoded or stream._failure)
-    ):
+    if stream._closed_unread():
         # Closed before a single frame was served, and not by a failure: a mistake in the
         # endpoint, not something to tell the browser.
         raise RuntimeError(
             "the stream was closed before to_sse() read it (was it opened with "
-            "`async with client.chat.completions.stream(...)`, whose block closed it?): open it "
-            "with `await client.chat.completions.create(..., stream=True)` and let the response "
-            "own it"
+            "`async with client.chat.completions.stream(...)` or `client.responses.stream(...)`, "
+            "whose block closed it?): open it with `await ...create(..., stream=True)` and let "
+            "the response own it"
         )
-    text_only = format == "text"
+    frame_of = framing.frame
     loop = asyncio.get_running_loop()
     pending: asyncio.Task[Any] | None = None
     last_write = loop.time()
@@ -169,11 +199,13 @@ async def sse_frames(
                 return
             if chunk is _END:
                 break
-            frame = _text_frame(chunk) if text_only else _chunk_frame(chunk)
+            frame = frame_of(chunk)
             if frame:
                 yield frame
                 last_write = loop.time()
-        yield DONE
+        last = framing.end(stream)
+        if last is not None:
+            yield last
     finally:
         if pending is not None:
             pending.cancel()
@@ -199,6 +231,65 @@ def _text_frame(chunk: Any) -> bytes:
     return b"data: " + _encode("".join(pieces)) + b"\n\n"
 
 
+def _done(stream: Any) -> bytes:
+    return DONE
+
+
+def _nothing(stream: Any) -> None:
+    return None
+
+
+def chat_framing(format: str) -> Framing:
+    """Chat chunks as they came (``"chunks"``) or the first choice's text (``"text"``)."""
+    return Framing(_text_frame if format == "text" else _chunk_frame, _done)
+
+
+def _response_text_frame(event: Any) -> bytes:
+    if event.type != "response.output_text.delta" or not event.delta:
+        return b""
+    return b"data: " + _encode(event.delta) + b"\n\n"
+
+
+def responses_framing(format: str, raw_events: deque[bytes]) -> Framing:
+    """Responses events as they came (``"events"``) or the output text (``"text"``).
+
+    :param raw_events: the data of each event the stream hands out, in order (the stream
+        fills it while it is served); ``b""`` where none was kept (encoded again).
+    """
+    if format == "text":
+        return Framing(_response_text_frame, _done)
+
+    def event_frame(event: Any) -> bytes:
+        raw = raw_events.popleft() if raw_events else b""
+        name: str = event.type
+        data = raw if raw else msgspec.json.encode(event)
+        return b"event: " + name.encode() + b"\n" + data_frame(data)
+
+    return Framing(event_frame, _nothing)
+
+
+def _raw_event_frame(event: Any) -> bytes:
+    name = getattr(event, "event", "message")
+    head = b"" if name == "message" else b"event: " + name.encode() + b"\n"
+    event_id = getattr(event, "id", None)
+    if event_id is not None:
+        head += b"id: " + event_id.encode() + b"\n"
+    data = getattr(event, "data", None)
+    # A stream opened with cast_to= hands out typed values: served as their JSON.
+    payload = data.encode() if isinstance(data, str) else msgspec.json.encode(event)
+    return head + data_frame(payload)
+
+
+def _raw_end(stream: Any) -> bytes | None:
+    # [DONE] only where the upstream sent one: a raw stream is served as it came.
+    return DONE if stream.saw_done else None
+
+
+def raw_framing(format: str) -> Framing:
+    """A raw stream's events as received (``"events"``)."""
+    return Framing(_raw_event_frame, _raw_end)
+
+
 @functools.cache
 def _response_class() -> Callable[..., StreamingResponse]:
     try:
@@ -210,12 +301,12 @@ def _response_class() -> Callable[..., StreamingResponse]:
         ) from exc
     from starlette.types import Receive, Scope, Send
 
-    class ChatStreamingResponse(StreamingResponse):
-        """A ``StreamingResponse`` that owns its upstream chat stream."""
+    class UpstreamStreamingResponse(StreamingResponse):
+        """A ``StreamingResponse`` that owns its upstream stream."""
 
         def __init__(
             self,
-            upstream: ChatCompletionStream,
+            upstream: ServedStream,
             frames: AsyncGenerator[bytes, None],
             **options: Any,
         ):
@@ -235,13 +326,13 @@ def _response_class() -> Callable[..., StreamingResponse]:
                     await self._upstream.close()
                     await self._frames.aclose()
 
-    return ChatStreamingResponse
+    return UpstreamStreamingResponse
 
 
 def streaming_response(
-    stream: ChatCompletionStream,
+    stream: ServedStream,
+    framing: Framing,
     *,
-    format: SSEFormat,
     keepalive: float | None,
     headers: Mapping[str, str] | None,
     status_code: int,
@@ -251,7 +342,7 @@ def streaming_response(
     :raises ImportError: Starlette is not installed.
     """
     response_class = _response_class()
-    frames = sse_frames(stream, format=format, keepalive=keepalive)
+    frames = sse_frames(stream, framing, keepalive=keepalive)
     return response_class(
         stream, frames, status_code=status_code, headers={**_HEADERS, **(headers or {})}
     )

@@ -273,16 +273,6 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
 
     # -- serving the stream again -------------------------------------------------------
 
-    def _buffered(self) -> bool:
-        """Whether the next ``__anext__`` answers without waiting for the network."""
-        return bool(
-            self._ready
-            or self._undecoded
-            or self._failure is not None
-            or self._ended
-            or self._closed
-        )
-
     def to_sse(
         self,
         *,
@@ -307,10 +297,9 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
         "code", "status_code", "metadata", "request_id", "error_class"}}`` (the fields the
         error has), never followed by ``[DONE]``; the API key is never in it.
         """
-        from ._sse_out import check_options, sse_frames
+        from ._sse_out import chat_framing
 
-        check_options(format, keepalive)
-        return sse_frames(self, format=format, keepalive=keepalive)
+        return self._serve_sse(chat_framing, format, ("chunks", "text"), keepalive)
 
     def to_streaming_response(
         self,
@@ -332,11 +321,10 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
         :raises ImportError: Starlette is not installed (``to_sse()`` needs nothing).
         :raises ValueError: as :meth:`to_sse`.
         """
-        from ._sse_out import check_options, streaming_response
+        from ._sse_out import chat_framing
 
-        check_options(format, keepalive)
-        return streaming_response(
-            self, format=format, keepalive=keepalive, headers=headers, status_code=status_code
+        return self._serve_response(
+            chat_framing, format, ("chunks", "text"), keepalive, headers, status_code
         )
 
     def __repr__(self) -> str:
