@@ -231,6 +231,11 @@ class EventStream(Generic[ItemT]):
         """The answer's usage object, if it carried one (told to the hooks)."""
         return None
 
+    def _failed_result(self) -> Any:
+        """What a failed stream still answered (a Responses stream's failed ``Response``),
+        for the hooks; ``None`` for most streams."""
+        return None
+
     def _result(self) -> Any:
         """The final object of a stream read to its end (told to the hooks)."""
         return None
@@ -293,7 +298,7 @@ class EventStream(Generic[ItemT]):
                 time_to_first_event=None if first is None else first - call.started,
                 chunks=self._delivered(),
                 usage=self._usage(),
-                result=self._result() if outcome == "done" else None,
+                result=self._result() if outcome == "done" else self._failed_result(),
                 error=error,
             ),
         )

@@ -107,8 +107,9 @@ class StreamSummary(msgspec.Struct, frozen=True, kw_only=True):
         those that arrived in the same read but were never asked for).
     :ivar usage: the ``usage`` object, if the stream carried one.
     :ivar result: when the stream was done, its final object: the ``ChatCompletion`` of a
-        chat stream, the ``Response`` of a Responses stream; ``None`` for a raw stream
-        (``client.stream_request``) and for any other outcome.
+        chat stream, the ``Response`` of a Responses stream; for an ``error`` that was a
+        ``response.failed`` event, the failed ``Response`` it carried (its id and usage);
+        ``None`` for a raw stream (``client.stream_request``) and for any other outcome.
     :ivar error: what ended it, for ``error`` and ``broken`` (for ``cancelled``, the
         ``CancelledError`` of a cancelled task, or ``None``).
     """

@@ -151,6 +151,13 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         terminal = self._accumulator.terminal
         return terminal.response.usage if terminal is not None else None
 
+    def _failed_result(self) -> Response | None:
+        # A response.failed event carried the whole failed Response: its id and usage count.
+        terminal = self._accumulator.terminal
+        if isinstance(terminal, ResponseFailedEvent):
+            return self._whole()
+        return None
+
     def _result(self) -> Response:
         return self._whole()
 

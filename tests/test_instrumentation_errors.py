@@ -189,8 +189,9 @@ async def test_a_failed_response_records_its_id_and_usage(mock, telemetry):
     }
 
 
-async def test_a_streamed_failed_response_records_its_usage(mock, telemetry):
-    """A stream that ends in response.failed records the usage that event carried."""
+async def test_a_streamed_failed_response_records_its_id_and_usage(mock, telemetry):
+    """A stream that ends in response.failed records the id and usage that event carried,
+    as the same failure without streaming does."""
     failed_response_events(mock)
     async with AsyncRoutmy(
         api_key=mock.api_key, base_url=mock.base_url, hooks=[telemetry.hooks()], max_retries=0
@@ -198,6 +199,9 @@ async def test_a_streamed_failed_response_records_its_usage(mock, telemetry):
         await call(client, "responses", stream=True)
     usage = failed_response_body()["usage"]
     (span,) = telemetry.finished()
+    # The failed Response the event carried: its id and model are the span's too.
+    assert span.attributes["gen_ai.response.id"] == failed_response_body()["id"]
+    assert span.attributes["error.type"] == "server_error"
     assert span.attributes["gen_ai.usage.input_tokens"] == usage["input_tokens"] > 0
     assert span.attributes["gen_ai.usage.output_tokens"] == usage["output_tokens"] > 0
     assert sorted(

@@ -202,7 +202,9 @@ async def test_failed_calls_carry_an_error_type(mock, telemetry):
     assert broken_stream.attributes["error.type"] == "server_error"  # as a plain call's
     assert broken_stream.attributes["routmy.stream.outcome"] == "error"
     assert broken_stream.status.status_code is StatusCode.ERROR
-    assert "gen_ai.response.id" not in broken_stream.attributes
+    # The response.failed event carried the failed Response: its id is the span's, as for
+    # the same failure answered whole below.
+    assert broken_stream.attributes["gen_ai.response.id"].startswith("resp")
     assert failed_response.attributes["error.type"] == "server_error"
     assert failed_response.status.status_code is StatusCode.ERROR
     assert failed_response.attributes["gen_ai.response.id"] == failed.id
@@ -368,7 +370,9 @@ async def test_hooks_see_each_responses_call_and_how_each_stream_ended(mock):
     assert final.usage is not None and done.usage == final.usage
     assert done.usage.output_tokens == final.usage.output_tokens > 0
     assert ends[1].result is None and ends[1].error is None
-    assert isinstance(ends[2].error, APIStreamError) and ends[2].result is None
+    assert isinstance(ends[2].error, APIStreamError)
+    # The failed Response that response.failed carried, for the hooks: its id and status.
+    assert isinstance(ends[2].result, Response) and ends[2].result.status == "failed"
     assert ends[2].usage is not None  # the failed response's usage
     assert isinstance(ends[3].error, APIConnectionError)
     assert recorder.kinds().count("stream_end") == 4  # each stream ended once

@@ -264,8 +264,8 @@ class OpenTelemetryHooks(Hooks):
         error = summary.error
         self._end(
             call,
-            result=None,
-            usage=summary.usage,  # a response.failed's usage: the tokens were spent
+            result=summary.result,  # a response.failed's Response: its id, model and usage
+            usage=summary.usage,  # ... or the usage alone: the tokens were spent
             error=_semconv.error_type(error) if error is not None else summary.outcome,
             detail=str(error) if error is not None else summary.outcome,
         )
