@@ -144,6 +144,13 @@ class PartialJSON:
             self._show_string()
         return None if self._root is _NOTHING else self._root
 
+    def string_in_progress(self) -> tuple[Path, str] | None:
+        """Where the string being read sits and what has arrived of it, or None."""
+        if self._state != _STRING:
+            return None
+        self._show_string()
+        return self._path(), self._pieces[0] if self._pieces else ""
+
     def snapshot(self) -> Any:
         """An independent deep copy of ``value`` that later deltas leave alone (O(size))."""
         return copy.deepcopy(self.value)
