@@ -46,9 +46,9 @@ import re
 from _json import scanstring  # the C string decoder json.loads uses
 from typing import Any, Protocol
 
-from ._exceptions import InvalidJSONError
+from ._exceptions import ContentParseError, InvalidJSONError
 
-__all__ = ["JSONListener", "PartialJSON", "Path"]
+__all__ = ["JSONListener", "ListenerGroup", "PartialJSON", "Path"]
 
 Path = tuple[str | int, ...]
 
@@ -61,6 +61,21 @@ class JSONListener(Protocol):
 
     def completed(self, path: Path, value: Any) -> None:
         """The value at ``path`` is complete (a scalar, a string, or a closed container)."""
+
+
+class ListenerGroup:
+    """Several listeners heard as one, in the order given."""
+
+    def __init__(self, *listeners: JSONListener) -> None:
+        self._listeners = listeners
+
+    def opened(self, path: Path, container: dict[str, Any] | list[Any]) -> None:
+        for listener in self._listeners:
+            listener.opened(path, container)
+
+    def completed(self, path: Path, value: Any) -> None:
+        for listener in self._listeners:
+            listener.completed(path, value)
 
 
 # What the parser expects next (the order matters: the hot checks compare ranges).
@@ -123,7 +138,7 @@ class PartialJSON:
         self._fenced = False
         self._fed = 0  # characters fed so far
         self._base = 0  # where the text being parsed begins, in characters fed
-        self._error: InvalidJSONError | None = None  # once broken, the parser stays broken
+        self._error: ContentParseError | None = None  # once broken, the parser stays broken
 
     # -- reading -------------------------------------------------------------------------
 
@@ -182,6 +197,9 @@ class PartialJSON:
                 offset=offset,
             )
             raise self._error from None
+        except ContentParseError as error:  # a listener's (eager validation): it ends the parse
+            self._error = error
+            raise
 
     def finish(self) -> Any:
         """End of the text: return the complete value.
