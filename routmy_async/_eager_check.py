@@ -204,6 +204,10 @@ class SchemaCheck:
             self._fail(
                 path, f"must be {_describe_types(schema, self._resolve)}, got {_kind(container)}"
             )
+        choices = schema["enum"] if "enum" in schema else [schema.get("const", container)]
+        if not any(isinstance(choice, type(container)) for choice in choices):
+            allowed = ", ".join(repr(choice) for choice in choices[:10])
+            self._fail(path, f"must be one of {allowed}; got {_kind(container)}")
 
     def _check_closed(self, schema: dict[str, Any], value: Any, path: Path) -> None:
         if "anyOf" in schema or "oneOf" in schema:

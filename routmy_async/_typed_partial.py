@@ -38,6 +38,7 @@ from ._pydantic import is_model_type
 __all__ = ["TypedPartial", "partial_type"]
 
 _FAILED: Any = object()  # a completed value that does not fit its type
+_T = typing.TypeVar("_T")
 
 
 class _Shape:
@@ -313,7 +314,24 @@ def _unannotated(target: Any) -> Any:
     return typing.get_args(target)[0] if typing.get_origin(target) is typing.Annotated else target
 
 
-@functools.lru_cache(maxsize=256)
+def _memo(function: Callable[[Any], _T]) -> Callable[[Any], _T]:
+    """Remember ``function`` per type; an annotation that cannot be hashed (a list in its
+    ``Annotated`` extras) is worked out every time instead."""
+    cache: dict[Any, _T] = {}
+
+    def remembered(target: Any) -> _T:
+        try:
+            return cache[target]
+        except KeyError:
+            result = cache[target] = function(target)
+            return result
+        except TypeError:
+            return function(target)
+
+    return remembered
+
+
+@_memo
 def shape_of(target: Any) -> _Shape | None:
     """How to follow ``target`` inside its JSON container, or None to convert it whole."""
     inner = _unannotated(_without_none(_unannotated(target)))
@@ -325,7 +343,7 @@ def shape_of(target: Any) -> _Shape | None:
         return _StructShape(inner)
     if is_model_type(inner):
         return _ModelShape(inner)
-    if origin in (list, typing.get_origin(typing.List[int])):  # noqa: UP006 - the alias too
+    if origin is list:
         (item,) = typing.get_args(inner) or (Any,)
         return _ListShape(item)
     if origin is dict:
@@ -337,13 +355,10 @@ def shape_of(target: Any) -> _Shape | None:
 def _shows_growing_string(target: Any) -> bool:
     """Whether a field of this type shows a string before it is complete: only a plain
     ``str`` (or ``Any``) does; a date, an enum or a constrained string waits for the whole."""
-    if target is Any or target is _UNKNOWN:
-        return target is Any
-    inner = _without_none(target)
-    return inner is str or inner is Any
+    return _without_none(target) in (str, Any)
 
 
-@functools.lru_cache(maxsize=256)
+@_memo
 def _converter(target: Any) -> Callable[[Any], Any]:
     if _needs_pydantic(target):
         from pydantic import TypeAdapter
@@ -365,11 +380,7 @@ def _needs_pydantic(target: Any) -> bool:
 def _convert(value: Any, target: Any) -> Any:
     """``value`` converted and validated as ``target``, or ``_FAILED``."""
     try:
-        convert = _converter(target)
-    except TypeError:  # unhashable annotation: no cache
-        convert = _converter.__wrapped__(target)
-    try:
-        return convert(value)
+        return _converter(target)(value)
     except (msgspec.ValidationError, ValueError, TypeError):
         return _FAILED
 

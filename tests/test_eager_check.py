@@ -214,3 +214,106 @@ def test_a_valid_order_never_fails_eager_validation_at_any_split(order, data):
     for start, stop in zip([0, *cuts], [*cuts, len(text)], strict=True):
         parser.feed(text[start:stop])
     assert msgspec.convert(parser.finish(), Order) == order
+
+
+@pytest.mark.parametrize(
+    ("schema", "text", "path", "reason"),
+    [
+        ({"const": "v1"}, '"v2"', (), "must be 'v1'"),
+        ({"enum": [1, 2]}, "[", (), "must be one of 1, 2"),
+        ({"type": "integer"}, "true", (), "must be an integer, got a boolean"),
+        ({"type": "number", "multipleOf": 0.5}, "[", (), "must be a number"),
+        ({"type": "array", "items": {"multipleOf": 0.5}}, "[1.5, 1.2,", (1,), "multiple of 0.5"),
+        ({"type": "array", "prefixItems": [{"type": "string"}]}, "[1,", (0,), "must be a string"),
+        ({"type": "object", "maxProperties": 1}, '{"a": 1, "b": 2}', (), "at most 1 fields"),
+        ({"type": "object", "minProperties": 1}, "{}", (), "at least 1 fields"),
+        (
+            {"type": "object", "additionalProperties": {"type": "boolean"}},
+            '{"a": true, "b": 0,',
+            ("b",),
+            "must be a boolean",
+        ),
+        (
+            {"allOf": [{"type": "object"}, {"properties": {"n": {"maximum": 3}}}]},
+            '{"n": 4,',
+            ("n",),
+            "must be <= 3",
+        ),
+        (
+            {"type": "object", "properties": {"child": {"$ref": "#"}, "n": {"type": "string"}}},
+            '{"child": {"child": {"n": 1,',
+            ("child", "child", "n"),
+            "must be a string",
+        ),
+        (
+            {"anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "string"}}]},
+            '["a", 1]',
+            (1,),
+            "must be a string",
+        ),
+        (
+            {
+                "anyOf": [
+                    {"type": "object", "properties": {"a": {"type": "string"}}},
+                    {"type": "object", "properties": {"a": {"type": "array"}}},
+                ]
+            },
+            '{"a": 1}',
+            (),
+            "must be an object",
+        ),
+        (
+            {
+                "anyOf": [
+                    {"type": "integer"},
+                    {"type": "object", "additionalProperties": False, "maxProperties": 5},
+                ]
+            },
+            '{"a": 1,',
+            ("a",),
+            "not a field the schema allows",
+        ),
+        (
+            {"anyOf": [{"type": "string"}, {"type": "array", "maxItems": 1}]},
+            "[1, 2,",
+            (1,),
+            "one item too many",
+        ),
+    ],
+)
+def test_the_schema_keywords_beyond_the_generated_ones(schema, text, path, reason):
+    """const, enum, multipleOf, prefixItems, property counts, additionalProperties as a
+    schema, allOf, a $ref to the root; under anyOf, the one branch that can hold a container
+    judges its parts, and several are judged on the whole value."""
+    error = failure(schema, text)
+    assert error.path == path
+    assert reason in error.reason
+
+
+def test_numbers_of_either_kind_match_an_enum_but_a_boolean_never_does():
+    """1.0 is the enum's 1 (one JSON number); true is not."""
+    fed({"enum": [1]}, "[1.0]"[1:4]).finish()
+    assert "one of 1" in failure({"enum": [1]}, "true").reason
+
+
+def test_schema_of_takes_a_struct_a_model_or_a_schema():
+    """The schema comes from msgspec for a Struct, from Pydantic for a model, as is for a dict."""
+    assert schema_of({"type": "string"}) == {"type": "string"}
+    assert schema_of(Order) == msgspec.json.schema(Order)
+    assert schema_of(Invoice)["properties"]["lines"]["type"] == "array"
+
+
+def test_under_several_array_branches_the_whole_array_is_judged_at_its_end():
+    """Neither branch is known while the array arrives; when it closes, no branch fits."""
+    schema = {
+        "anyOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {"type": "array", "items": {"type": "object", "additionalProperties": False}},
+        ]
+    }
+    # Nothing inside is judged while the array arrives.
+    assert fed(schema, '[{}, {}, ["nested", {"deep": 1}]').value[2] == ["nested", {"deep": 1}]
+    error = failure(schema, '[{"x": 1}]')
+    assert error.path == ()
+    assert "must be an array" in error.reason
+    fed(schema, '["a", "b"]').finish()

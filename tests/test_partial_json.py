@@ -100,6 +100,12 @@ def test_escapes_split_anywhere_decode_as_json_loads_does(escaped):
         assert parser.finish() == expected
 
 
+def test_an_escaped_backslash_before_u_is_not_a_surrogate_escape():
+    """In "\\\\ud83d" the backslash is escaped: "ud83d" is plain text, shown at once."""
+    parser = feed_all('["\\\\ud83d')
+    assert parser.value == ["\\ud83d"]
+
+
 def test_a_surrogate_pair_is_never_shown_as_a_lone_half():
     """The first half of a pair waits for the second, so the partial never holds it alone."""
     parser = feed_all('["x\\ud83d')
@@ -182,6 +188,7 @@ def test_a_fence_that_is_not_closed_still_gives_the_value():
         ("[1 2]", 3, "expected ',' or ']'"),
         ('["a\nb"]', 3, "control character"),
         ('["a\\xb"]', 3, "invalid escape"),
+        ('["\\n\x01"]', 4, "control character"),
         ('["\\u12G4"]', 2, "invalid escape"),
         ("[01]", 1, "not a number"),
         ("[1.]", 1, "not a number"),

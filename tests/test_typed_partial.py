@@ -234,3 +234,42 @@ def test_any_order_at_any_split_shows_only_what_the_final_order_has(order, data)
         assert agrees(typed.value(parser), order)
     parser.finish()
     assert typed.value(parser) == order == msgspec.json.decode(text, type=Order)
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True):
+    a: int
+
+
+class Tagged(msgspec.Struct):
+    values: Annotated[list[int], ["metadata that cannot be hashed"]]
+    anything: Any = None
+
+
+def test_an_object_that_the_type_rejects_stays_partial():
+    """A missing required field, or an unknown one where the Struct forbids them: the
+    partial object stays, with the fields that fit, as the final parse will fail."""
+    assert read_after(Item, '{"name": "A"}') == partial_type(Item)(name="A")
+    assert read_after(Strict, '{"a": 1, "b": 2}') == partial_type(Strict)(a=1)
+
+
+def test_json_of_another_shape_than_the_type_is_none():
+    """An array where a Struct belongs is converted when complete, and fails: None."""
+    assert read_after(Order, '{"items": [[1, 2], ').items == [None]
+    assert read_after(list[Item], '{"a": 1}') is None
+
+
+def test_an_unhashable_annotation_and_any_are_followed():
+    """An Annotated with a list in its extras still converts; Any takes values as they are."""
+    partial = read_after(Tagged, '{"values": [1, 2, "x"], "anything": {"k": ["v", 1]}, ')
+    assert partial.values == [1, 2, None]
+    assert partial.anything == {"k": ["v", 1]}
+
+
+def test_a_bare_string_answer_of_type_str_grows():
+    """A root string is shown as it arrives when the type is str."""
+    typed = TypedPartial(str)
+    parser = PartialJSON(listener=typed)
+    parser.feed('"hello wor')
+    assert typed.value(parser) is None  # a root scalar appears when complete
+    parser.feed('ld"')
+    assert typed.value(parser) == "hello world"
