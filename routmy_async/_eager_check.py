@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 
 from ._exceptions import FieldValidationError
-from ._partial_json import Path
+from ._partial_json import Key, Path
 
 __all__ = ["SchemaCheck", "format_path", "schema_of"]
 
@@ -108,29 +108,30 @@ class SchemaCheck:
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self._root = schema
-        self._frames: list[tuple[Any, dict[str, Any] | None]] = []  # (container, its schema)
+        # The open containers: (container, its schema, its key in its parent).
+        self._frames: list[tuple[Any, dict[str, Any] | None, Key]] = []
 
     # -- JSONListener --------------------------------------------------------------------
 
-    def opened(self, path: Path, container: dict[str, Any] | list[Any]) -> None:
-        schema = self._child_schema(path)
+    def opened(self, key: Key, container: dict[str, Any] | list[Any]) -> None:
+        schema = self._child_schema(key)
         if schema is not None:
-            schema = self._branch_for(schema, container, path)
-            self._check_type(schema, container, path)
-        self._frames.append((container, schema))
+            schema = self._branch_for(schema, container, key)
+            self._check_type(schema, container, key)
+        self._frames.append((container, schema, key))
 
-    def completed(self, path: Path, value: Any) -> None:
+    def completed(self, key: Key, value: Any) -> None:
         frames = self._frames
         if frames and frames[-1][0] is value:
-            _, schema = frames.pop()
+            _, schema, _ = frames.pop()
             if schema is not None:
-                self._check_closed(schema, value, path)
+                self._check_closed(schema, value, key)
             return
-        schema = self._child_schema(path)
+        schema = self._child_schema(key)
         if schema is not None:
             problem = _problem(self._resolve(schema), value, self._resolve)
             if problem is not None:
-                self._fail(path, problem)
+                self._fail(key, problem)
 
     # -- schemas -------------------------------------------------------------------------
 
@@ -154,33 +155,33 @@ class SchemaCheck:
             schema = merged
         return schema
 
-    def _child_schema(self, path: Path) -> dict[str, Any] | None:
-        """The schema of the value at the end of ``path``, or None where nothing is known."""
+    def _child_schema(self, key: Key) -> dict[str, Any] | None:
+        """The schema of the value at ``key`` of the innermost open container, or None where
+        nothing is known."""
         if not self._frames:
             return self._resolve(self._root)
-        container, parent = self._frames[-1]
+        container, parent, _ = self._frames[-1]
         if parent is None:
             return None
-        key = path[-1]
         if isinstance(container, dict):
             properties = parent.get("properties", {})
             if key in properties:
                 return self._resolve(properties[key])
             extra = parent.get("additionalProperties", True)
             if extra is False:
-                self._fail(path, "is not a field the schema allows")
+                self._fail(key, "is not a field the schema allows")
             return self._resolve(extra) if isinstance(extra, dict) else None
         assert isinstance(key, int)
         maximum = parent.get("maxItems")
         if maximum is not None and key >= maximum:
-            self._fail(path, f"is one item too many (the array allows at most {maximum})")
+            self._fail(key, f"is one item too many (the array allows at most {maximum})")
         prefix = parent.get("prefixItems")
         if prefix is not None and key < len(prefix):
             return self._resolve(prefix[key])
         items = parent.get("items")
         return self._resolve(items) if isinstance(items, dict) else None
 
-    def _branch_for(self, schema: dict[str, Any], container: Any, path: Path) -> dict[str, Any]:
+    def _branch_for(self, schema: dict[str, Any], container: Any, key: Key) -> dict[str, Any]:
         """Of ``anyOf``/``oneOf`` branches, the one that can hold this container, when only
         one can (``Item | None``); the union itself when several can."""
         branches = schema.get("anyOf") or schema.get("oneOf")
@@ -193,31 +194,33 @@ class SchemaCheck:
         ]
         if not fitting:
             self._fail(
-                path, f"must be {_describe_types(schema, self._resolve)}, got {_kind(container)}"
+                key, f"must be {_describe_types(schema, self._resolve)}, got {_kind(container)}"
             )
         return fitting[0] if len(fitting) == 1 else schema
 
-    def _check_type(self, schema: dict[str, Any], container: Any, path: Path) -> None:
+    def _check_type(self, schema: dict[str, Any], container: Any, key: Key) -> None:
         if "anyOf" in schema or "oneOf" in schema:
             return
         if not _type_allows(schema.get("type"), container):
             self._fail(
-                path, f"must be {_describe_types(schema, self._resolve)}, got {_kind(container)}"
+                key, f"must be {_describe_types(schema, self._resolve)}, got {_kind(container)}"
             )
         choices = schema["enum"] if "enum" in schema else [schema.get("const", container)]
         if not any(isinstance(choice, type(container)) for choice in choices):
             allowed = ", ".join(repr(choice) for choice in choices[:10])
-            self._fail(path, f"must be one of {allowed}; got {_kind(container)}")
+            self._fail(key, f"must be one of {allowed}; got {_kind(container)}")
 
-    def _check_closed(self, schema: dict[str, Any], value: Any, path: Path) -> None:
+    def _check_closed(self, schema: dict[str, Any], value: Any, key: Key) -> None:
         if "anyOf" in schema or "oneOf" in schema:
             problem = _problem(schema, value, self._resolve)  # the whole value, every branch
         else:
             problem = _container_problem(schema, value)
         if problem is not None:
-            self._fail(path, problem)
+            self._fail(key, problem)
 
-    def _fail(self, path: Path, reason: str) -> None:
+    def _fail(self, key: Key, reason: str) -> None:
+        parents = [frame_key for _, _, frame_key in self._frames if frame_key is not None]
+        path: Path = (*parents, key) if key is not None else tuple(parents)
         raise FieldValidationError(
             f"{format_path(path)} {reason}", path=path, reason=reason, content=None
         )

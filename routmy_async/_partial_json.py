@@ -36,7 +36,8 @@ error. The grammar is RFC 8259's: no ``NaN``, no comments, no trailing commas.
 arrives, naming the character offset; ``finish`` raises it when the text ends early.
 
 **Notifications.** A ``JSONListener`` hears each container open and each value complete, with
-its path (keys and indices from the root): the seam for typed partials and eager validation.
+its key in its parent (an object key, an array index, or None at the root): the seam for typed
+partials and eager validation. ``path()`` gives the whole path when one is wanted.
 """
 
 from __future__ import annotations
@@ -48,19 +49,22 @@ from typing import Any, Protocol
 
 from ._exceptions import ContentParseError, InvalidJSONError
 
-__all__ = ["JSONListener", "ListenerGroup", "PartialJSON", "Path"]
+__all__ = ["JSONListener", "Key", "ListenerGroup", "PartialJSON", "Path"]
 
-Path = tuple[str | int, ...]
+Key = str | int | None  # where a value sits in its parent: a key, an index; None at the root
+Path = tuple[str | int, ...]  # where a value sits in the whole: keys and indices from the root
 
 
 class JSONListener(Protocol):
     """Hears the parser's progress; called synchronously from ``PartialJSON.feed``."""
 
-    def opened(self, path: Path, container: dict[str, Any] | list[Any]) -> None:
-        """A container began at ``path``; it is empty now and will grow in place."""
+    def opened(self, key: Key, container: dict[str, Any] | list[Any]) -> None:
+        """A container began at ``key`` of the innermost open container (the previous one
+        opened and not completed); it is empty now and will grow in place."""
 
-    def completed(self, path: Path, value: Any) -> None:
-        """The value at ``path`` is complete (a scalar, a string, or a closed container)."""
+    def completed(self, key: Key, value: Any) -> None:
+        """The value at ``key`` of the innermost open container is complete (a scalar, a
+        string, or a closed container, which is then no longer open)."""
 
 
 class ListenerGroup:
@@ -69,13 +73,13 @@ class ListenerGroup:
     def __init__(self, *listeners: JSONListener) -> None:
         self._listeners = listeners
 
-    def opened(self, path: Path, container: dict[str, Any] | list[Any]) -> None:
+    def opened(self, key: Key, container: dict[str, Any] | list[Any]) -> None:
         for listener in self._listeners:
-            listener.opened(path, container)
+            listener.opened(key, container)
 
-    def completed(self, path: Path, value: Any) -> None:
+    def completed(self, key: Key, value: Any) -> None:
         for listener in self._listeners:
-            listener.completed(path, value)
+            listener.completed(key, value)
 
 
 # What the parser expects next (the order matters: the hot checks compare ranges).
@@ -122,6 +126,21 @@ class PartialJSON:
     :param listener: told of each container that opens and each value that completes.
     """
 
+    __slots__ = (
+        "_base",
+        "_carry",
+        "_containers",
+        "_error",
+        "_fed",
+        "_fenced",
+        "_keys",
+        "_listener",
+        "_pieces",
+        "_root",
+        "_state",
+        "_string_shown",
+    )
+
     def __init__(self, *, listener: JSONListener | None = None) -> None:
         self._listener = listener
         self._state = _START
@@ -159,12 +178,12 @@ class PartialJSON:
             self._show_string()
         return None if self._root is _NOTHING else self._root
 
-    def string_in_progress(self) -> tuple[Path, str] | None:
-        """Where the string being read sits and what has arrived of it, or None."""
+    def string_in_progress(self) -> tuple[Key, str] | None:
+        """The key of the string being read, and what has arrived of it; or None."""
         if self._state != _STRING:
             return None
         self._show_string()
-        return self._path(), self._pieces[0] if self._pieces else ""
+        return self._key(), self._pieces[0] if self._pieces else ""
 
     def snapshot(self) -> Any:
         """An independent deep copy of ``value`` that later deltas leave alone (O(size))."""
@@ -233,7 +252,11 @@ class PartialJSON:
             if state <= _KEY_STRING:
                 if text.find('"', index) < 0:
                     self._state = state
-                    self._hold_string(text, index)
+                    piece = text[index:]
+                    if piece.isprintable() and "\\" not in piece:
+                        self._pieces.append(piece)  # the usual middle of a string
+                    else:
+                        self._hold_string(text, index)
                     return
                 try:
                     piece, index = scanstring(text, index)
@@ -248,9 +271,15 @@ class PartialJSON:
                     self._pieces = []
                 if state == _KEY_STRING:
                     keys[-1] = piece
-                    if text.startswith(": ", index):
-                        state = _VALUE
-                        index += 2
+                    # The usual ': "' or ': ' after a key, read here rather than in three
+                    # more turns of the loop.
+                    if text.startswith(":", index):
+                        index += 2 if text.startswith(" ", index + 1) else 1
+                        if text.startswith('"', index):
+                            state = _STRING
+                            index += 1
+                        else:
+                            state = _VALUE
                     else:
                         state = _COLON
                     continue
@@ -260,9 +289,6 @@ class PartialJSON:
                     state = _COMMA_OR_CLOSE
                 else:
                     state = self._complete(piece)
-                if text.startswith(", ", index) and state == _COMMA_OR_CLOSE:
-                    state = _KEY if type(containers[-1]) is dict else _VALUE
-                    index += 2
                 continue
             char = text[index]
             if char in _WHITESPACE and state != _OPENING_FENCE:
@@ -270,17 +296,19 @@ class PartialJSON:
             elif state == _COMMA_OR_CLOSE:
                 in_object = type(containers[-1]) is dict
                 if char == ",":
-                    state = _KEY if in_object else _VALUE
-                elif char == ("}" if in_object else "]"):
-                    state = self._close()
-                else:
+                    index += 2 if text.startswith(" ", index + 1) else 1
+                    if not in_object:
+                        state = _VALUE
+                    elif text.startswith('"', index):  # the usual ', "key"'
+                        state = _KEY_STRING
+                        index += 1
+                    else:
+                        state = _KEY
+                    continue
+                if char != ("}" if in_object else "]"):
                     closer = "'}'" if in_object else "']'"
                     raise _Invalid(index, f"expected ',' or {closer}, found {char!r}")
-                index += 1
-            elif state == _COLON:
-                if char != ":":
-                    raise _Invalid(index, f"expected ':' after a key, found {char!r}")
-                state = _VALUE
+                state = self._close()
                 index += 1
             elif state <= _ITEM_OR_CLOSE:
                 if char == '"':
@@ -313,7 +341,11 @@ class PartialJSON:
                 elif char in _LITERALS:
                     word, literal = _LITERALS[char]
                     if text.startswith(word, index):
-                        state = self._complete(literal)
+                        if inline and containers and type(containers[-1]) is dict:
+                            containers[-1][keys[-1]] = literal
+                            state = _COMMA_OR_CLOSE
+                        else:
+                            state = self._complete(literal)
                         index += len(word)
                     elif word.startswith(text[index:]):
                         self._carry = text[index:]
@@ -330,6 +362,11 @@ class PartialJSON:
                     state = self._close()
                 else:
                     raise _Invalid(index, f"expected a key in quotes, found {char!r}")
+                index += 1
+            elif state == _COLON:
+                if char != ":":
+                    raise _Invalid(index, f"expected ':' after a key, found {char!r}")
+                state = _VALUE
                 index += 1
             else:
                 self._state = state
@@ -416,7 +453,7 @@ class PartialJSON:
             containers[-1].append(value)
         self._string_shown = False
         if self._listener is not None:
-            self._listener.completed(self._path(), value)
+            self._listener.completed(self._key(), value)
         return state
 
     def _open(self, char: str) -> int:
@@ -429,7 +466,7 @@ class PartialJSON:
         else:
             containers[-1].append(container)
         if self._listener is not None:
-            self._listener.opened(self._path(), container)
+            self._listener.opened(self._key(), container)
         containers.append(container)
         self._keys.append(None)
         return _KEY_OR_CLOSE if char == "{" else _ITEM_OR_CLOSE
@@ -438,7 +475,7 @@ class PartialJSON:
         container = self._containers.pop()
         self._keys.pop()
         if self._listener is not None:
-            self._listener.completed(self._path(), container)
+            self._listener.completed(self._key(), container)
         return _COMMA_OR_CLOSE if self._containers else _DONE
 
     def _show_string(self) -> None:
@@ -456,7 +493,16 @@ class PartialJSON:
             containers[-1].append(text)
         self._string_shown = True
 
-    def _path(self) -> Path:
+    def _key(self) -> Key:
+        """Where the value just placed sits in the innermost open container."""
+        containers = self._containers
+        if not containers:
+            return None
+        if type(containers[-1]) is dict:
+            return self._keys[-1]
+        return len(containers[-1]) - 1
+
+    def path(self) -> Path:
         """Where the value being read sits: the keys and indices of the open containers."""
         path: list[str | int] = []
         for container, key in zip(self._containers, self._keys, strict=True):

@@ -32,28 +32,69 @@ from typing import Any
 
 import msgspec
 
-from ._partial_json import PartialJSON, Path
+from ._partial_json import Key, PartialJSON
 from ._pydantic import is_model_type
 
 __all__ = ["TypedPartial", "partial_type"]
 
 _FAILED: Any = object()  # a completed value that does not fit its type
+_UNSET: Any = object()
 _T = typing.TypeVar("_T")
 
 
+class _Slot:
+    """Where a value goes: a field of a Struct or model, or any item of a list or dict. What
+    it needs (the shape of its type, its converter) is worked out once, when first needed."""
+
+    __slots__ = ("_converter", "_shape", "attribute", "grows", "plain", "type")
+
+    def __init__(self, attribute: str, target: Any) -> None:
+        self.attribute = attribute
+        self.type = target
+        bare = _without_none(target)
+        self.plain = bare if bare in (str, int, float, bool) else None
+        self.grows = bare in (str, Any)  # shows its string before it is complete
+        self._shape: Any = _UNSET
+        self._converter: Any = None
+
+    @property
+    def shape(self) -> _Shape | None:
+        if self._shape is _UNSET:
+            self._shape = shape_of(self.type)
+        shape: _Shape | None = self._shape
+        return shape
+
+    def convert(self, value: Any) -> Any:
+        """``value`` converted and validated as this slot's type, or ``_FAILED``."""
+        plain = self.plain
+        # The common fields cost a type check, not a call into a validator.
+        if plain is not None and type(value) is plain:
+            return value
+        if plain is float and type(value) is int:
+            return float(value)
+        if self.type is Any:
+            return value
+        if self._converter is None:
+            self._converter = _converter(self.type)
+        try:
+            return self._converter(value)
+        except (msgspec.ValidationError, ValueError, TypeError):
+            return _FAILED
+
+
 class _Shape:
-    """How to build one JSON container of a type: its partial object, its children's types."""
+    """How to build one JSON container of a type: its partial object, its children's slots."""
 
     kind: type[Any]  # dict or list: the JSON container this type reads from
 
     def start(self) -> Any:
         raise NotImplementedError
 
-    def child(self, key: str | int) -> tuple[Any, _Shape | None] | None:
-        """``(child type, child shape or None)``, or None for a key the type does not have."""
+    def child(self, key: Key) -> _Slot | None:
+        """The slot of ``key``, or None for a key the type does not have."""
         raise NotImplementedError
 
-    def put(self, partial: Any, key: str | int, value: Any, *, replace: bool) -> None:
+    def put(self, partial: Any, slot: _Slot, key: Key, value: Any, *, replace: bool) -> None:
         raise NotImplementedError
 
     def finish(self, partial: Any, plain: Any) -> Any:
@@ -67,8 +108,8 @@ class _StructShape(_Shape):
     def __init__(self, struct_type: type[msgspec.Struct]) -> None:
         self.struct_type = struct_type
         self.partial_type = partial_type(struct_type)
-        self.fields: dict[str | int, tuple[str, Any]] = {
-            field.encode_name: (field.name, field.type)
+        self.fields: dict[Key, _Slot] = {
+            field.encode_name: _Slot(field.name, field.type)
             for field in msgspec.structs.fields(struct_type)
         }
         self.forbids_unknown = struct_type.__struct_config__.forbid_unknown_fields
@@ -76,20 +117,19 @@ class _StructShape(_Shape):
     def start(self) -> Any:
         return self.partial_type()
 
-    def child(self, key: str | int) -> tuple[Any, _Shape | None] | None:
-        field = self.fields.get(key)
-        return None if field is None else (field[1], shape_of(field[1]))
+    def child(self, key: Key) -> _Slot | None:
+        return self.fields.get(key)
 
-    def put(self, partial: Any, key: str | int, value: Any, *, replace: bool) -> None:
-        field = self.fields.get(key)
-        if field is not None:
-            setattr(partial, field[0], value)
+    def put(self, partial: Any, slot: _Slot, key: Key, value: Any, *, replace: bool) -> None:
+        setattr(partial, slot.attribute, value)
 
     def finish(self, partial: Any, plain: Any) -> Any:
         if self.forbids_unknown and not plain.keys() <= self.fields.keys():
             return _FAILED
         values = {
-            name: getattr(partial, name) for key, (name, _) in self.fields.items() if key in plain
+            slot.attribute: getattr(partial, slot.attribute)
+            for key, slot in self.fields.items()
+            if key in plain
         }
         try:
             return self.struct_type(**values)
@@ -104,45 +144,45 @@ class _ModelShape(_Shape):
     def __init__(self, model: Any) -> None:
         self.model = model
         self.partial_type = partial_type(model)
-        self.fields: dict[str | int, tuple[str, Any]] = {
-            (info.alias or name): (name, _annotated(info))
+        self.fields: dict[Key, _Slot] = {
+            (info.alias or name): _Slot(name, _annotated(info))
             for name, info in model.model_fields.items()
         }
+        self.whole = _Slot("", model)
 
     def start(self) -> Any:
         return self.partial_type.model_construct()
 
-    def child(self, key: str | int) -> tuple[Any, _Shape | None] | None:
-        field = self.fields.get(key)
-        return None if field is None else (field[1], shape_of(field[1]))
+    def child(self, key: Key) -> _Slot | None:
+        return self.fields.get(key)
 
-    def put(self, partial: Any, key: str | int, value: Any, *, replace: bool) -> None:
-        field = self.fields.get(key)
-        if field is not None:
-            setattr(partial, field[0], value)
+    def put(self, partial: Any, slot: _Slot, key: Key, value: Any, *, replace: bool) -> None:
+        setattr(partial, slot.attribute, value)
 
     def finish(self, partial: Any, plain: Any) -> Any:
         # Validate from the converted fields: nested models pass through as they are, and the
         # model's own validators (across fields) run, as they would on the whole answer.
-        values = {alias: getattr(partial, name) for alias, (name, _) in self.fields.items()}
-        present = {alias: value for alias, value in values.items() if alias in plain}
-        return _convert(present, self.model)
+        present = {
+            alias: getattr(partial, slot.attribute)
+            for alias, slot in self.fields.items()
+            if alias in plain
+        }
+        return self.whole.convert(present)
 
 
 class _ListShape(_Shape):
     kind = list
 
     def __init__(self, item_type: Any) -> None:
-        self.item_type = item_type
-        self.item_shape = shape_of(item_type)
+        self.item = _Slot("", item_type)
 
     def start(self) -> Any:
         return []
 
-    def child(self, key: str | int) -> tuple[Any, _Shape | None] | None:
-        return self.item_type, self.item_shape
+    def child(self, key: Key) -> _Slot | None:
+        return self.item
 
-    def put(self, partial: Any, key: str | int, value: Any, *, replace: bool) -> None:
+    def put(self, partial: Any, slot: _Slot, key: Key, value: Any, *, replace: bool) -> None:
         if replace:
             partial[-1] = value
         else:
@@ -156,16 +196,15 @@ class _DictShape(_Shape):
     kind = dict
 
     def __init__(self, value_type: Any) -> None:
-        self.value_type = value_type
-        self.value_shape = shape_of(value_type)
+        self.value = _Slot("", value_type)
 
     def start(self) -> Any:
         return {}
 
-    def child(self, key: str | int) -> tuple[Any, _Shape | None] | None:
-        return self.value_type, self.value_shape
+    def child(self, key: Key) -> _Slot | None:
+        return self.value
 
-    def put(self, partial: Any, key: str | int, value: Any, *, replace: bool) -> None:
+    def put(self, partial: Any, slot: _Slot, key: Key, value: Any, *, replace: bool) -> None:
         partial[key] = value
 
     def finish(self, partial: Any, plain: Any) -> Any:
@@ -173,13 +212,13 @@ class _DictShape(_Shape):
 
 
 class _Frame:
-    """One open container: its plain dict or list, its type, and its partial mirror."""
+    """One open container: its plain dict or list, its slot, and its partial mirror."""
 
-    __slots__ = ("failed", "partial", "plain", "shape", "shown", "type")
+    __slots__ = ("failed", "partial", "plain", "shape", "shown", "slot")
 
-    def __init__(self, plain: Any, target: Any, shape: _Shape | None, partial: Any) -> None:
+    def __init__(self, plain: Any, slot: _Slot | None, shape: _Shape | None, partial: Any) -> None:
         self.plain = plain
-        self.type = target
+        self.slot = slot  # None: a key the type does not have, or inside an opaque value
         self.shape = shape  # None: a type followed only once its value is complete
         self.partial = partial
         self.shown = False  # whether a string in progress is in the partial list already
@@ -193,38 +232,40 @@ class TypedPartial:
     """
 
     def __init__(self, target: Any) -> None:
-        self._target = target
-        self._root_shape = shape_of(target)
+        self._root = _Slot("", target)
         self._frames: list[_Frame] = []
         self._value: Any = None
 
     def value(self, parser: PartialJSON) -> Any:
         """The typed partial so far (``None`` before the value begins), with the string in
         progress shown where its type is a plain ``str``."""
-        progress = parser.string_in_progress()
-        if progress is not None and self._frames:
-            self._show(*progress)
+        if self._frames:
+            progress = parser.string_in_progress()
+            if progress is not None:
+                self._show(*progress)
         return self._value
 
     # -- JSONListener --------------------------------------------------------------------
 
-    def opened(self, path: Path, container: dict[str, Any] | list[Any]) -> None:
-        target, shape = self._slot_type(path)
+    def opened(self, key: Key, container: dict[str, Any] | list[Any]) -> None:
+        slot = self._slot_of(key)
+        shape = None if slot is None else slot.shape
         if shape is not None and not isinstance(container, shape.kind):
             shape = None  # the JSON has another shape than the type: convert it when complete
         partial = None if shape is None else shape.start()
         if partial is not None:
-            self._put(path, partial)
-        self._frames.append(_Frame(container, target, shape, partial))
+            self._put(slot, key, partial, replace=False)  # type: ignore[arg-type]
+        self._frames.append(_Frame(container, slot, shape, partial))
 
-    def completed(self, path: Path, value: Any) -> None:
+    def completed(self, key: Key, value: Any) -> None:
         frames = self._frames
         if frames and frames[-1].plain is value:
             frame = frames.pop()
-            if frame.type is _UNKNOWN:
+            slot = frame.slot
+            if slot is None:
                 return
             if frame.shape is None:
-                typed = _convert(value, frame.type)
+                typed = slot.convert(value)
             elif frame.failed:
                 typed = _FAILED
             else:
@@ -232,58 +273,52 @@ class TypedPartial:
             if typed is _FAILED and frame.partial is not None:
                 self._fail()
                 typed = frame.partial  # keep the fields that did fit
-            self._place(path, typed, replace=frame.partial is not None)
+            self._place(slot, key, typed, replace=frame.partial is not None)
             return
-        target, _ = self._slot_type(path)
-        if target is _UNKNOWN:
+        slot = self._slot_of(key)
+        if slot is None:
             return
-        typed = value if target is Any else _convert(value, target)
-        replace = bool(frames) and frames[-1].shown
+        replace = False
         if frames:
+            replace = frames[-1].shown
             frames[-1].shown = False
-        self._place(path, typed, replace=replace)
+        self._place(slot, key, slot.convert(value), replace=replace)
 
     # -- placing -------------------------------------------------------------------------
 
-    def _slot_type(self, path: Path) -> tuple[Any, _Shape | None]:
+    def _slot_of(self, key: Key) -> _Slot | None:
         if not self._frames:
-            return self._target, self._root_shape
-        frame = self._frames[-1]
-        if frame.shape is None:
-            return _UNKNOWN, None  # inside a value followed only as a whole
-        child = frame.shape.child(path[-1])
-        return (_UNKNOWN, None) if child is None else child
+            return self._root
+        shape = self._frames[-1].shape
+        return None if shape is None else shape.child(key)
 
-    def _place(self, path: Path, typed: Any, *, replace: bool) -> None:
+    def _place(self, slot: _Slot, key: Key, typed: Any, *, replace: bool) -> None:
         if typed is _FAILED:
             self._fail()
             typed = None  # a list keeps its indices in step with the JSON
-        self._put(path, typed, replace=replace)
+        self._put(slot, key, typed, replace=replace)
 
     def _fail(self) -> None:
         if self._frames:
             self._frames[-1].failed = True
 
-    def _put(self, path: Path, value: Any, *, replace: bool = False) -> None:
+    def _put(self, slot: _Slot, key: Key, value: Any, *, replace: bool) -> None:
         if not self._frames:
             self._value = value
             return
         frame = self._frames[-1]
         if frame.shape is not None:
-            frame.shape.put(frame.partial, path[-1], value, replace=replace)
+            frame.shape.put(frame.partial, slot, key, value, replace=replace)
 
-    def _show(self, path: Path, text: str) -> None:
+    def _show(self, key: Key, text: str) -> None:
         frame = self._frames[-1]
         if frame.shape is None:
             return
-        child = frame.shape.child(path[-1])
-        if child is None or not _shows_growing_string(child[0]):
+        slot = frame.shape.child(key)
+        if slot is None or not slot.grows:
             return
-        frame.shape.put(frame.partial, path[-1], text, replace=frame.shown)
+        frame.shape.put(frame.partial, slot, key, text, replace=frame.shown)
         frame.shown = True
-
-
-_UNKNOWN: Any = object()  # no type: a key the type does not have, or inside an opaque value
 
 
 def _annotated(info: Any) -> Any:
@@ -352,12 +387,6 @@ def shape_of(target: Any) -> _Shape | None:
     return None
 
 
-def _shows_growing_string(target: Any) -> bool:
-    """Whether a field of this type shows a string before it is complete: only a plain
-    ``str`` (or ``Any``) does; a date, an enum or a constrained string waits for the whole."""
-    return _without_none(target) in (str, Any)
-
-
 @_memo
 def _converter(target: Any) -> Callable[[Any], Any]:
     if _needs_pydantic(target):
@@ -375,14 +404,6 @@ def _needs_pydantic(target: Any) -> bool:
     from ._pydantic import uses_pydantic
 
     return uses_pydantic(target)
-
-
-def _convert(value: Any, target: Any) -> Any:
-    """``value`` converted and validated as ``target``, or ``_FAILED``."""
-    try:
-        return _converter(target)(value)
-    except (msgspec.ValidationError, ValueError, TypeError):
-        return _FAILED
 
 
 @functools.lru_cache(maxsize=256)

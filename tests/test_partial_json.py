@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from routmy_async._exceptions import ContentParseError, InvalidJSONError
-from routmy_async._partial_json import PartialJSON, Path
+from routmy_async._partial_json import Key, PartialJSON, Path
 
 
 def feed_all(*deltas: str) -> PartialJSON:
@@ -254,33 +254,41 @@ def test_started_and_done_follow_the_value():
 
 class Recorder:
     def __init__(self) -> None:
-        self.events: list[tuple[str, Path, Any]] = []
+        self.parser = PartialJSON(listener=self)
+        self.events: list[tuple[str, Key, Path, Any]] = []
 
-    def opened(self, path: Path, container: dict[str, Any] | list[Any]) -> None:
-        self.events.append(("opened", path, type(container).__name__))
+    def opened(self, key: Key, container: dict[str, Any] | list[Any]) -> None:
+        self.events.append(("opened", key, self.parser.path(), type(container).__name__))
 
-    def completed(self, path: Path, value: Any) -> None:
-        self.events.append(("completed", path, json.dumps(value)))
+    def completed(self, key: Key, value: Any) -> None:
+        self.events.append(("completed", key, self.parser.path(), json.dumps(value)))
 
 
-def test_the_listener_hears_each_container_open_and_each_value_complete_with_its_path():
-    """Paths are keys and indices from the root; a container completes after its items."""
+def test_the_listener_hears_each_container_open_and_each_value_complete_with_its_key():
+    """The key is the value's place in the innermost open container (None at the root); a
+    container completes after its items, once it is no longer open (path() is its parent's)."""
     recorder = Recorder()
-    parser = PartialJSON(listener=recorder)
-    text = '{"a": [1, {"b": "x"}], "c": null}'
-    for char in text:
-        parser.feed(char)
+    for char in '{"a": [1, {"b": "x"}], "c": null}':
+        recorder.parser.feed(char)
     assert recorder.events == [
-        ("opened", (), "dict"),
-        ("opened", ("a",), "list"),
-        ("completed", ("a", 0), "1"),
-        ("opened", ("a", 1), "dict"),
-        ("completed", ("a", 1, "b"), '"x"'),
-        ("completed", ("a", 1), '{"b": "x"}'),
-        ("completed", ("a",), '[1, {"b": "x"}]'),
-        ("completed", ("c",), "null"),
-        ("completed", (), '{"a": [1, {"b": "x"}], "c": null}'),
+        ("opened", None, (), "dict"),
+        ("opened", "a", ("a",), "list"),
+        ("completed", 0, ("a", 0), "1"),
+        ("opened", 1, ("a", 1), "dict"),
+        ("completed", "b", ("a", 1, "b"), '"x"'),
+        ("completed", 1, ("a", 1), '{"b": "x"}'),
+        ("completed", "a", ("a",), '[1, {"b": "x"}]'),
+        ("completed", "c", ("c",), "null"),
+        ("completed", None, (), '{"a": [1, {"b": "x"}], "c": null}'),
     ]
+
+
+def test_string_in_progress_names_its_key_and_what_arrived():
+    """The key of the string being read and its text so far; None outside a string."""
+    parser = feed_all('{"a": [1, "xy')
+    assert parser.string_in_progress() == (1, "xy")
+    parser.feed('z"')
+    assert parser.string_in_progress() is None
 
 
 def test_a_long_string_is_never_carried_whole_from_delta_to_delta():
