@@ -1,6 +1,9 @@
 """The extra CPU of partial structured output: our incremental parser against a re-parse.
 
-    python benchmarks/bench_partial.py [--repeat 5] [--sizes 1,4,8,64,512] [--json out.json]
+    python benchmarks/bench_partial.py [--repeat 5] [--sizes 1,4,8,64,512] [--save]
+
+``--save`` writes ``benchmarks/partial-results.json``, ``partial-results.md`` and, with
+matplotlib installed, ``partial-results.png`` (CPU per delta against answer size).
 
 An answer of each size (a JSON object holding an array of order lines, the shape of a typical
 ``response_format``) is cut into deltas of ~16 characters, and the partial value is read after
@@ -31,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 import msgspec
 from jiter import from_json
@@ -39,6 +42,7 @@ from jiter import from_json
 from routmy_async._partial_json import PartialJSON
 from routmy_async._typed_partial import TypedPartial
 
+HERE = Path(__file__).resolve().parent
 DELTA = 16
 
 
@@ -87,34 +91,41 @@ def deltas_of(text: str) -> list[str]:
 def time_ours(deltas: list[str]) -> float:
     parser = PartialJSON()
     feed = parser.feed
-    started = time.perf_counter()
+    started = time.process_time()
     for delta in deltas:
         feed(delta)
         parser.value  # noqa: B018 - reading it is the point
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def time_typed(deltas: list[str]) -> float:
     typed = TypedPartial(Order)
     parser = PartialJSON(listener=typed)
     feed = parser.feed
-    started = time.perf_counter()
+    started = time.process_time()
     for delta in deltas:
         feed(delta)
         typed.value(parser)
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def time_jiter(deltas: list[str]) -> float:
-    snapshots: list[str] = []
+    started = time.process_time()
     snapshot = ""
     for delta in deltas:
         snapshot += delta
-        snapshots.append(snapshot)
-    started = time.perf_counter()
-    for snapshot in snapshots:
         from_json(bytes(snapshot, "utf-8"), partial_mode="trailing-strings")
-    return time.perf_counter() - started
+    spent = time.process_time() - started
+    return spent - time_growth(deltas)
+
+
+def time_growth(deltas: list[str]) -> float:
+    """The snapshot's own growth, which a stream pays with or without partials."""
+    started = time.process_time()
+    snapshot = ""
+    for delta in deltas:
+        snapshot += delta
+    return time.process_time() - started
 
 
 def check(text: str) -> None:
@@ -136,7 +147,7 @@ def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     options.add_argument("--repeat", type=int, default=5)
     options.add_argument("--sizes", default="1,4,8,64,512")
-    options.add_argument("--json", type=Path, default=None)
+    options.add_argument("--save", action="store_true", help="write partial-results.*")
     args = options.parse_args()
     rows = []
     print(
@@ -171,8 +182,69 @@ def main() -> None:
             f"{kilobytes:>5}KB {len(deltas):>7} {ours:>7.2f} {typed:>7.2f} {jiter:>8.2f}"
             f" {jiter / ours:>10.1f}x {jiter / typed:>11.1f}x"
         )
-    if args.json is not None:
-        args.json.write_text(json.dumps({"python": sys.version.split()[0], "rows": rows}, indent=2))
+    if args.save:
+        results = {"python": sys.version.split()[0], "delta": DELTA, "rows": rows}
+        (HERE / "partial-results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (HERE / "partial-results.md").write_text(markdown(results))
+        chart(results, HERE / "partial-results.png")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Python {results['python']}, deltas of {results['delta']} characters, the partial read"
+        " after every delta; best of the interleaved runs, µs of CPU per delta.",
+        "",
+        "| answer | deltas | ours | ours, typed | jiter re-parse | jiter / ours "
+        "| jiter / typed | goal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        goal = "≤ 1x" if row["kb"] <= 8 else "≥ 10x less"
+        lines.append(
+            f"| {row['kb']} KB | {row['deltas']} | {row['ours_us']:.2f} | {row['typed_us']:.2f}"
+            f" | {row['jiter_us']:.2f} | {row['jiter_us'] / row['ours_us']:.1f}x"
+            f" | {row['jiter_us'] / row['typed_us']:.1f}x | {goal} |"
+        )
+    by_size = {row["kb"]: row for row in results["rows"]}
+    if 4 in by_size and 512 in by_size:
+        growth = by_size[512]["ours_us"] / by_size[4]["ours_us"]
+        typed_growth = by_size[512]["typed_us"] / by_size[4]["typed_us"]
+        lines += [
+            "",
+            f"Per delta, 512 KB against 4 KB: ours {growth:.2f}x, typed {typed_growth:.2f}x "
+            "(goal ≤ 1.5x: linear time).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart (pip install -e '.[bench]')")
+        return
+    sizes = [row["kb"] for row in results["rows"]]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for key, label in (
+        ("jiter_us", "jiter re-parse of the snapshot (openai-python)"),
+        ("typed_us", "routmy_async, typed partial"),
+        ("ours_us", "routmy_async, plain partial"),
+    ):
+        axis.plot(sizes, [row[key] for row in results["rows"]], marker="o", label=label)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xticks(sizes)
+    axis.set_xticklabels([f"{size} KB" for size in sizes])
+    axis.set_xlabel("answer size")
+    axis.set_ylabel("CPU per delta, µs (lower is better)")
+    axis.set_title(f"Partial structured output, {results['delta']}-character deltas")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"chart written to {path}")
 
 
 if __name__ == "__main__":

@@ -127,7 +127,6 @@ class PartialJSON:
     """
 
     __slots__ = (
-        "_base",
         "_carry",
         "_containers",
         "_error",
@@ -156,7 +155,6 @@ class PartialJSON:
         self._carry = ""
         self._fenced = False
         self._fed = 0  # characters fed so far
-        self._base = 0  # where the text being parsed begins, in characters fed
         self._error: ContentParseError | None = None  # once broken, the parser stays broken
 
     # -- reading -------------------------------------------------------------------------
@@ -178,6 +176,11 @@ class PartialJSON:
             self._show_string()
         return None if self._root is _NOTHING else self._root
 
+    @property
+    def in_string(self) -> bool:
+        """Whether a string value is being read (and is shown as far as it has arrived)."""
+        return self._state == _STRING
+
     def string_in_progress(self) -> tuple[Key, str] | None:
         """The key of the string being read, and what has arrived of it; or None."""
         if self._state != _STRING:
@@ -195,22 +198,153 @@ class PartialJSON:
         """Parse the next piece of text.
 
         :raises InvalidJSONError: the text so far cannot be the start of a JSON value.
+        :raises FieldValidationError: a listener's eager check failed (see ``_eager_check``).
         """
         if self._error is not None:
             raise self._error
-        carry = self._carry
-        if carry:
-            text = carry + delta
+        if self._carry:
+            text = self._carry + delta
             self._carry = ""
-            self._base = self._fed - len(carry)
         else:
             text = delta
-            self._base = self._fed
+        # _fed - len(text) is where ``text`` begins in the whole answer (for offsets).
         self._fed += len(delta)
+        # The whole machine is written out here, in one frame: a call per token (or even per
+        # delta) costs more than the token, and this runs on every delta of every stream.
         try:
-            self._parse(text)
+            state = self._state
+            containers = self._containers
+            keys = self._keys
+            inline = self._listener is None  # without a listener, values go in place right here
+            index = 0
+            end = len(text)
+            while index < end:
+                if state <= _KEY_STRING:
+                    if text.find('"', index) < 0:
+                        self._state = state
+                        piece = text[index:]
+                        if piece.isprintable() and "\\" not in piece:
+                            self._pieces.append(piece)  # the usual middle of a string
+                        else:
+                            self._hold_string(text, index)
+                        return
+                    try:
+                        piece, index = scanstring(text, index)
+                    except ValueError:
+                        # The quote found was escaped, or an escape is invalid or cut.
+                        self._state = state
+                        self._hold_string(text, index)
+                        return
+                    if self._pieces:
+                        self._pieces.append(piece)
+                        piece = "".join(self._pieces)
+                        self._pieces = []
+                    if state == _KEY_STRING:
+                        keys[-1] = piece
+                        # The usual ': "' or ': ' after a key, read here rather than in three
+                        # more turns of the loop.
+                        if text.startswith(":", index):
+                            index += 2 if text.startswith(" ", index + 1) else 1
+                            if text.startswith('"', index):
+                                state = _STRING
+                                index += 1
+                            else:
+                                state = _VALUE
+                        else:
+                            state = _COLON
+                        continue
+                    if inline and containers and type(containers[-1]) is dict:
+                        containers[-1][keys[-1]] = piece
+                        self._string_shown = False
+                        state = _COMMA_OR_CLOSE
+                    else:
+                        state = self._complete(piece)
+                    continue
+                char = text[index]
+                if char in _WHITESPACE and state != _OPENING_FENCE:
+                    index = _SKIP_WHITESPACE.match(text, index).end()  # type: ignore[union-attr]
+                elif state == _COMMA_OR_CLOSE:
+                    in_object = type(containers[-1]) is dict
+                    if char == ",":
+                        index += 2 if text.startswith(" ", index + 1) else 1
+                        if not in_object:
+                            state = _VALUE
+                        elif text.startswith('"', index):  # the usual ', "key"'
+                            state = _KEY_STRING
+                            index += 1
+                        else:
+                            state = _KEY
+                        continue
+                    if char != ("}" if in_object else "]"):
+                        closer = "'}'" if in_object else "']'"
+                        raise _Invalid(index, f"expected ',' or {closer}, found {char!r}")
+                    state = self._close()
+                    index += 1
+                elif state <= _ITEM_OR_CLOSE:
+                    if char == '"':
+                        state = _STRING
+                        index += 1
+                    elif char in _NUMBER_START:
+                        number = _NUMBER.match(text, index)
+                        stop = index if number is None else number.end()
+                        if stop == end or text[stop] in _NUMBER_CHARS:
+                            # Digits may still come (the next delta's), or the token is bad.
+                            if _NUMBER_RUN.match(text, index).end() < end:  # type: ignore[union-attr]
+                                found = text[index : stop + 1]
+                                raise _Invalid(index, f"{found!r} is not a number")
+                            self._carry = text[index:]
+                            break
+                        token = text[index:stop]
+                        value = int(token) if number.lastindex is None else float(token)  # type: ignore[union-attr]
+                        if inline and containers and type(containers[-1]) is dict:
+                            containers[-1][keys[-1]] = value
+                            state = _COMMA_OR_CLOSE
+                        else:
+                            state = self._complete(value)
+                        index = stop
+                    elif char == "{" or char == "[":
+                        state = self._open(char)
+                        index += 1
+                    elif char == "]" and state == _ITEM_OR_CLOSE:
+                        state = self._close()
+                        index += 1
+                    elif char in _LITERALS:
+                        word, literal = _LITERALS[char]
+                        if text.startswith(word, index):
+                            if inline and containers and type(containers[-1]) is dict:
+                                containers[-1][keys[-1]] = literal
+                                state = _COMMA_OR_CLOSE
+                            else:
+                                state = self._complete(literal)
+                            index += len(word)
+                        elif word.startswith(text[index:]):
+                            self._carry = text[index:]
+                            break
+                        else:
+                            found = text[index : index + len(word)]
+                            raise _Invalid(index, f"expected {word!r}, found {found!r}")
+                    else:
+                        raise _Invalid(index, f"expected a value, found {char!r}")
+                elif state <= _KEY_OR_CLOSE:
+                    if char == '"':
+                        state = _KEY_STRING
+                    elif char == "}" and state == _KEY_OR_CLOSE:
+                        state = self._close()
+                    else:
+                        raise _Invalid(index, f"expected a key in quotes, found {char!r}")
+                    index += 1
+                elif state == _COLON:
+                    if char != ":":
+                        raise _Invalid(index, f"expected ':' after a key, found {char!r}")
+                    state = _VALUE
+                    index += 1
+                else:
+                    self._state = state
+                    index = self._outside(text, index)
+                    state = self._state
+            self._state = state
         except _Invalid as problem:
-            offset = self._base + problem.index
+            offset = self._fed - len(text) + problem.index
             self._error = InvalidJSONError(
                 f"the answer is not valid JSON at character {offset}: {problem.reason}",
                 offset=offset,
@@ -238,141 +372,6 @@ class PartialJSON:
         return self._root
 
     # -- the machine ---------------------------------------------------------------------
-
-    def _parse(self, text: str) -> None:
-        # One loop with the common transitions written out: a method call per token costs
-        # more than the token, and this runs on every delta of every structured stream.
-        state = self._state
-        containers = self._containers
-        keys = self._keys
-        inline = self._listener is None  # without a listener, values go in place right here
-        index = 0
-        end = len(text)
-        while index < end:
-            if state <= _KEY_STRING:
-                if text.find('"', index) < 0:
-                    self._state = state
-                    piece = text[index:]
-                    if piece.isprintable() and "\\" not in piece:
-                        self._pieces.append(piece)  # the usual middle of a string
-                    else:
-                        self._hold_string(text, index)
-                    return
-                try:
-                    piece, index = scanstring(text, index)
-                except ValueError:
-                    # The quote found was escaped, or an escape is invalid or cut.
-                    self._state = state
-                    self._hold_string(text, index)
-                    return
-                if self._pieces:
-                    self._pieces.append(piece)
-                    piece = "".join(self._pieces)
-                    self._pieces = []
-                if state == _KEY_STRING:
-                    keys[-1] = piece
-                    # The usual ': "' or ': ' after a key, read here rather than in three
-                    # more turns of the loop.
-                    if text.startswith(":", index):
-                        index += 2 if text.startswith(" ", index + 1) else 1
-                        if text.startswith('"', index):
-                            state = _STRING
-                            index += 1
-                        else:
-                            state = _VALUE
-                    else:
-                        state = _COLON
-                    continue
-                if inline and containers and type(containers[-1]) is dict:
-                    containers[-1][keys[-1]] = piece
-                    self._string_shown = False
-                    state = _COMMA_OR_CLOSE
-                else:
-                    state = self._complete(piece)
-                continue
-            char = text[index]
-            if char in _WHITESPACE and state != _OPENING_FENCE:
-                index = _SKIP_WHITESPACE.match(text, index).end()  # type: ignore[union-attr]
-            elif state == _COMMA_OR_CLOSE:
-                in_object = type(containers[-1]) is dict
-                if char == ",":
-                    index += 2 if text.startswith(" ", index + 1) else 1
-                    if not in_object:
-                        state = _VALUE
-                    elif text.startswith('"', index):  # the usual ', "key"'
-                        state = _KEY_STRING
-                        index += 1
-                    else:
-                        state = _KEY
-                    continue
-                if char != ("}" if in_object else "]"):
-                    closer = "'}'" if in_object else "']'"
-                    raise _Invalid(index, f"expected ',' or {closer}, found {char!r}")
-                state = self._close()
-                index += 1
-            elif state <= _ITEM_OR_CLOSE:
-                if char == '"':
-                    state = _STRING
-                    index += 1
-                elif char in _NUMBER_START:
-                    number = _NUMBER.match(text, index)
-                    stop = index if number is None else number.end()
-                    if stop == end or text[stop] in _NUMBER_CHARS:
-                        # Digits may still come (the next delta's), or the token is bad.
-                        if _NUMBER_RUN.match(text, index).end() < end:  # type: ignore[union-attr]
-                            found = text[index : stop + 1]
-                            raise _Invalid(index, f"{found!r} is not a number")
-                        self._carry = text[index:]
-                        break
-                    token = text[index:stop]
-                    value = int(token) if number.lastindex is None else float(token)  # type: ignore[union-attr]
-                    if inline and containers and type(containers[-1]) is dict:
-                        containers[-1][keys[-1]] = value
-                        state = _COMMA_OR_CLOSE
-                    else:
-                        state = self._complete(value)
-                    index = stop
-                elif char == "{" or char == "[":
-                    state = self._open(char)
-                    index += 1
-                elif char == "]" and state == _ITEM_OR_CLOSE:
-                    state = self._close()
-                    index += 1
-                elif char in _LITERALS:
-                    word, literal = _LITERALS[char]
-                    if text.startswith(word, index):
-                        if inline and containers and type(containers[-1]) is dict:
-                            containers[-1][keys[-1]] = literal
-                            state = _COMMA_OR_CLOSE
-                        else:
-                            state = self._complete(literal)
-                        index += len(word)
-                    elif word.startswith(text[index:]):
-                        self._carry = text[index:]
-                        break
-                    else:
-                        found = text[index : index + len(word)]
-                        raise _Invalid(index, f"expected {word!r}, found {found!r}")
-                else:
-                    raise _Invalid(index, f"expected a value, found {char!r}")
-            elif state <= _KEY_OR_CLOSE:
-                if char == '"':
-                    state = _KEY_STRING
-                elif char == "}" and state == _KEY_OR_CLOSE:
-                    state = self._close()
-                else:
-                    raise _Invalid(index, f"expected a key in quotes, found {char!r}")
-                index += 1
-            elif state == _COLON:
-                if char != ":":
-                    raise _Invalid(index, f"expected ':' after a key, found {char!r}")
-                state = _VALUE
-                index += 1
-            else:
-                self._state = state
-                index = self._outside(text, index)
-                state = self._state
-        self._state = state
 
     def _hold_string(self, text: str, index: int) -> None:
         """Keep what arrived of a string that this text does not finish; carry a cut escape.
@@ -419,7 +418,7 @@ class PartialJSON:
             self._state = _VALUE
             return newline + 1
         char = text[index]
-        if state == _START and char == _BOM and self._base + index == 0:
+        if state == _START and char == _BOM and self._fed - len(text) + index == 0:
             return index + 1
         if char == "`" and (state == _START or self._fenced):
             fence = text[index : index + 3]
@@ -480,8 +479,12 @@ class PartialJSON:
 
     def _show_string(self) -> None:
         """Put the string in progress, as far as it has arrived, in its place."""
-        text = "".join(self._pieces)
-        self._pieces = [text] if text else []
+        pieces = self._pieces
+        if len(pieces) == 1:
+            text = pieces[0]
+        else:
+            text = "".join(pieces)
+            self._pieces = [text] if text else []
         containers = self._containers
         if not containers:
             self._root = text

@@ -239,10 +239,14 @@ class TypedPartial:
     def value(self, parser: PartialJSON) -> Any:
         """The typed partial so far (``None`` before the value begins), with the string in
         progress shown where its type is a plain ``str``."""
-        if self._frames:
-            progress = parser.string_in_progress()
-            if progress is not None:
-                self._show(*progress)
+        if self._frames and parser.in_string:
+            frame = self._frames[-1]
+            if frame.shape is not None:
+                key, text = parser.string_in_progress()  # type: ignore[misc]
+                slot = frame.shape.child(key)
+                if slot is not None and slot.grows:
+                    frame.shape.put(frame.partial, slot, key, text, replace=frame.shown)
+                    frame.shown = True
         return self._value
 
     # -- JSONListener --------------------------------------------------------------------
@@ -275,14 +279,22 @@ class TypedPartial:
                 typed = frame.partial  # keep the fields that did fit
             self._place(slot, key, typed, replace=frame.partial is not None)
             return
-        slot = self._slot_of(key)
+        if not frames:
+            typed = self._root.convert(value)  # a bare scalar answer
+            self._value = None if typed is _FAILED else typed
+            return
+        frame = frames[-1]
+        shape = frame.shape
+        slot = None if shape is None else shape.child(key)
         if slot is None:
             return
-        replace = False
-        if frames:
-            replace = frames[-1].shown
-            frames[-1].shown = False
-        self._place(slot, key, slot.convert(value), replace=replace)
+        # Written out: this runs for every value of every typed stream.
+        typed = value if type(value) is slot.plain else slot.convert(value)
+        if typed is _FAILED:
+            frame.failed = True
+            typed = None  # a list keeps its indices in step with the JSON
+        shape.put(frame.partial, slot, key, typed, replace=frame.shown)  # type: ignore[union-attr]
+        frame.shown = False
 
     # -- placing -------------------------------------------------------------------------
 
@@ -309,16 +321,6 @@ class TypedPartial:
         frame = self._frames[-1]
         if frame.shape is not None:
             frame.shape.put(frame.partial, slot, key, value, replace=replace)
-
-    def _show(self, key: Key, text: str) -> None:
-        frame = self._frames[-1]
-        if frame.shape is None:
-            return
-        slot = frame.shape.child(key)
-        if slot is None or not slot.grows:
-            return
-        frame.shape.put(frame.partial, slot, key, text, replace=frame.shown)
-        frame.shown = True
 
 
 def _annotated(info: Any) -> Any:

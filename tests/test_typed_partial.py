@@ -273,3 +273,4 @@ def test_a_bare_string_answer_of_type_str_grows():
     assert typed.value(parser) is None  # a root scalar appears when complete
     parser.feed('ld"')
     assert typed.value(parser) == "hello world"
+    assert read_after(int, '"not a number"') is None
