@@ -259,6 +259,10 @@ class PartialJSON:
                         state = _COMMA_OR_CLOSE
                     else:
                         state = self._complete(piece)
+                    if state == _COMMA_OR_CLOSE and text.startswith(', "', index):
+                        # The usual next member or item, in this turn of the loop.
+                        state = _KEY_STRING if type(containers[-1]) is dict else _STRING
+                        index += 3
                     continue
                 char = text[index]
                 if char in _WHITESPACE and state != _OPENING_FENCE:
@@ -302,6 +306,9 @@ class PartialJSON:
                         else:
                             state = self._complete(value)
                         index = stop
+                        if state == _COMMA_OR_CLOSE and text.startswith(', "', index):
+                            state = _KEY_STRING if type(containers[-1]) is dict else _STRING
+                            index += 3
                     elif char == "{" or char == "[":
                         state = self._open(char)
                         index += 1
