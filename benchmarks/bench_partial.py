@@ -18,9 +18,9 @@ every delta, as a stream handing ``parsed`` to each event would. Measured, per a
   and costs the same). The snapshot's own growth (``snapshot += delta``) is not counted: both
   sides keep it anyway.
 
-Each figure is the best of ``--repeat`` runs, interleaved (the least disturbed by other
-processes), in microseconds of CPU per delta. Needs ``jiter`` (installed with openai, the
-``bench`` extra).
+Each figure is the best of the runs (``--repeat``, and more for small answers), interleaved,
+so the least disturbed by other processes, in microseconds of CPU per delta. Needs ``jiter``
+(installed with openai, the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -158,10 +158,12 @@ def main() -> None:
         text = answer_of_size(kilobytes)
         check(text)
         deltas = deltas_of(text)
-        # The re-parse at 512 KB takes seconds a run: fewer repeats there.
-        slow_repeat = args.repeat if kilobytes <= 64 else max(1, args.repeat // 2)
+        # Small answers take well under a millisecond a run: many runs there, for a steady
+        # best; the re-parse at 512 KB takes minutes a run: one run is enough there.
+        repeat = max(args.repeat, 256 // kilobytes)
+        slow_repeat = repeat if kilobytes <= 64 else 1
         best = {"ours": float("inf"), "typed": float("inf"), "jiter": float("inf")}
-        for turn in range(args.repeat):
+        for turn in range(repeat):
             # Interleaved, so a busy moment of the machine hits every side alike.
             gc.collect()
             best["ours"] = min(best["ours"], time_ours(deltas))

@@ -144,8 +144,8 @@ class PartialJSON:
         self._listener = listener
         self._state = _START
         self._root: Any = _NOTHING
-        # The open containers, outermost first; for an object, the key whose value is being
-        # read (None between keys).
+        # The open containers, outermost first, and for each object the last key read (None
+        # before its first key; a list's entry stays None).
         self._containers: list[Any] = []
         self._keys: list[str | None] = []
         # The decoded pieces of the string being read, and whether it is in its parent yet.
@@ -387,8 +387,9 @@ class PartialJSON:
         """
         if text.find("\\", index) < 0:
             piece = text[index:]
-            if not piece.isprintable() and _CONTROL.search(piece):
-                at = index + _CONTROL.search(piece).start()  # type: ignore[union-attr]
+            control = None if piece.isprintable() else _CONTROL.search(piece)
+            if control is not None:
+                at = index + control.start()
                 raise _Invalid(at, f"a control character {text[at]!r} inside a string")
             self._pieces.append(piece)
             return
