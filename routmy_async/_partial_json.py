@@ -43,8 +43,9 @@ partials and eager validation. ``path()`` gives the whole path when one is wante
 from __future__ import annotations
 
 import copy
+import json.decoder
 import re
-from _json import scanstring  # the C string decoder json.loads uses
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._exceptions import ContentParseError, InvalidJSONError
@@ -115,6 +116,9 @@ _NUMBER_RUN = re.compile(r"[-+0-9.eE]*")
 # A whole number; its groups (fraction, exponent) say whether it is a float.
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+# The string decoder json.loads uses (in C on CPython): the same escapes, surrogate pairs and
+# control-character errors, and the same result.
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 _FENCE = "```"
 _BOM = "\ufeff"
 _NOTHING: Any = object()
@@ -229,7 +233,7 @@ class PartialJSON:
                             self._hold_string(text, index)
                         return
                     try:
-                        piece, index = scanstring(text, index)
+                        piece, index = _scanstring(text, index)
                     except ValueError:
                         # The quote found was escaped, or an escape is invalid or cut.
                         self._state = state
@@ -411,7 +415,7 @@ class PartialJSON:
         self._carry = text[hold:]
         if hold > index:
             piece = text[index:hold]
-            self._pieces.append(scanstring(piece + '"', 0)[0])
+            self._pieces.append(_scanstring(piece + '"', 0)[0])
 
     def _outside(self, text: str, index: int) -> int:
         """Before and after the value: a BOM, whitespace, the Markdown fences."""
