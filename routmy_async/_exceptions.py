@@ -11,6 +11,8 @@ The hierarchy::
     ├── APIResponseValidationError     a 2xx body that does not decode into its type
     ├── APIStreamError                 an error frame inside an SSE stream
     ├── ContentParseError              parse(): the model's content does not fit the Struct
+    │   ├── InvalidJSONError           ... because the streamed text stopped being JSON
+    │   └── FieldValidationError       ... because a field, once complete, cannot be valid
     ├── BatchFileError                 a batch file could not be run (invalid lines, locked output)
     └── APIStatusError                 a non-2xx answer
         ├── BadRequestError            400
@@ -47,7 +49,9 @@ __all__ = [
     "ConflictError",
     "ContentParseError",
     "ErrorBody",
+    "FieldValidationError",
     "InternalServerError",
+    "InvalidJSONError",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -189,6 +193,43 @@ class ContentParseError(RoutmyError):
         self.content = content
         self.finish_reason = finish_reason
         self.refusal = refusal
+
+
+class InvalidJSONError(ContentParseError):
+    """Streamed content that cannot become JSON, found as soon as the offending text arrives.
+
+    :param message: what is wrong, naming the offset.
+    :param offset: the character offset in the content (counted from its first character,
+        a byte order mark or a Markdown fence included) where the JSON went wrong.
+    :param content: the text the model sent, when the caller kept it.
+    """
+
+    def __init__(self, message: str, *, offset: int, content: str | None = None):
+        super().__init__(message, content=content)
+        self.offset = offset
+
+
+class FieldValidationError(ContentParseError):
+    """A field of a streamed answer that, once complete, cannot be valid for the schema.
+
+    :param message: the field and the reason, in words.
+    :param path: where the field sits: object keys and array indices from the root.
+    :param reason: why it cannot be valid (a wrong type, an unknown enum value, a broken
+        constraint).
+    :param content: the text the model sent, when the caller kept it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: tuple[str | int, ...],
+        reason: str,
+        content: str | None = None,
+    ):
+        super().__init__(message, content=content)
+        self.path = path
+        self.reason = reason
 
 
 class BatchFileError(RoutmyError):
