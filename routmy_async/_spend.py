@@ -44,7 +44,14 @@ from typing import Any, Literal, NoReturn
 
 from ._exceptions import SpendLimitError
 
-__all__ = ["Price", "Reservation", "SpendLimit", "SpendSnapshot", "SpendTotals"]
+__all__ = [
+    "Price",
+    "Reservation",
+    "SpendLimit",
+    "SpendSnapshot",
+    "SpendTotals",
+    "prompt_token_bound",
+]
 
 Unit = Literal["units", "dollars"]
 
@@ -53,6 +60,13 @@ Unit = Literal["units", "dollars"]
 # picodollars per token.
 _SCALE: dict[Unit, int] = {"units": 10**6, "dollars": 10**12}
 _PER_MILLION = 10**6
+
+# What a chat template adds around each message (role, separators): a few tokens in every
+# template we know of; 16 leaves room.
+_MESSAGE_OVERHEAD = 16
+# An image given by URL has no bytes in the request to bound its tokens; the providers' own
+# figures for one image stay under this (OpenAI high detail, Anthropic, Gemini).
+_IMAGE_URL_TOKENS = 6_000
 
 
 def _decimal(value: Any, name: str) -> Decimal:
@@ -457,3 +471,32 @@ def _per_million(value: Any, name: str) -> int:
     """Picodollars per token for a price in dollars per million tokens, rounded up."""
     exact = _decimal(value, name)
     return _scaled(exact, _SCALE["dollars"] // _PER_MILLION, up=True)
+
+
+def prompt_token_bound(request: Mapping[str, Any]) -> int:
+    """An upper bound of a request's prompt tokens, for a reservation that must not be short.
+
+    Every string in the request (messages, tools, schemas, ``input``) counts its UTF-8 bytes:
+    a byte-level tokenizer never makes more tokens than bytes. Each message adds what a chat
+    template wraps it in, a token array counts its tokens, and an image given by URL counts a
+    fixed allowance (one given inline already counts its base64 bytes, far more than its
+    tokens). A bound, not an estimate: for English text it is about four times the real count,
+    and the settlement gives the difference back.
+    """
+    messages = request.get("messages")
+    overhead = _MESSAGE_OVERHEAD * (len(messages) if isinstance(messages, list) else 0)
+    return overhead + _bytes_of(request)
+
+
+def _bytes_of(value: Any) -> int:
+    if isinstance(value, str):
+        if value.startswith(("http://", "https://")):
+            return len(value.encode()) + _IMAGE_URL_TOKENS
+        return len(value.encode())
+    if isinstance(value, Mapping):
+        return sum(_bytes_of(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(item, int) for item in value):
+            return len(value)  # a token array: one token each
+        return sum(_bytes_of(item) for item in value)
+    return 0 if value is None or isinstance(value, (bool, int, float)) else len(str(value))

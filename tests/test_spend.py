@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from routmy_async._exceptions import RoutmyError, SpendLimitError
-from routmy_async._spend import Price, SpendLimit
+from routmy_async._spend import Price, SpendLimit, prompt_token_bound
 
 MODELS = [
     {"id": "m/one", "token_multiplier": 1},
@@ -309,3 +309,24 @@ def test_bad_counts_are_refused():
         reservation.settle(input_tokens=1, output_tokens=1, cost=[1])
     assert not reservation.settled
     assert repr(reservation) == "<Reservation m/one held>"
+
+
+def test_prompt_bound_counts_utf8_bytes_and_message_overhead():
+    """Text counts its UTF-8 bytes (a byte-level tokenizer makes no more tokens than bytes),
+    and each message adds its template's overhead."""
+    one = {"model": "m", "messages": [{"role": "user", "content": "héllo"}]}
+    two = {"model": "m", "messages": [{"role": "user", "content": "héllo"}] * 2}
+    assert prompt_token_bound(one) >= len("héllo".encode()) + len("user")
+    assert prompt_token_bound(two) - prompt_token_bound(one) > len("useréllo".encode())
+
+
+def test_prompt_bound_counts_tools_token_arrays_and_image_urls():
+    """Tool schemas count their text, a token array its length, an image URL an allowance."""
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    with_tool = prompt_token_bound({**base, "tools": [tool]})
+    assert with_tool - prompt_token_bound(base) == len("functionlookupobject")
+    assert prompt_token_bound({"model": "", "input": [1, 2, 3, 4]}) == 4
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    with_image = {"model": "m", "messages": [{"role": "user", "content": [image]}]}
+    assert prompt_token_bound(with_image) > 1000
