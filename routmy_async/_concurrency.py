@@ -8,12 +8,18 @@ does:
 - **Slow start.** From a low level, every success adds one: the level doubles per round
   trip until the first loss, so a large quota is found in a few rounds.
 - **Additive increase.** After a loss, a round trip's worth of successes adds one.
-- **Gentle multiplicative decrease.** A loss (429, 503, a timeout) multiplies the level by
-  ``backoff`` (0.85 by default). Halving, as TCP does, idles a quarter of a hard cap on
+- **Gentle multiplicative decrease.** A loss (429, 503, a timeout) sets the level to
+  ``backoff`` (0.85 by default) times the level, or times the requests in flight when fewer
+  were. Halving, as TCP does, idles a quarter of a hard cap on
   average; 0.85 keeps the level between 85% and 100% of it.
 - **One cut per round.** The requests in flight when the level was cut were sent at the old
   level, so their losses are news already: only a loss of a request started after the last
   cut cuts again. A burst of 429s from one overfull round is one decrease, not fifty.
+- **A lost slot waits for a success.** A request refused by a 429 frees its slot only when
+  a later request succeeds (TCP's packet conservation): a refusal comes back at once, and
+  refilling its slot at once would hit the same full quota again. The pool then starts
+  requests as fast as the quota answers them, not as fast as it refuses them. With nothing
+  in flight one request may always start, so a pool whose every request fails still probes.
 - **Grow only when used.** A success grows the level only while it is at most twice the
   most requests ever in flight: a pool that does not fill the level must not inflate it
   without evidence.
@@ -59,6 +65,7 @@ class AdaptiveConcurrency:
         "_window",
         "backoff",
         "cuts",
+        "debt",
         "in_flight",
         "losses",
         "max_concurrency",
@@ -82,6 +89,8 @@ class AdaptiveConcurrency:
         self._open: set[int] = set()
         #: Requests started and not finished.
         self.in_flight = 0
+        #: Slots held by losses until successes give them back.
+        self.debt = 0
         #: Loss signals seen, and the cuts they made (fewer: one per round).
         self.losses = 0
         self.cuts = 0
@@ -96,7 +105,7 @@ class AdaptiveConcurrency:
 
     def try_start(self) -> int | None:
         """A ticket for one more request in flight, or ``None`` when the level is full."""
-        if self.in_flight >= self.level:
+        if self.in_flight and self.in_flight + self.debt >= self.level:
             return None
         self.in_flight += 1
         ticket = self._next_ticket
@@ -117,23 +126,28 @@ class AdaptiveConcurrency:
         if ticket not in self._open:
             raise ValueError(f"ticket {ticket!r} is not in flight")
         self._open.remove(ticket)
+        busy = self.in_flight
         self.in_flight -= 1
         if outcome == "success":
+            self.debt = max(0, self.debt - 1)
             if self.peak_in_flight * 2 >= self.level:
                 self._grow()
         elif outcome == "loss":
             self.losses += 1
+            self.debt = min(self.debt + 1, self.level)
             if ticket >= self._cut_ticket:
-                self._cut()
+                self._cut(busy)
 
     def _grow(self) -> None:
         step = 1.0 if self._slow_start else 1.0 / max(1.0, self._window)
         self._window = min(float(self.max_concurrency), self._window + step)
         self.peak = max(self.peak, self.level)
 
-    def _cut(self) -> None:
+    def _cut(self, busy: int) -> None:
         self._slow_start = False
-        self._window = max(1.0, self._window * self.backoff)
+        # From what was really in flight: a level the pool did not fill (its slots held by
+        # earlier losses) says nothing about what the server takes.
+        self._window = max(1.0, min(self._window, float(busy)) * self.backoff)
         self._cut_ticket = self._next_ticket
         self.cuts += 1
 

@@ -63,9 +63,32 @@ def test_losses_of_one_round_cut_once():
         controller.finish(ticket, "loss")
     assert controller.level == 85
     assert (controller.losses, controller.cuts) == (100, 1)
-    controller.finish(fill(controller)[0], "loss")
-    assert controller.level == 72
+    tickets = fill(controller)  # nothing in flight: one probe, though slots are held
+    controller.finish(tickets[0], "loss")
     assert controller.cuts == 2
+
+
+def test_a_lost_slot_waits_for_a_success():
+    """After losses, their slots stay taken until successes give them back; with nothing in
+    flight one request may still start, so a pool that only fails keeps probing."""
+    controller = AdaptiveConcurrency(max_concurrency=1000, initial=20)
+    tickets = fill(controller)
+    for ticket in tickets[:5]:
+        controller.finish(ticket, "loss")
+    assert controller.level == 17  # one cut, from the 20 in flight
+    assert controller.debt == 5
+    assert fill(controller) == []  # 15 in flight + 5 held = 20 >= 17
+    for ticket in tickets[5:]:
+        controller.finish(ticket, "success")
+    assert controller.debt == 0
+    assert len(fill(controller)) == controller.level
+    stuck = AdaptiveConcurrency(max_concurrency=10, initial=10)
+    for _ in range(50):
+        probe = fill(stuck)
+        assert len(probe) >= 1
+        for ticket in probe:
+            stuck.finish(ticket, "loss")
+    assert stuck.level == 1
 
 
 def test_never_above_max_nor_below_one():
@@ -165,15 +188,17 @@ def test_bounds_hold_for_any_sequence(max_concurrency, initial, backoff, script)
     for action, pick in script:
         before = controller.level
         if action == "start":
-            full = controller.in_flight >= controller.level
+            full = controller.in_flight > 0 and (
+                controller.in_flight + controller.debt >= controller.level
+            )
             ticket = controller.try_start()
             assert (ticket is None) == full
             if ticket is not None:
                 open_tickets.append(ticket)
-            assert controller.in_flight <= max(controller.level, before)
+                assert controller.in_flight <= controller.level
         elif open_tickets:
             ticket = open_tickets.pop(pick % len(open_tickets))
-            cuts = controller.cuts
+            cuts, busy = controller.cuts, controller.in_flight
             controller.finish(ticket, action)
             after = controller.level
             if action == "success":
@@ -181,9 +206,11 @@ def test_bounds_hold_for_any_sequence(max_concurrency, initial, backoff, script)
             else:
                 assert after <= before
             if controller.cuts > cuts:
-                assert after >= max(1, math.floor(before * backoff) - 1)
+                # Cut from the level, or from what was in flight when fewer were.
+                assert after >= max(1, math.floor(min(before, busy) * backoff) - 1)
         assert 1 <= controller.level <= max_concurrency
         assert controller.in_flight == len(open_tickets)
+        assert 0 <= controller.debt <= max(controller.level, before)
         assert controller.peak >= controller.level
         # Never inflated far beyond what the pool used.
         first_level = min(initial, max_concurrency)

@@ -28,7 +28,6 @@ __all__ = ["MockRoutmy", "RecordedRequest", "Reply"]
 DEFAULT_KEY = "sk-mock-key"
 """The API key a ``MockRoutmy()`` accepts when none is given."""
 _STORED_RESPONSES = 1000  # responses kept for previous_response_id (the "openrouter" flavor)
-_MIN_QUOTA_WAIT = 0.01  # the shortest wait a max_in_flight refusal asks for
 
 Flavor = Literal["routmy", "openrouter"]
 FLAVORS: tuple[Flavor, ...] = ("routmy", "openrouter")
@@ -132,8 +131,9 @@ class MockRoutmy:
         ``retry-after-ms`` say when the window has room again.
     :param quota_window: the length of the ``requests_per_minute`` window (60 seconds; a test
         may shorten it, the quota then counts per shorter window).
-    :param quota_retry_after: the wait an ``max_in_flight`` refusal asks for (default: one
-        ``latency``, at least 10 ms: a slot frees within one answer).
+    :param quota_retry_after: the wait a ``max_in_flight`` refusal asks for (default:
+        ``latency / max_in_flight``, at least 10 ms: how often a slot frees when K answers
+        take one latency each).
     :param latency_per_in_flight: latency that grows with load: an admitted request waits
         this many seconds more for each other request being answered when it arrives.
     :param stream_piece: characters of text per streamed chunk.
@@ -188,9 +188,8 @@ class MockRoutmy:
             max_in_flight=max_in_flight,
             requests_per_minute=requests_per_minute,
             window=quota_window,
-            retry_after=quota_retry_after
-            if quota_retry_after is not None
-            else max(latency, _MIN_QUOTA_WAIT),
+            retry_after=quota_retry_after,
+            latency=latency,
             latency_per_in_flight=latency_per_in_flight,
         )
         self.stream_piece = stream_piece

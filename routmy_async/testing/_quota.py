@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 __all__ = ["Quota", "retry_after_headers"]
 
+_MIN_WAIT = 0.01  # the shortest wait a max_in_flight refusal asks for
+
 
 def _positive(name: str, value: float | None, *, whole: bool) -> None:
     if value is None:
@@ -26,7 +28,10 @@ class Quota:
     :param max_in_flight: at most this many admitted requests at once.
     :param requests_per_minute: at most this many admissions in any ``window`` seconds.
     :param window: the quota window, in seconds.
-    :param retry_after: the wait a refusal for ``max_in_flight`` asks for.
+    :param retry_after: the wait a refusal for ``max_in_flight`` asks for (default:
+        ``latency / max_in_flight``, at least 10 ms: how often a slot frees when K answers
+        take one latency each).
+    :param latency: the server's base latency, for that default.
     :param latency_per_in_flight: extra seconds per other admitted request in flight.
     :param clock: monotonic seconds (for tests).
     :raises ValueError: a limit or a duration is not a positive number.
@@ -38,7 +43,8 @@ class Quota:
         max_in_flight: int | None = None,
         requests_per_minute: int | None = None,
         window: float = 60.0,
-        retry_after: float = 1.0,
+        retry_after: float | None = None,
+        latency: float = 0.0,
         latency_per_in_flight: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -51,6 +57,8 @@ class Quota:
         self.max_in_flight = max_in_flight
         self.requests_per_minute = requests_per_minute
         self.window = window
+        if retry_after is None:
+            retry_after = max(latency / (max_in_flight or 1), _MIN_WAIT)
         self.retry_after = retry_after
         self.latency_per_in_flight = latency_per_in_flight
         self._clock = clock
