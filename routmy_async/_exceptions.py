@@ -14,6 +14,7 @@ The hierarchy::
     │   ├── InvalidJSONError           ... because the streamed text stopped being JSON
     │   └── FieldValidationError       ... because a field, once complete, cannot be valid
     ├── BatchFileError                 a batch file could not be run (invalid lines, locked output)
+    ├── SpendLimitError                refused before sending: over the spend limit, or unpriced
     └── APIStatusError                 a non-2xx answer
         ├── BadRequestError            400
         ├── AuthenticationError        401
@@ -57,6 +58,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RoutmyError",
+    "SpendLimitError",
     "UnprocessableEntityError",
     "answer_error",
     "parse_error_body",
@@ -256,6 +258,48 @@ class BatchFileError(RoutmyError):
         self.problems = list(problems)
         self.check = check
         self.summary = summary
+
+
+class SpendLimitError(RoutmyError):
+    """A request refused before it was sent, by a spend limit.
+
+    Either its worst case does not fit what is left of the limit (``missing`` is ``None``), or
+    its cost cannot be computed (``missing`` names what is unknown: ``"token_multiplier"``,
+    ``"price"`` or ``"max_tokens"``) and the limit refuses it rather than count it as zero.
+    Amounts are exact ``Decimal`` values in ``unit``.
+
+    :param message: what was refused, and why.
+    :param model: the request's model.
+    :param unit: ``"units"`` (quota units: tokens times the model's ``token_multiplier``) or
+        ``"dollars"``.
+    :param spent: what settled attempts used.
+    :param reserved: what attempts in flight hold.
+    :param limit: the limit.
+    :param estimate: this request's worst case, or ``None`` when it cannot be computed.
+    :param missing: what is needed to price the request, or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        unit: str,
+        spent: Any,
+        reserved: Any,
+        limit: Any,
+        estimate: Any = None,
+        missing: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.model = model
+        self.unit = unit
+        self.spent = spent
+        self.reserved = reserved
+        self.limit = limit
+        self.estimate = estimate
+        self.missing = missing
 
 
 class _ServerErrorFields(RoutmyError):

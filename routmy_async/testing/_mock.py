@@ -20,6 +20,8 @@ from typing import Any, Literal
 from aiohttp import web
 
 from . import _replies
+from ._quota import Quota as _Quota
+from ._quota import retry_after_headers
 
 __all__ = ["MockRoutmy", "RecordedRequest", "Reply"]
 
@@ -121,6 +123,19 @@ class MockRoutmy:
     :param models: the models list entries (default: a few ``mock/...`` models).
     :param strict_models: answer 404 ``model_not_found`` for models not in the list.
     :param latency: seconds to wait before every answer.
+    :param max_in_flight: a quota mode: at most this many API requests are answered at once;
+        one more is refused at once with a ``429`` carrying ``Retry-After`` (whole seconds)
+        and ``retry-after-ms`` (``quota_retry_after``).
+    :param requests_per_minute: a quota mode: at most this many API requests are admitted in
+        any ``quota_window`` seconds; one more gets a ``429`` whose ``Retry-After`` and
+        ``retry-after-ms`` say when the window has room again.
+    :param quota_window: the length of the ``requests_per_minute`` window (60 seconds; a test
+        may shorten it, the quota then counts per shorter window).
+    :param quota_retry_after: the wait a ``max_in_flight`` refusal asks for (default:
+        ``latency / max_in_flight``, at least 10 ms: how often a slot frees when K answers
+        take one latency each).
+    :param latency_per_in_flight: latency that grows with load: an admitted request waits
+        this many seconds more for each other request being answered when it arrives.
     :param stream_piece: characters of text per streamed chunk.
     :param flavor: which server to answer as. ``"routmy"`` (the default) answers as rout.my
         documents: ``usage`` holds token counts and no ``cost``, ``/v1/models`` items carry
@@ -143,6 +158,11 @@ class MockRoutmy:
         latency: float = 0.0,
         stream_piece: int = 8,
         flavor: Flavor = "routmy",
+        max_in_flight: int | None = None,
+        requests_per_minute: int | None = None,
+        quota_window: float = 60.0,
+        quota_retry_after: float | None = None,
+        latency_per_in_flight: float = 0.0,
     ):
         if flavor not in FLAVORS:
             raise ValueError(
@@ -164,6 +184,14 @@ class MockRoutmy:
             self.models = [dict(m) for m in _replies.DEFAULT_MODELS]
         self.strict_models = strict_models
         self.latency = latency
+        self.quota = _Quota(
+            max_in_flight=max_in_flight,
+            requests_per_minute=requests_per_minute,
+            window=quota_window,
+            retry_after=quota_retry_after,
+            latency=latency,
+            latency_per_in_flight=latency_per_in_flight,
+        )
         self.stream_piece = stream_piece
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
@@ -191,6 +219,11 @@ class MockRoutmy:
             raise RuntimeError("the mock is not started: use `async with MockRoutmy() as mock:`")
         host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
         return f"http://{host}:{self.port}/v1"
+
+    @property
+    def quota_rejections(self) -> int:
+        """How many requests the quota modes refused with a 429."""
+        return self.quota.rejections
 
     @property
     def connections_seen(self) -> int:
@@ -458,7 +491,8 @@ class MockRoutmy:
             )
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        return await self._answer(request, self._models_answer)
+        # The models list is not metered: a client reads it to price its requests.
+        return await self._answer(request, self._models_answer, metered=False)
 
     def _models_answer(self, body: Any) -> dict[str, Any]:
         del body  # a GET: the answer depends only on the configured models
@@ -586,18 +620,23 @@ class MockRoutmy:
         build: Callable[[Any], dict[str, Any] | list[Any]],
         *,
         done: bool = True,
+        metered: bool = True,
     ) -> web.StreamResponse:
-        """The shared path of the API routes: script, key, body check, answer, faults.
+        """The shared path of the API routes: script, key, quota, body check, answer, faults.
 
         ``build`` turns the request body into a JSON answer (a dict) or stream chunks (a
         list of dicts, or of frames as bytes); it raises ``_Rejected`` (or ``ValueError`` for
-        a malformed body) to refuse. A stream ends with ``data: [DONE]`` when ``done``.
+        a malformed body) to refuse. A stream ends with ``data: [DONE]`` when ``done``. A
+        ``metered`` route counts in the quota modes (a scripted reply never does).
         """
         with self._counted():
             record = await self._enter(request)
             if record is None:
                 return web.Response(status=400)
-            if self.latency:
+            # Under a quota mode the latency is spent admitted, in flight: that is what the
+            # in-flight cap counts.
+            admit = metered and self.quota.active
+            if self.latency and not admit:
                 await asyncio.sleep(self.latency)
             reply = self._take_reply(request.path)
             if reply is None and self._responder is not None:
@@ -606,29 +645,61 @@ class MockRoutmy:
                 # hand out one Reply for many requests.
                 reply = None if chosen is None else replace(chosen)
             if reply is not None and reply.scripted:
+                if self.latency and admit:
+                    await asyncio.sleep(self.latency)
                 return await self._play(request, reply)
             if not self._authorized(request):
                 return self._unauthorized()
+            if not admit:
+                return await self._answer_with(request, record, build, reply, done=done)
+            wait = self.quota.try_admit()
+            if wait is not None:
+                return web.Response(
+                    status=429,
+                    body=_error_body(
+                        "Rate limit exceeded", "rate_limit_error", "Too Many Requests"
+                    ),
+                    content_type="application/json",
+                    headers=retry_after_headers(wait),
+                )
             try:
-                answer = build(record.json)
-            except _Rejected as rejected:
-                return rejected.response
-            except (ValueError, TypeError, AttributeError, KeyError) as exc:
-                return self._bad_request(f"Invalid request body: {exc}")
-            # A reply queued with faults only (reset_after=, stall_after=, ...) shapes how
-            # the default answer is delivered.
-            scripted = reply or Reply()
-            if isinstance(answer, list):
-                scripted.headers = {"Content-Type": "text/event-stream", **scripted.headers}
-                scripted.chunks = [sse_frame(chunk) for chunk in answer]
-                if done:
-                    scripted.chunks.append(b"data: [DONE]\n\n")
-                if reply is None:
-                    scripted.comments_before = 1
-            else:
-                scripted.headers = {"Content-Type": "application/json", **scripted.headers}
-                scripted.body = json.dumps(answer).encode()
-            return await self._play(request, scripted)
+                delay = self.latency + self.quota.load_delay()
+                if delay:
+                    await asyncio.sleep(delay)
+                return await self._answer_with(request, record, build, reply, done=done)
+            finally:
+                self.quota.leave()
+
+    async def _answer_with(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        build: Callable[[Any], dict[str, Any] | list[Any]],
+        reply: Reply | None,
+        *,
+        done: bool,
+    ) -> web.StreamResponse:
+        """Build the default answer from the body, shaped by a fault-only ``reply``, and play it."""
+        try:
+            answer = build(record.json)
+        except _Rejected as rejected:
+            return rejected.response
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            return self._bad_request(f"Invalid request body: {exc}")
+        # A reply queued with faults only (reset_after=, stall_after=, ...) shapes how
+        # the default answer is delivered.
+        scripted = reply or Reply()
+        if isinstance(answer, list):
+            scripted.headers = {"Content-Type": "text/event-stream", **scripted.headers}
+            scripted.chunks = [sse_frame(chunk) for chunk in answer]
+            if done:
+                scripted.chunks.append(b"data: [DONE]\n\n")
+            if reply is None:
+                scripted.comments_before = 1
+        else:
+            scripted.headers = {"Content-Type": "application/json", **scripted.headers}
+            scripted.body = json.dumps(answer).encode()
+        return await self._play(request, scripted)
 
     # -- playing a reply ----------------------------------------------------------------
 

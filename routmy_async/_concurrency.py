@@ -1,0 +1,158 @@
+"""Concurrency that finds its own level (pure: no clock, no I/O; nothing here awaits).
+
+An ``AdaptiveConcurrency`` says how many requests may be in flight. A worker asks
+:meth:`~AdaptiveConcurrency.try_start` for a ticket before sending and hands it back to
+:meth:`~AdaptiveConcurrency.finish` with the outcome. The level moves the way TCP's window
+does:
+
+- **Slow start.** From a low level, every success adds one: the level doubles per round
+  trip until the first loss, so a large quota is found in a few rounds.
+- **Additive increase.** After a loss, a round trip's worth of successes adds one.
+- **Gentle multiplicative decrease.** A loss (429, 503, a timeout) sets the level to
+  ``backoff`` (0.85 by default) times the level, or times the requests in flight when fewer
+  were. Halving, as TCP does, idles a quarter of a hard cap on
+  average; 0.85 keeps the level between 85% and 100% of it.
+- **One cut per round.** The requests in flight when the level was cut were sent at the old
+  level, so their losses are news already: only a loss of a request started after the last
+  cut cuts again. A burst of 429s from one overfull round is one decrease, not fifty.
+- **A lost slot waits for a success.** A request refused by a 429 frees its slot only when
+  a later request succeeds (TCP's packet conservation): a refusal comes back at once, and
+  refilling its slot at once would hit the same full quota again. The pool then starts
+  requests as fast as the quota answers them, not as fast as it refuses them. With nothing
+  in flight one request may always start, so a pool whose every request fails still probes.
+- **Grow only when used.** A success grows the level only while it is at most twice the
+  most requests ever in flight: a pool that does not fill the level must not inflate it
+  without evidence.
+
+Latency is not a loss signal: an LLM answer's latency tracks its length, not the server's
+load. Other failures (400, 500, 502, a broken connection) are neutral: they free the slot
+and change nothing, as they say nothing about the quota.
+
+**With the client-wide 429 pause.** A 429 with ``Retry-After`` pauses every start of the
+client (``RateLimit.pause``) and, through the worker's ``finish(ticket, "loss")``, cuts the
+level here. The two answer different questions: the pause says *when* starts may resume, the
+level says *how many* may run at once. While paused nothing starts and nothing succeeds, so
+the level does not grow; when the pause ends the workers that waited start at the lowered
+level instead of all at once, and the requests that were in flight during the pause, started
+before the cut, do not cut again when their own 429s arrive.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+__all__ = ["AdaptiveConcurrency", "Outcome"]
+
+Outcome = Literal["success", "loss", "neutral"]
+_OUTCOMES = frozenset(("success", "loss", "neutral"))
+
+
+class AdaptiveConcurrency:
+    """A concurrency level that grows while requests succeed and backs off on loss signals.
+
+    :param max_concurrency: the level never goes above this.
+    :param initial: the level to start at (at most ``max_concurrency``).
+    :param backoff: the factor a loss multiplies the level by, in (0, 1).
+    :raises ValueError: a bound is below 1, or ``backoff`` outside (0, 1).
+    """
+
+    __slots__ = (
+        "_cut_ticket",
+        "_next_ticket",
+        "_open",
+        "_slow_start",
+        "_window",
+        "backoff",
+        "cuts",
+        "debt",
+        "in_flight",
+        "losses",
+        "max_concurrency",
+        "peak",
+        "peak_in_flight",
+    )
+
+    def __init__(self, *, max_concurrency: int, initial: int = 4, backoff: float = 0.85):
+        for name, value in (("max_concurrency", max_concurrency), ("initial", initial)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+        if not isinstance(backoff, (int, float)) or not 0 < backoff < 1:
+            raise ValueError(f"backoff must be a number between 0 and 1, not {backoff!r}")
+        self.max_concurrency = max_concurrency
+        self.backoff = float(backoff)
+        self._window = float(min(initial, max_concurrency))
+        self._slow_start = True
+        self._next_ticket = 0
+        # Tickets below this were handed out before the last cut: their losses are old news.
+        self._cut_ticket = 0
+        self._open: set[int] = set()
+        #: Requests started and not finished.
+        self.in_flight = 0
+        #: Slots held by losses until successes give them back.
+        self.debt = 0
+        #: Loss signals seen, and the cuts they made (fewer: one per round).
+        self.losses = 0
+        self.cuts = 0
+        #: The highest level reached, and the most requests in flight at once.
+        self.peak = self.level
+        self.peak_in_flight = 0
+
+    @property
+    def level(self) -> int:
+        """How many requests may be in flight now: between 1 and ``max_concurrency``."""
+        return max(1, min(self.max_concurrency, math.floor(self._window)))
+
+    def try_start(self) -> int | None:
+        """A ticket for one more request in flight, or ``None`` when the level is full."""
+        if self.in_flight and self.in_flight + self.debt >= self.level:
+            return None
+        self.in_flight += 1
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        self._open.add(ticket)
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        return ticket
+
+    def finish(self, ticket: int, outcome: Outcome) -> None:
+        """Hand a ticket back with what became of its request.
+
+        :param ticket: what :meth:`try_start` returned.
+        :param outcome: ``"success"``, ``"loss"`` (429, 503, a timeout) or ``"neutral"``.
+        :raises ValueError: an unknown outcome, or a ticket not in flight (handed back twice).
+        """
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"outcome must be 'success', 'loss' or 'neutral', not {outcome!r}")
+        if ticket not in self._open:
+            raise ValueError(f"ticket {ticket!r} is not in flight")
+        self._open.remove(ticket)
+        busy = self.in_flight
+        self.in_flight -= 1
+        if outcome == "success":
+            self.debt = max(0, self.debt - 1)
+            if self.peak_in_flight * 2 >= self.level:
+                self._grow()
+        elif outcome == "loss":
+            self.losses += 1
+            self.debt = min(self.debt + 1, self.level)
+            if ticket >= self._cut_ticket:
+                self._cut(busy)
+
+    def _grow(self) -> None:
+        step = 1.0 if self._slow_start else 1.0 / max(1.0, self._window)
+        self._window = min(float(self.max_concurrency), self._window + step)
+        self.peak = max(self.peak, self.level)
+
+    def _cut(self, busy: int) -> None:
+        self._slow_start = False
+        # From what was really in flight: a level the pool did not fill (its slots held by
+        # earlier losses) says nothing about what the server takes.
+        self._window = max(1.0, min(self._window, float(busy)) * self.backoff)
+        self._cut_ticket = self._next_ticket
+        self.cuts += 1
+
+    def __repr__(self) -> str:
+        return (
+            f"<AdaptiveConcurrency level={self.level} in_flight={self.in_flight} "
+            f"max={self.max_concurrency}>"
+        )

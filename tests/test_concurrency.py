@@ -1,0 +1,251 @@
+"""The adaptive concurrency controller: its bounds for any sequence of outcomes, and the level
+it settles at against a simulated server with a hidden cap on requests in flight."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from routmy_async._concurrency import AdaptiveConcurrency
+
+
+def fill(controller: AdaptiveConcurrency) -> list[int]:
+    """Start requests until the level is full, as a pool with endless work does."""
+    tickets = []
+    while (ticket := controller.try_start()) is not None:
+        tickets.append(ticket)
+    return tickets
+
+
+def test_starts_low_and_refuses_beyond_the_level():
+    """The first level is ``initial``; a start beyond it gets no ticket."""
+    controller = AdaptiveConcurrency(max_concurrency=100, initial=3)
+    assert len(fill(controller)) == 3
+    assert controller.try_start() is None
+    assert controller.in_flight == 3
+
+
+def test_slow_start_doubles_per_round():
+    """Before any loss, a full round of successes doubles the level."""
+    controller = AdaptiveConcurrency(max_concurrency=1000, initial=4)
+    for expected in (4, 8, 16, 32):
+        tickets = fill(controller)
+        assert len(tickets) == expected
+        for ticket in tickets:
+            controller.finish(ticket, "success")
+    assert controller.level == 64
+
+
+def test_a_loss_backs_off_gently_then_growth_is_additive():
+    """A loss multiplies the level by 0.85; afterwards a round of successes adds one."""
+    controller = AdaptiveConcurrency(max_concurrency=1000, initial=40)
+    tickets = fill(controller)
+    controller.finish(tickets[0], "loss")
+    assert controller.level == 34  # floor(40 * 0.85)
+    for ticket in tickets[1:]:
+        controller.finish(ticket, "success")
+    for _ in range(3):
+        for ticket in fill(controller):
+            controller.finish(ticket, "success")
+    assert controller.level == 38  # 34, then about one per round of successes: four rounds
+
+
+def test_losses_of_one_round_cut_once():
+    """Losses of requests started before the last cut do not cut again."""
+    controller = AdaptiveConcurrency(max_concurrency=1000, initial=100)
+    tickets = fill(controller)
+    for ticket in tickets:
+        controller.finish(ticket, "loss")
+    assert controller.level == 85
+    assert (controller.losses, controller.cuts) == (100, 1)
+    tickets = fill(controller)  # nothing in flight: one probe, though slots are held
+    controller.finish(tickets[0], "loss")
+    assert controller.cuts == 2
+
+
+def test_a_lost_slot_waits_for_a_success():
+    """After losses, their slots stay taken until successes give them back; with nothing in
+    flight one request may still start, so a pool that only fails keeps probing."""
+    controller = AdaptiveConcurrency(max_concurrency=1000, initial=20)
+    tickets = fill(controller)
+    for ticket in tickets[:5]:
+        controller.finish(ticket, "loss")
+    assert controller.level == 17  # one cut, from the 20 in flight
+    assert controller.debt == 5
+    assert fill(controller) == []  # 15 in flight + 5 held = 20 >= 17
+    for ticket in tickets[5:]:
+        controller.finish(ticket, "success")
+    assert controller.debt == 0
+    assert len(fill(controller)) == controller.level
+    stuck = AdaptiveConcurrency(max_concurrency=10, initial=10)
+    for _ in range(50):
+        probe = fill(stuck)
+        assert len(probe) >= 1
+        for ticket in probe:
+            stuck.finish(ticket, "loss")
+    assert stuck.level == 1
+
+
+def test_never_above_max_nor_below_one():
+    """Successes stop at max_concurrency; losses stop at 1."""
+    controller = AdaptiveConcurrency(max_concurrency=6, initial=2)
+    for _ in range(10):
+        for ticket in fill(controller):
+            controller.finish(ticket, "success")
+    assert controller.level == 6 == controller.peak
+    for _ in range(30):
+        first, *others = fill(controller)
+        controller.finish(first, "loss")
+        for ticket in others:
+            controller.finish(ticket, "neutral")
+    assert controller.level == 1
+
+
+def test_neutral_outcomes_change_nothing():
+    """A failure that says nothing about load (a 400, a 502) frees its slot, nothing more."""
+    controller = AdaptiveConcurrency(max_concurrency=50, initial=10)
+    for ticket in fill(controller):
+        controller.finish(ticket, "neutral")
+    assert controller.level == 10
+    assert controller.in_flight == 0
+
+
+def test_an_idle_pool_does_not_inflate_the_level():
+    """Successes do not grow a level more than twice the most requests ever in flight."""
+    controller = AdaptiveConcurrency(max_concurrency=1000, initial=20)
+    for _ in range(100):
+        ticket = controller.try_start()
+        assert ticket is not None
+        controller.finish(ticket, "success")
+    assert controller.level == 20
+    for _ in range(11):
+        fill(controller)  # the pool is busy once: the level may then grow, up to twice that
+    for ticket in list(controller._open):
+        controller.finish(ticket, "success")
+    for _ in range(100):
+        ticket = controller.try_start()
+        assert ticket is not None
+        controller.finish(ticket, "success")
+    assert controller.level == 41
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_concurrency": 0},
+        {"max_concurrency": 2.5},
+        {"max_concurrency": True},
+        {"max_concurrency": 4, "initial": 0},
+        {"max_concurrency": 4, "backoff": 1},
+        {"max_concurrency": 4, "backoff": 0},
+        {"max_concurrency": 4, "backoff": "0.5"},
+    ],
+)
+def test_bad_settings_are_refused(options):
+    """Bounds must be whole numbers >= 1 and the backoff a factor in (0, 1)."""
+    with pytest.raises(ValueError):
+        AdaptiveConcurrency(**options)
+
+
+def test_bad_finish_is_refused():
+    """An unknown outcome, or a ticket handed back twice, is an error."""
+    controller = AdaptiveConcurrency(max_concurrency=4)
+    ticket = controller.try_start()
+    assert ticket is not None
+    with pytest.raises(ValueError, match="outcome"):
+        controller.finish(ticket, "maybe")  # type: ignore[arg-type]
+    controller.finish(ticket, "success")
+    with pytest.raises(ValueError, match="not in flight"):
+        controller.finish(ticket, "success")
+    assert repr(controller) == "<AdaptiveConcurrency level=4 in_flight=0 max=4>"
+
+
+actions = st.lists(
+    st.tuples(st.sampled_from(["start", "success", "loss", "neutral"]), st.integers(0, 10**6)),
+    max_size=400,
+)
+
+
+@given(
+    max_concurrency=st.integers(1, 300),
+    initial=st.integers(1, 300),
+    backoff=st.floats(0.5, 0.95),
+    script=actions,
+)
+def test_bounds_hold_for_any_sequence(max_concurrency, initial, backoff, script):
+    """For any order of starts and outcomes: 1 <= level <= max, a start is refused exactly
+    when the level is full, a success never lowers the level, a loss or a neutral outcome
+    never raises it, and one cut lowers it by at most the backoff factor."""
+    controller = AdaptiveConcurrency(
+        max_concurrency=max_concurrency, initial=initial, backoff=backoff
+    )
+    open_tickets: list[int] = []
+    for action, pick in script:
+        before = controller.level
+        if action == "start":
+            full = controller.in_flight > 0 and (
+                controller.in_flight + controller.debt >= controller.level
+            )
+            ticket = controller.try_start()
+            assert (ticket is None) == full
+            if ticket is not None:
+                open_tickets.append(ticket)
+                assert controller.in_flight <= controller.level
+        elif open_tickets:
+            ticket = open_tickets.pop(pick % len(open_tickets))
+            cuts, busy = controller.cuts, controller.in_flight
+            controller.finish(ticket, action)
+            after = controller.level
+            if action == "success":
+                assert after >= before
+            else:
+                assert after <= before
+            if controller.cuts > cuts:
+                # Cut from the level, or from what was in flight when fewer were.
+                assert after >= max(1, math.floor(min(before, busy) * backoff) - 1)
+        assert 1 <= controller.level <= max_concurrency
+        assert controller.in_flight == len(open_tickets)
+        assert 0 <= controller.debt <= max(controller.level, before)
+        assert controller.peak >= controller.level
+        # Never inflated far beyond what the pool used.
+        first_level = min(initial, max_concurrency)
+        assert controller.level <= max(first_level, 2 * controller.peak_in_flight + 1)
+
+
+def run_against_cap(cap: int, *, rounds: int, seed: int) -> tuple[float, float]:
+    """A server that admits ``cap`` requests in flight and answers the rest with a loss; each
+    admitted request takes 1 to 3 ticks. Returns the mean admitted in flight over the second
+    half, and the losses per admitted request."""
+    rng = random.Random(seed)
+    controller = AdaptiveConcurrency(max_concurrency=4 * cap + 8)
+    running: list[tuple[int, int]] = []  # (ends at tick, ticket)
+    admitted_sum = admitted_total = losses = 0
+    for tick in range(rounds):
+        while running and running[0][0] == tick:
+            controller.finish(heapq.heappop(running)[1], "success")
+        for ticket in fill(controller):
+            if len(running) < cap:
+                heapq.heappush(running, (tick + rng.randint(1, 3), ticket))
+                admitted_total += 1
+            else:
+                controller.finish(ticket, "loss")
+                losses += 1
+        if tick >= rounds // 2:
+            admitted_sum += len(running)
+    return admitted_sum / (rounds - rounds // 2), losses / max(1, admitted_total)
+
+
+@settings(max_examples=40)
+@given(cap=st.integers(1, 200), seed=st.integers(0, 2**16))
+def test_settles_near_a_hidden_cap(cap, seed):
+    """Against a hidden cap K on requests in flight, the level keeps at least 90% of K busy
+    on average, and the probes above K cost at most 2/K losses per admitted request (a fixed
+    level of 2K costs one per admitted request)."""
+    busy, loss_rate = run_against_cap(cap, rounds=400, seed=seed)
+    assert busy >= 0.9 * cap
+    assert loss_rate <= 2 / cap
