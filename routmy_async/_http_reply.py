@@ -32,6 +32,14 @@ __all__ = ["HTTPReply", "http_reply_for"]
 
 # Statuses of the router that concern the app's own account, not the request it relayed.
 _APP_ACCOUNT_STATUSES = frozenset({401, 402, 407})
+# Refusals of what the caller asked for, passed on with the router's reason. Any other 4xx
+# (405, 411, 426, 431, ...) is about how the app spoke to the router: the app's fault, a 502.
+_CALLERS_REFUSALS = frozenset({400, 403, 404, 409, 413, 422})
+# The router or its provider ran out of time: a 504, never a 408 (which tells a browser its
+# own request was slow, and makes some retry it on their own).
+_UPSTREAM_TIMEOUTS = frozenset({408, 504})
+# A wait longer than a day is no wait a caller can use.
+_LONGEST_WAIT = 86_400
 
 
 class HTTPReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,14 +68,16 @@ def http_reply_for(error: BaseException) -> HTTPReply:
     the call failed with                          the app answers
     ============================================  ============================================
     ``RateLimitError`` (429)                      ``429``, ``Retry-After`` when the router
-                                                  gave a wait (seconds, rounded up)
-    another 4xx (400, 403, 404, 409, 413, 422)    the same status and the router's message
+                                                  gave a wait (seconds, rounded up, at most
+                                                  a day)
+    400, 403, 404, 409, 413, 422                  the same status and the router's message
     401, 402 (the app's key or credit)            ``502``: the browser's request was not at
                                                   fault
+    408, 504 (the router or provider timed out)   ``504``
     503 with a ``Retry-After``                    ``503`` and the wait
-    other 5xx, a broken or undecodable answer,    ``502``
-    an error inside a stream, content that does
-    not fit its type
+    any other status, a broken or undecodable     ``502``
+    answer, an error inside a stream, content
+    that does not fit its type
     ``APITimeoutError``                           ``504``
     ``APIConnectionError`` (refused, reset,       ``502`` (the client was closed: ``503``)
     TLS, proxy)
@@ -96,8 +106,10 @@ def http_reply_for(error: BaseException) -> HTTPReply:
                 f"the upstream service refused this service's own credentials or account "
                 f"({upstream_status}): {error.message}"
             )
-        elif 400 <= upstream_status < 500:
+        elif upstream_status in _CALLERS_REFUSALS:
             status, kind = upstream_status, "refused_by_upstream"
+        elif upstream_status in _UPSTREAM_TIMEOUTS:
+            status, kind = 504, "upstream_timeout"
         elif upstream_status == 503 and wait is not None:
             status, kind = 503, "upstream_unavailable"
             headers["Retry-After"] = wait
@@ -148,7 +160,7 @@ def _retry_after(headers: Mapping[str, str]) -> str | None:
         return None
     if seconds is None or not math.isfinite(seconds):
         return None
-    return str(max(0, math.ceil(seconds)))
+    return str(min(max(0, math.ceil(seconds)), _LONGEST_WAIT))
 
 
 def _lowercase(headers: Mapping[str, str]) -> Mapping[str, str]:

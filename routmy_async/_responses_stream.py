@@ -65,9 +65,10 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         self._final: Response | None = None
         self._terminal_raw = b""
         self._event_lines = EventLines()
-        # The data of each event handed out, in order, while the stream is served again
-        # (to_sse): an event is served as the router sent it. None otherwise: no cost.
-        self._served_raw: deque[bytes] | None = None
+        # The data of each event waiting in _ready, in the same order: an event is served
+        # again (to_sse) exactly as the router sent it, even one decoded before serving
+        # began. Trimmed to the waiting events at each batch, so it stays small.
+        self._ready_raw: deque[bytes] = deque()
         #: Named SSE events that carry no Responses event (``event: ping``), skipped.
         self.ignored_events = 0
 
@@ -79,6 +80,9 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         """
         append = self._ready.append
         add = self._accumulator.add
+        raws = self._ready_raw
+        while len(raws) > len(self._ready):  # those of events handed out since
+            raws.popleft()
         for data in self._next_batch():
             try:
                 event = decode_event(data)
@@ -89,16 +93,16 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
             if event is None:
                 self.ignored_events += 1
                 continue
-            if self._served_raw is not None:
-                self._served_raw.append(data.data if isinstance(data, WireEvent) else data)
+            raw = data.data if isinstance(data, WireEvent) else data
             if type(event) in _ENDINGS:
                 self._terminal_raw = _response_raw(data)
-                self._end(event)
+                self._end(event, raw)
                 return
             add(event)
             append(event)
+            raws.append(raw)
 
-    def _end(self, event: ResponseStreamEvent) -> None:
+    def _end(self, event: ResponseStreamEvent, raw: bytes) -> None:
         if isinstance(event, ResponseErrorEvent):
             body = event.error
             self._fail(
@@ -127,6 +131,7 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
             )
             return
         self._ready.append(event)
+        self._ready_raw.append(raw)
         self._finished = True
         # The answer is whole: whatever a server sends after it is not part of it.
         self._undecoded = []
@@ -217,9 +222,10 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
     def _framing(self, format: str) -> Framing:
         from ._sse_out import responses_framing
 
-        # Events decoded before serving began kept no data: those are encoded again.
-        self._served_raw = deque(b"" for _ in self._ready)
-        return responses_framing(format, self._served_raw)
+        raws = self._ready_raw
+        while len(raws) > len(self._ready):  # those of events already handed out
+            raws.popleft()
+        return responses_framing(format, raws)
 
     def to_sse(
         self,

@@ -37,6 +37,10 @@ def status_error(status: int, headers: dict[str, str] | None = None) -> APIStatu
         (BadRequestError("bad", status_code=400), 400, "refused_by_upstream"),
         (status_error(403), 403, "refused_by_upstream"),
         (status_error(413), 413, "refused_by_upstream"),
+        (status_error(408), 504, "upstream_timeout"),  # the router timed out: not the caller
+        (status_error(504), 504, "upstream_timeout"),
+        (status_error(405), 502, "upstream_failed"),  # how the app spoke to the router
+        (status_error(431), 502, "upstream_failed"),
         (status_error(401), 502, "upstream_refused_the_service"),
         (status_error(402), 502, "upstream_refused_the_service"),
         (status_error(500), 502, "upstream_failed"),
@@ -100,6 +104,7 @@ def test_connection_errors_do_not_name_hosts_or_proxies():
         ({"retry-after": "0.2"}, "1"),  # rounded up: a wait cut short fails again
         ({"retry-after-ms": "1500"}, "2"),
         ({"Retry-After": "soon"}, None),
+        ({"Retry-After": "99999999999999999999"}, "86400"),  # no wait longer than a day
         ({}, None),
     ],
 )

@@ -156,9 +156,11 @@ class OpenTelemetryHooks(Hooks):
             span.end()
         self._duration.record(time.monotonic() - call.started, metric_attributes)
         if usage is not None:
+            # The conventions give gen_ai.client.token.usage no error.type: tokens are tokens.
+            token_attributes = {k: v for k, v in metric_attributes.items() if k != "error.type"}
             for kind, count in (("input", _input_tokens(usage)), ("output", _output_tokens(usage))):
                 if isinstance(count, int):
-                    self._tokens.record(count, {**metric_attributes, "gen_ai.token.type": kind})
+                    self._tokens.record(count, {**token_attributes, "gen_ai.token.type": kind})
 
     def _request_content(self, operation: str, body: Mapping[str, Any]) -> dict[str, str]:
         """The captured request: instructions apart, and the messages in parts, with the
