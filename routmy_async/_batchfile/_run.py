@@ -281,6 +281,39 @@ class _Meter:
             logger.info("%s", self._summary.progress_line())
 
 
+def _check_options(
+    client: AsyncRoutmy,
+    *,
+    concurrency: int,
+    requests_per_minute: float | None,
+    tokens_per_minute: float | None,
+    max_cost: float | None,
+    stop: BatchStop | None,
+    grace_period: float,
+) -> None:
+    """Refuse a bad option before anything is read, so a mistake costs no request."""
+    check_count("concurrency", concurrency, 1)
+    # Built only to check the values: run_many builds the batch's own budget.
+    RateLimit(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
+    for name, value in (("max_cost", max_cost), ("grace_period", grace_period)):
+        if value is not None and (not is_number(value) or not value >= 0):
+            raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+    if stop is not None and not isinstance(stop, BatchStop):
+        raise TypeError(f"stop must be a BatchStop, not {type(stop).__name__}")
+    if max_cost is not None and is_routmy_url(client.base_url):
+        raise BatchFileError(
+            f"max_cost cannot be enforced against {client.base_url}: rout.my reports no "
+            "usage.cost (a request costs tokens times the model's token_multiplier, in "
+            "quota units, not dollars); nothing was read or sent. Run without max_cost "
+            "(--max-cost)"
+        )
+    if not client.api_key_set:
+        raise RoutmyError(
+            "no API key: pass AsyncRoutmy(api_key=...) or set the ROUTMY_API_KEY "
+            "environment variable (nothing was sent)"
+        )
+
+
 class BatchRun:
     """One run of :func:`run_batch_file` (its arguments, checked when it is built)."""
 
@@ -302,26 +335,15 @@ class BatchRun:
         stop: BatchStop | None,
         grace_period: float,
     ):
-        check_count("concurrency", concurrency, 1)
-        # Built only to check the values: run_many builds the batch's own budget.
-        RateLimit(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
-        for name, value in (("max_cost", max_cost), ("grace_period", grace_period)):
-            if value is not None and (not is_number(value) or not value >= 0):
-                raise ValueError(f"{name} must be a number >= 0, not {value!r}")
-        if stop is not None and not isinstance(stop, BatchStop):
-            raise TypeError(f"stop must be a BatchStop, not {type(stop).__name__}")
-        if max_cost is not None and is_routmy_url(client.base_url):
-            raise BatchFileError(
-                f"max_cost cannot be enforced against {client.base_url}: rout.my reports no "
-                "usage.cost (a request costs tokens times the model's token_multiplier, in "
-                "quota units, not dollars); nothing was read or sent. Run without max_cost "
-                "(--max-cost)"
-            )
-        if not client.api_key_set:
-            raise RoutmyError(
-                "no API key: pass AsyncRoutmy(api_key=...) or set the ROUTMY_API_KEY "
-                "environment variable (nothing was sent)"
-            )
+        _check_options(
+            client,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            max_cost=max_cost,
+            stop=stop,
+            grace_period=grace_period,
+        )
         self._client = client
         self._default = endpoint_for(endpoint) if endpoint is not None else None
         self._source, self._outputs = _paths(input_file, output_file, errors_file)
