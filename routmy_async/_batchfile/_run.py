@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -314,8 +314,27 @@ def _check_options(
         )
 
 
+def _summary_for(source: Path, outputs: Sequence[Path], max_cost: float | None) -> BatchSummary:
+    errors = str(outputs[1]) if len(outputs) > 1 else None
+    return BatchSummary(str(source), str(outputs[0]), errors, max_cost=max_cost)
+
+
 class BatchRun:
     """One run of :func:`run_batch_file` (its arguments, checked when it is built)."""
+
+    # The state a run starts from, as immutable defaults that each instance's own values
+    # shadow once the run sets them.
+    _scope: anyio.CancelScope | None = None
+    _stopping = False
+    _output: Appender | None = None
+    _errors: Appender | None = None
+    # max_cost: the estimated tokens of the requests in flight, and the highest cost per
+    # token an answer has shown (None until one has shown a cost and tokens).
+    _flight_tokens = 0
+    _rate: float | None = None
+    # What ends the run in a BatchFileError once the requests in flight are written.
+    _error: str | None = None
+    _serial = 0
 
     def __init__(
         self,
@@ -356,19 +375,10 @@ class BatchRun:
         self._progress = progress
         self._stop = stop if stop is not None else BatchStop()
         self._grace = float(grace_period)
-        self.summary = BatchSummary(
-            str(self._source),
-            str(self._outputs[0]),
-            str(self._outputs[1]) if len(self._outputs) > 1 else None,
-            max_cost=max_cost,
-        )
-        self._scope: anyio.CancelScope | None = None
+        self.summary = _summary_for(self._source, self._outputs, max_cost)
         # The clock of the scope's deadline, taken inside the run: a stop requested from a
         # signal handler runs outside any task, where anyio.current_time() cannot.
         self._now: Callable[[], float] = time.monotonic
-        self._stopping = False
-        self._output: Appender | None = None
-        self._errors: Appender | None = None
         self._methods: dict[str, Callable[..., Any]] = {}
         # Ids of earlier failure lines that this run has written a new line for: only those
         # lines are superseded (an id queued for a retry but never sent keeps its line).
@@ -376,15 +386,8 @@ class BatchRun:
         # Set after each result: a request under a max_cost that does not fit yet waits on
         # it (see _budget_allows).
         self._answered = asyncio.Event()
-        # max_cost: the estimated tokens of the requests in flight, and the highest cost per
-        # token an answer has shown (None until one has shown a cost and tokens).
-        self._flight_tokens = 0
-        self._rate: float | None = None
-        # What ends the run in a BatchFileError once the requests in flight are written.
-        self._error: str | None = None
-        # Line ids unique across runs: a random part per run, then a counter.
+        # Line ids unique across runs: a random part per run, then a counter (_serial).
         self._id_prefix = f"batch_req_{os.urandom(6).hex()}"
-        self._serial = 0
 
     # -- the run ------------------------------------------------------------------------------
 
