@@ -22,12 +22,15 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ._client import AsyncRoutmy
 from ._exceptions import APIStatusError, APIStreamError, RoutmyError
+
+if TYPE_CHECKING:
+    from ._batchfile import BatchSummary
 
 __all__ = ["main"]
 
@@ -299,22 +302,10 @@ def _write_summary_json(target: str, data: dict[str, Any]) -> None:
 
 
 async def _batch(args: argparse.Namespace) -> int:
-    from ._batchfile import BatchFileError, BatchStop, check_batch_file, run_batch_file
+    from ._batchfile import BatchFileError, BatchStop, run_batch_file
 
     if args.dry_run:
-        check = await check_batch_file(
-            args.input,
-            endpoint=args.endpoint,
-            output_file=args.output,
-            errors_file=args.errors,
-            retry_failed=args.retry_failed,
-            # --mock serves on 127.0.0.1: not rout.my's URL, as for a run.
-            base_url="http://127.0.0.1/v1" if args.mock else args.base_url,
-        )
-        _out(check.format())
-        if args.summary_json:
-            _write_summary_json(args.summary_json, check.to_dict())
-        return 1 if check.invalid else 0
+        return await _batch_dry_run(args)
     loop = asyncio.get_running_loop()
     signals = _BatchSignals(BatchStop(), args.grace)
     signals.install(loop)
@@ -348,13 +339,36 @@ async def _batch(args: argparse.Namespace) -> int:
     _out(summary.format())
     if args.summary_json:
         _write_summary_json(args.summary_json, summary.to_dict())
+    return _batch_exit_code(summary, args, signals.signal)
+
+
+async def _batch_dry_run(args: argparse.Namespace) -> int:
+    from ._batchfile import check_batch_file
+
+    check = await check_batch_file(
+        args.input,
+        endpoint=args.endpoint,
+        output_file=args.output,
+        errors_file=args.errors,
+        retry_failed=args.retry_failed,
+        # --mock serves on 127.0.0.1: not rout.my's URL, as for a run.
+        base_url="http://127.0.0.1/v1" if args.mock else args.base_url,
+    )
+    _out(check.format())
+    if args.summary_json:
+        _write_summary_json(args.summary_json, check.to_dict())
+    return 1 if check.invalid else 0
+
+
+def _batch_exit_code(summary: BatchSummary, args: argparse.Namespace, received: int | None) -> int:
+    """The documented exit code of a run that ended; an interruption also says how to resume."""
     if summary.stop_reason == "interrupted":
         shown = _without_key(args.argv)
         again = shlex.join(["routmy", *shown])
         if len(shown) != len(args.argv):
             again += "  # with your key again: --api-key ... or ROUTMY_API_KEY"
         _err(f"interrupted: run the same command again to resume:\n  {again}")
-        return 128 + (signals.signal or signal.SIGINT)
+        return 128 + (received or signal.SIGINT)
     if summary.stop_reason == "budget":
         return EXIT_BUDGET
     if summary.stop_reason == "fatal_error":
@@ -385,7 +399,8 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _add_batch(commands: Any) -> None:
+def _connection_options() -> argparse.ArgumentParser:
+    """Where requests go: a parent parser, so every command that sends shares these options."""
     connection = argparse.ArgumentParser(add_help=False)
     connection.add_argument("--base-url", default=None, help="default: $ROUTMY_BASE_URL")
     connection.add_argument("--api-key", default=None, help="default: $ROUTMY_API_KEY")
@@ -399,9 +414,13 @@ def _add_batch(commands: Any) -> None:
         help="with --mock: answer as rout.my (the default: no usage.cost) or as OpenRouter "
         "(usage.cost in dollars, which --max-cost needs)",
     )
+    return connection
+
+
+def _add_batch(commands: Any) -> None:
     batch = commands.add_parser(
         "batch",
-        parents=[connection],
+        parents=[_connection_options()],
         help="run an OpenAI Batch-format JSONL file (resumable: run it again to go on)",
         description="Send every request of an OpenAI Batch-format JSONL file and write each "
         "result as an OpenAI Batch output line as it ends. Running the same command again "
@@ -421,6 +440,12 @@ def _add_batch(commands: Any) -> None:
     batch.add_argument(
         "--endpoint", default=None, help="the url of lines without one (/v1/chat/completions)"
     )
+    _add_batch_limits(batch)
+    _add_batch_run_options(batch)
+
+
+def _add_batch_limits(batch: argparse.ArgumentParser) -> None:
+    """How fast and how far a run may go: concurrency, rates and a cost cap."""
     batch.add_argument(
         "--concurrency", type=_positive_int, default=16, help="requests in flight (default 16)"
     )
@@ -441,6 +466,10 @@ def _add_batch(commands: Any) -> None:
         "sent, against any other URL (--mock too) at the first answer without one, no "
         "other request started",
     )
+
+
+def _add_batch_run_options(batch: argparse.ArgumentParser) -> None:
+    """Which lines run, what is only checked, and what the run reports."""
     batch.add_argument(
         "--retry-failed",
         action=argparse.BooleanOptionalAction,

@@ -112,6 +112,7 @@ def _check_connection(
     :raises TypeError: a setting has the wrong type.
     :raises ValueError: a wrong value, or settings that a borrowed session cannot take.
     """
+    check_count("max_connections", max_connections, 1)
     if session is not None and not isinstance(session, aiohttp.ClientSession):
         raise TypeError("session must be an aiohttp.ClientSession")
     check_verify(verify)
@@ -144,6 +145,21 @@ def _check_connection(
             "(aiohttp.TCPConnector(limit=..., ssl=...), ClientSession(trust_env=...))"
         )
     return client_cert, proxy
+
+
+def _key_from(api_key: str | None) -> str | None:
+    """The key given, else ``ROUTMY_API_KEY``; an empty variable counts as no key."""
+    if api_key is None:
+        api_key = os.environ.get("ROUTMY_API_KEY") or None
+    return _check_key(api_key) if api_key is not None else None
+
+
+def _hook_set(hooks: Iterable[Hooks] | None) -> HookSet | None:
+    """The hooks as one set, or None when there are none: the hot path tests it for None."""
+    if hooks is None:
+        return None
+    hook_set = hooks if isinstance(hooks, HookSet) else HookSet(hooks)
+    return hook_set if hook_set.hooks else None
 
 
 def _warn_if_insecure(verify: VerifyTypes, parts: SplitResult, base_url: str) -> None:
@@ -205,13 +221,9 @@ class AsyncRoutmy:
         rate_limit: RateLimit | None = None,
         hooks: Iterable[Hooks] | None = None,
     ):
-        if api_key is None:
-            api_key = os.environ.get("ROUTMY_API_KEY") or None
-        if api_key is not None:
-            api_key = _check_key(api_key)
+        api_key = _key_from(api_key)
         base_url, parts = _check_base_url(base_url)
         check_count("max_retries", max_retries, 0)
-        check_count("max_connections", max_connections, 1)
         client_cert, proxy = _check_connection(
             session=session,
             verify=verify,
@@ -236,10 +248,7 @@ class AsyncRoutmy:
             trust_env=trust_env,
             target=base_url,
         )
-        if hooks is not None:
-            self._transport.hooks = HookSet(hooks) if not isinstance(hooks, HookSet) else hooks
-            if not self._transport.hooks.hooks:
-                self._transport.hooks = None
+        self._transport.hooks = _hook_set(hooks)
         self._pipeline = Pipeline(
             self._transport,
             base_url=base_url.rstrip("/"),

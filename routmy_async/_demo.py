@@ -8,6 +8,9 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +66,20 @@ def ask(text: str) -> list[dict[str, object]]:
     return [{"role": "user", "content": text}]
 
 
-async def _batch_files(client: AsyncRoutmy, mock: MockRoutmy, out_dir: Path) -> None:
+@dataclass(frozen=True)
+class _Stage:
+    """What every demo step may use: the client, the mock behind it, and a folder for files."""
+
+    client: AsyncRoutmy
+    mock: MockRoutmy
+    out_dir: Path
+
+
+async def _batch_files(stage: _Stage) -> None:
     """An OpenAI Batch-format file: checked, run, stopped after 6 results, run again."""
     from ._batchfile import BatchStop, BatchSummary, check_batch_file, run_batch_file
+
+    client, mock, out_dir = stage.client, stage.mock, stage.out_dir
 
     source = out_dir / "requests.jsonl"
     target = out_dir / "results.jsonl"
@@ -112,211 +126,238 @@ async def _batch_files(client: AsyncRoutmy, mock: MockRoutmy, out_dir: Path) -> 
         _say(f"  {text}")
 
 
+async def _plain_chat(stage: _Stage) -> None:
+    completion = await stage.client.chat.completions.create(
+        model="mock/echo", messages=ask("What does this endpoint do?"), max_tokens=64
+    )
+    usage = completion.usage
+    _say(f"answer: {completion.choices[0].message.content!r}")
+    _say(
+        f"usage: {usage.total_tokens if usage else '?'} tokens, request id {completion.request_id}"
+    )
+
+
+async def _streaming(stage: _Stage) -> None:
+    async with stage.client.chat.completions.stream(
+        model="mock/echo", messages=ask("Streams arrive piece by piece, like this.")
+    ) as stream:
+        _say("deltas: ", end="")
+        async for piece in stream.text_deltas():
+            _say(piece + "|", end="")
+        _say()
+    final = stream.get_final_completion()
+    _say(
+        f"accumulated: {final.choices[0].message.content!r} "
+        f"(finish_reason={final.choices[0].finish_reason})"
+    )
+
+
+async def _tool_loop(stage: _Stage) -> None:
+    result = await stage.client.chat.completions.run_tools(
+        model="mock/echo",
+        messages=ask("What is the status of order A-123?"),
+        tools=[get_order_status],
+    )
+    for message in result.transcript or []:
+        role = message["role"] if isinstance(message, dict) else message.role
+        detail = message.get("content") if isinstance(message, dict) else message
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        if calls:
+            detail = ", ".join(
+                f"{c['function']['name']}({c['function']['arguments']})" for c in calls
+            )
+        _say(f"  {role:>9}: {detail}")
+
+
+async def _streamed_tool_calls(stage: _Stage) -> None:
+    async with stage.client.chat.completions.stream(
+        model="mock/echo",
+        messages=ask("Where is order B-7?"),
+        tools=[get_order_status],
+    ) as stream:
+        async for event in stream.events():
+            if isinstance(event, ToolCallDoneEvent):
+                call = event.tool_call
+                _say(f"tool call done: {call.function.name}({call.function.arguments})")
+
+
+async def _structured_output(stage: _Stage) -> None:
+    parsed = await stage.client.chat.completions.parse(
+        model="mock/echo", messages=ask("Order C-9 with a lamp"), response_format=Order
+    )
+    _say(f"parsed: {parsed.choices[0].message.parsed!r}")
+
+
+async def _vision_input(stage: _Stage) -> None:
+    picture = await image_part(png_bytes(4, 4, (200, 30, 30)), detail="low")
+    seen = await stage.client.chat.completions.create(
+        model="mock/vision",
+        messages=[{"role": "user", "content": [text_part("Describe:"), picture]}],
+    )
+    _say(f"sent {picture['image_url']['url'][:40]}...; answer: {seen.choices[0].message.content!r}")
+
+
+async def _image_output(stage: _Stage) -> None:
+    drawn = await stage.client.chat.completions.create(
+        model="mock/image",
+        messages=ask("a square icon of a blue glass cube"),
+        modalities=["image", "text"],
+        image_config={"aspect_ratio": "1:1"},
+    )
+    images = drawn.choices[0].message.images or []
+    path = await images[0].save(stage.out_dir / "cube.png")
+    _say(
+        f"{len(images)} image ({images[0].mime_type}) saved to {path} ({path.stat().st_size} bytes)"
+    )
+
+
+async def _reasoning(stage: _Stage) -> None:
+    thought = await stage.client.chat.completions.create(
+        model="mock/reasoner",
+        messages=ask("Why is the sky blue?"),
+        reasoning={"effort": "low"},
+    )
+    message = thought.choices[0].message
+    _say(f"reasoning: {message.reasoning!r}")
+    _say(f"reasoning_details: {message.reasoning_details}")
+    async with stage.client.chat.completions.stream(
+        model="mock/reasoner", messages=ask("Think out loud"), reasoning={}
+    ) as stream:
+        text = "".join([e.delta async for e in stream.events() if isinstance(e, ContentDeltaEvent)])
+    streamed = stream.get_final_completion().choices[0].message
+    _say(f"streamed reasoning: {streamed.reasoning!r}")
+    _say(f"streamed answer: {text!r}")
+
+
+async def _models(stage: _Stage) -> None:
+    models = await stage.client.models.list()
+    for model in models.data[:6]:
+        _say(f"  {model.id:<28} x{model.token_multiplier:<4} available={model.is_available}")
+
+
+async def _many_requests(stage: _Stage) -> None:
+    mock = stage.mock
+
+    def on_progress(done: int, total: int | None, failed: int) -> None:
+        if done % 10 == 0 or done == total:
+            _say(f"  progress: {done}/{total} done, {failed} failed")
+
+    mock.reply_error(429, "rate limited", headers={"retry-after-ms": "50"})
+    mock.latency = 0.02  # so requests overlap and the concurrency bound shows
+    results = await stage.client.chat.completions.create_many(
+        [{"model": "mock/echo", "messages": ask(f"question {i}")} for i in range(40)],
+        concurrency=8,
+        progress=on_progress,
+    )
+    mock.latency = 0.0
+    answers = [r.choices[0].message.content for r in results if not isinstance(r, BaseException)]
+    _say(f"{len(answers)} answers in input order; first {answers[0]!r}, last {answers[-1]!r}")
+    _say(f"server saw at most {mock.peak_in_flight} requests in flight")
+
+
+async def _embeddings_and_images(stage: _Stage) -> None:
+    client = stage.client
+    vectors = await client.embeddings.create(
+        model="mock/embed", input=["cats", "dogs"], encoding_format="base64"
+    )
+    _say(
+        f"{len(vectors.data)} vectors of {len(vectors.data[0].embedding)} floats "
+        "(sent as base64, decoded for you)"
+    )
+    many = await client.embeddings.embed_many(
+        model="mock/embed", inputs=[f"text {i}" for i in range(25)], batch_size=10
+    )
+    _say(f"embed_many: {len(many)} vectors from 3 requests")
+    generated = await client.images.generate(model="mock/image", prompt="a lighthouse")
+    saved = await generated.data[0].save(stage.out_dir / "lighthouse.png")
+    _say(f"images.generate saved {saved}")
+
+
+async def _error_and_retry(stage: _Stage) -> None:
+    client = stage.client
+    try:
+        await client.chat.completions.create(model="mock/locked", messages=ask("hi"))
+    except PermissionDeniedError as error:
+        _say(f"typed error: {type(error).__name__}: {error}")
+    stage.mock.reply_error(503, "upstream busy", headers={"retry-after-ms": "100"})
+    with _sdk_log_to_stdout():
+        retried = await client.chat.completions.create(model="mock/echo", messages=ask("retry me"))
+    _say(f"after one retry: {retried.choices[0].message.content!r}")
+
+
+@contextmanager
+def _sdk_log_to_stdout() -> Iterator[None]:
+    """Show the SDK's debug log (one line per attempt) while the block runs, then restore it."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("  log: %(message)s"))
+    logger = logging.getLogger("routmy_async")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def _responses_api(stage: _Stage) -> None:
+    client = stage.client
+    response = await client.responses.create(
+        model="mock/echo", input="Say hello through the Responses API."
+    )
+    _say(f"output_text: {response.output_text!r} ({response.status}, {response.id})")
+    async with client.responses.stream(
+        model="mock/reasoner", input="Stream this as events.", reasoning={}
+    ) as events:
+        kinds: dict[str, int] = {}
+        async for streamed_event in events:
+            kinds[streamed_event.type] = kinds.get(streamed_event.type, 0) + 1
+        final_response = await events.get_final_response()
+    _say("events: " + ", ".join(f"{kind} x{count}" for kind, count in kinds.items()))
+    _say(f"final: {final_response.output_text!r}")
+    order = await client.responses.parse(
+        model="mock/echo", input="Order D-4 with a kettle", text_format=Order
+    )
+    _say(f"output_parsed: {order.output_parsed!r}")
+    answered = await client.responses.run_tools(
+        model="mock/echo",
+        input="What is the status of order A-123?",
+        tools=[get_order_status],
+    )
+    for item in answered.transcript or []:
+        _say(f"  {_item_line(item)}")
+    _say(f"answer: {answered.output_text!r}")
+
+
+# The demo's sections, in the order they run and are numbered.
+_STEPS: tuple[tuple[str, Callable[[_Stage], Awaitable[None]]], ...] = (
+    ("Plain chat", _plain_chat),
+    ("Streaming", _streaming),
+    ("Tool calling with the run loop", _tool_loop),
+    ("Tool calls, streamed as events", _streamed_tool_calls),
+    ("Structured output", _structured_output),
+    ("Vision input", _vision_input),
+    ("Image output (saved to a file)", _image_output),
+    ("Reasoning", _reasoning),
+    ("Models", _models),
+    ("Many requests at once, with progress", _many_requests),
+    ("Embeddings and image generation", _embeddings_and_images),
+    ("An error, and a retry", _error_and_retry),
+    ("The Responses API", _responses_api),
+    ("Batch files: a run, an interruption, a resume", _batch_files),
+)
+
+
 async def run_demo() -> int:
     """Run the demo; return 0 when every step did what it should."""
     out_dir = Path(tempfile.mkdtemp(prefix="routmy-demo-"))
     async with MockRoutmy() as mock:
         _say(f"MockRoutmy listening on {mock.base_url} (no key, no network)")
         async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
-            _section(1, "Plain chat")
-            completion = await client.chat.completions.create(
-                model="mock/echo", messages=ask("What does this endpoint do?"), max_tokens=64
-            )
-            usage = completion.usage
-            _say(f"answer: {completion.choices[0].message.content!r}")
-            _say(
-                f"usage: {usage.total_tokens if usage else '?'} tokens, request id "
-                f"{completion.request_id}"
-            )
-
-            _section(2, "Streaming")
-            async with client.chat.completions.stream(
-                model="mock/echo", messages=ask("Streams arrive piece by piece, like this.")
-            ) as stream:
-                _say("deltas: ", end="")
-                async for piece in stream.text_deltas():
-                    _say(piece + "|", end="")
-                _say()
-            final = stream.get_final_completion()
-            _say(
-                f"accumulated: {final.choices[0].message.content!r} "
-                f"(finish_reason={final.choices[0].finish_reason})"
-            )
-
-            _section(3, "Tool calling with the run loop")
-            result = await client.chat.completions.run_tools(
-                model="mock/echo",
-                messages=ask("What is the status of order A-123?"),
-                tools=[get_order_status],
-            )
-            for message in result.transcript or []:
-                role = message["role"] if isinstance(message, dict) else message.role
-                detail = message.get("content") if isinstance(message, dict) else message
-                calls = message.get("tool_calls") if isinstance(message, dict) else None
-                if calls:
-                    detail = ", ".join(
-                        f"{c['function']['name']}({c['function']['arguments']})" for c in calls
-                    )
-                _say(f"  {role:>9}: {detail}")
-
-            _section(4, "Tool calls, streamed as events")
-            async with client.chat.completions.stream(
-                model="mock/echo",
-                messages=ask("Where is order B-7?"),
-                tools=[get_order_status],
-            ) as stream:
-                async for event in stream.events():
-                    if isinstance(event, ToolCallDoneEvent):
-                        call = event.tool_call
-                        _say(f"tool call done: {call.function.name}({call.function.arguments})")
-
-            _section(5, "Structured output")
-            parsed = await client.chat.completions.parse(
-                model="mock/echo", messages=ask("Order C-9 with a lamp"), response_format=Order
-            )
-            _say(f"parsed: {parsed.choices[0].message.parsed!r}")
-
-            _section(6, "Vision input")
-            picture = await image_part(png_bytes(4, 4, (200, 30, 30)), detail="low")
-            seen = await client.chat.completions.create(
-                model="mock/vision",
-                messages=[{"role": "user", "content": [text_part("Describe:"), picture]}],
-            )
-            _say(
-                f"sent {picture['image_url']['url'][:40]}...; answer: "
-                f"{seen.choices[0].message.content!r}"
-            )
-
-            _section(7, "Image output (saved to a file)")
-            drawn = await client.chat.completions.create(
-                model="mock/image",
-                messages=ask("a square icon of a blue glass cube"),
-                modalities=["image", "text"],
-                image_config={"aspect_ratio": "1:1"},
-            )
-            images = drawn.choices[0].message.images or []
-            path = await images[0].save(out_dir / "cube.png")
-            _say(
-                f"{len(images)} image ({images[0].mime_type}) saved to {path} "
-                f"({path.stat().st_size} bytes)"
-            )
-
-            _section(8, "Reasoning")
-            thought = await client.chat.completions.create(
-                model="mock/reasoner",
-                messages=ask("Why is the sky blue?"),
-                reasoning={"effort": "low"},
-            )
-            message = thought.choices[0].message
-            _say(f"reasoning: {message.reasoning!r}")
-            _say(f"reasoning_details: {message.reasoning_details}")
-            async with client.chat.completions.stream(
-                model="mock/reasoner", messages=ask("Think out loud"), reasoning={}
-            ) as stream:
-                text = "".join(
-                    [e.delta async for e in stream.events() if isinstance(e, ContentDeltaEvent)]
-                )
-            streamed = stream.get_final_completion().choices[0].message
-            _say(f"streamed reasoning: {streamed.reasoning!r}")
-            _say(f"streamed answer: {text!r}")
-
-            _section(9, "Models")
-            models = await client.models.list()
-            for model in models.data[:6]:
-                _say(
-                    f"  {model.id:<28} x{model.token_multiplier:<4} available={model.is_available}"
-                )
-
-            _section(10, "Many requests at once, with progress")
-            marks: list[int] = []
-
-            def on_progress(done: int, total: int | None, failed: int) -> None:
-                if done % 10 == 0 or done == total:
-                    marks.append(done)
-                    _say(f"  progress: {done}/{total} done, {failed} failed")
-
-            mock.reply_error(429, "rate limited", headers={"retry-after-ms": "50"})
-            mock.latency = 0.02  # so requests overlap and the concurrency bound shows
-            results = await client.chat.completions.create_many(
-                [{"model": "mock/echo", "messages": ask(f"question {i}")} for i in range(40)],
-                concurrency=8,
-                progress=on_progress,
-            )
-            mock.latency = 0.0
-            answers = [
-                r.choices[0].message.content for r in results if not isinstance(r, BaseException)
-            ]
-            _say(
-                f"{len(answers)} answers in input order; first {answers[0]!r}, last {answers[-1]!r}"
-            )
-            _say(f"server saw at most {mock.peak_in_flight} requests in flight")
-
-            _section(11, "Embeddings and image generation")
-            vectors = await client.embeddings.create(
-                model="mock/embed", input=["cats", "dogs"], encoding_format="base64"
-            )
-            _say(
-                f"{len(vectors.data)} vectors of {len(vectors.data[0].embedding)} floats "
-                "(sent as base64, decoded for you)"
-            )
-            many = await client.embeddings.embed_many(
-                model="mock/embed", inputs=[f"text {i}" for i in range(25)], batch_size=10
-            )
-            _say(f"embed_many: {len(many)} vectors from 3 requests")
-            generated = await client.images.generate(model="mock/image", prompt="a lighthouse")
-            saved = await generated.data[0].save(out_dir / "lighthouse.png")
-            _say(f"images.generate saved {saved}")
-
-            _section(12, "An error, and a retry")
-            try:
-                await client.chat.completions.create(model="mock/locked", messages=ask("hi"))
-            except PermissionDeniedError as error:
-                _say(f"typed error: {type(error).__name__}: {error}")
-            mock.reply_error(503, "upstream busy", headers={"retry-after-ms": "100"})
-            handler = logging.StreamHandler(sys.stdout)
-            handler.setFormatter(logging.Formatter("  log: %(message)s"))
-            logger = logging.getLogger("routmy_async")
-            logger.addHandler(handler)
-            level = logger.level
-            logger.setLevel(logging.DEBUG)
-            try:
-                retried = await client.chat.completions.create(
-                    model="mock/echo", messages=ask("retry me")
-                )
-            finally:
-                logger.removeHandler(handler)
-                logger.setLevel(level)
-            _say(f"after one retry: {retried.choices[0].message.content!r}")
-
-            _section(13, "The Responses API")
-            response = await client.responses.create(
-                model="mock/echo", input="Say hello through the Responses API."
-            )
-            _say(f"output_text: {response.output_text!r} ({response.status}, {response.id})")
-            async with client.responses.stream(
-                model="mock/reasoner", input="Stream this as events.", reasoning={}
-            ) as events:
-                kinds: dict[str, int] = {}
-                async for streamed_event in events:
-                    kinds[streamed_event.type] = kinds.get(streamed_event.type, 0) + 1
-                final_response = await events.get_final_response()
-            _say("events: " + ", ".join(f"{kind} x{count}" for kind, count in kinds.items()))
-            _say(f"final: {final_response.output_text!r}")
-            order = await client.responses.parse(
-                model="mock/echo", input="Order D-4 with a kettle", text_format=Order
-            )
-            _say(f"output_parsed: {order.output_parsed!r}")
-            answered = await client.responses.run_tools(
-                model="mock/echo",
-                input="What is the status of order A-123?",
-                tools=[get_order_status],
-            )
-            for item in answered.transcript or []:
-                _say(f"  {_item_line(item)}")
-            _say(f"answer: {answered.output_text!r}")
-
-            _section(14, "Batch files: a run, an interruption, a resume")
-            await _batch_files(client, mock, out_dir)
-
+            stage = _Stage(client, mock, out_dir)
+            for number, (title, step) in enumerate(_STEPS, start=1):
+                _section(number, title)
+                await step(stage)
         _say(f"\nDone: every feature ran against MockRoutmy; files in {out_dir}")
     return 0

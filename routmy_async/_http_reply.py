@@ -88,59 +88,65 @@ def http_reply_for(error: BaseException) -> HTTPReply:
     from them); connection errors get a fixed message, since theirs name hosts and proxies an
     app's caller has no business seeing.
     """
-    upstream_status: int | None = None
-    request_id: str | None = None
-    headers: dict[str, str] = {}
     if isinstance(error, APIStatusError):
-        upstream_status = error.status_code
-        request_id = error.request_id
-        message = error.message
-        wait = _retry_after(error.headers)
-        if isinstance(error, RateLimitError) or upstream_status == 429:
-            status, kind = 429, "rate_limited"
-            if wait is not None:
-                headers["Retry-After"] = wait
-        elif upstream_status in _APP_ACCOUNT_STATUSES:
-            status, kind = 502, "upstream_refused_the_service"
-            message = (
-                f"the upstream service refused this service's own credentials or account "
-                f"({upstream_status}): {error.message}"
-            )
-        elif upstream_status in _CALLERS_REFUSALS:
-            status, kind = upstream_status, "refused_by_upstream"
-        elif upstream_status in _UPSTREAM_TIMEOUTS:
-            status, kind = 504, "upstream_timeout"
-        elif upstream_status == 503 and wait is not None:
-            status, kind = 503, "upstream_unavailable"
-            headers["Retry-After"] = wait
-        else:
-            status, kind = 502, "upstream_failed"
-    elif isinstance(error, APITimeoutError):
-        status, kind, message = (
-            504,
-            "upstream_timeout",
-            "the upstream service did not answer in time",
-        )
-    elif isinstance(error, APIConnectionError):
+        return _reply_for_status(error)
+    if isinstance(error, APITimeoutError):
+        return _reply(504, "upstream_timeout", "the upstream service did not answer in time")
+    if isinstance(error, APIConnectionError):
         if "client was closed" in error.message:
-            status, kind, message = 503, "shutting_down", "this service is shutting down"
-        else:
-            status, kind, message = (
-                502,
-                "upstream_unreachable",
-                "the upstream service could not be reached",
-            )
-    elif isinstance(error, APIStreamError):
-        request_id = error.request_id
-        status, kind, message = 502, "upstream_failed", error.message
-    elif isinstance(error, (APIResponseValidationError, ContentParseError)):
-        status, kind, message = (
-            502,
-            "upstream_bad_answer",
-            "the upstream service's answer could not be used",
+            return _reply(503, "shutting_down", "this service is shutting down")
+        return _reply(502, "upstream_unreachable", "the upstream service could not be reached")
+    if isinstance(error, APIStreamError):
+        return _reply(502, "upstream_failed", error.message, request_id=error.request_id)
+    if isinstance(error, (APIResponseValidationError, ContentParseError)):
+        return _reply(502, "upstream_bad_answer", "the upstream service's answer could not be used")
+    return _reply(500, "internal_error", "internal error")
+
+
+def _reply_for_status(error: APIStatusError) -> HTTPReply:
+    """The rows of the table for an answer the router did give: a status of its own."""
+    upstream_status = error.status_code
+    message = error.message
+    wait = _retry_after(error.headers)
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimitError) or upstream_status == 429:
+        status, kind = 429, "rate_limited"
+        if wait is not None:
+            headers["Retry-After"] = wait
+    elif upstream_status in _APP_ACCOUNT_STATUSES:
+        status, kind = 502, "upstream_refused_the_service"
+        message = (
+            f"the upstream service refused this service's own credentials or account "
+            f"({upstream_status}): {error.message}"
         )
+    elif upstream_status in _CALLERS_REFUSALS:
+        status, kind = upstream_status, "refused_by_upstream"
+    elif upstream_status in _UPSTREAM_TIMEOUTS:
+        status, kind = 504, "upstream_timeout"
+    elif upstream_status == 503 and wait is not None:
+        status, kind = 503, "upstream_unavailable"
+        headers["Retry-After"] = wait
     else:
-        status, kind, message = 500, "internal_error", "internal error"
+        status, kind = 502, "upstream_failed"
+    return _reply(
+        status,
+        kind,
+        message,
+        upstream_status=upstream_status,
+        request_id=error.request_id,
+        headers=headers,
+    )
+
+
+def _reply(
+    status: int,
+    kind: str,
+    message: str,
+    *,
+    upstream_status: int | None = None,
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> HTTPReply:
     content = {
         "error": {
             "message": message,
@@ -149,7 +155,7 @@ def http_reply_for(error: BaseException) -> HTTPReply:
             "request_id": request_id,
         }
     }
-    return HTTPReply(status_code=status, headers=headers, content=content)
+    return HTTPReply(status_code=status, headers=headers or {}, content=content)
 
 
 def _retry_after(headers: Mapping[str, str]) -> str | None:

@@ -19,10 +19,15 @@ from ._config import is_routmy_url
 from ._exceptions import ContentParseError
 from ._responses_params import check_input
 from ._structured import response_format_for
-from ._tools import _check_rounds, _run_calls, _tool_map
+from ._tools import FunctionTool, _check_rounds, _run_calls, _tool_map
 from .types._base import set_output_parsed, set_transcript
 from .types.chat import Function, ToolCall
-from .types.responses import Response, ResponseOutputMessage, ResponseOutputRefusal
+from .types.responses import (
+    Response,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputRefusal,
+)
 
 if TYPE_CHECKING:
     from .resources.responses import Responses
@@ -155,6 +160,35 @@ async def run_tools(
     """The loop behind ``responses.run_tools`` (see its docstring); ``base_url`` is the
     server's, which says whether it stores responses."""
     _check_rounds(max_rounds)
+    _check_loop_mode(continue_with, base_url, params)
+    tool_map = _tool_map(tools)
+    params["tools"] = [tool.responses_param for tool in tool_map.values()]
+    items = check_input(input)
+    transcript: list[Any] = (
+        [{"role": "user", "content": items}] if isinstance(items, str) else list(items)
+    )
+    next_input: list[Any] = list(transcript)
+    for round_number in range(max_rounds):
+        response: Response = await self.create(model=model, input=next_input, **params)
+        transcript.extend(item.to_param() for item in response.output)
+        calls = response.function_calls
+        if not calls or round_number == max_rounds - 1:
+            # The calls of the last allowed answer are not run: the model would never see
+            # their results. The response keeps them; the transcript ends with them.
+            set_transcript(response, transcript)
+            return response
+        outputs = await _answer_calls(tool_map, calls)
+        transcript.extend(outputs)
+        if continue_with == "previous_response_id":
+            params["previous_response_id"] = response.id
+            next_input = outputs
+        else:
+            next_input = list(transcript)
+    raise AssertionError("unreachable: the last round returns")  # pragma: no cover
+
+
+def _check_loop_mode(continue_with: str, base_url: str, params: Mapping[str, Any]) -> None:
+    """Refuse a ``continue_with`` that could not carry the conversation, before any round."""
     if continue_with not in _LOOP_MODES:
         raise ValueError(
             f"continue_with must be 'input' or 'previous_response_id', not {continue_with!r}"
@@ -174,39 +208,20 @@ async def run_tools(
             "continue_with='previous_response_id' needs stored responses: drop store=False, "
             "or use continue_with='input' (resends the items, works without storage)"
         )
-    tool_map = _tool_map(tools)
-    params["tools"] = [tool.responses_param for tool in tool_map.values()]
-    items = check_input(input)
-    transcript: list[Any] = (
-        [{"role": "user", "content": items}] if isinstance(items, str) else list(items)
+
+
+async def _answer_calls(
+    tool_map: Mapping[str, FunctionTool], calls: list[ResponseFunctionToolCall]
+) -> list[dict[str, Any]]:
+    """Run the answer's ``function_call`` items with chat's executor; their output items."""
+    results = await _run_calls(
+        tool_map,
+        [
+            ToolCall(id=call.call_id, function=Function(name=call.name, arguments=call.arguments))
+            for call in calls
+        ],
     )
-    next_input: list[Any] = list(transcript)
-    for round_number in range(max_rounds):
-        response: Response = await self.create(model=model, input=next_input, **params)
-        transcript.extend(item.to_param() for item in response.output)
-        calls = response.function_calls
-        if not calls or round_number == max_rounds - 1:
-            # The calls of the last allowed answer are not run: the model would never see
-            # their results. The response keeps them; the transcript ends with them.
-            set_transcript(response, transcript)
-            return response
-        results = await _run_calls(
-            tool_map,
-            [
-                ToolCall(
-                    id=call.call_id, function=Function(name=call.name, arguments=call.arguments)
-                )
-                for call in calls
-            ],
-        )
-        outputs = [
-            {"type": "function_call_output", "call_id": call.call_id, "output": text}
-            for call, (text, _) in zip(calls, results, strict=True)
-        ]
-        transcript.extend(outputs)
-        if continue_with == "previous_response_id":
-            params["previous_response_id"] = response.id
-            next_input = outputs
-        else:
-            next_input = list(transcript)
-    raise AssertionError("unreachable: the last round returns")  # pragma: no cover
+    return [
+        {"type": "function_call_output", "call_id": call.call_id, "output": text}
+        for call, (text, _) in zip(calls, results, strict=True)
+    ]

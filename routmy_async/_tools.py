@@ -15,7 +15,15 @@ import inspect
 import re
 import sys
 import typing
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -220,22 +228,7 @@ def function_tool(
     if isinstance(fn, type) and (
         issubclass(fn, msgspec.Struct) or ("pydantic" in sys.modules and _is_model_type(fn))
     ):
-        summary, docs = _doc_parts(fn.__doc__)
-        struct_type = fn
-
-        async def return_struct(arguments: Any) -> Any:
-            return arguments
-
-        if issubclass(struct_type, msgspec.Struct):
-            _check_schema(struct_type, fn.__name__)
-        return FunctionTool(
-            name=_check_name(name or fn.__name__),
-            description=description if description is not None else summary,
-            arguments_type=struct_type,
-            call=return_struct,
-            strict=strict,
-            parameter_docs=docs,
-        )
+        return _object_tool(fn, name=name, description=description, strict=strict)
     if not callable(fn):
         raise TypeError(
             f"a tool must be a function or a msgspec.Struct or Pydantic model type, not {fn!r}"
@@ -244,24 +237,7 @@ def function_tool(
     if not tool_name or tool_name == "<lambda>":
         raise ValueError("a lambda or nameless callable needs name=... to be a tool")
     layers = _layers(fn)
-    signature = inspect.signature(fn)
-    annotated = _annotated(layers)
-    try:
-        # With their Annotated extras: msgspec.Meta constraints and descriptions reach the
-        # schema and the validation (msgspec ignores extras it does not know), and Pydantic
-        # reads its own.
-        hints = typing.get_type_hints(annotated, include_extras=True)
-    except Exception as exc:
-        raise TypeError(f"tool {tool_name!r}: cannot resolve its annotations ({exc})") from None
-    parameters: list[tuple[str, Any, Any]] = []
-    for param in signature.parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            raise TypeError(
-                f"tool {tool_name!r}: *args/**kwargs ({param.name}) cannot be described"
-            )
-        if param.name not in hints:
-            raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} has no type annotation")
-        parameters.append((param.name, hints[param.name], param.default))
+    parameters = _typed_parameters(fn, tool_name, layers)
     with_pydantic = "pydantic" in sys.modules and any(
         _uses_pydantic(annotation) for _, annotation, _ in parameters
     )
@@ -276,8 +252,74 @@ def function_tool(
     # Anything ``async def`` along the way (a decorator's target, a partial's function, an
     # ``async def __call__``) means calling returns a coroutine: call it on the event loop.
     on_loop = any(inspect.iscoroutinefunction(layer) for layer in layers)
-    names = [parameter[0] for parameter in parameters]
-    function: Callable[..., Any] = fn
+    return FunctionTool(
+        name=_check_name(tool_name),
+        description=description if description is not None else summary,
+        arguments_type=arguments_type,
+        call=_caller(
+            fn,
+            [parameter[0] for parameter in parameters],
+            with_pydantic=with_pydantic,
+            on_loop=on_loop,
+        ),
+        strict=strict,
+        parameter_docs=docs,
+    )
+
+
+def _object_tool(
+    fn: type[msgspec.Struct] | type[BaseModel],
+    *,
+    name: str | None,
+    description: str | None,
+    strict: bool,
+) -> FunctionTool:
+    """A tool whose "result" is the decoded Struct or model itself: the model fills in a form."""
+    summary, docs = _doc_parts(fn.__doc__)
+
+    async def return_struct(arguments: Any) -> Any:
+        return arguments
+
+    if issubclass(fn, msgspec.Struct):
+        _check_schema(fn, fn.__name__)
+    return FunctionTool(
+        name=_check_name(name or fn.__name__),
+        description=description if description is not None else summary,
+        arguments_type=fn,
+        call=return_struct,
+        strict=strict,
+        parameter_docs=docs,
+    )
+
+
+def _typed_parameters(
+    fn: Callable[..., Any], tool_name: str, layers: Sequence[Any]
+) -> list[tuple[str, Any, Any]]:
+    """Each parameter's name, resolved annotation and default; the model must be told them all."""
+    signature = inspect.signature(fn)
+    try:
+        # With their Annotated extras: msgspec.Meta constraints and descriptions reach the
+        # schema and the validation (msgspec ignores extras it does not know), and Pydantic
+        # reads its own.
+        hints = typing.get_type_hints(_annotated(layers), include_extras=True)
+    except Exception as exc:
+        raise TypeError(f"tool {tool_name!r}: cannot resolve its annotations ({exc})") from None
+    parameters: list[tuple[str, Any, Any]] = []
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(
+                f"tool {tool_name!r}: *args/**kwargs ({param.name}) cannot be described"
+            )
+        if param.name not in hints:
+            raise TypeError(f"tool {tool_name!r}: parameter {param.name!r} has no type annotation")
+        parameters.append((param.name, hints[param.name], param.default))
+    return parameters
+
+
+def _caller(
+    function: Callable[..., Any], names: list[str], *, with_pydantic: bool, on_loop: bool
+) -> Callable[[Any], Awaitable[Any]]:
+    """The coroutine that calls ``function`` with decoded arguments, whatever kind it is."""
 
     async def call(arguments: Any) -> Any:
         if with_pydantic:
@@ -295,14 +337,7 @@ def function_tool(
             result = await result
         return result
 
-    return FunctionTool(
-        name=_check_name(tool_name),
-        description=description if description is not None else summary,
-        arguments_type=arguments_type,
-        call=call,
-        strict=strict,
-        parameter_docs=docs,
-    )
+    return call
 
 
 def _struct_of(tool_name: str, parameters: Sequence[tuple[str, Any, Any]]) -> type[Any]:

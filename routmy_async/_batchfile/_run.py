@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -281,8 +281,60 @@ class _Meter:
             logger.info("%s", self._summary.progress_line())
 
 
+def _check_options(
+    client: AsyncRoutmy,
+    *,
+    concurrency: int,
+    requests_per_minute: float | None,
+    tokens_per_minute: float | None,
+    max_cost: float | None,
+    stop: BatchStop | None,
+    grace_period: float,
+) -> None:
+    """Refuse a bad option before anything is read, so a mistake costs no request."""
+    check_count("concurrency", concurrency, 1)
+    # Built only to check the values: run_many builds the batch's own budget.
+    RateLimit(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
+    for name, value in (("max_cost", max_cost), ("grace_period", grace_period)):
+        if value is not None and (not is_number(value) or not value >= 0):
+            raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+    if stop is not None and not isinstance(stop, BatchStop):
+        raise TypeError(f"stop must be a BatchStop, not {type(stop).__name__}")
+    if max_cost is not None and is_routmy_url(client.base_url):
+        raise BatchFileError(
+            f"max_cost cannot be enforced against {client.base_url}: rout.my reports no "
+            "usage.cost (a request costs tokens times the model's token_multiplier, in "
+            "quota units, not dollars); nothing was read or sent. Run without max_cost "
+            "(--max-cost)"
+        )
+    if not client.api_key_set:
+        raise RoutmyError(
+            "no API key: pass AsyncRoutmy(api_key=...) or set the ROUTMY_API_KEY "
+            "environment variable (nothing was sent)"
+        )
+
+
+def _summary_for(source: Path, outputs: Sequence[Path], max_cost: float | None) -> BatchSummary:
+    errors = str(outputs[1]) if len(outputs) > 1 else None
+    return BatchSummary(str(source), str(outputs[0]), errors, max_cost=max_cost)
+
+
 class BatchRun:
     """One run of :func:`run_batch_file` (its arguments, checked when it is built)."""
+
+    # The state a run starts from, as immutable defaults that each instance's own values
+    # shadow once the run sets them.
+    _scope: anyio.CancelScope | None = None
+    _stopping = False
+    _output: Appender | None = None
+    _errors: Appender | None = None
+    # max_cost: the estimated tokens of the requests in flight, and the highest cost per
+    # token an answer has shown (None until one has shown a cost and tokens).
+    _flight_tokens = 0
+    _rate: float | None = None
+    # What ends the run in a BatchFileError once the requests in flight are written.
+    _error: str | None = None
+    _serial = 0
 
     def __init__(
         self,
@@ -302,26 +354,15 @@ class BatchRun:
         stop: BatchStop | None,
         grace_period: float,
     ):
-        check_count("concurrency", concurrency, 1)
-        # Built only to check the values: run_many builds the batch's own budget.
-        RateLimit(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
-        for name, value in (("max_cost", max_cost), ("grace_period", grace_period)):
-            if value is not None and (not is_number(value) or not value >= 0):
-                raise ValueError(f"{name} must be a number >= 0, not {value!r}")
-        if stop is not None and not isinstance(stop, BatchStop):
-            raise TypeError(f"stop must be a BatchStop, not {type(stop).__name__}")
-        if max_cost is not None and is_routmy_url(client.base_url):
-            raise BatchFileError(
-                f"max_cost cannot be enforced against {client.base_url}: rout.my reports no "
-                "usage.cost (a request costs tokens times the model's token_multiplier, in "
-                "quota units, not dollars); nothing was read or sent. Run without max_cost "
-                "(--max-cost)"
-            )
-        if not client.api_key_set:
-            raise RoutmyError(
-                "no API key: pass AsyncRoutmy(api_key=...) or set the ROUTMY_API_KEY "
-                "environment variable (nothing was sent)"
-            )
+        _check_options(
+            client,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            max_cost=max_cost,
+            stop=stop,
+            grace_period=grace_period,
+        )
         self._client = client
         self._default = endpoint_for(endpoint) if endpoint is not None else None
         self._source, self._outputs = _paths(input_file, output_file, errors_file)
@@ -334,19 +375,10 @@ class BatchRun:
         self._progress = progress
         self._stop = stop if stop is not None else BatchStop()
         self._grace = float(grace_period)
-        self.summary = BatchSummary(
-            str(self._source),
-            str(self._outputs[0]),
-            str(self._outputs[1]) if len(self._outputs) > 1 else None,
-            max_cost=max_cost,
-        )
-        self._scope: anyio.CancelScope | None = None
+        self.summary = _summary_for(self._source, self._outputs, max_cost)
         # The clock of the scope's deadline, taken inside the run: a stop requested from a
         # signal handler runs outside any task, where anyio.current_time() cannot.
         self._now: Callable[[], float] = time.monotonic
-        self._stopping = False
-        self._output: Appender | None = None
-        self._errors: Appender | None = None
         self._methods: dict[str, Callable[..., Any]] = {}
         # Ids of earlier failure lines that this run has written a new line for: only those
         # lines are superseded (an id queued for a retry but never sent keeps its line).
@@ -354,15 +386,8 @@ class BatchRun:
         # Set after each result: a request under a max_cost that does not fit yet waits on
         # it (see _budget_allows).
         self._answered = asyncio.Event()
-        # max_cost: the estimated tokens of the requests in flight, and the highest cost per
-        # token an answer has shown (None until one has shown a cost and tokens).
-        self._flight_tokens = 0
-        self._rate: float | None = None
-        # What ends the run in a BatchFileError once the requests in flight are written.
-        self._error: str | None = None
-        # Line ids unique across runs: a random part per run, then a counter.
+        # Line ids unique across runs: a random part per run, then a counter (_serial).
         self._id_prefix = f"batch_req_{os.urandom(6).hex()}"
-        self._serial = 0
 
     # -- the run ------------------------------------------------------------------------------
 

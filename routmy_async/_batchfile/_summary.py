@@ -296,47 +296,10 @@ class BatchSummary:
         text = [f"batch {self.input_file} -> {self.output_file}"]
         if self.errors_file:
             text[0] += f" (errors: {self.errors_file})"
-        ok = f"  ok           {self.ok:>10,}"
-        if self.incomplete:
-            ok += (
-                f"   {sum(self.incomplete.values()):,} incomplete ("
-                + ", ".join(f"{name}: {count:,}" for name, count in sorted(self.incomplete.items()))
-                + ")"
-            )
-        text.append(ok)
-        failed = f"  failed       {self.failed:>10,}"
-        if self.failures:
-            failed += "   " + ", ".join(
-                f"{name}: {count:,}" for name, count in sorted(self.failures.items())
-            )
-        text.append(failed)
-        text.append(f"  skipped      {self.skipped:>10,}   already done")
-        if self.skipped_failed:
-            text.append(f"  kept failed  {self.skipped_failed:>10,}   failed before, not retried")
-        if self.invalid:
-            text.append(f"  invalid      {self.invalid:>10,}   skipped, not sent")
-        if self.not_started or self.cancelled:
-            text.append(f"  not started  {self.not_started:>10,}")
-            text.append(f"  cut off      {self.cancelled:>10,}   in flight when stopped")
-        if self.cost_unknown:
-            # Not $0: the server said nothing of it (rout.my counts tokens, not dollars).
-            cost = "cost: unknown (no answer reported usage.cost)"
-            if self.cost_before:
-                cost += f" this run + {format_money(self.cost_before)} before"
-            if self.max_cost is not None:
-                cost += f"; max_cost {format_money(self.max_cost)} could not be enforced"
-        else:
-            cost = f"cost: {format_money(self.cost)}"
-            if self.cost_before:
-                cost += (
-                    f" this run + {format_money(self.cost_before)} before = "
-                    f"{format_money(self.cost_total)}"
-                )
-            if self.max_cost is not None:
-                cost += f" of {format_money(self.max_cost)} allowed"
+        text += self._count_lines()
         text.append(
             f"tokens: {self.total_tokens:,} (prompt {self.prompt_tokens:,}, completion "
-            f"{self.completion_tokens:,}); {cost}"
+            f"{self.completion_tokens:,}); {self._cost_text()}"
         )
         if 0 < self.costed < self.ok:
             text.append(f"  ({self.ok - self.costed:,} answers reported no cost)")
@@ -349,18 +312,68 @@ class BatchSummary:
         text.append(f"time: {self.wall_seconds:,.1f} s, {self.throughput:,.1f} requests/s")
         if self.compacted:
             text.append(f"  {self.compacted:,} superseded earlier lines dropped from the output")
+        ending = self._ending_line()
+        if ending is not None:
+            text.append(ending)
+        return "\n".join(text)
+
+    def _count_lines(self) -> list[str]:
+        """The table of what became of the lines: ok, failed, skipped, and the rarer rows."""
+        ok = f"  ok           {self.ok:>10,}"
+        if self.incomplete:
+            ok += (
+                f"   {sum(self.incomplete.values()):,} incomplete ("
+                + ", ".join(f"{name}: {count:,}" for name, count in sorted(self.incomplete.items()))
+                + ")"
+            )
+        failed = f"  failed       {self.failed:>10,}"
+        if self.failures:
+            failed += "   " + ", ".join(
+                f"{name}: {count:,}" for name, count in sorted(self.failures.items())
+            )
+        text = [ok, failed, f"  skipped      {self.skipped:>10,}   already done"]
+        if self.skipped_failed:
+            text.append(f"  kept failed  {self.skipped_failed:>10,}   failed before, not retried")
+        if self.invalid:
+            text.append(f"  invalid      {self.invalid:>10,}   skipped, not sent")
+        if self.not_started or self.cancelled:
+            text.append(f"  not started  {self.not_started:>10,}")
+            text.append(f"  cut off      {self.cancelled:>10,}   in flight when stopped")
+        return text
+
+    def _cost_text(self) -> str:
+        if self.cost_unknown:
+            # Not $0: the server said nothing of it (rout.my counts tokens, not dollars).
+            cost = "cost: unknown (no answer reported usage.cost)"
+            if self.cost_before:
+                cost += f" this run + {format_money(self.cost_before)} before"
+            if self.max_cost is not None:
+                cost += f"; max_cost {format_money(self.max_cost)} could not be enforced"
+            return cost
+        cost = f"cost: {format_money(self.cost)}"
+        if self.cost_before:
+            cost += (
+                f" this run + {format_money(self.cost_before)} before = "
+                f"{format_money(self.cost_total)}"
+            )
+        if self.max_cost is not None:
+            cost += f" of {format_money(self.max_cost)} allowed"
+        return cost
+
+    def _ending_line(self) -> str | None:
+        """Why the run stopped early, or what to do next; None when there is nothing to do."""
         if self.stop_reason == "budget":
-            text.append(
+            return (
                 f"stopped: the budget is reached ({format_money(self.cost_total)} spent on "
                 "this output); raise it and run again to go on"
             )
-        elif self.stop_reason == "interrupted":
-            text.append("stopped: interrupted; run again to resume")
-        elif self.stop_reason in ("fatal_error", "cost_unknown", "input_changed"):
-            text.append(f"stopped: {self.stop_detail}")
-        elif self.failed:
-            text.append("run again to retry the failed lines")
-        return "\n".join(text)
+        if self.stop_reason == "interrupted":
+            return "stopped: interrupted; run again to resume"
+        if self.stop_reason in ("fatal_error", "cost_unknown", "input_changed"):
+            return f"stopped: {self.stop_detail}"
+        if self.failed:
+            return "run again to retry the failed lines"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """The summary as plain JSON values (what ``--summary-json`` writes)."""

@@ -102,6 +102,21 @@ def sse_frame(payload: Any, *, named: bool = False) -> bytes:
     return data
 
 
+def _models_list(
+    models: Sequence[Mapping[str, Any]] | None, flavor: Flavor
+) -> list[dict[str, Any]]:
+    """The models list entries: those given, or the defaults with the fields ``flavor``'s
+    server sends (rout.my's items carry no prices or context lengths)."""
+    if models is not None:
+        return [dict(m) for m in models]
+    if flavor == "routmy":
+        return [
+            {k: v for k, v in m.items() if k in _replies.ROUTMY_MODEL_FIELDS}
+            for m in _replies.DEFAULT_MODELS
+        ]
+    return [dict(m) for m in _replies.DEFAULT_MODELS]
+
+
 class MockRoutmy:
     """A local rout.my for tests, demos and examples.
 
@@ -173,15 +188,7 @@ class MockRoutmy:
         self.api_key: str = DEFAULT_KEY if api_key is None else api_key
         self.host = host
         self.port = port
-        if models is not None:
-            self.models = [dict(m) for m in models]
-        elif flavor == "routmy":
-            self.models = [
-                {k: v for k, v in m.items() if k in _replies.ROUTMY_MODEL_FIELDS}
-                for m in _replies.DEFAULT_MODELS
-            ]
-        else:
-            self.models = [dict(m) for m in _replies.DEFAULT_MODELS]
+        self.models = _models_list(models, flavor)
         self.strict_models = strict_models
         self.latency = latency
         self.quota = _Quota(

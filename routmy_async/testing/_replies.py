@@ -557,28 +557,8 @@ def response_object(
     usage = _usage(chat, message, cost=cost)
     output: list[dict[str, Any]] = []
     if message.get("reasoning"):
-        reasoning: dict[str, Any] = {
-            "type": "reasoning",
-            "id": f"rs_mock_{serial}",
-            "summary": [{"type": "summary_text", "text": message["reasoning"]}],
-            "status": "completed",
-        }
-        if "reasoning.encrypted_content" in (body.get("include") or []):
-            reasoning["encrypted_content"] = base64.b64encode(
-                message["reasoning"].encode()
-            ).decode()
-        output.append(reasoning)
-    for position, call in enumerate(message.get("tool_calls") or []):
-        output.append(
-            {
-                "type": "function_call",
-                "id": f"fc_mock_{serial}_{position}",
-                "call_id": call["id"],
-                "name": call["function"]["name"],
-                "arguments": call["function"]["arguments"],
-                "status": "completed",
-            }
-        )
+        output.append(_reasoning_item(message["reasoning"], body, serial))
+    output += _function_call_items(message.get("tool_calls") or [], serial)
     status, incomplete = "completed", None
     text = message.get("content")
     limit = body.get("max_output_tokens")
@@ -586,15 +566,7 @@ def response_object(
         text = " ".join(text.split()[:limit])
         status, incomplete = "incomplete", {"reason": "max_output_tokens"}
     if text is not None:
-        output.append(
-            {
-                "type": "message",
-                "id": f"msg_mock_{serial}",
-                "status": status,
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            }
-        )
+        output.append(_message_item(text, status, serial))
     return {
         "id": f"resp_mock_{serial}",
         "object": "response",
@@ -602,14 +574,7 @@ def response_object(
         "status": status,
         "model": body.get("model"),
         "output": output,
-        "usage": {
-            "input_tokens": usage["prompt_tokens"],
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": usage["completion_tokens"],
-            "output_tokens_details": usage["completion_tokens_details"],
-            "total_tokens": usage["total_tokens"],
-            **({"cost": usage["cost"]} if cost else {}),
-        },
+        "usage": _responses_usage(usage, cost=cost),
         "error": None,
         "incomplete_details": incomplete,
         "instructions": body.get("instructions"),
@@ -625,6 +590,55 @@ def response_object(
         "top_p": body.get("top_p"),
         "max_output_tokens": limit,
         "provider": "mock",
+    }
+
+
+def _reasoning_item(reasoning: str, body: dict[str, Any], serial: int) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "type": "reasoning",
+        "id": f"rs_mock_{serial}",
+        "summary": [{"type": "summary_text", "text": reasoning}],
+        "status": "completed",
+    }
+    # A real server hands it back opaque; base64 of the text is opaque enough for a mock.
+    if "reasoning.encrypted_content" in (body.get("include") or []):
+        item["encrypted_content"] = base64.b64encode(reasoning.encode()).decode()
+    return item
+
+
+def _function_call_items(tool_calls: list[dict[str, Any]], serial: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function_call",
+            "id": f"fc_mock_{serial}_{position}",
+            "call_id": call["id"],
+            "name": call["function"]["name"],
+            "arguments": call["function"]["arguments"],
+            "status": "completed",
+        }
+        for position, call in enumerate(tool_calls)
+    ]
+
+
+def _message_item(text: str, status: str, serial: int) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": f"msg_mock_{serial}",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def _responses_usage(usage: dict[str, Any], *, cost: bool) -> dict[str, Any]:
+    """Chat's usage under the Responses API's names."""
+    return {
+        "input_tokens": usage["prompt_tokens"],
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": usage["completion_tokens"],
+        "output_tokens_details": usage["completion_tokens_details"],
+        "total_tokens": usage["total_tokens"],
+        **({"cost": usage["cost"]} if cost else {}),
     }
 
 
