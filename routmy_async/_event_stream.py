@@ -152,6 +152,8 @@ class EventStream(Generic[ItemT]):
 
     async def __anext__(self) -> ItemT:
         ready = self._ready
+        if ready:  # an item decoded already: the common case, kept free of the try below
+            return ready.popleft()
         try:
             while not ready:
                 if self._undecoded:

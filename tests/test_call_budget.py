@@ -42,23 +42,23 @@ BUDGETS: dict[tuple[int, int], dict[str, float]] = {
 OPCODE_BUDGETS: dict[tuple[int, int], dict[str, float]] = {
     (3, 10): {
         "request_opcodes": 709,
-        "content_chunk_opcodes": 152.67,
-        "tool_chunk_opcodes": 214.67,
+        "content_chunk_opcodes": 150.79,
+        "tool_chunk_opcodes": 212.79,
     },
     (3, 11): {
         "request_opcodes": 701,
-        "content_chunk_opcodes": 127.79,
-        "tool_chunk_opcodes": 180.79,
+        "content_chunk_opcodes": 125.91,
+        "tool_chunk_opcodes": 178.91,
     },
     (3, 12): {
         "request_opcodes": 659,
-        "content_chunk_opcodes": 125.58,
-        "tool_chunk_opcodes": 178.58,
+        "content_chunk_opcodes": 123.64,
+        "tool_chunk_opcodes": 176.64,
     },
     (3, 13): {
         "request_opcodes": 678,
-        "content_chunk_opcodes": 129.58,
-        "tool_chunk_opcodes": 179.58,
+        "content_chunk_opcodes": 127.67,
+        "tool_chunk_opcodes": 177.67,
     },
 }
 for _version, _budget in OPCODE_BUDGETS.items():
