@@ -41,8 +41,8 @@ if _TYPE_CHECKING:
     from ._http_reply import HTTPReply, http_reply_for
     from ._raw_stream import RawStream, ServerSentEvent
     from ._responses_stream import ResponseStream
-    from ._streaming import ChatCompletionStream
     from ._tools import FunctionTool, function_tool
+    from .resources.chat._stream import ChatCompletionStream
 
 # Loaded on first use: a program that never streams, runs a batch file, defines a tool or
 # builds a content part does not pay for their modules (time and memory at import, and the
@@ -57,7 +57,7 @@ _LAZY = {
     "ResponseStream": "._responses_stream",
     "HTTPReply": "._http_reply",
     "http_reply_for": "._http_reply",
-    "ChatCompletionStream": "._streaming",
+    "ChatCompletionStream": ".resources.chat._stream",
     "RawStream": "._raw_stream",
     "ServerSentEvent": "._raw_stream",
     "FunctionTool": "._tools",

@@ -113,7 +113,9 @@ def test_msgspec_users_never_load_pydantic_or_starlette():
     loaded = json.loads(result.stdout)
     assert loaded["third_party"] == []
     assert not loaded["pydantic_helper"]
-    assert not {"routmy_async._pydantic", "routmy_async._sse_out"} & set(loaded["at_import"])
+    assert not {"routmy_async._pydantic", "routmy_async.resources.chat._sse_out"} & set(
+        loaded["at_import"]
+    )
 
 
 def test_a_pydantic_type_is_what_loads_pydantic_support():

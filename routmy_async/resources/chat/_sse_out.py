@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import msgspec
 
-from ._checks import is_number
-from ._exceptions import RoutmyError
-from .types._base import raw_json_of
+from ..._checks import is_number
+from ..._exceptions import RoutmyError
+from ...types._base import raw_json_of
 
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
 
-    from ._streaming import ChatCompletionStream
+    from ._stream import ChatCompletionStream
 
 __all__ = [
     "DONE",

@@ -14,18 +14,17 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import msgspec
 
-from ._accumulate import CompletionAccumulator, ToolCallState
-from ._event_stream import _BATCH, EventStream, StreamManager
-from ._exceptions import APIResponseValidationError, stream_error
-from ._sse import WireEvent
-from ._stream_context import StreamContext
-from .types._base import RAW_JSON_KEY
-from .types.chat import (
+from ..._event_stream import _BATCH, EventStream, StreamManager
+from ..._exceptions import APIResponseValidationError, stream_error
+from ..._sse import WireEvent
+from ..._stream_context import StreamContext
+from ...types._base import RAW_JSON_KEY
+from ...types.chat import (
     AwaitableChatCompletion,
     ChatCompletion,
     ChatCompletionChunk,
 )
-from .types.events import (
+from ...types.events import (
     CompletionDoneEvent,
     ContentDeltaEvent,
     ImageDoneEvent,
@@ -35,6 +34,7 @@ from .types.events import (
     ToolCallArgumentsDeltaEvent,
     ToolCallDoneEvent,
 )
+from ._accumulate import CompletionAccumulator, ToolCallState
 
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
