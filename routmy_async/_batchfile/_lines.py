@@ -82,7 +82,7 @@ def _chat(client: Any) -> Any:
 
 
 def _chat_spec(pipeline: Pipeline, /, **kwargs: Any) -> CallSpec[Any]:
-    from ..resources.chat import chat_completion_spec
+    from ..resources.chat._completions import chat_completion_spec
 
     return chat_completion_spec(pipeline, **kwargs)
 
