@@ -40,9 +40,9 @@ if _TYPE_CHECKING:
     from ._content import image_part, text_part
     from ._http_reply import HTTPReply, http_reply_for
     from ._raw_stream import RawStream, ServerSentEvent
-    from ._responses_stream import ResponseStream
     from ._tools import FunctionTool, function_tool
     from .resources.chat._stream import ChatCompletionStream
+    from .resources.responses._stream import ResponseStream
 
 # Loaded on first use: a program that never streams, runs a batch file, defines a tool or
 # builds a content part does not pay for their modules (time and memory at import, and the
@@ -54,7 +54,7 @@ _LAZY = {
     "BatchSummary": "._batchfile",
     "check_batch_file": "._batchfile",
     "run_batch_file": "._batchfile",
-    "ResponseStream": "._responses_stream",
+    "ResponseStream": ".resources.responses._stream",
     "HTTPReply": "._http_reply",
     "http_reply_for": "._http_reply",
     "ChatCompletionStream": ".resources.chat._stream",

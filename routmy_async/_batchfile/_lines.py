@@ -112,7 +112,7 @@ def _responses(client: Any) -> Any:
 
 
 def _responses_spec(pipeline: Pipeline, /, **kwargs: Any) -> CallSpec[Any]:
-    from ..resources.responses import response_spec
+    from ..resources.responses._responses import response_spec
 
     return response_spec(pipeline, **kwargs)
 

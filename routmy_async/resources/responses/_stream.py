@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._event_stream import EventStream, StreamManager
-from ._exceptions import APIResponseValidationError, APIStreamError
-from ._responses_accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
-from ._sse import WireEvent
-from ._stream_context import StreamContext
-from .types.response_events import (
+from ..._event_stream import EventStream, StreamManager
+from ..._exceptions import APIResponseValidationError, APIStreamError
+from ..._sse import WireEvent
+from ..._stream_context import StreamContext
+from ...types.response_events import (
     ResponseCompletedEvent,
     ResponseErrorEvent,
     ResponseFailedEvent,
@@ -29,7 +28,8 @@ from .types.response_events import (
     ResponseStreamEvent,
     ResponseTextDeltaEvent,
 )
-from .types.responses import Response
+from ...types.responses import Response
+from ._accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
 
 if TYPE_CHECKING:
     pass
