@@ -39,7 +39,7 @@ if _TYPE_CHECKING:
     )
     from ._content import image_part, text_part
     from ._http_reply import HTTPReply, http_reply_for
-    from ._raw_stream import RawStream, ServerSentEvent
+    from ._streaming._raw import RawStream, ServerSentEvent
     from ._tools import FunctionTool, function_tool
     from .resources.chat._stream import ChatCompletionStream
     from .resources.responses._stream import ResponseStream
@@ -58,8 +58,8 @@ _LAZY = {
     "HTTPReply": "._http_reply",
     "http_reply_for": "._http_reply",
     "ChatCompletionStream": ".resources.chat._stream",
-    "RawStream": "._raw_stream",
-    "ServerSentEvent": "._raw_stream",
+    "RawStream": "._streaming._raw",
+    "ServerSentEvent": "._streaming._raw",
     "FunctionTool": "._tools",
     "function_tool": "._tools",
     "image_part": "._content",

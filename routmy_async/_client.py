@@ -39,7 +39,7 @@ from ._transport import Transport, logger
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._raw_stream import RawStream, RawStreamManager, ServerSentEvent
+    from ._streaming._raw import RawStream, RawStreamManager, ServerSentEvent
     from .resources.chat import Chat
     from .resources.embeddings import Embeddings
     from .resources.images import Images
@@ -744,7 +744,7 @@ class AsyncRoutmy:
         :raises ValueError: ``path`` is not a path under the base URL.
         """
         method, payload, opts = _check_raw(method, path, body, options)
-        from ._raw_stream import RawStreamManager  # loaded by the first raw stream
+        from ._streaming._raw import RawStreamManager  # loaded by the first raw stream
 
         return RawStreamManager(lambda: self._open_raw_stream(method, path, payload, opts, cast_to))
 
@@ -756,7 +756,7 @@ class AsyncRoutmy:
         options: Mapping[str, Any],
         cast_to: type[T] | None,
     ) -> RawStream[Any]:
-        from ._raw_stream import RawStream  # loaded by the first raw stream
+        from ._streaming._raw import RawStream  # loaded by the first raw stream
 
         spec: CallSpec[Any] = self._pipeline.prepare(
             "request", method, path, fields=payload, options=options, stream=True

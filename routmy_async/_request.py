@@ -33,7 +33,7 @@ from ._exceptions import APIResponseValidationError, APIStatusError, RoutmyError
 from ._hooks import Call
 from ._ratelimit import batch_limits_running
 from ._redact import REDACTED, SECRET_HEADERS
-from ._stream_context import StreamContext
+from ._streaming._context import StreamContext
 from .types._base import TopLevelResponse
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routmy_async import APIResponseValidationError
-from routmy_async._sse import SSEDecoder, WireEvent
+from routmy_async._streaming._sse import SSEDecoder, WireEvent
 from routmy_async.resources.responses._accumulate import (
     EventLines,
     ResponseAccumulator,

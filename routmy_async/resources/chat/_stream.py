@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import msgspec
 
-from ..._event_stream import _BATCH, EventStream, StreamManager
 from ..._exceptions import APIResponseValidationError, stream_error
-from ..._sse import WireEvent
-from ..._stream_context import StreamContext
+from ..._streaming._base import _BATCH, EventStream, StreamManager
+from ..._streaming._context import StreamContext
+from ..._streaming._sse import WireEvent
 from ...types._base import RAW_JSON_KEY
 from ...types.chat import (
     AwaitableChatCompletion,

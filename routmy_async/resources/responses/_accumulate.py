@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from ..._exceptions import APIResponseValidationError, parse_error_body
-from ..._sse import SSEDecoder, WireEvent
+from ..._streaming._sse import SSEDecoder, WireEvent
 from ...types._base import decode_lenient
 from ...types.response_events import (
     KNOWN_EVENT_TYPES,

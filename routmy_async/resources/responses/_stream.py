@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..._event_stream import EventStream, StreamManager
 from ..._exceptions import APIResponseValidationError, APIStreamError
-from ..._sse import WireEvent
-from ..._stream_context import StreamContext
+from ..._streaming._base import EventStream, StreamManager
+from ..._streaming._context import StreamContext
+from ..._streaming._sse import WireEvent
 from ...types.response_events import (
     ResponseCompletedEvent,
     ResponseErrorEvent,
