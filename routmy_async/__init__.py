@@ -25,8 +25,8 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._hooks import Call, Hooks, StreamSummary
+from ._http._ratelimit import RateLimit
 from ._lazy import lazy_names as _lazy_names
-from ._ratelimit import RateLimit
 
 if _TYPE_CHECKING:
     from ._batchfile import (

@@ -30,11 +30,11 @@ from ._config import (
 )
 from ._exceptions import APIResponseValidationError
 from ._hooks import Hooks, HookSet
+from ._http._ratelimit import RateLimit
+from ._http._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
+from ._http._transport import Transport, logger
 from ._params import _OPTION_NAMES, RequestOptions, build_body
-from ._ratelimit import RateLimit
 from ._request import CallSpec, Pipeline
-from ._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
-from ._transport import Transport, logger
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -265,7 +265,7 @@ def test_any_split_of_any_valid_stream_accumulates_like_folding_each_chunk():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from routmy_async._redact import Redactor
+    from routmy_async._http._redact import Redactor
     from routmy_async._streaming._context import StreamContext
     from routmy_async.resources.chat._stream import ChatCompletionStream
 

@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from routmy_async import Call, StreamSummary
-from routmy_async._ratelimit import RateLimitHeaders, parse_rate_limit_headers
+from routmy_async._http._ratelimit import RateLimitHeaders, parse_rate_limit_headers
 from routmy_async._streaming._sse import WireEvent
 
 

@@ -271,9 +271,9 @@ def _dry_pipeline() -> Pipeline:
     """
     if not _dry:
         from .._config import DEFAULT_TIMEOUT, coerce_timeout
-        from .._ratelimit import RateLimit
+        from .._http._ratelimit import RateLimit
+        from .._http._transport import Transport
         from .._request import Pipeline
-        from .._transport import Transport
 
         transport = Transport(
             max_connections=1,

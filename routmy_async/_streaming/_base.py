@@ -56,8 +56,8 @@ from .._exceptions import (
     RoutmyError,
 )
 from .._hooks import StreamOutcome, StreamSummary
-from .._ratelimit import RateLimitHeaders, parse_rate_limit_headers
-from .._transport import TRANSPORT_ERRORS, map_transport_error
+from .._http._ratelimit import RateLimitHeaders, parse_rate_limit_headers
+from .._http._transport import TRANSPORT_ERRORS, map_transport_error
 from ._context import StreamContext
 from ._sse import SSEDecoder, WireEvent
 

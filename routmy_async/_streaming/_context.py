@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from .._hooks import Call
-    from .._transport import Transport
+    from .._http._transport import Transport
 
 __all__ = ["StreamContext"]
 

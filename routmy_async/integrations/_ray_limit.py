@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from .._ratelimit import RateLimit
+from .._http._ratelimit import RateLimit
 from ._ray_grants import Allowance, Grant, Settings
 
 __all__ = ["ClusterRateLimit", "Coordinator"]

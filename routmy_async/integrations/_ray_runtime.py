@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from .._client import AsyncRoutmy
 from .._exceptions import RoutmyError
-from .._redact import SECRET_HEADERS
+from .._http._redact import SECRET_HEADERS
 from ._ray_limit import ClusterRateLimit
 
 __all__ = ["BudgetSource", "Runtime", "check_headers", "read_api_key"]

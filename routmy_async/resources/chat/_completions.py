@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import msgspec
 
+from ..._http._ratelimit import estimate_tokens
 from ..._params import (
     ChatCompletionParams,
     FormatParams,
@@ -25,7 +26,6 @@ from ..._params import (
     check_params,
     split_options,
 )
-from ..._ratelimit import estimate_tokens
 from ...types.chat import ChatCompletion
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import msgspec
 
 from ..._config import NOT_GIVEN, NotGiven, is_routmy_url
 from ..._exceptions import APIStatusError
+from ..._http._ratelimit import estimate_tokens
 from ..._params import build_body, check_model, split_options
-from ..._ratelimit import estimate_tokens
 from ...types._base import decode_lenient
 from ...types.responses import Response
 from ._params import ResponseInput, check_input, check_response_params
