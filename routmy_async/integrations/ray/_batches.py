@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ._ray_schema import Shape
+from ._schema import Shape
 
 __all__ = ["Batch", "plain"]
 

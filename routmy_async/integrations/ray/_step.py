@@ -28,19 +28,19 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from .._batch import collect_in_order, run_many
-from .._checks import check_count
-from .._client import AsyncRoutmy
-from .._config import Timeout
-from .._deprecation import RoutmyDeprecationWarning
-from .._exceptions import ContentParseError, RoutmyError
-from .._structured import parse_completion
-from ..types._base import _plain_value
-from ..types.chat import ChatCompletion
-from ._ray_batches import Batch, plain
-from ._ray_limit import ClusterRateLimit
-from ._ray_runtime import BudgetSource, Runtime, check_headers, read_api_key
-from ._ray_schema import Shape, broken_type, fits, parsed_shape
+from ..._batch import collect_in_order, run_many
+from ..._checks import check_count
+from ..._client import AsyncRoutmy
+from ..._config import Timeout
+from ..._deprecation import RoutmyDeprecationWarning
+from ..._exceptions import ContentParseError, RoutmyError
+from ..._structured import parse_completion
+from ...types._base import _plain_value
+from ...types.chat import ChatCompletion
+from ._batches import Batch, plain
+from ._limit import ClusterRateLimit
+from ._runtime import BudgetSource, Runtime, check_headers, read_api_key
+from ._schema import Shape, broken_type, fits, parsed_shape
 
 __all__ = ["ChatStep", "EmbeddingStep"]
 
