@@ -10,7 +10,7 @@ version (an async ``__call__`` needs a recent Ray Data and must be an async gene
 and the loop's life is ours so the client can be closed on it at shutdown. The cost is one
 thread hop per batch.
 
-The loop, the client and the key are ``_ray_runtime``'s. Closing: ``weakref.finalize``
+The loop, the client and the key are ``_runtime``'s. Closing: ``weakref.finalize``
 closes the client and stops the loop when the instance is collected, or at interpreter exit.
 On a graceful actor exit Ray Data (2.55 on) drops the instance in ``__ray_shutdown__``,
 while Ray can still carry the budget's last calls; nothing may keep it alive past that (see
