@@ -75,6 +75,42 @@ def surface(
             yield from surface(target, member_path, (*seen, target.path))
 
 
+def moved_class_breakages(old: griffe.Module, new: griffe.Module) -> Iterator[griffe.Breakage]:
+    """The breakages of a public class that moved into a private module and is re-exported
+    where it was (``resources/chat.py`` -> ``resources/chat/_completions.py``): griffe skips
+    those, because it marks the old path seen before it follows the new alias to its target.
+    Compared here member by member (``__init__`` and every method)."""
+    compared: set[str] = set()
+    for path in surface(old, PACKAGE):
+        relative = path.removeprefix(PACKAGE + ".")
+        try:
+            old_obj, new_obj = old[relative], new[relative]
+            target = new_obj.final_target if isinstance(new_obj, griffe.Alias) else None
+        except (KeyError, griffe.AliasResolutionError):
+            continue
+        if old_obj.is_alias or target is None or old_obj.path in compared:
+            continue
+        if old_obj.is_class and target.is_class:
+            compared.add(old_obj.path)
+            yield from griffe.find_breaking_changes(old_obj, target)
+
+
+def user_paths(root: griffe.Module) -> dict[str, set[str]]:
+    """Where each object is defined -> the public paths a user reaches it through, so a
+    breakage griffe names by its defining module (``routmy_async.resources.chat._stream.
+    ChatCompletionStream.__init__``) is matched as ``routmy_async.ChatCompletionStream.__init__``
+    however deep the private module sits."""
+    reached: dict[str, set[str]] = {}
+    for path in surface(root, PACKAGE):
+        try:
+            target = root[path.removeprefix(PACKAGE + ".")]
+            defined = target.final_target.path if isinstance(target, griffe.Alias) else target.path
+        except (KeyError, griffe.AliasResolutionError):
+            continue
+        reached.setdefault(defined, set()).add(path)
+    return reached
+
+
 def declared(listing: Path) -> set[str]:
     """The names a listing declares (``path  # why`` a line)."""
     lines = listing.read_text(encoding="utf-8").splitlines()
@@ -88,14 +124,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         old = load_at(ref, Path(tmp))
         new = load_from(ROOT)
-        breakages = list(griffe.find_breaking_changes(old, new))
+        breakages = [*griffe.find_breaking_changes(old, new), *moved_class_breakages(old, new)]
         old_names = set(surface(old, PACKAGE))
         new_names = set(surface(new, PACKAGE))
+        reached_as = user_paths(new)
     added = new_names - old_names
     removed = old_names - new_names
     additions = declared(ADDITIONS)
     accepted = declared(ACCEPTED)
-    broken = {_public_path(breakage.obj.path): breakage for breakage in breakages}
+    broken = {
+        path: breakage
+        for breakage in breakages
+        for path in reached_as.get(breakage.obj.path, {_public_path(breakage.obj.path)})
+    }
     problems = [b.explain() for path, b in sorted(broken.items()) if path not in accepted]
     problems += [f"{name}: removed" for name in sorted(removed - accepted)]
     problems += [

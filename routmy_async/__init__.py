@@ -25,8 +25,8 @@ from ._exceptions import (
     UnprocessableEntityError,
 )
 from ._hooks import Call, Hooks, StreamSummary
+from ._http._ratelimit import RateLimit
 from ._lazy import lazy_names as _lazy_names
-from ._ratelimit import RateLimit
 
 if _TYPE_CHECKING:
     from ._batchfile import (
@@ -39,10 +39,10 @@ if _TYPE_CHECKING:
     )
     from ._content import image_part, text_part
     from ._http_reply import HTTPReply, http_reply_for
-    from ._raw_stream import RawStream, ServerSentEvent
-    from ._responses_stream import ResponseStream
-    from ._streaming import ChatCompletionStream
+    from ._streaming._raw import RawStream, ServerSentEvent
     from ._tools import FunctionTool, function_tool
+    from .resources.chat._stream import ChatCompletionStream
+    from .resources.responses._stream import ResponseStream
 
 # Loaded on first use: a program that never streams, runs a batch file, defines a tool or
 # builds a content part does not pay for their modules (time and memory at import, and the
@@ -54,12 +54,12 @@ _LAZY = {
     "BatchSummary": "._batchfile",
     "check_batch_file": "._batchfile",
     "run_batch_file": "._batchfile",
-    "ResponseStream": "._responses_stream",
+    "ResponseStream": ".resources.responses._stream",
     "HTTPReply": "._http_reply",
     "http_reply_for": "._http_reply",
-    "ChatCompletionStream": "._streaming",
-    "RawStream": "._raw_stream",
-    "ServerSentEvent": "._raw_stream",
+    "ChatCompletionStream": ".resources.chat._stream",
+    "RawStream": "._streaming._raw",
+    "ServerSentEvent": "._streaming._raw",
     "FunctionTool": "._tools",
     "function_tool": "._tools",
     "image_part": "._content",

@@ -32,7 +32,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._checks import check_count
-from ._ratelimit import RateLimit, batch_limit, batch_limits_running, estimate_tokens
+from ._http._ratelimit import RateLimit, batch_limit, batch_limits_running, estimate_tokens
 from .types.chat import ChatCompletion
 
 if TYPE_CHECKING:

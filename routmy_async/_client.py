@@ -30,16 +30,16 @@ from ._config import (
 )
 from ._exceptions import APIResponseValidationError
 from ._hooks import Hooks, HookSet
+from ._http._ratelimit import RateLimit
+from ._http._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
+from ._http._transport import Transport, logger
 from ._params import _OPTION_NAMES, RequestOptions, build_body
-from ._ratelimit import RateLimit
 from ._request import CallSpec, Pipeline
-from ._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
-from ._transport import Transport, logger
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._raw_stream import RawStream, RawStreamManager, ServerSentEvent
+    from ._streaming._raw import RawStream, RawStreamManager, ServerSentEvent
     from .resources.chat import Chat
     from .resources.embeddings import Embeddings
     from .resources.images import Images
@@ -753,7 +753,7 @@ class AsyncRoutmy:
         :raises ValueError: ``path`` is not a path under the base URL.
         """
         method, payload, opts = _check_raw(method, path, body, options)
-        from ._raw_stream import RawStreamManager  # loaded by the first raw stream
+        from ._streaming._raw import RawStreamManager  # loaded by the first raw stream
 
         return RawStreamManager(lambda: self._open_raw_stream(method, path, payload, opts, cast_to))
 
@@ -765,7 +765,7 @@ class AsyncRoutmy:
         options: Mapping[str, Any],
         cast_to: type[T] | None,
     ) -> RawStream[Any]:
-        from ._raw_stream import RawStream  # loaded by the first raw stream
+        from ._streaming._raw import RawStream  # loaded by the first raw stream
 
         spec: CallSpec[Any] = self._pipeline.prepare(
             "request", method, path, fields=payload, options=options, stream=True

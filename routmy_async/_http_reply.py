@@ -26,7 +26,7 @@ from ._exceptions import (
     ContentParseError,
     RateLimitError,
 )
-from ._retry import retry_after_seconds
+from ._http._retry import retry_after_seconds
 
 __all__ = ["HTTPReply", "http_reply_for"]
 

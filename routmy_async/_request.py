@@ -31,13 +31,13 @@ from ._checks import check_count
 from ._config import Timeout, check_headers, coerce_timeout
 from ._exceptions import APIResponseValidationError, APIStatusError, RoutmyError
 from ._hooks import Call
-from ._ratelimit import batch_limits_running
-from ._redact import REDACTED, SECRET_HEADERS
-from ._stream_context import StreamContext
+from ._http._ratelimit import batch_limits_running
+from ._http._redact import REDACTED, SECRET_HEADERS
+from ._streaming._context import StreamContext
 from .types._base import TopLevelResponse
 
 if TYPE_CHECKING:
-    from ._transport import RawResponse, Transport
+    from ._http._transport import RawResponse, Transport
 
 __all__ = ["CallSpec", "Pipeline", "Request", "Undecodable"]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from routmy_async._accumulate import CompletionAccumulator
+from routmy_async.resources.chat._accumulate import CompletionAccumulator
 from routmy_async.types import ChatCompletionChunk
 
 BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 5, "model": "p/m"}
@@ -265,9 +265,9 @@ def test_any_split_of_any_valid_stream_accumulates_like_folding_each_chunk():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from routmy_async._redact import Redactor
-    from routmy_async._stream_context import StreamContext
-    from routmy_async._streaming import ChatCompletionStream
+    from routmy_async._http._redact import Redactor
+    from routmy_async._streaming._context import StreamContext
+    from routmy_async.resources.chat._stream import ChatCompletionStream
 
     class _Transport:
         redactor = Redactor(None)

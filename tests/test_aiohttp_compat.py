@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from routmy_async import _aiohttp_compat as compat
+from routmy_async._http import _aiohttp_compat as compat
 from tests._tls_helpers import TLSMock, client_context
 
 

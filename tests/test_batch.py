@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from routmy_async import AsyncRoutmy, BadRequestError
-from routmy_async._ratelimit import RateLimit, estimate_tokens
+from routmy_async._http._ratelimit import RateLimit, estimate_tokens
 from routmy_async.testing import MockRoutmy, assert_no_open_connections
 from routmy_async.types import ChatCompletion
 

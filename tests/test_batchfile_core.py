@@ -181,7 +181,7 @@ def test_good_lines_pass_and_urls_are_normalised():
 def test_whatever_stops_the_sdk_before_it_sends_refuses_the_line(monkeypatch):
     """An error other than TypeError/ValueError in the SDK's preparation refuses the line
     (the real call would fail the same way, at every run), naming the error."""
-    from routmy_async.resources import chat
+    from routmy_async.resources.chat import _completions as chat
 
     def broken(params: Any) -> None:
         raise KeyError("role")

@@ -29,7 +29,7 @@ from routmy_async import (
 )
 from routmy_async._batchfile import _files, _run
 from routmy_async._batchfile._files import FileLock
-from routmy_async._ratelimit import estimate_tokens
+from routmy_async._http._ratelimit import estimate_tokens
 from routmy_async.testing import MockRoutmy, assert_no_open_connections
 
 CHAT = "/v1/chat/completions"

@@ -287,7 +287,7 @@ async def test_debug_log_line_per_request_without_key(mock, caplog):
 
 def test_struct_response_format_and_tools_are_converted():
     """A Struct response_format and Python tools become their wire forms."""
-    from routmy_async.resources.chat import _prepare_fields
+    from routmy_async.resources.chat._completions import _prepare_fields
 
     class Answer(msgspec.Struct):
         value: int

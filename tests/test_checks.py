@@ -9,7 +9,7 @@ import pytest
 from routmy_async import AsyncRoutmy, RateLimit
 from routmy_async._checks import check_count, is_integer, is_number
 from routmy_async._params import CHAT_CHECKS, check_params
-from routmy_async._responses_params import RESPONSES_CHECKS, check_response_params
+from routmy_async.resources.responses._params import RESPONSES_CHECKS, check_response_params
 
 
 class Level(enum.IntEnum):

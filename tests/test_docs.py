@@ -165,7 +165,7 @@ def _typed_dict(function: Any, name: str) -> Any:
     for namespace in (
         function.__globals__,
         vars(importlib.import_module("routmy_async._params")),
-        vars(importlib.import_module("routmy_async._responses_params")),
+        vars(importlib.import_module("routmy_async.resources.responses._params")),
     ):
         if name in namespace:
             return namespace[name]

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 
-from routmy_async._sse import SSEDecoder, WireEvent
+from routmy_async._streaming._sse import SSEDecoder, WireEvent
 from routmy_async.testing import MockRoutmy
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fastapi_app.py"

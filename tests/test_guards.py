@@ -1,5 +1,5 @@
 """The guards that keep the package's boundaries: the SLF001 ratchet, and aiohttp's private
-internals in ``_aiohttp_compat.py`` only (docs/contributing.md, "Guards")."""
+internals in ``_http/_aiohttp_compat.py`` only (docs/contributing.md, "Guards")."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "routmy_async"
 PYPROJECT = ROOT / "pyproject.toml"
-COMPAT = PACKAGE / "_aiohttp_compat.py"
+COMPAT = PACKAGE / "_http" / "_aiohttp_compat.py"
 
 # The private names of our own that aiohttp uses too (in the newest or the lowest version CI
 # installs), reached into on our own objects today (``client._request``, ``other._key``, ...):
@@ -159,7 +159,7 @@ def test_no_module_but_the_compat_one_touches_aiohttp_private_members():
         for line, name in _reaches(path)
         if name in aiohttp_names
     ]
-    assert offenders == [], "move these into routmy_async/_aiohttp_compat.py"
+    assert offenders == [], "move these into routmy_async/_http/_aiohttp_compat.py"
 
 
 def test_names_skipped_as_ours_are_still_ours_and_still_reached():

@@ -316,7 +316,7 @@ async def test_a_spent_request_quota_pauses_new_starts_until_its_reset(mock, cli
 
 
 def test_rate_limit_header_values():
-    from routmy_async._ratelimit import parse_rate_limit_headers
+    from routmy_async._http._ratelimit import parse_rate_limit_headers
 
     parsed = parse_rate_limit_headers(
         {
@@ -381,7 +381,7 @@ async def test_a_final_completion_after_an_error_frame_raises_it_again(mock, cli
 async def test_only_the_methods_a_hook_overrides_are_called(mock, monkeypatch):
     """A hook that only wants successes gets them; the work for other events is skipped (no
     redacted copy of the headers when nobody listens to on_request)."""
-    from routmy_async import _transport
+    from routmy_async._http import _transport
 
     successes: list[str] = []
 

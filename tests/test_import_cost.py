@@ -35,7 +35,7 @@ def test_unused_features_are_not_imported():
         "routmy_async._demo",
         "routmy_async.testing",
         "routmy_async._batchfile",
-        "routmy_async._responses_stream",
+        "routmy_async.resources.responses._stream",
         "routmy_async.types.responses",
         "routmy_async.types.response_events",
         "routmy_async.resources.responses",
@@ -113,7 +113,9 @@ def test_msgspec_users_never_load_pydantic_or_starlette():
     loaded = json.loads(result.stdout)
     assert loaded["third_party"] == []
     assert not loaded["pydantic_helper"]
-    assert not {"routmy_async._pydantic", "routmy_async._sse_out"} & set(loaded["at_import"])
+    assert not {"routmy_async._pydantic", "routmy_async.resources.chat._sse_out"} & set(
+        loaded["at_import"]
+    )
 
 
 def test_a_pydantic_type_is_what_loads_pydantic_support():
@@ -138,7 +140,7 @@ def test_lazy_names_load_on_first_use_and_are_listed():
     import routmy_async
     import routmy_async.types as types_module
     from routmy_async._batchfile import BatchSummary
-    from routmy_async._responses_stream import ResponseStream
+    from routmy_async.resources.responses._stream import ResponseStream
     from routmy_async.types.responses import Response
 
     assert routmy_async.BatchSummary is BatchSummary

@@ -20,7 +20,7 @@ from routmy_async import (
     AsyncRoutmy,
     RoutmyError,
 )
-from routmy_async._tls import session_proxy_supported
+from routmy_async._http._tls import session_proxy_supported
 from routmy_async.testing import MockRoutmy
 from tests._tls_helpers import TLSMock, client_context, server_context, write_ca_bundle
 

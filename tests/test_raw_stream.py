@@ -26,7 +26,7 @@ from routmy_async import (
     StreamSummary,
     Timeout,
 )
-from routmy_async._raw_stream import RawStreamManager
+from routmy_async._streaming._raw import RawStreamManager
 from routmy_async.testing import MockRoutmy
 from routmy_async.types import ChatCompletionChunk
 from tests.conftest import RawServer, chunk, chunked_head, http_response, read_request

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routmy_async.integrations._ray_grants import Allowance, Grant, GrantLedger, Settings
+from routmy_async.integrations.ray._grants import Allowance, Grant, GrantLedger, Settings
 
 
 class Clock:

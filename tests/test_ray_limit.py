@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from routmy_async import AsyncRoutmy
-from routmy_async.integrations import _ray_limit
-from routmy_async.integrations._ray_coordinator import CoordinatorCore, Snapshot
-from routmy_async.integrations._ray_grants import Grant, Settings
-from routmy_async.integrations._ray_limit import ClusterRateLimit
+from routmy_async.integrations.ray import _limit as _ray_limit
+from routmy_async.integrations.ray._coordinator import CoordinatorCore, Snapshot
+from routmy_async.integrations.ray._grants import Grant, Settings
+from routmy_async.integrations.ray._limit import ClusterRateLimit
 from routmy_async.testing import MockRoutmy
 from routmy_async.types.chat import ChatCompletion
 

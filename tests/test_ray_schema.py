@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 
 from routmy_async import RoutmyError
-from routmy_async.integrations._ray_schema import broken_type, fits, parsed_shape
-from routmy_async.integrations._ray_step import ChatStep, EmbeddingStep
+from routmy_async.integrations.ray._schema import broken_type, fits, parsed_shape
+from routmy_async.integrations.ray._step import ChatStep, EmbeddingStep
 from routmy_async.testing import MockRoutmy, RecordedRequest, Reply
 
 KEY = "sk-schema-test-7d2e61a0"

@@ -21,13 +21,13 @@ import pytest
 import pytest_asyncio
 
 from routmy_async import BadRequestError, ContentParseError, RoutmyError
-from routmy_async.integrations import _ray_runtime
-from routmy_async.integrations._ray_batches import Batch, plain
-from routmy_async.integrations._ray_coordinator import CoordinatorCore
-from routmy_async.integrations._ray_grants import Settings
-from routmy_async.integrations._ray_limit import ClusterRateLimit
-from routmy_async.integrations._ray_runtime import Runtime
-from routmy_async.integrations._ray_step import ChatStep, EmbeddingStep
+from routmy_async.integrations.ray import _runtime as _ray_runtime
+from routmy_async.integrations.ray._batches import Batch, plain
+from routmy_async.integrations.ray._coordinator import CoordinatorCore
+from routmy_async.integrations.ray._grants import Settings
+from routmy_async.integrations.ray._limit import ClusterRateLimit
+from routmy_async.integrations.ray._runtime import Runtime
+from routmy_async.integrations.ray._step import ChatStep, EmbeddingStep
 from routmy_async.testing import MockRoutmy, RecordedRequest, Reply
 from routmy_async.testing._replies import embedding_vector
 

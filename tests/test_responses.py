@@ -587,7 +587,7 @@ async def test_run_tools_by_previous_response_id_is_refused_against_routmy():
 async def test_previous_response_id_to_routmy_is_said_once(caplog, monkeypatch):
     """Sent by hand to rout.my, previous_response_id is logged once as ignored by the
     service (it is valid, so not refused)."""
-    from routmy_async.resources import responses as module
+    from routmy_async.resources.responses import _responses as module
 
     monkeypatch.setattr(module, "_warned_stateless", False)
     async with AsyncRoutmy(

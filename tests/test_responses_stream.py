@@ -23,7 +23,7 @@ from routmy_async import (
     RoutmyError,
     Timeout,
 )
-from routmy_async._responses_stream import ResponseStream
+from routmy_async.resources.responses._stream import ResponseStream
 from routmy_async.testing import assert_no_open_connections
 from routmy_async.testing._replies import response_events, response_object
 from routmy_async.types import (

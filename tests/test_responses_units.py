@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routmy_async import APIResponseValidationError
-from routmy_async._responses_accumulate import (
+from routmy_async._streaming._sse import SSEDecoder, WireEvent
+from routmy_async.resources.responses._accumulate import (
     EventLines,
     ResponseAccumulator,
     ResponseEventDecoder,
     decode_event,
 )
-from routmy_async._sse import SSEDecoder, WireEvent
 from routmy_async.testing._replies import response_events, response_object
 from routmy_async.types import (
     AnnotationURLCitation,

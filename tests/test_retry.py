@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 
-from routmy_async import _retry
+from routmy_async._http import _retry
 
 
 def test_retryable_statuses_and_x_should_retry_override():

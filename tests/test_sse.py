@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from routmy_async._sse import SSEDecoder, WireEvent
+from routmy_async._streaming._sse import SSEDecoder, WireEvent
 
 
 def decode_all(*reads: bytes) -> tuple[list[WireEvent], SSEDecoder]:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from routmy_async import AsyncRoutmy
-from routmy_async._sse import WireEvent
-from routmy_async._sse_out import _response_class
+from routmy_async._streaming._sse import WireEvent
+from routmy_async._streaming._sse_out import _response_class
 from routmy_async.testing import MockRoutmy
 from tests.test_fastapi_example import sse_events
 

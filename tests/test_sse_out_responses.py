@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 
 from routmy_async import APIStreamError, AsyncRoutmy
-from routmy_async._sse import SSEDecoder, WireEvent
+from routmy_async._streaming._sse import SSEDecoder, WireEvent
 from routmy_async.testing import MockRoutmy, assert_no_open_connections
 from routmy_async.testing._replies import response_events, response_object
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from routmy_async import AsyncRoutmy, Call, Hooks, StreamSummary, _event_stream
+from routmy_async import AsyncRoutmy, Call, Hooks, StreamSummary
+from routmy_async._streaming import _base as _event_stream
 from routmy_async.testing import MockRoutmy
 from routmy_async.testing._replies import response_events, response_object
 from tests.conftest import RawServer, chunk, chunked_head, eventually, read_request

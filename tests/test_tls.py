@@ -25,14 +25,14 @@ from routmy_async import (
     AsyncRoutmy,
     RoutmyError,
 )
-from routmy_async._tls import (
+from routmy_async._http._tls import (
     certificate_reason,
     check_proxy,
     cleanup_closed_needed,
     proxy_secrets,
     session_proxy_supported,
 )
-from routmy_async._transport import map_transport_error
+from routmy_async._http._transport import map_transport_error
 from tests._tls_helpers import (
     TLSMock,
     ca,
@@ -325,7 +325,7 @@ async def test_tls_settings_cannot_go_with_a_borrowed_session():
 async def test_an_unusable_proxy_on_an_old_aiohttp_says_what_to_do(monkeypatch):
     """Where aiohttp cannot set a proxy for a whole session (before 3.11), a proxy that
     applies fails the first request with a message naming its source and the fixes."""
-    import routmy_async._transport as transport_module
+    import routmy_async._http._transport as transport_module
 
     monkeypatch.setattr(transport_module, "session_proxy_supported", lambda version: False)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
@@ -430,7 +430,7 @@ def test_check_proxy_hides_credentials_in_its_error():
 
 def test_env_proxy_values_are_resolved_once_at_the_first_request(monkeypatch):
     """Proxy variables are read when the pool is made, not when the client is built."""
-    from routmy_async._tls import ConnectSettings
+    from routmy_async._http._tls import ConnectSettings
 
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
@@ -454,7 +454,7 @@ def test_a_lost_connection_closes_its_transport():
     TLS transport needs to count as closed), once, and only while it is still open."""
     import asyncio
 
-    from routmy_async._tls import close_transport_when_lost
+    from routmy_async._http._tls import close_transport_when_lost
 
     class Transport:
         closed = 0

@@ -433,7 +433,7 @@ def test_cleanup_of_closed_tls_connections_follows_the_python_version():
     """enable_cleanup_closed is on for https pools exactly where aiohttp (or, without its
     flag, the Python version) says asyncio can leave an aborted TLS socket open, off for
     plain http, and never triggers aiohttp's DeprecationWarning (warnings are errors)."""
-    from routmy_async._tls import cleanup_closed_needed
+    from routmy_async._http._tls import cleanup_closed_needed
 
     expected = cleanup_closed_needed(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", None))
 
@@ -463,7 +463,7 @@ async def test_tls_connection_closed_early_is_really_closed_when_the_server_neve
     """A stream left early closes its TLS connection; when the server never answers the
     close_notify, the socket is still closed within a few seconds (aiohttp's cleanup of
     closed TLS transports, on the Pythons that need it), while the client stays open."""
-    from routmy_async._tls import cleanup_closed_needed
+    from routmy_async._http._tls import cleanup_closed_needed
 
     if not cleanup_closed_needed(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", None)):
         pytest.skip("enable_cleanup_closed is off here: aiohttp says this Python is fixed")

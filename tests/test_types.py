@@ -6,8 +6,8 @@ import msgspec
 import pytest
 
 from routmy_async import NOT_GIVEN, Timeout
-from routmy_async._accumulate import CompletionAccumulator
 from routmy_async._config import coerce_timeout
+from routmy_async.resources.chat._accumulate import CompletionAccumulator
 from routmy_async.types import (
     ChatCompletion,
     ChatCompletionChunk,

@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 from routmy_async import Call, StreamSummary
-from routmy_async._ratelimit import RateLimitHeaders, parse_rate_limit_headers
-from routmy_async._sse import WireEvent
+from routmy_async._http._ratelimit import RateLimitHeaders, parse_rate_limit_headers
+from routmy_async._streaming._sse import WireEvent
 
 
 def test_a_call_is_equal_only_to_itself_and_keeps_its_own_state():

@@ -13,7 +13,7 @@ import pydantic
 from starlette.responses import StreamingResponse
 
 from routmy_async import AsyncRoutmy, ChatCompletionStream, FunctionTool, function_tool
-from routmy_async._responses_stream import ResponseStream
+from routmy_async.resources.responses._stream import ResponseStream
 from routmy_async.types import (
     AwaitableChatCompletion,
     ChatCompletion,

@@ -82,7 +82,7 @@ def _chat(client: Any) -> Any:
 
 
 def _chat_spec(pipeline: Pipeline, /, **kwargs: Any) -> CallSpec[Any]:
-    from ..resources.chat import chat_completion_spec
+    from ..resources.chat._completions import chat_completion_spec
 
     return chat_completion_spec(pipeline, **kwargs)
 
@@ -112,7 +112,7 @@ def _responses(client: Any) -> Any:
 
 
 def _responses_spec(pipeline: Pipeline, /, **kwargs: Any) -> CallSpec[Any]:
-    from ..resources.responses import response_spec
+    from ..resources.responses._responses import response_spec
 
     return response_spec(pipeline, **kwargs)
 
@@ -271,9 +271,9 @@ def _dry_pipeline() -> Pipeline:
     """
     if not _dry:
         from .._config import DEFAULT_TIMEOUT, coerce_timeout
-        from .._ratelimit import RateLimit
+        from .._http._ratelimit import RateLimit
+        from .._http._transport import Transport
         from .._request import Pipeline
-        from .._transport import Transport
 
         transport = Transport(
             max_connections=1,

@@ -37,7 +37,7 @@ from .._batch import run_many
 from .._checks import check_count, is_integer, is_number
 from .._config import DEFAULT_BASE_URL, is_routmy_url
 from .._exceptions import RoutmyError
-from .._ratelimit import RateLimit, estimate_tokens
+from .._http._ratelimit import RateLimit, estimate_tokens
 from ._control import BatchFileError, BatchStop
 from ._files import (
     Appender,

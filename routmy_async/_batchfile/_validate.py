@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .._ratelimit import estimate_tokens
+from .._http._ratelimit import estimate_tokens
 from ._files import InputFile, Stopped
 from ._idset import FingerprintCollector, fingerprint, short_fingerprint
 from ._lines import Endpoint, LineError, check_body, decode_input, request_of

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from .._checks import check_count, is_integer
+from .._http._ratelimit import estimate_tokens
 from .._params import RequestOptions, build_body, check_model, split_options
-from .._ratelimit import estimate_tokens
 from .._request import Undecodable
 from ..types.embeddings import (
     CreateEmbeddingResponse,

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 if TYPE_CHECKING:
-    from .._ratelimit import RateLimitHeaders
+    from .._http._ratelimit import RateLimitHeaders
 
 import msgspec
 
@@ -153,7 +153,7 @@ class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
     @property
     def rate_limits(self) -> RateLimitHeaders:
         """The ``x-ratelimit-*`` headers of the answer, parsed (fields ``None`` when absent)."""
-        from .._ratelimit import parse_rate_limit_headers
+        from .._http._ratelimit import parse_rate_limit_headers
 
         return parse_rate_limit_headers(self.headers)
 

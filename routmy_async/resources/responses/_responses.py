@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import msgspec
 
-from .._config import NOT_GIVEN, NotGiven, is_routmy_url
-from .._exceptions import APIStatusError
-from .._params import build_body, check_model, split_options
-from .._ratelimit import estimate_tokens
-from .._responses_params import ResponseInput, check_input, check_response_params
-from .._responses_stream import ResponseStream, ResponseStreamManager
-from ..types._base import decode_lenient
-from ..types.responses import Response
+from ..._config import NOT_GIVEN, NotGiven, is_routmy_url
+from ..._exceptions import APIStatusError
+from ..._http._ratelimit import estimate_tokens
+from ..._params import build_body, check_model, split_options
+from ...types._base import decode_lenient
+from ...types.responses import Response
+from ._params import ResponseInput, check_input, check_response_params
+from ._stream import ResponseStream, ResponseStreamManager
 
 logger = logging.getLogger("routmy_async")
 
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from typing_extensions import Unpack
 
-    from .._request import CallSpec, Pipeline
-    from .._responses_params import ResponseCreateParams, ResponseSamplingParams
-    from .._tools import FunctionTool
+    from ..._request import CallSpec, Pipeline
+    from ..._tools import FunctionTool
+    from ._params import ResponseCreateParams, ResponseSamplingParams
 
 __all__ = ["Responses"]
 
@@ -49,7 +49,7 @@ def _tool_params(tools: Any) -> Any:
     tools = list(tools)
     if all(isinstance(tool, Mapping) for tool in tools):
         return tools
-    from .._tools import function_tool
+    from ..._tools import function_tool
 
     return [
         dict(tool) if isinstance(tool, Mapping) else function_tool(tool).responses_param
@@ -99,7 +99,7 @@ def _spec(
         params["tools"] = _tool_params(params["tools"])
     finalize = None
     if text_format is not None:
-        from .._responses_tools import apply_text_format
+        from ._tools import apply_text_format
 
         finalize = apply_text_format(params, text_format)
     check_response_params(params)
@@ -262,7 +262,7 @@ class Responses:
         text for the model, never a crash. Stops after ``max_rounds`` model calls at the
         latest; the calls of that last answer are not run.
         """
-        from .._responses_tools import run_tools
+        from ._tools import run_tools
 
         return await run_tools(
             self,

@@ -20,18 +20,9 @@ import anyio
 import msgspec
 from yarl import URL
 
-from . import _hooks, _retry
-from ._aiohttp_compat import (
-    abort_tls_connections,
-    acquired_count,
-    close_connector_now,
-    closes_tls_by_abort,
-    needs_cleanup_closed_flag,
-    wrap_protocol_factory,
-)
-from ._body_end import BodyEnds
-from ._config import Timeout
-from ._exceptions import (
+from .. import _hooks
+from .._config import Timeout
+from .._exceptions import (
     APICertificateError,
     APIConnectionError,
     APIProxyError,
@@ -42,7 +33,17 @@ from ._exceptions import (
     answer_error,
     status_error,
 )
-from ._hooks import Call, HookSet
+from .._hooks import Call, HookSet
+from . import _retry
+from ._aiohttp_compat import (
+    abort_tls_connections,
+    acquired_count,
+    close_connector_now,
+    closes_tls_by_abort,
+    needs_cleanup_closed_flag,
+    wrap_protocol_factory,
+)
+from ._body_end import BodyEnds
 from ._ratelimit import RateLimit, batch_limit, batch_limits_running, parse_rate_limit_headers
 from ._redact import REDACTED, SECRET_HEADERS, Redactor
 from ._tls import (

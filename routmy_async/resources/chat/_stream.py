@@ -14,18 +14,17 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import msgspec
 
-from ._accumulate import CompletionAccumulator, ToolCallState
-from ._event_stream import _BATCH, EventStream, StreamManager
-from ._exceptions import APIResponseValidationError, stream_error
-from ._sse import WireEvent
-from ._stream_context import StreamContext
-from .types._base import RAW_JSON_KEY
-from .types.chat import (
+from ..._exceptions import APIResponseValidationError, stream_error
+from ..._streaming._base import _BATCH, EventStream, StreamManager
+from ..._streaming._context import StreamContext
+from ..._streaming._sse import WireEvent
+from ...types._base import RAW_JSON_KEY
+from ...types.chat import (
     AwaitableChatCompletion,
     ChatCompletion,
     ChatCompletionChunk,
 )
-from .types.events import (
+from ...types.events import (
     CompletionDoneEvent,
     ContentDeltaEvent,
     ImageDoneEvent,
@@ -35,6 +34,7 @@ from .types.events import (
     ToolCallArgumentsDeltaEvent,
     ToolCallDoneEvent,
 )
+from ._accumulate import CompletionAccumulator, ToolCallState
 
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
@@ -297,7 +297,7 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
         "code", "status_code", "metadata", "request_id", "error_class"}}`` (the fields the
         error has), never followed by ``[DONE]``; the API key is never in it.
         """
-        from ._sse_out import chat_framing
+        from ..._streaming._sse_out import chat_framing
 
         return self._serve_sse(chat_framing, format, ("chunks", "text"), keepalive)
 
@@ -321,7 +321,7 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
         :raises ImportError: Starlette is not installed (``to_sse()`` needs nothing).
         :raises ValueError: as :meth:`to_sse`.
         """
-        from ._sse_out import chat_framing
+        from ..._streaming._sse_out import chat_framing
 
         return self._serve_response(
             chat_framing, format, ("chunks", "text"), keepalive, headers, status_code

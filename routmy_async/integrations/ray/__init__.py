@@ -40,10 +40,10 @@ from typing import Any
 
 import msgspec
 
-from ._ray_coordinator import CoordinatorCore, Snapshot, Unused
-from ._ray_grants import Grant, Settings
-from ._ray_limit import ClusterRateLimit
-from ._ray_step import ChatStep, EmbeddingStep
+from ._coordinator import CoordinatorCore, Snapshot, Unused
+from ._grants import Grant, Settings
+from ._limit import ClusterRateLimit
+from ._step import ChatStep, EmbeddingStep
 
 __all__ = ["ChatStep", "ClusterBudget", "ClusterRateLimit", "EmbeddingStep"]
 

@@ -10,8 +10,8 @@ import msgspec
 if TYPE_CHECKING:
     import aiohttp
 
-    from ._hooks import Call
-    from ._transport import Transport
+    from .._hooks import Call
+    from .._http._transport import Transport
 
 __all__ = ["StreamContext"]
 

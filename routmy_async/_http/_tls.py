@@ -32,7 +32,7 @@ from typing import TypeAlias, TypeVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
-from ._exceptions import RoutmyError
+from .._exceptions import RoutmyError
 
 __all__ = [
     "MARKS_LOST_TLS_OPEN",

@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 import msgspec
 
-from . import _sse
-from ._event_stream import EventStream, StreamManager
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
     APIStreamError,
     parse_error_body,
     stream_error,
 )
-from ._stream_context import StreamContext
+from . import _sse
+from ._base import EventStream, StreamManager
+from ._context import StreamContext
 
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar, overload
 
-from .types.chat import (
+from ...types.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionMessage,

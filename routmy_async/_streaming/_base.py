@@ -48,18 +48,18 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 
 import aiohttp
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
     APIStreamError,
     APITimeoutError,
     RoutmyError,
 )
-from ._hooks import StreamOutcome, StreamSummary
-from ._ratelimit import RateLimitHeaders, parse_rate_limit_headers
+from .._hooks import StreamOutcome, StreamSummary
+from .._http._ratelimit import RateLimitHeaders, parse_rate_limit_headers
+from .._http._transport import TRANSPORT_ERRORS, map_transport_error
+from ._context import StreamContext
 from ._sse import SSEDecoder, WireEvent
-from ._stream_context import StreamContext
-from ._transport import TRANSPORT_ERRORS, map_transport_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 import anyio
 import msgspec
 
-from ._checks import is_number
-from ._exceptions import RoutmyError
-from .types._base import raw_json_of
+from .._checks import is_number
+from .._exceptions import RoutmyError
+from ..types._base import raw_json_of
 
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse

@@ -40,7 +40,7 @@ from itertools import islice
 
 import msgspec
 
-from .._checks import is_number
+from ..._checks import is_number
 
 __all__ = ["Allowance", "Grant", "GrantLedger", "Settings", "check_limit"]
 

@@ -17,10 +17,10 @@ import warnings
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
-from .._client import AsyncRoutmy
-from .._exceptions import RoutmyError
-from .._redact import SECRET_HEADERS
-from ._ray_limit import ClusterRateLimit
+from ..._client import AsyncRoutmy
+from ..._exceptions import RoutmyError
+from ..._http._redact import SECRET_HEADERS
+from ._limit import ClusterRateLimit
 
 __all__ = ["BudgetSource", "Runtime", "check_headers", "read_api_key"]
 

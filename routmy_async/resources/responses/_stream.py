@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from ._event_stream import EventStream, StreamManager
-from ._exceptions import APIResponseValidationError, APIStreamError
-from ._responses_accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
-from ._sse import WireEvent
-from ._stream_context import StreamContext
-from .types.response_events import (
+from ..._exceptions import APIResponseValidationError, APIStreamError
+from ..._streaming._base import EventStream, StreamManager
+from ..._streaming._context import StreamContext
+from ..._streaming._sse import WireEvent
+from ...types.response_events import (
     ResponseCompletedEvent,
     ResponseErrorEvent,
     ResponseFailedEvent,
@@ -29,12 +28,13 @@ from .types.response_events import (
     ResponseStreamEvent,
     ResponseTextDeltaEvent,
 )
-from .types.responses import Response
+from ...types.responses import Response
+from ._accumulate import EventLines, ResponseAccumulator, decode_event, feed_split
 
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
 
-    from ._sse_out import Framing
+    from ..._streaming._sse_out import Framing
 
 __all__ = ["ResponseStream", "ResponseStreamManager"]
 
@@ -220,7 +220,7 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
     # -- serving the stream again -------------------------------------------------------
 
     def _framing(self, format: str) -> Framing:
-        from ._sse_out import responses_framing
+        from ..._streaming._sse_out import responses_framing
 
         raws = self._ready_raw
         while len(raws) > len(self._ready):  # those of events already handed out

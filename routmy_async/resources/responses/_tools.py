@@ -15,22 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._config import is_routmy_url
-from ._exceptions import ContentParseError
-from ._responses_params import check_input
-from ._structured import response_format_for
-from ._tools import FunctionTool, _check_rounds, _run_calls, _tool_map
-from .types._base import set_output_parsed, set_transcript
-from .types.chat import Function, ToolCall
-from .types.responses import (
+from ..._config import is_routmy_url
+from ..._exceptions import ContentParseError
+from ..._structured import response_format_for
+from ..._tools import FunctionTool, _check_rounds, _run_calls, _tool_map
+from ...types._base import set_output_parsed, set_transcript
+from ...types.chat import Function, ToolCall
+from ...types.responses import (
     Response,
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputRefusal,
 )
+from ._params import check_input
 
 if TYPE_CHECKING:
-    from .resources.responses import Responses
+    from ._responses import Responses
 
 __all__ = ["apply_text_format", "parse_response", "run_tools", "text_format_for"]
 
@@ -52,7 +52,7 @@ def apply_text_format(
     :raises TypeError: ``text_format`` is neither a Struct type nor a dict, or ``text`` is not
         a dict.
     """
-    from ._pydantic import is_model_type
+    from ..._pydantic import is_model_type
 
     target: type[Any] | None
     if (isinstance(text_format, type) and issubclass(text_format, msgspec.Struct)) or is_model_type(
@@ -134,7 +134,7 @@ def parse_response(response: Response, target: type[Any] | None) -> Response:
 
 
 def _validate_with_pydantic(response: Response, text: str, model: type[Any]) -> Any:
-    from ._pydantic import describe_error, validation_error
+    from ..._pydantic import describe_error, validation_error
 
     try:
         return model.model_validate_json(text)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import msgspec
 
-from ._checks import (
+from ..._checks import (
     FieldCheck,
     field_checker,
     is_boolean,
@@ -21,15 +21,15 @@ from ._checks import (
     is_string,
     is_strings,
 )
-from ._params import CHAT_CHECKS, RequestOptions
-from .types._base import ResponseObject
-from .types.responses import _Unknown
+from ..._params import CHAT_CHECKS, RequestOptions
+from ...types._base import ResponseObject
+from ...types.responses import _Unknown
 
 if TYPE_CHECKING:
     # For the type checker only: Pydantic is never imported to build a request.
     from pydantic import BaseModel
 
-    from ._tools import FunctionTool
+    from ..._tools import FunctionTool
 
 __all__ = [
     "FunctionToolParam",

@@ -33,7 +33,7 @@ from typing import Any
 
 import msgspec
 
-from ._checks import is_integer, is_number
+from .._checks import is_integer, is_number
 
 __all__ = [
     "RateLimit",

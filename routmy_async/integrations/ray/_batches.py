@@ -2,7 +2,7 @@
 default), a pandas ``DataFrame`` or a pyarrow ``Table``.
 
 Values are read as plain Python (numpy arrays and scalars become lists and numbers), and new
-columns are written as Arrow arrays of the type their shape gives (``_ray_schema``), in every
+columns are written as Arrow arrays of the type their shape gives (``_schema``), in every
 format: a pyarrow column, a pandas column backed by Arrow (``pd.ArrowDtype``), an Arrow array
 in a dict of numpy columns (Ray Data takes it as it is). Left to Ray, a column's type would be
 inferred from each batch's values, and batches whose values differ would make blocks of
@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ._ray_schema import Shape
+from ._schema import Shape
 
 __all__ = ["Batch", "plain"]
 

@@ -10,7 +10,7 @@ version (an async ``__call__`` needs a recent Ray Data and must be an async gene
 and the loop's life is ours so the client can be closed on it at shutdown. The cost is one
 thread hop per batch.
 
-The loop, the client and the key are ``_ray_runtime``'s. Closing: ``weakref.finalize``
+The loop, the client and the key are ``_runtime``'s. Closing: ``weakref.finalize``
 closes the client and stops the loop when the instance is collected, or at interpreter exit.
 On a graceful actor exit Ray Data (2.55 on) drops the instance in ``__ray_shutdown__``,
 while Ray can still carry the budget's last calls; nothing may keep it alive past that (see
@@ -28,19 +28,19 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from .._batch import collect_in_order, run_many
-from .._checks import check_count
-from .._client import AsyncRoutmy
-from .._config import Timeout
-from .._deprecation import RoutmyDeprecationWarning
-from .._exceptions import ContentParseError, RoutmyError
-from .._structured import parse_completion
-from ..types._base import _plain_value
-from ..types.chat import ChatCompletion
-from ._ray_batches import Batch, plain
-from ._ray_limit import ClusterRateLimit
-from ._ray_runtime import BudgetSource, Runtime, check_headers, read_api_key
-from ._ray_schema import Shape, broken_type, fits, parsed_shape
+from ..._batch import collect_in_order, run_many
+from ..._checks import check_count
+from ..._client import AsyncRoutmy
+from ..._config import Timeout
+from ..._deprecation import RoutmyDeprecationWarning
+from ..._exceptions import ContentParseError, RoutmyError
+from ..._structured import parse_completion
+from ...types._base import _plain_value
+from ...types.chat import ChatCompletion
+from ._batches import Batch, plain
+from ._limit import ClusterRateLimit
+from ._runtime import BudgetSource, Runtime, check_headers, read_api_key
+from ._schema import Shape, broken_type, fits, parsed_shape
 
 __all__ = ["ChatStep", "EmbeddingStep"]
 

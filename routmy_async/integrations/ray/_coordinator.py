@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ._ray_grants import Grant, GrantLedger, Settings
+from ._grants import Grant, GrantLedger, Settings
 
 __all__ = ["CoordinatorCore", "Snapshot", "Store"]
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import msgspec
 
-from ._exceptions import APIResponseValidationError, parse_error_body
-from ._sse import SSEDecoder, WireEvent
-from .types._base import decode_lenient
-from .types.response_events import (
+from ..._exceptions import APIResponseValidationError, parse_error_body
+from ..._streaming._sse import SSEDecoder, WireEvent
+from ...types._base import decode_lenient
+from ...types.response_events import (
     KNOWN_EVENT_TYPES,
     KnownResponseEvent,
     ResponseCompletedEvent,
@@ -55,7 +55,7 @@ from .types.response_events import (
     ResponseTextDoneEvent,
     UnknownResponseEvent,
 )
-from .types.responses import (
+from ...types.responses import (
     Response,
     ResponseError,
     ResponseFunctionToolCall,

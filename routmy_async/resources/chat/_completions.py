@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import msgspec
 
-from .._params import (
+from ..._http._ratelimit import estimate_tokens
+from ..._params import (
     ChatCompletionParams,
     FormatParams,
     MessageParam,
@@ -25,31 +26,20 @@ from .._params import (
     check_params,
     split_options,
 )
-from .._ratelimit import estimate_tokens
-from ..types.chat import ChatCompletion
+from ...types.chat import ChatCompletion
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
     from typing_extensions import Unpack
 
-    from .._request import CallSpec, Pipeline
-    from .._streaming import ChatCompletionStream, ChatCompletionStreamManager
-    from .._tools import FunctionTool
-    from ..types.events import StreamEvent, ToolResultEvent
+    from ..._request import CallSpec, Pipeline
+    from ..._tools import FunctionTool
+    from ...types.events import StreamEvent, ToolResultEvent
+    from ._stream import ChatCompletionStream, ChatCompletionStreamManager
 
-__all__ = ["Chat", "ChatCompletionStreamManager", "Completions"]
+__all__ = ["Chat", "Completions"]
 
 _decode_completion = msgspec.json.Decoder(ChatCompletion).decode
-
-
-def __getattr__(name: str) -> Any:
-    # The stream classes load with the first stream: a process that only sends plain
-    # requests does not hold their modules in memory.
-    if name == "ChatCompletionStreamManager":
-        from .._streaming import ChatCompletionStreamManager
-
-        return ChatCompletionStreamManager
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _PATH = "/chat/completions"
@@ -59,7 +49,7 @@ StructT = TypeVar("StructT", bound=msgspec.Struct)
 
 def _is_model_type(value: type[Any]) -> bool:
     # Only asked about a class that is not a Struct; never imports Pydantic itself.
-    from .._pydantic import is_model_type
+    from ..._pydantic import is_model_type
 
     return is_model_type(value)
 
@@ -75,7 +65,7 @@ def _prepare_fields(params: dict[str, Any]) -> Callable[[ChatCompletion], ChatCo
     if isinstance(response_format, type) and (
         issubclass(response_format, msgspec.Struct) or _is_model_type(response_format)
     ):
-        from .._structured import parser_for, response_format_for
+        from ..._structured import parser_for, response_format_for
 
         params["response_format"] = response_format_for(response_format)
         finalize = parser_for(response_format)
@@ -83,7 +73,7 @@ def _prepare_fields(params: dict[str, Any]) -> Callable[[ChatCompletion], ChatCo
     if tools is not None and not isinstance(tools, (str, bytes, Mapping)):
         tools = list(tools)
         if any(not isinstance(tool, Mapping) for tool in tools):
-            from .._tools import as_tool_param
+            from ..._tools import as_tool_param
 
             tools = [as_tool_param(tool) for tool in tools]
         params["tools"] = tools
@@ -188,7 +178,7 @@ class Completions:
         """
         spec = _spec(self._pipeline, model, messages, stream, params)
         if stream:
-            from .._streaming import ChatCompletionStream  # loaded by the first stream
+            from ._stream import ChatCompletionStream  # loaded by the first stream
 
             return await self._pipeline.open_stream(spec, ChatCompletionStream)
         return await self._pipeline.send(spec)
@@ -207,7 +197,7 @@ class Completions:
         stream. With a ``msgspec.Struct`` as ``response_format`` the final completion's
         ``message.parsed`` holds the decoded object.
         """
-        from .._streaming import ChatCompletionStream, ChatCompletionStreamManager
+        from ._stream import ChatCompletionStream, ChatCompletionStreamManager
 
         spec = _spec(self._pipeline, model, messages, True, dict(params))
         return ChatCompletionStreamManager(
@@ -230,7 +220,7 @@ class Completions:
 
         :raises ContentParseError: the content does not fit, or the model refused or was cut off.
         """
-        from .._structured import parse_completion
+        from ..._structured import parse_completion
 
         extra: dict[str, Any] = dict(params)
         extra["response_format"] = response_format
@@ -254,7 +244,7 @@ class Completions:
         A tool that raises, or arguments that do not decode, become an error text for the
         model, never a crash. Stops after ``max_rounds`` model calls at the latest.
         """
-        from .._tools import run_tools
+        from ..._tools import run_tools
 
         return await run_tools(
             self, model=model, messages=messages, tools=tools, max_rounds=max_rounds, **params
@@ -271,7 +261,7 @@ class Completions:
     ) -> AsyncIterator[StreamEvent | ToolResultEvent]:
         """``run_tools``, streamed: each round's events, each tool result, then the final
         ``CompletionDoneEvent``."""
-        from .._tools import run_tools_stream
+        from ..._tools import run_tools_stream
 
         return run_tools_stream(
             self, model=model, messages=messages, tools=tools, max_rounds=max_rounds, **params
@@ -303,7 +293,7 @@ class Completions:
         Retryable failures are retried (the client's ``max_retries``, or one per request);
         a 429 pauses every new start of the batch, not just its own item.
         """
-        from .._batch import create_many
+        from ..._batch import create_many
 
         return await create_many(
             self,
@@ -328,7 +318,7 @@ class Completions:
 
         Leaving the loop early (or cancelling) cancels every request still in flight.
         """
-        from .._batch import create_many_iter
+        from ..._batch import create_many_iter
 
         return create_many_iter(
             self,
