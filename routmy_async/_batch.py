@@ -36,7 +36,7 @@ from ._http._ratelimit import RateLimit, batch_limit, batch_limits_running, esti
 from .types.chat import ChatCompletion
 
 if TYPE_CHECKING:
-    from .resources.chat import Completions
+    from ._tools import ChatCompletionsLike
 
 __all__ = [
     "collect_in_order",
@@ -293,7 +293,7 @@ async def run_many(
 
 
 def create_many_iter(
-    self: Completions,
+    self: ChatCompletionsLike,
     requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
     *,
     concurrency: int = 16,
@@ -332,7 +332,7 @@ async def collect_in_order(
 
 
 async def create_many(
-    self: Completions,
+    self: ChatCompletionsLike,
     requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
     *,
     concurrency: int = 16,

@@ -24,7 +24,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -39,9 +39,26 @@ from .types.events import CompletionDoneEvent, StreamEvent, ToolResultEvent
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from .resources.chat import Completions
+__all__ = [
+    "ChatCompletionsLike",
+    "FunctionTool",
+    "as_tool_param",
+    "function_tool",
+    "run_tools",
+    "run_tools_stream",
+]
 
-__all__ = ["FunctionTool", "as_tool_param", "function_tool", "run_tools", "run_tools_stream"]
+
+class ChatCompletionsLike(Protocol):
+    """What the tool loop and ``create_many`` use of ``client.chat.completions``: a Protocol,
+    so that these modules sit below the resource whose methods call them (no import circle)."""
+
+    @property
+    def create(self) -> Callable[..., Awaitable[Any]]: ...
+
+    @property
+    def stream(self) -> Callable[..., Any]: ...
+
 
 _PARAM_DOC = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+):\s*(.+)$")
 _GOOGLE_ARG = re.compile(r"^\s{2,}(\w+)(?:\s*\([^)]*\))?:\s*(.+)$")
@@ -507,7 +524,7 @@ def _tool_messages(
 
 
 async def _rounds(
-    self: Completions,
+    self: ChatCompletionsLike,
     *,
     model: str,
     messages: Iterable[Any],
@@ -552,7 +569,7 @@ async def _rounds(
 
 
 async def run_tools(
-    self: Completions,
+    self: ChatCompletionsLike,
     *,
     model: str,
     messages: Iterable[Any],
@@ -589,7 +606,7 @@ async def run_tools(
 
 
 async def run_tools_stream(
-    self: Completions,
+    self: ChatCompletionsLike,
     *,
     model: str,
     messages: Iterable[Any],

@@ -10,8 +10,8 @@ same concurrency, argument decoding and error texts) and answers them with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import msgspec
 
@@ -29,10 +29,16 @@ from ...types.responses import (
 )
 from ._params import check_input
 
-if TYPE_CHECKING:
-    from ._responses import Responses
+__all__ = ["ResponsesLike", "apply_text_format", "parse_response", "run_tools", "text_format_for"]
 
-__all__ = ["apply_text_format", "parse_response", "run_tools", "text_format_for"]
+
+class ResponsesLike(Protocol):
+    """What the tool loop uses of ``client.responses``: a Protocol, so that this module sits
+    below the resource whose ``run_tools`` calls it (no import circle)."""
+
+    @property
+    def create(self) -> Callable[..., Awaitable[Any]]: ...
+
 
 _LOOP_MODES = ("input", "previous_response_id")
 
@@ -147,7 +153,7 @@ def _validate_with_pydantic(response: Response, text: str, model: type[Any]) -> 
 
 
 async def run_tools(
-    self: Responses,
+    self: ResponsesLike,
     *,
     model: str,
     input: Any,
