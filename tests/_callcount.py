@@ -189,11 +189,12 @@ async def count_calls(work: Callable[[], Awaitable[object]]) -> int:
     """The package's calls (Python functions, and C functions called from its frames)
     made while ``work()`` runs."""
     counter = _Counter()
+    previous = sys.getprofile()
     sys.setprofile(counter)
     try:
         await work()
     finally:
-        sys.setprofile(None)
+        sys.setprofile(previous)
     return counter.calls
 
 
@@ -226,11 +227,14 @@ class _OpcodeCounter:
 async def count_opcodes(work: Callable[[], Awaitable[object]]) -> int:
     """Bytecode instructions the package's own functions execute while ``work()`` runs."""
     counter = _OpcodeCounter()
+    # Whatever traced before (coverage does, in the test run) traces again after: leaving
+    # tracing off would silently end the coverage measurement of the whole run.
+    previous = sys.gettrace()
     sys.settrace(counter)
     try:
         await work()
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
     return counter.opcodes
 
 

@@ -126,3 +126,26 @@ def test_the_opcode_counter_sees_added_work():
 
     one, two, three = asyncio.run(counted())
     assert three - two == two - one > 0
+
+
+def test_the_counters_leave_tracing_as_they_found_it():
+    """A tracer or profiler set before (coverage's, in the test run) is back after counting:
+    switching it off would end the coverage measurement of every later test, silently."""
+    import asyncio
+
+    def tracer(frame, event, arg):
+        return None
+
+    async def nothing() -> None:
+        return None
+
+    before = sys.gettrace(), sys.getprofile()  # coverage's own, when it measures this run
+    sys.settrace(tracer)
+    sys.setprofile(tracer)
+    try:
+        asyncio.run(_callcount.count_opcodes(nothing))
+        asyncio.run(_callcount.count_calls(nothing))
+        assert sys.gettrace() is tracer and sys.getprofile() is tracer
+    finally:
+        sys.settrace(before[0])
+        sys.setprofile(before[1])
