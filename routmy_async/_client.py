@@ -361,6 +361,16 @@ class AsyncRoutmy:
         """
         return self._transport.acquired_connections()
 
+    def redact(self, text: str) -> str:
+        """``text`` with every secret this client knows (the API key, proxy credentials, a key
+        in ``default_headers``) replaced by ``[REDACTED]``.
+
+        The SDK's own exceptions and log lines are already redacted; this is for text your
+        code builds, such as an error message from a tool or a parser that saw a request,
+        before it is logged or stored.
+        """
+        return self._transport.redactor.text(text)
+
     @property
     def rate_limit(self) -> RateLimit:
         """The budget every request of this client (and its ``with_options`` clients) shares."""

@@ -34,7 +34,7 @@ from ._hooks import Call
 from ._http._ratelimit import batch_limits_running
 from ._http._redact import REDACTED, SECRET_HEADERS
 from ._streaming._context import StreamContext
-from .types._base import TopLevelResponse
+from .types._base import TopLevelResponse, attach_answer
 
 if TYPE_CHECKING:
     from ._http._transport import RawResponse, Transport
@@ -441,7 +441,9 @@ class Pipeline:
             problem = str(exc)
         else:
             if isinstance(value, TopLevelResponse):
-                value._attach(raw.body, raw.request_id, status=raw.status, headers=raw.headers)
+                attach_answer(
+                    value, raw.body, raw.request_id, status=raw.status, headers=raw.headers
+                )
             return value
         error = APIResponseValidationError(
             problem, body=raw.body, status_code=raw.status, request_id=raw.request_id

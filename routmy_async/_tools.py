@@ -195,6 +195,28 @@ class FunctionTool:
         """Decode ``arguments`` and call the tool (a sync function runs in a worker thread)."""
         return await self._call(self.decode_arguments(arguments))
 
+    async def answer(self, arguments: str) -> tuple[str, bool]:
+        """Run the tool as ``run_tools`` does, for a tool loop of your own: the text to send
+        back to the model in the ``tool`` message, and whether it reports an error.
+
+        Arguments that do not fit and an exception the tool raises become an ``Error: ...``
+        text (the model can read it and try again) instead of an exception; a result that is
+        not a string is sent as its JSON.
+        """
+        try:
+            decoded = self.decode_arguments(arguments)
+        except self._invalid as exc:
+            return (
+                f"Error: the arguments for {self.name} are not valid: "
+                f"{self._describe_invalid(exc)}",
+                True,
+            )
+        try:
+            result = await self._call(decoded)
+        except Exception as exc:
+            return f"Error: {self.name} failed: {type(exc).__name__}: {exc}", True
+        return _result_text(result), False
+
     def __repr__(self) -> str:
         return f"<FunctionTool {self.name}>"
 
@@ -463,18 +485,7 @@ async def _run_call(tools: Mapping[str, FunctionTool], call: ToolCall) -> tuple[
     tool = tools.get(call.function.name)
     if tool is None:
         return f"Error: there is no tool named {call.function.name!r}", True
-    try:
-        arguments = tool.decode_arguments(call.function.arguments)
-    except tool._invalid as exc:
-        return (
-            f"Error: the arguments for {tool.name} are not valid: {tool._describe_invalid(exc)}",
-            True,
-        )
-    try:
-        result = await tool._call(arguments)
-    except Exception as exc:
-        return f"Error: {tool.name} failed: {type(exc).__name__}: {exc}", True
-    return _result_text(result), False
+    return await tool.answer(call.function.arguments)
 
 
 async def _run_calls(

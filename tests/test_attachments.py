@@ -10,6 +10,7 @@ import msgspec
 
 from routmy_async.types import ChatCompletion, Response
 from routmy_async.types._base import (
+    attach_answer,
     raw_json_of,
     set_output_parsed,
     set_transcript,
@@ -20,7 +21,7 @@ BODY = b'{"id": "c1", "choices": [], "brand_new": 1}'
 
 def decoded() -> ChatCompletion:
     completion = msgspec.json.decode(BODY, type=ChatCompletion)
-    completion._attach(BODY, "req-1", status=200, headers={"x-request-id": "req-1"})
+    attach_answer(completion, BODY, "req-1", status=200, headers={"x-request-id": "req-1"})
     return completion
 
 

@@ -43,6 +43,7 @@ from routmy_async._batchfile._resume import ResumeState
 from routmy_async._batchfile._summary import MAX_PROBLEMS, format_money
 from routmy_async._exceptions import InternalServerError, status_error
 from routmy_async.types import ChatCompletion, CreateEmbeddingResponse
+from routmy_async.types._base import attach_answer
 
 CHAT = ENDPOINTS["/chat/completions"]
 EMBED = ENDPOINTS["/embeddings"]
@@ -222,7 +223,7 @@ def test_body_fields_named_like_options_are_sent_as_fields():
 
 def completion_from(body: bytes, request_id: str | None = "req-1") -> ChatCompletion:
     completion = msgspec.json.decode(body, type=ChatCompletion)
-    completion._attach(body, request_id)
+    attach_answer(completion, body, request_id)
     return completion
 
 

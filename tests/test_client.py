@@ -253,3 +253,17 @@ def test_using_a_client_from_another_loop_is_a_clear_error():
     asyncio.run(second())
     with pytest.warns(ResourceWarning):
         client.__del__()
+
+
+async def test_redact_hides_every_secret_the_client_knows():
+    """Text a user's code builds loses the key, a key in default_headers and proxy credentials."""
+    async with AsyncRoutmy(
+        api_key="sk-main-123456",
+        base_url="http://127.0.0.1:9/v1",
+        default_headers={"x-api-key": "sk-other-654321"},
+        proxy="http://user:proxy-pass-777@127.0.0.1:3128",
+    ) as client:
+        text = client.redact(
+            "tried sk-main-123456 then sk-other-654321 via proxy-pass-777; model provider/m"
+        )
+    assert text == "tried [REDACTED] then [REDACTED] via [REDACTED]; model provider/m"

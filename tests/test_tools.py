@@ -591,3 +591,23 @@ async def test_msgspec_constraints_in_annotated_reach_the_schema_and_the_validat
     assert await tool.run('{"count": 3}') == "3 x"
     with pytest.raises(msgspec.ValidationError, match=">= 1"):
         await tool.run('{"count": 0}')
+
+
+async def test_a_tool_answers_a_call_as_run_tools_would():
+    """``answer`` gives a hand-written tool loop the text run_tools would send, errors as text."""
+
+    async def price(sku: str, quantity: Annotated[int, msgspec.Meta(ge=1)]) -> dict[str, Any]:
+        if sku == "gone":
+            raise LookupError("no such sku")
+        return {"sku": sku, "total": 2 * quantity}
+
+    tool = function_tool(price)
+    text, is_error = await tool.answer('{"sku": "a1", "quantity": 3}')
+    assert (json.loads(text), is_error) == ({"sku": "a1", "total": 6}, False)
+    text, is_error = await tool.answer('{"sku": "a1", "quantity": 0}')
+    assert is_error and text.startswith("Error: the arguments for price are not valid:")
+    assert "quantity" in text
+    text, is_error = await tool.answer('{"sku": "gone", "quantity": 1}')
+    assert (text, is_error) == ("Error: price failed: LookupError: no such sku", True)
+    with pytest.raises(LookupError):
+        await tool.run('{"sku": "gone", "quantity": 1}')

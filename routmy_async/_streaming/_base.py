@@ -476,7 +476,13 @@ class EventStream(Generic[ItemT]):
         from ._sse_out import check_options, sse_frames
 
         check_options(format, keepalive, formats)
-        return sse_frames(self, framing_for(format), keepalive=keepalive)
+        return sse_frames(
+            self,
+            framing_for(format),
+            keepalive=keepalive,
+            buffered=self._buffered,
+            closed_unread=self._closed_unread,
+        )
 
     def _serve_response(
         self,
@@ -494,6 +500,8 @@ class EventStream(Generic[ItemT]):
             self,
             framing_for(format),
             keepalive=keepalive,
+            buffered=self._buffered,
+            closed_unread=self._closed_unread,
             headers=headers,
             status_code=status_code,
         )

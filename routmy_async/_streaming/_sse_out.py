@@ -123,10 +123,6 @@ class ServedStream(Protocol):
 
     async def close(self) -> None: ...
 
-    def _buffered(self) -> bool: ...
-
-    def _closed_unread(self) -> bool: ...
-
 
 class Framing(NamedTuple):
     """How one kind of stream is served: each item's frame (``b""`` for none), and what
@@ -152,15 +148,22 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 async def sse_frames(
-    stream: ServedStream, framing: Framing, *, keepalive: float | None
+    stream: ServedStream,
+    framing: Framing,
+    *,
+    keepalive: float | None,
+    buffered: Callable[[], bool],
+    closed_unread: Callable[[], bool],
 ) -> AsyncGenerator[bytes, None]:
     """The ``text/event-stream`` body of ``stream``, framed by ``framing`` (see the module
     docstring).
 
     The upstream stream is closed when the body ends, fails, is cancelled or is closed early
-    (``aclose()``), so a client that goes away stops the generation at once.
+    (``aclose()``), so a client that goes away stops the generation at once. The stream hands
+    over two of its own tests: whether its next item is ``buffered`` (no wait, so no keep-alive
+    task), and whether it was ``closed_unread`` (see ``EventStream``).
     """
-    if stream._closed_unread():
+    if closed_unread():
         # Closed before a single frame was served, and not by a failure: a mistake in the
         # endpoint, not something to tell the browser.
         raise RuntimeError(
@@ -176,7 +179,7 @@ async def sse_frames(
     try:
         while True:
             try:
-                if keepalive is None or stream._buffered():
+                if keepalive is None or buffered():
                     # Nothing to wait for (or no keep-alive wanted): no task needed.
                     chunk = await _next_chunk(stream)
                 else:
@@ -334,6 +337,8 @@ def streaming_response(
     framing: Framing,
     *,
     keepalive: float | None,
+    buffered: Callable[[], bool],
+    closed_unread: Callable[[], bool],
     headers: Mapping[str, str] | None,
     status_code: int,
 ) -> StreamingResponse:
@@ -342,7 +347,9 @@ def streaming_response(
     :raises ImportError: Starlette is not installed.
     """
     response_class = _response_class()
-    frames = sse_frames(stream, framing, keepalive=keepalive)
+    frames = sse_frames(
+        stream, framing, keepalive=keepalive, buffered=buffered, closed_unread=closed_unread
+    )
     return response_class(
         stream, frames, status_code=status_code, headers={**_HEADERS, **(headers or {})}
     )

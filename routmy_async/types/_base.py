@@ -119,24 +119,6 @@ class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
     Subclasses repeat ``frozen=True``: mypy's dataclass_transform does not inherit it.
     """
 
-    def _attach(
-        self,
-        raw: bytes,
-        request_id: str | None,
-        *,
-        status: int | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        # __dict__ (from dict=True) carries what is not a field; frozen forbids setattr.
-        extra = self.__dict__
-        extra[RAW_JSON_KEY] = raw
-        if request_id is not None:
-            extra[_REQUEST_ID] = request_id
-        if status is not None:
-            extra[_STATUS] = status
-        if headers is not None:
-            extra[_HEADERS] = headers
-
     @property
     def status_code(self) -> int | None:
         """The HTTP status of the answer (``None`` for an object not built from one)."""
@@ -186,6 +168,26 @@ class TopLevelResponse(ResponseObject, frozen=True, gc=True, dict=True):
                 f"{type(self).__name__} has no attribute {name!r} and the server sent no such field"
             )
         return value
+
+
+def attach_answer(
+    response: TopLevelResponse,
+    raw: bytes,
+    request_id: str | None,
+    *,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Keep the raw body, request id, status and headers an answer came with on ``response``."""
+    # __dict__ (from dict=True) carries what is not a field; frozen forbids setattr.
+    extra = response.__dict__
+    extra[RAW_JSON_KEY] = raw
+    if request_id is not None:
+        extra[_REQUEST_ID] = request_id
+    if status is not None:
+        extra[_STATUS] = status
+    if headers is not None:
+        extra[_HEADERS] = headers
 
 
 def raw_json_of(answer: object) -> bytes | None:

@@ -35,14 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import time
 from typing import Any
 
-import msgspec
-
-from ._coordinator import CoordinatorCore, Snapshot, Unused
+from ._coordinator import CoordinatorCore, Unused
 from ._grants import Grant, Settings
 from ._limit import ClusterRateLimit
+from ._ray_compat import GcsStore
 from ._step import ChatStep, EmbeddingStep
 
 __all__ = ["ChatStep", "ClusterBudget", "ClusterRateLimit", "EmbeddingStep"]
@@ -120,19 +118,6 @@ class ClusterBudget:
         self.name = name
         self.namespace = namespace
 
-    @classmethod
-    def _attach(cls, settings: Settings, handle: Any, name: str, namespace: str) -> ClusterBudget:
-        # Unpickled in a worker: the coordinator already runs, nothing to create or check.
-        budget = cls.__new__(cls)
-        budget._settings = settings
-        budget._handle = handle
-        budget.name = name
-        budget.namespace = namespace
-        return budget
-
-    def __reduce__(self) -> Any:
-        return (ClusterBudget._attach, (self._settings, self._handle, self.name, self.namespace))
-
     @property
     def requests_per_minute(self) -> float | None:
         """The request limit."""
@@ -162,7 +147,7 @@ class ClusterBudget:
     def shutdown(self) -> None:
         """Stop the coordinator (a detached one lives until this is called)."""
         _ray().kill(self._handle)
-        _GcsStore(self.name, self.namespace).clear()
+        GcsStore(self.name, self.namespace).clear()
 
     def __repr__(self) -> str:
         return (
@@ -177,40 +162,7 @@ class _Coordinator(CoordinatorCore):
 
     def __init__(self, settings: Settings, name: str, namespace: str):
         restarted = bool(_ray().get_runtime_context().was_current_actor_reconstructed)
-        super().__init__(settings, store=_GcsStore(name, namespace), restarted=restarted)
-
-
-class _GcsStore:
-    """A coordinator's snapshot in Ray's GCS key-value store, which outlives any actor.
-
-    Ray has no public API for it (``ray.experimental.internal_kv`` is what Ray's own
-    libraries use). Were it gone, a restarted coordinator could not know how far ahead the
-    lost one had granted: it would assume an hour, granting nothing for that long rather
-    than risk the limit.
-    """
-
-    def __init__(self, name: str, namespace: str):
-        self._key = f"routmy-budget:{namespace}:{name}".encode()
-        try:
-            self._kv: Any = importlib.import_module("ray.experimental.internal_kv")
-        except ImportError:  # pragma: no cover - every Ray with actors has it so far
-            self._kv = None
-
-    def load(self) -> Snapshot | None:
-        if self._kv is None:  # pragma: no cover - see __init__
-            return Snapshot(horizon=time.time() + 3600.0, next_id=1 << 40)
-        data = self._kv._internal_kv_get(self._key, namespace="routmy")
-        return None if data is None else msgspec.json.decode(data, type=Snapshot)
-
-    def save(self, snapshot: Snapshot) -> None:
-        if self._kv is not None:
-            self._kv._internal_kv_put(
-                self._key, msgspec.json.encode(snapshot), overwrite=True, namespace="routmy"
-            )
-
-    def clear(self) -> None:
-        if self._kv is not None and self._kv._internal_kv_initialized():
-            self._kv._internal_kv_del(self._key, namespace="routmy")
+        super().__init__(settings, store=GcsStore(name, namespace), restarted=restarted)
 
 
 class _RayCoordinator:

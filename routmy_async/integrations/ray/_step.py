@@ -113,7 +113,7 @@ class _Step:
 
     def _redacted(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
-        return self.client._transport.redactor.text(text)
+        return self.client.redact(text)
 
     async def _with_budget(self, count: int, work: Awaitable[T]) -> T:
         limit = self._runtime.limit

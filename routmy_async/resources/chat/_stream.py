@@ -18,7 +18,7 @@ from ..._exceptions import APIResponseValidationError, stream_error
 from ..._streaming._base import _BATCH, EventStream, StreamManager
 from ..._streaming._context import StreamContext
 from ..._streaming._sse import WireEvent
-from ...types._base import RAW_JSON_KEY
+from ...types._base import RAW_JSON_KEY, attach_answer
 from ...types.chat import (
     AwaitableChatCompletion,
     ChatCompletion,
@@ -174,8 +174,8 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
         if self._final is None:
             completion = self._accumulator.completion(AwaitableChatCompletion)
             response = self._response
-            completion._attach(
-                b"", self.request_id, status=response.status, headers=response.headers
+            attach_answer(
+                completion, b"", self.request_id, status=response.status, headers=response.headers
             )
             if self._finalize is not None:
                 completion = cast(AwaitableChatCompletion, self._finalize(completion))

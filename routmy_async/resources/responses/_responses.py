@@ -12,7 +12,7 @@ from ..._config import NOT_GIVEN, NotGiven, is_routmy_url
 from ..._exceptions import APIStatusError
 from ..._http._ratelimit import estimate_tokens
 from ..._params import build_body, check_model, split_options
-from ...types._base import decode_lenient
+from ...types._base import attach_answer, decode_lenient
 from ...types.responses import Response
 from ._params import ResponseInput, check_input, check_response_params
 from ._stream import ResponseStream, ResponseStreamManager
@@ -315,5 +315,5 @@ def _failed_response(error: APIStatusError) -> Response | None:
     except (msgspec.MsgspecError, TypeError):
         return None
     # The body as the server sent it (redacted): .raw and undeclared fields read it.
-    response._attach(data, error.request_id, status=error.status_code, headers=error.headers)
+    attach_answer(response, data, error.request_id, status=error.status_code, headers=error.headers)
     return response

@@ -20,6 +20,7 @@ from ..._exceptions import APIResponseValidationError, APIStreamError
 from ..._streaming._base import EventStream, StreamManager
 from ..._streaming._context import StreamContext
 from ..._streaming._sse import WireEvent
+from ...types._base import attach_answer
 from ...types.response_events import (
     ResponseCompletedEvent,
     ResponseErrorEvent,
@@ -175,7 +176,7 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         # The terminal event's response as sent (undeclared fields, .raw) when it is the one
         # returned; a response built from the deltas has no such text.
         raw = self._terminal_raw if terminal is not None and response is terminal.response else b""
-        response._attach(raw, self.request_id, status=answer.status, headers=answer.headers)
+        attach_answer(response, raw, self.request_id, status=answer.status, headers=answer.headers)
         return response
 
     # -- results ------------------------------------------------------------------------
