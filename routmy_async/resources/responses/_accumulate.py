@@ -114,7 +114,7 @@ def decode_event(data: bytes | WireEvent) -> ResponseStreamEvent | None:
         fields of the wrong shape.
     """
     name = None
-    if isinstance(data, WireEvent):
+    if not isinstance(data, bytes):  # bytes, not WireEvent: the Struct's metaclass is slow
         name = data.event
         data = data.data
     try:

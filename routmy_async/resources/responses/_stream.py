@@ -94,7 +94,7 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
             if event is None:
                 self.ignored_events += 1
                 continue
-            raw = data.data if isinstance(data, WireEvent) else data
+            raw = data if isinstance(data, bytes) else data.data
             if type(event) in _ENDINGS:
                 self._terminal_raw = _response_raw(data)
                 self._end(event, raw)
@@ -284,7 +284,7 @@ _decode_terminal = msgspec.json.Decoder(_TerminalEnvelope).decode
 
 def _response_raw(data: bytes | WireEvent) -> bytes:
     """The ``response`` object of a terminal event's data, as its JSON text."""
-    if isinstance(data, WireEvent):
+    if not isinstance(data, bytes):
         data = data.data
     try:
         return bytes(_decode_terminal(data).response)
