@@ -219,7 +219,8 @@ async def test_a_cancelled_request_settles_in_full():
 
 async def test_a_stream_settles_from_its_usage_chunk_and_a_left_stream_in_full():
     """A stream read to its end counts its usage chunk (times the model's multiplier, 2 for
-    mock/reasoner); a stream its reader leaves early counts its whole reservation."""
+    mock/reasoner); a stream its reader leaves before its usage came counts its whole
+    reservation."""
     limit = SpendLimit(max_units=10_000)
     watch = Watch(limit)
     async with MockRoutmy() as mock, client_for(mock, limit, hooks=[watch]) as client:
@@ -239,6 +240,7 @@ async def test_a_stream_settles_from_its_usage_chunk_and_a_left_stream_in_full()
         assert totals.spent == 2 * usage.total_tokens
         assert watch.units == [totals.spent]
         first = totals.spent
+        mock.reply_default(path=CHAT, chunk_delay=0.5)  # left before its usage arrives
         left = await client.chat.completions.create(
             model="mock/reasoner", messages=MESSAGES, max_tokens=100, stream=True
         )
@@ -319,3 +321,32 @@ async def test_embeddings_reserve_their_prompt_alone():
         totals = limit.spend.units
         assert totals is not None and result.usage is not None
         assert totals.spent == Decimal(result.usage.total_tokens) / 10
+
+
+async def test_opentelemetry_spans_carry_each_calls_units():
+    """A span of a call under a units limit has routmy.usage.units: what the limit counted
+    for it (the tokens times the model's multiplier, 2 for mock/reasoner)."""
+    pytest.importorskip("opentelemetry.sdk")
+    from ._otel_helpers import Telemetry
+
+    telemetry = Telemetry()
+    limit = SpendLimit(max_units=10_000)
+    try:
+        async with (
+            MockRoutmy() as mock,
+            client_for(mock, limit, hooks=[telemetry.hooks()]) as client,
+        ):
+            result = await client.chat.completions.create(
+                model="mock/reasoner", messages=MESSAGES, max_tokens=100
+            )
+        assert result.usage is not None
+        chat_spans = [
+            span
+            for span in telemetry.finished()
+            if span.attributes.get("gen_ai.request.model") == "mock/reasoner"
+        ]
+        assert len(chat_spans) == 1
+        assert chat_spans[0].attributes["routmy.usage.units"] == 2 * result.usage.total_tokens
+    finally:
+        telemetry.tracer_provider.shutdown()
+        telemetry.meter_provider.shutdown()
