@@ -350,3 +350,26 @@ async def test_opentelemetry_spans_carry_each_calls_units():
     finally:
         telemetry.tracer_provider.shutdown()
         telemetry.meter_provider.shutdown()
+
+
+async def test_create_many_uses_the_limit_to_its_end_and_refuses_the_rest():
+    """create_many under a client's limit: an item refused while others are in flight waits
+    for their settlements and goes on; once nothing fits, each item left is refused on its
+    own with SpendLimitError (nothing sent), the list stays aligned with the input, and the
+    finished results are kept."""
+    limit = SpendLimit(max_units=2_000)
+    async with MockRoutmy(latency=0.02) as mock, client_for(mock, limit) as client:
+        requests = [
+            {"model": "mock/echo", "messages": MESSAGES, "max_tokens": 100} for _ in range(600)
+        ]
+        results = await client.chat.completions.create_many(requests, concurrency=32)
+        assert len(results) == 600
+        answered = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, SpendLimitError)]
+        assert len(answered) + len(refused) == 600
+        assert chat_sent(mock) == len(answered)
+        totals = limit.spend.units
+        assert totals is not None and totals.reserved == 0 and totals.spent <= 2_000
+        # Refusals only once what is left cannot hold one worst case (~150 units).
+        assert refused and totals.left < 200
+        assert len(answered) == totals.spent / 5  # 5 units an answer
