@@ -164,6 +164,14 @@ def _hook_set(hooks: Iterable[Hooks] | None) -> HookSet | None:
     return hook_set if hook_set.hooks else None
 
 
+def _check_spend_limit(spend_limit: object) -> None:
+    if spend_limit is not None and not isinstance(spend_limit, SpendLimit):
+        raise TypeError(
+            "spend_limit must be a routmy_async.SpendLimit(max_units=..., max_dollars=...), "
+            f"not {type(spend_limit).__name__}"
+        )
+
+
 def _check_settings(
     timeout: float | Timeout | None,
     max_retries: int,
@@ -177,11 +185,7 @@ def _check_settings(
     :raises TypeError: a setting has the wrong type. :raises ValueError: a wrong value.
     """
     check_count("max_retries", max_retries, 0)
-    if spend_limit is not None and not isinstance(spend_limit, SpendLimit):
-        raise TypeError(
-            "spend_limit must be a routmy_async.SpendLimit(max_units=..., max_dollars=...), "
-            f"not {type(spend_limit).__name__}"
-        )
+    _check_spend_limit(spend_limit)
     return (
         coerce_timeout(timeout),
         check_headers(default_headers, name="default_headers"),
@@ -195,20 +199,30 @@ def _observe(
     hooks: Iterable[Hooks] | None,
     limit: SpendLimit | None,
 ) -> None:
-    """The client's hooks on the transport, and its spend limit as a gate before them (the
-    first hook: the units it counts are on the ``Call`` when the others see it)."""
+    """The client's hooks on the transport, and its spend limit (see :func:`_limit_spend`)."""
     transport.hooks = _hook_set(hooks)
-    if limit is None:
+    if limit is not None:
+        _limit_spend(transport, pipeline, limit)
+
+
+def _limit_spend(transport: Transport, pipeline: Pipeline, limit: SpendLimit) -> None:
+    """Add ``limit`` to the pipeline's, and the pool's spend gate before its hooks if it has
+    none yet (the first hook: the units it counts are on the ``Call`` when the others see
+    it). The gate reads the models list through a pipeline of its own, which no client
+    closes."""
+    pipeline.spend_limits = (*pipeline.spend_limits, limit)
+    if transport.spend is not None:
         return
+    reader = pipeline.derive(spend_limits=())
 
     async def load_models() -> list[Mapping[str, Any]]:
-        listed = await pipeline.send(
-            pipeline.prepare("models", "GET", "/models", decode=msgspec.json.decode)
+        listed = await reader.send(
+            reader.prepare("models", "GET", "/models", decode=msgspec.json.decode)
         )
         items = listed.get("data") if isinstance(listed, Mapping) else None
         return [item for item in items or () if isinstance(item, Mapping)]
 
-    gate = SpendGate(limit, load_models)
+    gate = SpendGate(load_models)
     transport.spend = gate
     transport.hooks = HookSet((gate, *(transport.hooks.hooks if transport.hooks else ())))
 
@@ -402,9 +416,10 @@ class AsyncRoutmy:
 
     @property
     def spend(self) -> SpendSnapshot | None:
-        """Spent, reserved and left of the client's spend limit (``None`` without one)."""
-        gate = self._transport.spend
-        return None if gate is None else gate.limit.spend
+        """Spent, reserved and left of the client's spend limit (``None`` without one); of a
+        ``with_options`` client, the limit given to it, else its parent's."""
+        limits = self._pipeline.spend_limits
+        return limits[-1].spend if limits else None
 
     @property
     def connections_in_use(self) -> int:
@@ -442,6 +457,7 @@ class AsyncRoutmy:
         max_retries: int | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
         default_query: Mapping[str, str] | NotGiven = NOT_GIVEN,
+        spend_limit: SpendLimit | None = None,
     ) -> AsyncRoutmy:
         """Return a client with other settings that shares this client's connection pool.
 
@@ -452,6 +468,9 @@ class AsyncRoutmy:
         alive for as long as it is referenced, even when this client is a temporary
         (``AsyncRoutmy().with_options(...)``): the pool then closes with the last client
         that uses it.
+
+        ``spend_limit`` gives the new client a :class:`SpendLimit` of its own: its attempts
+        reserve in it and in this client's (a job's budget inside a team's, say).
         """
         self._check_open()
         # Every value is checked before the clone exists: a half-made clone collected
@@ -475,10 +494,13 @@ class AsyncRoutmy:
                 **settings.default_query,
                 **check_headers(default_query, name="default_query"),
             }
+        _check_spend_limit(spend_limit)
         clone = object.__new__(AsyncRoutmy)
         # cached_property resources are bound to their client: leave them to be rebuilt.
         clone.__dict__.update({k: v for k, v in self.__dict__.items() if k not in _RESOURCE_NAMES})
         clone._pipeline = settings.derive(**changes)
+        if spend_limit is not None:
+            _limit_spend(clone._transport, clone._pipeline, spend_limit)
         clone._owns_transport = False
         clone._state = _State.UNOPENED
         clone._transport.attach()

@@ -373,3 +373,45 @@ async def test_create_many_uses_the_limit_to_its_end_and_refuses_the_rest():
         # Refusals only once what is left cannot hold one worst case (~150 units).
         assert refused and totals.left < 200
         assert len(answered) == totals.spent / 5  # 5 units an answer
+
+
+async def test_a_derived_client_with_a_limit_of_its_own_reserves_in_both():
+    """with_options(spend_limit=...) gives a job its own budget inside the client's: its
+    attempts count in both, the parent's own calls only in the parent's, and the inner limit
+    refuses while the outer still has room."""
+    team = SpendLimit(max_units=100_000)
+    job = SpendLimit(max_units=300)
+    async with MockRoutmy() as mock, client_for(mock, team) as client:
+        worker = client.with_options(spend_limit=job)
+        await worker.chat.completions.create(model="mock/echo", messages=MESSAGES, max_tokens=100)
+        await client.chat.completions.create(model="mock/echo", messages=MESSAGES, max_tokens=100)
+        job_totals, team_totals = job.spend.units, team.spend.units
+        assert job_totals is not None and team_totals is not None
+        assert job_totals.spent == 5 and team_totals.spent == 10
+        assert worker.spend == job.spend and client.spend == team.spend
+        with pytest.raises(SpendLimitError) as caught:
+            await worker.chat.completions.create(
+                model="mock/echo", messages=MESSAGES, max_tokens=1_000
+            )
+        assert caught.value.limit == 300
+        assert team.spend.units is not None and team.spend.units.reserved == 0
+        assert chat_sent(mock) == 2
+
+
+async def test_a_derived_limit_on_a_client_without_one():
+    """A client with no limit of its own: a with_options client with one is limited, and the
+    parent's calls are not."""
+    job = SpendLimit(max_units=10)
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+            worker = client.with_options(spend_limit=job)
+            with pytest.raises(SpendLimitError):
+                await worker.chat.completions.create(
+                    model="mock/echo", messages=MESSAGES, max_tokens=100
+                )
+            await client.chat.completions.create(
+                model="mock/echo", messages=MESSAGES, max_tokens=100
+            )
+            assert client.spend is None and chat_sent(mock) == 1
+            with pytest.raises(TypeError, match="SpendLimit"):
+                client.with_options(spend_limit=10)  # type: ignore[arg-type]

@@ -41,25 +41,44 @@ _OUTPUT_CAPS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 _NO_OUTPUT = frozenset({"embeddings"})
 
 
-class SpendGate(Hooks):
-    """A client's spend limit, applied to every attempt of its calls.
+class _CallSpend:
+    """One call's limits and what its attempt in flight holds in each."""
 
-    :param limit: the limit (shared: the same one given to several clients is one limit).
+    __slots__ = ("held", "limits")
+
+    def __init__(self, limits: tuple[SpendLimit, ...]):
+        self.limits = limits
+        self.held: list[Reservation] = []
+
+
+class SpendGate(Hooks):
+    """The spend limits of a pool's clients, applied to every attempt of their calls.
+
+    One gate serves every client of a pool (``with_options`` clients share it); each call
+    brings the limits of the client that made it (:meth:`begin`), so a derived client with
+    a limit of its own reserves in it and in its parent's.
+
     :param load_models: reads ``/v1/models`` items (called once, when first needed).
     """
 
-    def __init__(self, limit: SpendLimit, load_models: ModelsLoader):
-        self.limit = limit
+    def __init__(self, load_models: ModelsLoader):
         self._load_models = load_models
-        self._loaded = False
+        self._models: list[Mapping[str, Any]] | None = None
         self._loading: asyncio.Future[None] | None = None
+
+    def begin(self, call: Call, limits: tuple[SpendLimit, ...]) -> None:
+        """``call`` reserves in ``limits`` (its client's, innermost last)."""
+        call.state[self] = _CallSpend(limits)
 
     # -- before each attempt ----------------------------------------------------------------
 
     def needs_models(self, call: Call) -> bool:
         """Whether the call's model must wait for the models list to be priced."""
+        spend: _CallSpend | None = call.state.get(self)
         model = _model_of(call)
-        return model is not None and not self._loaded and not self.limit.knows(model)
+        if spend is None or model is None or self._models is not None:
+            return False
+        return not all(limit.knows(model) for limit in spend.limits)
 
     async def load_models(self, call: Call) -> None:
         """Read the models list, once: calls arriving meanwhile wait for the same read; a
@@ -73,51 +92,47 @@ class SpendGate(Hooks):
             loading.add_done_callback(self._after_read)
         try:
             await asyncio.shield(loading)
-        except SpendLimitError:
-            raise
         except Exception as error:
-            model = _model_of(call) or ""
-            spend = self.limit.spend
-            totals = spend.units or spend.dollars
-            assert totals is not None  # a limit has at least one of them
-            raise SpendLimitError(
-                f"spend limit: refused a request to {model!r}: the models list could not be "
-                f"read to price it ({type(error).__name__}: {error}); nothing is sent unpriced",
-                model=model,
-                unit=totals.unit,
-                spent=totals.spent,
-                reserved=totals.reserved,
-                limit=totals.limit,
-                missing="token_multiplier",
-            ) from error
+            spend: _CallSpend = call.state[self]
+            raise _unreadable_list(spend.limits[-1], _model_of(call) or "", error) from error
 
     async def _read_models(self) -> None:
-        self.limit.add_models(await self._load_models())
-        self._loaded = True
+        self._models = list(await self._load_models())
 
     def _after_read(self, loading: asyncio.Future[None]) -> None:
         if loading.cancelled() or loading.exception() is not None:
             self._loading = None  # the next call that needs it reads it again
 
     def admit(self, call: Call, attempt: int) -> None:
-        """Reserve the attempt's worst case, or refuse it before it is sent.
+        """Reserve the attempt's worst case in each of the call's limits, or refuse it
+        before it is sent (holding nothing).
 
         :raises SpendLimitError: it does not fit what is left, or cannot be priced.
         """
+        spend: _CallSpend | None = call.state.get(self)
         model = _model_of(call)
-        if model is None:
-            return  # no model, no tokens: a models list, a raw GET
-        held = call.state.get(self)
-        if held is not None:
+        if spend is None or model is None:
+            return  # no limit, or no model and so no tokens: a models list, a raw GET
+        if spend.held:
             self._settle_in_full(call)  # a previous attempt nobody settled: the worst case
         body = call.body or {}
-        reservation = self.limit.reserve(
-            model,
-            input_tokens=prompt_token_bound(body),
-            max_output_tokens=0 if call.operation in _NO_OUTPUT else _output_cap(body),
-            choices=_choices(body),
-        )
-        call.state[self] = reservation
+        cap = 0 if call.operation in _NO_OUTPUT else _output_cap(body)
+        prompt = prompt_token_bound(body)
+        held: list[Reservation] = []
+        try:
+            for limit in spend.limits:
+                if self._models is not None and not limit.knows(model):
+                    limit.add_models(self._models)  # a limit this pool's list never taught
+                held.append(
+                    limit.reserve(
+                        model, input_tokens=prompt, max_output_tokens=cap, choices=_choices(body)
+                    )
+                )
+        except BaseException:
+            for reservation in held:
+                reservation.release()  # refused by another limit: nothing was sent
+            raise
+        spend.held = held
 
     def on_request(
         self, call: Call, *, attempt: int, method: str, url: str, headers: Mapping[str, str]
@@ -131,13 +146,10 @@ class SpendGate(Hooks):
         self, call: Call, *, attempt: int, status: int, headers: Mapping[str, str], elapsed: float
     ) -> None:
         if status >= 400:
-            reservation = call.state.pop(self, None)
-            if reservation is not None:
-                if status < 500:
-                    reservation.release()
-                else:
-                    reservation.settle_in_full()
-                _count_on(call, reservation)
+            if status < 500:
+                self._settle(call, Reservation.release)
+            else:
+                self._settle(call, Reservation.settle_in_full)
 
     def on_retry(
         self, call: Call, *, attempt: int, reason: str, wait: float, error: BaseException
@@ -154,23 +166,46 @@ class SpendGate(Hooks):
         self._settle_usage(call, summary.usage)
 
     def _settle_in_full(self, call: Call) -> None:
-        reservation: Reservation | None = call.state.pop(self, None)
-        if reservation is not None:
-            reservation.settle_in_full()
-            _count_on(call, reservation)
+        self._settle(call, Reservation.settle_in_full)
 
     def _settle_usage(self, call: Call, usage: Any) -> None:
-        reservation: Reservation | None = call.state.pop(self, None)
-        if reservation is None:
-            return
         tokens = _tokens_of(usage)
         if tokens is None:
-            reservation.settle_in_full()  # no usage told: the worst case may have been billed
-        else:
-            reservation.settle(
-                input_tokens=tokens[0], output_tokens=tokens[1], cost=_reported_cost(usage)
-            )
-        _count_on(call, reservation)
+            # No usage told: the worst case may have been billed.
+            self._settle(call, Reservation.settle_in_full)
+            return
+        cost = _reported_cost(usage)
+
+        def to_usage(reservation: Reservation) -> None:
+            reservation.settle(input_tokens=tokens[0], output_tokens=tokens[1], cost=cost)
+
+        self._settle(call, to_usage)
+
+    def _settle(self, call: Call, how: Callable[[Reservation], None]) -> None:
+        spend: _CallSpend | None = call.state.get(self)
+        if spend is None or not spend.held:
+            return
+        held, spend.held = spend.held, []
+        for reservation in held:
+            how(reservation)
+        _count_on(call, held)
+
+
+def _unreadable_list(limit: SpendLimit, model: str, error: BaseException) -> SpendLimitError:
+    """The refusal of a call whose model could not be priced: the models list failed."""
+    spend = limit.spend
+    totals = spend.units or spend.dollars
+    assert totals is not None  # a limit has at least one of them
+    return SpendLimitError(
+        f"spend limit: refused a request to {model!r}: the models list could not be read to "
+        f"price it ({type(error).__name__}: {error}); nothing is sent unpriced",
+        model=model,
+        unit=totals.unit,
+        spent=totals.spent,
+        reserved=totals.reserved,
+        limit=totals.limit,
+        missing="token_multiplier",
+    )
 
 
 def _get(value: Any, name: str) -> Any:
@@ -230,9 +265,14 @@ def _reported_cost(usage: Any) -> Any:
     return cost if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
 
 
-def _count_on(call: Call, reservation: Reservation) -> None:
-    """Add a settled attempt's charge to the call's totals (what hooks and spans report)."""
-    if reservation.charged_units is not None:
-        call.units = (call.units or Decimal(0)) + reservation.charged_units
-    if reservation.charged_dollars is not None:
-        call.dollars = (call.dollars or Decimal(0)) + reservation.charged_dollars
+def _count_on(call: Call, held: list[Reservation]) -> None:
+    """Add a settled attempt's charge to the call's totals (what hooks and spans report):
+    the innermost limit's that counts each unit (they agree unless prices differ)."""
+    units = next((r.charged_units for r in reversed(held) if r.charged_units is not None), None)
+    if units is not None:
+        call.units = (call.units or Decimal(0)) + units
+    dollars = next(
+        (r.charged_dollars for r in reversed(held) if r.charged_dollars is not None), None
+    )
+    if dollars is not None:
+        call.dollars = (call.dollars or Decimal(0)) + dollars
