@@ -382,11 +382,8 @@ class SpendLimit:
         :raises SpendLimitError: it does not fit what is left, or it cannot be priced.
         """
         input_tokens = _count(input_tokens, "input_tokens")
-        output_tokens = self._output_cap(model, max_output_tokens) * max(
-            1, _count(choices, "choices")
-        )
-        holds: list[tuple[_Ledger, _Rate, int]] = []
-        for ledger in self._ledgers:
+        rates: list[tuple[_Ledger, _Rate]] = []
+        for ledger in self._ledgers:  # an unknown model first: no cap makes it priceable
             rate = self._rate(ledger, model)
             if rate is None:
                 missing = "token_multiplier" if ledger.unit == "units" else "price"
@@ -396,7 +393,11 @@ class SpendLimit:
                     missing=missing,
                     why=f"{model!r} has no {_MISSING_HELP[missing]}",
                 )
-            holds.append((ledger, rate, rate.charge(input_tokens, output_tokens)))
+            rates.append((ledger, rate))
+        output_tokens = self._output_cap(model, max_output_tokens) * max(
+            1, _count(choices, "choices")
+        )
+        holds = [(ledger, rate, rate.charge(input_tokens, output_tokens)) for ledger, rate in rates]
         # Every limit must fit before any of them holds: a refusal leaves no trace.
         for ledger, _, amount in holds:
             if not ledger.fits(amount):
