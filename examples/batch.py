@@ -1,11 +1,13 @@
-"""Run an OpenAI Batch-format JSONL file: resumable, crash-safe, within a cost budget.
+"""Run an OpenAI Batch-format JSONL file: resumable, crash-safe, within a budget.
 
     python examples/batch.py --sample requests.jsonl      # write a small file to try
-    python examples/batch.py requests.jsonl results.jsonl [MAX_COST_USD]
+    python examples/batch.py requests.jsonl results.jsonl [MAX_UNITS]
 
-MAX_COST_USD needs a server whose answers carry usage.cost (OpenRouter and the like).
-rout.my reports tokens, not dollars: against it (and against the embedded mock, which
-answers as rout.my does) a budget is refused with a clear error, never silently ignored.
+MAX_UNITS is rout.my's own unit of spend, quota units: tokens times the model's
+token_multiplier. Every request reserves its worst case before it is sent and settles to its
+real usage, so the output (earlier runs' answers included) never uses more; the run stops
+when the next request does not fit. (max_cost= does the same in dollars, against a server
+that lists prices.)
 
 Input lines are {"custom_id", "method", "url", "body"}, as for the OpenAI Batch API; results
 are OpenAI Batch output lines, written one whole line at a time as each request ends. Run the
@@ -38,7 +40,7 @@ def write_sample(path: Path, count: int = 20) -> None:
             out.write(json.dumps({**line, "body": body}) + "\n")
 
 
-async def main(source: Path, target: Path, max_cost: float | None) -> int:
+async def main(source: Path, target: Path, max_units: float | None) -> int:
     # Ctrl-C once: no new requests, those in flight finish and are written; twice: at once.
     stop = BatchStop()
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.request)
@@ -49,7 +51,7 @@ async def main(source: Path, target: Path, max_cost: float | None) -> int:
                 source,
                 target,
                 concurrency=16,
-                max_cost=max_cost,  # USD over usage.cost, earlier runs' answers included
+                max_units=max_units,  # quota units, earlier runs' answers included
                 progress=True,  # a tqdm bar with the `progress` extra, else log lines
                 stop=stop,
             )

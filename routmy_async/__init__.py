@@ -22,11 +22,13 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     RoutmyError,
+    SpendLimitError,
     UnprocessableEntityError,
 )
 from ._hooks import Call, Hooks, StreamSummary
 from ._http._ratelimit import RateLimit
 from ._lazy import lazy_names as _lazy_names
+from ._spend import Price, SpendLimit, SpendSnapshot, SpendTotals
 
 if _TYPE_CHECKING:
     from ._batchfile import (
@@ -98,12 +100,17 @@ __all__ = [
     "NotGiven",
     "PaymentRequiredError",
     "PermissionDeniedError",
+    "Price",
     "RateLimit",
     "RateLimitError",
     "RawStream",
     "ResponseStream",
     "RoutmyError",
     "ServerSentEvent",
+    "SpendLimit",
+    "SpendLimitError",
+    "SpendSnapshot",
+    "SpendTotals",
     "StreamSummary",
     "Timeout",
     "UnprocessableEntityError",

@@ -32,6 +32,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._checks import check_count
+from ._exceptions import SpendLimitError
 from ._http._ratelimit import RateLimit, batch_limit, batch_limits_running, estimate_tokens
 from .types.chat import ChatCompletion
 
@@ -141,6 +142,9 @@ class _Runner:
         # An error of the input itself (a generator that raised): the batch's error, raised
         # as it is once the group has ended (not wrapped in an ExceptionGroup).
         self.input_error: Exception | None = None
+        # Calls in flight, and the event the next one to end sets (see _call_within_spend).
+        self._running = 0
+        self._ended: anyio.Event | None = None
 
     async def run(self) -> None:
         if self._limits is None:
@@ -217,7 +221,7 @@ class _Runner:
 
     async def _one(self, index: int, request: Any) -> None:
         try:
-            result: Any = await self._call(**_checked(index, request))
+            result: Any = await self._call_within_spend(_checked(index, request))
         except Exception as exc:  # the item's result: one failure never stops the others
             result = exc
             if self._stop_on_error:
@@ -226,6 +230,28 @@ class _Runner:
             self._send.send_nowait((index, result))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the consumer has gone: the runner is being cancelled
+
+    async def _call_within_spend(self, request: dict[str, Any]) -> Any:
+        """The call; one the client's spend limit refuses while other calls of the batch are
+        in flight is tried again when one of them ends (its settlement gives room back).
+        Refused with none in flight, or for a cost it cannot compute, the refusal is the
+        item's result: nothing was sent, and each later item is tried on its own."""
+        while True:
+            self._running += 1
+            try:
+                return await self._call(**request)
+            except SpendLimitError as refused:
+                if refused.missing is not None or self._running == 1:
+                    raise
+            finally:
+                self._running -= 1
+                ended = self._ended
+                if ended is not None:  # only once a refusal waits: nothing to pay before
+                    self._ended = None
+                    ended.set()
+            if self._ended is None:
+                self._ended = anyio.Event()
+            await self._ended.wait()  # set by the next call of the batch that ends
 
 
 async def run_many(

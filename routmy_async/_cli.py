@@ -321,6 +321,8 @@ async def _batch(args: argparse.Namespace) -> int:
                 requests_per_minute=args.rpm,
                 tokens_per_minute=args.tpm,
                 max_cost=args.max_cost,
+                max_units=args.max_units,
+                default_output_tokens=args.default_output_tokens,
                 retry_failed=args.retry_failed,
                 skip_invalid=args.skip_invalid,
                 progress=_progress_for(args),
@@ -412,7 +414,7 @@ def _connection_options() -> argparse.ArgumentParser:
         choices=["routmy", "openrouter"],
         default=None,
         help="with --mock: answer as rout.my (the default: no usage.cost) or as OpenRouter "
-        "(usage.cost in dollars, which --max-cost needs)",
+        "(prices and usage.cost in dollars, which --max-cost needs)",
     )
     return connection
 
@@ -429,8 +431,8 @@ def _add_batch(commands: Any) -> None:
         "last line with no newline that is not valid JSON: a line still being written), "
         "and an input truncated or replaced during the run stops it (exit 1). Exit codes: "
         "0 done, 1 an error, 2 a usage error, 3 some lines failed, 4 stopped at "
-        "--max-cost, 5 the input grew during the run or its last line was still being "
-        "written (run again for the rest), 130/143 interrupted.",
+        "--max-cost or --max-units, 5 the input grew during the run or its last line was "
+        "still being written (run again for the rest), 130/143 interrupted.",
     )
     batch.add_argument("input", help="JSONL lines {custom_id, method, url, body}")
     batch.add_argument(
@@ -456,15 +458,30 @@ def _add_batch_limits(batch: argparse.ArgumentParser) -> None:
         type=_positive_float,
         default=None,
         metavar="USD",
-        help="what the output may cost: no request starts once the usage.cost of its "
-        "answers (earlier runs' included) plus a reservation for the requests in flight "
-        "would pass USD. The reservation is an estimate sized by each request (the highest "
-        "cost per token so far times its prompt characters / 4 plus its max_tokens, or "
-        "without one the larger of 256 and the prompt): it errs high but an answer longer "
-        "than estimated can pass USD (the summary shows it). Refused (exit 1) where answers "
-        "carry no cost: against a rout.my URL (which counts tokens) before anything is "
-        "sent, against any other URL (--mock too) at the first answer without one, no "
-        "other request started",
+        help="what the output may cost, earlier runs' answers included: each attempt "
+        "reserves its worst case (its prompt, bounded, plus its max_tokens, at the model's "
+        "price from the server's /v1/models pricing) before it is sent, and settles to its "
+        "usage (its usage.cost where reported); the run stops when the next line does not "
+        "fit what is left (exit 4). Refused (exit 1) where it cannot be counted: against a "
+        "rout.my URL (no prices: use --max-units) before anything is read, and at a line "
+        "whose model has no price, none of its requests sent",
+    )
+    batch.add_argument(
+        "--max-units",
+        type=_positive_float,
+        default=None,
+        metavar="UNITS",
+        help="what the output may use in quota units (tokens times the model's "
+        "token_multiplier from /v1/models, what rout.my counts), earlier runs' answers "
+        "included; run as --max-cost is",
+    )
+    batch.add_argument(
+        "--default-output-tokens",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --max-cost/--max-units: the output cap reserved for a line without "
+        "max_tokens (without it such a line stops the run, never counted as free)",
     )
 
 

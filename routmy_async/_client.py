@@ -31,10 +31,12 @@ from ._config import (
 from ._exceptions import APIResponseValidationError
 from ._hooks import Hooks, HookSet
 from ._http._ratelimit import RateLimit
+from ._http._spend_gate import SpendGate
 from ._http._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
 from ._http._transport import Transport, logger
 from ._params import _OPTION_NAMES, RequestOptions, build_body
 from ._request import CallSpec, Pipeline
+from ._spend import SpendLimit, SpendSnapshot
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -162,6 +164,69 @@ def _hook_set(hooks: Iterable[Hooks] | None) -> HookSet | None:
     return hook_set if hook_set.hooks else None
 
 
+def _check_spend_limit(spend_limit: object) -> None:
+    if spend_limit is not None and not isinstance(spend_limit, SpendLimit):
+        raise TypeError(
+            "spend_limit must be a routmy_async.SpendLimit(max_units=..., max_dollars=...), "
+            f"not {type(spend_limit).__name__}"
+        )
+
+
+def _check_settings(
+    timeout: float | Timeout | None,
+    max_retries: int,
+    default_headers: Mapping[str, str] | None,
+    default_query: Mapping[str, str] | None,
+    spend_limit: object,
+) -> tuple[Timeout, dict[str, str], dict[str, str]]:
+    """The settings that are not the pool's, checked: the timeout, default headers and
+    default query as the pipeline takes them.
+
+    :raises TypeError: a setting has the wrong type. :raises ValueError: a wrong value.
+    """
+    check_count("max_retries", max_retries, 0)
+    _check_spend_limit(spend_limit)
+    return (
+        coerce_timeout(timeout),
+        check_headers(default_headers, name="default_headers"),
+        check_headers(default_query, name="default_query"),
+    )
+
+
+def _observe(
+    transport: Transport,
+    pipeline: Pipeline,
+    hooks: Iterable[Hooks] | None,
+    limit: SpendLimit | None,
+) -> None:
+    """The client's hooks on the transport, and its spend limit (see :func:`_limit_spend`)."""
+    transport.hooks = _hook_set(hooks)
+    if limit is not None:
+        _limit_spend(transport, pipeline, limit)
+
+
+def _limit_spend(transport: Transport, pipeline: Pipeline, limit: SpendLimit) -> None:
+    """Add ``limit`` to the pipeline's, and the pool's spend gate before its hooks if it has
+    none yet (the first hook: the units it counts are on the ``Call`` when the others see
+    it). The gate reads the models list through a pipeline of its own, which no client
+    closes."""
+    pipeline.spend_limits = (*pipeline.spend_limits, limit)
+    if transport.spend is not None:
+        return
+    reader = pipeline.derive(spend_limits=())
+
+    async def load_models() -> list[Mapping[str, Any]]:
+        listed = await reader.send(
+            reader.prepare("models", "GET", "/models", decode=msgspec.json.decode)
+        )
+        items = listed.get("data") if isinstance(listed, Mapping) else None
+        return [item for item in items or () if isinstance(item, Mapping)]
+
+    gate = SpendGate(load_models)
+    transport.spend = gate
+    transport.hooks = HookSet((gate, *(transport.hooks.hooks if transport.hooks else ())))
+
+
 def _warn_if_insecure(verify: VerifyTypes, parts: SplitResult, base_url: str) -> None:
     if verify is False or (
         isinstance(verify, ssl.SSLContext) and verify.verify_mode == ssl.CERT_NONE
@@ -199,6 +264,9 @@ class AsyncRoutmy:
         it (the same object given to several clients is one budget for all of them).
     :param hooks: :class:`Hooks` that observe every call, attempt, retry, error and stream
         end of this client and of the clients ``with_options`` derives from it.
+    :param spend_limit: a :class:`SpendLimit` every attempt of this client (and of the
+        clients ``with_options`` derives from it) reserves its worst case in before it is
+        sent; the same object given to several clients is one limit for all of them.
     :raises TypeError: an argument has the wrong type.
     :raises ValueError: an argument has a wrong value (a negative retry count, a bad URL...).
     """
@@ -220,10 +288,10 @@ class AsyncRoutmy:
         trust_env: bool = True,
         rate_limit: RateLimit | None = None,
         hooks: Iterable[Hooks] | None = None,
+        spend_limit: SpendLimit | None = None,
     ):
         api_key = _key_from(api_key)
         base_url, parts = _check_base_url(base_url)
-        check_count("max_retries", max_retries, 0)
         client_cert, proxy = _check_connection(
             session=session,
             verify=verify,
@@ -233,9 +301,9 @@ class AsyncRoutmy:
             rate_limit=rate_limit,
             max_connections=max_connections,
         )
-        checked_timeout = coerce_timeout(timeout)
-        checked_headers = check_headers(default_headers, name="default_headers")
-        checked_query = check_headers(default_query, name="default_query")
+        checked_timeout, checked_headers, checked_query = _check_settings(
+            timeout, max_retries, default_headers, default_query, spend_limit
+        )
         self.max_connections = max_connections
         self._transport = Transport(
             max_connections=max_connections,
@@ -248,7 +316,6 @@ class AsyncRoutmy:
             trust_env=trust_env,
             target=base_url,
         )
-        self._transport.hooks = _hook_set(hooks)
         self._pipeline = Pipeline(
             self._transport,
             base_url=base_url.rstrip("/"),
@@ -259,6 +326,7 @@ class AsyncRoutmy:
             default_query=checked_query,
             user_agent=f"routmy-async/{__version__}",
         )
+        _observe(self._transport, self._pipeline, hooks, spend_limit)
         self._owns_transport = True
         self._transport.attach()
         self._state = _State.UNOPENED
@@ -341,7 +409,17 @@ class AsyncRoutmy:
     def hooks(self) -> tuple[Hooks, ...]:
         """The hooks of this client (shared with its ``with_options`` clients)."""
         hooks = self._transport.hooks
-        return hooks.hooks if hooks is not None else ()
+        if hooks is None:
+            return ()
+        gate = self._transport.spend
+        return tuple(hook for hook in hooks.hooks if hook is not gate)
+
+    @property
+    def spend(self) -> SpendSnapshot | None:
+        """Spent, reserved and left of the client's spend limit (``None`` without one); of a
+        ``with_options`` client, the limit given to it, else its parent's."""
+        limits = self._pipeline.spend_limits
+        return limits[-1].spend if limits else None
 
     @property
     def connections_in_use(self) -> int:
@@ -389,6 +467,7 @@ class AsyncRoutmy:
         max_retries: int | NotGiven = NOT_GIVEN,
         default_headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
         default_query: Mapping[str, str] | NotGiven = NOT_GIVEN,
+        spend_limit: SpendLimit | None = None,
     ) -> AsyncRoutmy:
         """Return a client with other settings that shares this client's connection pool.
 
@@ -399,6 +478,9 @@ class AsyncRoutmy:
         alive for as long as it is referenced, even when this client is a temporary
         (``AsyncRoutmy().with_options(...)``): the pool then closes with the last client
         that uses it.
+
+        ``spend_limit`` gives the new client a :class:`SpendLimit` of its own: its attempts
+        reserve in it and in this client's (a job's budget inside a team's, say).
         """
         self._check_open()
         # Every value is checked before the clone exists: a half-made clone collected
@@ -422,10 +504,13 @@ class AsyncRoutmy:
                 **settings.default_query,
                 **check_headers(default_query, name="default_query"),
             }
+        _check_spend_limit(spend_limit)
         clone = object.__new__(AsyncRoutmy)
         # cached_property resources are bound to their client: leave them to be rebuilt.
         clone.__dict__.update({k: v for k, v in self.__dict__.items() if k not in _RESOURCE_NAMES})
         clone._pipeline = settings.derive(**changes)
+        if spend_limit is not None:
+            _limit_spend(clone._transport, clone._pipeline, spend_limit)
         clone._owns_transport = False
         clone._state = _State.UNOPENED
         clone._transport.attach()

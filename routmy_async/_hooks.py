@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
@@ -59,6 +60,9 @@ class Call(_Operation, kw_only=True, eq=False):
     :ivar server_address: the host of the base URL; ``server_port`` its port.
     :ivar started: ``time.monotonic()`` at the start of the operation.
     :ivar state: free storage for hooks (keyed by anything they like).
+    :ivar units: the quota units a client's spend limit counted for this call, every attempt
+        summed, once they are settled (``None`` without a ``max_units`` limit, or before).
+    :ivar dollars: the same in dollars, for a ``max_dollars`` limit.
     """
 
     model: str | None = None
@@ -71,6 +75,8 @@ class Call(_Operation, kw_only=True, eq=False):
     hooks: HookSet | None = None
     started: float = msgspec.field(default_factory=time.monotonic)
     state: dict[Any, Any] = msgspec.field(default_factory=dict)
+    units: Decimal | None = None
+    dollars: Decimal | None = None
 
     def __repr__(self) -> str:
         return f"<Call {self.operation} {self.model or ''} stream={self.stream}>"

@@ -38,6 +38,7 @@ from .types._base import TopLevelResponse, attach_answer
 
 if TYPE_CHECKING:
     from ._http._transport import RawResponse, Transport
+    from ._spend import SpendLimit
 
 __all__ = ["CallSpec", "Pipeline", "Request", "Undecodable"]
 
@@ -142,6 +143,7 @@ class Pipeline:
         "default_headers",
         "default_query",
         "max_retries",
+        "spend_limits",
         "timeout",
         "transport",
     )
@@ -157,8 +159,11 @@ class Pipeline:
         default_headers: dict[str, str],
         default_query: dict[str, str],
         user_agent: str,
+        spend_limits: tuple[SpendLimit, ...] = (),
     ):
         self.transport = transport
+        #: The spend limits every attempt of this client reserves in (its parents' first).
+        self.spend_limits = spend_limits
         self.base_url = base_url
         self.api_key = api_key
         self.timeout = timeout
@@ -185,8 +190,8 @@ class Pipeline:
 
     def derive(self, **changes: Any) -> Pipeline:
         """A pipeline over the same transport with some settings changed (``api_key``,
-        ``timeout``, ``max_retries``, ``default_headers``, ``default_query``), checked by
-        the caller."""
+        ``timeout``, ``max_retries``, ``default_headers``, ``default_query``,
+        ``spend_limits``), checked by the caller."""
         settings: dict[str, Any] = {
             "base_url": self.base_url,
             "api_key": self.api_key,
@@ -195,6 +200,7 @@ class Pipeline:
             "default_headers": self.default_headers,
             "default_query": self.default_query,
             "user_agent": self._headers["User-Agent"],
+            "spend_limits": self.spend_limits,
         }
         settings.update(changes)
         return Pipeline(self.transport, **settings)
@@ -323,7 +329,7 @@ class Pipeline:
         if hooks is None:
             return None
         host, port = self._server
-        return Call(
+        call = Call(
             spec.operation,
             model=spec.model,
             stream=spec.stream,
@@ -332,6 +338,11 @@ class Pipeline:
             server_port=port,
             hooks=hooks,
         )
+        if self.spend_limits:
+            gate = self.transport.spend
+            assert gate is not None  # a client with a spend limit put its gate there
+            gate.begin(call, self.spend_limits)
+        return call
 
     # -- sending ----------------------------------------------------------------------------
 

@@ -364,7 +364,12 @@ class SpendLimit:
         return all(self._rate(ledger, model) is not None for ledger in self._ledgers)
 
     def reserve(
-        self, model: str, *, input_tokens: int, max_output_tokens: int | None
+        self,
+        model: str,
+        *,
+        input_tokens: int,
+        max_output_tokens: int | None,
+        choices: int = 1,
     ) -> Reservation:
         """Hold one attempt's worst case, or refuse it.
 
@@ -372,12 +377,13 @@ class SpendLimit:
         :param input_tokens: the prompt tokens, estimated (an upper bound keeps the limit).
         :param max_output_tokens: the request's output cap, or ``None`` when it sets none
             (``default_output_tokens`` is used then).
+        :param choices: how many answers the request asks for (chat's ``n``): each may use
+            the whole output cap.
         :raises SpendLimitError: it does not fit what is left, or it cannot be priced.
         """
         input_tokens = _count(input_tokens, "input_tokens")
-        output_tokens = self._output_cap(model, max_output_tokens)
-        holds: list[tuple[_Ledger, _Rate, int]] = []
-        for ledger in self._ledgers:
+        rates: list[tuple[_Ledger, _Rate]] = []
+        for ledger in self._ledgers:  # an unknown model first: no cap makes it priceable
             rate = self._rate(ledger, model)
             if rate is None:
                 missing = "token_multiplier" if ledger.unit == "units" else "price"
@@ -387,7 +393,11 @@ class SpendLimit:
                     missing=missing,
                     why=f"{model!r} has no {_MISSING_HELP[missing]}",
                 )
-            holds.append((ledger, rate, rate.charge(input_tokens, output_tokens)))
+            rates.append((ledger, rate))
+        output_tokens = self._output_cap(model, max_output_tokens) * max(
+            1, _count(choices, "choices")
+        )
+        holds = [(ledger, rate, rate.charge(input_tokens, output_tokens)) for ledger, rate in rates]
         # Every limit must fit before any of them holds: a refusal leaves no trace.
         for ledger, _, amount in holds:
             if not ledger.fits(amount):

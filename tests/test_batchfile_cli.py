@@ -125,18 +125,24 @@ def test_an_invalid_file_exits_1_with_line_numbers(tmp_path, capsys):
     assert not (tmp_path / "out.jsonl").exists()
 
 
+@pytest.mark.filterwarnings("ignore:a request to .* sets no max_tokens:UserWarning")
 def test_failed_lines_exit_3_and_the_budget_exits_4(tmp_path, capsys):
     """Lines that failed: exit 3; a --max-cost that stops the run against a mock that
-    reports usage.cost (--mock-flavor openrouter): exit 4."""
+    lists prices (--mock-flavor openrouter), or a --max-units against one as rout.my: exit 4."""
     locked = write_requests(tmp_path / "locked.jsonl", 2, model="mock/locked")
     args = ["--mock", "--no-progress"]
     assert main(["batch", str(locked), "-o", str(tmp_path / "a.jsonl"), *args]) == 3
     assert "403 Forbidden: 2" in capsys.readouterr().out
     source = write_requests(tmp_path / "in.jsonl", 30)
     target = str(tmp_path / "b.jsonl")
-    priced = [*args, "--mock-flavor", "openrouter", "--max-cost", "0.00004"]
+    priced = [*args, "--mock-flavor", "openrouter", "--max-cost", "0.0001"]
+    priced += ["--default-output-tokens", "16"]
     assert main(["batch", str(source), "-o", target, *priced]) == 4
     assert "budget is reached" in capsys.readouterr().out
+    units = [*args, "--max-units", "100", "--default-output-tokens", "16"]
+    assert main(["batch", str(source), "-o", str(tmp_path / "c.jsonl"), *units]) == 4
+    out = capsys.readouterr().out
+    assert "budget is reached" in out and "of 100 allowed" in out
 
 
 def test_mock_flavor_needs_mock(tmp_path, capsys):

@@ -23,6 +23,7 @@ import pytest_asyncio
 from routmy_async import (
     AsyncRoutmy,
     BatchFileError,
+    BatchStop,
     BatchSummary,
     check_batch_file,
     run_batch_file,
@@ -125,69 +126,100 @@ async def test_max_cost_against_routmy_is_refused_before_anything_is_read(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
 
-async def test_cli_max_cost_against_a_server_without_cost_sends_one_request(mock, tmp_path):
-    """routmy batch --max-cost against a rout.my-like server (the default mock): exit 1 with
-    a clear message after its first answer, having sent no other request, even at
-    --concurrency 8; the one result is written."""
-    source = write_lines(tmp_path / "in.jsonl", [chat_line(f"q{i:02d}") for i in range(20)])
+def chats_sent(mock: MockRoutmy) -> int:
+    """Requests that could cost something (the models list a budget reads is free)."""
+    return sum(1 for request in mock.requests if not request.path.endswith("/models"))
+
+
+async def test_cli_max_cost_against_a_server_without_prices_sends_nothing(mock, tmp_path):
+    """routmy batch --max-cost against a server that lists no prices (the default mock, as
+    rout.my): exit 1 naming the model and what is missing, before any request is sent, even
+    at --concurrency 8; no line is written for it."""
+    lines = [chat_line(f"q{i:02d}", max_tokens=5) for i in range(20)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
     target = tmp_path / "out.jsonl"
     argv = [str(source), "-o", str(target), "--max-cost", "5", "--concurrency", "8"]
     code, out, err = await finish(await spawn(mock, *argv))
     assert code == 1, err
-    assert "error: max_cost cannot be enforced: the answer to 'q00' reported no usage.cost" in err
-    assert "Run without max_cost" in err and mock.api_key not in err + out
-    assert len(mock.requests) == 1
-    assert [r["custom_id"] for r in results(target)] == ["q00"]
+    assert "error: the budget cannot be enforced" in err
+    assert "'mock/echo' has no price" in err and mock.api_key not in err + out
+    assert chats_sent(mock) == 0
+    assert results(target) == []
 
 
+@pytest.mark.filterwarnings("ignore:a request to .* sets no max_tokens:UserWarning")
 def test_cli_mock_max_cost_stops_and_the_openrouter_flavor_counts(tmp_path, capsys):
-    """--mock answers as rout.my: --max-cost stops with exit 1 after one answer;
-    --mock-flavor openrouter reports usage.cost, so the same budget runs every line."""
+    """--mock answers as rout.my (no prices): --max-cost stops with exit 1 before sending;
+    --mock-flavor openrouter lists prices, so the same budget runs every line; a line
+    without max_tokens needs --default-output-tokens."""
     source = write_lines(tmp_path / "in.jsonl", [chat_line(f"q{i:02d}") for i in range(10)])
     target = tmp_path / "out.jsonl"
     args = ["batch", str(source), "-o", str(target), "--mock", "--no-progress"]
-    assert main([*args, "--max-cost", "5", "--concurrency", "4"]) == 1
+    budget = ["--max-cost", "5", "--default-output-tokens", "64"]
+    assert main([*args, *budget, "--concurrency", "4"]) == 1
     out, err = capsys.readouterr()
-    assert "max_cost cannot be enforced" in err and "allowed" not in out
-    assert "cost: unknown (no answer reported usage.cost); max_cost $5.0000 could not be" in out
-    assert len(results(target)) == 1
-    priced = ["--mock-flavor", "openrouter", "--max-cost", "5"]
+    assert "has no price" in err and "(no request of it was sent)" in out
+    assert results(target) == []
+    priced = ["--mock-flavor", "openrouter", *budget]
     assert main(["batch", str(source), "-o", str(tmp_path / "b.jsonl"), *args[4:], *priced]) == 0
     out = capsys.readouterr().out
     assert "of $5.0000 allowed" in out and "reported no cost" not in out
+    assert main([*args, "--mock-flavor", "openrouter", "--max-cost", "5"]) == 1
+    assert "--default-output-tokens" in capsys.readouterr().err
 
 
-async def test_an_answer_without_cost_stops_a_priced_run_at_once(priced, tmp_path):
-    """Against a server that prices chat but not images, the first image answer stops the
-    run under max_cost: a BatchFileError carrying the summary, no request started after."""
+async def test_a_line_without_a_price_stops_a_priced_run_before_it_is_sent(priced, tmp_path):
+    """Against a server that prices chat but not images, the image line is refused before
+    it is sent under max_cost (fail closed: never counted as free): a BatchFileError
+    carrying the summary, the lines before it written, nothing started after it."""
     image = {
         "custom_id": "img",
         "url": "/v1/images/generations",
         "body": {"model": "mock/image", "prompt": "a cube"},
     }
-    lines = [chat_line("a"), chat_line("b"), image, chat_line("c"), chat_line("d")]
+    lines = [chat_line("a", max_tokens=5), chat_line("b", max_tokens=5), image]
+    lines += [chat_line("c", max_tokens=5), chat_line("d", max_tokens=5)]
     source = write_lines(tmp_path / "in.jsonl", lines)
     target = tmp_path / "out.jsonl"
     async with client_for(priced) as client:
-        with pytest.raises(BatchFileError, match=r"the answer to 'img' reported no usage\.cost"):
+        with pytest.raises(BatchFileError, match=r"'mock/image' has no price") as caught:
             await run_batch_file(client, source, target, max_cost=1.0, concurrency=1)
-    assert [r["custom_id"] for r in results(target)] == ["a", "b", "img"]
-    assert len(priced.requests) == 3
+    assert [r["custom_id"] for r in results(target)] == ["a", "b"]
+    assert chats_sent(priced) == 2
+    summary = caught.value.summary
+    assert summary is not None and summary.stop_reason == "cost_unknown"
+    assert summary.not_started == 3
 
 
-async def test_max_cost_over_an_output_with_unpriced_answers_is_refused(mock, priced, tmp_path):
-    """An output whose answers carry no cost (written against rout.my) cannot be held to a
-    max_cost: the run refuses before sending anything, even to a priced server (a run with
-    nothing left to send has nothing to refuse)."""
-    source = write_lines(tmp_path / "in.jsonl", [chat_line(f"q{i}") for i in range(4)])
+async def test_an_outputs_earlier_answers_count_and_unpriceable_ones_are_refused(
+    mock, priced, tmp_path
+):
+    """What an output's earlier answers used counts against the budget, priced by the
+    models list where they reported no cost (written against rout.my); an answer of a model
+    the list cannot price stops the run before it sends anything (a run with nothing left
+    to send has nothing to refuse)."""
+    source = write_lines(
+        tmp_path / "in.jsonl", [chat_line(f"q{i}", max_tokens=5) for i in range(4)]
+    )
     target = tmp_path / "out.jsonl"
     async with client_for(mock) as client:
         await run_batch_file(client, write_lines(tmp_path / "two.jsonl", [chat_line("q0")]), target)
     async with client_for(priced) as client:
-        with pytest.raises(BatchFileError, match=r"1 answer\(s\) already in .* no usage\.cost"):
-            await run_batch_file(client, source, target, max_cost=1.0)
-        assert priced.requests == [] and len(results(target)) == 1
-        done = await run_batch_file(client, tmp_path / "two.jsonl", target, max_cost=1.0)
+        summary = await run_batch_file(client, source, target, max_cost=1.0)
+        assert summary.ok == 3 and summary.spend is not None
+        assert summary.spend.dollars is not None
+        spent = float(summary.spend.dollars.spent)
+        assert spent == pytest.approx(4 * 5e-6)  # q0 priced by the list, not counted free
+    vision = [chat_line("v", max_tokens=5, model="mock/vision")]
+    unpriced = tmp_path / "unpriced.jsonl"
+    async with client_for(mock) as client:
+        await run_batch_file(client, write_lines(tmp_path / "v.jsonl", vision), unpriced)
+    async with client_for(priced) as client:
+        sent = chats_sent(priced)
+        with pytest.raises(BatchFileError, match=r"of 'mock/vision' already in .* price"):
+            await run_batch_file(client, source, unpriced, max_cost=1.0)
+        assert chats_sent(priced) == sent and len(results(unpriced)) == 1
+        done = await run_batch_file(client, tmp_path / "v.jsonl", unpriced, max_cost=1.0)
     assert done.skipped == 1 and done.started == 0 and done.complete
 
 
@@ -348,10 +380,10 @@ async def test_a_budget_already_spent_sends_nothing(priced, tmp_path):
     target = tmp_path / "out.jsonl"
     async with client_for(priced) as client:
         first = await run_batch_file(client, source, target, max_cost=5e-5, concurrency=1)
-        sent = len(priced.requests)
+        sent = chats_sent(priced)
         second = await run_batch_file(client, source, target, max_cost=5e-5)
     assert first.stop_reason == second.stop_reason == "budget"
-    assert len(priced.requests) == sent and second.started == 0
+    assert chats_sent(priced) == sent and second.started == 0
     data = second.to_dict()
     assert data["cost"] == 0 and data["cost_before"] == pytest.approx(first.cost)
     assert data["cost_total"] == pytest.approx(first.cost)
@@ -749,3 +781,64 @@ async def test_cli_exits_5_when_the_input_grew_during_the_run(mock, tmp_path):
     code, out, err = await finish(await spawn(mock, *argv))
     assert code == 0, err
     assert [r["custom_id"] for r in results(target)][12:] == ["late"]
+
+
+# -- 6. max_units: rout.my's own unit, across a kill and a restart ----------------------------
+
+
+def output_units(path: Path) -> int:
+    """Tokens of the output's answers: quota units for mock/echo (token_multiplier 1)."""
+    return sum(r["response"]["body"]["usage"]["total_tokens"] for r in results(path) if is_ok(r))
+
+
+async def test_max_units_bounds_the_output_across_a_kill_and_a_restart(mock, tmp_path):
+    """routmy batch --max-units against a server that answers as rout.my (no prices, no
+    cost), killed with SIGKILL mid-run, then run again: the second run counts the units the
+    output's answers already used (tokens times token_multiplier), so the output stays
+    within the budget; the summary says what was used before (exit 4)."""
+    lines = [chat_line(f"q{i:02d}", max_tokens=2) for i in range(60)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    target = tmp_path / "out.jsonl"
+    budget = 150  # a line uses 5 units and reserves ~37: about 25 lines
+    argv = [str(source), "-o", str(target), "--max-units", str(budget), "--concurrency", "2"]
+    mock.latency = 0.2
+    process = await spawn(mock, *argv)
+    await until(lambda: len(results(target)) >= 3)
+    process.kill()
+    await finish(process)
+    before = output_units(target)
+    assert before >= 15
+    mock.latency = 0.0
+    code, out, err = await finish(await spawn(mock, *argv))
+    assert code == 4, err
+    assert output_units(target) <= budget
+    assert f"+ {before} before of {budget} allowed" in out and "budget is reached" in out
+    sent = chats_sent(mock)
+    code, out, err = await finish(await spawn(mock, *argv))  # nothing fits: nothing sent
+    assert code == 4, err
+    assert "quota units: 0 this run" in out and chats_sent(mock) == sent
+
+
+async def test_a_stopped_run_resumes_within_its_units(mock, tmp_path):
+    """run_batch_file(max_units=...) stopped after a few results, then run again: the
+    summary's units_before is what the first run used, and the two stay within the limit."""
+    lines = [chat_line(f"q{i:02d}", max_tokens=2) for i in range(40)]
+    source = write_lines(tmp_path / "in.jsonl", lines)
+    target = tmp_path / "out.jsonl"
+    stop = BatchStop()
+
+    def after_three(summary: BatchSummary) -> None:
+        if summary.done == 3:
+            stop.request()
+
+    async with client_for(mock) as client:
+        first = await run_batch_file(
+            client, source, target, max_units=100, progress=after_three, stop=stop
+        )
+        second = await run_batch_file(client, source, target, max_units=100)
+    assert first.stop_reason == "interrupted" and first.units == output_units(target) - (
+        second.units
+    )
+    assert second.units_before == first.units and second.stop_reason == "budget"
+    assert first.units + second.units <= 100
+    assert second.to_dict()["units_before"] == first.units

@@ -269,11 +269,12 @@ async def test_a_check_counts_what_a_run_would_send_and_estimates_tokens(client,
 
 
 async def test_the_budget_stops_new_starts_and_says_so(priced_client, tmp_path):
-    """max_cost, against a server that reports usage.cost: no request starts once spent +
-    expected in flight would pass it; the summary says so, and a run with a bigger budget
-    does the rest."""
+    """max_cost, against a server that lists prices and reports usage.cost: each line
+    reserves its worst case (its prompt, bounded, and its max_tokens) before it is sent; the
+    run stops when the next one does not fit what is left, having spent no more than the
+    budget; the lines refused are not started (no line written), and a run with a bigger
+    budget does the rest."""
     client = priced_client
-    # max_tokens: a line's reservation counts its output cap (256 without one).
     lines = [chat_line(f"{i:02d}", max_tokens=2) for i in range(40)]
     source = write_lines(tmp_path / "in.jsonl", lines)
     budget = 10 * COST_PER_LINE
@@ -281,8 +282,13 @@ async def test_the_budget_stops_new_starts_and_says_so(priced_client, tmp_path):
         client, source, tmp_path / "out.jsonl", concurrency=4, max_cost=budget
     )
     assert summary.stop_reason == "budget" and not summary.complete
-    assert summary.cost <= budget + COST_PER_LINE / 2
-    assert 8 <= summary.ok <= 10 and summary.not_started == 40 - summary.ok
+    assert summary.spend is not None and summary.spend.dollars is not None
+    dollars = summary.spend.dollars
+    assert dollars.spent <= budget and dollars.reserved == 0
+    assert summary.cost == pytest.approx(float(dollars.spent))  # the costs reported
+    assert summary.ok >= 1 and summary.failed == 0
+    assert summary.not_started == 40 - summary.ok
+    assert len(read_results(tmp_path / "out.jsonl")) == summary.ok
     assert "budget is reached" in summary.format()
     rest = await run_batch_file(client, source, tmp_path / "out.jsonl", max_cost=1.0)
     assert rest.stop_reason is None and rest.ok == 40 - summary.ok
@@ -793,6 +799,7 @@ async def test_a_stop_from_a_signal_handler_keeps_its_grace_period(tmp_path):
         loop.remove_signal_handler(_signal.SIGUSR1)
 
 
+@pytest.mark.filterwarnings("ignore:a request to .* sets no max_tokens:UserWarning")
 async def test_the_budget_holds_when_large_lines_follow_small_ones(priced_client, tmp_path):
     """max_cost reserves for each request in flight by its own size: small answers first
     do not let a crowd of large requests start at once (the mean of the small ones would;
@@ -803,7 +810,12 @@ async def test_the_budget_holds_when_large_lines_follow_small_ones(priced_client
     source = write_lines(tmp_path / "in.jsonl", lines)
     budget = 0.003  # the mock: 1e-6 a token; a large line costs 800 tokens (echoed)
     summary = await run_batch_file(
-        priced_client, source, tmp_path / "out.jsonl", concurrency=16, max_cost=budget
+        priced_client,
+        source,
+        tmp_path / "out.jsonl",
+        concurrency=16,
+        max_cost=budget,
+        default_output_tokens=256,  # the lines set no max_tokens
     )
     assert summary.stop_reason == "budget"
     assert summary.cost_total <= budget

@@ -49,13 +49,14 @@ def test_example_runs(script, expected):
 
 def test_batch_example_runs_and_resumes(tmp_path):
     """batch.py writes a sample, runs it into OpenAI Batch output lines, and a second run
-    skips every line already done; a budget against the mock (no usage.cost, as rout.my)
-    is refused with a clear error, not ignored."""
+    skips every line already done; a budget in quota units too small for one request stops
+    the run before it sends anything, and says so."""
     source = tmp_path / "in.jsonl"
     target = tmp_path / "out.jsonl"
     assert run("batch.py", "--sample", str(source)).returncode == 0
     refused = run("batch.py", str(source), str(tmp_path / "budget.jsonl"), "5")
-    assert refused.returncode == 1 and "max_cost cannot be enforced" in refused.stdout
+    assert refused.returncode == 1 and "the budget is reached" in refused.stdout
+    assert not (tmp_path / "budget.jsonl").read_text()
     first = run("batch.py", str(source), str(target))
     assert first.returncode == 0, first.stderr
     assert re.search(r"ok +20\n", first.stdout) and "cost: unknown" in first.stdout

@@ -32,6 +32,8 @@ async def run_batch_file(
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
     max_cost: float | None = None,
+    max_units: float | None = None,
+    default_output_tokens: int | None = None,
     retry_failed: bool = True,
     skip_invalid: bool = False,
     progress: bool | Callable[[BatchSummary], None] | None = None,
@@ -65,16 +67,22 @@ async def run_batch_file(
     :param requests_per_minute: spaces the starts (within the client's own ``rate_limit``).
     :param tokens_per_minute: a token budget for the batch (estimated, then corrected by
         each answer's usage).
-    :param max_cost: what the output may cost, in USD over ``usage.cost``, its earlier
-        runs' answers included: no request starts once that plus a reservation for those
-        in flight and itself would pass it. The reservation is an estimate sized by each
-        request (the highest cost per token so far times its estimated tokens, output cap
-        included), which errs high; an answer longer than its estimate can still pass the
-        limit (the summary shows the overshoot). Refused (``BatchFileError``) where it
-        cannot be counted: against a rout.my URL (before anything is read), over an output
-        holding answers without a cost (before anything is sent), and at the first answer
-        without one (until one has shown a cost, requests go one at a time, so no other was
-        sent).
+    :param max_cost: what the output may cost in USD, its earlier runs' answers included:
+        a :class:`SpendLimit` ``max_dollars``. Each attempt reserves its worst case (its
+        prompt, bounded, plus its output cap, at the model's price from the server's
+        ``/v1/models`` ``pricing``) before it is sent and settles to its ``usage`` (its
+        ``usage.cost`` where the server reports one); a line that does not fit waits for the
+        lines in flight, and the run stops when it still does not. Refused
+        (``BatchFileError``) where it cannot be counted: against a rout.my URL, which lists
+        no prices (before anything is read), over an output holding answers the models
+        list cannot price (before anything is sent), and at a line whose model has no price
+        (none of its requests sent).
+    :param max_units: what the output may use in quota units (tokens times the model's
+        ``token_multiplier``, what rout.my counts), its earlier answers included: a
+        :class:`SpendLimit` ``max_units``, run as ``max_cost`` is. Both may be given.
+    :param default_output_tokens: the output cap a budget reserves for a line without
+        ``max_tokens`` (``max_completion_tokens``, ``max_output_tokens``); without it such
+        a line stops a budgeted run (never counted as free).
     :param retry_failed: send the lines whose earlier result is a failure again.
     :param skip_invalid: run the valid lines of a file with invalid ones (else nothing runs).
     :param progress: ``True`` for a tqdm bar (the ``progress`` extra) or a log line every few
@@ -83,7 +91,7 @@ async def run_batch_file(
     :param grace_period: seconds the requests in flight get to finish after a stop request.
     :returns: what the run did; ``summary.stop_reason`` says why it ended early, if it did.
     :raises BatchFileError: invalid lines (the message names the first ones, ``.problems``
-        has them all up to 100), an output in use by another run, a ``max_cost`` that cannot
+        has them all up to 100), an output in use by another run, a budget that cannot
         be counted, an input truncated, rewritten or replaced during the run, or a result
         that could not be written (``.summary`` has what the run did, once it had started).
     :raises ValueError: a bad option (before anything is read).
@@ -100,6 +108,8 @@ async def run_batch_file(
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         max_cost=max_cost,
+        max_units=max_units,
+        default_output_tokens=default_output_tokens,
         retry_failed=retry_failed,
         skip_invalid=skip_invalid,
         progress=progress,

@@ -559,6 +559,7 @@ class _SeenLine(msgspec.Struct):
 
 class _SeenBody(msgspec.Struct):
     object: Any = None
+    model: Any = None
     status: Any = None
     usage: Any = None
     error: Any = None
@@ -580,6 +581,11 @@ class OutputLine(NamedTuple):
     ok: bool
     #: The answer's ``usage.cost`` (``None``: a failure, or an answer that reported none).
     cost: float | None = None
+    #: The answer's model and the tokens its ``usage`` counted (a spend limit counts them
+    #: on resume): ``None`` and zeros for a line without a 2xx answer that has a usage.
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 def read_output_line(raw: bytes) -> OutputLine | None:
@@ -609,7 +615,23 @@ def read_output_line(raw: bytes) -> OutputLine | None:
         ok = False
     elif body.error or (body.object == "chat.completion" and _empty(body.choices)):
         ok = False  # an error in the answer, or no choices
-    cost = body.usage.get("cost") if isinstance(body.usage, dict) else None
+    usage = body.usage if isinstance(body.usage, dict) else None
+    if usage is None:
+        return OutputLine(line.custom_id, ok)
+    cost = usage.get("cost")
     if not is_number(cost):
         cost = None
-    return OutputLine(line.custom_id, ok, cost)
+    model = body.model if isinstance(body.model, str) else None
+    return OutputLine(line.custom_id, ok, cost, model, *_usage_tokens(usage))
+
+
+def _usage_tokens(usage: Mapping[str, Any]) -> tuple[int, int]:
+    """``(input, output)`` tokens of a chat, Responses or embeddings ``usage``: a total above
+    the prompt (embeddings count no output) is output, so no token goes uncounted."""
+    prompt, completion, total, given_input, given_output = (
+        value if is_integer(value) and value > 0 else 0
+        for value in (usage.get(name) for name in _USAGE_FIELDS[:5])
+    )
+    prompt = prompt or given_input
+    completion = completion or given_output or max(0, total - prompt)
+    return prompt, completion

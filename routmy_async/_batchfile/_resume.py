@@ -4,8 +4,9 @@ The output files are read back line by line (``_files.scan_file`` does the readi
 successful line marks its ``custom_id`` done; a failed one marks it failed (sent again by the
 next run unless told not to); a line that does not decode is unreadable and never taken as
 a result. Only fingerprints are kept (see ``_idset``), so a million done ids cost 8 MB.
-The ``usage.cost`` of every answer is added up: what the output has cost so far, which
-``max_cost`` counts.
+The ``usage.cost`` of every answer is added up: what the output has cost so far; and the
+tokens of every answer, by model, which a run's spend limit counts as spent before it sends
+anything (``max_cost``, ``max_units``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,21 @@ from pathlib import Path
 from ._idset import FingerprintCollector, FingerprintSet, fingerprint
 from ._lines import read_output_line
 
-__all__ = ["FileScan", "Resume", "ResumeState"]
+__all__ = ["FileScan", "ModelUsage", "Resume", "ResumeState"]
+
+
+class ModelUsage:
+    """What the answers of one model used: tokens, and the costs they reported."""
+
+    __slots__ = ("answers", "cost", "costed", "input_tokens", "output_tokens")
+
+    def __init__(self) -> None:
+        self.answers = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        #: The sum of the costs reported, over ``costed`` answers of ``answers``.
+        self.cost = 0.0
+        self.costed = 0
 
 
 class FileScan:
@@ -47,6 +62,7 @@ class Resume:
         *,
         cost: float = 0.0,
         uncosted: int = 0,
+        usage: dict[str, ModelUsage] | None = None,
     ):
         #: Ids with a successful line.
         self.ok = ok
@@ -59,6 +75,8 @@ class Resume:
         self.cost = cost
         #: Successful lines whose answer reported no cost.
         self.uncosted = uncosted
+        #: The answers' usage by model (a line with a usage but no model under ``""``).
+        self.usage: dict[str, ModelUsage] = usage if usage is not None else {}
 
     @property
     def empty(self) -> bool:
@@ -74,6 +92,7 @@ class ResumeState:
         self._scans: list[FileScan] = []
         self._cost = 0.0
         self._uncosted = 0
+        self._usage: dict[str, ModelUsage] = {}
 
     def begin(self, path: Path) -> FileScan:
         """Start reading another file."""
@@ -94,6 +113,16 @@ class ResumeState:
             self._cost += seen.cost
         elif seen.ok:
             self._uncosted += 1
+        if seen.input_tokens or seen.output_tokens or seen.cost is not None:
+            usage = self._usage.get(seen.model or "")
+            if usage is None:
+                usage = self._usage[seen.model or ""] = ModelUsage()
+            usage.answers += 1
+            usage.input_tokens += seen.input_tokens
+            usage.output_tokens += seen.output_tokens
+            if seen.cost is not None:
+                usage.cost += seen.cost
+                usage.costed += 1
 
     def finish(self) -> Resume:
         """The done sets; each file keeps its own failure fingerprints for compaction."""
@@ -111,4 +140,5 @@ class ResumeState:
             self._scans,
             cost=self._cost,
             uncosted=self._uncosted,
+            usage=self._usage,
         )

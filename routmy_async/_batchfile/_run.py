@@ -34,10 +34,11 @@ import anyio
 import msgspec
 
 from .._batch import run_many
-from .._checks import check_count, is_integer, is_number
+from .._checks import check_count, is_number
 from .._config import DEFAULT_BASE_URL, is_routmy_url
-from .._exceptions import RoutmyError
-from .._http._ratelimit import RateLimit, estimate_tokens
+from .._exceptions import RoutmyError, SpendLimitError
+from .._http._ratelimit import RateLimit
+from .._spend import SpendLimit, SpendSnapshot
 from ._control import BatchFileError, BatchStop
 from ._files import (
     Appender,
@@ -76,7 +77,6 @@ T = TypeVar("T")
 Progress = Callable[[BatchSummary], None]
 _BOM = b"\xef\xbb\xbf"
 _SPACE = frozenset((b"", b" ", b"\t", b"\r", b"\n"))  # first bytes of a line that may be blank
-_DEFAULT_OUTPUT = 256  # the rate limiter's completion estimate when a body sets no cap
 _encode_json = msgspec.json.Encoder().encode
 _LOG_EVERY = 5.0
 _POSTFIX_EVERY = 0.5
@@ -183,53 +183,19 @@ def _invalid_file(path: Path, check: BatchCheck) -> BatchFileError:
     )
 
 
-def line_tokens(endpoint: Endpoint, body: dict[str, Any]) -> int:
-    """The tokens a line may use, for ``max_cost`` (an estimate that errs high): its prompt
-    (characters / 4, as the rate limiter counts them; a Responses ``input`` list as JSON)
-    plus its output cap (``max_tokens``, ``max_completion_tokens``, ``max_output_tokens``),
-    or, without one, the larger of 256 and the prompt (an answer may echo or rewrite it).
-    Embeddings have no output.
-    """
-    url = endpoint.url
-    if url == "/v1/embeddings":
-        return max(estimate_tokens(body), 1)
-    if url == "/v1/responses":
-        given = body.get("input")
-        text = given if isinstance(given, str) else _encode_json(given)
-        instructions = body.get("instructions")
-        characters = len(text) + (len(instructions) if isinstance(instructions, str) else 0)
-        prompt = characters // 4 + 1
-    elif url == "/v1/chat/completions":
-        prompt = estimate_tokens({"messages": body.get("messages"), "max_tokens": 1}) - 1
-    else:
-        given = body.get("prompt")
-        prompt = (len(given) if isinstance(given, str) else 0) // 4 + 1
-    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        cap = body.get(name)
-        if is_integer(cap) and cap > 0:
-            return prompt + cap
-    return prompt + max(_DEFAULT_OUTPUT, prompt)
-
-
 class _Item:
     """A line on its way: its id, the method that sends it and its arguments; ``retry``
-    when an earlier run left a failure line for it; ``tokens`` its estimate (``max_cost``)."""
+    when an earlier run left a failure line for it."""
 
-    __slots__ = ("call", "custom_id", "kwargs", "retry", "tokens")
+    __slots__ = ("call", "custom_id", "kwargs", "retry")
 
     def __init__(
-        self,
-        custom_id: str,
-        call: Callable[..., Any],
-        kwargs: dict[str, Any],
-        retry: bool,
-        tokens: int = 0,
+        self, custom_id: str, call: Callable[..., Any], kwargs: dict[str, Any], retry: bool
     ):
         self.custom_id = custom_id
         self.call = call
         self.kwargs = kwargs
         self.retry = retry
-        self.tokens = tokens
 
 
 class _Meter:
@@ -288,6 +254,8 @@ def _check_options(
     requests_per_minute: float | None,
     tokens_per_minute: float | None,
     max_cost: float | None,
+    max_units: float | None,
+    default_output_tokens: int | None,
     stop: BatchStop | None,
     grace_period: float,
 ) -> None:
@@ -295,17 +263,23 @@ def _check_options(
     check_count("concurrency", concurrency, 1)
     # Built only to check the values: run_many builds the batch's own budget.
     RateLimit(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
-    for name, value in (("max_cost", max_cost), ("grace_period", grace_period)):
+    if default_output_tokens is not None:
+        check_count("default_output_tokens", default_output_tokens, 1)
+    for name, value in (
+        ("max_cost", max_cost),
+        ("max_units", max_units),
+        ("grace_period", grace_period),
+    ):
         if value is not None and (not is_number(value) or not value >= 0):
             raise ValueError(f"{name} must be a number >= 0, not {value!r}")
     if stop is not None and not isinstance(stop, BatchStop):
         raise TypeError(f"stop must be a BatchStop, not {type(stop).__name__}")
     if max_cost is not None and is_routmy_url(client.base_url):
         raise BatchFileError(
-            f"max_cost cannot be enforced against {client.base_url}: rout.my reports no "
-            "usage.cost (a request costs tokens times the model's token_multiplier, in "
-            "quota units, not dollars); nothing was read or sent. Run without max_cost "
-            "(--max-cost)"
+            f"max_cost cannot be enforced against {client.base_url}: rout.my lists no "
+            "prices and reports no usage.cost (a request costs tokens times the model's "
+            "token_multiplier, in quota units, not dollars); nothing was read or sent. "
+            "Limit its quota units with max_units (--max-units) instead"
         )
     if not client.api_key_set:
         raise RoutmyError(
@@ -314,9 +288,13 @@ def _check_options(
         )
 
 
-def _summary_for(source: Path, outputs: Sequence[Path], max_cost: float | None) -> BatchSummary:
+def _summary_for(
+    source: Path, outputs: Sequence[Path], max_cost: float | None, max_units: float | None
+) -> BatchSummary:
     errors = str(outputs[1]) if len(outputs) > 1 else None
-    return BatchSummary(str(source), str(outputs[0]), errors, max_cost=max_cost)
+    summary = BatchSummary(str(source), str(outputs[0]), errors, max_cost=max_cost)
+    summary.max_units = max_units
+    return summary
 
 
 class BatchRun:
@@ -328,10 +306,13 @@ class BatchRun:
     _stopping = False
     _output: Appender | None = None
     _errors: Appender | None = None
-    # max_cost: the estimated tokens of the requests in flight, and the highest cost per
-    # token an answer has shown (None until one has shown a cost and tokens).
-    _flight_tokens = 0
-    _rate: float | None = None
+    # max_cost / max_units: the run's spend limit, and the client that reserves in it.
+    _limit: SpendLimit | None = None
+    _spent_before: SpendSnapshot | None = None
+    _sender: AsyncRoutmy | None = None
+    # Lines being sent, and the event the next one to end sets (see _call).
+    _sending = 0
+    _call_ended: asyncio.Event | None = None
     # What ends the run in a BatchFileError once the requests in flight are written.
     _error: str | None = None
     _serial = 0
@@ -353,6 +334,8 @@ class BatchRun:
         progress: bool | Progress | None,
         stop: BatchStop | None,
         grace_period: float,
+        max_units: float | None = None,
+        default_output_tokens: int | None = None,
     ):
         _check_options(
             client,
@@ -360,6 +343,8 @@ class BatchRun:
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
             max_cost=max_cost,
+            max_units=max_units,
+            default_output_tokens=default_output_tokens,
             stop=stop,
             grace_period=grace_period,
         )
@@ -370,12 +355,14 @@ class BatchRun:
         self._rpm = requests_per_minute
         self._tpm = tokens_per_minute
         self._max_cost = max_cost
+        self._max_units = max_units
+        self._default_output = default_output_tokens
         self._retry_failed = retry_failed
         self._skip_invalid = skip_invalid
         self._progress = progress
         self._stop = stop if stop is not None else BatchStop()
         self._grace = float(grace_period)
-        self.summary = _summary_for(self._source, self._outputs, max_cost)
+        self.summary = _summary_for(self._source, self._outputs, max_cost, max_units)
         # The clock of the scope's deadline, taken inside the run: a stop requested from a
         # signal handler runs outside any task, where anyio.current_time() cannot.
         self._now: Callable[[], float] = time.monotonic
@@ -383,9 +370,6 @@ class BatchRun:
         # Ids of earlier failure lines that this run has written a new line for: only those
         # lines are superseded (an id queued for a retry but never sent keeps its line).
         self._retried = FingerprintCollector()
-        # Set after each result: a request under a max_cost that does not fit yet waits on
-        # it (see _budget_allows).
-        self._answered = asyncio.Event()
         # Line ids unique across runs: a random part per run, then a counter (_serial).
         self._id_prefix = f"batch_req_{os.urandom(6).hex()}"
 
@@ -431,14 +415,8 @@ class BatchRun:
                     raise _invalid_file(self._source, check)
                 self._plan(check)
                 summary.cost_before = resume.cost
-                if self._max_cost is not None and resume.uncosted and check.to_run:
-                    raise BatchFileError(
-                        f"max_cost cannot be enforced: {resume.uncosted:,} answer(s) already "
-                        f"in {self._outputs[0]} reported no usage.cost, so what the output "
-                        "has cost is not known; nothing was sent. Run without max_cost "
-                        "(--max-cost), or into a new output file",
-                        check=check,
-                    )
+                if check.to_run and (self._max_cost is not None or self._max_units is not None):
+                    await self._start_budget(resume, check)
                 if self._stop.requested:
                     summary.stop_reason = "interrupted"
                 else:
@@ -488,7 +466,10 @@ class BatchRun:
                 await results.aclose()
                 await items.aclose()
                 await _in_thread(self._close_files, stop=BatchStop())
+                if self._sender is not None:
+                    await self._sender.close()  # a with_options client: the pool stays
             meter.close()
+            self._count_spend()
         summary.input_grown = source.grown()
 
     def _close_files(self, *, should_stop: Callable[[], bool]) -> None:
@@ -540,81 +521,102 @@ class BatchRun:
                         retry = True
                 if self._stopping:
                     return
-                tokens = 0
-                if self._max_cost is not None:
-                    tokens = line_tokens(endpoint, body)
-                    if not await self._budget_allows(tokens):
-                        return
-                    self._flight_tokens += tokens
                 summary.started += 1
-                item = _Item(custom_id, self._method(endpoint), call_kwargs(body), retry, tokens)
+                item = _Item(custom_id, self._method(endpoint), call_kwargs(body), retry)
                 yield {"item": item}
 
     def _method(self, endpoint: Endpoint) -> Callable[..., Any]:
         method = self._methods.get(endpoint.url)
         if method is None:
-            method = self._methods[endpoint.url] = endpoint.bind(self._client)
+            sender = self._sender if self._sender is not None else self._client
+            method = self._methods[endpoint.url] = endpoint.bind(sender)
         return method
 
-    async def _budget_allows(self, tokens: int) -> bool:
-        """Whether a line of ``tokens`` estimated tokens may start under ``max_cost``
-        (waiting for answers while it does not fit yet and requests are in flight).
+    async def _start_budget(self, resume: Resume, check: BatchCheck) -> None:
+        """The run's spend limit (``max_cost`` dollars, ``max_units`` quota units), with what
+        the answers already in the output used counted as spent, and the client that
+        reserves every attempt in it (a ``with_options`` client of the run's).
 
-        What the output has cost, plus a reservation for the requests in flight and this
-        one, must stay within ``max_cost``. The reservation is the highest cost per token
-        seen so far times the requests' own estimated tokens, so a large line reserves
-        more than a small one. Until an answer has shown a cost, requests go one at a
-        time: an answer without one then stops the run having sent no other.
+        :raises BatchFileError: an answer in the output cannot be priced (its model is not
+            in the models list, or has no price for ``max_cost``): what the output spent
+            cannot be counted, so nothing is sent.
         """
-        limit = self._max_cost
-        assert limit is not None
-        summary = self.summary
-        while not self._stopping:
-            spent = summary.cost_total
-            if spent >= limit:
-                break
-            if not summary.costed:
-                if not summary.in_flight:
-                    return True
-            elif spent + self._reservation(self._flight_tokens + tokens) <= limit:
-                return True
-            elif not summary.in_flight:
-                break  # this line alone would pass the limit
-            self._answered.clear()
-            await self._answered.wait()
-        else:
-            return False
-        self._budget_reached()
-        return False
+        limit = SpendLimit(
+            max_units=self._max_units,
+            max_dollars=self._max_cost,
+            default_output_tokens=self._default_output,
+        )
+        if resume.usage:
+            listed = await self._client.get("/models")
+            items = listed.get("data") if isinstance(listed, dict) else None
+            limit.add_models(item for item in items or () if isinstance(item, dict))
+            for model, usage in resume.usage.items():
+                try:
+                    held = limit.reserve(model, input_tokens=0, max_output_tokens=0)
+                except SpendLimitError as refused:
+                    if refused.missing is None:
+                        break  # already spent: the run sends nothing (see below)
+                    raise BatchFileError(
+                        f"{usage.answers:,} answer(s) of {model!r} already in "
+                        f"{self._outputs[0]} cannot be counted against the budget: "
+                        f"{refused.missing} is unknown for it; nothing was sent. Run into a "
+                        "new output file, or without the budget",
+                        check=check,
+                    ) from refused
+                cost = usage.cost if usage.costed == usage.answers else None
+                held.settle(
+                    input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=cost
+                )
+        self._limit = limit
+        self._spent_before = limit.spend
+        if not _has_room(limit):
+            self._budget_reached()
+        self._sender = self._client.with_options(spend_limit=limit)
 
-    def _reservation(self, tokens: int) -> float:
-        """The expected cost of requests of ``tokens`` estimated tokens in all."""
-        rate = self._rate
-        assert rate is not None  # an answer has shown a cost: _record learnt its rate
-        return rate * tokens
-
-    def _learn_rate(self, item: _Item, total: int, cost: float | None) -> None:
-        """Keep the highest cost per token: per estimated token, or per reported token
-        when the answer reported fewer (so the rate errs high either way)."""
-        if cost is None or self._max_cost is None:
+    def _count_spend(self) -> None:
+        """What the run's limit counted, into the summary."""
+        limit, spent_before = self._limit, self._spent_before
+        if limit is None or spent_before is None:
             return
-        tokens = min(total, item.tokens) if total > 0 else item.tokens
-        rate = cost / max(tokens, 1)
-        if self._rate is None or rate > self._rate:
-            self._rate = rate
+        summary = self.summary
+        before, after = spent_before.units, limit.spend.units
+        if before is not None and after is not None:
+            summary.units_before = float(before.spent)
+            summary.units = float(after.spent - before.spent)
+        summary.spend = limit.spend
 
-    @staticmethod
-    async def _call(item: _Item) -> tuple[_Item, Any]:
-        try:
-            return item, await item.call(**item.kwargs)
-        except Exception as exc:  # the line's result: written as a failure line
-            return item, exc
+    async def _call(self, item: _Item) -> tuple[_Item, Any]:
+        """Send a line. One the spend limit refuses while other lines are being sent waits
+        for one of them to end (its settlement gives room back) and is tried again; refused
+        with none being sent, the refusal is its result."""
+        while True:
+            self._sending += 1
+            try:
+                return item, await item.call(**item.kwargs)
+            except SpendLimitError as refused:
+                if refused.missing is not None or self._sending == 1:
+                    return item, refused
+            except Exception as exc:  # the line's result: written as a failure line
+                return item, exc
+            finally:
+                self._sending -= 1
+                ended = self._call_ended
+                if ended is not None:  # only once a refusal waits: nothing to pay before
+                    self._call_ended = None
+                    ended.set()
+            if self._call_ended is None:
+                self._call_ended = asyncio.Event()
+            await self._call_ended.wait()
 
     def _record(self, item: _Item, result: Any) -> None:
         """Write one result as a whole line and count it (between two awaits: never cut)."""
         summary = self.summary
+        if isinstance(result, SpendLimitError):
+            # Refused before it was sent: not started, no line written (the next run sends it).
+            summary.started -= 1
+            self._refused_by_budget(result)
+            return
         self._serial += 1
-        self._flight_tokens -= item.tokens
         line_id = f"{self._id_prefix}{self._serial:012x}"
         target = self._output
         assert target is not None
@@ -635,7 +637,6 @@ class BatchRun:
             else:
                 failure, incomplete = answer_state(result)
                 prompt, completion, total, cost = usage_of(result)
-                self._learn_rate(item, total, cost)
                 if failure is not None:
                     if self._errors is not None:
                         target = self._errors
@@ -646,27 +647,15 @@ class BatchRun:
                     summary._add_ok(prompt, completion, total, cost)
                     if incomplete is not None:
                         summary._add_incomplete(incomplete)
-                    if cost is None and self._max_cost is not None:
-                        self._fail(
-                            "cost_unknown",
-                            f"max_cost cannot be enforced: the answer to {item.custom_id!r} "
-                            f"reported no usage.cost (this server, {self._client.base_url}, "
-                            "does not say what a request costs; rout.my counts tokens, not "
-                            f"dollars). No request started after it ({summary.started:,} "
-                            "sent in all, every result written). Run without max_cost "
-                            "(--max-cost) against this server",
-                        )
         except OSError as exc:
             raise BatchFileError(
                 f"could not write to {target.path}: {exc}. Every line written before is "
                 "whole: make room and run again to resume",
                 summary=summary,
             ) from exc
-        finally:
-            self._answered.set()
         if item.retry:
             self._retried.add(fingerprint(item.custom_id))
-        if self._max_cost is not None and summary.cost_total >= self._max_cost:
+        if self._limit is not None and not _has_room(self._limit):
             self._budget_reached()
 
     def _fail(self, reason: str, detail: str, *, raise_error: bool = True) -> None:
@@ -680,15 +669,30 @@ class BatchRun:
             self._error = detail
         self._stopping = True
 
+    def _refused_by_budget(self, refused: SpendLimitError) -> None:
+        """A line the spend limit refused with nothing else being sent: it does not fit what
+        is left (the budget is reached), or it cannot be priced (the run stops in an error:
+        every such line would be refused)."""
+        if refused.missing is None:
+            self._budget_reached()
+            return
+        self._fail(
+            "cost_unknown",
+            f"the budget cannot be enforced: {refused} (no request of it was sent). "
+            + (
+                "Set max_tokens on every line, or default_output_tokens (--default-output-tokens)"
+                if refused.missing == "max_tokens"
+                else "Run without the budget against this server, or drop the line"
+            ),
+        )
+
     def _budget_reached(self) -> None:
         summary = self.summary
         if summary.stop_reason is None:
             summary.stop_reason = "budget"
             logger.info(
-                "batch: max_cost %s reached (%s spent on this output, %d in flight): no new "
-                "requests start",
-                format_money(self._max_cost or 0.0),
-                format_money(summary.cost_total),
+                "batch: the budget is reached (%s, %d in flight): no new requests start",
+                self._limit.spend if self._limit is not None else "",
                 summary.in_flight,
             )
         self._stopping = True
@@ -721,3 +725,9 @@ class BatchRun:
                     )
                 except Stopped:
                     return
+
+
+def _has_room(limit: SpendLimit) -> bool:
+    """Whether any request could still fit: something is left of every limit set."""
+    spend = limit.spend
+    return all(totals.spent < totals.limit for totals in (spend.units, spend.dollars) if totals)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .._spend import SpendSnapshot
 
 __all__ = ["BatchCheck", "BatchSummary", "format_money"]
 
@@ -134,12 +137,15 @@ class BatchSummary:
     ``completed`` (``failed``, ``cancelled``, ``queued``, ``in_progress``) is a failure.
 
     ``cost`` is what this run's answers reported, ``cost_before`` what the answers already
-    in the output files had; ``max_cost`` bounds their sum, ``cost_total``.
+    in the output files had. ``max_cost`` (dollars) and ``max_units`` (quota units) are the
+    run's spend limit, which counts the output's earlier answers as spent: ``spend`` is where
+    it stood at the end (a :class:`SpendSnapshot`), ``units`` and ``units_before`` the quota
+    units of this run's answers and of the earlier ones.
 
     ``stop_reason`` is ``None`` when the run went through the whole file, ``"budget"`` when
-    ``max_cost`` stopped new starts, ``"interrupted"`` when a stop was requested (Ctrl-C),
+    the spend limit stopped new starts, ``"interrupted"`` when a stop was requested (Ctrl-C),
     ``"fatal_error"`` when the server refused the key or the credit, ``"cost_unknown"`` when
-    an answer reported no cost under a ``max_cost``, ``"input_changed"`` when the input was
+    a line could not be priced under the limit, ``"input_changed"`` when the input was
     truncated or replaced during the run (``stop_detail`` says how; the last two end in a
     ``BatchFileError`` that carries this summary). ``input_grown`` counts the bytes another
     process appended to the input during the run, or the last line left out as still being
@@ -182,6 +188,12 @@ class BatchSummary:
         self.cost_before = 0.0
         #: Answers that reported a cost (the rest are not in ``cost``).
         self.costed = 0
+        #: The spend limit in quota units (``max_units``), and the units it counted.
+        self.max_units: float | None = None
+        self.units = 0.0
+        self.units_before = 0.0
+        #: The run's spend limit at its end (``None`` without ``max_cost``/``max_units``).
+        self.spend: SpendSnapshot | None = None
         #: Bytes appended to the input during the run (left for the next run).
         self.input_grown = 0
         self.stop_reason: str | None = None
@@ -303,6 +315,7 @@ class BatchSummary:
         )
         if 0 < self.costed < self.ok:
             text.append(f"  ({self.ok - self.costed:,} answers reported no cost)")
+        text += self._spend_lines()
         if self.input_grown:
             text.append(
                 f"  the input grew by {self.input_grown:,} bytes during the run (or its last "
@@ -341,6 +354,23 @@ class BatchSummary:
             text.append(f"  cut off      {self.cancelled:>10,}   in flight when stopped")
         return text
 
+    def _spend_lines(self) -> list[str]:
+        spend = self.spend
+        if spend is None:
+            return []
+        text = []
+        if self.max_units is not None:
+            text.append(
+                f"quota units: {self.units:,.6g} this run + {self.units_before:,.6g} before "
+                f"of {self.max_units:,.6g} allowed"
+            )
+        if spend.defaulted_outputs:
+            text.append(
+                f"  {spend.defaulted_outputs:,} request(s) set no max_tokens: reserved "
+                "default_output_tokens"
+            )
+        return text
+
     def _cost_text(self) -> str:
         if self.cost_unknown:
             # Not $0: the server said nothing of it (rout.my counts tokens, not dollars).
@@ -363,9 +393,14 @@ class BatchSummary:
     def _ending_line(self) -> str | None:
         """Why the run stopped early, or what to do next; None when there is nothing to do."""
         if self.stop_reason == "budget":
+            spent = [f"{format_money(self.cost_total)} reported"]
+            if self.spend is not None and self.spend.dollars is not None:
+                spent = [f"{format_money(float(self.spend.dollars.spent))} counted"]
+            if self.max_units is not None:
+                spent.append(f"{self.units + self.units_before:,.6g} quota units")
             return (
-                f"stopped: the budget is reached ({format_money(self.cost_total)} spent on "
-                "this output); raise it and run again to go on"
+                f"stopped: the budget is reached ({', '.join(spent)} spent on this output: "
+                "the next line does not fit what is left); raise it and run again to go on"
             )
         if self.stop_reason == "interrupted":
             return "stopped: interrupted; run again to resume"
@@ -402,6 +437,9 @@ class BatchSummary:
             "cost_before": round(self.cost_before, 10),
             "cost_total": round(self.cost_total, 10),
             "max_cost": self.max_cost,
+            "max_units": self.max_units,
+            "units": round(self.units, 6),
+            "units_before": round(self.units_before, 6),
             "answers_without_cost": self.ok - self.costed,
             "cost_unknown": self.cost_unknown,
             "compacted": self.compacted,

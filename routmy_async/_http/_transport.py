@@ -46,6 +46,7 @@ from ._aiohttp_compat import (
 from ._body_end import BodyEnds
 from ._ratelimit import RateLimit, batch_limit, batch_limits_running, parse_rate_limit_headers
 from ._redact import REDACTED, SECRET_HEADERS, Redactor
+from ._spend_gate import SpendGate
 from ._tls import (
     MARKS_LOST_TLS_OPEN,
     ConnectSettings,
@@ -282,6 +283,7 @@ class Transport:
         self.connections_in_use = 0
         #: The client's hooks (shared by ``with_options`` clients), or None: no cost at all.
         self.hooks: HookSet | None = None
+        self.spend: SpendGate | None = None  #: the spend limit, also the first hook
         self._combined: tuple[HookSet, HookSet] | None = None
         # Open streams' answers, so that close() can fail their readers (weakly held: a
         # dropped stream must not be kept alive by its pool).
@@ -789,7 +791,8 @@ class Transport:
         Returns ``(whole answer, open stream response, None, {})`` for an answer, or
         ``(None, None, failure, headers)`` for a failure worth another attempt (the headers
         may say when); raises the failure when it is not, or when this attempt is the
-        ``last``. Every attempt, retries included, takes its turn in the budget, then a slot.
+        ``last``. Every attempt, retries included, takes its turn in the budget, then a slot,
+        then (with a spend limit) its reservation, just before it is sent.
         """
         release: Callable[[], None] | None
         if (
@@ -813,8 +816,10 @@ class Transport:
                 release()
             raise self._closed_error(method, url)
         started = time.monotonic()
-        if hooks is not None and hooks.wants("on_request"):
-            self._tell_request(hooks, call, attempt, method, url, headers)
+        if hooks is not None and hooks.wants("on_request"):  # a spend limit's gate wants it
+            release = await self._tell_request(
+                hooks, call, attempt, method, url, headers, release, timeout
+            )
         try:
             response = await session.request(
                 method,
@@ -901,7 +906,40 @@ class Transport:
         answer = RawResponse(status, headers, data, headers.get("x-request-id"))
         return answer, None, None, _NO_HEADERS
 
-    def _tell_request(
+    async def _admit_spend(
+        self,
+        call: Call | None,
+        attempt: int,
+        release: Callable[[], None] | None,
+        timeout: Timeout,  # noqa: ASYNC109 - its pool part bounds the wait for a slot again
+        method: str,
+        url: URL,
+    ) -> Callable[[], None] | None:
+        """The spend limit's reservation for this attempt, after its turn and its slot and
+        before anything is sent; returns the slot's release (a slot given up while the
+        models list was read is taken again).
+
+        :raises SpendLimitError: the attempt does not fit the limit, or cannot be priced
+            (its slot freed).
+        """
+        gate = self.spend
+        assert gate is not None and call is not None  # a spend limit makes every call a Call
+        try:
+            if gate.needs_models(call):
+                # The models list is read through this pool: the slot must not wait on it.
+                if release is not None:
+                    release()
+                release = None
+                await gate.load_models(call)
+                release = await self._take_slot(timeout, method, url)
+            gate.admit(call, attempt)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+        return release
+
+    async def _tell_request(
         self,
         hooks: HookSet,
         call: Call | None,
@@ -909,8 +947,13 @@ class Transport:
         method: str,
         url: URL,
         headers: Mapping[str, str],
-    ) -> None:
-        """``on_request``, with the request's headers as hooks may see them."""
+        release: Callable[[], None] | None,
+        timeout: Timeout,  # noqa: ASYNC109 - its pool part bounds the wait for a slot again
+    ) -> Callable[[], None] | None:
+        """``on_request``, with the request's headers as hooks may see them; first the spend
+        limit's reservation, which may refuse the attempt. Returns the slot's release."""
+        if self.spend is not None:
+            release = await self._admit_spend(call, attempt, release, timeout, method, url)
         hooks.emit(
             "on_request",
             call,
@@ -919,6 +962,7 @@ class Transport:
             url=str(url),
             headers=self.safe_headers(headers),
         )
+        return release
 
     def _hold_for_stream(
         self, response: aiohttp.ClientResponse, release: Callable[[], None] | None

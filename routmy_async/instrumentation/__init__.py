@@ -35,6 +35,8 @@ output holds a ``function_call``), ``incomplete`` is its ``incomplete_details.re
 model and usage. Captured content by default: ``instructions`` (a ``system`` message) and
 ``input`` (a string as one ``user`` message) are ``gen_ai.input.messages``; the output text
 (and function calls, as ``tool_calls``) is ``gen_ai.output.messages``.
+Under a client's ``spend_limit``, ``routmy.usage.units`` is the quota units the limit counted
+for the call (attempts summed), beside ``routmy.usage.cost`` (a cost the server reported).
 Each retry is an event on the span. A streamed call's span lasts until the stream ends or is
 closed and records the time to the first chunk, ``routmy.stream.chunks`` (handed to the
 reader) and ``routmy.stream.outcome``. A call the caller stopped — a stream closed or left

@@ -148,6 +148,8 @@ class OpenTelemetryHooks(Hooks):
                 span.set_attributes(self._response_attributes(result))
             elif usage is not None:
                 span.set_attributes(_usage_attributes(usage))
+            if call.units is not None:  # counted by a spend limit, every attempt summed
+                span.set_attribute("routmy.usage.units", float(call.units))
             if error is not None:
                 span.set_attribute("error.type", error)
                 span.set_status(Status(StatusCode.ERROR, detail or error))

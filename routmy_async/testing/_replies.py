@@ -35,9 +35,25 @@ ROUTMY_MODEL_FIELDS = frozenset(
     {"id", "object", "created", "owned_by", "token_multiplier", "is_available"}
 )
 
+# What the "openrouter" flavor's usage.cost charges a token of any model: its mock models
+# list it as their price (per token, as strings, as OpenRouter writes prices).
+_MOCK_PRICING = {"prompt": "0.000001", "completion": "0.000001"}
+
 DEFAULT_MODELS: list[dict[str, Any]] = [
-    {"id": "mock/echo", "owned_by": "mock", "token_multiplier": 1, "is_available": True},
-    {"id": "mock/reasoner", "owned_by": "mock", "token_multiplier": 2, "is_available": True},
+    {
+        "id": "mock/echo",
+        "owned_by": "mock",
+        "token_multiplier": 1,
+        "is_available": True,
+        "pricing": _MOCK_PRICING,
+    },
+    {
+        "id": "mock/reasoner",
+        "owned_by": "mock",
+        "token_multiplier": 2,
+        "is_available": True,
+        "pricing": _MOCK_PRICING,
+    },
     {
         "id": "mock/vision",
         "owned_by": "mock",
@@ -54,7 +70,13 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
         },
     },
     {"id": "mock/image", "owned_by": "mock", "token_multiplier": 4, "is_available": True},
-    {"id": "mock/embed", "owned_by": "mock", "token_multiplier": 0.1, "is_available": True},
+    {
+        "id": "mock/embed",
+        "owned_by": "mock",
+        "token_multiplier": 0.1,
+        "is_available": True,
+        "pricing": _MOCK_PRICING,
+    },
     {"id": "mock/locked", "owned_by": "mock", "token_multiplier": 1, "is_available": False},
     {
         "id": "openai/gpt-4o-mini",

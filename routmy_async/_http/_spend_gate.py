@@ -1,0 +1,278 @@
+"""A spend limit on the wire: each attempt reserves its worst case just before it is sent,
+and the events of the call settle it.
+
+The gate is the first of a client's hooks, so it sees every call through the same events the
+hooks see, before any other hook does (they read the units it counted on the ``Call``):
+
+- the transport asks :meth:`SpendGate.admit` before each attempt (in its ``on_request``
+  step, which runs because the gate declares ``on_request``), after its turn in the rate
+  budget and its pool slot and before anything is sent; a refusal raises
+  ``SpendLimitError`` there (a hook could not: hooks never break a request);
+- ``on_response`` with an error status settles the attempt: to nothing for a 4xx (the server
+  refused it before doing any work), in full for a 5xx (it may have failed after generating);
+- ``on_retry`` and ``on_error`` settle in full what is still held: a connection cut, a
+  timeout, a cancellation, an answer that did not decode — nobody knows what was billed;
+- ``on_success`` and ``on_stream_end`` settle to the answer's ``usage``, or in full without one.
+
+Every settlement adds to the call's ``units`` and ``dollars``, attempts summed.
+
+The models list (``token_multiplier``, and ``pricing`` where a server lists it) is read once,
+the first time a request needs it: requests arriving together wait for the same read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from .._exceptions import SpendLimitError
+from .._hooks import Call, Hooks, StreamSummary
+from .._spend import Reservation, SpendLimit, prompt_token_bound
+
+__all__ = ["SpendGate"]
+
+ModelsLoader = Callable[[], Awaitable[Iterable[Mapping[str, Any]]]]
+
+# The body fields that cap a request's output, by API: chat, then Responses.
+_OUTPUT_CAPS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+# Operations that generate nothing: their reservation is the prompt alone.
+_NO_OUTPUT = frozenset({"embeddings"})
+
+
+class _CallSpend:
+    """One call's limits and what its attempt in flight holds in each."""
+
+    __slots__ = ("held", "limits")
+
+    def __init__(self, limits: tuple[SpendLimit, ...]):
+        self.limits = limits
+        self.held: list[Reservation] = []
+
+
+class SpendGate(Hooks):
+    """The spend limits of a pool's clients, applied to every attempt of their calls.
+
+    One gate serves every client of a pool (``with_options`` clients share it); each call
+    brings the limits of the client that made it (:meth:`begin`), so a derived client with
+    a limit of its own reserves in it and in its parent's.
+
+    :param load_models: reads ``/v1/models`` items (called once, when first needed).
+    """
+
+    def __init__(self, load_models: ModelsLoader):
+        self._load_models = load_models
+        self._models: list[Mapping[str, Any]] | None = None
+        self._loading: asyncio.Future[None] | None = None
+
+    def begin(self, call: Call, limits: tuple[SpendLimit, ...]) -> None:
+        """``call`` reserves in ``limits`` (its client's, innermost last)."""
+        call.state[self] = _CallSpend(limits)
+
+    # -- before each attempt ----------------------------------------------------------------
+
+    def needs_models(self, call: Call) -> bool:
+        """Whether the call's model must wait for the models list to be priced."""
+        spend: _CallSpend | None = call.state.get(self)
+        model = _model_of(call)
+        if spend is None or model is None or self._models is not None:
+            return False
+        return not all(limit.knows(model) for limit in spend.limits)
+
+    async def load_models(self, call: Call) -> None:
+        """Read the models list, once: calls arriving meanwhile wait for the same read; a
+        read that failed is tried again by the next call that needs it.
+
+        :raises SpendLimitError: the list could not be read, so ``call`` cannot be priced.
+        """
+        loading = self._loading
+        if loading is None:
+            loading = self._loading = asyncio.ensure_future(self._read_models())
+            loading.add_done_callback(self._after_read)
+        try:
+            await asyncio.shield(loading)
+        except Exception as error:
+            spend: _CallSpend = call.state[self]
+            raise _unreadable_list(spend.limits[-1], _model_of(call) or "", error) from error
+
+    async def _read_models(self) -> None:
+        self._models = list(await self._load_models())
+
+    def _after_read(self, loading: asyncio.Future[None]) -> None:
+        if loading.cancelled() or loading.exception() is not None:
+            self._loading = None  # the next call that needs it reads it again
+
+    def admit(self, call: Call, attempt: int) -> None:
+        """Reserve the attempt's worst case in each of the call's limits, or refuse it
+        before it is sent (holding nothing).
+
+        :raises SpendLimitError: it does not fit what is left, or cannot be priced.
+        """
+        spend: _CallSpend | None = call.state.get(self)
+        model = _model_of(call)
+        if spend is None or model is None:
+            return  # no limit, or no model and so no tokens: a models list, a raw GET
+        if spend.held:
+            self._settle_in_full(call)  # a previous attempt nobody settled: the worst case
+        body = call.body or {}
+        cap = 0 if call.operation in _NO_OUTPUT else _output_cap(body)
+        prompt = prompt_token_bound(body)
+        held: list[Reservation] = []
+        try:
+            for limit in spend.limits:
+                if self._models is not None and not limit.knows(model):
+                    limit.add_models(self._models)  # a limit this pool's list never taught
+                held.append(
+                    limit.reserve(
+                        model, input_tokens=prompt, max_output_tokens=cap, choices=_choices(body)
+                    )
+                )
+        except BaseException:
+            for reservation in held:
+                reservation.release()  # refused by another limit: nothing was sent
+            raise
+        spend.held = held
+
+    def on_request(
+        self, call: Call, *, attempt: int, method: str, url: str, headers: Mapping[str, str]
+    ) -> None:
+        """Declared so that the transport's ``on_request`` step runs, where it calls
+        :meth:`admit` first (a refusal must raise: hooks never break a request)."""
+
+    # -- settlements (hook events) --------------------------------------------------------
+
+    def on_response(
+        self, call: Call, *, attempt: int, status: int, headers: Mapping[str, str], elapsed: float
+    ) -> None:
+        if status >= 400:
+            if status < 500:
+                self._settle(call, Reservation.release)
+            else:
+                self._settle(call, Reservation.settle_in_full)
+
+    def on_retry(
+        self, call: Call, *, attempt: int, reason: str, wait: float, error: BaseException
+    ) -> None:
+        self._settle_in_full(call)
+
+    def on_error(self, call: Call, *, error: BaseException, elapsed: float) -> None:
+        self._settle_in_full(call)
+
+    def on_success(self, call: Call, *, result: Any, elapsed: float) -> None:
+        self._settle_usage(call, _get(result, "usage"))
+
+    def on_stream_end(self, call: Call, summary: StreamSummary) -> None:
+        self._settle_usage(call, summary.usage)
+
+    def _settle_in_full(self, call: Call) -> None:
+        self._settle(call, Reservation.settle_in_full)
+
+    def _settle_usage(self, call: Call, usage: Any) -> None:
+        tokens = _tokens_of(usage)
+        if tokens is None:
+            # No usage told: the worst case may have been billed.
+            self._settle(call, Reservation.settle_in_full)
+            return
+        cost = _reported_cost(usage)
+
+        def to_usage(reservation: Reservation) -> None:
+            reservation.settle(input_tokens=tokens[0], output_tokens=tokens[1], cost=cost)
+
+        self._settle(call, to_usage)
+
+    def _settle(self, call: Call, how: Callable[[Reservation], None]) -> None:
+        spend: _CallSpend | None = call.state.get(self)
+        if spend is None or not spend.held:
+            return
+        held, spend.held = spend.held, []
+        for reservation in held:
+            how(reservation)
+        _count_on(call, held)
+
+
+def _unreadable_list(limit: SpendLimit, model: str, error: BaseException) -> SpendLimitError:
+    """The refusal of a call whose model could not be priced: the models list failed."""
+    spend = limit.spend
+    totals = spend.units or spend.dollars
+    assert totals is not None  # a limit has at least one of them
+    return SpendLimitError(
+        f"spend limit: refused a request to {model!r}: the models list could not be read to "
+        f"price it ({type(error).__name__}: {error}); nothing is sent unpriced",
+        model=model,
+        unit=totals.unit,
+        spent=totals.spent,
+        reserved=totals.reserved,
+        limit=totals.limit,
+        missing="token_multiplier",
+    )
+
+
+def _get(value: Any, name: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _model_of(call: Call) -> str | None:
+    model = call.model
+    if model is None and call.body is not None:
+        model = call.body.get("model")
+    return model if isinstance(model, str) else None
+
+
+def _output_cap(body: Mapping[str, Any]) -> int | None:
+    for name in _OUTPUT_CAPS:
+        value = body.get(name)
+        if value is not None:
+            return value  # type: ignore[no-any-return] # checked by the ledger (a count)
+    return None
+
+
+def _choices(body: Mapping[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _tokens_of(usage: Any) -> tuple[int, int] | None:
+    """``(input, output)`` tokens of a chat, Responses or embeddings usage (object or dict)."""
+    if usage is None:
+        return None
+    prompt = _whole(_get(usage, "prompt_tokens"))
+    if prompt is None:
+        prompt = _whole(_get(usage, "input_tokens"))
+    output = _whole(_get(usage, "completion_tokens"))
+    if output is None:
+        output = _whole(_get(usage, "output_tokens"))
+    total = _whole(_get(usage, "total_tokens"))
+    if prompt is None:
+        return None
+    if output is None:
+        # Embeddings count the prompt alone; a total above it is counted as output, so no
+        # token the server counted goes uncharged.
+        if total is None:
+            return None
+        output = max(0, total - prompt)
+    return prompt, output
+
+
+def _reported_cost(usage: Any) -> Any:
+    cost = _get(usage, "cost")
+    return cost if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None
+
+
+def _count_on(call: Call, held: list[Reservation]) -> None:
+    """Add a settled attempt's charge to the call's totals (what hooks and spans report):
+    the innermost limit's that counts each unit (they agree unless prices differ)."""
+    units = next((r.charged_units for r in reversed(held) if r.charged_units is not None), None)
+    if units is not None:
+        call.units = (call.units or Decimal(0)) + units
+    dollars = next(
+        (r.charged_dollars for r in reversed(held) if r.charged_dollars is not None), None
+    )
+    if dollars is not None:
+        call.dollars = (call.dollars or Decimal(0)) + dollars
