@@ -29,6 +29,7 @@ from ._http._ratelimit import RateLimit
 from ._lazy import lazy_names as _lazy_names
 
 if _TYPE_CHECKING:
+    from ._auto_concurrency import AutoConcurrency
     from ._batchfile import (
         BatchCheck,
         BatchFileError,
@@ -48,6 +49,7 @@ if _TYPE_CHECKING:
 # builds a content part does not pay for their modules (time and memory at import, and the
 # memory of a process that only sends plain requests).
 _LAZY = {
+    "AutoConcurrency": "._auto_concurrency",
     "BatchCheck": "._batchfile",
     "BatchFileError": "._batchfile",
     "BatchStop": "._batchfile",
@@ -81,6 +83,7 @@ __all__ = [
     "APITimeoutError",
     "AsyncRoutmy",
     "AuthenticationError",
+    "AutoConcurrency",
     "BadRequestError",
     "BatchCheck",
     "BatchFileError",
