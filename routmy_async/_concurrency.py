@@ -29,12 +29,12 @@ load. Other failures (400, 500, 502, a broken connection) are neutral: they free
 and change nothing, as they say nothing about the quota.
 
 **With the client-wide 429 pause.** A 429 with ``Retry-After`` pauses every start of the
-client (``RateLimit.pause``) and cuts the level here: through the worker's
-``finish(ticket, "loss")`` when the request fails for good, or through :meth:`lost` when the
-transport retries it (the ``attempt_lost`` context variable; the request keeps its slot while
-it waits out the pause). The two answer different questions: the pause says *when* starts may resume, the
-level says *how many* may run at once. While paused nothing starts and nothing succeeds, so
-the level does not grow; when the pause ends the workers that waited start at the lowered
+client (``RateLimit.pause``) and cuts the level here: through the worker's ``finish(ticket,
+"loss")`` when the request fails for good, or through :meth:`lost` when the transport
+retries it (the ``attempt_lost`` context variable; the request keeps its slot while it waits
+out the pause). The two answer different questions: the pause says *when* starts may resume,
+the level says *how many* may run at once. While paused nothing starts and nothing succeeds,
+so the level does not grow; when the pause ends the workers that waited start at the lowered
 level instead of all at once, and the requests that were in flight during the pause, started
 before the cut, do not cut again when their own 429s arrive.
 """

@@ -4,7 +4,10 @@ MockRoutmy's quota modes on 127.0.0.1, its ceiling, bad values, and the 429 paus
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +17,12 @@ from routmy_async import (
     AsyncRoutmy,
     AutoConcurrency,
     BadRequestError,
+    BatchSummary,
     InternalServerError,
     RateLimitError,
+    run_batch_file,
 )
+from routmy_async._cli import main
 from routmy_async._concurrency import outcome_of
 from routmy_async.testing import MockRoutmy
 from routmy_async.types import ChatCompletion
@@ -189,3 +195,98 @@ def test_what_counts_as_a_loss():
     assert outcome_of(BadRequestError("x", status_code=400, body=None)) == "neutral"
     assert outcome_of(ConnectionResetError()) == "neutral"
     assert outcome_of(object()) == "success"
+
+
+# -- batch files -------------------------------------------------------------------------------
+
+
+def write_batch(path: Path, count: int) -> Path:
+    with path.open("w") as out:
+        for i in range(count):
+            body = {"model": "mock/echo", "messages": [{"role": "user", "content": f"q {i}"}]}
+            line = {"custom_id": f"q{i:03d}", "url": "/v1/chat/completions", "body": body}
+            out.write(json.dumps(line) + "\n")
+    return path
+
+
+async def test_a_batch_file_with_auto_finds_the_cap_and_reports_its_level(tmp_path):
+    """run_batch_file(concurrency="auto") against a cap of 4: every line answered, the live
+    summary carries the level (progress callback, progress line), and the summary ends with
+    it."""
+    source = write_batch(tmp_path / "in.jsonl", 150)
+    levels: list[int] = []
+
+    def progress(summary: BatchSummary) -> None:
+        assert summary.auto_concurrency is not None
+        levels.append(summary.auto_concurrency.level)
+
+    async with MockRoutmy(latency=0.03, max_in_flight=4) as mock:
+        async with AsyncRoutmy(
+            api_key=mock.api_key, base_url=mock.base_url, max_retries=100
+        ) as client:
+            summary = await run_batch_file(
+                client,
+                source,
+                tmp_path / "out.jsonl",
+                concurrency="auto",
+                max_concurrency=32,
+                progress=progress,
+            )
+    assert summary.ok == 150 and summary.failed == 0
+    auto = summary.auto_concurrency
+    assert auto is not None and auto.losses >= 1 and auto.max_concurrency == 32
+    assert len(levels) == 150 and max(levels) <= 32 and min(levels) >= 1
+    assert f", level {auto.level}" in summary.progress_line()
+    assert f"concurrency: auto, level {auto.level} at the end (peak {auto.peak} of max 32" in (
+        summary.format()
+    )
+    assert summary.to_dict()["concurrency_auto"]["max_concurrency"] == 32
+
+
+async def test_a_batch_file_refuses_bad_concurrency_before_reading(tmp_path):
+    """A bad concurrency or ceiling is a ValueError before the output is even created."""
+    source = write_batch(tmp_path / "in.jsonl", 3)
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+            for options in (
+                {"concurrency": "Auto"},
+                {"concurrency": "auto", "max_concurrency": 0},
+                {"concurrency": 4, "max_concurrency": 8},
+            ):
+                with pytest.raises(ValueError, match="concurrency"):
+                    await run_batch_file(client, source, tmp_path / "out.jsonl", **options)
+        assert mock.requests == []
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_routmy_batch_concurrency_auto(tmp_path, capsys):
+    """``routmy batch --concurrency auto --max-concurrency 5``: the summary (text and JSON)
+    says where the level ended, within the ceiling; ``--concurrency Auto`` is a usage
+    error."""
+    source = write_batch(tmp_path / "in.jsonl", 40)
+    report = tmp_path / "summary.json"
+    args = ["batch", str(source), "-o", str(tmp_path / "out.jsonl"), "--mock", "--no-progress"]
+    assert (
+        main(
+            [
+                *args,
+                "--concurrency",
+                "auto",
+                "--max-concurrency",
+                "5",
+                "--summary-json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    assert re.search(
+        r"concurrency: auto, level [1-5] at the end \(peak [1-5] of max 5;",
+        (capsys.readouterr().out),
+    )
+    auto = json.loads(report.read_text())["concurrency_auto"]
+    assert auto["max_concurrency"] == 5 and 1 <= auto["level"] <= auto["peak"] <= 5
+    with pytest.raises(SystemExit) as caught:
+        main([*args, "--concurrency", "Auto"])
+    assert caught.value.code == 2
+    assert "expected a positive integer or 'auto', got 'Auto'" in capsys.readouterr().err
