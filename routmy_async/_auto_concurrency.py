@@ -130,9 +130,11 @@ def loss_listener(auto: AdaptiveConcurrency, ticket: int) -> Callable[[BaseExcep
     return listen
 
 
-def auto_concurrency_for(concurrency: Any, max_concurrency: Any) -> AutoConcurrency | None:
-    """The adaptive level that ``concurrency=`` asks for, or ``None`` for a fixed number
-    (checked by the caller).
+def auto_concurrency_for(
+    concurrency: Any, max_concurrency: Any, *, name: str = "concurrency"
+) -> AutoConcurrency | None:
+    """The adaptive level that ``concurrency=`` (or the option ``name``) asks for, or
+    ``None`` for a fixed number (checked by the caller).
 
     :raises ValueError: ``"Auto"`` or any other string, or a ``max_concurrency`` that is
         not a whole number >= 1 or that is given with a fixed concurrency.
@@ -140,21 +142,19 @@ def auto_concurrency_for(concurrency: Any, max_concurrency: Any) -> AutoConcurre
     if isinstance(concurrency, AutoConcurrency):
         if max_concurrency is not None:
             raise ValueError(
-                "max_concurrency is the ceiling of concurrency='auto'; an AutoConcurrency "
-                "has its own (AutoConcurrency(max_concurrency=...))"
+                f"max_concurrency is the ceiling of {name}='auto'; an AutoConcurrency has its "
+                "own (AutoConcurrency(max_concurrency=...))"
             )
         return concurrency
     if isinstance(concurrency, str):
         if concurrency != "auto":
-            raise ValueError(
-                f"concurrency must be a whole number >= 1 or 'auto', not {concurrency!r}"
-            )
+            raise ValueError(f"{name} must be a whole number >= 1 or 'auto', not {concurrency!r}")
         if max_concurrency is None:
             return AutoConcurrency()
         return AutoConcurrency(max_concurrency=max_concurrency)
     if max_concurrency is not None:
         raise ValueError(
-            f"max_concurrency is the ceiling of concurrency='auto'; with a fixed "
-            f"concurrency={concurrency!r} it would mean nothing"
+            f"max_concurrency is the ceiling of {name}='auto'; with a fixed "
+            f"{name}={concurrency!r} it would mean nothing"
         )
     return None
