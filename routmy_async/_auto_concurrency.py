@@ -68,15 +68,18 @@ class AutoConcurrency(AdaptiveConcurrency):
                 "starts at initial and never passes max_concurrency"
             )
         super().__init__(max_concurrency=max_concurrency, initial=initial, backoff=backoff)
-        self._wake: asyncio.Event | None = None
+        # The event the tasks waiting to start wait on, with its loop: an object kept from one
+        # run to the next (a Ray actor's) may meet another event loop.
+        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     async def start(self) -> int:
         """Wait until one more request may be in flight; return its ticket for
         :meth:`finish`."""
         while (ticket := self.try_start()) is None:
-            if self._wake is None:
-                self._wake = asyncio.Event()
-            await self._wake.wait()
+            loop = asyncio.get_running_loop()
+            if self._wake is None or self._wake[0] is not loop:
+                self._wake = (loop, asyncio.Event())
+            await self._wake[1].wait()
         return ticket
 
     def finish(self, ticket: int, outcome: Outcome) -> None:
@@ -89,7 +92,7 @@ class AutoConcurrency(AdaptiveConcurrency):
         wake = self._wake
         if wake is not None:
             self._wake = None
-            wake.set()
+            wake[1].set()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -125,7 +128,10 @@ def loss_listener(auto: AdaptiveConcurrency, ticket: int) -> Callable[[BaseExcep
 
     def listen(failure: BaseException) -> None:
         if outcome_of(failure) == "loss":
-            auto.lost(ticket)
+            try:
+                auto.lost(ticket)
+            except ValueError:
+                pass  # the slot was handed back: a task started inside it outlived it
 
     return listen
 

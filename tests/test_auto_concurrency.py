@@ -171,6 +171,27 @@ async def test_a_worker_pool_holds_slots_of_the_level():
         assert auto.level <= 8
 
 
+async def test_a_task_that_outlives_its_slot_still_gets_its_answer():
+    """A task started inside a slot carries the slot's listener; when its 429 is retried
+    after the slot was handed back, the request goes on and the level is left alone."""
+    auto = AutoConcurrency(max_concurrency=4)
+    async with MockRoutmy() as mock:
+        mock.reply_error(429, "slow down", headers={"retry-after-ms": "50"})
+        async with AsyncRoutmy(
+            api_key=mock.api_key, base_url=mock.base_url, max_retries=2
+        ) as client:
+            async with auto.slot():
+                task = asyncio.create_task(
+                    client.chat.completions.create(
+                        model="mock/echo", messages=[{"role": "user", "content": "late"}]
+                    )
+                )
+            answer = await task
+        assert answer.choices[0].message.content == "late"
+        assert len(mock.requests) == 2
+        assert auto.losses == 0 and auto.in_flight == 0
+
+
 async def test_the_progress_output_names_the_level(caplog):
     """With progress on, the last line says where the level ended and how many cuts."""
     caplog.set_level(logging.INFO, logger="routmy_async")
