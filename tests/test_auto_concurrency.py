@@ -205,6 +205,28 @@ async def test_the_progress_output_names_the_level(caplog):
     )
 
 
+async def test_embed_many_takes_auto_too():
+    """``embeddings.embed_many(concurrency="auto")`` runs its requests under the level and
+    its ceiling; a mistyped value is refused before sending."""
+    async with MockRoutmy(latency=0.01) as mock:
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+            vectors = await client.embeddings.embed_many(
+                model="mock/embed",
+                inputs=[f"text {i}" for i in range(40)],
+                batch_size=2,
+                concurrency="auto",
+                max_concurrency=3,
+            )
+            assert len(vectors) == 40
+            assert mock.peak_in_flight == 3
+            mistyped: Any = "Auto"
+            with pytest.raises(ValueError, match="'Auto'"):
+                await client.embeddings.embed_many(
+                    model="mock/embed", inputs=["x"], concurrency=mistyped
+                )
+        assert len(mock.requests) == 20
+
+
 def test_what_counts_as_a_loss():
     """429, 503 and timeouts are loss signals; other failures say nothing; an answer is a
     success."""
