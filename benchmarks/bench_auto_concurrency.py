@@ -6,18 +6,16 @@ For each cap K, MockRoutmy answers at most K requests at once (``max_in_flight``
 with ``retry-after-ms`` beyond K, by default latency / K: how often a slot frees;
 ``--retry-after 1`` asks for a whole latency instead) with a latency scaled so that the
 quota, never this machine, is the bottleneck (about 80 answers a second at K in flight).
-A worker pool sends requests without end through one ``AsyncRoutmy`` (``max_retries=0``:
-a refused request goes back to the pool; the client's 429 pause holds every start for the
-wait the mock asks, as it does for any user) under each policy: fixed concurrencies K/2,
-3K/4, K, 3K/2 and 2K (the sweep), and ``auto`` (``AdaptiveConcurrency`` from 4 up to 4K).
+``create_many_iter`` sends requests without end through one ``AsyncRoutmy``
+(``max_retries=0`` unless ``--retries N``: a refused request is a result and its slot goes
+back to the level; the client's 429 pause holds every start for the wait the mock asks, as it
+does for any user) under each policy: fixed concurrencies K/2, 3K/4, K, 3K/2 and 2K (the
+sweep), and ``concurrency=AutoConcurrency(max_concurrency=4K)`` (from 4).
 ``--rpm`` adds a requests-per-window quota instead of the in-flight cap.
 
 Reports successful answers per second after a warm-up of six latencies (the whole run in
 brackets), the 429s, and for ``auto`` its mean and last level; then the issue's two goals:
 auto >= 90% of the best fixed throughput, and >= 5x fewer 429s than a fixed 2K.
-
-The pool is a plain asyncio loop here; ``create_many(concurrency="auto")`` will use the same
-controller once it is wired in.
 """
 
 from __future__ import annotations
@@ -25,36 +23,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from routmy_async import APITimeoutError, AsyncRoutmy, RateLimitError
-from routmy_async._concurrency import AdaptiveConcurrency
+from routmy_async import AsyncRoutmy, AutoConcurrency
 from routmy_async.testing import MockRoutmy
+from routmy_async.types import ChatCompletion
 
 ANSWERS_PER_SECOND = 80  # at the quota: low enough that a busy 2-core machine keeps up
 WARM_UP_ROUNDS = 6
-MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-class FixedLevel:
-    """The controller's interface at a constant level: what ``concurrency=N`` does today."""
-
-    def __init__(self, level: int):
-        self.level = level
-        self.in_flight = 0
-
-    def try_start(self) -> int | None:
-        if self.in_flight >= self.level:
-            return None
-        self.in_flight += 1
-        return 0
-
-    def finish(self, ticket: int, outcome: str) -> None:
-        self.in_flight -= 1
+REQUEST = {"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @dataclass
@@ -77,48 +59,41 @@ class Run:
         return self.answers / self.seconds
 
 
-async def drive(mock: MockRoutmy, limiter: Any, seconds: float, warm_up: float) -> Run:
-    """Keep ``limiter``'s level of requests in flight for ``seconds``; count the answers."""
+async def drive(
+    mock: MockRoutmy,
+    concurrency: int | AutoConcurrency,
+    seconds: float,
+    warm_up: float,
+    retries: int,
+) -> Run:
+    """Run ``create_many_iter`` over requests without end for ``seconds``; count the answers."""
     loop = asyncio.get_running_loop()
-    wake = asyncio.Event()
     answers = measured = 0
     levels: list[int] = []
     began = loop.time()
     measure_from = began + warm_up
     end = began + seconds
+    auto = concurrency if isinstance(concurrency, AutoConcurrency) else None
 
-    async def one(client: AsyncRoutmy, ticket: int) -> None:
-        nonlocal answers, measured
-        outcome = "neutral"
-        try:
-            await client.chat.completions.create(model="mock/echo", messages=MESSAGES)
-            outcome = "success"
-            answers += 1
-            if loop.time() >= measure_from:
-                measured += 1
-        except (RateLimitError, APITimeoutError):
-            outcome = "loss"
-        finally:
-            limiter.finish(ticket, outcome)
-            wake.set()
+    def endless() -> Iterator[dict[str, Any]]:
+        # Pulled one request per free slot: the input ends when the time is up, and the
+        # requests in flight then finish (not counted).
+        while loop.time() < end:
+            yield REQUEST
 
-    tasks: set[asyncio.Task[None]] = set()
-    async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, max_retries=0) as client:
-        while (now := loop.time()) < end:
-            wake.clear()  # before starting: a completion from here on wakes the wait below
-            while (ticket := limiter.try_start()) is not None:
-                task = asyncio.create_task(one(client, ticket))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if isinstance(limiter, AdaptiveConcurrency) and now >= measure_from:
-                levels.append(limiter.level)
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=max(0.0, end - now))
-            except asyncio.TimeoutError:
-                break
-        # Let the last answers arrive (not counted): cancelling them mid-answer only makes
-        # the server log its handlers' cancellation.
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async with AsyncRoutmy(
+        api_key=mock.api_key, base_url=mock.base_url, max_retries=retries
+    ) as client:
+        async for _, result in client.chat.completions.create_many_iter(
+            endless(), concurrency=concurrency
+        ):
+            now = loop.time()
+            if isinstance(result, ChatCompletion) and now < end:
+                answers += 1
+                if now >= measure_from:
+                    measured += 1
+            if auto is not None and measure_from <= now < end:
+                levels.append(auto.level)
     run = Run(
         policy="",
         answers=answers,
@@ -134,10 +109,15 @@ async def drive(mock: MockRoutmy, limiter: Any, seconds: float, warm_up: float) 
 
 
 async def one_policy(
-    name: str, limiter: Any, quota: dict[str, Any], latency: float, rounds: int
+    name: str,
+    concurrency: int | AutoConcurrency,
+    quota: dict[str, Any],
+    latency: float,
+    rounds: int,
+    retries: int,
 ) -> Run:
     async with MockRoutmy(latency=latency, **quota) as mock:
-        run = await drive(mock, limiter, rounds * latency, WARM_UP_ROUNDS * latency)
+        run = await drive(mock, concurrency, rounds * latency, WARM_UP_ROUNDS * latency, retries)
     run.policy = name
     return run
 
@@ -183,7 +163,21 @@ async def main() -> int:
         default=None,
         help="the wait a refusal asks for, in latencies (default: the mock's, latency / K)",
     )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="the client's max_retries (default 0: a refused request is a result; with "
+        "retries the transport retries it after the 429's wait, holding its slot)",
+    )
+    parser.add_argument("--only-rpm", action="store_true", help="skip the in-flight caps")
+    parser.add_argument(
+        "--backoff", type=float, default=0.85, help="what a loss multiplies auto's level by"
+    )
     args = parser.parse_args()
+    if args.only_rpm:
+        args.caps = []
+        args.rpm = True
     met = True
     for cap in args.caps:
         latency = cap / ANSWERS_PER_SECOND
@@ -194,11 +188,11 @@ async def main() -> int:
         if args.retry_after is not None:
             quota["quota_retry_after"] = args.retry_after * latency
         runs = [
-            await one_policy(f"fixed {level}", FixedLevel(level), quota, latency, args.rounds)
+            await one_policy(f"fixed {level}", level, quota, latency, args.rounds, args.retries)
             for level in sweep(cap)
         ]
-        auto = AdaptiveConcurrency(max_concurrency=4 * cap)
-        runs.append(await one_policy("auto", auto, quota, latency, args.rounds))
+        auto = AutoConcurrency(max_concurrency=4 * cap, backoff=args.backoff)
+        runs.append(await one_policy("auto", auto, quota, latency, args.rounds, args.retries))
         met &= report(f"max_in_flight K={cap}, latency {latency:.2f} s", runs, cap)
     if args.rpm:
         # A quota of ANSWERS_PER_SECOND admissions a second: the level that meets it is the
@@ -206,12 +200,13 @@ async def main() -> int:
         latency, window = 0.4, 2.0
         reference = round(ANSWERS_PER_SECOND * latency)
         quota = {"requests_per_minute": int(ANSWERS_PER_SECOND * window), "quota_window": window}
+        rounds = args.rounds * 2
         runs = [
-            await one_policy(f"fixed {level}", FixedLevel(level), quota, latency, args.rounds * 2)
+            await one_policy(f"fixed {level}", level, quota, latency, rounds, args.retries)
             for level in sweep(reference)
         ]
-        auto = AdaptiveConcurrency(max_concurrency=4 * reference)
-        runs.append(await one_policy("auto", auto, quota, latency, args.rounds * 2))
+        auto = AutoConcurrency(max_concurrency=4 * reference, backoff=args.backoff)
+        runs.append(await one_policy("auto", auto, quota, latency, rounds, args.retries))
         title = f"{ANSWERS_PER_SECOND} requests/s (per {window:.0f} s window), latency {latency} s"
         met &= report(title, runs, reference)
     return 0 if met else 1

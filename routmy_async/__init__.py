@@ -31,6 +31,7 @@ from ._lazy import lazy_names as _lazy_names
 from ._spend import Price, SpendLimit, SpendSnapshot, SpendTotals
 
 if _TYPE_CHECKING:
+    from ._auto_concurrency import AutoConcurrency
     from ._batchfile import (
         BatchCheck,
         BatchFileError,
@@ -50,6 +51,7 @@ if _TYPE_CHECKING:
 # builds a content part does not pay for their modules (time and memory at import, and the
 # memory of a process that only sends plain requests).
 _LAZY = {
+    "AutoConcurrency": "._auto_concurrency",
     "BatchCheck": "._batchfile",
     "BatchFileError": "._batchfile",
     "BatchStop": "._batchfile",
@@ -83,6 +85,7 @@ __all__ = [
     "APITimeoutError",
     "AsyncRoutmy",
     "AuthenticationError",
+    "AutoConcurrency",
     "BadRequestError",
     "BatchCheck",
     "BatchFileError",

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._auto_concurrency import AutoConcurrency, auto_concurrency_for, loss_listener
 from ._checks import check_count
+from ._concurrency import attempt_lost, outcome_of
 from ._exceptions import SpendLimitError
 from ._http._ratelimit import RateLimit, batch_limit, batch_limits_running, estimate_tokens
 from .types.chat import ChatCompletion
@@ -55,10 +57,16 @@ _LOG_EVERY = 5.0
 
 
 class _Progress:
-    def __init__(self, progress: bool | ProgressCallback | None, total: int | None):
+    def __init__(
+        self,
+        progress: bool | ProgressCallback | None,
+        total: int | None,
+        auto: AutoConcurrency | None = None,
+    ):
         self.done = 0
         self.failed = 0
         self._total = total
+        self._auto = auto
         self._callback: ProgressCallback | None = None
         self._bar: Any = None
         self._last_log = time.monotonic()
@@ -81,22 +89,94 @@ class _Progress:
             self._callback(self.done, self._total, self.failed)
         elif self._bar is not None:
             self._bar.update(1)
-            if failed:
+            if self._auto is not None:
+                self._bar.set_postfix(failed=self.failed, level=self._auto.level, refresh=False)
+            elif failed:
                 self._bar.set_postfix(failed=self.failed)
         elif self._enabled:
             now = time.monotonic()
             if now - self._last_log >= _LOG_EVERY or self.done == self._total:
                 self._last_log = now
                 of = f"/{self._total}" if self._total is not None else ""
-                logger.info("create_many: %d%s done, %d failed", self.done, of, self.failed)
+                logger.info(
+                    "create_many: %d%s done, %d failed%s", self.done, of, self.failed, self._level()
+                )
+
+    def _level(self) -> str:
+        auto = self._auto
+        if auto is None:
+            return ""
+        return f", concurrency auto: level {auto.level} (max {auto.max_concurrency})"
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+        auto = self._auto
+        if auto is not None and self._enabled and self._callback is None:
+            logger.info(
+                "create_many: concurrency auto ended at level %d (peak %d, max %d; %d loss "
+                "signal(s), %d cut(s))",
+                auto.level,
+                auto.peak,
+                auto.max_concurrency,
+                auto.losses,
+                auto.cuts,
+            )
 
 
-def _check_options(concurrency: Any, rpm: Any, tpm: Any) -> RateLimit | None:
-    check_count("concurrency", concurrency, 1)
+class _AutoSlots:
+    """An adaptive level in the shape of the ``CapacityLimiter`` the runner uses: a slot per
+    item index, handed back with the outcome its worker recorded."""
+
+    def __init__(self, auto: AutoConcurrency):
+        self.auto = auto
+        self._tickets: dict[int, int] = {}
+        self._outcomes: dict[int, Any] = {}
+
+    def acquire_on_behalf_of_nowait(self, index: int) -> None:
+        ticket = self.auto.try_start()
+        if ticket is None:
+            raise anyio.WouldBlock
+        self._tickets[index] = ticket
+
+    async def acquire_on_behalf_of(self, index: int) -> None:
+        self._tickets[index] = await self.auto.start()
+
+    def listener(self, index: int) -> Callable[[BaseException], None]:
+        return loss_listener(self.auto, self._tickets[index])
+
+    def record(self, index: int, result: Any) -> None:
+        self._outcomes[index] = outcome_of(result)
+
+    def release_on_behalf_of(self, index: int) -> None:
+        self.auto.finish(self._tickets.pop(index), self._outcomes.pop(index, "neutral"))
+
+    def close(self) -> None:
+        """Hand back the slots of items whose results were never taken (a batch left
+        early): an ``AutoConcurrency`` the user holds outlives the batch."""
+        for index in list(self._tickets):
+            self.release_on_behalf_of(index)
+
+
+Slots = anyio.CapacityLimiter | _AutoSlots
+
+
+def _check_options(
+    concurrency: Any, max_concurrency: Any, rpm: Any, tpm: Any
+) -> tuple[RateLimit | None, Slots]:
+    """The batch's own budget and its slots; a bad value is refused before anything is
+    pulled or sent."""
+    auto = auto_concurrency_for(concurrency, max_concurrency)
+    slots: Slots
+    if auto is None:
+        check_count("concurrency", concurrency, 1)
+        slots = anyio.CapacityLimiter(concurrency)
+    else:
+        slots = _AutoSlots(auto)
+    return _budget(rpm, tpm), slots
+
+
+def _budget(rpm: Any, tpm: Any) -> RateLimit | None:
     if rpm is None and tpm is None:
         return None
     return RateLimit(requests_per_minute=rpm, tokens_per_minute=tpm)
@@ -127,7 +207,7 @@ class _Runner:
         call: Callable[..., Awaitable[Any]],
         requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
         *,
-        slots: anyio.CapacityLimiter,
+        slots: Slots,
         limits: RateLimit | None,
         send: MemoryObjectSendStream[tuple[int, Any]],
         stop_on_error: bool,
@@ -135,6 +215,7 @@ class _Runner:
         self._call = call
         self._requests = requests
         self._slots = slots
+        self._auto = slots if isinstance(slots, _AutoSlots) else None
         self._limits = limits
         self._send = send
         self._stop_on_error = stop_on_error
@@ -220,12 +301,19 @@ class _Runner:
                 return
 
     async def _one(self, index: int, request: Any) -> None:
+        auto = self._auto
+        if auto is not None:
+            # The transport tells the level of the 429s it retries within this item.
+            token = attempt_lost.set(auto.listener(index))
         try:
             result: Any = await self._call_within_spend(_checked(index, request))
         except Exception as exc:  # the item's result: one failure never stops the others
             result = exc
             if self._stop_on_error:
                 self.stopped = True
+        if auto is not None:
+            attempt_lost.reset(token)
+            auto.record(index, result)
         try:
             self._send.send_nowait((index, result))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -258,20 +346,25 @@ async def run_many(
     call: Callable[..., Awaitable[Any]],
     requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
     *,
-    concurrency: int,
+    concurrency: int | str | AutoConcurrency,
     requests_per_minute: float | None,
     tokens_per_minute: float | None,
     progress: bool | ProgressCallback | None,
     stop_on_error: bool = False,
+    max_concurrency: int | None = None,
 ) -> AsyncGenerator[tuple[int, Any], None]:
     """Call ``call(**request)`` for each request under the limits; yield ``(index, result)``
     as each one ends.
 
     A result is the call's return value or the exception it raised (retries are the
     transport's). With ``stop_on_error`` the first failure stops new starts. Leaving the loop
-    early, or cancelling the caller, cancels every call in flight.
+    early, or cancelling the caller, cancels every call in flight. ``concurrency="auto"`` (or
+    an ``AutoConcurrency``) lets the number in flight find its own level, up to
+    ``max_concurrency``.
     """
-    limits = _check_options(concurrency, requests_per_minute, tokens_per_minute)
+    limits, slots = _check_options(
+        concurrency, max_concurrency, requests_per_minute, tokens_per_minute
+    )
     if isinstance(requests, (str, bytes, Mapping)) or not isinstance(
         requests, (Iterable, AsyncIterable)
     ):
@@ -280,11 +373,11 @@ async def run_many(
             f"for create, not {type(requests).__name__}"
         )
     total = len(requests) if isinstance(requests, (list, tuple)) else None
-    meter = _Progress(progress, total)
+    auto = slots if isinstance(slots, _AutoSlots) else None
+    meter = _Progress(progress, total, None if auto is None else auto.auto)
     # Unbounded, yet never holding more than `concurrency` results: a slot is only freed
     # once the consumer has taken the item's result.
     send, receive = anyio.create_memory_object_stream[tuple[int, Any]](math.inf)
-    slots = anyio.CapacityLimiter(concurrency)
     runner = _Runner(
         call, requests, slots=slots, limits=limits, send=send, stop_on_error=stop_on_error
     )
@@ -316,13 +409,16 @@ async def run_many(
             await asyncio.wait((task,))
         if not task.cancelled():
             task.exception()  # retrieved here; raised above when it mattered
+        if auto is not None:
+            auto.close()
 
 
 def create_many_iter(
     self: ChatCompletionsLike,
     requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
     *,
-    concurrency: int = 16,
+    concurrency: int | str | AutoConcurrency = 16,
+    max_concurrency: int | None = None,
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
     progress: bool | ProgressCallback | None = None,
@@ -332,6 +428,7 @@ def create_many_iter(
         self.create,
         requests,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         progress=progress,
@@ -361,7 +458,8 @@ async def create_many(
     self: ChatCompletionsLike,
     requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
     *,
-    concurrency: int = 16,
+    concurrency: int | str | AutoConcurrency = 16,
+    max_concurrency: int | None = None,
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
     return_exceptions: bool = True,
@@ -372,6 +470,7 @@ async def create_many(
         self.create,
         requests,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         progress=progress,

@@ -318,6 +318,7 @@ async def _batch(args: argparse.Namespace) -> int:
                 errors_file=args.errors,
                 endpoint=args.endpoint,
                 concurrency=args.concurrency,
+                max_concurrency=args.max_concurrency,
                 requests_per_minute=args.rpm,
                 tokens_per_minute=args.tpm,
                 max_cost=args.max_cost,
@@ -449,7 +450,19 @@ def _add_batch(commands: Any) -> None:
 def _add_batch_limits(batch: argparse.ArgumentParser) -> None:
     """How fast and how far a run may go: concurrency, rates and a cost cap."""
     batch.add_argument(
-        "--concurrency", type=_positive_int, default=16, help="requests in flight (default 16)"
+        "--concurrency",
+        type=_concurrency,
+        default=16,
+        help="requests in flight (default 16), or 'auto': a level that starts at 4, grows "
+        "while requests succeed and backs off on 429s, 503s and timeouts, shown in the "
+        "progress output and the summary",
+    )
+    batch.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="the ceiling of --concurrency auto (default 64)",
     )
     batch.add_argument("--rpm", type=_positive_float, default=None, help="requests per minute")
     batch.add_argument("--tpm", type=_positive_float, default=None, help="tokens per minute")
@@ -514,6 +527,17 @@ def _add_batch_run_options(batch: argparse.ArgumentParser) -> None:
         help="after Ctrl-C, how long requests in flight may finish (default 30)",
     )
     batch.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+
+
+def _concurrency(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or 'auto', got {text!r}"
+        ) from None
 
 
 def _positive_int(text: str) -> int:

@@ -29,23 +29,52 @@ load. Other failures (400, 500, 502, a broken connection) are neutral: they free
 and change nothing, as they say nothing about the quota.
 
 **With the client-wide 429 pause.** A 429 with ``Retry-After`` pauses every start of the
-client (``RateLimit.pause``) and, through the worker's ``finish(ticket, "loss")``, cuts the
-level here. The two answer different questions: the pause says *when* starts may resume, the
-level says *how many* may run at once. While paused nothing starts and nothing succeeds, so
-the level does not grow; when the pause ends the workers that waited start at the lowered
+client (``RateLimit.pause``) and cuts the level here: through the worker's ``finish(ticket,
+"loss")`` when the request fails for good, or through :meth:`lost` when the transport
+retries it (the ``attempt_lost`` context variable; the request keeps its slot while it waits
+out the pause). The two answer different questions: the pause says *when* starts may resume,
+the level says *how many* may run at once. While paused nothing starts and nothing succeeds,
+so the level does not grow; when the pause ends the workers that waited start at the lowered
 level instead of all at once, and the requests that were in flight during the pause, started
 before the cut, do not cut again when their own 429s arrive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Literal
 
-__all__ = ["AdaptiveConcurrency", "Outcome"]
+from ._exceptions import APITimeoutError
+
+__all__ = ["AdaptiveConcurrency", "Outcome", "attempt_lost", "outcome_of"]
 
 Outcome = Literal["success", "loss", "neutral"]
 _OUTCOMES = frozenset(("success", "loss", "neutral"))
+# 429: the quota is full; 503: the server (or its upstream) has no room now.
+_LOSS_STATUSES = frozenset((429, 503))
+
+#: Told of each failed attempt that the transport retries, inside a request that an adaptive
+#: level admitted (set per request by its worker; ``None`` elsewhere): a 429 answered to a
+#: first attempt is a loss signal even when the retry then succeeds.
+attempt_lost: ContextVar[Callable[[BaseException], None] | None] = ContextVar(
+    "routmy_attempt_lost", default=None
+)
+
+
+def outcome_of(result: object) -> Outcome:
+    """What a request's result says about the server's room: ``"loss"`` for a 429, a 503 or
+    a timeout (ours, or the wire's before it is mapped), ``"neutral"`` for any other failure,
+    ``"success"`` for anything else."""
+    if not isinstance(result, BaseException):
+        return "success"
+    if getattr(result, "status_code", None) in _LOSS_STATUSES:
+        return "loss"
+    if isinstance(result, (APITimeoutError, TimeoutError, asyncio.TimeoutError)):
+        return "loss"
+    return "neutral"
 
 
 class AdaptiveConcurrency:
@@ -137,6 +166,19 @@ class AdaptiveConcurrency:
             self.debt = min(self.debt + 1, self.level)
             if ticket >= self._cut_ticket:
                 self._cut(busy)
+
+    def lost(self, ticket: int) -> None:
+        """A loss signal from a request that stays in flight (its attempt failed and is
+        retried): the level is cut as for a loss, but the request keeps its slot, so no
+        slot is held back; :meth:`finish` still ends the ticket.
+
+        :raises ValueError: a ticket not in flight.
+        """
+        if ticket not in self._open:
+            raise ValueError(f"ticket {ticket!r} is not in flight")
+        self.losses += 1
+        if ticket >= self._cut_ticket:
+            self._cut(self.in_flight)
 
     def _grow(self) -> None:
         step = 1.0 if self._slow_start else 1.0 / max(1.0, self._window)

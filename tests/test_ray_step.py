@@ -20,7 +20,7 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from routmy_async import BadRequestError, ContentParseError, RoutmyError
+from routmy_async import AutoConcurrency, BadRequestError, ContentParseError, RoutmyError
 from routmy_async.integrations.ray import _runtime as _ray_runtime
 from routmy_async.integrations.ray._batches import Batch, plain
 from routmy_async.integrations.ray._coordinator import CoordinatorCore
@@ -650,3 +650,51 @@ async def test_an_answer_cut_by_a_provider_failure_fails_its_row(rows_mock: Mock
     out = await call(step, {"messages": messages("first", "second")})
     await closed(step)
     assert all("provider failed mid-answer" in error for error in out["error"]), out["error"]
+
+
+async def test_max_in_flight_auto_finds_the_cap_and_keeps_its_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``max_in_flight="auto"``: against a cap of 4 the actor's requests stay within its
+    ceiling, every row is answered, and the level learnt by one batch is where the next one
+    starts."""
+    monkeypatch.setenv("ROUTMY_API_KEY", KEY)
+    async with MockRoutmy(api_key=KEY, latency=0.02, max_in_flight=4) as mock:
+        step = ChatStep(
+            model="mock/echo",
+            base_url=mock.base_url,
+            max_in_flight="auto",
+            max_concurrency=12,
+            max_retries=100,
+        )
+        texts = [f"question {index}" for index in range(60)]
+        first = await call(step, {"messages": messages(*texts)})
+        auto = step._max_in_flight
+        assert isinstance(auto, AutoConcurrency)
+        losses, level = auto.losses, auto.level
+        second = await call(step, {"messages": messages(*texts)})
+        await closed(step)
+    assert first["content"] == second["content"] == texts
+    assert first["error"] == second["error"] == [""] * 60
+    assert losses >= 1 and 1 <= level <= 12
+    assert auto.peak_in_flight <= 12 and auto.in_flight == 0
+    assert "AutoConcurrency" in repr(step)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_in_flight": "Auto"}, "max_in_flight must be a whole number >= 1 or 'auto'"),
+        ({"max_in_flight": "auto", "max_concurrency": 0}, "max_concurrency must be"),
+        ({"max_in_flight": 8, "max_concurrency": 16}, "with a fixed max_in_flight=8"),
+    ],
+)
+def test_bad_auto_options_are_refused(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], message: str
+) -> None:
+    """A mistyped 'auto' or a ceiling that cannot apply is refused when the step is made."""
+    monkeypatch.setenv("ROUTMY_API_KEY", KEY)
+    with pytest.raises(ValueError, match=message):
+        ChatStep(model="m", **options)
+    with pytest.raises(ValueError, match=message):
+        EmbeddingStep(model="m", **options)

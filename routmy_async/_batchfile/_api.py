@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ._control import BatchStop
 from ._summary import BatchCheck, BatchSummary
 
 if TYPE_CHECKING:
+    from .._auto_concurrency import AutoConcurrency
     from .._client import AsyncRoutmy
 
 __all__ = ["check_batch_file", "run_batch_file"]
@@ -28,7 +29,8 @@ async def run_batch_file(
     *,
     errors_file: PathLike | None = None,
     endpoint: str | None = None,
-    concurrency: int = 16,
+    concurrency: int | Literal["auto"] | AutoConcurrency = 16,
+    max_concurrency: int | None = None,
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
     max_cost: float | None = None,
@@ -63,7 +65,11 @@ async def run_batch_file(
     :param errors_file: failures go here instead of ``output_file``, as OpenAI does.
     :param endpoint: the URL of lines without one (``"/v1/chat/completions"``,
         ``"/v1/embeddings"``, ``"/v1/images/generations"``).
-    :param concurrency: the most requests in flight.
+    :param concurrency: the most requests in flight, or ``"auto"``: a level that finds what
+        the server takes (from 4, growing while requests succeed, cut on a 429, a 503 or a
+        timeout; see :class:`AutoConcurrency`), shown in the progress output and the
+        summary (``summary.auto_concurrency``).
+    :param max_concurrency: the ceiling of ``concurrency="auto"`` (default 64).
     :param requests_per_minute: spaces the starts (within the client's own ``rate_limit``).
     :param tokens_per_minute: a token budget for the batch (estimated, then corrected by
         each answer's usage).
@@ -105,6 +111,7 @@ async def run_batch_file(
         errors_file=errors_file,
         endpoint=endpoint,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         max_cost=max_cost,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import msgspec
 
+from .._auto_concurrency import AutoConcurrency, auto_concurrency_for
 from .._batch import run_many
 from .._checks import check_count, is_number
 from .._config import DEFAULT_BASE_URL, is_routmy_url
@@ -218,9 +219,11 @@ class _Meter:
 
     def _postfix(self) -> str:
         summary = self._summary
+        auto = summary.auto_concurrency
         return (
             f"failed={summary.failed:,}, tokens={summary.total_tokens:,}, "
             f"cost={'unknown' if summary.cost_unknown else format_money(summary.cost)}"
+            + ("" if auto is None else f", level={auto.level}")
         )
 
     def update(self) -> None:
@@ -250,7 +253,8 @@ class _Meter:
 def _check_options(
     client: AsyncRoutmy,
     *,
-    concurrency: int,
+    concurrency: int | str | AutoConcurrency,
+    max_concurrency: int | None,
     requests_per_minute: float | None,
     tokens_per_minute: float | None,
     max_cost: float | None,
@@ -258,9 +262,12 @@ def _check_options(
     default_output_tokens: int | None,
     stop: BatchStop | None,
     grace_period: float,
-) -> None:
-    """Refuse a bad option before anything is read, so a mistake costs no request."""
-    check_count("concurrency", concurrency, 1)
+) -> AutoConcurrency | None:
+    """Refuse a bad option before anything is read, so a mistake costs no request; return
+    the adaptive level of ``concurrency="auto"``."""
+    auto = auto_concurrency_for(concurrency, max_concurrency)
+    if auto is None:
+        check_count("concurrency", concurrency, 1)
     # Built only to check the values: run_many builds the batch's own budget.
     RateLimit(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
     if default_output_tokens is not None:
@@ -286,6 +293,7 @@ def _check_options(
             "no API key: pass AsyncRoutmy(api_key=...) or set the ROUTMY_API_KEY "
             "environment variable (nothing was sent)"
         )
+    return auto
 
 
 def _summary_for(
@@ -325,7 +333,8 @@ class BatchRun:
         *,
         errors_file: str | os.PathLike[str] | None,
         endpoint: str | None,
-        concurrency: int,
+        concurrency: int | str | AutoConcurrency,
+        max_concurrency: int | None,
         requests_per_minute: float | None,
         tokens_per_minute: float | None,
         max_cost: float | None,
@@ -337,9 +346,10 @@ class BatchRun:
         max_units: float | None = None,
         default_output_tokens: int | None = None,
     ):
-        _check_options(
+        auto = _check_options(
             client,
             concurrency=concurrency,
+            max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
             max_cost=max_cost,
@@ -351,7 +361,7 @@ class BatchRun:
         self._client = client
         self._default = endpoint_for(endpoint) if endpoint is not None else None
         self._source, self._outputs = _paths(input_file, output_file, errors_file)
-        self._concurrency = concurrency
+        self._concurrency = concurrency if auto is None else auto
         self._rpm = requests_per_minute
         self._tpm = tokens_per_minute
         self._max_cost = max_cost
@@ -363,6 +373,7 @@ class BatchRun:
         self._stop = stop if stop is not None else BatchStop()
         self._grace = float(grace_period)
         self.summary = _summary_for(self._source, self._outputs, max_cost, max_units)
+        self.summary.auto_concurrency = auto
         # The clock of the scope's deadline, taken inside the run: a stop requested from a
         # signal handler runs outside any task, where anyio.current_time() cannot.
         self._now: Callable[[], float] = time.monotonic

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .._auto_concurrency import AutoConcurrency
     from .._spend import SpendSnapshot
 
 __all__ = ["BatchCheck", "BatchSummary", "format_money"]
@@ -150,6 +151,9 @@ class BatchSummary:
     ``BatchFileError`` that carries this summary). ``input_grown`` counts the bytes another
     process appended to the input during the run, or the last line left out as still being
     written (no newline, not valid JSON): not validated, so not sent.
+
+    ``auto_concurrency`` is the adaptive level of a run with ``concurrency="auto"`` (live:
+    its ``level``, ``peak``, ``losses`` and ``cuts``), ``None`` for a fixed concurrency.
     """
 
     def __init__(
@@ -200,6 +204,7 @@ class BatchSummary:
         self.stop_detail: str | None = None
         #: Earlier lines dropped from the output files at the end (superseded or unreadable).
         self.compacted = 0
+        self.auto_concurrency: AutoConcurrency | None = None
         self._began = time.monotonic()
         self._requests_began: float | None = None
         self._ended: float | None = None
@@ -301,6 +306,7 @@ class BatchSummary:
             f"batch: {self.done:,}/{self.to_run:,} done ({rate:,.1f}/s, ETA {eta}), "
             f"{self.failed:,} failed, {self.total_tokens:,} tokens, "
             + ("cost unknown" if self.cost_unknown else format_money(self.cost))
+            + ("" if self.auto_concurrency is None else f", level {self.auto_concurrency.level}")
         )
 
     def format(self) -> str:
@@ -323,6 +329,12 @@ class BatchSummary:
                 "sent; run again to send them"
             )
         text.append(f"time: {self.wall_seconds:,.1f} s, {self.throughput:,.1f} requests/s")
+        auto = self.auto_concurrency
+        if auto is not None:
+            text.append(
+                f"concurrency: auto, level {auto.level} at the end (peak {auto.peak} of max "
+                f"{auto.max_concurrency}; {auto.losses:,} loss signal(s), {auto.cuts:,} cut(s))"
+            )
         if self.compacted:
             text.append(f"  {self.compacted:,} superseded earlier lines dropped from the output")
         ending = self._ending_line()
@@ -447,6 +459,19 @@ class BatchSummary:
             "wall_seconds": round(self.wall_seconds, 3),
             "request_seconds": round(self.request_seconds, 3),
             "throughput": round(self.throughput, 3),
+            "concurrency_auto": self._auto_dict(),
+        }
+
+    def _auto_dict(self) -> dict[str, int] | None:
+        auto = self.auto_concurrency
+        if auto is None:
+            return None
+        return {
+            "level": auto.level,
+            "peak": auto.peak,
+            "max_concurrency": auto.max_concurrency,
+            "losses": auto.losses,
+            "cuts": auto.cuts,
         }
 
     def __repr__(self) -> str:

@@ -21,6 +21,7 @@ import msgspec
 from yarl import URL
 
 from .. import _hooks
+from .._concurrency import attempt_lost
 from .._config import Timeout
 from .._exceptions import (
     APICertificateError,
@@ -508,9 +509,9 @@ class Transport(Admission):
                 if failure is None:
                     return raw, response
                 attempt += 1
-                delay = _retry.retry_delay(attempt - 1, retry_headers, now=time.time())
-                if hooks is not None:
-                    self._tell_retry(hooks, call, failure, attempt - 1, delay, method, url)
+                delay = self._before_retry(
+                    failure, attempt - 1, retry_headers, hooks, call, method, url
+                )
                 await anyio.sleep(delay)
         except BaseException as error:
             if isinstance(error, RoutmyError):
@@ -531,6 +532,27 @@ class Transport(Admission):
         else:
             self._last_whole = (timeout, client_timeout)
         return client_timeout
+
+    def _before_retry(
+        self,
+        failure: BaseException,
+        attempt: int,
+        retry_headers: Mapping[str, str],
+        hooks: HookSet | None,
+        call: Call | None,
+        method: str,
+        url: URL,
+    ) -> float:
+        """Between a failed attempt and its retry: the delay, told to the hooks and, when an
+        adaptive level admitted the request (``concurrency="auto"``), the failure to it: a
+        429 whose retry succeeds is a loss signal all the same."""
+        delay = _retry.retry_delay(attempt, retry_headers, now=time.time())
+        if hooks is not None:
+            self._tell_retry(hooks, call, failure, attempt, delay, method, url)
+        lost = attempt_lost.get()
+        if lost is not None:
+            lost(failure)
+        return delay
 
     def _tell_retry(
         self,

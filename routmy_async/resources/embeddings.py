@@ -21,6 +21,7 @@ from ..types.embeddings import (
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .._auto_concurrency import AutoConcurrency
     from .._request import CallSpec, Pipeline
 
 __all__ = ["Embeddings", "check_embedding_input"]
@@ -178,7 +179,8 @@ class Embeddings:
         model: str,
         inputs: Sequence[str],
         batch_size: int = 100,
-        concurrency: int = 4,
+        concurrency: int | Literal["auto"] | AutoConcurrency = 4,
+        max_concurrency: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         progress: bool | Callable[[int, int | None, int], None] | None = None,
@@ -187,7 +189,8 @@ class Embeddings:
         """Embed a long list of texts in requests of ``batch_size``; vectors in input order.
 
         Runs under the same concurrency, rate limits, shared 429 backoff and retries as
-        ``chat.completions.create_many``. Other keywords go to every ``create`` call.
+        ``chat.completions.create_many``, ``concurrency="auto"`` (with ``max_concurrency``)
+        included. Other keywords go to every ``create`` call.
 
         :raises RoutmyError: the first request that failed (the others are cancelled).
         """
@@ -208,6 +211,7 @@ class Embeddings:
                 self.create,
                 requests,
                 concurrency=concurrency,
+                max_concurrency=max_concurrency,
                 requests_per_minute=requests_per_minute,
                 tokens_per_minute=tokens_per_minute,
                 progress=progress,

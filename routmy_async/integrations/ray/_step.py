@@ -24,10 +24,11 @@ import typing
 import warnings
 import weakref
 from collections.abc import Awaitable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import msgspec
 
+from ..._auto_concurrency import AutoConcurrency, auto_concurrency_for
 from ..._batch import collect_in_order, run_many
 from ..._checks import check_count
 from ..._client import AsyncRoutmy
@@ -55,7 +56,8 @@ class _Step:
         self,
         *,
         model: str,
-        max_in_flight: int,
+        max_in_flight: int | str,
+        max_concurrency: int | None,
         max_retries: int,
         on_error: OnError,
         budget: BudgetSource | None,
@@ -68,7 +70,11 @@ class _Step:
     ):
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty string, not {model!r}")
-        check_count("max_in_flight", max_in_flight, 1)
+        # One adaptive level per actor, kept from batch to batch: what one batch learnt of
+        # the quota, the next starts from.
+        auto = auto_concurrency_for(max_in_flight, max_concurrency, name="max_in_flight")
+        if auto is None:
+            check_count("max_in_flight", max_in_flight, 1)
         if on_error not in ("record", "raise"):
             raise ValueError(f"on_error must be 'record' or 'raise', not {on_error!r}")
         if not isinstance(output_prefix, str):
@@ -83,7 +89,9 @@ class _Step:
         check_headers("default_headers", default_headers)
         check_headers("extra_headers", params.get("extra_headers"))
         self._model = model
-        self._max_in_flight = max_in_flight
+        self._max_in_flight: int | AutoConcurrency = (
+            cast(int, max_in_flight) if auto is None else auto
+        )
         self._record = on_error == "record"
         self._prefix = output_prefix
         self._params = params
@@ -157,7 +165,10 @@ class ChatStep(_Step):
     :param system_prompt: a system message put first in every row's messages.
     :param response_format: a msgspec Struct, a Pydantic model or a dict; adds ``parsed``.
     :param max_in_flight: requests in flight per actor (``create_many``'s concurrency; 16), not
-        to be confused with ``map_batches(concurrency=...)``, Ray's number of actors.
+        to be confused with ``map_batches(concurrency=...)``, Ray's number of actors; or
+        ``"auto"``: a level per actor that finds what the server takes (see
+        :class:`~routmy_async.AutoConcurrency`), kept from one batch to the next.
+    :param max_concurrency: the ceiling of ``max_in_flight="auto"`` (default 64).
     :param concurrency: the old name of ``max_in_flight`` (deprecated: it warns).
     :param max_retries: retries per request (the client's).
     :param on_error: ``"record"`` puts a failed row's error in ``error``; ``"raise"`` fails
@@ -182,7 +193,8 @@ class ChatStep(_Step):
         prompt_column: str | None = None,
         system_prompt: str | None = None,
         response_format: Any = None,
-        max_in_flight: int | None = None,
+        max_in_flight: int | Literal["auto"] | None = None,
+        max_concurrency: int | None = None,
         concurrency: int | None = None,
         max_retries: int = 2,
         on_error: OnError = "record",
@@ -209,6 +221,7 @@ class ChatStep(_Step):
         super().__init__(
             model=model,
             max_in_flight=_renamed(max_in_flight, concurrency, 16),
+            max_concurrency=max_concurrency,
             max_retries=max_retries,
             on_error=on_error,
             budget=budget,
@@ -386,7 +399,7 @@ def _drop_tracebacks(results: list[Any]) -> None:
         errors.extend(link for link in (error.__cause__, error.__context__) if link is not None)
 
 
-def _renamed(max_in_flight: int | None, concurrency: int | None, default: int) -> int:
+def _renamed(max_in_flight: int | str | None, concurrency: int | None, default: int) -> int | str:
     if concurrency is None:
         return default if max_in_flight is None else max_in_flight
     if max_in_flight is not None:
@@ -481,7 +494,8 @@ class EmbeddingStep(_Step):
         input_column: str = "text",
         output_column: str = "embedding",
         inputs_per_request: int = 100,
-        max_in_flight: int | None = None,
+        max_in_flight: int | Literal["auto"] | None = None,
+        max_concurrency: int | None = None,
         concurrency: int | None = None,
         max_retries: int = 2,
         on_error: OnError = "record",
@@ -500,6 +514,7 @@ class EmbeddingStep(_Step):
         super().__init__(
             model=model,
             max_in_flight=_renamed(max_in_flight, concurrency, 4),
+            max_concurrency=max_concurrency,
             max_retries=max_retries,
             on_error=on_error,
             budget=budget,

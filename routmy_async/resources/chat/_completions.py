@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from typing_extensions import Unpack
 
+    from ..._auto_concurrency import AutoConcurrency
     from ..._request import CallSpec, Pipeline
     from ..._tools import FunctionTool
     from ...types.events import StreamEvent, ToolResultEvent
@@ -271,7 +272,8 @@ class Completions:
         self,
         requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
         *,
-        concurrency: int = 16,
+        concurrency: int | Literal["auto"] | AutoConcurrency = 16,
+        max_concurrency: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         return_exceptions: bool = True,
@@ -281,7 +283,11 @@ class Completions:
 
         :param requests: keyword dicts for ``create`` (a list, or any iterable or async
             iterable, pulled lazily as slots free up).
-        :param concurrency: the most requests in flight at once.
+        :param concurrency: the most requests in flight at once; ``"auto"`` finds the
+            level the server takes (from 4, growing while requests succeed, cut on a 429, a
+            503 or a timeout; see :class:`AutoConcurrency`), or an ``AutoConcurrency`` you
+            hold to read its level during and after the run.
+        :param max_concurrency: the ceiling of ``concurrency="auto"`` (default 64).
         :param requests_per_minute: starts are spaced to stay under this rate.
         :param tokens_per_minute: a token bucket, estimated from each request and corrected
             by its ``usage``.
@@ -299,6 +305,7 @@ class Completions:
             self,
             requests,
             concurrency=concurrency,
+            max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
             return_exceptions=return_exceptions,
@@ -309,7 +316,8 @@ class Completions:
         self,
         requests: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
         *,
-        concurrency: int = 16,
+        concurrency: int | Literal["auto"] | AutoConcurrency = 16,
+        max_concurrency: int | None = None,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         progress: bool | Callable[[int, int | None, int], None] | None = None,
@@ -324,6 +332,7 @@ class Completions:
             self,
             requests,
             concurrency=concurrency,
+            max_concurrency=max_concurrency,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
             progress=progress,
