@@ -68,15 +68,17 @@ class PartialAnswer:
         from ._partial_json import ListenerGroup, PartialJSON
 
         listeners: list[JSONListener] = []
-        if self._target is not None:
-            from ._typed_partial import TypedPartial
-
-            self._typed = TypedPartial(self._target)
-            listeners.append(self._typed)
+        # The schema's check first: it names an enum's values, a bound, a pattern; the typed
+        # partial's conversion then catches what a schema cannot say (a datetime string).
         if self._eager and self._schema is not None:
             from ._eager_check import SchemaCheck
 
             listeners.append(SchemaCheck(self._schema))
+        if self._target is not None:
+            from ._typed_partial import TypedPartial
+
+            self._typed = TypedPartial(self._target, eager=self._eager)
+            listeners.append(self._typed)
         if not listeners:
             return PartialJSON()
         listener = listeners[0] if len(listeners) == 1 else ListenerGroup(*listeners)
