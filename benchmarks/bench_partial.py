@@ -12,6 +12,10 @@ every delta, as a stream handing ``parsed`` to each event would. Measured, per a
 - ``ours``: ``PartialJSON.feed(delta)`` then ``.value``, on every delta;
 - ``typed``: the same with a ``TypedPartial(Order)`` listening, reading the typed partial (a
   ``PartialOrder`` with its lines converted to ``Line`` Structs) on every delta;
+- ``stream``: the same answer streamed by a local server as chat chunks, one per delta, read
+  through ``client.chat.completions.stream(response_format=Order)`` and ``events()``, with
+  ``event.parsed`` read on every ``content.delta``, less the same stream without a
+  ``response_format`` (read alike): the extra CPU the wiring costs a user, parse included;
 - ``jiter``: what openai-python does on every ``content.delta``: encode the snapshot to UTF-8
   and ``jiter.from_json(snapshot, partial_mode="trailing-strings")`` (the mode that shows a
   string in progress, as ours does; openai-python passes ``partial_mode=True``, which drops it
@@ -128,6 +132,57 @@ def time_growth(deltas: list[str]) -> float:
     return time.process_time() - started
 
 
+def chunk_stream(deltas: list[str]) -> bytes:
+    """The SSE body of a chat stream saying ``deltas``, one chunk each."""
+    head = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"p/m",'
+    frames = [head + b'"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n']
+    for delta in deltas:
+        content = json.dumps({"content": delta}).encode()
+        frames.append(head + b'"choices":[{"index":0,"delta":' + content + b"}]}\n\n")
+    frames.append(head + b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    frames.append(b"data: [DONE]\n\n")
+    return b"".join(frames)
+
+
+async def _stream_cpu(client: Any, response_format: Any) -> float:
+    """CPU of reading one stream's events (``parsed`` read on each content delta)."""
+    options: dict[str, Any] = (
+        {} if response_format is None else {"response_format": response_format}
+    )
+    started = time.process_time()
+    async with client.chat.completions.stream(
+        model="p/m", messages=[{"role": "user", "content": "x"}], **options
+    ) as stream:
+        async for event in stream.events():
+            if event.type == "content.delta":
+                event.parsed  # noqa: B018 - reading it is the point
+    return time.process_time() - started
+
+
+def time_stream_extra(deltas: list[str], repeat: int) -> float:
+    """The best extra CPU of a stream with ``response_format=Order`` over one without."""
+    import asyncio
+
+    from routmy_async import AsyncRoutmy
+    from tests._callcount import FixedServer
+
+    async def measure() -> float:
+        async with FixedServer() as server:
+            server.answer = ("text/event-stream", chunk_stream(deltas))
+            async with AsyncRoutmy(
+                api_key="sk-bench", base_url=server.base_url, max_retries=0
+            ) as client:
+                await _stream_cpu(client, Order)  # warm: the connection, lazy imports
+                best = {"with": float("inf"), "without": float("inf")}
+                for _ in range(repeat):
+                    gc.collect()
+                    best["without"] = min(best["without"], await _stream_cpu(client, None))
+                    best["with"] = min(best["with"], await _stream_cpu(client, Order))
+                return max(best["with"] - best["without"], 0.0)
+
+    return asyncio.run(measure())
+
+
 def check(text: str) -> None:
     """Both sides end with the same value as json.loads (a benchmark of a wrong parser is
     worthless)."""
@@ -151,8 +206,8 @@ def main() -> None:
     args = options.parse_args()
     rows = []
     print(
-        f"{'size':>7} {'deltas':>7} {'ours':>7} {'typed':>7} {'jiter':>8}"
-        f" {'jiter/ours':>11} {'jiter/typed':>12}   (µs per delta)"
+        f"{'size':>7} {'deltas':>7} {'ours':>7} {'typed':>7} {'stream':>7} {'jiter':>8}"
+        f" {'jiter/ours':>11} {'jiter/typed':>12} {'jiter/stream':>13}   (µs per delta)"
     )
     for kilobytes in (int(size) for size in args.sizes.split(",")):
         text = answer_of_size(kilobytes)
@@ -171,18 +226,22 @@ def main() -> None:
             if turn < slow_repeat:
                 best["jiter"] = min(best["jiter"], time_jiter(deltas))
         ours, typed, jiter = (best[side] / len(deltas) * 1e6 for side in ("ours", "typed", "jiter"))
+        stream = time_stream_extra(deltas, max(3, min(repeat, 64)) if kilobytes <= 64 else 3)
+        stream_us = stream / len(deltas) * 1e6
         rows.append(
             {
                 "kb": kilobytes,
                 "deltas": len(deltas),
                 "ours_us": ours,
                 "typed_us": typed,
+                "stream_us": stream_us,
                 "jiter_us": jiter,
             }
         )
         print(
-            f"{kilobytes:>5}KB {len(deltas):>7} {ours:>7.2f} {typed:>7.2f} {jiter:>8.2f}"
-            f" {jiter / ours:>10.1f}x {jiter / typed:>11.1f}x"
+            f"{kilobytes:>5}KB {len(deltas):>7} {ours:>7.2f} {typed:>7.2f} {stream_us:>7.2f}"
+            f" {jiter:>8.2f} {jiter / ours:>10.1f}x {jiter / typed:>11.1f}x"
+            f" {jiter / stream_us:>12.1f}x"
         )
     if args.save:
         results = {"python": sys.version.split()[0], "delta": DELTA, "rows": rows}

@@ -47,7 +47,18 @@ class PartialAnswer:
     :param eager: parse every delta as it is added, so a bad field raises at once.
     """
 
-    __slots__ = ("_eager", "_error", "_fed", "_parser", "_pieces", "_schema", "_target", "_typed")
+    __slots__ = (
+        "_eager",
+        "_error",
+        "_fed",
+        "_parser",
+        "_pieces",
+        "_schema",
+        "_target",
+        "_typed",
+        "_typed_fed",
+        "_typed_parser",
+    )
 
     def __init__(
         self, *, target: Any = None, schema: dict[str, Any] | None = None, eager: bool = False
@@ -62,6 +73,11 @@ class PartialAnswer:
         self._typed: Any = None
         # Made when first needed: an answer nobody reads is never parsed.
         self._parser: PartialJSON | None = None
+        # The typed partial listens to a parser of its own, made the first time typed() is
+        # read (it catches up then): reading only `parsed` never pays for conversions. With
+        # `eager`, the main parser carries it (the conversion is part of the check).
+        self._typed_parser: PartialJSON | None = None
+        self._typed_fed = 0
 
     def _new_parser(self) -> PartialJSON:
         # Loaded with the first parse: the event types import this module for PartialView.
@@ -74,10 +90,10 @@ class PartialAnswer:
             from ._eager_check import SchemaCheck
 
             listeners.append(SchemaCheck(self._schema))
-        if self._target is not None:
+        if self._eager and self._target is not None:
             from ._typed_partial import TypedPartial
 
-            self._typed = TypedPartial(self._target, eager=self._eager)
+            self._typed = TypedPartial(self._target, eager=True)
             listeners.append(self._typed)
         if not listeners:
             return PartialJSON()
@@ -128,9 +144,23 @@ class PartialAnswer:
         :raises InvalidJSONError: the text so far cannot become JSON.
         """
         parser = self._feed_to(len(self._pieces))
-        if self._typed is None:
+        if self._target is None:
             return parser.value
-        return self._typed.value(parser)
+        if self._eager:
+            return self._typed.value(parser)
+        typed_parser = self._typed_parser
+        if typed_parser is None:
+            from ._partial_json import PartialJSON
+            from ._typed_partial import TypedPartial
+
+            self._typed = TypedPartial(self._target)
+            typed_parser = self._typed_parser = PartialJSON(listener=self._typed)
+        pieces = self._pieces
+        while self._typed_fed < len(pieces):
+            # The text fed the main parser without an error: no error here either.
+            typed_parser.feed(pieces[self._typed_fed])
+            self._typed_fed += 1
+        return self._typed.value(typed_parser)
 
     @property
     def done(self) -> bool:
