@@ -2,8 +2,9 @@
 
     python benchmarks/bench_partial.py [--repeat 5] [--sizes 1,4,8,64,512] [--save]
 
-``--save`` writes ``benchmarks/partial-results.json``, ``partial-results.md`` and, with
-matplotlib installed, ``partial-results.png`` (CPU per delta against answer size).
+``--save`` writes ``benchmarks/partial-results.json``, ``partial-results.md`` and the plot
+``docs/partial-results.svg`` (extra CPU per delta against answer size, drawn by
+``plot_partial.py`` with no plotting library).
 
 An answer of each size (a JSON object holding an array of order lines, the shape of a typical
 ``response_format``) is cut into deltas of ~16 characters, and the partial value is read after
@@ -247,7 +248,9 @@ def main() -> None:
         results = {"python": sys.version.split()[0], "delta": DELTA, "rows": rows}
         (HERE / "partial-results.json").write_text(json.dumps(results, indent=2) + "\n")
         (HERE / "partial-results.md").write_text(markdown(results))
-        chart(results, HERE / "partial-results.png")
+        from plot_partial import main as plot
+
+        plot()
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -255,57 +258,40 @@ def markdown(results: dict[str, Any]) -> str:
         f"Python {results['python']}, deltas of {results['delta']} characters, the partial read"
         " after every delta; best of the interleaved runs, µs of CPU per delta.",
         "",
-        "| answer | deltas | ours | ours, typed | jiter re-parse | jiter / ours "
-        "| jiter / typed | goal |",
-        "|---|---|---|---|---|---|---|---|",
+        "| answer | deltas | parser | parser, typed | stream, extra | jiter re-parse "
+        "| jiter / parser | jiter / stream | goal (jiter / extra) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
-        goal = "jiter / ours ≥ 1x" if row["kb"] <= 8 else "jiter / ours ≥ 10x"
+        goal = "≥ 1x" if row["kb"] <= 8 else "≥ 10x"
+        stream = row.get("stream_us") or float("nan")
         lines.append(
             f"| {row['kb']} KB | {row['deltas']} | {row['ours_us']:.2f} | {row['typed_us']:.2f}"
-            f" | {row['jiter_us']:.2f} | {row['jiter_us'] / row['ours_us']:.1f}x"
-            f" | {row['jiter_us'] / row['typed_us']:.1f}x | {goal} |"
+            f" | {stream:.2f} | {row['jiter_us']:.2f} | {row['jiter_us'] / row['ours_us']:.1f}x"
+            f" | {row['jiter_us'] / stream:.1f}x | {goal} |"
         )
     by_size = {row["kb"]: row for row in results["rows"]}
     if 4 in by_size and 512 in by_size:
-        growth = by_size[512]["ours_us"] / by_size[4]["ours_us"]
-        typed_growth = by_size[512]["typed_us"] / by_size[4]["typed_us"]
+        growth = {
+            key: by_size[512][key] / by_size[4][key]
+            for key in ("ours_us", "typed_us", "stream_us")
+            if by_size[4].get(key)
+        }
         lines += [
             "",
-            f"Per delta, 512 KB against 4 KB: ours {growth:.2f}x, typed {typed_growth:.2f}x "
-            "(goal ≤ 1.5x: linear time).",
+            "Per delta, 512 KB against 4 KB: "
+            + ", ".join(
+                f"{name} {growth[key]:.2f}x"
+                for key, name in (
+                    ("ours_us", "parser"),
+                    ("typed_us", "typed"),
+                    ("stream_us", "stream"),
+                )
+                if key in growth
+            )
+            + " (goal ≤ 1.5x: linear time).",
         ]
     return "\n".join(lines) + "\n"
-
-
-def chart(results: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no chart (pip install -e '.[bench]')")
-        return
-    sizes = [row["kb"] for row in results["rows"]]
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for key, label in (
-        ("jiter_us", "jiter re-parse of the snapshot (openai-python)"),
-        ("typed_us", "routmy_async, typed partial"),
-        ("ours_us", "routmy_async, plain partial"),
-    ):
-        axis.plot(sizes, [row[key] for row in results["rows"]], marker="o", label=label)
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xticks(sizes)
-    axis.set_xticklabels([f"{size} KB" for size in sizes])
-    axis.set_xlabel("answer size")
-    axis.set_ylabel("CPU per delta, µs (lower is better)")
-    axis.set_title(f"Partial structured output, {results['delta']}-character deltas")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    print(f"chart written to {path}")
 
 
 if __name__ == "__main__":
