@@ -111,11 +111,6 @@ class PartialAnswer:
             self._feed_to(len(self._pieces))
         return PartialView(self, len(self._pieces))
 
-    @property
-    def deltas(self) -> int:
-        """How many deltas were added."""
-        return len(self._pieces)
-
     def text(self, at: int | None = None) -> str:
         """The text of the first ``at`` deltas (all of them by default)."""
         return "".join(self._pieces if at is None else self._pieces[:at])
@@ -161,11 +156,6 @@ class PartialAnswer:
             typed_parser.feed(pieces[self._typed_fed])
             self._typed_fed += 1
         return self._typed.value(typed_parser)
-
-    @property
-    def done(self) -> bool:
-        """Whether the JSON value is complete in what was read so far."""
-        return self._feed_to(len(self._pieces)).done
 
     def _feed_to(self, count: int) -> PartialJSON:
         """The parser, fed the first ``count`` deltas (it has had none beyond them)."""
