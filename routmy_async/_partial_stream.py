@@ -49,6 +49,7 @@ class PartialAnswer:
 
     __slots__ = (
         "_eager",
+        "_ended",
         "_error",
         "_fed",
         "_parser",
@@ -66,6 +67,8 @@ class PartialAnswer:
         self._pieces: list[str] = []
         self._fed = 0  # the deltas the parser has had
         self._eager = eager
+        # The answer is whole (its choice finished): a number ending the text is complete.
+        self._ended = False
         self._target = target
         self._schema = schema
         # What broke the parse, and after how many deltas: reads from there on raise it.
@@ -111,6 +114,16 @@ class PartialAnswer:
             self._feed_to(len(self._pieces))
         return PartialView(self, len(self._pieces))
 
+    def end(self) -> None:
+        """The answer is whole: a number or literal that ends the text is complete now (``12``
+        was held back while ``125`` could still come).
+
+        :raises FieldValidationError: ``eager``, and that last value cannot be valid.
+        """
+        self._ended = True
+        if self._eager:
+            self._feed_to(len(self._pieces))
+
     def text(self, at: int | None = None) -> str:
         """The text of the first ``at`` deltas (all of them by default)."""
         return "".join(self._pieces if at is None else self._pieces[:at])
@@ -155,6 +168,8 @@ class PartialAnswer:
             # The text fed the main parser without an error: no error here either.
             typed_parser.feed(pieces[self._typed_fed])
             self._typed_fed += 1
+        if self._ended:
+            self._finish(typed_parser)
         return self._typed.value(typed_parser)
 
     def _feed_to(self, count: int) -> PartialJSON:
@@ -173,7 +188,24 @@ class PartialAnswer:
             except ContentParseError as error:
                 self._error = (self._fed, error)
                 raise
+        if self._ended and count == len(pieces):
+            self._finish(parser)
         return parser
+
+    def _finish(self, parser: PartialJSON) -> None:
+        """At the answer's end, complete a number that ends it (``finish`` does just that
+        before it checks the value is whole; an answer cut short stays as far as it came)."""
+        from ._exceptions import FieldValidationError, InvalidJSONError
+
+        if parser.done:
+            return
+        try:
+            parser.finish()
+        except FieldValidationError as error:
+            self._error = (len(self._pieces), error)
+            raise
+        except InvalidJSONError:
+            pass  # cut short: the final parse says so
 
 
 class PartialView:

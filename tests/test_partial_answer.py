@@ -30,6 +30,7 @@ def test_json_text_finds_the_json_in_any_wrapping(value, wrapping):
     answer = PartialAnswer()
     for char in text:
         answer.add(char)
+    answer.end()  # a number ending the text is complete only at the end
     assert answer.value() == value
 
 
@@ -81,3 +82,23 @@ def test_partial_format_refuses_bad_validate_values():
         partial_format({"type": "text"}, None, validate="eager")
     assert partial_format({"type": "text"}, None, validate="final") is None
     assert partial_format(None, None, validate="final") is None
+
+
+def test_a_number_ending_the_answer_shows_once_it_ends():
+    """A bare number is held back while digits may follow; the answer's end completes it,
+    and an eager check runs on it then."""
+    answer = PartialAnswer()
+    view = answer.add("12")
+    assert view.parsed() is None
+    answer.end()
+    assert view.parsed() == 12
+    found = partial_format(
+        {"type": "json_schema", "schema": {"type": "integer", "maximum": 10}},
+        None,
+        validate="eager",
+    )
+    assert found is not None
+    eager = found.answer()
+    eager.add("12")
+    with pytest.raises(FieldValidationError, match="<= 10"):
+        eager.end()

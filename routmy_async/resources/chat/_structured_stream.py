@@ -51,6 +51,12 @@ class StructuredChatCompletionStream(ChatCompletionStream):
                     self._latest_views[choice.index] = answer.add(content)
                 except ContentParseError as error:
                     self._stop_at(error, answer)
+            if choice.finish_reason is not None and choice.index in self._answers:
+                answer = self._answers[choice.index]
+                try:
+                    answer.end()
+                except ContentParseError as error:
+                    self._stop_at(error, answer)
         return chunk
 
     def _stop_at(self, error: ContentParseError, answer: PartialAnswer) -> NoReturn:

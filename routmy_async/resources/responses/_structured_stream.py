@@ -17,7 +17,11 @@ import msgspec
 from ..._exceptions import ContentParseError
 from ..._partial_stream import PartialAnswer, PartialFormat, partial_format
 from ..._streaming._context import StreamContext
-from ...types.response_events import ResponseStreamEvent, ResponseTextDeltaEvent
+from ...types.response_events import (
+    ResponseStreamEvent,
+    ResponseTextDeltaEvent,
+    ResponseTextDoneEvent,
+)
 from ._stream import ResponseStream
 
 if TYPE_CHECKING:
@@ -52,6 +56,13 @@ class StructuredResponseStream(ResponseStream):
             except ContentParseError as error:
                 self._stop_at(error, answer)
             msgspec.structs.force_setattr(event, "_view", view)
+        elif type(event) is ResponseTextDoneEvent:
+            answer = self._answers.get((event.output_index, event.content_index))
+            if answer is not None:
+                try:
+                    answer.end()
+                except ContentParseError as error:
+                    self._stop_at(error, answer)
         return event
 
     def _stop_at(self, error: ContentParseError, answer: PartialAnswer) -> NoReturn:
