@@ -28,13 +28,6 @@ class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
     #: ``Literal`` per class, so ``event.type == "content.delta"`` narrows for a type checker.
     type: ClassVar[str]
 
-    def __repr__(self) -> str:
-        # The fields as msgspec shows them, less the view a delta event keeps for `parsed`.
-        shown = ", ".join(
-            f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name != "_view"
-        )
-        return f"{type(self).__name__}({shown})"
-
 
 class ContentDeltaEvent(_Event, frozen=True, tag="content.delta"):
     """A piece of the answer's text.
