@@ -134,6 +134,18 @@ class PartialAnswer:
         :raises InvalidJSONError: the text so far cannot become JSON.
         """
         count = len(self._pieces) if at is None else at
+        parser = self._parser
+        if count == self._fed + 1 and parser is not None and self._error is None:
+            # The usual read: the newest event, one delta after the last read.
+            self._fed = count
+            try:
+                parser.feed(self._pieces[count - 1])
+            except ContentParseError as error:
+                self._error = (count, error)
+                raise
+            if self._ended and count == len(self._pieces):
+                self._finish(parser)
+            return parser.value
         if self._error is not None and count >= self._error[0]:
             raise self._error[1]
         if count < self._fed:
