@@ -2,8 +2,9 @@
 
     python benchmarks/bench_partial.py [--repeat 5] [--sizes 1,4,8,64,512] [--save]
 
-``--save`` writes ``benchmarks/partial-results.json``, ``partial-results.md`` and, with
-matplotlib installed, ``partial-results.png`` (CPU per delta against answer size).
+``--save`` writes ``benchmarks/partial-results.json``, ``partial-results.md`` and the plot
+``docs/partial-results.svg`` (extra CPU per delta against answer size, drawn by
+``plot_partial.py`` with no plotting library).
 
 An answer of each size (a JSON object holding an array of order lines, the shape of a typical
 ``response_format``) is cut into deltas of ~16 characters, and the partial value is read after
@@ -12,6 +13,10 @@ every delta, as a stream handing ``parsed`` to each event would. Measured, per a
 - ``ours``: ``PartialJSON.feed(delta)`` then ``.value``, on every delta;
 - ``typed``: the same with a ``TypedPartial(Order)`` listening, reading the typed partial (a
   ``PartialOrder`` with its lines converted to ``Line`` Structs) on every delta;
+- ``stream``: the same answer streamed by a local server as chat chunks, one per delta, read
+  through ``client.chat.completions.stream(response_format=Order)`` and ``events()``, with
+  ``event.parsed`` read on every ``content.delta``, less the same stream without a
+  ``response_format`` (read alike): the extra CPU the wiring costs a user, parse included;
 - ``jiter``: what openai-python does on every ``content.delta``: encode the snapshot to UTF-8
   and ``jiter.from_json(snapshot, partial_mode="trailing-strings")`` (the mode that shows a
   string in progress, as ours does; openai-python passes ``partial_mode=True``, which drops it
@@ -128,6 +133,57 @@ def time_growth(deltas: list[str]) -> float:
     return time.process_time() - started
 
 
+def chunk_stream(deltas: list[str]) -> bytes:
+    """The SSE body of a chat stream saying ``deltas``, one chunk each."""
+    head = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"p/m",'
+    frames = [head + b'"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n']
+    for delta in deltas:
+        content = json.dumps({"content": delta}).encode()
+        frames.append(head + b'"choices":[{"index":0,"delta":' + content + b"}]}\n\n")
+    frames.append(head + b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    frames.append(b"data: [DONE]\n\n")
+    return b"".join(frames)
+
+
+async def _stream_cpu(client: Any, response_format: Any) -> float:
+    """CPU of reading one stream's events (``parsed`` read on each content delta)."""
+    options: dict[str, Any] = (
+        {} if response_format is None else {"response_format": response_format}
+    )
+    started = time.process_time()
+    async with client.chat.completions.stream(
+        model="p/m", messages=[{"role": "user", "content": "x"}], **options
+    ) as stream:
+        async for event in stream.events():
+            if event.type == "content.delta":
+                event.parsed  # noqa: B018 - reading it is the point
+    return time.process_time() - started
+
+
+def time_stream_extra(deltas: list[str], repeat: int) -> float:
+    """The best extra CPU of a stream with ``response_format=Order`` over one without."""
+    import asyncio
+
+    from routmy_async import AsyncRoutmy
+    from tests._callcount import FixedServer
+
+    async def measure() -> float:
+        async with FixedServer() as server:
+            server.answer = ("text/event-stream", chunk_stream(deltas))
+            async with AsyncRoutmy(
+                api_key="sk-bench", base_url=server.base_url, max_retries=0
+            ) as client:
+                await _stream_cpu(client, Order)  # warm: the connection, lazy imports
+                best = {"with": float("inf"), "without": float("inf")}
+                for _ in range(repeat):
+                    gc.collect()
+                    best["without"] = min(best["without"], await _stream_cpu(client, None))
+                    best["with"] = min(best["with"], await _stream_cpu(client, Order))
+                return max(best["with"] - best["without"], 0.0)
+
+    return asyncio.run(measure())
+
+
 def check(text: str) -> None:
     """Both sides end with the same value as json.loads (a benchmark of a wrong parser is
     worthless)."""
@@ -151,8 +207,8 @@ def main() -> None:
     args = options.parse_args()
     rows = []
     print(
-        f"{'size':>7} {'deltas':>7} {'ours':>7} {'typed':>7} {'jiter':>8}"
-        f" {'jiter/ours':>11} {'jiter/typed':>12}   (µs per delta)"
+        f"{'size':>7} {'deltas':>7} {'ours':>7} {'typed':>7} {'stream':>7} {'jiter':>8}"
+        f" {'jiter/ours':>11} {'jiter/typed':>12} {'jiter/stream':>13}   (µs per delta)"
     )
     for kilobytes in (int(size) for size in args.sizes.split(",")):
         text = answer_of_size(kilobytes)
@@ -171,24 +227,30 @@ def main() -> None:
             if turn < slow_repeat:
                 best["jiter"] = min(best["jiter"], time_jiter(deltas))
         ours, typed, jiter = (best[side] / len(deltas) * 1e6 for side in ("ours", "typed", "jiter"))
+        stream = time_stream_extra(deltas, max(3, min(repeat, 64)) if kilobytes <= 64 else 3)
+        stream_us = stream / len(deltas) * 1e6
         rows.append(
             {
                 "kb": kilobytes,
                 "deltas": len(deltas),
                 "ours_us": ours,
                 "typed_us": typed,
+                "stream_us": stream_us,
                 "jiter_us": jiter,
             }
         )
         print(
-            f"{kilobytes:>5}KB {len(deltas):>7} {ours:>7.2f} {typed:>7.2f} {jiter:>8.2f}"
-            f" {jiter / ours:>10.1f}x {jiter / typed:>11.1f}x"
+            f"{kilobytes:>5}KB {len(deltas):>7} {ours:>7.2f} {typed:>7.2f} {stream_us:>7.2f}"
+            f" {jiter:>8.2f} {jiter / ours:>10.1f}x {jiter / typed:>11.1f}x"
+            f" {jiter / stream_us:>12.1f}x"
         )
     if args.save:
         results = {"python": sys.version.split()[0], "delta": DELTA, "rows": rows}
         (HERE / "partial-results.json").write_text(json.dumps(results, indent=2) + "\n")
         (HERE / "partial-results.md").write_text(markdown(results))
-        chart(results, HERE / "partial-results.png")
+        from plot_partial import main as plot
+
+        plot()
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -196,57 +258,40 @@ def markdown(results: dict[str, Any]) -> str:
         f"Python {results['python']}, deltas of {results['delta']} characters, the partial read"
         " after every delta; best of the interleaved runs, µs of CPU per delta.",
         "",
-        "| answer | deltas | ours | ours, typed | jiter re-parse | jiter / ours "
-        "| jiter / typed | goal |",
-        "|---|---|---|---|---|---|---|---|",
+        "| answer | deltas | parser | parser, typed | stream, extra | jiter re-parse "
+        "| jiter / parser | jiter / stream | goal (jiter / extra) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
-        goal = "jiter / ours ≥ 1x" if row["kb"] <= 8 else "jiter / ours ≥ 10x"
+        goal = "≥ 1x" if row["kb"] <= 8 else "≥ 10x"
+        stream = row.get("stream_us") or float("nan")
         lines.append(
             f"| {row['kb']} KB | {row['deltas']} | {row['ours_us']:.2f} | {row['typed_us']:.2f}"
-            f" | {row['jiter_us']:.2f} | {row['jiter_us'] / row['ours_us']:.1f}x"
-            f" | {row['jiter_us'] / row['typed_us']:.1f}x | {goal} |"
+            f" | {stream:.2f} | {row['jiter_us']:.2f} | {row['jiter_us'] / row['ours_us']:.1f}x"
+            f" | {row['jiter_us'] / stream:.1f}x | {goal} |"
         )
     by_size = {row["kb"]: row for row in results["rows"]}
     if 4 in by_size and 512 in by_size:
-        growth = by_size[512]["ours_us"] / by_size[4]["ours_us"]
-        typed_growth = by_size[512]["typed_us"] / by_size[4]["typed_us"]
+        growth = {
+            key: by_size[512][key] / by_size[4][key]
+            for key in ("ours_us", "typed_us", "stream_us")
+            if by_size[4].get(key)
+        }
         lines += [
             "",
-            f"Per delta, 512 KB against 4 KB: ours {growth:.2f}x, typed {typed_growth:.2f}x "
-            "(goal ≤ 1.5x: linear time).",
+            "Per delta, 512 KB against 4 KB: "
+            + ", ".join(
+                f"{name} {growth[key]:.2f}x"
+                for key, name in (
+                    ("ours_us", "parser"),
+                    ("typed_us", "typed"),
+                    ("stream_us", "stream"),
+                )
+                if key in growth
+            )
+            + " (goal ≤ 1.5x: linear time).",
         ]
     return "\n".join(lines) + "\n"
-
-
-def chart(results: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no chart (pip install -e '.[bench]')")
-        return
-    sizes = [row["kb"] for row in results["rows"]]
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for key, label in (
-        ("jiter_us", "jiter re-parse of the snapshot (openai-python)"),
-        ("typed_us", "routmy_async, typed partial"),
-        ("ours_us", "routmy_async, plain partial"),
-    ):
-        axis.plot(sizes, [row[key] for row in results["rows"]], marker="o", label=label)
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xticks(sizes)
-    axis.set_xticklabels([f"{size} KB" for size in sizes])
-    axis.set_xlabel("answer size")
-    axis.set_ylabel("CPU per delta, µs (lower is better)")
-    axis.set_title(f"Partial structured output, {results['delta']}-character deltas")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    print(f"chart written to {path}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""FastAPI: one client for the app's lifetime, JSON endpoints, Pydantic structured output, and
-an SSE stream that a small page in this app shows as it arrives.
+"""FastAPI: one client for the app's lifetime, JSON endpoints, Pydantic structured output, an
+SSE stream that a small page in this app shows as it arrives, and a form that fills itself as
+the model's JSON answer streams.
 
 Run it:  uvicorn fastapi_app:app --app-dir examples   and open http://127.0.0.1:8000/
+(the self-filling form: http://127.0.0.1:8000/form)
 (ROUTMY_API_KEY/ROUTMY_BASE_URL from the environment; with ROUTMY_BASE_URL unset the app
 starts its own MockRoutmy).
 """
@@ -110,6 +112,89 @@ async def stream(q: str, request: Request) -> StreamingResponse:
     # end, an upstream error as `event: error`; when the browser goes away the upstream
     # stream is closed at once, so no tokens are paid for after that.
     return upstream.to_streaming_response(keepalive=10)
+
+
+@app.get("/extract/stream")
+async def extract_stream(q: str, request: Request) -> StreamingResponse:
+    client: AsyncRoutmy = request.app.state.routmy
+    upstream = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": q}], stream=True, response_format=Order
+    )
+    # The answer so far as JSON, one frame each time it grows: {"id": "A-1"}, then
+    # {"id": "A-123", "status": "sh"}, ... then [DONE]. The page fills its form from each.
+    return upstream.to_streaming_response(format="partial", keepalive=10)
+
+
+FORM = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Order from a message</title>
+<style>
+  body { font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; }
+  label { display: block; margin: .5rem 0; }
+  input { width: 24rem; font: inherit; }
+  #status { color: #666; }
+</style>
+</head>
+<body>
+<h1>Order from a message</h1>
+<form id="ask">
+  <input id="q" placeholder="Order A-123 has shipped" autofocus>
+  <button>Extract</button>
+</form>
+<label>Order id <input id="id" readonly></label>
+<label>Status <input id="status-field" readonly></label>
+<p id="status">idle</p>
+<script>
+const fields = {id: document.getElementById("id"), status: document.getElementById("status-field")};
+const status = document.getElementById("status");
+let source = null;
+
+function extract(message) {
+  if (source) source.close();
+  for (const input of Object.values(fields)) input.value = "";
+  status.textContent = "streaming";
+  source = new EventSource("/extract/stream?q=" + encodeURIComponent(message));
+  source.onmessage = (event) => {
+    if (event.data === "[DONE]") {
+      source.close();
+      status.textContent = "done";
+      return;
+    }
+    // Each frame is the whole answer so far: a field appears once its value begins, and a
+    // text grows as it arrives.
+    const order = JSON.parse(event.data);
+    for (const [name, input] of Object.entries(fields)) {
+      if (typeof order[name] === "string") input.value = order[name];
+    }
+  };
+  source.addEventListener("error", (event) => {
+    status.textContent = event.data
+      ? "error: " + JSON.parse(event.data).error.message
+      : "connection lost";
+    source.close();
+  });
+}
+
+document.getElementById("ask").addEventListener("submit", (event) => {
+  event.preventDefault();
+  extract(document.getElementById("q").value);
+});
+const initial = new URLSearchParams(location.search).get("q");
+if (initial) {
+  document.getElementById("q").value = initial;
+  extract(initial);
+}
+</script>
+</body>
+</html>
+"""
+
+
+@app.get("/form", response_class=HTMLResponse)
+async def form() -> str:
+    return FORM
 
 
 PAGE = """<!doctype html>

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from ._client import AsyncRoutmy
 from ._content import image_part, text_part
-from ._exceptions import PermissionDeniedError
+from ._exceptions import FieldValidationError, PermissionDeniedError
 from .testing import MockRoutmy, png_bytes
 from .types import ContentDeltaEvent, ToolCallDoneEvent
 
@@ -188,6 +188,49 @@ async def _structured_output(stage: _Stage) -> None:
     _say(f"parsed: {parsed.choices[0].message.parsed!r}")
 
 
+class Shipment(msgspec.Struct):
+    """A shipment, for the partial-output step."""
+
+    id: str
+    carrier: Literal["dhl", "ups"]
+    days: int
+
+
+def _scripted_answer(text: str) -> list[dict[str, Any]]:
+    """The chunks of a chat stream saying ``text`` in 9-character deltas (MockRoutmy streams
+    exactly these)."""
+    head = {"id": "demo", "object": "chat.completion.chunk", "created": 1, "model": "mock/echo"}
+    pieces = [text[i : i + 9] for i in range(0, len(text), 9)]
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": piece} for piece in pieces]
+    chunks = [{**head, "choices": [{"index": 0, "delta": d}]} for d in deltas]
+    chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return chunks
+
+
+async def _partial_output(stage: _Stage) -> None:
+    stage.mock.reply_stream(_scripted_answer('{"id": "S-42", "carrier": "dhl", "days": 3}'))
+    async with stage.client.chat.completions.stream(
+        model="mock/echo", messages=ask("Track S-42"), response_format=Shipment
+    ) as stream:
+        async for event in stream.events():
+            if isinstance(event, ContentDeltaEvent):
+                _say(f"  {event.delta!r:<13} parsed={event.parsed}  partial={stream.partial!r}")
+    # A carrier that does not exist: validate="eager" stops the stream at that field.
+    stage.mock.reply_stream(_scripted_answer('{"id": "S-43", "carrier": "owl", "days": 9}'))
+    try:
+        async with stage.client.chat.completions.stream(
+            model="mock/echo",
+            messages=ask("Track S-43"),
+            response_format=Shipment,
+            validate="eager",
+        ) as stream:
+            async for _ in stream:
+                pass
+    except FieldValidationError as error:
+        _say(f"eager validation: {type(error).__name__}: {error} (the stream is closed)")
+
+
 async def _vision_input(stage: _Stage) -> None:
     picture = await image_part(png_bytes(4, 4, (200, 30, 30)), detail="low")
     seen = await stage.client.chat.completions.create(
@@ -337,6 +380,7 @@ _STEPS: tuple[tuple[str, Callable[[_Stage], Awaitable[None]]], ...] = (
     ("Tool calling with the run loop", _tool_loop),
     ("Tool calls, streamed as events", _streamed_tool_calls),
     ("Structured output", _structured_output),
+    ("Structured output as it streams: partials, eager validation", _partial_output),
     ("Vision input", _vision_input),
     ("Image output (saved to a file)", _image_output),
     ("Reasoning", _reasoning),

@@ -10,9 +10,16 @@ from typing import Any
 import msgspec
 
 from ._exceptions import ContentParseError
+from ._partial_stream import json_text
 from .types.chat import ChatCompletion, Choice
 
-__all__ = ["parse_completion", "parser_for", "response_format_for", "strict_schema"]
+__all__ = [
+    "StructuredFinalizer",
+    "parse_completion",
+    "parser_for",
+    "response_format_for",
+    "strict_schema",
+]
 
 
 def _strictify(node: Any) -> None:
@@ -91,7 +98,8 @@ def parse_completion(completion: ChatCompletion, target: type[Any] | None) -> Ch
     decode_type: Any = target if target is not None else Any
     for choice in completion.choices:
         message = choice.message
-        content = _content_of(choice)
+        # The JSON inside a Markdown fence, as the stream's partials read it.
+        content = json_text(_content_of(choice))
         try:
             parsed = msgspec.json.decode(content, type=decode_type)
         except msgspec.ValidationError as exc:
@@ -142,7 +150,7 @@ def _parse_with_pydantic(completion: ChatCompletion, model: type[Any]) -> ChatCo
     invalid = validation_error()
     for choice in completion.choices:
         message = choice.message
-        content = _content_of(choice)
+        content = json_text(_content_of(choice))
         try:
             parsed = model.model_validate_json(content)
         except invalid as exc:
@@ -157,10 +165,19 @@ def _parse_with_pydantic(completion: ChatCompletion, model: type[Any]) -> ChatCo
     return completion
 
 
+class StructuredFinalizer:
+    """Parses a completion into ``target`` (for create, parse and streams); a stream reads
+    ``target`` to give typed partials."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: type[Any]) -> None:
+        self.target = target
+
+    def __call__(self, completion: ChatCompletion) -> ChatCompletion:
+        return parse_completion(completion, self.target)
+
+
 def parser_for(target: type[Any]) -> Callable[[ChatCompletion], ChatCompletion]:
     """A finaliser that parses a completion into ``target`` (for create, parse and streams)."""
-
-    def finalize(completion: ChatCompletion) -> ChatCompletion:
-        return parse_completion(completion, target)
-
-    return finalize
+    return StructuredFinalizer(target)

@@ -81,6 +81,17 @@ class _Slot:
         except (msgspec.ValidationError, ValueError, TypeError):
             return _FAILED
 
+    def problem(self, value: Any) -> str:
+        """Why ``value`` does not convert to this slot's type, in words."""
+        if self._converter is None:
+            self._converter = _converter(self.type)
+        try:
+            self._converter(value)
+        except (msgspec.ValidationError, ValueError, TypeError) as error:
+            text = str(error).split("\n")[0]
+            return f"cannot be {_type_name(self.type)}: {text}"
+        return f"cannot be {_type_name(self.type)}"  # pragma: no cover - convert() said it fails
+
 
 class _Shape:
     """How to build one JSON container of a type: its partial object, its children's slots."""
@@ -214,9 +225,12 @@ class _DictShape(_Shape):
 class _Frame:
     """One open container: its plain dict or list, its slot, and its partial mirror."""
 
-    __slots__ = ("failed", "partial", "plain", "shape", "shown", "slot")
+    __slots__ = ("failed", "key", "partial", "plain", "shape", "shown", "slot")
 
-    def __init__(self, plain: Any, slot: _Slot | None, shape: _Shape | None, partial: Any) -> None:
+    def __init__(
+        self, plain: Any, slot: _Slot | None, shape: _Shape | None, partial: Any, key: Key
+    ) -> None:
+        self.key = key  # where the container sits in its parent (for eager errors' paths)
         self.plain = plain
         self.slot = slot  # None: a key the type does not have, or inside an opaque value
         self.shape = shape  # None: a type followed only once its value is complete
@@ -229,9 +243,13 @@ class TypedPartial:
     """A ``JSONListener`` that keeps the parser's partial value as ``target``, in place.
 
     :param target: a ``msgspec.Struct`` or Pydantic model type (or a list/dict of them).
+    :param eager: a completed field that does not convert to its type raises
+        ``FieldValidationError`` at once (what a JSON schema cannot say: a ``datetime``
+        string, a constrained Pydantic type).
     """
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: Any, *, eager: bool = False) -> None:
+        self._eager = eager
         self._root = _Slot("", target)
         self._frames: list[_Frame] = []
         self._value: Any = None
@@ -259,7 +277,7 @@ class TypedPartial:
         partial = None if shape is None else shape.start()
         if partial is not None:
             self._put(slot, key, partial, replace=False)  # type: ignore[arg-type]
-        self._frames.append(_Frame(container, slot, shape, partial))
+        self._frames.append(_Frame(container, slot, shape, partial, key))
 
     def completed(self, key: Key, value: Any) -> None:
         frames = self._frames
@@ -291,10 +309,22 @@ class TypedPartial:
         # Written out: this runs for every value of every typed stream.
         typed = value if type(value) is slot.plain else slot.convert(value)
         if typed is _FAILED:
+            if self._eager:
+                self._raise(key, slot.problem(value))
             frame.failed = True
             typed = None  # a list keeps its indices in step with the JSON
         shape.put(frame.partial, slot, key, typed, replace=frame.shown)  # type: ignore[union-attr]
         frame.shown = False
+
+    def _raise(self, key: Key, reason: str) -> None:
+        from ._eager_check import format_path
+        from ._exceptions import FieldValidationError
+
+        parents = [frame.key for frame in self._frames if frame.key is not None]
+        path = tuple(parents) if key is None else (*parents, key)
+        raise FieldValidationError(
+            f"{format_path(path)} {reason}", path=path, reason=reason, content=None
+        )
 
     # -- placing -------------------------------------------------------------------------
 
@@ -321,6 +351,11 @@ class TypedPartial:
         frame = self._frames[-1]
         if frame.shape is not None:
             frame.shape.put(frame.partial, slot, key, value, replace=replace)
+
+
+def _type_name(target: Any) -> str:
+    name = getattr(target, "__name__", None)
+    return f"a {name}" if name else repr(target)
 
 
 def _annotated(info: Any) -> Any:

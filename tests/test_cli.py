@@ -82,6 +82,11 @@ def test_demo_runs_every_section():
     ]:
         assert title in result.stdout
     assert "PermissionDeniedError" in result.stdout and "attempt 2" in result.stdout
+    # The partial-output step: a typed partial, a complete object, an eager failure.
+    assert "Structured output as it streams" in result.stdout
+    assert "partial=PartialShipment(id='S-42', carrier=None" in result.stdout
+    assert "partial=Shipment(id='S-42', carrier='dhl', days=3)" in result.stdout
+    assert "FieldValidationError: carrier must be one of" in result.stdout
     assert result.stderr == ""
 
 

@@ -172,3 +172,50 @@ async def test_closing_the_page_mid_stream_stops_the_upstream(browser, monkeypat
             await asyncio.sleep(0.05)
         assert mock.disconnects == 1
         assert app.state.routmy.connections_in_use == 0
+
+
+async def form_state(devtools: DevTools, session: str) -> dict[str, str]:
+    result = await devtools.send(
+        "Runtime.evaluate",
+        session,
+        expression=(
+            "JSON.stringify({status: document.getElementById('status')?.textContent ?? '',"
+            " id: document.getElementById('id')?.value ?? '',"
+            " order_status: document.getElementById('status-field')?.value ?? ''})"
+        ),
+        returnByValue=True,
+    )
+    state: dict[str, str] = json.loads(result["result"]["value"])
+    return state
+
+
+async def test_the_form_fills_itself_as_the_answer_streams(browser, monkeypatch, tmp_path):
+    """The /form page streams the structured answer's partial JSON: its fields fill while the
+    stream is still open (a field appears before the answer ends), and hold the whole answer
+    at the end."""
+    async with serve_example(monkeypatch) as (base, mock, _):
+        mock.reply_default(chunk_delay=0.15)  # slow enough to look at the page mid-answer
+        message = "Order A-123 has shipped"
+        _, session = await open_page(browser, f"{base}/form?q={quote_plus(message)}")
+        seen: list[dict[str, str]] = []
+        for _ in range(400):
+            try:
+                state = await form_state(browser, session)
+            except RuntimeError:
+                state = {}  # the page is being replaced: its context is gone for a moment
+            if state:
+                seen.append(state)
+                if state["status"] not in ("", "idle", "streaming"):
+                    break  # done, an error, or a lost connection
+            await asyncio.sleep(0.03)
+        assert seen and seen[-1] == {"status": "done", "id": "A-123", "order_status": "shipped"}
+        # Before the end: the id complete (or growing) while the status was still streaming.
+        early = [s for s in seen if s["status"] == "streaming" and s["id"]]
+        assert early, seen
+        assert all("A-123".startswith(s["id"]) for s in early)
+        assert any(s["order_status"] in ("", "shipped"[: len(s["order_status"])]) for s in early)
+        shot = await browser.send("Page.captureScreenshot", session, format="png")
+        (tmp_path / "form.png").write_bytes(base64.b64decode(shot["data"]))
+        assert [r.json["response_format"]["json_schema"]["name"] for r in mock.requests] == [
+            "Order"
+        ]

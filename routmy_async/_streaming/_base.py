@@ -53,6 +53,7 @@ from .._exceptions import (
     APIResponseValidationError,
     APIStreamError,
     APITimeoutError,
+    ContentParseError,
     RoutmyError,
 )
 from .._hooks import StreamOutcome, StreamSummary
@@ -78,9 +79,10 @@ _END_GRACE = 0.02
 # Events decoded per step: a read can hold a whole stream, and decoding it at once would keep
 # a thousand objects alive and cache-cold before the first is used.
 _BATCH = 32
-# Errors that say the answer itself was bad (an error frame, a frame that does not decode),
-# as opposed to the connection failing: the outcome "error" rather than "broken".
-_BAD_ANSWERS = (APIStreamError, APIResponseValidationError)
+# Errors that say the answer itself was bad (an error frame, a frame that does not decode, a
+# field that failed eager validation), as opposed to the connection failing: the outcome
+# "error" rather than "broken".
+_BAD_ANSWERS = (APIStreamError, APIResponseValidationError, ContentParseError)
 # The outcomes that are failures of the call: ``on_error`` follows ``on_stream_end``. A reader
 # that stops early ("cancelled") has not seen a failure.
 _FAILED = frozenset({"error", "broken"})

@@ -15,6 +15,8 @@ Frame format (https://html.spec.whatwg.org/multipage/server-sent-events.html):
   ``response.completed`` event ends them);
 - raw streams, ``format="events"``: each event with its ``event:`` (unless ``message``),
   ``id:`` and ``data:`` lines, as received, and ``data: [DONE]`` if the upstream sent one;
+- ``format="partial"`` (chat and Responses streams with a JSON format): the answer so far as
+  plain JSON values, ``data: <JSON>`` each time an item changes it, then ``data: [DONE]``;
 - ``format="text"`` (chat and Responses): only the answer's text, each piece as
   ``data: <JSON string>`` (``JSON.parse(event.data)`` in the browser gives the text back,
   newlines included), then ``data: [DONE]``, which no JSON string can be;
@@ -52,6 +54,7 @@ __all__ = [
     "check_options",
     "data_frame",
     "error_frame",
+    "partial_framing",
     "raw_framing",
     "responses_framing",
     "sse_frames",
@@ -65,6 +68,8 @@ KEEPALIVE = b": keep-alive\n\n"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _END = object()
 _encode = msgspec.json.Encoder(enc_hook=repr).encode
+# Partial values are plain JSON values: nothing for a hook to do.
+_encode_partial = msgspec.json.Encoder().encode
 _HEADERS = {
     # Never cached, and never buffered by nginx-style proxies: frames must flow as they come.
     "Cache-Control": "no-cache",
@@ -202,7 +207,11 @@ async def sse_frames(
                 return
             if chunk is _END:
                 break
-            frame = frame_of(chunk)
+            try:
+                frame = frame_of(chunk)
+            except RoutmyError as error:  # a partial value that cannot be read: not JSON
+                yield error_frame(error)
+                return
             if frame:
                 yield frame
                 last_write = loop.time()
@@ -269,6 +278,29 @@ def responses_framing(format: str, raw_events: deque[bytes]) -> Framing:
         return b"event: " + name.encode() + b"\n" + data_frame(data)
 
     return Framing(event_frame, _nothing)
+
+
+def partial_framing(read: Callable[[], Any]) -> Framing:
+    """A structured answer's partial value (``"partial"``): after each item, ``read()`` as
+    ``data: <JSON>`` when it differs from the last frame sent, then ``data: [DONE]``.
+
+    Each frame is the whole value so far, so a page renders it as it is; an item that adds
+    nothing to the value (a role, a usage chunk, a string still inside an escape) sends
+    nothing.
+    """
+    last = [b""]
+
+    def frame(item: Any) -> bytes:
+        value = read()
+        if value is None:
+            return b""
+        data = _encode_partial(value)
+        if data == last[0]:
+            return b""
+        last[0] = data
+        return data_frame(data)
+
+    return Framing(frame, _done)
 
 
 def _raw_event_frame(event: Any) -> bytes:

@@ -193,6 +193,15 @@ def _words(messages: list[Any]) -> int:
     return sum(len(_text_of(m.get("content")).split()) + 1 for m in messages if isinstance(m, dict))
 
 
+# A fixed value for each string format a decoder checks, so that typed answers decode.
+_FORMATTED = {
+    "date-time": "2026-01-02T03:04:05Z",
+    "date": "2026-01-02",
+    "time": "03:04:05",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+}
+
+
 def instance_for_schema(
     schema: Any, hint: str = "", defs: dict[str, Any] | None = None, name: str = ""
 ) -> Any:
@@ -230,6 +239,8 @@ def instance_for_schema(
         }
     if kind == "array":
         return [instance_for_schema(schema.get("items", {}), hint, defs, name)]
+    if kind == "string" and schema.get("format") in _FORMATTED:
+        return _FORMATTED[schema["format"]]
     if kind == "string":
         words = re.findall(r"[\w-]+", hint)
         found = _ID_LIKE.search(hint)

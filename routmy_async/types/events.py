@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from .._partial_stream import PartialView
 from .chat import ChatCompletion, ImageOutput, ToolCall
 
 __all__ = [
@@ -29,11 +30,42 @@ class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
 
 
 class ContentDeltaEvent(_Event, frozen=True, tag="content.delta"):
-    """A piece of the answer's text."""
+    """A piece of the answer's text.
+
+    On a stream opened with a JSON ``response_format`` (a Struct, a Pydantic model, or a
+    ``json_schema``/``json_object`` dict), ``snapshot`` and ``parsed`` give the answer so far;
+    both are built when read (see the structured-output guide).
+    """
 
     type: ClassVar[Literal["content.delta"]] = "content.delta"
 
     delta: str
+    # The answer this delta belongs to, and how far it had come: what snapshot and parsed are
+    # built from when read (UNSET, and never encoded, on a stream without a JSON format).
+    _view: PartialView | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def snapshot(self) -> str | None:
+        """The choice's text up to and including this delta; ``None`` on a stream opened
+        without a JSON ``response_format``."""
+        view = self._view
+        return None if view is msgspec.UNSET else view.snapshot()
+
+    @property
+    def parsed(self) -> Any:
+        """The answer so far as plain JSON values (``dict``, ``list``, ``str``, numbers,
+        ``bool``, ``None``): complete keys and items, numbers and literals once complete, a
+        string in progress as far as it has arrived. ``None`` before the JSON begins, and on a
+        stream opened without a JSON ``response_format``.
+
+        Read at the newest event it is the stream's live value, which later deltas keep
+        growing in place (nothing it shows is taken back, a string only grows); read at an
+        older event it is that event's own value. ``copy.deepcopy`` keeps a value as it was.
+
+        :raises InvalidJSONError: the text up to this delta cannot become JSON.
+        """
+        view = self._view
+        return None if view is msgspec.UNSET else view.parsed()
 
 
 class RefusalDeltaEvent(_Event, frozen=True, tag="refusal.delta"):
@@ -65,6 +97,19 @@ class ToolCallArgumentsDeltaEvent(_Event, frozen=True, tag="tool_call.arguments.
     name: str
     arguments_delta: str
     id: str = ""
+    # The call's arguments so far, for parsed_arguments (UNSET: not followed).
+    _view: PartialView | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def parsed_arguments(self) -> Any:
+        """The call's arguments so far as plain JSON values, as ``ContentDeltaEvent.parsed``
+        gives an answer (built when read; live at the newest event). ``None`` where the call
+        was not followed from its first fragment (``events()`` began after it).
+
+        :raises InvalidJSONError: the arguments so far cannot become JSON.
+        """
+        view = self._view
+        return None if view is msgspec.UNSET else view.parsed()
 
 
 class ToolCallDoneEvent(_Event, frozen=True, tag="tool_call.done"):

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
+from .._partial_stream import PartialView
 from ._base import ResponseObject
 from .responses import (
     Response,
@@ -175,11 +176,36 @@ class _ContentEvent(_Event, frozen=True):
 
 
 class ResponseTextDeltaEvent(_ContentEvent, frozen=True, tag="response.output_text.delta"):
-    """A piece of a message's text."""
+    """A piece of a message's text.
+
+    On a stream opened with a JSON ``text_format`` (a Struct, a Pydantic model, or a format
+    dict), ``snapshot`` and ``parsed`` give the answer so far, as on a chat stream's
+    :class:`~routmy_async.types.ContentDeltaEvent`; both are built when read.
+    """
 
     type: ClassVar[Literal["response.output_text.delta"]] = "response.output_text.delta"
     delta: str = ""
     logprobs: list[dict[str, Any]] = []
+    # Set by a stream with a JSON text_format, never sent by the server nor encoded.
+    _view: PartialView | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def snapshot(self) -> str | None:
+        """The text part up to and including this delta; ``None`` on a stream opened
+        without a JSON ``text_format``."""
+        view = self._view
+        return None if view is msgspec.UNSET else view.snapshot()
+
+    @property
+    def parsed(self) -> Any:
+        """The answer so far as plain JSON values; ``None`` before the JSON begins and on a
+        stream opened without a JSON ``text_format``. Live at the newest event, that event's
+        own value at an older one (as ``ContentDeltaEvent.parsed``).
+
+        :raises InvalidJSONError: the text up to this delta cannot become JSON.
+        """
+        view = self._view
+        return None if view is msgspec.UNSET else view.parsed()
 
 
 class ResponseTextDoneEvent(_ContentEvent, frozen=True, tag="response.output_text.done"):
@@ -236,6 +262,19 @@ class ResponseFunctionCallArgumentsDeltaEvent(
     item_id: str = ""
     output_index: int = 0
     delta: str = ""
+    # Set by the stream as the delta is taken in, never sent by the server nor encoded.
+    _view: PartialView | msgspec.UnsetType = msgspec.UNSET
+
+    @property
+    def parsed_arguments(self) -> Any:
+        """The call's arguments so far as plain JSON values (built when read; live at the
+        newest event, as ``ContentDeltaEvent.parsed``); ``None`` for an event not read
+        from a stream.
+
+        :raises InvalidJSONError: the arguments so far cannot become JSON.
+        """
+        view = self._view
+        return None if view is msgspec.UNSET else view.parsed()
 
 
 class ResponseFunctionCallArgumentsDoneEvent(

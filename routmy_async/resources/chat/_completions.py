@@ -121,6 +121,14 @@ def _spec(
     )
 
 
+def _stream_class(spec: CallSpec[ChatCompletion]) -> Callable[[Any], ChatCompletionStream]:
+    """The stream to open: a plain one, or one that follows a JSON answer as it streams."""
+    from ._structured_stream import stream_class_for  # loaded by the first stream
+
+    fields = spec.fields or {}
+    return stream_class_for(fields.get("response_format"), spec.finalize)
+
+
 class Completions:
     """Chat Completions (``POST /chat/completions``)."""
 
@@ -179,9 +187,7 @@ class Completions:
         """
         spec = _spec(self._pipeline, model, messages, stream, params)
         if stream:
-            from ._stream import ChatCompletionStream  # loaded by the first stream
-
-            return await self._pipeline.open_stream(spec, ChatCompletionStream)
+            return await self._pipeline.open_stream(spec, _stream_class(spec))
         return await self._pipeline.send(spec)
 
     def stream(
@@ -189,21 +195,33 @@ class Completions:
         *,
         model: str,
         messages: Iterable[MessageParam],
+        validate: Literal["final", "eager"] = "final",
         **params: Unpack[ChatCompletionParams],
     ) -> ChatCompletionStreamManager:
         """Open a stream as an async context manager, in one step.
 
         ``async with client.chat.completions.stream(model=..., messages=...) as stream:``
         The request is checked now and sent on entering the block; leaving it closes the
-        stream. With a ``msgspec.Struct`` as ``response_format`` the final completion's
-        ``message.parsed`` holds the decoded object.
+        stream. With a ``msgspec.Struct`` or Pydantic model as ``response_format`` the final
+        completion's ``message.parsed`` holds the decoded object. With any JSON
+        ``response_format`` (a type, or a ``json_schema``/``json_object`` dict) the answer is
+        followed as it streams: ``content.delta`` events carry ``snapshot`` and ``parsed``,
+        and ``stream.partial`` gives the answer so far as the type, every field optional.
+
+        :param validate: ``"final"`` (default): the answer is validated once complete;
+            ``"eager"``: every field is checked against the format's schema the moment it
+            is complete, and the first that cannot be valid raises ``FieldValidationError``
+            (text that cannot become JSON, ``InvalidJSONError``) at once and closes the
+            stream.
+        :raises ValueError: ``validate="eager"`` without a JSON ``response_format``.
         """
-        from ._stream import ChatCompletionStream, ChatCompletionStreamManager
+        from ._stream import ChatCompletionStreamManager
+        from ._structured_stream import stream_class_for
 
         spec = _spec(self._pipeline, model, messages, True, dict(params))
-        return ChatCompletionStreamManager(
-            lambda: self._pipeline.open_stream(spec, ChatCompletionStream)
-        )
+        fields = spec.fields or {}
+        make = stream_class_for(fields.get("response_format"), spec.finalize, validate=validate)
+        return ChatCompletionStreamManager(lambda: self._pipeline.open_stream(spec, make))
 
     async def parse(
         self,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import msgspec
 
 from ..._exceptions import APIResponseValidationError, stream_error
+from ..._partial_stream import PartialAnswer, PartialView
 from ..._streaming._base import _BATCH, EventStream, StreamManager
 from ..._streaming._context import StreamContext
 from ..._streaming._sse import WireEvent
@@ -39,6 +40,8 @@ from ._accumulate import CompletionAccumulator, ToolCallState
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
 
+    from ..._streaming._sse_out import Framing
+
 
 __all__ = ["ChatCompletionStream", "ChatCompletionStreamManager"]
 
@@ -56,6 +59,11 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
 
     _noun = "chunk"
     _terminal = "[DONE] or a finish_reason"
+    # What to_sse serves; a stream with a JSON response_format serves its partials too.
+    _sse_formats: tuple[str, ...] = ("chunks", "text")
+    # The view of each choice's answer at its latest content delta handed out: kept by a
+    # stream with a JSON response_format (StructuredChatCompletionStream), None here.
+    _latest_views: dict[int, PartialView] | None = None
 
     def __init__(self, context: StreamContext):
         super().__init__(context)
@@ -191,6 +199,25 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
                 pass
         return self.get_final_completion()
 
+    @property
+    def partial(self) -> Any:
+        """The first choice's answer so far as the ``response_format`` type, every field
+        optional: a ``msgspec.Struct`` or Pydantic model is a ``Partial<Name>`` object while
+        it streams (each field ``None`` until its value is complete, then converted and
+        validated: dates, enums, nested models), and the real object once complete; a dict
+        format gives plain JSON values. ``None`` before the JSON begins.
+
+        It covers every chunk handed out so far, and is one live object that later chunks
+        keep growing (see the structured-output guide).
+
+        :raises RuntimeError: the stream was opened without a JSON ``response_format``.
+        :raises InvalidJSONError: the answer so far cannot become JSON.
+        """
+        raise RuntimeError(
+            "stream.partial needs a stream opened with a JSON response_format (a msgspec.Struct "
+            "or Pydantic model type, or a json_schema or json_object format)"
+        )
+
     async def text_deltas(self, choice: int = 0) -> AsyncIterator[str]:
         """Yield the text pieces of one choice (the first by default), and nothing else."""
         async for chunk in self:
@@ -218,14 +245,23 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
         self, recorded: dict[int, tuple[ChatCompletionChunk, dict[int, list[ToolCallState]]]]
     ) -> AsyncIterator[StreamEvent]:
         states = self._accumulator.choices
+        # Each tool call's arguments as they stream (None: a call whose first fragments were
+        # handed out before events() began, which parsed_arguments cannot show whole).
+        arguments: dict[ToolCallState, PartialAnswer | None] = {}
         async for chunk in self:
             entry = recorded.pop(id(chunk), None)
             chunk_targets = entry[1] if entry is not None and entry[0] is chunk else {}
+            views = self._latest_views
             for item in chunk.choices:
                 index = item.index
                 delta = item.delta
                 if delta.content:
-                    yield ContentDeltaEvent(choice_index=index, delta=delta.content)
+                    if views is None:
+                        yield ContentDeltaEvent(choice_index=index, delta=delta.content)
+                    else:
+                        yield ContentDeltaEvent(
+                            choice_index=index, delta=delta.content, _view=views[index]
+                        )
                 if delta.refusal:
                     yield RefusalDeltaEvent(choice_index=index, delta=delta.refusal)
                 reasoning = delta.reasoning or delta.reasoning_content
@@ -244,12 +280,14 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
                             and fragment.function is not None
                             and fragment.function.arguments
                         ):
+                            piece = fragment.function.arguments
                             yield ToolCallArgumentsDeltaEvent(
                                 choice_index=index,
                                 index=call.index,
                                 id=call.id,
                                 name=call.name,
-                                arguments_delta=fragment.function.arguments,
+                                arguments_delta=piece,
+                                _view=_arguments_view(arguments, call, piece),
                             )
                 if delta.images:
                     for image in delta.images:
@@ -275,10 +313,23 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
 
     # -- serving the stream again -------------------------------------------------------
 
+    def _framing(self, format: str) -> Framing:
+        from ..._streaming._sse_out import chat_framing
+
+        return chat_framing(format)
+
+    def _check_format(self, format: str) -> None:
+        if format == "partial" and format not in self._sse_formats:
+            raise ValueError(
+                "format='partial' serves the answer's partial JSON: open the stream with a "
+                "JSON response_format (a msgspec.Struct or Pydantic model type, or a "
+                "json_schema or json_object format)"
+            )
+
     def to_sse(
         self,
         *,
-        format: Literal["chunks", "text"] = "chunks",
+        format: Literal["chunks", "text", "partial"] = "chunks",
         keepalive: float | None = 15.0,
     ) -> AsyncGenerator[bytes, None]:
         """The stream as the body of a ``text/event-stream`` response, frame by frame.
@@ -289,24 +340,28 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
 
         :param format: ``"chunks"``: every chunk as ``data: <JSON>``, exactly as the router
             sent it (what OpenAI-compatible clients read); ``"text"``: only the first choice's
-            text, each piece as ``data: <JSON string>``. Both end with ``data: [DONE]``.
+            text, each piece as ``data: <JSON string>``; ``"partial"`` (a stream with a JSON
+            ``response_format``): the first choice's answer so far, as plain JSON values, in
+            a ``data: <JSON>`` frame each time a chunk changes it (a page renders each frame
+            whole). All three end with ``data: [DONE]``.
         :param keepalive: seconds of silence after which a ``: keep-alive`` comment is
             written (again every as many seconds); ``None`` for none.
-        :raises ValueError: an unknown ``format``, or ``keepalive`` not positive.
+        :raises ValueError: an unknown ``format`` (``"partial"`` on a stream without a JSON
+            ``response_format``), or ``keepalive`` not positive.
 
-        An error inside the stream (an upstream error frame, a cut connection, a timeout)
-        becomes the last frame, ``event: error`` with ``data: {"error": {"message", "type",
-        "code", "status_code", "metadata", "request_id", "error_class"}}`` (the fields the
-        error has), never followed by ``[DONE]``; the API key is never in it.
+        An error inside the stream (an upstream error frame, a cut connection, a timeout, a
+        field that failed eager validation) becomes the last frame, ``event: error`` with
+        ``data: {"error": {"message", "type", "code", "status_code", "metadata",
+        "request_id", "error_class"}}`` (the fields the error has), never followed by
+        ``[DONE]``; the API key is never in it.
         """
-        from ..._streaming._sse_out import chat_framing
-
-        return self._serve_sse(chat_framing, format, ("chunks", "text"), keepalive)
+        self._check_format(format)
+        return self._serve_sse(self._framing, format, self._sse_formats, keepalive)
 
     def to_streaming_response(
         self,
         *,
-        format: Literal["chunks", "text"] = "chunks",
+        format: Literal["chunks", "text", "partial"] = "chunks",
         keepalive: float | None = 15.0,
         headers: Mapping[str, str] | None = None,
         status_code: int = 200,
@@ -323,15 +378,30 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
         :raises ImportError: Starlette is not installed (``to_sse()`` needs nothing).
         :raises ValueError: as :meth:`to_sse`.
         """
-        from ..._streaming._sse_out import chat_framing
-
+        self._check_format(format)
         return self._serve_response(
-            chat_framing, format, ("chunks", "text"), keepalive, headers, status_code
+            self._framing, format, self._sse_formats, keepalive, headers, status_code
         )
 
     def __repr__(self) -> str:
         state = "done" if self._ended else ("closed" if self._closed else "open")
         return f"<ChatCompletionStream {state} chunks={self._accumulator.chunk_count}>"
+
+
+def _arguments_view(
+    answers: dict[ToolCallState, PartialAnswer | None], call: ToolCallState, piece: str
+) -> PartialView | msgspec.UnsetType:
+    """The view of ``call``'s arguments after ``piece``; UNSET for a call not followed from
+    its first fragment."""
+    if call in answers:
+        answer = answers[call]
+    else:
+        # The accumulator keeps each fragment's own string: its first one is this one exactly
+        # when events() has seen the call from its start.
+        answer = answers[call] = (
+            PartialAnswer() if call.arguments and call.arguments[0] is piece else None
+        )
+    return msgspec.UNSET if answer is None else answer.add(piece)
 
 
 class _PendingFinalCompletion:

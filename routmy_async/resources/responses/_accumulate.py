@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from ..._exceptions import APIResponseValidationError, parse_error_body
+from ..._partial_stream import PartialAnswer
 from ..._streaming._sse import SSEDecoder, WireEvent
 from ...types._base import decode_lenient
 from ...types.response_events import (
@@ -265,7 +266,17 @@ def _set_text(pieces: list[str], text: str) -> None:
 class _Item:
     """An output item being streamed (keyed by ``output_index``)."""
 
-    __slots__ = ("arguments", "base", "done", "implicit", "name", "parts", "reasoning", "summary")
+    __slots__ = (
+        "argument_answer",
+        "arguments",
+        "base",
+        "done",
+        "implicit",
+        "name",
+        "parts",
+        "reasoning",
+        "summary",
+    )
 
     def __init__(self, base: ResponseOutputItem, *, implicit: bool = False):
         self.base = base
@@ -274,6 +285,8 @@ class _Item:
         self.done: ResponseOutputItem | None = None
         self.parts: dict[int, _Part] = {}
         self.arguments: list[str] = []
+        # The arguments as they stream, for each delta event's parsed_arguments.
+        self.argument_answer: PartialAnswer | None = None
         self.name: str | None = None
         self.summary: dict[int, list[str]] = {}
         self.reasoning: dict[int, list[str]] = {}
@@ -417,7 +430,13 @@ class ResponseAccumulator:
         part.pieces.append(event.delta)
 
     def _arguments_delta(self, event: ResponseFunctionCallArgumentsDeltaEvent) -> None:
-        self._item(event, _function_call).arguments.append(event.delta)
+        item = self._item(event, _function_call)
+        item.arguments.append(event.delta)
+        # The event's parsed_arguments, built only if it is read (PartialAnswer parses then).
+        answer = item.argument_answer
+        if answer is None:
+            answer = item.argument_answer = PartialAnswer()
+        msgspec.structs.force_setattr(event, "_view", answer.add(event.delta))
 
     def _summary_delta(self, event: ResponseReasoningSummaryTextDeltaEvent) -> None:
         summary = self._item(event, _reasoning).summary

@@ -192,7 +192,11 @@ class Responses:
         """
         spec = _spec(self._pipeline, model, input, stream, params)
         if stream:
-            return await self._pipeline.open_stream(spec, ResponseStream)
+            from ._structured_stream import stream_class_for
+
+            return await self._pipeline.open_stream(
+                spec, stream_class_for(spec.fields, spec.finalize)
+            )
         return await self._pipeline.send(spec)
 
     def stream(
@@ -201,6 +205,7 @@ class Responses:
         model: str,
         input: ResponseInput | NotGiven = NOT_GIVEN,
         text_format: type[msgspec.Struct] | type[BaseModel] | Mapping[str, Any] | None = None,
+        validate: Literal["final", "eager"] = "final",
         **params: Unpack[ResponseCreateParams],
     ) -> ResponseStreamManager:
         """Open a stream as an async context manager, in one step.
@@ -208,11 +213,24 @@ class Responses:
         ``async with client.responses.stream(model=..., input=...) as stream:`` The request is
         checked now and sent on entering the block; leaving it closes the stream. With a
         ``text_format`` (a ``msgspec.Struct`` type, a Pydantic model or a format dict) the
-        final response's ``output_parsed`` holds the decoded answer.
+        final response's ``output_parsed`` holds the decoded answer; with a JSON one, the
+        answer is followed as it streams: ``response.output_text.delta`` events carry
+        ``snapshot`` and ``parsed``, and ``stream.partial`` gives the answer so far as the
+        type, every field optional.
+
+        :param validate: ``"final"`` (default): the answer is validated once complete;
+            ``"eager"``: every field is checked against the format's schema the moment it
+            is complete, and the first that cannot be valid raises ``FieldValidationError``
+            (text that cannot become JSON, ``InvalidJSONError``) at once and closes the
+            stream.
+        :raises ValueError: ``validate="eager"`` without a JSON ``text_format``.
         """
+        from ._structured_stream import stream_class_for
+
         extra: dict[str, Any] = dict(params)
         spec = _spec(self._pipeline, model, input, True, extra, text_format)
-        return ResponseStreamManager(lambda: self._pipeline.open_stream(spec, ResponseStream))
+        make = stream_class_for(spec.fields, spec.finalize, validate=validate)
+        return ResponseStreamManager(lambda: self._pipeline.open_stream(spec, make))
 
     async def parse(
         self,

@@ -56,6 +56,8 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
 
     _noun = "event"
     _terminal = "response.completed, response.incomplete or response.failed"
+    # What to_sse serves; a stream with a JSON text_format serves its partials too.
+    _sse_formats: tuple[str, ...] = ("events", "text")
 
     def __init__(self, context: StreamContext):
         super().__init__(context)
@@ -212,6 +214,20 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         """Read the rest of the stream and return the final response."""
         return await self.get_final_response()
 
+    @property
+    def partial(self) -> Any:
+        """The answer so far as the ``text_format`` type, every field optional (as the chat
+        stream's :attr:`~routmy_async.ChatCompletionStream.partial`): the first text part's
+        JSON, over every event handed out so far; ``None`` before the JSON begins.
+
+        :raises RuntimeError: the stream was opened without a JSON ``text_format``.
+        :raises InvalidJSONError: the answer so far cannot become JSON.
+        """
+        raise RuntimeError(
+            "stream.partial needs a stream opened with a JSON text_format (a msgspec.Struct "
+            "or Pydantic model type, or a json_schema or json_object format)"
+        )
+
     async def text_deltas(self) -> AsyncIterator[str]:
         """Yield the pieces of the answer's text (``response.output_text.delta``), only."""
         async for event in self:
@@ -228,10 +244,18 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
             raws.popleft()
         return responses_framing(format, raws)
 
+    def _check_format(self, format: str) -> None:
+        if format == "partial" and format not in self._sse_formats:
+            raise ValueError(
+                "format='partial' serves the answer's partial JSON: open the stream with a "
+                "JSON text_format (a msgspec.Struct or Pydantic model type, or a json_schema "
+                "or json_object format)"
+            )
+
     def to_sse(
         self,
         *,
-        format: Literal["events", "text"] = "events",
+        format: Literal["events", "text", "partial"] = "events",
         keepalive: float | None = 15.0,
     ) -> AsyncGenerator[bytes, None]:
         """The stream as the body of a ``text/event-stream`` response, frame by frame (see
@@ -241,17 +265,21 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         :param format: ``"events"``: every event as ``event: <type>`` and ``data: <JSON>``,
             exactly as the router sent it (what OpenAI-compatible Responses clients read; no
             ``[DONE]``, the last event ends it); ``"text"``: only the output text, each piece
-            as ``data: <JSON string>``, then ``data: [DONE]``.
+            as ``data: <JSON string>``, then ``data: [DONE]``; ``"partial"`` (a stream with
+            a JSON ``text_format``): the answer so far as plain JSON values, a ``data: <JSON>``
+            frame each time an event changes it, then ``data: [DONE]``.
         :param keepalive: seconds of silence after which a ``: keep-alive`` comment is
             written (again every as many seconds); ``None`` for none.
-        :raises ValueError: an unknown ``format``, or ``keepalive`` not positive.
+        :raises ValueError: an unknown ``format`` (``"partial"`` on a stream without a JSON
+            ``text_format``), or ``keepalive`` not positive.
         """
-        return self._serve_sse(self._framing, format, ("events", "text"), keepalive)
+        self._check_format(format)
+        return self._serve_sse(self._framing, format, self._sse_formats, keepalive)
 
     def to_streaming_response(
         self,
         *,
-        format: Literal["events", "text"] = "events",
+        format: Literal["events", "text", "partial"] = "events",
         keepalive: float | None = 15.0,
         headers: Mapping[str, str] | None = None,
         status_code: int = 200,
@@ -262,8 +290,9 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         :raises ImportError: Starlette is not installed (``to_sse()`` needs nothing).
         :raises ValueError: as :meth:`to_sse`.
         """
+        self._check_format(format)
         return self._serve_response(
-            self._framing, format, ("events", "text"), keepalive, headers, status_code
+            self._framing, format, self._sse_formats, keepalive, headers, status_code
         )
 
     def __repr__(self) -> str:

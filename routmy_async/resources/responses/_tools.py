@@ -17,6 +17,7 @@ import msgspec
 
 from ..._config import is_routmy_url
 from ..._exceptions import ContentParseError
+from ..._partial_stream import json_text
 from ..._structured import response_format_for
 from ..._tools import FunctionTool, _check_rounds, _run_calls, _tool_map
 from ...types._base import set_output_parsed, set_transcript
@@ -29,7 +30,14 @@ from ...types.responses import (
 )
 from ._params import check_input
 
-__all__ = ["ResponsesLike", "apply_text_format", "parse_response", "run_tools", "text_format_for"]
+__all__ = [
+    "ResponsesLike",
+    "TextFormatFinalizer",
+    "apply_text_format",
+    "parse_response",
+    "run_tools",
+    "text_format_for",
+]
 
 
 class ResponsesLike(Protocol):
@@ -78,11 +86,20 @@ def apply_text_format(
     if text is not None and not isinstance(text, Mapping):
         raise TypeError(f"text must be a dict such as {{'verbosity': 'low'}}, not {text!r:.80}")
     params["text"] = {**(text or {}), "format": form}
+    return TextFormatFinalizer(target)
 
-    def finalize(response: Response) -> Response:
-        return parse_response(response, target)
 
-    return finalize
+class TextFormatFinalizer:
+    """Parses a response's text into ``target`` (plain JSON when ``None``) as
+    ``output_parsed``; a stream reads ``target`` to give typed partials."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: type[Any] | None) -> None:
+        self.target = target
+
+    def __call__(self, response: Response) -> Response:
+        return parse_response(response, self.target)
 
 
 def parse_response(response: Response, target: type[Any] | None) -> Response:
@@ -120,11 +137,13 @@ def parse_response(response: Response, target: type[Any] | None) -> Response:
         raise ContentParseError(
             "the response has no message to parse", content=None, finish_reason=response.status
         )
+    # The JSON inside a Markdown fence, as the stream's partials read it.
+    json = json_text(text)
     if target is not None and not issubclass(target, msgspec.Struct):
-        set_output_parsed(response, _validate_with_pydantic(response, text, target))
+        set_output_parsed(response, _validate_with_pydantic(response, json, target))
         return response
     try:
-        parsed = msgspec.json.decode(text, type=target if target is not None else Any)
+        parsed = msgspec.json.decode(json, type=target if target is not None else Any)
     except msgspec.ValidationError as exc:
         raise ContentParseError(
             f"the answer does not fit {getattr(target, '__name__', 'JSON')}: {exc}",
@@ -139,16 +158,18 @@ def parse_response(response: Response, target: type[Any] | None) -> Response:
     return response
 
 
-def _validate_with_pydantic(response: Response, text: str, model: type[Any]) -> Any:
+def _validate_with_pydantic(response: Response, json: str, model: type[Any]) -> Any:
     from ..._pydantic import describe_error, validation_error
 
     try:
-        return model.model_validate_json(text)
+        return model.model_validate_json(json)
     except validation_error() as exc:
         bad_json, problem = describe_error(exc)
         what = "is not valid JSON" if bad_json else f"does not fit {model.__name__}"
         raise ContentParseError(
-            f"the answer {what}: {problem}", content=text, finish_reason=response.status
+            f"the answer {what}: {problem}",
+            content=response.output_text,
+            finish_reason=response.status,
         ) from None
 
 
