@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from array import array
 from typing import Any
 
 import msgspec
@@ -40,7 +41,14 @@ from routmy_async._batchfile._lines import (
     usage_of,
 )
 from routmy_async._batchfile._resume import ResumeState
-from routmy_async._batchfile._summary import MAX_PROBLEMS, format_money
+from routmy_async._batchfile._summary import (
+    MAX_PROBLEMS,
+    finish,
+    format_money,
+    record_failure,
+    record_ok,
+    start_requests,
+)
 from routmy_async._exceptions import InternalServerError, status_error
 from routmy_async.types import ChatCompletion, CreateEmbeddingResponse
 from routmy_async.types._base import attach_answer
@@ -464,15 +472,15 @@ def test_money_and_summary_forms():
     summary.lines = 12
     summary.skipped = 2
     summary.started = 6
-    summary._start_requests()
-    summary._add_ok(3, 2, 5, 0.1)
-    summary._add_ok(3, 2, 5, None)
-    summary._add_failure("429 rate_limited")
-    summary._add_failure("429 rate_limited")
+    start_requests(summary)
+    record_ok(summary, 3, 2, 5, 0.1)
+    record_ok(summary, 3, 2, 5, None)
+    record_failure(summary, "429 rate_limited")
+    record_failure(summary, "429 rate_limited")
     assert summary.in_flight == 2 and summary.done == 4
     assert "4/10 done" in summary.progress_line()
     summary.stop_reason = "budget"
-    summary._finish()
+    finish(summary)
     data = summary.to_dict()
     assert data["failures"] == {"429 rate_limited": 2} and data["cancelled"] == 2
     assert data["not_started"] == 4 and data["answers_without_cost"] == 1
@@ -510,7 +518,7 @@ def test_a_stop_escalates_and_tells_its_listeners():
     """The first request is graceful, the second (or immediate=True) is at once."""
     stop = BatchStop()
     heard: list[bool] = []
-    forget = stop._listen(heard.append)
+    forget = stop.add_listener(heard.append)
     assert not stop.requested and repr(stop) == "BatchStop(not requested)"
     stop.request()
     assert stop.requested and not stop.immediate
@@ -553,13 +561,14 @@ def test_validation_matches_a_plain_reading_of_the_rules(rows):
                 body = chat_body() if good else chat_body(temperature="hot")
                 out.write(json.dumps({"custom_id": custom_id, "body": body}) + "\n")
         source = InputFile(path)
+        skipped = array("Q")
         try:
             check = check_input(
                 source,
                 endpoint=CHAT,
                 resume=None,
                 retry_failed=True,
-                keep_bad_lines=True,
+                bad_lines=skipped,
                 should_stop=lambda: False,
             )
         finally:
@@ -573,5 +582,5 @@ def test_validation_matches_a_plain_reading_of_the_rules(rows):
         if usable:
             seen.add(custom_id)
     assert [number for number, _ in check.problems] == bad
-    assert list(check._bad_lines) == bad
+    assert list(skipped) == bad
     assert check.valid == check.to_run == len(rows) - len(bad) and check.invalid == len(bad)

@@ -728,14 +728,12 @@ def test_a_stop_between_the_two_validation_passes(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join([*lines, lines[0]]).encode() + b"\n")
     source = _files.InputFile(path)
     options: dict[str, Any] = {"endpoint": None, "resume": None, "retry_failed": True}
-    check = check_input(source, keep_bad_lines=False, should_stop=lambda: False, **options)
+    check = check_input(source, should_stop=lambda: False, **options)
     assert check.problems == [(4101, "duplicate custom_id 'q0' (first on line 1)")]
     calls = iter([False])  # the first pass asks once (at line 4096), the second pass stops
     try:
         with pytest.raises(_files.Stopped):
-            check_input(
-                source, keep_bad_lines=False, should_stop=lambda: next(calls, True), **options
-            )
+            check_input(source, should_stop=lambda: next(calls, True), **options)
     finally:
         source.close()
 

@@ -40,8 +40,9 @@ class BatchStop:
         for listener in list(self._listeners):
             listener(self.immediate)
 
-    def _listen(self, listener: Callable[[bool], None]) -> Callable[[], None]:
-        """Call ``listener(immediate)`` on every request; returns the function that stops it."""
+    def add_listener(self, listener: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``listener(immediate)`` on every :meth:`request` (the run listens so; so can a
+        UI that shows "stopping..."); returns the function that removes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 

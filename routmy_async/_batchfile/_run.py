@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from array import array
 from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -64,7 +65,16 @@ from ._lines import (
     usage_of,
 )
 from ._resume import Resume, ResumeState
-from ._summary import BatchCheck, BatchSummary, format_money
+from ._summary import (
+    BatchCheck,
+    BatchSummary,
+    finish,
+    format_money,
+    record_failure,
+    record_incomplete,
+    record_ok,
+    start_requests,
+)
 from ._validate import check_input
 
 if TYPE_CHECKING:
@@ -164,7 +174,6 @@ async def check_only(
             endpoint=default,
             resume=resume,
             retry_failed=retry_failed,
-            keep_bad_lines=False,
             stateless_responses=is_routmy_url(base_url),
             stop=stop,
         )
@@ -369,6 +378,8 @@ class BatchRun:
         self._default_output = default_output_tokens
         self._retry_failed = retry_failed
         self._skip_invalid = skip_invalid
+        # Line numbers the run skips (invalid lines and later duplicates), when told to skip.
+        self._bad_lines: array[int] = array("Q")
         self._progress = progress
         self._stop = stop if stop is not None else BatchStop()
         self._grace = float(grace_period)
@@ -388,7 +399,7 @@ class BatchRun:
 
     async def run(self) -> BatchSummary:
         summary = self.summary
-        unlisten = self._stop._listen(self._on_stop)
+        unlisten = self._stop.add_listener(self._on_stop)
         try:
             with ExitStack() as held:
                 for path in self._outputs:
@@ -413,14 +424,14 @@ class BatchRun:
                         endpoint=self._default,
                         resume=resume,
                         retry_failed=self._retry_failed,
-                        keep_bad_lines=self._skip_invalid,
+                        bad_lines=self._bad_lines if self._skip_invalid else None,
                         estimate=False,
                         stateless_responses=is_routmy_url(self._client.base_url),
                         stop=self._stop,
                     )
                 except Stopped:
                     summary.stop_reason = "interrupted"
-                    summary._finish()
+                    finish(summary)
                     return summary
                 if check.invalid and not self._skip_invalid:
                     raise _invalid_file(self._source, check)
@@ -435,7 +446,7 @@ class BatchRun:
                     await self._compact(resume)
         finally:
             unlisten()
-        summary._finish()
+        finish(summary)
         if self._error is not None:
             raise BatchFileError(self._error, summary=summary)
         return summary
@@ -463,7 +474,7 @@ class BatchRun:
             tokens_per_minute=self._tpm,
             progress=None,
         )
-        summary._start_requests()
+        start_requests(summary)
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
@@ -495,7 +506,7 @@ class BatchRun:
         """The lines to send, as ``run_many`` requests, until the validated bytes end or a
         stop."""
         summary = self.summary
-        bad = iter(check._bad_lines)
+        bad = iter(self._bad_lines)
         next_bad = next(bad, 0)
         lookups = not resume.empty
         ok, failed = resume.ok, resume.failed
@@ -637,7 +648,7 @@ class BatchRun:
                 if self._errors is not None:
                     target = self._errors
                 target.write(line)
-                summary._add_failure(outcome)
+                record_failure(summary, outcome)
                 if is_fatal(result):
                     self._fail(
                         "fatal_error",
@@ -652,12 +663,12 @@ class BatchRun:
                     if self._errors is not None:
                         target = self._errors
                     target.write(success_line(line_id, item.custom_id, result, failure))
-                    summary._add_failure(failure.outcome, cost)
+                    record_failure(summary, failure.outcome, cost)
                 else:
                     target.write(success_line(line_id, item.custom_id, result))
-                    summary._add_ok(prompt, completion, total, cost)
+                    record_ok(summary, prompt, completion, total, cost)
                     if incomplete is not None:
-                        summary._add_incomplete(incomplete)
+                        record_incomplete(summary, incomplete)
         except OSError as exc:
             raise BatchFileError(
                 f"could not write to {target.path}: {exc}. Every line written before is "

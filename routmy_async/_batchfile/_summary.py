@@ -7,14 +7,23 @@ progress callback can read it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._auto_concurrency import AutoConcurrency
     from .._spend import SpendSnapshot
 
-__all__ = ["BatchCheck", "BatchSummary", "format_money"]
+__all__ = [
+    "BatchCheck",
+    "BatchSummary",
+    "finish",
+    "format_money",
+    "record_failure",
+    "record_incomplete",
+    "record_ok",
+    "start_requests",
+]
 
 #: How many problems a check keeps with their line numbers (all of them are counted).
 MAX_PROBLEMS = 100
@@ -63,8 +72,6 @@ class BatchCheck:
         self.estimated_tokens = 0
         #: Bytes of a last line left out as still being written (no newline, not valid JSON).
         self.unfinished = 0
-        # Line numbers a run skips (invalid lines and later duplicates), when told to skip.
-        self._bad_lines: Sequence[int] = ()
 
     def add_problem(self, line: int, message: str) -> None:
         """Count a problem; keep it when it is among the first ones."""
@@ -205,36 +212,8 @@ class BatchSummary:
         #: Earlier lines dropped from the output files at the end (superseded or unreadable).
         self.compacted = 0
         self.auto_concurrency: AutoConcurrency | None = None
-        self._began = time.monotonic()
-        self._requests_began: float | None = None
-        self._ended: float | None = None
-
-    # -- updates (by the run) ---------------------------------------------------------------
-
-    def _start_requests(self) -> None:
-        self._requests_began = time.monotonic()
-
-    def _add_ok(self, prompt: int, completion: int, total: int, cost: float | None) -> None:
-        self.ok += 1
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-        self.total_tokens += total
-        if cost is not None:
-            self.cost += cost
-            self.costed += 1
-
-    def _add_incomplete(self, reason: str) -> None:
-        self.incomplete[reason] = self.incomplete.get(reason, 0) + 1
-
-    def _add_failure(self, outcome: str, cost: float | None = None) -> None:
-        self.failed += 1
-        self.failures[outcome] = self.failures.get(outcome, 0) + 1
-        if cost is not None:  # a failed response may have been billed all the same
-            self.cost += cost
-
-    def _finish(self) -> None:
-        self.cancelled = self.in_flight
-        self._ended = time.monotonic()
+        # The run's clock, which the run's functions below keep (found by the summary).
+        self._times = _TIMES[self] = _RunTimes()
 
     # -- derived ------------------------------------------------------------------------------
 
@@ -278,16 +257,18 @@ class BatchSummary:
     @property
     def wall_seconds(self) -> float:
         """Seconds from the start of the run (validation included) to its end (or now)."""
-        end = self._ended if self._ended is not None else time.monotonic()
-        return end - self._began
+        times = self._times
+        end = times.ended if times.ended is not None else time.monotonic()
+        return end - times.began
 
     @property
     def request_seconds(self) -> float:
         """Seconds spent sending requests (after validation)."""
-        if self._requests_began is None:
+        times = self._times
+        if times.requests_began is None:
             return 0.0
-        end = self._ended if self._ended is not None else time.monotonic()
-        return end - self._requests_began
+        end = times.ended if times.ended is not None else time.monotonic()
+        return end - times.requests_began
 
     @property
     def throughput(self) -> float:
@@ -480,3 +461,59 @@ class BatchSummary:
             f"not_started={self.not_started}, cost={self.cost!r}, "
             f"stop_reason={self.stop_reason!r})"
         )
+
+
+class _RunTimes:
+    """When a run began, began sending, and ended (``time.monotonic()``)."""
+
+    __slots__ = ("began", "ended", "requests_began")
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+        self.requests_began: float | None = None
+        self.ended: float | None = None
+
+
+# Each live summary's clock: the run's functions below update a summary through its public
+# counters and this table, so no other module reaches into a summary's private state.
+_TIMES: weakref.WeakKeyDictionary[BatchSummary, _RunTimes] = weakref.WeakKeyDictionary()
+
+
+# -- updates, by the run ---------------------------------------------------------------------
+
+
+def start_requests(summary: BatchSummary) -> None:
+    """Validation is over: the request phase (``request_seconds``) starts now."""
+    _TIMES[summary].requests_began = time.monotonic()
+
+
+def record_ok(
+    summary: BatchSummary, prompt: int, completion: int, total: int, cost: float | None
+) -> None:
+    """Count a successful answer, its tokens and its cost (``None``: none reported)."""
+    summary.ok += 1
+    summary.prompt_tokens += prompt
+    summary.completion_tokens += completion
+    summary.total_tokens += total
+    if cost is not None:
+        summary.cost += cost
+        summary.costed += 1
+
+
+def record_incomplete(summary: BatchSummary, reason: str) -> None:
+    """Count an answer that stopped short, by its reason."""
+    summary.incomplete[reason] = summary.incomplete.get(reason, 0) + 1
+
+
+def record_failure(summary: BatchSummary, outcome: str, cost: float | None = None) -> None:
+    """Count a failure by its outcome; a failed response may have been billed all the same."""
+    summary.failed += 1
+    summary.failures[outcome] = summary.failures.get(outcome, 0) + 1
+    if cost is not None:
+        summary.cost += cost
+
+
+def finish(summary: BatchSummary) -> None:
+    """The run is over: what is still in flight was cut off, and the clocks stop."""
+    summary.cancelled = summary.in_flight
+    _TIMES[summary].ended = time.monotonic()

@@ -101,7 +101,7 @@ def check_input(
     endpoint: Endpoint | None,
     resume: Resume | None,
     retry_failed: bool,
-    keep_bad_lines: bool,
+    bad_lines: array[int] | None = None,
     should_stop: Callable[[], bool],
     estimate: bool = True,
     stateless_responses: bool = False,
@@ -110,7 +110,8 @@ def check_input(
 
     :param endpoint: the endpoint of lines without a ``url``.
     :param resume: what the output files already hold (``None``: nothing).
-    :param keep_bad_lines: remember the line numbers of invalid lines (to skip them).
+    :param bad_lines: where to put the numbers of the invalid lines, in order (a run that
+        skips them reads them there).
     :param estimate: estimate the tokens of the lines to run (a run does not need it).
     :param stateless_responses: the server is rout.my, whose ``/v1/responses`` keeps no
         state: a line with ``previous_response_id`` is refused.
@@ -119,7 +120,6 @@ def check_input(
     check = BatchCheck(str(source.path))
     counter = _Counter(check, resume, retry_failed, estimate, stateless_responses)
     ids = FingerprintCollector(bits=32)
-    bad = array("Q")
     for number, raw in enumerate(_lines_of(source.validation_blocks()), 1):
         if not number % _CHECK_EVERY and should_stop():
             raise Stopped
@@ -138,8 +138,8 @@ def check_input(
                 check_line(target, body, stateless_responses=counter.stateless_responses)
         except LineError as error:
             check.add_problem(number, str(error))
-            if keep_bad_lines:
-                bad.append(number)
+            if bad_lines is not None:
+                bad_lines.append(number)
             continue
         counter.count(state, target, body)
     repeated = ids.repeated()
@@ -151,11 +151,10 @@ def check_input(
     if duplicates:
         check.invalid += len(duplicates)
         check.problems = list(heapq.merge(check.problems, duplicates[:MAX_PROBLEMS]))[:MAX_PROBLEMS]
-        if keep_bad_lines:
-            bad = array("Q", heapq.merge(bad, (number for number, _ in duplicates)))
+        if bad_lines is not None:
+            bad_lines[:] = array("Q", heapq.merge(bad_lines, (number for number, _ in duplicates)))
     check.endpoints = {url: count for url, count in check.endpoints.items() if count}
     check.unfinished = source.unfinished
-    check._bad_lines = bad
     return check
 
 
