@@ -4,6 +4,7 @@ and a served stream that its ``async with`` block closed."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import msgspec
@@ -46,3 +47,54 @@ async def test_answer_still_takes_text_and_bytes():
     assert is_error and "missing required field `a`" in text
     assert await tool.answer(None) == (text, True)  # type: ignore[arg-type]
     assert isinstance(tool.decode_arguments('{"a": 1, "b": 1}'), msgspec.Struct)
+
+
+@pytest.mark.parametrize("served_in_block", [True, False], ids=["in-block", "after-block"])
+async def test_a_stream_its_block_closed_is_a_500_not_a_200_cut_short(
+    caplog: pytest.LogCaptureFixture, served_in_block: bool
+):
+    """An endpoint that serves a stream from ``async with ...stream(...)`` (the block closes
+    it before the response is sent) gets a 500 with the RuntimeError in the server's log. It
+    was a 200 whose body broke off: a browser's EventSource reconnects after that, asking the
+    model again each time, and the page never learns why."""
+    import aiohttp
+    import uvicorn
+    from fastapi import FastAPI
+    from starlette.responses import StreamingResponse
+
+    from routmy_async import AsyncRoutmy
+    from routmy_async.testing import MockRoutmy, assert_no_open_connections
+
+    async with MockRoutmy() as mock:
+        client = AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url)
+        app = FastAPI()
+
+        @app.get("/answer")
+        async def answer() -> StreamingResponse:
+            ask = [{"role": "user", "content": "hi"}]
+            async with client.chat.completions.stream(model="p/m", messages=ask) as stream:
+                if served_in_block:
+                    return stream.to_streaming_response()
+            return stream.to_streaming_response()
+
+        server = uvicorn.Server(
+            # log_config=None: uvicorn's loggers propagate, so caplog sees the app's error.
+            uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+        )
+        task = asyncio.create_task(server.serve())
+        try:
+            for _ in range(250):
+                if server.started:
+                    break
+                await asyncio.sleep(0.02)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            async with aiohttp.ClientSession() as browser:
+                async with browser.get(f"http://127.0.0.1:{port}/answer") as page:
+                    status, body = page.status, await page.read()
+        finally:
+            server.should_exit = True
+            await task
+            await client.close()
+        assert (status, body) == (500, b"Internal Server Error")
+        assert "was it opened with `async with" in caplog.text
+        assert_no_open_connections(client)
