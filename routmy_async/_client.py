@@ -362,8 +362,9 @@ class AsyncRoutmy:
         return self._transport.acquired_connections()
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret this client knows (the API key, proxy credentials, a key
-        in ``default_headers``) replaced by ``[REDACTED]``.
+        """``text`` with every secret this client knows (the API key, the credentials of
+        ``proxy=`` or of the environment's ``*_PROXY``, a key in ``default_headers``) replaced
+        by ``[REDACTED]``.
 
         The SDK's own exceptions and log lines are already redacted; this is for text your
         code builds, such as an error message from a tool or a parser that saw a request,

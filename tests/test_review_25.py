@@ -98,3 +98,23 @@ async def test_a_stream_its_block_closed_is_a_500_not_a_200_cut_short(
         assert (status, body) == (500, b"Internal Server Error")
         assert "was it opened with `async with" in caplog.text
         assert_no_open_connections(client)
+
+
+async def test_redact_knows_the_environments_proxy_before_the_first_request(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """``client.redact`` promises every secret the client knows, proxy credentials included:
+    those of an ``HTTPS_PROXY`` it will use are hidden from its first line on, not only once
+    a request has made the pool (which is when the environment's proxy used to be read)."""
+    from routmy_async import AsyncRoutmy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://deploy:env-proxy-pass-77@127.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    async with AsyncRoutmy(api_key="sk-main-123456", base_url="https://example.invalid/v1") as c:
+        text = c.redact("env-proxy-pass-77 / deploy:env-proxy-pass-77 / sk-main-123456")
+    assert text == "[REDACTED] / [REDACTED] / [REDACTED]"
+    async with AsyncRoutmy(
+        api_key="sk-main-123456", base_url="https://example.invalid/v1", trust_env=False
+    ) as c:
+        # trust_env=False: the environment's proxy is not this client's, nor its secret.
+        assert c.redact("env-proxy-pass-77") == "env-proxy-pass-77"
