@@ -118,3 +118,16 @@ async def test_redact_knows_the_environments_proxy_before_the_first_request(
     ) as c:
         # trust_env=False: the environment's proxy is not this client's, nor its secret.
         assert c.redact("env-proxy-pass-77") == "env-proxy-pass-77"
+
+
+@pytest.mark.parametrize("given", [b"sk-main-123456", ValueError("sk-main-123456"), None])
+async def test_redact_refuses_what_is_not_text(given: Any):
+    """Bytes or an exception given to ``client.redact`` raise a TypeError naming the type,
+    not a riddle from deep inside ("argument of type 'ValueError' is not iterable")."""
+    from routmy_async import AsyncRoutmy
+
+    async with AsyncRoutmy(api_key="sk-main-123456", base_url="http://127.0.0.1:9/v1") as c:
+        with pytest.raises(
+            TypeError, match=f"redact\\(\\) takes a str, not {type(given).__name__}"
+        ):
+            c.redact(given)
