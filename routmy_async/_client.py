@@ -440,13 +440,20 @@ class AsyncRoutmy:
         return self._transport.acquired_connections()
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret this client knows (the API key, proxy credentials, a key
-        in ``default_headers``) replaced by ``[REDACTED]``.
+        """``text`` with every secret this client knows (the API key, the credentials of
+        ``proxy=`` or of the environment's ``*_PROXY``, a key in ``default_headers``) replaced
+        by ``[REDACTED]``.
 
         The SDK's own exceptions and log lines are already redacted; this is for text your
         code builds, such as an error message from a tool or a parser that saw a request,
         before it is logged or stored.
+
+        :raises TypeError: ``text`` is not a string (an exception: pass ``str(error)``).
         """
+        if not isinstance(text, str):
+            # Else bytes or an exception fail deep inside with a riddle, or, on a client that
+            # holds no secret yet, come back as they were, as if they had been cleaned.
+            raise TypeError(f"redact() takes a str, not {type(text).__name__}")
         return self._transport.redactor.text(text)
 
     @property

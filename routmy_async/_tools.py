@@ -177,9 +177,11 @@ class FunctionTool:
         """Decode the model's JSON arguments into the typed arguments: a Struct (msgspec), a
         model (a ``BaseModel`` tool) or a dict of validated parameters (Pydantic annotations).
 
+        :raises TypeError: ``arguments`` is not JSON text (a dict the caller decoded, say).
         :raises msgspec.DecodeError: the arguments are not valid JSON or do not fit the types.
         :raises pydantic.ValidationError: the same, for a tool that Pydantic validates.
         """
+        _check_arguments(self.name, arguments)
         return self._decode(arguments or "{}")
 
     def _describe_invalid(self, error: Exception) -> str:
@@ -202,7 +204,13 @@ class FunctionTool:
         Arguments that do not fit and an exception the tool raises become an ``Error: ...``
         text (the model can read it and try again) instead of an exception; a result that is
         not a string is sent as its JSON.
+
+        :raises TypeError: ``arguments`` is not JSON text: a mistake in the calling code, not
+            an answer for the model.
         """
+        # Checked outside the try: a Pydantic tool takes any exception of its decoder for
+        # bad arguments, and would send the caller's mistake to the model as an answer.
+        _check_arguments(self.name, arguments)
         try:
             decoded = self.decode_arguments(arguments)
         except self._invalid as exc:
@@ -470,6 +478,15 @@ def as_tool_param(tool: Any) -> dict[str, Any]:
     if isinstance(tool, Mapping):
         return dict(tool)
     return function_tool(tool).param
+
+
+def _check_arguments(name: str, arguments: object) -> None:
+    # None stays "no arguments", as an empty text is (a delta's arguments may be None).
+    if arguments is not None and not isinstance(arguments, (str, bytes, bytearray)):
+        raise TypeError(
+            f"the arguments for {name} must be the JSON text the model wrote (a str), not "
+            f"{type(arguments).__name__}: pass tool_call.function.arguments as it came"
+        )
 
 
 def _result_text(result: Any) -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "check_verify",
     "cleanup_closed_needed",
     "close_transport_when_lost",
+    "known_proxy_secrets",
     "proxy_secrets",
     "session_proxy_supported",
 ]
@@ -146,6 +147,20 @@ def proxy_secrets(url: str) -> list[str]:
     token = base64.b64encode(encoded).decode("ascii")
     found = [userinfo, plain, token, password, parts.password or ""]
     return [secret for secret in found if secret]
+
+
+def known_proxy_secrets(proxy: str | None, *, trust_env: bool) -> list[str]:
+    """The credentials of ``proxy``, else (``trust_env``) of every proxy the environment names
+    (``HTTPS_PROXY``, ...), whichever host it serves: known from the client's start, though
+    the pool picks the environment's proxy only when it is made (``client.redact()`` may run
+    before the first request)."""
+    if proxy is not None:
+        return proxy_secrets(proxy)
+    found: list[str] = []
+    for scheme, url in getproxies().items() if trust_env else ():
+        if scheme != "no" and url:
+            found.extend(proxy_secrets(url if "://" in url else "http://" + url))
+    return found
 
 
 def _without_userinfo(url: str) -> str:

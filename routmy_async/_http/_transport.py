@@ -56,6 +56,7 @@ from ._tls import (
     certificate_reason,
     cleanup_closed_needed,
     close_transport_when_lost,
+    known_proxy_secrets,
     proxy_secrets,
     session_proxy_supported,
 )
@@ -287,7 +288,7 @@ class Transport(Admission):
         #: The proxy requests go through (its URL, credentials included: never shown), once
         #: the pool is made; ``None`` without one.
         self.proxy: str | None = None
-        for credential in proxy_secrets(proxy) if proxy is not None else ():
+        for credential in known_proxy_secrets(proxy, trust_env=trust_env):
             self.redactor.add(credential)
         # Clients using this pool, and whether the client that created it is still one of
         # them: the pool outlives a collected owner while derived clients use it.

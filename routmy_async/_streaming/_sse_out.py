@@ -171,12 +171,7 @@ async def sse_frames(
     if closed_unread():
         # Closed before a single frame was served, and not by a failure: a mistake in the
         # endpoint, not something to tell the browser.
-        raise RuntimeError(
-            "the stream was closed before to_sse() read it (was it opened with "
-            "`async with client.chat.completions.stream(...)` or `client.responses.stream(...)`, "
-            "whose block closed it?): open it with `await ...create(..., stream=True)` and let "
-            "the response own it"
-        )
+        raise _closed_unread_error()
     frame_of = framing.frame
     loop = asyncio.get_running_loop()
     pending: asyncio.Task[Any] | None = None
@@ -224,6 +219,15 @@ async def sse_frames(
         # close() never suspends; shielded all the same, so a cancelled request cannot cut it.
         with anyio.CancelScope(shield=True):
             await stream.close()
+
+
+def _closed_unread_error() -> RuntimeError:
+    return RuntimeError(
+        "the stream was closed before to_sse() read it (was it opened with "
+        "`async with client.chat.completions.stream(...)` or `client.responses.stream(...)`, "
+        "whose block closed it?): open it with `await ...create(..., stream=True)` and let "
+        "the response own it"
+    )
 
 
 def _chunk_frame(chunk: Any) -> bytes:
@@ -343,14 +347,21 @@ def _response_class() -> Callable[..., StreamingResponse]:
             self,
             upstream: ServedStream,
             frames: AsyncGenerator[bytes, None],
+            closed_unread: Callable[[], bool],
             **options: Any,
         ):
             super().__init__(frames, media_type="text/event-stream", **options)
             self._upstream = upstream
             self._frames = frames
+            self._closed_unread = closed_unread
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             try:
+                if self._closed_unread():
+                    # Before the status goes out: the server answers 500, which an
+                    # EventSource does not retry, where a 200 cut short would make it
+                    # reconnect (and ask the model again) forever.
+                    raise _closed_unread_error()
                 await super().__call__(scope, receive, send)
             finally:
                 # A client that hung up ends the response by cancellation (or, on ASGI 2.4
@@ -383,5 +394,9 @@ def streaming_response(
         stream, framing, keepalive=keepalive, buffered=buffered, closed_unread=closed_unread
     )
     return response_class(
-        stream, frames, status_code=status_code, headers={**_HEADERS, **(headers or {})}
+        stream,
+        frames,
+        closed_unread,
+        status_code=status_code,
+        headers={**_HEADERS, **(headers or {})},
     )
