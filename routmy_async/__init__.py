@@ -30,7 +30,6 @@ from ._exceptions import (
 from ._hooks import Call, Hooks, StreamSummary
 from ._http._ratelimit import RateLimit
 from ._lazy import lazy_names as _lazy_names
-from ._spend import Price, SpendLimit, SpendSnapshot, SpendTotals
 
 if _TYPE_CHECKING:
     from ._auto_concurrency import AutoConcurrency
@@ -44,14 +43,15 @@ if _TYPE_CHECKING:
     )
     from ._content import image_part, text_part
     from ._http_reply import HTTPReply, http_reply_for
+    from ._spend import Price, SpendLimit, SpendSnapshot, SpendTotals
     from ._streaming._raw import RawStream, ServerSentEvent
     from ._tools import FunctionTool, function_tool
     from .resources.chat._stream import ChatCompletionStream
     from .resources.responses._stream import ResponseStream
 
-# Loaded on first use: a program that never streams, runs a batch file, defines a tool or
-# builds a content part does not pay for their modules (time and memory at import, and the
-# memory of a process that only sends plain requests).
+# Loaded on first use: a program that never streams, runs a batch file, defines a tool,
+# builds a content part or sets a spend limit does not pay for their modules (time and
+# memory at import, and the memory of a process that only sends plain requests).
 _LAZY = {
     "AutoConcurrency": "._auto_concurrency",
     "BatchCheck": "._batchfile",
@@ -69,6 +69,10 @@ _LAZY = {
     "FunctionTool": "._tools",
     "function_tool": "._tools",
     "image_part": "._content",
+    "Price": "._spend",
+    "SpendLimit": "._spend",
+    "SpendSnapshot": "._spend",
+    "SpendTotals": "._spend",
     "text_part": "._content",
 }
 

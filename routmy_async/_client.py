@@ -31,16 +31,15 @@ from ._config import (
 from ._exceptions import APIResponseValidationError
 from ._hooks import Hooks, HookSet
 from ._http._ratelimit import RateLimit
-from ._http._spend_gate import SpendGate
 from ._http._tls import CertTypes, VerifyTypes, check_cert, check_proxy, check_verify
 from ._http._transport import Transport, logger
 from ._params import _OPTION_NAMES, RequestOptions, build_body
 from ._request import CallSpec, Pipeline
-from ._spend import SpendLimit, SpendSnapshot
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ._spend import SpendLimit, SpendSnapshot
     from ._streaming._raw import RawStream, RawStreamManager, ServerSentEvent
     from .resources.chat import Chat
     from .resources.embeddings import Embeddings
@@ -165,7 +164,12 @@ def _hook_set(hooks: Iterable[Hooks] | None) -> HookSet | None:
 
 
 def _check_spend_limit(spend_limit: object) -> None:
-    if spend_limit is not None and not isinstance(spend_limit, SpendLimit):
+    if spend_limit is None:
+        return
+    # Imported here: a client without a spend limit does not load the ledger (import time).
+    from ._spend import SpendLimit
+
+    if not isinstance(spend_limit, SpendLimit):
         raise TypeError(
             "spend_limit must be a routmy_async.SpendLimit(max_units=..., max_dollars=...), "
             f"not {type(spend_limit).__name__}"
@@ -210,6 +214,8 @@ def _limit_spend(transport: Transport, pipeline: Pipeline, limit: SpendLimit) ->
     none yet (the first hook: the units it counts are on the ``Call`` when the others see
     it). The gate reads the models list through a pipeline of its own, which no client
     closes."""
+    from ._http._spend_gate import SpendGate
+
     pipeline.spend_limits = (*pipeline.spend_limits, limit)
     if transport.spend is not None:
         return

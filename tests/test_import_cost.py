@@ -39,12 +39,15 @@ def test_unused_features_are_not_imported():
         "routmy_async.types.responses",
         "routmy_async.types.response_events",
         "routmy_async.resources.responses",
+        "routmy_async._spend",
+        "routmy_async._http._spend_gate",
     }
     assert not lazy & set(loaded["before"]), sorted(lazy & set(loaded["before"]))
     assert {"routmy_async.resources.embeddings", "routmy_async.resources.images"} <= set(
         loaded["after"]
     )
     assert not loaded["tqdm"]
+    assert "routmy_async._spend" not in loaded["after"], "a client without a spend limit"
 
 
 MSGSPEC_ONLY = """

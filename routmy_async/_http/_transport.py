@@ -13,7 +13,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import aiohttp
 import anyio
@@ -48,7 +48,6 @@ from ._aiohttp_compat import (
 from ._body_end import BodyEnds
 from ._ratelimit import RateLimit, batch_limits_running, parse_rate_limit_headers
 from ._redact import REDACTED, SECRET_HEADERS, Redactor
-from ._spend_gate import SpendGate
 from ._tls import (
     MARKS_LOST_TLS_OPEN,
     ConnectSettings,
@@ -60,6 +59,9 @@ from ._tls import (
     proxy_secrets,
     session_proxy_supported,
 )
+
+if TYPE_CHECKING:
+    from ._spend_gate import SpendGate
 
 __all__ = [
     "TRANSPORT_ERRORS",
