@@ -106,3 +106,31 @@ def test_strict_schema_keeps_recursive_refs():
     schema = strict_schema(msgspec.json.schema(Node))
     assert schema["$defs"]["Node"]["required"] == ["value", "children"]
     assert schema["properties"]["children"]["items"] == {"$ref": "#/$defs/Node"}
+
+
+async def test_a_type_asked_for_again_sends_the_same_schema_and_is_not_kept_alive(client, mock):
+    """The schema of a type is built once and reused (it is the costly part of a structured
+    request); a type made in a loop is still freed once the program drops it."""
+    import gc
+    import weakref
+
+    for _ in range(2):
+        await client.chat.completions.parse(model="mock/echo", messages=ASK, response_format=Order)
+    first, second = (request.json["response_format"] for request in mock.requests)
+    assert first == second and first["json_schema"]["schema"]["required"] == [
+        "id",
+        "status",
+        "items",
+        "note",
+    ]
+
+    def ask_with_a_fresh_type() -> weakref.ref[type]:
+        fresh = msgspec.defstruct("Fresh", [("id", str), ("status", str)])
+        from routmy_async._structured import response_format_for
+
+        assert response_format_for(fresh)["json_schema"]["name"] == "Fresh"
+        return weakref.ref(fresh)
+
+    gone = ask_with_a_fresh_type()
+    gc.collect()
+    assert gone() is None, "the schema cache kept a type the program had dropped"
