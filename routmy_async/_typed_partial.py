@@ -44,13 +44,20 @@ _T = typing.TypeVar("_T")
 
 class _Slot:
     """Where a value goes: a field of a Struct or model, or any item of a list or dict. What
-    it needs (the shape of its type, its converter) is worked out once, when first needed."""
+    it needs (the shape of its type, its converter) is worked out once, when first needed.
 
-    __slots__ = ("_converter", "_shape", "attribute", "grows", "plain", "type")
+    :param owner: the Pydantic model the value belongs to (a field of it, or an item of a
+        field's list or dict): it is converted as that model's ``model_validate_json`` would
+        (JSON mode, the model's config), so a partial shows what the final parse gives.
+        ``None``: msgspec's conversion, as a Struct's final decode.
+    """
 
-    def __init__(self, attribute: str, target: Any) -> None:
+    __slots__ = ("_converter", "_shape", "attribute", "grows", "owner", "plain", "type")
+
+    def __init__(self, attribute: str, target: Any, owner: Any = None) -> None:
         self.attribute = attribute
         self.type = target
+        self.owner = owner
         bare = _without_none(target)
         self.plain = bare if bare in (str, int, float, bool) else None
         self.grows = bare in (str, Any)  # shows its string before it is complete
@@ -60,7 +67,7 @@ class _Slot:
     @property
     def shape(self) -> _Shape | None:
         if self._shape is _UNSET:
-            self._shape = shape_of(self.type)
+            self._shape = shape_of((self.type, self.owner))
         shape: _Shape | None = self._shape
         return shape
 
@@ -75,7 +82,7 @@ class _Slot:
         if self.type is Any:
             return value
         if self._converter is None:
-            self._converter = _converter(self.type)
+            self._converter = _converter((self.type, self.owner))
         try:
             return self._converter(value)
         except (msgspec.ValidationError, ValueError, TypeError):
@@ -84,7 +91,7 @@ class _Slot:
     def problem(self, value: Any) -> str:
         """Why ``value`` does not convert to this slot's type, in words."""
         if self._converter is None:
-            self._converter = _converter(self.type)
+            self._converter = _converter((self.type, self.owner))
         try:
             self._converter(value)
         except (msgspec.ValidationError, ValueError, TypeError) as error:
@@ -156,10 +163,9 @@ class _ModelShape(_Shape):
         self.model = model
         self.partial_type = partial_type(model)
         self.fields: dict[Key, _Slot] = {
-            (info.alias or name): _Slot(name, _annotated(info))
+            (info.alias or name): _Slot(name, _annotated(info), model)
             for name, info in model.model_fields.items()
         }
-        self.whole = _Slot("", model)
 
     def start(self) -> Any:
         return self.partial_type.model_construct()
@@ -178,14 +184,17 @@ class _ModelShape(_Shape):
             for alias, slot in self.fields.items()
             if alias in plain
         }
-        return self.whole.convert(present)
+        try:
+            return self.model.model_validate(present)
+        except (ValueError, TypeError):  # Pydantic's ValidationError is a ValueError
+            return _FAILED
 
 
 class _ListShape(_Shape):
     kind = list
 
-    def __init__(self, item_type: Any) -> None:
-        self.item = _Slot("", item_type)
+    def __init__(self, item_type: Any, owner: Any) -> None:
+        self.item = _Slot("", item_type, owner)
 
     def start(self) -> Any:
         return []
@@ -206,8 +215,8 @@ class _ListShape(_Shape):
 class _DictShape(_Shape):
     kind = dict
 
-    def __init__(self, value_type: Any) -> None:
-        self.value = _Slot("", value_type)
+    def __init__(self, value_type: Any, owner: Any) -> None:
+        self.value = _Slot("", value_type, owner)
 
     def start(self) -> Any:
         return {}
@@ -354,8 +363,12 @@ class TypedPartial:
 
 
 def _type_name(target: Any) -> str:
-    name = getattr(target, "__name__", None)
-    return f"a {name}" if name else repr(target)
+    """``an int`` for ``int``, ``Annotated[int, Meta(ge=0)]`` and ``int | None`` alike."""
+    bare = _unannotated(_without_none(_unannotated(target)))
+    name = getattr(bare, "__name__", None) if typing.get_origin(bare) is None else None
+    if not name:
+        return repr(bare)
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _annotated(info: Any) -> Any:
@@ -404,8 +417,10 @@ def _memo(function: Callable[[Any], _T]) -> Callable[[Any], _T]:
 
 
 @_memo
-def shape_of(target: Any) -> _Shape | None:
-    """How to follow ``target`` inside its JSON container, or None to convert it whole."""
+def shape_of(typed: tuple[Any, Any]) -> _Shape | None:
+    """How to follow a type (``(type, owner)``: see ``_Slot``) inside its JSON container, or
+    None to convert it whole."""
+    target, owner = typed
     inner = _unannotated(_without_none(_unannotated(target)))
     origin = typing.get_origin(inner)
     if isinstance(inner, type) and issubclass(inner, msgspec.Struct):
@@ -417,20 +432,39 @@ def shape_of(target: Any) -> _Shape | None:
         return _ModelShape(inner)
     if origin is list:
         (item,) = typing.get_args(inner) or (Any,)
-        return _ListShape(item)
+        return _ListShape(item, owner)
     if origin is dict:
         _, value = typing.get_args(inner) or (str, Any)
-        return _DictShape(value)
+        return _DictShape(value, owner)
     return None
 
 
 @_memo
-def _converter(target: Any) -> Callable[[Any], Any]:
-    if _needs_pydantic(target):
-        from pydantic import TypeAdapter
-
-        return TypeAdapter(target).validate_python
+def _converter(typed: tuple[Any, Any]) -> Callable[[Any], Any]:
+    """The conversion of a completed plain JSON value to a type (``(type, owner)``)."""
+    target, owner = typed
+    if owner is not None or _needs_pydantic(target):
+        return _pydantic_json_converter(target, owner)
     return functools.partial(_msgspec_convert, target=target)
+
+
+def _pydantic_json_converter(target: Any, owner: Any) -> Callable[[Any], Any]:
+    """Pydantic's JSON-mode validation, as ``model_validate_json`` runs it on the whole answer
+    (in Python mode a strict ``datetime`` refuses a string, and ``bytes`` differ), under the
+    owning model's config where the type takes one (a model or a dataclass has its own)."""
+    from pydantic import PydanticUserError, TypeAdapter
+
+    adapter: Any = None
+    if owner is not None:
+        try:
+            adapter = TypeAdapter(target, config=owner.model_config)
+        except PydanticUserError:
+            pass
+    if adapter is None:
+        adapter = TypeAdapter(target)
+    validate = adapter.validate_json
+    encode = msgspec.json.encode
+    return lambda value: validate(encode(value))
 
 
 def _msgspec_convert(value: Any, *, target: Any) -> Any:
