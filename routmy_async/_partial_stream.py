@@ -87,17 +87,22 @@ class PartialAnswer:
         from ._partial_json import ListenerGroup, PartialJSON
 
         listeners: list[JSONListener] = []
-        # The schema's check first: it names an enum's values, a bound, a pattern; the typed
-        # partial's conversion then catches what a schema cannot say (a datetime string).
-        if self._eager and self._schema is not None:
-            from ._eager_check import SchemaCheck
-
-            listeners.append(SchemaCheck(self._schema))
+        typed = None
         if self._eager and self._target is not None:
             from ._typed_partial import TypedPartial
 
-            self._typed = TypedPartial(self._target, eager=True)
-            listeners.append(self._typed)
+            typed = self._typed = TypedPartial(self._target, eager=True)
+        # The schema's check first: it names an enum's values, a bound, a pattern; the typed
+        # partial's conversion then catches what a schema cannot say (a datetime string). A
+        # scalar the schema refuses but the type converts is the type's call (Pydantic's lax
+        # reading): the final parse would accept it.
+        if self._eager and self._schema is not None:
+            from ._eager_check import SchemaCheck
+
+            accepts = None if typed is None else typed.accepts
+            listeners.append(SchemaCheck(self._schema, accepts=accepts))
+        if typed is not None:
+            listeners.append(typed)
         if not listeners:
             return PartialJSON()
         listener = listeners[0] if len(listeners) == 1 else ListenerGroup(*listeners)

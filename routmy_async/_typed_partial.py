@@ -325,6 +325,15 @@ class TypedPartial:
         shape.put(frame.partial, slot, key, typed, replace=frame.shown)  # type: ignore[union-attr]
         frame.shown = False
 
+    def accepts(self, key: Key, value: Any) -> bool:
+        """Whether the completed scalar ``value`` at ``key`` of the innermost open container
+        converts to its type (False where the type is not followed there)."""
+        if not self._frames:
+            return self._root.convert(value) is not _FAILED
+        shape = self._frames[-1].shape
+        slot = None if shape is None else shape.child(key)
+        return slot is not None and slot.convert(value) is not _FAILED
+
     def _raise(self, key: Key, reason: str) -> None:
         from ._eager_check import format_path
         from ._exceptions import FieldValidationError

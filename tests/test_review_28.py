@@ -14,6 +14,7 @@ import pytest
 
 from routmy_async import FieldValidationError
 from routmy_async.testing import assert_no_open_connections
+from tests.test_partial_stream import consistent
 
 ASK = [{"role": "user", "content": "an answer please"}]
 BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
@@ -96,3 +97,107 @@ async def test_an_eager_type_error_names_the_type_in_words(client, mock):
     assert "Annotated" not in caught.value.reason
     assert "int" in caught.value.reason
     assert_no_open_connections(client)
+
+
+class Note(pydantic.BaseModel):
+    title: str
+    tags: list[str]
+    score: float
+
+
+async def test_every_byte_in_its_own_tcp_write_gives_consistent_partials(raw_server):
+    """A raw SSE server writes every byte of the stream separately (UTF-8 characters, escapes,
+    surrogate pairs and numbers cut everywhere): every partial agrees with the final value and
+    the last equals it."""
+    import asyncio
+
+    from routmy_async import AsyncRoutmy
+    from tests.conftest import chunk as http_chunk
+    from tests.conftest import chunked_head, read_request
+
+    answer: dict[str, Any] = {
+        "title": 'caf\u00e9 \U0001f600 "q" \\ \u2028',
+        "tags": ["\u00e9", "b\nc"],
+        "score": -1.25e-3,
+    }
+    # The escapes as JSON text gives them (\ud83d\ude00) and the raw characters, both.
+    text = json.dumps(answer)[:-1] + ', "extra": "\U0001f600"}'
+    frames = (
+        b"".join(
+            b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\n\n"
+            for c in content_stream(text, size=2)
+        )
+        + b"data: [DONE]\n\n"
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(chunked_head())
+        for byte in frames:
+            writer.write(http_chunk(bytes([byte])))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with (
+        raw_server(serve) as server,
+        AsyncRoutmy(api_key="k", base_url=server.base_url, max_retries=0) as client,
+    ):
+        seen: list[Any] = []
+        async with client.chat.completions.stream(
+            model="p/m", messages=ASK, response_format=Note
+        ) as stream:
+            async for event in stream.events():
+                if event.type == "content.delta":
+                    seen.append((copy.deepcopy(event.parsed), copy.deepcopy(stream.partial)))
+            final = await stream.get_final_completion()
+        assert_no_open_connections(client)
+    expected = {**answer, "extra": "\U0001f600"}
+    assert final.choices[0].message.parsed == Note(**answer)
+    assert seen[-1] == (expected, Note(**answer))
+    for parsed, partial in seen:
+        assert consistent(parsed, expected)
+        if partial is not None and not isinstance(partial, Note):
+            assert partial.score in (None, answer["score"])
+            assert answer["title"].startswith(partial.title or "")
+            assert consistent(partial.tags, answer["tags"])
+
+
+class Shipment(pydantic.BaseModel):
+    shipped: datetime.datetime
+    parcels: int = pydantic.Field(ge=1)
+
+
+@pytest.mark.parametrize(
+    ("shipped", "parcels"),
+    [
+        ("2026-01-02", 2),  # a date alone: Pydantic reads midnight; msgspec's format check not
+        ("2026-01-02T03:04Z", 2),  # no seconds
+        ("2026-01-02T03:04:05Z", "2"),  # Pydantic's lax mode reads a number in a string
+    ],
+)
+async def test_eager_never_refuses_what_the_pydantic_final_parse_accepts(
+    client, mock, shipped, parcels
+):
+    """The docs: a check never rejects what the final parse would accept. For a Pydantic
+    model the final parse is model_validate_json, laxer than the JSON schema in places."""
+    mock.reply_stream(content_stream(json.dumps({"shipped": shipped, "parcels": parcels})))
+    partials, final = await stream_partials(client, Shipment, validate="eager")
+    assert final == Shipment.model_validate_json(
+        json.dumps({"shipped": shipped, "parcels": parcels})
+    )
+    assert partials[-1] == final
+
+
+async def test_eager_still_refuses_what_the_pydantic_final_parse_refuses(client, mock):
+    """The lax reading above does not let a wrong value through: '0' parcels is below the
+    bound, 'soon' is no datetime."""
+    for answer, field in (
+        ({"shipped": "2026-01-02T03:04:05Z", "parcels": "0"}, "parcels"),
+        ({"shipped": "soon", "parcels": 2}, "shipped"),
+    ):
+        mock.reply_stream(content_stream(json.dumps(answer)))
+        with pytest.raises(FieldValidationError) as caught:
+            await stream_partials(client, Shipment, validate="eager")
+        assert caught.value.path == (field,)
+        assert_no_open_connections(client)
