@@ -129,6 +129,13 @@ class PartialAnswer:
         if self._eager:
             self._feed_to(len(self._pieces))
 
+    def check_whole(self) -> None:
+        """:raises InvalidJSONError: the text is not one whole JSON value (it was cut short,
+        or is not JSON)."""
+        parser = self._feed_to(len(self._pieces))
+        if not parser.done:
+            parser.finish()
+
     def text(self, at: int | None = None) -> str:
         """The text of the first ``at`` deltas (all of them by default)."""
         return "".join(self._pieces if at is None else self._pieces[:at])

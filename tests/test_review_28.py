@@ -201,3 +201,60 @@ async def test_eager_still_refuses_what_the_pydantic_final_parse_refuses(client,
             await stream_partials(client, Shipment, validate="eager")
         assert caught.value.path == (field,)
         assert_no_open_connections(client)
+
+
+class Order(pydantic.BaseModel):
+    id: str
+    status: str
+
+
+@pytest.mark.parametrize(
+    ("text", "finish", "target"),
+    [
+        ('{"id": "A-1", "status": "shi', "length", Order),  # cut by the token limit
+        ('{"id": "A-1", "status": "shi', "stop", {"type": "json_object"}),  # cut, any format
+        ('{"id": "A-1"}', "stop", Order),  # a required field missing
+        ('{"id": 5, "status": "x"}', "stop", Order),  # a wrong type
+    ],
+)
+async def test_a_partial_page_never_gets_done_for_an_answer_the_final_parse_refuses(
+    client, mock, text, finish, target
+):
+    """to_sse(format='partial'): a page cannot tell a cut or unfit answer from a whole one by
+    its frames ({"status": "shi"} looks finished), so the body ends with an error frame, never
+    [DONE], where get_final_completion() would raise."""
+    chunks = [chunk("", role="assistant"), *content_stream(text, size=4)[1:-1], chunk(None, finish)]
+    mock.reply_stream(chunks)
+    stream = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format=target
+    )
+    frames = [frame async for frame in stream.to_sse(format="partial")]
+    assert b"data: [DONE]\n\n" not in frames
+    assert frames[-1].startswith(b"event: error\n")
+    assert json.loads(frames[-1].split(b"data: ", 1)[1])["error"]["message"]
+    assert_no_open_connections(client)
+
+
+async def test_a_whole_answer_still_ends_with_done(client, mock):
+    mock.reply_stream(content_stream('{"id": "A-1", "status": "shipped"}'))
+    stream = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format=Order
+    )
+    frames = [frame async for frame in stream.to_sse(format="partial")]
+    assert frames[-2:] == [b'data: {"id":"A-1","status":"shipped"}\n\n', b"data: [DONE]\n\n"]
+
+
+async def test_a_responses_partial_page_never_gets_done_for_a_cut_answer(client, mock):
+    """The same on a Responses stream: an answer cut short ends with an error frame."""
+    from tests.test_partial_stream import response_stream
+
+    mock.reply_stream(response_stream('{"id": "A-1", "status": "shi'), named=True, done=False)
+    stream = await client.responses.create(
+        model="p/m",
+        input="x",
+        stream=True,
+        text={"format": {"type": "json_schema", "name": "Order", "schema": {}}},
+    )
+    frames = [frame async for frame in stream.to_sse(format="partial")]
+    assert b"data: [DONE]\n\n" not in frames
+    assert frames[-1].startswith(b"event: error\n")

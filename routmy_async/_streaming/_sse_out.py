@@ -284,15 +284,24 @@ def responses_framing(format: str, raw_events: deque[bytes]) -> Framing:
     return Framing(event_frame, _nothing)
 
 
-def partial_framing(read: Callable[[], Any]) -> Framing:
+def partial_framing(read: Callable[[], Any], check: Callable[[], object]) -> Framing:
     """A structured answer's partial value (``"partial"``): after each item, ``read()`` as
     ``data: <JSON>`` when it differs from the last frame sent, then ``data: [DONE]``.
 
     Each frame is the whole value so far, so a page renders it as it is; an item that adds
     nothing to the value (a role, a usage chunk, a string still inside an escape) sends
-    nothing.
+    nothing. A page cannot tell a cut answer's last frame (``{"status": "shi"}``) from a
+    whole one, so at the end ``check()`` (the stream's final parse) runs first: what it
+    raises is sent as the last frame (``event: error``) instead of ``[DONE]``.
     """
     last = [b""]
+
+    def end(stream: Any) -> bytes:
+        try:
+            check()
+        except RoutmyError as error:
+            return error_frame(error)
+        return DONE
 
     def frame(item: Any) -> bytes:
         value = read()
@@ -304,7 +313,7 @@ def partial_framing(read: Callable[[], Any]) -> Framing:
         last[0] = data
         return data_frame(data)
 
-    return Framing(frame, _done)
+    return Framing(frame, end)
 
 
 def _raw_event_frame(event: Any) -> bytes:

@@ -89,8 +89,14 @@ class StructuredResponseStream(ResponseStream):
         if format == "partial":
             from ..._streaming._sse_out import partial_framing
 
-            return partial_framing(self._partial_json)
+            return partial_framing(self._partial_json, self._check_answer)
         return super()._framing(format)
+
+    def _check_answer(self) -> None:
+        """At the end of a ``"partial"`` body: the final parse (see the chat stream's)."""
+        if self._first is not None:
+            self._first.check_whole()
+        self._final_response()
 
 
 StructuredResponseStream.partial.__doc__ = ResponseStream.partial.__doc__
