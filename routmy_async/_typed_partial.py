@@ -52,16 +52,30 @@ class _Slot:
         ``None``: msgspec's conversion, as a Struct's final decode.
     """
 
-    __slots__ = ("_converter", "_shape", "attribute", "grows", "owner", "plain", "type")
+    __slots__ = (
+        "_converter",
+        "_shape",
+        "attribute",
+        "deferred",
+        "grows",
+        "owner",
+        "plain",
+        "type",
+    )
 
-    def __init__(self, attribute: str, target: Any, owner: Any = None) -> None:
+    def __init__(
+        self, attribute: str, target: Any, owner: Any = None, *, deferred: bool = False
+    ) -> None:
         self.attribute = attribute
         self.type = target
         self.owner = owner
+        # A field the model's own Python code (a field validator, a str_* config) reads:
+        # None until its object closes, never a value that the final parse would change.
+        self.deferred = deferred
         bare = _without_none(target)
-        self.plain = bare if bare in (str, int, float, bool) else None
-        self.grows = bare in (str, Any)  # shows its string before it is complete
-        self._shape: Any = _UNSET
+        self.plain = None if deferred or bare not in (str, int, float, bool) else bare
+        self.grows = not deferred and bare in (str, Any)  # shows its string before complete
+        self._shape: Any = None if deferred else _UNSET
         self._converter: Any = None
 
     @property
@@ -79,8 +93,8 @@ class _Slot:
             return value
         if plain is float and type(value) is int:
             return float(value)
-        if self.type is Any:
-            return value
+        if self.type is Any or self.deferred:
+            return None if self.deferred else value
         if self._converter is None:
             self._converter = _converter((self.type, self.owner))
         try:
@@ -162,10 +176,14 @@ class _ModelShape(_Shape):
     def __init__(self, model: Any) -> None:
         self.model = model
         self.partial_type = partial_type(model)
+        own_code = _fields_read_by_own_code(model)
         self.fields: dict[Key, _Slot] = {
-            (info.alias or name): _Slot(name, _annotated(info), model)
+            (info.alias or name): _Slot(
+                name, _annotated(info), model, deferred="*" in own_code or name in own_code
+            )
             for name, info in model.model_fields.items()
         }
+        self.deferred = any(slot.deferred for slot in self.fields.values())
 
     def start(self) -> Any:
         return self.partial_type.model_construct()
@@ -179,12 +197,16 @@ class _ModelShape(_Shape):
     def finish(self, partial: Any, plain: Any) -> Any:
         # Validate from the converted fields: nested models pass through as they are, and the
         # model's own validators (across fields) run, as they would on the whole answer.
-        present = {
-            alias: getattr(partial, slot.attribute)
-            for alias, slot in self.fields.items()
-            if alias in plain
-        }
         try:
+            if self.deferred:
+                # A field only the model's own code can read: the object as the final parse
+                # reads it (its JSON, once, as it closes).
+                return self.model.model_validate_json(msgspec.json.encode(plain))
+            present = {
+                alias: getattr(partial, slot.attribute)
+                for alias, slot in self.fields.items()
+                if alias in plain
+            }
             return self.model.model_validate(present)
         except (ValueError, TypeError):  # Pydantic's ValidationError is a ValueError
             return _FAILED
@@ -332,7 +354,8 @@ class TypedPartial:
             return self._root.convert(value) is not _FAILED
         shape = self._frames[-1].shape
         slot = None if shape is None else shape.child(key)
-        return slot is not None and slot.convert(value) is not _FAILED
+        # A deferred field is the model's own code's to judge: no second opinion here.
+        return slot is not None and not slot.deferred and slot.convert(value) is not _FAILED
 
     def _raise(self, key: Key, reason: str) -> None:
         from ._eager_check import format_path
@@ -369,6 +392,22 @@ class TypedPartial:
         frame = self._frames[-1]
         if frame.shape is not None:
             frame.shape.put(frame.partial, slot, key, value, replace=replace)
+
+
+def _fields_read_by_own_code(model: Any) -> set[str]:
+    """The fields of a Pydantic model whose value its own Python code reads or rewrites: field
+    validators (``"*"``: all), and every field under a ``str_*`` config that rewrites strings.
+    A ``before``/``wrap`` model validator may rewrite any field: all of them."""
+    decorators = model.__pydantic_decorators__
+    config = model.model_config
+    if any(config.get(key) for key in ("str_strip_whitespace", "str_to_upper", "str_to_lower")):
+        return {"*"}
+    if any(v.info.mode in ("before", "wrap") for v in decorators.model_validators.values()):
+        return {"*"}
+    fields: set[str] = set()
+    for validator in (*decorators.field_validators.values(), *decorators.validators.values()):
+        fields.update(validator.info.fields)
+    return fields
 
 
 def _type_name(target: Any) -> str:

@@ -258,3 +258,39 @@ async def test_a_responses_partial_page_never_gets_done_for_a_cut_answer(client,
     frames = [frame async for frame in stream.to_sse(format="partial")]
     assert b"data: [DONE]\n\n" not in frames
     assert frames[-1].startswith(b"event: error\n")
+
+
+class Coded(pydantic.BaseModel):
+    name: str
+    code: str
+
+    @pydantic.field_validator("code")
+    @classmethod
+    def upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class Trimmed(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(str_strip_whitespace=True)
+    name: str
+
+
+class Catalog(pydantic.BaseModel):
+    coded: list[Coded]
+    trimmed: Trimmed
+
+
+async def test_a_field_the_model_rewrites_is_never_shown_as_it_was_sent(client, mock):
+    """A field validator (upper-casing) or a str_strip_whitespace config changes the value:
+    the partial never shows the raw 'abc' or '  bob  ' that the final parse turns into 'ABC'
+    and 'bob'; such a field is None until its object closes, then the model's own value."""
+    answer = {"coded": [{"name": "n", "code": "abc"}], "trimmed": {"name": "  bob  "}}
+    mock.reply_stream(content_stream(json.dumps(answer), size=2))
+    partials, final = await stream_partials(client, Catalog)
+    assert final == Catalog(coded=[Coded(name="n", code="ABC")], trimmed=Trimmed(name="bob"))
+    assert partials[-1] == final
+    for partial in partials:
+        for coded in (partial.coded or []) if partial is not None else []:
+            assert coded is None or coded.code in (None, "ABC")
+        trimmed = None if partial is None else partial.trimmed
+        assert trimmed is None or trimmed.name in (None, "bob")
