@@ -33,7 +33,15 @@ from ._exceptions import ContentParseError
 if TYPE_CHECKING:
     from ._partial_json import JSONListener, PartialJSON
 
-__all__ = ["PartialAnswer", "PartialFormat", "PartialView", "json_text", "partial_format"]
+__all__ = [
+    "PartialAnswer",
+    "PartialFormat",
+    "PartialView",
+    "ViewCopies",
+    "attach_view",
+    "json_text",
+    "partial_format",
+]
 
 _FENCE = "```"
 
@@ -254,6 +262,46 @@ class PartialView:
 
     def __repr__(self) -> str:
         return f"<partial answer at delta {self._at}>"
+
+
+def attach_view(event: Any, view: PartialView) -> None:
+    """Give a (frozen) delta event its view. The view is an attribute of the event, not one
+    of its fields: ``msgspec.json.encode(event)`` gives the event as the server sent it (a
+    view holds the whole answer, which has no JSON form of its own)."""
+    import msgspec
+
+    msgspec.structs.force_setattr(event, "_view", view)
+
+
+class ViewCopies:
+    """``copy.copy`` and ``copy.deepcopy`` of a delta event that keep its view (msgspec
+    copies only the fields): a copied event reads the same ``parsed`` as the original."""
+
+    __slots__ = ()
+
+    def __copy__(self) -> Any:
+        import msgspec
+
+        copied = msgspec.structs.replace(self)  # type: ignore[type-var]
+        view = self.__dict__.get("_view")
+        if view is not None:
+            attach_view(copied, view)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        import copy
+
+        import msgspec
+
+        fields = {
+            field.name: copy.deepcopy(getattr(self, field.name), memo)
+            for field in msgspec.structs.fields(self)  # type: ignore[arg-type]
+        }
+        copied = type(self)(**fields)
+        view = self.__dict__.get("_view")
+        if view is not None:
+            attach_view(copied, view)
+        return copied
 
 
 class PartialFormat:

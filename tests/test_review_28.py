@@ -294,3 +294,56 @@ async def test_a_field_the_model_rewrites_is_never_shown_as_it_was_sent(client, 
             assert coded is None or coded.code in (None, "ABC")
         trimmed = None if partial is None else partial.trimmed
         assert trimmed is None or trimmed.name in (None, "bob")
+
+
+async def test_delta_events_encode_as_json_on_any_stream(client, mock):
+    """Code that relays events as JSON (msgspec.json.encode(event)) kept working on plain
+    streams before issue 28; a tool call's argument deltas (followed on any stream) and a
+    structured stream's content deltas must encode too: as the event, without its view. A
+    copy keeps what parsed reads."""
+    import msgspec
+
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    async with client.chat.completions.stream(
+        model="mock/echo", messages=[{"role": "user", "content": "weather"}], tools=tools
+    ) as stream:
+        events = [event async for event in stream.events()]
+    argument_deltas = [e for e in events if e.type == "tool_call.arguments.delta"]
+    assert argument_deltas
+    for event in argument_deltas:
+        data = msgspec.json.decode(msgspec.json.encode(event))
+        assert data["type"] == "tool_call.arguments.delta" and "_view" not in data
+    assert copy.deepcopy(argument_deltas[-1]).parsed_arguments == json.loads(
+        "".join(e.arguments_delta for e in argument_deltas)
+    )
+
+    mock.reply_stream(content_stream('{"id": "A-1", "status": "x"}'))
+    async with client.chat.completions.stream(
+        model="p/m", messages=ASK, response_format=Order
+    ) as stream:
+        deltas = [e async for e in stream.events() if e.type == "content.delta"]
+    assert msgspec.json.decode(msgspec.json.encode(deltas[-1])) == {
+        "type": "content.delta",
+        "choice_index": 0,
+        "delta": deltas[-1].delta,
+    }
+    assert copy.copy(deltas[-1]).parsed == {"id": "A-1", "status": "x"}
+    assert copy.deepcopy(deltas[0]).snapshot == deltas[0].snapshot
+
+
+async def test_responses_delta_events_encode_as_json(client, mock):
+    import msgspec
+
+    from tests.test_partial_stream import response_stream
+
+    mock.reply_stream(response_stream('{"id": "A-1", "status": "x"}'), named=True, done=False)
+    async with client.responses.stream(model="p/m", input="x", text_format=Order) as stream:
+        deltas = [e async for e in stream if e.type == "response.output_text.delta"]
+    data = msgspec.json.decode(msgspec.json.encode(deltas[-1]))
+    assert data["type"] == "response.output_text.delta" and "_view" not in data
+    assert copy.deepcopy(deltas[-1]).parsed == {"id": "A-1", "status": "x"}
+    mock.reply_stream(response_stream(arguments='{"city": "Oslo"}'), named=True, done=False)
+    async with client.responses.stream(model="p/m", input="x") as plain:
+        calls = [e async for e in plain if e.type == "response.function_call_arguments.delta"]
+    assert calls and "_view" not in msgspec.json.decode(msgspec.json.encode(calls[-1]))
+    assert copy.deepcopy(calls[-1]).parsed_arguments == {"city": "Oslo"}
