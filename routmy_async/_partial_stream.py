@@ -41,6 +41,7 @@ __all__ = [
     "attach_view",
     "json_text",
     "partial_format",
+    "take_validate",
 ]
 
 _FENCE = "```"
@@ -363,6 +364,23 @@ def partial_format(wire_format: Any, target: Any, *, validate: Any) -> PartialFo
         found = holder.get("schema") if isinstance(holder, Mapping) else None
         schema = dict(found) if isinstance(found, Mapping) else None
     return PartialFormat(target=target, schema=schema, eager=eager)
+
+
+def take_validate(params: dict[str, Any], *, stream: object) -> Any:
+    """Take ``validate`` out of a ``create`` call's keywords (where any other keyword goes in
+    the request body): an option of the SDK, which the server must never receive instead of
+    the stream checking the answer. Its value is checked where the stream is made.
+
+    :raises ValueError: ``validate`` other than ``"final"`` on a call that does not stream.
+    """
+    validate = params.pop("validate", "final")
+    if not stream and validate != "final":
+        raise ValueError(
+            f"validate={validate!r:.80} checks an answer as it streams: pass stream=True "
+            "(or open it with .stream(...)); an answer that does not stream is validated "
+            "once it is whole"
+        )
+    return validate
 
 
 def json_text(text: str) -> str:

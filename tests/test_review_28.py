@@ -347,3 +347,60 @@ async def test_responses_delta_events_encode_as_json(client, mock):
         calls = [e async for e in plain if e.type == "response.function_call_arguments.delta"]
     assert calls and "_view" not in msgspec.json.decode(msgspec.json.encode(calls[-1]))
     assert copy.deepcopy(calls[-1]).parsed_arguments == {"city": "Oslo"}
+
+
+async def test_validate_given_to_create_is_never_sent_and_is_honoured(client, mock):
+    """create(..., stream=True, validate="eager") sent validate to the server as a body field
+    and checked nothing: a wrong field streamed through. It is the stream's option there as on
+    .stream(); on a call that does not stream, "eager" cannot apply and is refused before
+    anything is sent."""
+    mock.reply_stream(content_stream('{"id": 5, "status": "x"}'))
+    stream = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format=Order, validate="eager"
+    )
+    with pytest.raises(FieldValidationError) as caught:
+        async for _ in stream:
+            pass
+    assert caught.value.path == ("id",)
+    assert "validate" not in mock.requests[-1].json
+    assert_no_open_connections(client)
+    sent = len(mock.requests)
+    for call in (
+        client.chat.completions.create(
+            model="p/m", messages=ASK, response_format=Order, validate="eager"
+        ),
+        client.chat.completions.parse(
+            model="p/m", messages=ASK, response_format=Order, validate="eager"
+        ),
+        client.responses.create(model="p/m", input="x", validate="eager"),
+    ):
+        with pytest.raises(ValueError, match="stream=True"):
+            await call
+    assert len(mock.requests) == sent
+    mock.reply_stream(content_stream('{"id": "A", "status": "x"}'))
+    final = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format=Order, validate="final"
+    )
+    async with final:
+        async for _ in final:
+            pass
+    assert "validate" not in mock.requests[-1].json
+
+
+async def test_validate_given_to_responses_create_is_honoured(client, mock):
+    from tests.test_partial_stream import response_stream
+
+    mock.reply_stream(response_stream('{"id": 5, "status": "x"}'), named=True, done=False)
+    stream = await client.responses.create(
+        model="p/m",
+        input="x",
+        stream=True,
+        text={
+            "format": {"type": "json_schema", "name": "Order", "schema": Order.model_json_schema()}
+        },
+        validate="eager",
+    )
+    with pytest.raises(FieldValidationError):
+        async for _ in stream:
+            pass
+    assert "validate" not in mock.requests[-1].json
