@@ -404,3 +404,18 @@ async def test_validate_given_to_responses_create_is_honoured(client, mock):
         async for _ in stream:
             pass
     assert "validate" not in mock.requests[-1].json
+
+
+async def test_a_lone_surrogate_escape_ends_a_partial_body_with_an_error_frame(client, mock):
+    """A model writing a lone '\\ud800' escape: json.loads takes it, but it is no Unicode, so
+    msgspec cannot encode the partial value. The body ends with an error frame (and no
+    [DONE]) instead of raising UnicodeEncodeError out of the page's response."""
+    mock.reply_stream(content_stream('{"id": "A\\ud800-1", "status": "x"}'))
+    stream = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format={"type": "json_object"}
+    )
+    frames = [frame async for frame in stream.to_sse(format="partial")]
+    assert frames[-1].startswith(b"event: error\n")
+    assert b"surrogate" in frames[-1]
+    assert b"data: [DONE]\n\n" not in frames
+    assert_no_open_connections(client)

@@ -307,13 +307,29 @@ def partial_framing(read: Callable[[], Any], check: Callable[[], object]) -> Fra
         value = read()
         if value is None:
             return b""
-        data = _encode_partial(value)
+        try:
+            data = _encode_partial(value)
+        except UnicodeEncodeError as error:
+            # A lone surrogate escape ("\ud800"): JSON text, but no Unicode (the final parse
+            # refuses it too). sse_frames sends it as the error frame that ends the body.
+            raise _not_unicode(error) from None
         if data == last[0]:
             return b""
         last[0] = data
         return data_frame(data)
 
     return Framing(frame, end)
+
+
+def _not_unicode(error: UnicodeEncodeError) -> RoutmyError:
+    from .._exceptions import ContentParseError
+
+    found = error.object[error.start : error.end]
+    return ContentParseError(
+        f"the answer holds {found.encode('unicode_escape').decode()!r}, a lone surrogate "
+        "escape: JSON text, but not Unicode text",
+        content=None,
+    )
 
 
 def _raw_event_frame(event: Any) -> bytes:
