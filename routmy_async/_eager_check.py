@@ -32,6 +32,7 @@ import math
 import operator
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -104,10 +105,17 @@ class SchemaCheck:
     be valid for ``schema`` (see the module doc for what is checked, and when).
 
     :param schema: a JSON schema (``$defs`` at its root are followed by ``$ref``).
+    :param accepts: the answer's type, asked about a completed scalar the schema refuses:
+        whether it converts all the same (``accepts(key, value)``, for the innermost open
+        container). The type's own parse has the last word, so a Pydantic model's lax
+        reading (``"2"`` for an ``int``, a bare date for a ``datetime``) is not refused.
     """
 
-    def __init__(self, schema: dict[str, Any]) -> None:
+    def __init__(
+        self, schema: dict[str, Any], *, accepts: Callable[[Key, Any], bool] | None = None
+    ) -> None:
         self._root = schema
+        self._accepts = accepts
         # The open containers: (container, its schema, its key in its parent).
         self._frames: list[tuple[Any, dict[str, Any] | None, Key]] = []
 
@@ -130,7 +138,7 @@ class SchemaCheck:
         schema = self._child_schema(key)
         if schema is not None:
             problem = _problem(self._resolve(schema), value, self._resolve)
-            if problem is not None:
+            if problem is not None and not (self._accepts and self._accepts(key, value)):
                 self._fail(key, problem)
 
     # -- schemas -------------------------------------------------------------------------

@@ -33,7 +33,16 @@ from ._exceptions import ContentParseError
 if TYPE_CHECKING:
     from ._partial_json import JSONListener, PartialJSON
 
-__all__ = ["PartialAnswer", "PartialFormat", "PartialView", "json_text", "partial_format"]
+__all__ = [
+    "PartialAnswer",
+    "PartialFormat",
+    "PartialView",
+    "ViewCopies",
+    "attach_view",
+    "json_text",
+    "partial_format",
+    "take_validate",
+]
 
 _FENCE = "```"
 
@@ -87,17 +96,22 @@ class PartialAnswer:
         from ._partial_json import ListenerGroup, PartialJSON
 
         listeners: list[JSONListener] = []
-        # The schema's check first: it names an enum's values, a bound, a pattern; the typed
-        # partial's conversion then catches what a schema cannot say (a datetime string).
-        if self._eager and self._schema is not None:
-            from ._eager_check import SchemaCheck
-
-            listeners.append(SchemaCheck(self._schema))
+        typed = None
         if self._eager and self._target is not None:
             from ._typed_partial import TypedPartial
 
-            self._typed = TypedPartial(self._target, eager=True)
-            listeners.append(self._typed)
+            typed = self._typed = TypedPartial(self._target, eager=True)
+        # The schema's check first: it names an enum's values, a bound, a pattern; the typed
+        # partial's conversion then catches what a schema cannot say (a datetime string). A
+        # scalar the schema refuses but the type converts is the type's call (Pydantic's lax
+        # reading): the final parse would accept it.
+        if self._eager and self._schema is not None:
+            from ._eager_check import SchemaCheck
+
+            accepts = None if typed is None else typed.accepts
+            listeners.append(SchemaCheck(self._schema, accepts=accepts))
+        if typed is not None:
+            listeners.append(typed)
         if not listeners:
             return PartialJSON()
         listener = listeners[0] if len(listeners) == 1 else ListenerGroup(*listeners)
@@ -123,6 +137,13 @@ class PartialAnswer:
         self._ended = True
         if self._eager:
             self._feed_to(len(self._pieces))
+
+    def check_whole(self) -> None:
+        """:raises InvalidJSONError: the text is not one whole JSON value (it was cut short,
+        or is not JSON)."""
+        parser = self._feed_to(len(self._pieces))
+        if not parser.done:
+            parser.finish()
 
     def text(self, at: int | None = None) -> str:
         """The text of the first ``at`` deltas (all of them by default)."""
@@ -244,6 +265,46 @@ class PartialView:
         return f"<partial answer at delta {self._at}>"
 
 
+def attach_view(event: Any, view: PartialView) -> None:
+    """Give a (frozen) delta event its view. The view is an attribute of the event, not one
+    of its fields: ``msgspec.json.encode(event)`` gives the event as the server sent it (a
+    view holds the whole answer, which has no JSON form of its own)."""
+    import msgspec
+
+    msgspec.structs.force_setattr(event, "_view", view)
+
+
+class ViewCopies:
+    """``copy.copy`` and ``copy.deepcopy`` of a delta event that keep its view (msgspec
+    copies only the fields): a copied event reads the same ``parsed`` as the original."""
+
+    __slots__ = ()
+
+    def __copy__(self) -> Any:
+        import msgspec
+
+        copied = msgspec.structs.replace(self)  # type: ignore[type-var]
+        view = self.__dict__.get("_view")
+        if view is not None:
+            attach_view(copied, view)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        import copy
+
+        import msgspec
+
+        fields = {
+            field.name: copy.deepcopy(getattr(self, field.name), memo)
+            for field in msgspec.structs.fields(self)  # type: ignore[arg-type]
+        }
+        copied = type(self)(**fields)
+        view = self.__dict__.get("_view")
+        if view is not None:
+            attach_view(copied, view)
+        return copied
+
+
 class PartialFormat:
     """How a stream with a JSON format follows its answers: each answer's type, schema, and
     whether every delta is checked as it arrives.
@@ -303,6 +364,23 @@ def partial_format(wire_format: Any, target: Any, *, validate: Any) -> PartialFo
         found = holder.get("schema") if isinstance(holder, Mapping) else None
         schema = dict(found) if isinstance(found, Mapping) else None
     return PartialFormat(target=target, schema=schema, eager=eager)
+
+
+def take_validate(params: dict[str, Any], *, stream: object) -> Any:
+    """Take ``validate`` out of a ``create`` call's keywords (where any other keyword goes in
+    the request body): an option of the SDK, which the server must never receive instead of
+    the stream checking the answer. Its value is checked where the stream is made.
+
+    :raises ValueError: ``validate`` other than ``"final"`` on a call that does not stream.
+    """
+    validate = params.pop("validate", "final")
+    if not stream and validate != "final":
+        raise ValueError(
+            f"validate={validate!r:.80} checks an answer as it streams: pass stream=True "
+            "(or open it with .stream(...)); an answer that does not stream is validated "
+            "once it is whole"
+        )
+    return validate
 
 
 def json_text(text: str) -> str:

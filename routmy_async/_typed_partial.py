@@ -44,23 +44,44 @@ _T = typing.TypeVar("_T")
 
 class _Slot:
     """Where a value goes: a field of a Struct or model, or any item of a list or dict. What
-    it needs (the shape of its type, its converter) is worked out once, when first needed."""
+    it needs (the shape of its type, its converter) is worked out once, when first needed.
 
-    __slots__ = ("_converter", "_shape", "attribute", "grows", "plain", "type")
+    :param owner: the Pydantic model the value belongs to (a field of it, or an item of a
+        field's list or dict): it is converted as that model's ``model_validate_json`` would
+        (JSON mode, the model's config), so a partial shows what the final parse gives.
+        ``None``: msgspec's conversion, as a Struct's final decode.
+    """
 
-    def __init__(self, attribute: str, target: Any) -> None:
+    __slots__ = (
+        "_converter",
+        "_shape",
+        "attribute",
+        "deferred",
+        "grows",
+        "owner",
+        "plain",
+        "type",
+    )
+
+    def __init__(
+        self, attribute: str, target: Any, owner: Any = None, *, deferred: bool = False
+    ) -> None:
         self.attribute = attribute
         self.type = target
+        self.owner = owner
+        # A field the model's own Python code (a field validator, a str_* config) reads:
+        # None until its object closes, never a value that the final parse would change.
+        self.deferred = deferred
         bare = _without_none(target)
-        self.plain = bare if bare in (str, int, float, bool) else None
-        self.grows = bare in (str, Any)  # shows its string before it is complete
-        self._shape: Any = _UNSET
+        self.plain = None if deferred or bare not in (str, int, float, bool) else bare
+        self.grows = not deferred and bare in (str, Any)  # shows its string before complete
+        self._shape: Any = None if deferred else _UNSET
         self._converter: Any = None
 
     @property
     def shape(self) -> _Shape | None:
         if self._shape is _UNSET:
-            self._shape = shape_of(self.type)
+            self._shape = shape_of((self.type, self.owner))
         shape: _Shape | None = self._shape
         return shape
 
@@ -72,10 +93,10 @@ class _Slot:
             return value
         if plain is float and type(value) is int:
             return float(value)
-        if self.type is Any:
-            return value
+        if self.type is Any or self.deferred:
+            return None if self.deferred else value
         if self._converter is None:
-            self._converter = _converter(self.type)
+            self._converter = _converter((self.type, self.owner))
         try:
             return self._converter(value)
         except (msgspec.ValidationError, ValueError, TypeError):
@@ -84,7 +105,7 @@ class _Slot:
     def problem(self, value: Any) -> str:
         """Why ``value`` does not convert to this slot's type, in words."""
         if self._converter is None:
-            self._converter = _converter(self.type)
+            self._converter = _converter((self.type, self.owner))
         try:
             self._converter(value)
         except (msgspec.ValidationError, ValueError, TypeError) as error:
@@ -155,11 +176,14 @@ class _ModelShape(_Shape):
     def __init__(self, model: Any) -> None:
         self.model = model
         self.partial_type = partial_type(model)
+        own_code = _fields_read_by_own_code(model)
         self.fields: dict[Key, _Slot] = {
-            (info.alias or name): _Slot(name, _annotated(info))
+            (info.alias or name): _Slot(
+                name, _annotated(info), model, deferred="*" in own_code or name in own_code
+            )
             for name, info in model.model_fields.items()
         }
-        self.whole = _Slot("", model)
+        self.deferred = any(slot.deferred for slot in self.fields.values())
 
     def start(self) -> Any:
         return self.partial_type.model_construct()
@@ -173,19 +197,26 @@ class _ModelShape(_Shape):
     def finish(self, partial: Any, plain: Any) -> Any:
         # Validate from the converted fields: nested models pass through as they are, and the
         # model's own validators (across fields) run, as they would on the whole answer.
-        present = {
-            alias: getattr(partial, slot.attribute)
-            for alias, slot in self.fields.items()
-            if alias in plain
-        }
-        return self.whole.convert(present)
+        try:
+            if self.deferred:
+                # A field only the model's own code can read: the object as the final parse
+                # reads it (its JSON, once, as it closes).
+                return self.model.model_validate_json(msgspec.json.encode(plain))
+            present = {
+                alias: getattr(partial, slot.attribute)
+                for alias, slot in self.fields.items()
+                if alias in plain
+            }
+            return self.model.model_validate(present)
+        except (ValueError, TypeError):  # Pydantic's ValidationError is a ValueError
+            return _FAILED
 
 
 class _ListShape(_Shape):
     kind = list
 
-    def __init__(self, item_type: Any) -> None:
-        self.item = _Slot("", item_type)
+    def __init__(self, item_type: Any, owner: Any) -> None:
+        self.item = _Slot("", item_type, owner)
 
     def start(self) -> Any:
         return []
@@ -206,8 +237,8 @@ class _ListShape(_Shape):
 class _DictShape(_Shape):
     kind = dict
 
-    def __init__(self, value_type: Any) -> None:
-        self.value = _Slot("", value_type)
+    def __init__(self, value_type: Any, owner: Any) -> None:
+        self.value = _Slot("", value_type, owner)
 
     def start(self) -> Any:
         return {}
@@ -316,6 +347,16 @@ class TypedPartial:
         shape.put(frame.partial, slot, key, typed, replace=frame.shown)  # type: ignore[union-attr]
         frame.shown = False
 
+    def accepts(self, key: Key, value: Any) -> bool:
+        """Whether the completed scalar ``value`` at ``key`` of the innermost open container
+        converts to its type (False where the type is not followed there)."""
+        if not self._frames:
+            return self._root.convert(value) is not _FAILED
+        shape = self._frames[-1].shape
+        slot = None if shape is None else shape.child(key)
+        # A deferred field is the model's own code's to judge: no second opinion here.
+        return slot is not None and not slot.deferred and slot.convert(value) is not _FAILED
+
     def _raise(self, key: Key, reason: str) -> None:
         from ._eager_check import format_path
         from ._exceptions import FieldValidationError
@@ -353,9 +394,29 @@ class TypedPartial:
             frame.shape.put(frame.partial, slot, key, value, replace=replace)
 
 
+def _fields_read_by_own_code(model: Any) -> set[str]:
+    """The fields of a Pydantic model whose value its own Python code reads or rewrites: field
+    validators (``"*"``: all), and every field under a ``str_*`` config that rewrites strings.
+    A ``before``/``wrap`` model validator may rewrite any field: all of them."""
+    decorators = model.__pydantic_decorators__
+    config = model.model_config
+    if any(config.get(key) for key in ("str_strip_whitespace", "str_to_upper", "str_to_lower")):
+        return {"*"}
+    if any(v.info.mode in ("before", "wrap") for v in decorators.model_validators.values()):
+        return {"*"}
+    fields: set[str] = set()
+    for validator in (*decorators.field_validators.values(), *decorators.validators.values()):
+        fields.update(validator.info.fields)
+    return fields
+
+
 def _type_name(target: Any) -> str:
-    name = getattr(target, "__name__", None)
-    return f"a {name}" if name else repr(target)
+    """``an int`` for ``int``, ``Annotated[int, Meta(ge=0)]`` and ``int | None`` alike."""
+    bare = _unannotated(_without_none(_unannotated(target)))
+    name = getattr(bare, "__name__", None) if typing.get_origin(bare) is None else None
+    if not name:
+        return repr(bare)
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _annotated(info: Any) -> Any:
@@ -404,8 +465,10 @@ def _memo(function: Callable[[Any], _T]) -> Callable[[Any], _T]:
 
 
 @_memo
-def shape_of(target: Any) -> _Shape | None:
-    """How to follow ``target`` inside its JSON container, or None to convert it whole."""
+def shape_of(typed: tuple[Any, Any]) -> _Shape | None:
+    """How to follow a type (``(type, owner)``: see ``_Slot``) inside its JSON container, or
+    None to convert it whole."""
+    target, owner = typed
     inner = _unannotated(_without_none(_unannotated(target)))
     origin = typing.get_origin(inner)
     if isinstance(inner, type) and issubclass(inner, msgspec.Struct):
@@ -417,20 +480,39 @@ def shape_of(target: Any) -> _Shape | None:
         return _ModelShape(inner)
     if origin is list:
         (item,) = typing.get_args(inner) or (Any,)
-        return _ListShape(item)
+        return _ListShape(item, owner)
     if origin is dict:
         _, value = typing.get_args(inner) or (str, Any)
-        return _DictShape(value)
+        return _DictShape(value, owner)
     return None
 
 
 @_memo
-def _converter(target: Any) -> Callable[[Any], Any]:
-    if _needs_pydantic(target):
-        from pydantic import TypeAdapter
-
-        return TypeAdapter(target).validate_python
+def _converter(typed: tuple[Any, Any]) -> Callable[[Any], Any]:
+    """The conversion of a completed plain JSON value to a type (``(type, owner)``)."""
+    target, owner = typed
+    if owner is not None or _needs_pydantic(target):
+        return _pydantic_json_converter(target, owner)
     return functools.partial(_msgspec_convert, target=target)
+
+
+def _pydantic_json_converter(target: Any, owner: Any) -> Callable[[Any], Any]:
+    """Pydantic's JSON-mode validation, as ``model_validate_json`` runs it on the whole answer
+    (in Python mode a strict ``datetime`` refuses a string, and ``bytes`` differ), under the
+    owning model's config where the type takes one (a model or a dataclass has its own)."""
+    from pydantic import PydanticUserError, TypeAdapter
+
+    adapter: Any = None
+    if owner is not None:
+        try:
+            adapter = TypeAdapter(target, config=owner.model_config)
+        except PydanticUserError:
+            pass
+    if adapter is None:
+        adapter = TypeAdapter(target)
+    validate = adapter.validate_json
+    encode = msgspec.json.encode
+    return lambda value: validate(encode(value))
 
 
 def _msgspec_convert(value: Any, *, target: Any) -> Any:

@@ -297,7 +297,7 @@ def test_struct_response_format_and_tools_are_converted():
         return key
 
     params: dict[str, Any] = {"response_format": Answer, "tools": [lookup]}
-    finalize = _prepare_fields(params)
+    finalize = _prepare_fields(params, {}, False)
     assert finalize is not None
     assert params["response_format"]["json_schema"]["name"] == "Answer"
     assert params["tools"][0]["function"]["name"] == "lookup"

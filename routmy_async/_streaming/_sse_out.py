@@ -284,27 +284,52 @@ def responses_framing(format: str, raw_events: deque[bytes]) -> Framing:
     return Framing(event_frame, _nothing)
 
 
-def partial_framing(read: Callable[[], Any]) -> Framing:
+def partial_framing(read: Callable[[], Any], check: Callable[[], object]) -> Framing:
     """A structured answer's partial value (``"partial"``): after each item, ``read()`` as
     ``data: <JSON>`` when it differs from the last frame sent, then ``data: [DONE]``.
 
     Each frame is the whole value so far, so a page renders it as it is; an item that adds
     nothing to the value (a role, a usage chunk, a string still inside an escape) sends
-    nothing.
+    nothing. A page cannot tell a cut answer's last frame (``{"status": "shi"}``) from a
+    whole one, so at the end ``check()`` (the stream's final parse) runs first: what it
+    raises is sent as the last frame (``event: error``) instead of ``[DONE]``.
     """
     last = [b""]
+
+    def end(stream: Any) -> bytes:
+        try:
+            check()
+        except RoutmyError as error:
+            return error_frame(error)
+        return DONE
 
     def frame(item: Any) -> bytes:
         value = read()
         if value is None:
             return b""
-        data = _encode_partial(value)
+        try:
+            data = _encode_partial(value)
+        except UnicodeEncodeError as error:
+            # A lone surrogate escape ("\ud800"): JSON text, but no Unicode (the final parse
+            # refuses it too). sse_frames sends it as the error frame that ends the body.
+            raise _not_unicode(error) from None
         if data == last[0]:
             return b""
         last[0] = data
         return data_frame(data)
 
-    return Framing(frame, _done)
+    return Framing(frame, end)
+
+
+def _not_unicode(error: UnicodeEncodeError) -> RoutmyError:
+    from .._exceptions import ContentParseError
+
+    found = error.object[error.start : error.end]
+    return ContentParseError(
+        f"the answer holds {found.encode('unicode_escape').decode()!r}, a lone surrogate "
+        "escape: JSON text, but not Unicode text",
+        content=None,
+    )
 
 
 def _raw_event_frame(event: Any) -> bytes:

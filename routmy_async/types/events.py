@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from .._partial_stream import PartialView
+from .._partial_stream import PartialView, ViewCopies
 from .chat import ChatCompletion, ImageOutput, ToolCall
 
 __all__ = [
@@ -29,7 +29,7 @@ class _Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
     type: ClassVar[str]
 
 
-class ContentDeltaEvent(_Event, frozen=True, tag="content.delta"):
+class ContentDeltaEvent(ViewCopies, _Event, frozen=True, tag="content.delta", dict=True):
     """A piece of the answer's text.
 
     On a stream opened with a JSON ``response_format`` (a Struct, a Pydantic model, or a
@@ -41,15 +41,16 @@ class ContentDeltaEvent(_Event, frozen=True, tag="content.delta"):
 
     delta: str
     # The answer this delta belongs to, and how far it had come: what snapshot and parsed are
-    # built from when read (UNSET, and never encoded, on a stream without a JSON format).
-    _view: PartialView | msgspec.UnsetType = msgspec.UNSET
+    # built from when read. An attribute, not a field: never encoded (None on a stream
+    # without a JSON format).
+    _view: ClassVar[PartialView | None] = None
 
     @property
     def snapshot(self) -> str | None:
         """The choice's text up to and including this delta; ``None`` on a stream opened
         without a JSON ``response_format``."""
         view = self._view
-        return None if view is msgspec.UNSET else view.snapshot()
+        return None if view is None else view.snapshot()
 
     @property
     def parsed(self) -> Any:
@@ -65,7 +66,7 @@ class ContentDeltaEvent(_Event, frozen=True, tag="content.delta"):
         :raises InvalidJSONError: the text up to this delta cannot become JSON.
         """
         view = self._view
-        return None if view is msgspec.UNSET else view.parsed()
+        return None if view is None else view.parsed()
 
 
 class RefusalDeltaEvent(_Event, frozen=True, tag="refusal.delta"):
@@ -84,7 +85,9 @@ class ReasoningDeltaEvent(_Event, frozen=True, tag="reasoning.delta"):
     delta: str
 
 
-class ToolCallArgumentsDeltaEvent(_Event, frozen=True, tag="tool_call.arguments.delta"):
+class ToolCallArgumentsDeltaEvent(
+    ViewCopies, _Event, frozen=True, tag="tool_call.arguments.delta", dict=True
+):
     """A fragment of a tool call's JSON arguments.
 
     ``index`` is the call's index on the wire; ``id`` tells apart parallel calls that a
@@ -97,8 +100,8 @@ class ToolCallArgumentsDeltaEvent(_Event, frozen=True, tag="tool_call.arguments.
     name: str
     arguments_delta: str
     id: str = ""
-    # The call's arguments so far, for parsed_arguments (UNSET: not followed).
-    _view: PartialView | msgspec.UnsetType = msgspec.UNSET
+    # The call's arguments so far, for parsed_arguments (None: not followed); never encoded.
+    _view: ClassVar[PartialView | None] = None
 
     @property
     def parsed_arguments(self) -> Any:
@@ -109,7 +112,7 @@ class ToolCallArgumentsDeltaEvent(_Event, frozen=True, tag="tool_call.arguments.
         :raises InvalidJSONError: the arguments so far cannot become JSON.
         """
         view = self._view
-        return None if view is msgspec.UNSET else view.parsed()
+        return None if view is None else view.parsed()
 
 
 class ToolCallDoneEvent(_Event, frozen=True, tag="tool_call.done"):

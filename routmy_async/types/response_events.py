@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
-from .._partial_stream import PartialView
+from .._partial_stream import PartialView, ViewCopies
 from ._base import ResponseObject
 from .responses import (
     Response,
@@ -175,7 +175,9 @@ class _ContentEvent(_Event, frozen=True):
     content_index: int = 0
 
 
-class ResponseTextDeltaEvent(_ContentEvent, frozen=True, tag="response.output_text.delta"):
+class ResponseTextDeltaEvent(
+    ViewCopies, _ContentEvent, frozen=True, tag="response.output_text.delta", gc=True, dict=True
+):
     """A piece of a message's text.
 
     On a stream opened with a JSON ``text_format`` (a Struct, a Pydantic model, or a format
@@ -186,15 +188,15 @@ class ResponseTextDeltaEvent(_ContentEvent, frozen=True, tag="response.output_te
     type: ClassVar[Literal["response.output_text.delta"]] = "response.output_text.delta"
     delta: str = ""
     logprobs: list[dict[str, Any]] = []
-    # Set by a stream with a JSON text_format, never sent by the server nor encoded.
-    _view: PartialView | msgspec.UnsetType = msgspec.UNSET
+    # Set by a stream with a JSON text_format: an attribute, not a field (never encoded).
+    _view: ClassVar[PartialView | None] = None
 
     @property
     def snapshot(self) -> str | None:
         """The text part up to and including this delta; ``None`` on a stream opened
         without a JSON ``text_format``."""
         view = self._view
-        return None if view is msgspec.UNSET else view.snapshot()
+        return None if view is None else view.snapshot()
 
     @property
     def parsed(self) -> Any:
@@ -205,7 +207,7 @@ class ResponseTextDeltaEvent(_ContentEvent, frozen=True, tag="response.output_te
         :raises InvalidJSONError: the text up to this delta cannot become JSON.
         """
         view = self._view
-        return None if view is msgspec.UNSET else view.parsed()
+        return None if view is None else view.parsed()
 
 
 class ResponseTextDoneEvent(_ContentEvent, frozen=True, tag="response.output_text.done"):
@@ -252,7 +254,12 @@ class ResponseRefusalDoneEvent(_ContentEvent, frozen=True, tag="response.refusal
 
 
 class ResponseFunctionCallArgumentsDeltaEvent(
-    _Event, frozen=True, tag="response.function_call_arguments.delta"
+    ViewCopies,
+    _Event,
+    frozen=True,
+    tag="response.function_call_arguments.delta",
+    gc=True,
+    dict=True,
 ):
     """A fragment of a function call's JSON arguments (``item_id`` names the call item)."""
 
@@ -262,8 +269,8 @@ class ResponseFunctionCallArgumentsDeltaEvent(
     item_id: str = ""
     output_index: int = 0
     delta: str = ""
-    # Set by the stream as the delta is taken in, never sent by the server nor encoded.
-    _view: PartialView | msgspec.UnsetType = msgspec.UNSET
+    # Set by the stream as the delta is taken in: an attribute, not a field (never encoded).
+    _view: ClassVar[PartialView | None] = None
 
     @property
     def parsed_arguments(self) -> Any:
@@ -274,7 +281,7 @@ class ResponseFunctionCallArgumentsDeltaEvent(
         :raises InvalidJSONError: the arguments so far cannot become JSON.
         """
         view = self._view
-        return None if view is msgspec.UNSET else view.parsed()
+        return None if view is None else view.parsed()
 
 
 class ResponseFunctionCallArgumentsDoneEvent(

@@ -26,6 +26,7 @@ from ..._params import (
     check_params,
     split_options,
 )
+from ..._partial_stream import take_validate
 from ...types.chat import ChatCompletion
 
 if TYPE_CHECKING:
@@ -55,12 +56,17 @@ def _is_model_type(value: type[Any]) -> bool:
     return is_model_type(value)
 
 
-def _prepare_fields(params: dict[str, Any]) -> Callable[[ChatCompletion], ChatCompletion] | None:
+def _prepare_fields(
+    params: dict[str, Any], options: dict[str, Any], stream: object
+) -> Callable[[ChatCompletion], ChatCompletion] | None:
     """Turn SDK conveniences into wire values: Struct and Pydantic model response formats,
-    Python tools.
+    Python tools; ``validate`` (an option of the stream, never a body field) moves to the
+    call's ``options``.
 
     Returns the function that decodes a Struct or model response format, if one was given.
     """
+    if "validate" in params:
+        options["validate"] = take_validate(params, stream=stream)
     finalize = None
     response_format = params.get("response_format")
     if isinstance(response_format, type) and (
@@ -100,7 +106,7 @@ def _spec(
     checked_messages = check_messages(messages)
     if not isinstance(stream, bool):
         raise TypeError(f"stream must be a bool, not {stream!r}")
-    finalize = _prepare_fields(params) if params else None
+    finalize = _prepare_fields(params, options, stream) if params else None
     check_params(params)
     fields: dict[str, Any] = {"model": model, "messages": checked_messages}
     if stream:
@@ -126,7 +132,8 @@ def _stream_class(spec: CallSpec[ChatCompletion]) -> Callable[[Any], ChatComplet
     from ._structured_stream import stream_class_for  # loaded by the first stream
 
     fields = spec.fields or {}
-    return stream_class_for(fields.get("response_format"), spec.finalize)
+    validate = spec.options.get("validate", "final")
+    return stream_class_for(fields.get("response_format"), spec.finalize, validate=validate)
 
 
 class Completions:

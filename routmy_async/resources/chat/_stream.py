@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import msgspec
 
 from ..._exceptions import APIResponseValidationError, stream_error
-from ..._partial_stream import PartialAnswer, PartialView
+from ..._partial_stream import PartialAnswer, PartialView, attach_view
 from ..._streaming._base import _BATCH, EventStream, StreamManager
 from ..._streaming._context import StreamContext
 from ..._streaming._sse import WireEvent
@@ -256,12 +256,10 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
                 index = item.index
                 delta = item.delta
                 if delta.content:
-                    if views is None:
-                        yield ContentDeltaEvent(choice_index=index, delta=delta.content)
-                    else:
-                        yield ContentDeltaEvent(
-                            choice_index=index, delta=delta.content, _view=views[index]
-                        )
+                    event = ContentDeltaEvent(choice_index=index, delta=delta.content)
+                    if views is not None:
+                        attach_view(event, views[index])
+                    yield event
                 if delta.refusal:
                     yield RefusalDeltaEvent(choice_index=index, delta=delta.refusal)
                 reasoning = delta.reasoning or delta.reasoning_content
@@ -281,13 +279,16 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
                             and fragment.function.arguments
                         ):
                             piece = fragment.function.arguments
-                            yield ToolCallArgumentsDeltaEvent(
-                                choice_index=index,
-                                index=call.index,
-                                id=call.id,
-                                name=call.name,
-                                arguments_delta=piece,
-                                _view=_arguments_view(arguments, call, piece),
+                            yield _followed(
+                                ToolCallArgumentsDeltaEvent(
+                                    choice_index=index,
+                                    index=call.index,
+                                    id=call.id,
+                                    name=call.name,
+                                    arguments_delta=piece,
+                                ),
+                                arguments,
+                                call,
                             )
                 if delta.images:
                     for image in delta.images:
@@ -388,11 +389,14 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
         return f"<ChatCompletionStream {state} chunks={self._accumulator.chunk_count}>"
 
 
-def _arguments_view(
-    answers: dict[ToolCallState, PartialAnswer | None], call: ToolCallState, piece: str
-) -> PartialView | msgspec.UnsetType:
-    """The view of ``call``'s arguments after ``piece``; UNSET for a call not followed from
-    its first fragment."""
+def _followed(
+    event: ToolCallArgumentsDeltaEvent,
+    answers: dict[ToolCallState, PartialAnswer | None],
+    call: ToolCallState,
+) -> ToolCallArgumentsDeltaEvent:
+    """``event`` with the view of ``call``'s arguments after its fragment; without one for a
+    call not followed from its first fragment."""
+    piece = event.arguments_delta
     if call in answers:
         answer = answers[call]
     else:
@@ -401,7 +405,9 @@ def _arguments_view(
         answer = answers[call] = (
             PartialAnswer() if call.arguments and call.arguments[0] is piece else None
         )
-    return msgspec.UNSET if answer is None else answer.add(piece)
+    if answer is not None:
+        attach_view(event, answer.add(piece))
+    return event
 
 
 class _PendingFinalCompletion:

@@ -83,8 +83,17 @@ class StructuredChatCompletionStream(ChatCompletionStream):
         if format == "partial":
             from ..._streaming._sse_out import partial_framing
 
-            return partial_framing(self._partial_json)
+            return partial_framing(self._partial_json, self._check_answer)
         return super()._framing(format)
+
+    def _check_answer(self) -> None:
+        """At the end of a ``"partial"`` body: the final parse, which raises what is wrong
+        with the answer (cut by the token limit, not fitting the type); a dict format's
+        answer is at least whole JSON."""
+        answer = self._answers.get(0)
+        if answer is not None:
+            answer.check_whole()
+        self.get_final_completion()
 
 
 # The docstring of the property is the base class's: one text, one place.

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from ..._exceptions import APIResponseValidationError, parse_error_body
-from ..._partial_stream import PartialAnswer
+from ..._partial_stream import PartialAnswer, attach_view
 from ..._streaming._sse import SSEDecoder, WireEvent
 from ...types._base import decode_lenient
 from ...types.response_events import (
@@ -436,7 +436,7 @@ class ResponseAccumulator:
         answer = item.argument_answer
         if answer is None:
             answer = item.argument_answer = PartialAnswer()
-        msgspec.structs.force_setattr(event, "_view", answer.add(event.delta))
+        attach_view(event, answer.add(event.delta))
 
     def _summary_delta(self, event: ResponseReasoningSummaryTextDeltaEvent) -> None:
         summary = self._item(event, _reasoning).summary

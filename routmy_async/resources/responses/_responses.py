@@ -12,6 +12,7 @@ from ..._config import NOT_GIVEN, NotGiven, is_routmy_url
 from ..._exceptions import APIStatusError
 from ..._http._ratelimit import estimate_tokens
 from ..._params import build_body, check_model, split_options
+from ..._partial_stream import take_validate
 from ...types._base import attach_answer, decode_lenient
 from ...types.responses import Response
 from ._params import ResponseInput, check_input, check_response_params
@@ -190,12 +191,13 @@ class Responses:
         :raises APIConnectionError: the connection failed or timed out.
         :raises APIResponseValidationError: the answer does not decode.
         """
+        validate = take_validate(params, stream=stream) if "validate" in params else "final"
         spec = _spec(self._pipeline, model, input, stream, params)
         if stream:
             from ._structured_stream import stream_class_for
 
             return await self._pipeline.open_stream(
-                spec, stream_class_for(spec.fields, spec.finalize)
+                spec, stream_class_for(spec.fields, spec.finalize, validate=validate)
             )
         return await self._pipeline.send(spec)
 

@@ -203,6 +203,12 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
             raise self._raised  # what ended the stream, again: never a shortened answer
         async for _ in self:
             pass
+        return self._final_response()
+
+    def _final_response(self) -> Response:
+        """The final ``Response`` of a stream read to its end (parsed, once)."""
+        if self._raised is not None:
+            raise self._raised
         if self._final is None:
             response = self._whole()
             if self._finalize is not None:

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import msgspec
-
 from ..._exceptions import ContentParseError
-from ..._partial_stream import PartialAnswer, PartialFormat, partial_format
+from ..._partial_stream import PartialAnswer, PartialFormat, attach_view, partial_format
 from ..._streaming._context import StreamContext
 from ...types.response_events import (
     ResponseStreamEvent,
@@ -55,7 +53,7 @@ class StructuredResponseStream(ResponseStream):
                 view = answer.add(event.delta)
             except ContentParseError as error:
                 self._stop_at(error, answer)
-            msgspec.structs.force_setattr(event, "_view", view)
+            attach_view(event, view)
         elif type(event) is ResponseTextDoneEvent:
             answer = self._answers.get((event.output_index, event.content_index))
             if answer is not None:
@@ -89,8 +87,14 @@ class StructuredResponseStream(ResponseStream):
         if format == "partial":
             from ..._streaming._sse_out import partial_framing
 
-            return partial_framing(self._partial_json)
+            return partial_framing(self._partial_json, self._check_answer)
         return super()._framing(format)
+
+    def _check_answer(self) -> None:
+        """At the end of a ``"partial"`` body: the final parse (see the chat stream's)."""
+        if self._first is not None:
+            self._first.check_whole()
+        self._final_response()
 
 
 StructuredResponseStream.partial.__doc__ = ResponseStream.partial.__doc__

@@ -1,0 +1,421 @@
+"""Cold review of issue 28 (partial structured output): what a user met, as failing tests
+first, against a MockRoutmy on 127.0.0.1."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+from typing import Annotated, Any
+
+import msgspec
+import pydantic
+import pytest
+
+from routmy_async import FieldValidationError
+from routmy_async.testing import assert_no_open_connections
+from tests.test_partial_stream import consistent
+
+ASK = [{"role": "user", "content": "an answer please"}]
+BASE = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "p/m"}
+
+
+def chunk(content: str | None = None, finish: str | None = None, **delta: Any) -> dict[str, Any]:
+    if content is not None:
+        delta["content"] = content
+    return {**BASE, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def content_stream(text: str, size: int = 3) -> list[dict[str, Any]]:
+    return [
+        chunk("", role="assistant"),
+        *(chunk(text[i : i + size]) for i in range(0, len(text), size)),
+        chunk(None, "stop"),
+    ]
+
+
+async def stream_partials(client: Any, target: Any, *, validate: str = "final") -> tuple[Any, Any]:
+    """Every stream.partial read at each content delta (copied), and the final parse."""
+    partials: list[Any] = []
+    async with client.chat.completions.stream(
+        model="p/m", messages=ASK, response_format=target, validate=validate
+    ) as stream:
+        async for event in stream.events():
+            if event.type == "content.delta":
+                partials.append(copy.deepcopy(stream.partial))
+        final = await stream.get_final_completion()
+    return partials, final.choices[0].message.parsed
+
+
+class Attachment(pydantic.BaseModel):
+    name: str
+    data: bytes
+
+
+async def test_a_pydantic_field_shows_what_the_final_parse_gives(client, mock):
+    """A Pydantic model's field is converted as Pydantic reads JSON: a `bytes` field is the
+    string's UTF-8 bytes (what model_validate_json gives), not msgspec's base64 decoding."""
+    answer = {"name": "note", "data": "aGk="}
+    mock.reply_stream(content_stream(json.dumps(answer)))
+    partials, final = await stream_partials(client, Attachment)
+    assert final == Attachment(name="note", data=b"aGk=")
+    shown = [p.data for p in partials if p is not None and p.data is not None]
+    assert shown and all(data == b"aGk=" for data in shown)
+    assert partials[-1] == final
+
+
+class Meeting(pydantic.BaseModel):
+    title: str
+    starts: datetime.datetime = pydantic.Field(strict=True)
+
+
+@pytest.mark.parametrize("validate", ["final", "eager"])
+async def test_a_strict_pydantic_datetime_field_streams_and_is_not_refused(client, mock, validate):
+    """Field(strict=True) on a datetime: JSON gives it as a string, which Pydantic's JSON mode
+    accepts. The partial shows it once complete, the last partial is the model, and eager
+    validation does not refuse the correct answer."""
+    answer = {"starts": "2026-01-02T03:04:05Z", "title": "review"}
+    mock.reply_stream(content_stream(json.dumps(answer)))
+    partials, final = await stream_partials(client, Meeting, validate=validate)
+    assert final.starts == datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    assert any(p is not None and p.starts == final.starts and p.title is None for p in partials)
+    assert partials[-1] == final
+    assert_no_open_connections(client)
+
+
+class Counted(msgspec.Struct):
+    count: Annotated[int, msgspec.Meta(ge=0)]
+
+
+async def test_an_eager_type_error_names_the_type_in_words(client, mock):
+    """A float (2.0) where a constrained int belongs (msgspec refuses it): the reason names
+    'an int', not the annotation's machinery ('a Annotated')."""
+    mock.reply_stream(content_stream('{"count": 2.0}'))
+    with pytest.raises(FieldValidationError) as caught:
+        await stream_partials(client, Counted, validate="eager")
+    assert caught.value.path == ("count",)
+    assert "Annotated" not in caught.value.reason
+    assert "int" in caught.value.reason
+    assert_no_open_connections(client)
+
+
+class Note(pydantic.BaseModel):
+    title: str
+    tags: list[str]
+    score: float
+
+
+async def test_every_byte_in_its_own_tcp_write_gives_consistent_partials(raw_server):
+    """A raw SSE server writes every byte of the stream separately (UTF-8 characters, escapes,
+    surrogate pairs and numbers cut everywhere): every partial agrees with the final value and
+    the last equals it."""
+    import asyncio
+
+    from routmy_async import AsyncRoutmy
+    from tests.conftest import chunk as http_chunk
+    from tests.conftest import chunked_head, read_request
+
+    answer: dict[str, Any] = {
+        "title": 'caf\u00e9 \U0001f600 "q" \\ \u2028',
+        "tags": ["\u00e9", "b\nc"],
+        "score": -1.25e-3,
+    }
+    # The escapes as JSON text gives them (\ud83d\ude00) and the raw characters, both.
+    text = json.dumps(answer)[:-1] + ', "extra": "\U0001f600"}'
+    frames = (
+        b"".join(
+            b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\n\n"
+            for c in content_stream(text, size=2)
+        )
+        + b"data: [DONE]\n\n"
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(chunked_head())
+        for byte in frames:
+            writer.write(http_chunk(bytes([byte])))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with (
+        raw_server(serve) as server,
+        AsyncRoutmy(api_key="k", base_url=server.base_url, max_retries=0) as client,
+    ):
+        seen: list[Any] = []
+        async with client.chat.completions.stream(
+            model="p/m", messages=ASK, response_format=Note
+        ) as stream:
+            async for event in stream.events():
+                if event.type == "content.delta":
+                    seen.append((copy.deepcopy(event.parsed), copy.deepcopy(stream.partial)))
+            final = await stream.get_final_completion()
+        assert_no_open_connections(client)
+    expected = {**answer, "extra": "\U0001f600"}
+    assert final.choices[0].message.parsed == Note(**answer)
+    assert seen[-1] == (expected, Note(**answer))
+    for parsed, partial in seen:
+        assert consistent(parsed, expected)
+        if partial is not None and not isinstance(partial, Note):
+            assert partial.score in (None, answer["score"])
+            assert answer["title"].startswith(partial.title or "")
+            assert consistent(partial.tags, answer["tags"])
+
+
+class Shipment(pydantic.BaseModel):
+    shipped: datetime.datetime
+    parcels: int = pydantic.Field(ge=1)
+
+
+@pytest.mark.parametrize(
+    ("shipped", "parcels"),
+    [
+        ("2026-01-02", 2),  # a date alone: Pydantic reads midnight; msgspec's format check not
+        ("2026-01-02T03:04Z", 2),  # no seconds
+        ("2026-01-02T03:04:05Z", "2"),  # Pydantic's lax mode reads a number in a string
+    ],
+)
+async def test_eager_never_refuses_what_the_pydantic_final_parse_accepts(
+    client, mock, shipped, parcels
+):
+    """The docs: a check never rejects what the final parse would accept. For a Pydantic
+    model the final parse is model_validate_json, laxer than the JSON schema in places."""
+    mock.reply_stream(content_stream(json.dumps({"shipped": shipped, "parcels": parcels})))
+    partials, final = await stream_partials(client, Shipment, validate="eager")
+    assert final == Shipment.model_validate_json(
+        json.dumps({"shipped": shipped, "parcels": parcels})
+    )
+    assert partials[-1] == final
+
+
+async def test_eager_still_refuses_what_the_pydantic_final_parse_refuses(client, mock):
+    """The lax reading above does not let a wrong value through: '0' parcels is below the
+    bound, 'soon' is no datetime."""
+    for answer, field in (
+        ({"shipped": "2026-01-02T03:04:05Z", "parcels": "0"}, "parcels"),
+        ({"shipped": "soon", "parcels": 2}, "shipped"),
+    ):
+        mock.reply_stream(content_stream(json.dumps(answer)))
+        with pytest.raises(FieldValidationError) as caught:
+            await stream_partials(client, Shipment, validate="eager")
+        assert caught.value.path == (field,)
+        assert_no_open_connections(client)
+
+
+class Order(pydantic.BaseModel):
+    id: str
+    status: str
+
+
+@pytest.mark.parametrize(
+    ("text", "finish", "target"),
+    [
+        ('{"id": "A-1", "status": "shi', "length", Order),  # cut by the token limit
+        ('{"id": "A-1", "status": "shi', "stop", {"type": "json_object"}),  # cut, any format
+        ('{"id": "A-1"}', "stop", Order),  # a required field missing
+        ('{"id": 5, "status": "x"}', "stop", Order),  # a wrong type
+    ],
+)
+async def test_a_partial_page_never_gets_done_for_an_answer_the_final_parse_refuses(
+    client, mock, text, finish, target
+):
+    """to_sse(format='partial'): a page cannot tell a cut or unfit answer from a whole one by
+    its frames ({"status": "shi"} looks finished), so the body ends with an error frame, never
+    [DONE], where get_final_completion() would raise."""
+    chunks = [chunk("", role="assistant"), *content_stream(text, size=4)[1:-1], chunk(None, finish)]
+    mock.reply_stream(chunks)
+    stream = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format=target
+    )
+    frames = [frame async for frame in stream.to_sse(format="partial")]
+    assert b"data: [DONE]\n\n" not in frames
+    assert frames[-1].startswith(b"event: error\n")
+    assert json.loads(frames[-1].split(b"data: ", 1)[1])["error"]["message"]
+    assert_no_open_connections(client)
+
+
+async def test_a_whole_answer_still_ends_with_done(client, mock):
+    mock.reply_stream(content_stream('{"id": "A-1", "status": "shipped"}'))
+    stream = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format=Order
+    )
+    frames = [frame async for frame in stream.to_sse(format="partial")]
+    assert frames[-2:] == [b'data: {"id":"A-1","status":"shipped"}\n\n', b"data: [DONE]\n\n"]
+
+
+async def test_a_responses_partial_page_never_gets_done_for_a_cut_answer(client, mock):
+    """The same on a Responses stream: an answer cut short ends with an error frame."""
+    from tests.test_partial_stream import response_stream
+
+    mock.reply_stream(response_stream('{"id": "A-1", "status": "shi'), named=True, done=False)
+    stream = await client.responses.create(
+        model="p/m",
+        input="x",
+        stream=True,
+        text={"format": {"type": "json_schema", "name": "Order", "schema": {}}},
+    )
+    frames = [frame async for frame in stream.to_sse(format="partial")]
+    assert b"data: [DONE]\n\n" not in frames
+    assert frames[-1].startswith(b"event: error\n")
+
+
+class Coded(pydantic.BaseModel):
+    name: str
+    code: str
+
+    @pydantic.field_validator("code")
+    @classmethod
+    def upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class Trimmed(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(str_strip_whitespace=True)
+    name: str
+
+
+class Catalog(pydantic.BaseModel):
+    coded: list[Coded]
+    trimmed: Trimmed
+
+
+async def test_a_field_the_model_rewrites_is_never_shown_as_it_was_sent(client, mock):
+    """A field validator (upper-casing) or a str_strip_whitespace config changes the value:
+    the partial never shows the raw 'abc' or '  bob  ' that the final parse turns into 'ABC'
+    and 'bob'; such a field is None until its object closes, then the model's own value."""
+    answer = {"coded": [{"name": "n", "code": "abc"}], "trimmed": {"name": "  bob  "}}
+    mock.reply_stream(content_stream(json.dumps(answer), size=2))
+    partials, final = await stream_partials(client, Catalog)
+    assert final == Catalog(coded=[Coded(name="n", code="ABC")], trimmed=Trimmed(name="bob"))
+    assert partials[-1] == final
+    for partial in partials:
+        for coded in (partial.coded or []) if partial is not None else []:
+            assert coded is None or coded.code in (None, "ABC")
+        trimmed = None if partial is None else partial.trimmed
+        assert trimmed is None or trimmed.name in (None, "bob")
+
+
+async def test_delta_events_encode_as_json_on_any_stream(client, mock):
+    """Code that relays events as JSON (msgspec.json.encode(event)) kept working on plain
+    streams before issue 28; a tool call's argument deltas (followed on any stream) and a
+    structured stream's content deltas must encode too: as the event, without its view. A
+    copy keeps what parsed reads."""
+    import msgspec
+
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    async with client.chat.completions.stream(
+        model="mock/echo", messages=[{"role": "user", "content": "weather"}], tools=tools
+    ) as stream:
+        events = [event async for event in stream.events()]
+    argument_deltas = [e for e in events if e.type == "tool_call.arguments.delta"]
+    assert argument_deltas
+    for event in argument_deltas:
+        data = msgspec.json.decode(msgspec.json.encode(event))
+        assert data["type"] == "tool_call.arguments.delta" and "_view" not in data
+    assert copy.deepcopy(argument_deltas[-1]).parsed_arguments == json.loads(
+        "".join(e.arguments_delta for e in argument_deltas)
+    )
+
+    mock.reply_stream(content_stream('{"id": "A-1", "status": "x"}'))
+    async with client.chat.completions.stream(
+        model="p/m", messages=ASK, response_format=Order
+    ) as stream:
+        deltas = [e async for e in stream.events() if e.type == "content.delta"]
+    assert msgspec.json.decode(msgspec.json.encode(deltas[-1])) == {
+        "type": "content.delta",
+        "choice_index": 0,
+        "delta": deltas[-1].delta,
+    }
+    assert copy.copy(deltas[-1]).parsed == {"id": "A-1", "status": "x"}
+    assert copy.deepcopy(deltas[0]).snapshot == deltas[0].snapshot
+
+
+async def test_responses_delta_events_encode_as_json(client, mock):
+    import msgspec
+
+    from tests.test_partial_stream import response_stream
+
+    mock.reply_stream(response_stream('{"id": "A-1", "status": "x"}'), named=True, done=False)
+    async with client.responses.stream(model="p/m", input="x", text_format=Order) as stream:
+        deltas = [e async for e in stream if e.type == "response.output_text.delta"]
+    data = msgspec.json.decode(msgspec.json.encode(deltas[-1]))
+    assert data["type"] == "response.output_text.delta" and "_view" not in data
+    assert copy.deepcopy(deltas[-1]).parsed == {"id": "A-1", "status": "x"}
+    mock.reply_stream(response_stream(arguments='{"city": "Oslo"}'), named=True, done=False)
+    async with client.responses.stream(model="p/m", input="x") as plain:
+        calls = [e async for e in plain if e.type == "response.function_call_arguments.delta"]
+    assert calls and "_view" not in msgspec.json.decode(msgspec.json.encode(calls[-1]))
+    assert copy.deepcopy(calls[-1]).parsed_arguments == {"city": "Oslo"}
+
+
+async def test_validate_given_to_create_is_never_sent_and_is_honoured(client, mock):
+    """create(..., stream=True, validate="eager") sent validate to the server as a body field
+    and checked nothing: a wrong field streamed through. It is the stream's option there as on
+    .stream(); on a call that does not stream, "eager" cannot apply and is refused before
+    anything is sent."""
+    mock.reply_stream(content_stream('{"id": 5, "status": "x"}'))
+    stream = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format=Order, validate="eager"
+    )
+    with pytest.raises(FieldValidationError) as caught:
+        async for _ in stream:
+            pass
+    assert caught.value.path == ("id",)
+    assert "validate" not in mock.requests[-1].json
+    assert_no_open_connections(client)
+    sent = len(mock.requests)
+    for call in (
+        client.chat.completions.create(
+            model="p/m", messages=ASK, response_format=Order, validate="eager"
+        ),
+        client.chat.completions.parse(
+            model="p/m", messages=ASK, response_format=Order, validate="eager"
+        ),
+        client.responses.create(model="p/m", input="x", validate="eager"),
+    ):
+        with pytest.raises(ValueError, match="stream=True"):
+            await call
+    assert len(mock.requests) == sent
+    mock.reply_stream(content_stream('{"id": "A", "status": "x"}'))
+    final = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format=Order, validate="final"
+    )
+    async with final:
+        async for _ in final:
+            pass
+    assert "validate" not in mock.requests[-1].json
+
+
+async def test_validate_given_to_responses_create_is_honoured(client, mock):
+    from tests.test_partial_stream import response_stream
+
+    mock.reply_stream(response_stream('{"id": 5, "status": "x"}'), named=True, done=False)
+    stream = await client.responses.create(
+        model="p/m",
+        input="x",
+        stream=True,
+        text={
+            "format": {"type": "json_schema", "name": "Order", "schema": Order.model_json_schema()}
+        },
+        validate="eager",
+    )
+    with pytest.raises(FieldValidationError):
+        async for _ in stream:
+            pass
+    assert "validate" not in mock.requests[-1].json
+
+
+async def test_a_lone_surrogate_escape_ends_a_partial_body_with_an_error_frame(client, mock):
+    """A model writing a lone '\\ud800' escape: json.loads takes it, but it is no Unicode, so
+    msgspec cannot encode the partial value. The body ends with an error frame (and no
+    [DONE]) instead of raising UnicodeEncodeError out of the page's response."""
+    mock.reply_stream(content_stream('{"id": "A\\ud800-1", "status": "x"}'))
+    stream = await client.chat.completions.create(
+        model="p/m", messages=ASK, stream=True, response_format={"type": "json_object"}
+    )
+    frames = [frame async for frame in stream.to_sse(format="partial")]
+    assert frames[-1].startswith(b"event: error\n")
+    assert b"surrogate" in frames[-1]
+    assert b"data: [DONE]\n\n" not in frames
+    assert_no_open_connections(client)
