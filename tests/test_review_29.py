@@ -1,0 +1,139 @@
+"""What a cold review of issue 29 (a spend limit; concurrency="auto") found, each as a user
+meets it: a worker pool against MockRoutmy answering as rout.my does, with the server's own
+count of what it answered as the truth; a request carrying two output caps; a batch file
+killed (``kill -9``) in the middle of a budgeted run and run again."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from routmy_async import AsyncRoutmy, SpendLimit, SpendLimitError
+from routmy_async.testing import MockRoutmy, Reply
+
+MULTIPLIERS: dict[str, Decimal] = {
+    "mock/echo": Decimal(1),
+    "mock/reasoner": Decimal(2),
+    "mock/embed": Decimal("0.1"),
+}
+FAILED = {"Content-Type": "application/json"}
+
+
+def client_for(mock: MockRoutmy, limit: SpendLimit, **options: Any) -> AsyncRoutmy:
+    return AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, spend_limit=limit, **options)
+
+
+async def test_a_request_with_two_output_caps_reserves_the_larger():
+    """``max_tokens=50_000`` beside ``max_completion_tokens=5``: which one the provider
+    behind the router obeys is not the client's to know, so the reservation covers the
+    larger and a limit of 10,000 refuses it before it is sent (it reserved 5 and sent it)."""
+    async with MockRoutmy() as mock, client_for(mock, SpendLimit(max_units=10_000)) as client:
+        messages = [{"role": "user", "content": "hi"}]
+        for caps in (
+            {"max_tokens": 50_000, "max_completion_tokens": 5},
+            {"max_completion_tokens": 5, "extra_body": {"max_tokens": 50_000}},
+        ):
+            with pytest.raises(SpendLimitError) as refused:
+                await client.chat.completions.create(model="mock/echo", messages=messages, **caps)
+            assert refused.value.estimate is not None and refused.value.estimate > 50_000
+        assert not [r for r in mock.requests if r.path.endswith("/chat/completions")]
+        answer = await client.chat.completions.create(
+            model="mock/echo", messages=messages, max_tokens=5, max_completion_tokens=7
+        )
+        assert answer.usage is not None
+
+
+async def _job(client: AsyncRoutmy, kind: int, words: str, model: str) -> None:
+    """One job of the pool: a chat answer (one or two choices), a stream with and without
+    its usage chunk, or embeddings."""
+    if kind == 4:
+        await client.embeddings.create(model="mock/embed", input=[words, words])
+        return
+    options: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": words}],
+        "max_tokens": 100,
+    }
+    if kind in (2, 3):
+        if kind == 2:
+            options["stream_options"] = {"include_usage": True}
+        async with await client.chat.completions.create(stream=True, **options) as stream:
+            async for _ in stream:
+                pass
+        return
+    if kind == 1:
+        options["n"] = 2
+    await client.chat.completions.create(**options)
+
+
+async def test_a_pool_of_256_workers_never_makes_the_server_answer_past_the_limit():
+    """256 workers, 1,200 jobs (chat, n=2, streams with and without usage, embeddings), the
+    server failing one attempt in ten with a 500 and one in ten with a 429, and a worker in
+    five giving up on its job after 10-30 ms (``asyncio.wait_for``): what the server
+    answered, priced by the server's own usage and multipliers, stays within the limit, and
+    the client's ``spent`` is never below it."""
+    rng = random.Random(29)
+    answered: list[Decimal] = []
+
+    def responder(request: Any) -> Reply | None:
+        if request.path.endswith("/models"):
+            return None
+        draw = rng.random()
+        if draw < 0.1:
+            return Reply(status=500, headers=FAILED, body=b'{"error": {"message": "boom"}}')
+        if draw < 0.2:
+            headers = {**FAILED, "retry-after-ms": "5"}
+            return Reply(status=429, headers=headers, body=b'{"error": {"message": "slow"}}')
+        body = request.json
+        answered.append(MULTIPLIERS[body["model"]] * _tokens_answered(body))
+        return None
+
+    limit = SpendLimit(max_units=20_000)
+    async with MockRoutmy(latency=0.02) as mock, client_for(mock, limit, max_retries=2) as client:
+        mock.reply_with(responder)
+        jobs: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(1_200):
+            jobs.put_nowait(index)
+        outcomes: dict[str, int] = {}
+
+        async def worker() -> None:
+            while not jobs.empty():
+                index = jobs.get_nowait()
+                words = " ".join(["word"] * rng.randint(1, 30))
+                model = rng.choice(["mock/echo", "mock/reasoner"])
+                patience = rng.choice([0.01, 0.03, 30, 30, 30])
+                try:
+                    await asyncio.wait_for(_job(client, index % 5, words, model), patience)
+                    outcome = "answered"
+                except SpendLimitError:
+                    outcome = "refused"
+                except TimeoutError:
+                    outcome = "gave up"
+                except Exception as error:  # a 500 or 429 past the retries
+                    outcome = type(error).__name__
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+        await asyncio.gather(*(worker() for _ in range(256)))
+        await asyncio.sleep(0.1)  # the answers of the jobs given up reach the responder
+        spend = client.spend
+    assert spend is not None and spend.units is not None
+    assert outcomes["answered"] > 50 and outcomes["refused"] > 50 and outcomes["gave up"] > 50
+    assert sum(answered) <= spend.units.limit
+    assert sum(answered) <= spend.units.spent <= spend.units.limit
+    assert spend.units.reserved == 0
+
+
+def _tokens_answered(body: dict[str, Any]) -> int:
+    """What the mock's usage counts for a body it answers with its default answer (an echo
+    of the last user message: its words; the prompt: each message's words plus one)."""
+    if "input" in body:
+        return sum(len(text.split()) or 1 for text in body["input"])
+    words = len(body["messages"][-1]["content"].split())
+    reasoning = 0
+    if body["model"].endswith("reasoner"):
+        reasoning = len(f"The user said {words} words; answering plainly.".split())
+    return (words + 1) + (words + reasoning) * (body.get("n") or 1)
