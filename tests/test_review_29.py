@@ -6,13 +6,15 @@ killed (``kill -9``) in the middle of a budgeted run and run again."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from routmy_async import AsyncRoutmy, SpendLimit, SpendLimitError
+from routmy_async import AsyncRoutmy, SpendLimit, SpendLimitError, run_batch_file
 from routmy_async.testing import MockRoutmy, Reply
 
 MULTIPLIERS: dict[str, Decimal] = {
@@ -137,3 +139,54 @@ def _tokens_answered(body: dict[str, Any]) -> int:
     if body["model"].endswith("reasoner"):
         reasoning = len(f"The user said {words} words; answering plainly.".split())
     return (words + 1) + (words + reasoning) * (body.get("n") or 1)
+
+
+def _write_lines(path: Path, count: int) -> Path:
+    with path.open("w") as lines:
+        for index in range(count):
+            body = {
+                "model": "mock/echo",
+                "messages": [{"role": "user", "content": f"q{index} a b c"}],
+                "max_tokens": 8,
+            }
+            line = {"custom_id": f"q{index}", "url": "/v1/chat/completions", "body": body}
+            lines.write(json.dumps(line) + "\n")
+    return path
+
+
+async def test_a_batch_run_again_counts_the_5xx_its_last_run_counted_in_full(tmp_path: Path):
+    """A line the server failed with a 500 was counted in full by the run (the server may
+    have done the work), but it left only a failure line, without usage: the next run over
+    the same output starts from everything the last one counted (the run's journal beside
+    the output), not from the answers alone; the answers' usage still counts."""
+    source = _write_lines(tmp_path / "in.jsonl", 6)
+    target = tmp_path / "out.jsonl"
+    failing = Reply(status=500, headers=FAILED, body=b'{"error": {"message": "boom"}}')
+    async with MockRoutmy() as mock:
+        mock.reply_with(lambda request: failing if "q0 " in str(request.json) else None)
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, max_retries=0) as c:
+            first = await run_batch_file(c, source, target, max_units=10_000)
+            assert first.failed == 1 and first.ok == 5
+            second = await run_batch_file(c, source, target, max_units=10_000)
+    assert second.units_before == first.units_before + first.units
+    written = [json.loads(line) for line in target.read_text().splitlines()]
+    answers = sum(
+        line["response"]["body"]["usage"]["total_tokens"]
+        for line in written
+        if line["response"]["status_code"] == 200
+    )
+    assert first.units > answers  # the 500 counted in full
+
+
+async def test_a_journal_left_beside_a_deleted_output_is_ignored(tmp_path: Path):
+    """Delete the output to start over: its ``.spend`` journal, left behind, does not eat
+    the new output's budget."""
+    source = _write_lines(tmp_path / "in.jsonl", 3)
+    target = tmp_path / "out.jsonl"
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+            first = await run_batch_file(client, source, target, max_units=1_000)
+            assert (tmp_path / "out.jsonl.spend").exists()
+            target.unlink()
+            again = await run_batch_file(client, source, target, max_units=1_000)
+    assert again.units_before == 0 and again.units == first.units and again.ok == 3
