@@ -190,3 +190,19 @@ async def test_a_journal_left_beside_a_deleted_output_is_ignored(tmp_path: Path)
             target.unlink()
             again = await run_batch_file(client, source, target, max_units=1_000)
     assert again.units_before == 0 and again.units == first.units and again.ok == 3
+
+
+async def test_a_units_budget_on_routmy_stops_without_a_dollar_figure(tmp_path: Path):
+    """rout.my reports no cost: the line saying why a --max-units run stopped names the
+    units it counted, not a "$0.0000 reported" that reads as a price."""
+    source = _write_lines(tmp_path / "in.jsonl", 30)
+    async with MockRoutmy() as mock:
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+            for _ in range(2):  # the second run sends nothing: the budget is already spent
+                summary = await run_batch_file(
+                    client, source, tmp_path / "out.jsonl", max_units=300
+                )
+                assert summary.stop_reason == "budget"
+                ending = summary.format().splitlines()[-1]
+                assert "quota units spent on this output" in ending
+                assert "$" not in ending
