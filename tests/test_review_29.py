@@ -14,7 +14,16 @@ from typing import Any
 
 import pytest
 
-from routmy_async import AsyncRoutmy, SpendLimit, SpendLimitError, run_batch_file
+from routmy_async import (
+    AsyncRoutmy,
+    AutoConcurrency,
+    Call,
+    Hooks,
+    RateLimitError,
+    SpendLimit,
+    SpendLimitError,
+    run_batch_file,
+)
 from routmy_async.testing import MockRoutmy, Reply
 
 MULTIPLIERS: dict[str, Decimal] = {
@@ -95,7 +104,11 @@ async def test_a_pool_of_256_workers_never_makes_the_server_answer_past_the_limi
         return None
 
     limit = SpendLimit(max_units=20_000)
-    async with MockRoutmy(latency=0.02) as mock, client_for(mock, limit, max_retries=2) as client:
+    seen = SeenUnits()
+    async with (
+        MockRoutmy(latency=0.02) as mock,
+        client_for(mock, limit, max_retries=2, hooks=[seen]) as client,
+    ):
         mock.reply_with(responder)
         jobs: asyncio.Queue[int] = asyncio.Queue()
         for index in range(1_200):
@@ -127,6 +140,28 @@ async def test_a_pool_of_256_workers_never_makes_the_server_answer_past_the_limi
     assert sum(answered) <= spend.units.limit
     assert sum(answered) <= spend.units.spent <= spend.units.limit
     assert spend.units.reserved == 0
+    # Hooks see each call's units, attempts summed: together, what the limit counted.
+    assert sum(seen.units) == spend.units.spent
+
+
+class SeenUnits(Hooks):
+    """The units of every call as its hooks see them at its end."""
+
+    def __init__(self) -> None:
+        self.units: list[Decimal] = []
+
+    def _seen(self, call: Call) -> None:
+        if call.units is not None:
+            self.units.append(call.units)
+
+    def on_success(self, call: Call, **_: Any) -> None:
+        self._seen(call)
+
+    def on_error(self, call: Call, **_: Any) -> None:
+        self._seen(call)
+
+    def on_stream_end(self, call: Call, summary: Any) -> None:
+        self._seen(call)
 
 
 def _tokens_answered(body: dict[str, Any]) -> int:
@@ -206,3 +241,29 @@ async def test_a_units_budget_on_routmy_stops_without_a_dollar_figure(tmp_path: 
                 ending = summary.format().splitlines()[-1]
                 assert "quota units spent on this output" in ending
                 assert "$" not in ending
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 29 review, left open: at K=8 auto settles at K+1 and the requests of the "
+    "extra slot lose their retries to fresh starts (40 of 400 fail; fixed 8: none)",
+)
+async def test_auto_concurrency_answers_every_item_against_a_cap_of_eight():
+    """create_many(concurrency="auto") against a server that answers 8 requests at once
+    (a 429 with Retry-After beyond): every item is answered with the client's default
+    retries, as a fixed concurrency of 8 answers them all, and the level stays within its
+    ceiling."""
+    async with MockRoutmy(max_in_flight=8, latency=0.05) as mock:
+        async with AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url) as client:
+            requests = [
+                {
+                    "model": "mock/echo",
+                    "messages": [{"role": "user", "content": f"q {index}"}],
+                    "max_tokens": 20,
+                }
+                for index in range(400)
+            ]
+            auto = AutoConcurrency(max_concurrency=32)
+            results = await client.chat.completions.create_many(requests, concurrency=auto)
+    assert auto.peak <= 32
+    assert [r for r in results if isinstance(r, RateLimitError)] == []
