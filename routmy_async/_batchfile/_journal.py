@@ -23,6 +23,7 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from .._exceptions import SpendLimitError
 from .._spend import Price, Reservation, SpendLimit, SpendSnapshot
 
 __all__ = ["JournaledLimit", "journal_path", "read_journal"]
@@ -68,9 +69,9 @@ def read_journal(output: Path) -> dict[str, Decimal]:
     return {}
 
 
-def _bound_of(spend: SpendSnapshot) -> bytes:
+def _bound_of(spend: SpendSnapshot, earlier: dict[str, Decimal]) -> bytes:
     written = {
-        totals.unit: str(totals.spent + totals.reserved)
+        totals.unit: str(max(totals.spent + totals.reserved, earlier.get(totals.unit, 0)))
         for totals in (spend.units, spend.dollars)
         if totals is not None
     }
@@ -81,23 +82,28 @@ class JournaledLimit(SpendLimit):
     """A run's spend limit that writes its upper bound to the journal at each reservation
     (:meth:`reserve` runs just before an attempt is sent: the line is written first)."""
 
-    __slots__ = ("_fd",)
+    __slots__ = ("_earlier", "_fd")
 
     def __init__(self, **limits: Any):
         super().__init__(**limits, prices=PRICES)
         self.add_models(_MODELS)
         self._fd = -1
+        self._earlier: dict[str, Decimal] = {}
 
     def count_earlier(self, written: dict[str, Decimal]) -> None:
         """Count as spent what the journal says the earlier runs may have spent beyond what
         this limit already counts (the output's answers)."""
+        self._earlier = written  # kept in the new journal even if it cannot be counted here
         spend = self.spend
         for totals, model in ((spend.units, _EARLIER_UNITS), (spend.dollars, _EARLIER_DOLLARS)):
             if totals is None or written.get(totals.unit, Decimal(0)) <= totals.spent:
                 continue
             extra = written[totals.unit] - totals.spent
             amount = int((extra * _SCALE[totals.unit]).to_integral_value(rounding=ROUND_CEILING))
-            held = self.reserve(model, input_tokens=0, max_output_tokens=0)
+            try:
+                held = self.reserve(model, input_tokens=0, max_output_tokens=0)
+            except SpendLimitError:
+                continue  # the answers alone already pass the limit: nothing will be sent
             if totals.unit == "units":
                 held.settle(input_tokens=amount, output_tokens=0)
             else:
@@ -107,21 +113,21 @@ class JournaledLimit(SpendLimit):
         """Replace the journal with where the limit stands, then append to it."""
         path = journal_path(output)
         fresh = path.with_name(path.name + ".tmp")
-        fresh.write_bytes(_bound_of(self.spend))
+        fresh.write_bytes(_bound_of(self.spend, self._earlier))
         os.replace(fresh, path)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
     def write_journal(self) -> None:
         """Append where the limit stands now (nothing before :meth:`start_journal`)."""
         if self._fd >= 0:
-            os.write(self._fd, _bound_of(self.spend))
+            os.write(self._fd, _bound_of(self.spend, self._earlier))
 
     def close_journal(self) -> None:
         """Write the last bound (the exact spend once nothing is in flight) and close."""
         fd, self._fd = self._fd, -1
         if fd >= 0:
             try:
-                os.write(fd, _bound_of(self.spend))
+                os.write(fd, _bound_of(self.spend, self._earlier))
                 os.fsync(fd)
             finally:
                 os.close(fd)
