@@ -286,3 +286,34 @@ async def test_a_budget_lowered_below_the_answers_stops_cleanly_and_forgets_noth
             assert lowered.stop_reason == "budget" and lowered.units == 0
             again = await run_batch_file(c, source, target, max_units=10_000)
     assert again.units_before == first.units_before + first.units
+
+
+async def test_the_mock_counts_every_choice_of_n_in_its_usage():
+    """MockRoutmy answers ``n=2`` with two choices and a usage for both, streamed or not,
+    and a spend limit settles to it: a budget tested against the mock sees what two
+    answers use (it reported the tokens of one)."""
+    limit = SpendLimit(max_units=10_000)
+    async with MockRoutmy() as mock, client_for(mock, limit) as client:
+        messages = [{"role": "user", "content": "one two three"}]
+        one = await client.chat.completions.create(
+            model="mock/echo", messages=messages, max_tokens=20
+        )
+        two = await client.chat.completions.create(
+            model="mock/echo", messages=messages, max_tokens=20, n=2
+        )
+        assert one.usage is not None and two.usage is not None
+        assert two.usage.completion_tokens == 2 * one.usage.completion_tokens
+        assert two.usage.prompt_tokens == one.usage.prompt_tokens
+        async with await client.chat.completions.create(
+            model="mock/echo",
+            messages=messages,
+            max_tokens=20,
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
+        ) as stream:
+            async for _ in stream:
+                pass
+        spend = client.spend
+    assert spend is not None and spend.units is not None
+    assert spend.units.spent == one.usage.total_tokens + 2 * two.usage.total_tokens
