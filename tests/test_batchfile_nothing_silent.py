@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -794,8 +795,10 @@ def output_units(path: Path) -> int:
 async def test_max_units_bounds_the_output_across_a_kill_and_a_restart(mock, tmp_path):
     """routmy batch --max-units against a server that answers as rout.my (no prices, no
     cost), killed with SIGKILL mid-run, then run again: the second run counts the units the
-    output's answers already used (tokens times token_multiplier), so the output stays
-    within the budget; the summary says what was used before (exit 4)."""
+    output's answers already used (tokens times token_multiplier) and, from the run's
+    journal, the attempts in flight at the kill in full (the server answered them too), so
+    what the server answered stays within the budget; the summary says what was counted
+    before (exit 4)."""
     lines = [chat_line(f"q{i:02d}", max_tokens=2) for i in range(60)]
     source = write_lines(tmp_path / "in.jsonl", lines)
     target = tmp_path / "out.jsonl"
@@ -812,7 +815,10 @@ async def test_max_units_bounds_the_output_across_a_kill_and_a_restart(mock, tmp
     code, out, err = await finish(await spawn(mock, *argv))
     assert code == 4, err
     assert output_units(target) <= budget
-    assert f"+ {before} before of {budget} allowed" in out and "budget is reached" in out
+    assert chats_sent(mock) * 5 <= budget  # every request the server answered: 5 units each
+    counted = re.search(rf"\+ ([\d,]+) before of {budget} allowed", out)
+    assert counted is not None and "budget is reached" in out
+    assert int(counted[1].replace(",", "")) > before  # the two in flight at the kill, in full
     sent = chats_sent(mock)
     code, out, err = await finish(await spawn(mock, *argv))  # nothing fits: nothing sent
     assert code == 4, err

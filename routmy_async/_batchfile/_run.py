@@ -52,6 +52,7 @@ from ._files import (
     scan_file,
 )
 from ._idset import FingerprintCollector, fingerprint
+from ._journal import JournaledLimit, read_journal
 from ._lines import (
     Endpoint,
     answer_state,
@@ -324,7 +325,7 @@ class BatchRun:
     _output: Appender | None = None
     _errors: Appender | None = None
     # max_cost / max_units: the run's spend limit, and the client that reserves in it.
-    _limit: SpendLimit | None = None
+    _limit: JournaledLimit | None = None
     _spent_before: SpendSnapshot | None = None
     _sender: AsyncRoutmy | None = None
     # Lines being sent, and the event the next one to end sets (see _call).
@@ -446,6 +447,8 @@ class BatchRun:
                     await self._compact(resume)
         finally:
             unlisten()
+            if self._limit is not None:
+                self._limit.close_journal()  # a run stopped before it sent anything
         finish(summary)
         if self._error is not None:
             raise BatchFileError(self._error, summary=summary)
@@ -491,6 +494,8 @@ class BatchRun:
                 if self._sender is not None:
                     await self._sender.close()  # a with_options client: the pool stays
             meter.close()
+            if self._limit is not None:
+                self._limit.close_journal()
             self._count_spend()
         summary.input_grown = source.grown()
 
@@ -563,7 +568,7 @@ class BatchRun:
             in the models list, or has no price for ``max_cost``): what the output spent
             cannot be counted, so nothing is sent.
         """
-        limit = SpendLimit(
+        limit = JournaledLimit(
             max_units=self._max_units,
             max_dollars=self._max_cost,
             default_output_tokens=self._default_output,
@@ -589,6 +594,10 @@ class BatchRun:
                 held.settle(
                     input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=cost
                 )
+        # What the earlier runs may have spent beyond their answers (attempts in flight when
+        # one was killed, 5xx counted in full): the journal's bound, when it is higher.
+        limit.count_earlier(read_journal(self._outputs[0]))
+        limit.start_journal(self._outputs[0])
         self._limit = limit
         self._spent_before = limit.spend
         if not _has_room(limit):
@@ -677,8 +686,10 @@ class BatchRun:
             ) from exc
         if item.retry:
             self._retried.add(fingerprint(item.custom_id))
-        if self._limit is not None and not _has_room(self._limit):
-            self._budget_reached()
+        if self._limit is not None:
+            self._limit.write_journal()  # its answer settled: a tighter bound to resume from
+            if not _has_room(self._limit):
+                self._budget_reached()
 
     def _fail(self, reason: str, detail: str, *, raise_error: bool = True) -> None:
         """Stop new starts for a reason the summary names; with ``raise_error``, the run

@@ -386,7 +386,9 @@ class BatchSummary:
     def _ending_line(self) -> str | None:
         """Why the run stopped early, or what to do next; None when there is nothing to do."""
         if self.stop_reason == "budget":
-            spent = [f"{format_money(self.cost_total)} reported"]
+            # On rout.my no answer reports a cost: "$0 reported" beside the units would mislead.
+            reported = self.costed or self.cost_total
+            spent = [f"{format_money(self.cost_total)} reported"] if reported else []
             if self.spend is not None and self.spend.dollars is not None:
                 spent = [f"{format_money(float(self.spend.dollars.spent))} counted"]
             if self.max_units is not None:

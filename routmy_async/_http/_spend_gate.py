@@ -221,12 +221,16 @@ def _model_of(call: Call) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def _output_cap(body: Mapping[str, Any]) -> int | None:
-    for name in _OUTPUT_CAPS:
-        value = body.get(name)
-        if value is not None:
-            return value  # type: ignore[no-any-return] # checked by the ledger (a count)
-    return None
+def _output_cap(body: Mapping[str, Any]) -> Any:
+    """The largest output cap the body sets: a request may carry two (``max_tokens`` and
+    ``max_completion_tokens``), and which one a provider behind the router obeys is not
+    ours to know, so the reservation covers the larger. ``None`` when it sets none; a cap
+    that is not a count is returned as it is, for the ledger to refuse by name."""
+    caps = [body[name] for name in _OUTPUT_CAPS if body.get(name) is not None]
+    counts = [count for count in map(_whole, caps) if count is not None]
+    if len(counts) == len(caps):
+        return max(counts, default=None)
+    return next(cap for cap in caps if _whole(cap) is None)
 
 
 def _choices(body: Mapping[str, Any]) -> int:

@@ -331,6 +331,9 @@ def _usage(body: dict[str, Any], message: dict[str, Any], *, cost: bool = False)
         len(c["function"]["arguments"]) // 4 for c in message.get("tool_calls") or []
     )
     reasoning = len(str(message.get("reasoning") or "").split())
+    # Every choice is generated, and counted: n answers use n times the tokens.
+    choices = _choice_count(body)
+    completion, reasoning = completion * choices, reasoning * choices
     total_completion = completion + reasoning
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
