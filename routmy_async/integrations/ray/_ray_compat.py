@@ -41,7 +41,8 @@ class GcsStore:
         return None if data is None else msgspec.json.decode(data, type=Snapshot)
 
     def save(self, snapshot: Snapshot) -> None:
-        if self._kv is not None:
+        # Not connected (a coordinator run outside a Ray worker): there is no GCS to keep it.
+        if self._kv is not None and self._kv._internal_kv_initialized():
             self._kv._internal_kv_put(
                 self._key, msgspec.json.encode(snapshot), overwrite=True, namespace="routmy"
             )
