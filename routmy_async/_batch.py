@@ -326,15 +326,21 @@ class _Runner:
         item's result: nothing was sent, and each later item is tried on its own."""
         while True:
             self._running += 1
+            sent = True
             try:
                 return await self._call(**request)
             except SpendLimitError as refused:
+                sent = False
                 if refused.missing is not None or self._running == 1:
                     raise
             finally:
                 self._running -= 1
                 ended = self._ended
-                if ended is not None:  # only once a refusal waits: nothing to pay before
+                # Only an attempt that was sent can give room back; a refusal wakes the
+                # waiters only when no call is left to do it (each then tries once alone).
+                # Refusals waking each other would go round forever when refusing awaits
+                # (a cluster's limit asks its coordinator).
+                if ended is not None and (sent or not self._running):
                     self._ended = None
                     ended.set()
             if self._ended is None:

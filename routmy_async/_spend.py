@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any, Literal, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn
 
 from ._exceptions import SpendLimitError
 
@@ -283,6 +283,10 @@ class SpendLimit:
     :raises ValueError: neither limit is given, or a value is negative or not finite.
     """
 
+    #: Whether :meth:`make_room` must be awaited before :meth:`reserve`: the capacity of a
+    #: limit shared by a cluster comes from its coordinator (a plain limit has it all here).
+    fetches_capacity: ClassVar[bool] = False
+
     __slots__ = (
         "_defaulted",
         "_ledgers",
@@ -405,6 +409,39 @@ class SpendLimit:
         for ledger, _, amount in holds:
             ledger.reserved += amount
         return Reservation(model, input_tokens, output_tokens, holds)
+
+    async def make_room(
+        self,
+        model: str,
+        *,
+        input_tokens: int,
+        max_output_tokens: int | None,
+        choices: int = 1,
+    ) -> None:
+        """Wait until :meth:`reserve` could hold this request, for a limit whose capacity
+        comes from elsewhere (``fetches_capacity``); a plain limit returns at once. The
+        arguments are :meth:`reserve`'s.
+
+        :raises SpendLimitError: the capacity it asked for was refused.
+        """
+
+    def _worst_case(
+        self, model: str, input_tokens: int, max_output_tokens: int | None, choices: int
+    ) -> list[tuple[_Ledger, int]] | None:
+        """What :meth:`reserve` would hold in each ledger, with no side effect; ``None`` when
+        it would refuse for another reason than room (unpriced, no cap, a bad count)."""
+        cap = self.default_output_tokens if max_output_tokens is None else max_output_tokens
+        counts = (input_tokens, cap, choices)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+            return None
+        assert cap is not None  # checked just above
+        cases = []
+        for ledger in self._ledgers:
+            rate = self._rate(ledger, model)
+            if rate is None:
+                return None
+            cases.append((ledger, rate.charge(input_tokens, cap * max(1, choices))))
+        return cases
 
     @property
     def spend(self) -> SpendSnapshot:

@@ -35,7 +35,8 @@ with warnings.catch_warnings():
 import ray_driver_types
 from ray_driver_types import Loose, Typed
 
-from routmy_async.integrations.ray import ChatStep
+from routmy_async import SpendLimit
+from routmy_async.integrations.ray import ChatStep, ClusterBudget
 from routmy_async.testing import MockRoutmy
 
 ROWS = 40
@@ -182,6 +183,21 @@ def as_tool(base_url: str, out: Path, tool: Any) -> dict[str, Any]:
     return read_back(folder)
 
 
+def within_spend_limit(base_url: str, out: Path) -> dict[str, Any]:
+    """Two actors under one ClusterBudget spend limit that cannot answer every row (each
+    answer uses 5 units, each worst case about 60), written to Parquet and read back."""
+    budget = ClusterBudget(name="driver-spend", spend_limit=SpendLimit(max_units=150))
+    options = step(base_url, "loose_q", None, "", budget=budget, max_tokens=20)
+    options["fn_constructor_kwargs"]["model"] = "mock/echo"  # listed with token_multiplier 1
+    options["compute"] = ray.data.ActorPoolStrategy(size=2)
+    dataset = ray.data.from_items(items()).map_batches(ChatStep, **options)
+    folder = out / "spend"
+    dataset.write_parquet(str(folder))
+    result = read_back(folder)
+    result["spend"] = {name: str(value) for name, value in budget.stats()["spend"].items()}
+    return result
+
+
 def attempt(work: Any, *args: Any) -> Any:
     try:
         return work(*args)
@@ -218,6 +234,7 @@ def main(out: Path) -> None:
         "model": attempt(parsed_into, base_url, out, ModelOrder, "model"),
         "tool": attempt(as_tool, base_url, out, Order),
         "function_tool": attempt(as_tool, base_url, out, ship),
+        "spend": attempt(within_spend_limit, base_url, out),
     }
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)

@@ -13,13 +13,20 @@ import threading
 import types
 import weakref
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 import routmy_async.integrations.ray as integration
-from routmy_async.integrations.ray import ChatStep, ClusterBudget, ClusterRateLimit
+from routmy_async import AsyncRoutmy, SpendLimit, SpendLimitError
+from routmy_async.integrations.ray import (
+    ChatStep,
+    ClusterBudget,
+    ClusterRateLimit,
+    ClusterSpendLimit,
+)
 from routmy_async.testing import MockRoutmy
 
 KEY = "sk-budget-test-77e1c0a9f3"
@@ -136,7 +143,13 @@ def test_the_module_exports_its_public_names() -> None:
     exported = set(integration.__all__)
     assert exported <= public
     assert sorted(integration.__all__) == integration.__all__
-    assert {"ChatStep", "ClusterBudget", "ClusterRateLimit", "EmbeddingStep"} == exported
+    assert {
+        "ChatStep",
+        "ClusterBudget",
+        "ClusterRateLimit",
+        "ClusterSpendLimit",
+        "EmbeddingStep",
+    } == exported
 
 
 def test_importing_the_integration_does_not_import_ray() -> None:
@@ -234,3 +247,128 @@ async def test_a_pause_reaches_every_process_through_the_actor(fake_ray: FakeRay
     await first.aclose()
     await second.aclose()
     assert budget.stats()["pauses"] == 1
+
+
+def _used_units(out: dict[str, list[Any]]) -> int:
+    """The quota units the answered rows used (mock/echo: token_multiplier 1)."""
+    return sum(
+        prompt + completion
+        for prompt, completion, error in zip(
+            out["prompt_tokens"], out["completion_tokens"], out["error"], strict=True
+        )
+        if not error
+    )
+
+
+async def test_two_actors_stay_within_one_cluster_spend_limit(fake_ray: FakeRay) -> None:
+    """Two actors (each its own loop and client) share one spend limit through the
+    coordinator: what their answers used together stays within it, the rows it refuses fail
+    with a SpendLimitError saying the cluster's limit is used up (nothing sent for them), and
+    once the steps are closed nothing stays held and the coordinator's spent is exactly what
+    the answers used."""
+    async with MockRoutmy(api_key=KEY, latency=0.01) as mock:
+        budget = ClusterBudget(name="spend", spend_limit=SpendLimit(max_units=600))
+        assert budget.max_units == 600
+        steps = [
+            ChatStep(
+                model="mock/echo",
+                base_url=mock.base_url,
+                budget=budget,
+                prompt_column="prompt",
+                max_tokens=60,
+            )
+            for _ in range(2)
+        ]
+        rows = {"prompt": [f"question {index}" for index in range(80)]}
+        outs = await asyncio.gather(*(asyncio.to_thread(step, rows) for step in steps))
+        for step in steps:
+            await asyncio.to_thread(step.close)
+    errors = [error for out in outs for error in out["error"]]
+    refused = [error for error in errors if error]
+    assert refused and len(refused) < len(errors)
+    assert all(
+        error.startswith("SpendLimitError: spend limit: refused a request to 'mock/echo'")
+        and "the cluster's limit" in error
+        for error in refused
+    )
+    sent = sum(1 for request in mock.requests if request.path.endswith("/chat/completions"))
+    assert sent == len(errors) - len(refused)  # a refused row sent nothing
+    used = sum(_used_units(out) for out in outs)
+    assert used <= 600
+    spend = budget.stats()["spend"]
+    assert spend["limit"] == 600
+    assert spend["held"] == 0 and spend["held_by_member"] == {
+        name: 0 for name in spend["held_by_member"]
+    }
+    assert spend["spent"] == used
+    budget.shutdown()
+
+
+async def test_an_actor_that_dies_holding_reservations_counts_them_as_spent(
+    fake_ray: FakeRay,
+) -> None:
+    """A process that never closes its share (killed with a reservation in flight) keeps
+    its whole block counted at the coordinator: the others can never use it, so the limit
+    holds whatever that request was billed."""
+    budget = ClusterBudget(name="dies", spend_limit=SpendLimit(max_units=1_000))
+    dying, other = budget.client_spend_limit(), budget.client_spend_limit()
+    assert isinstance(dying, ClusterSpendLimit) and isinstance(other, ClusterSpendLimit)
+    models = [{"id": "m", "token_multiplier": 1}]
+    dying.add_models(models)
+    other.add_models(models)
+    await dying.make_room("m", input_tokens=100, max_output_tokens=300)
+    in_flight = dying.reserve("m", input_tokens=100, max_output_tokens=300)
+    assert in_flight.output_tokens == 300
+    # The process dies here: no settlement, no close. Its block (room for a few such
+    # requests, so that most attempts need no round trip) stays committed, unused part too.
+    held = budget.stats()["spend"]["held_by_member"][dying.member]
+    assert held >= 400
+    left = int(1_000 - held)
+    with pytest.raises(SpendLimitError, match="the cluster's limit") as refused:
+        await other.make_room("m", input_tokens=0, max_output_tokens=left + 1)
+    assert refused.value.reserved >= held and refused.value.limit == 1_000
+    await other.make_room("m", input_tokens=0, max_output_tokens=left)  # what is left
+    other.reserve("m", input_tokens=0, max_output_tokens=left).settle_in_full()
+    await other.aclose()
+    assert budget.stats()["spend"]["held_by_member"][dying.member] == held
+    budget.shutdown()
+
+
+def test_a_cluster_spend_limit_counts_quota_units_only(fake_ray: FakeRay) -> None:
+    """The template must be a SpendLimit in quota units; a budget of that name with another
+    spend limit is refused; without one, a budget gives no client share."""
+    with pytest.raises(ValueError, match="quota units only"):
+        ClusterBudget(name="d", spend_limit=SpendLimit(max_dollars=5))
+    with pytest.raises(TypeError, match=r"SpendLimit\(max_units=...\)"):
+        ClusterBudget(name="d", spend_limit=100)  # type: ignore[arg-type]
+    ClusterBudget(name="u", spend_limit=SpendLimit(max_units=10))
+    with pytest.raises(ValueError, match="already runs with other limits"):
+        ClusterBudget(name="u", spend_limit=SpendLimit(max_units=20))
+    plain = ClusterBudget(name="plain")
+    assert plain.client_spend_limit() is None and plain.max_units is None
+    assert plain.stats()["spend"] is None
+
+
+async def test_a_client_with_a_cluster_share_reserves_each_attempt(fake_ray: FakeRay) -> None:
+    """A user's own client with ``budget.client_spend_limit()``: the share fetches room
+    from the coordinator before each attempt and settles to the answer's usage."""
+    budget = ClusterBudget(name="own", spend_limit=SpendLimit(max_units=500))
+    share = budget.client_spend_limit()
+    assert share is not None
+    async with MockRoutmy(api_key=KEY) as mock:
+        async with AsyncRoutmy(api_key=KEY, base_url=mock.base_url, spend_limit=share) as client:
+            answer = await client.chat.completions.create(
+                model="mock/echo", messages=[{"role": "user", "content": "hi"}], max_tokens=20
+            )
+            assert client.spend is not None and client.spend.units is not None
+            assert answer.usage is not None
+            assert client.spend.units.spent == answer.usage.total_tokens
+            with pytest.raises(SpendLimitError, match="the cluster's limit"):
+                await client.chat.completions.create(
+                    model="mock/echo",
+                    messages=[{"role": "user", "content": "hi"}],
+                    max_tokens=600,
+                )
+        await share.aclose()
+    spend = budget.stats()["spend"]
+    assert spend["spent"] == Decimal(answer.usage.total_tokens) and spend["held"] == 0

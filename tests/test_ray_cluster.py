@@ -28,6 +28,7 @@ with warnings.catch_warnings():
     ray = pytest.importorskip("ray")
     ray_data = pytest.importorskip("ray.data")
 
+from routmy_async import SpendLimit
 from routmy_async.integrations.ray import ChatStep, ClusterBudget, EmbeddingStep
 from routmy_async.testing import MockRoutmy
 from routmy_async.testing._replies import embedding_vector
@@ -382,6 +383,63 @@ def test_the_budget_survives_its_coordinators_death(cluster: None, mock: Cluster
     busiest = max(sum(1 for later in times if start <= later < start + 1.5) for start in times)
     assert busiest <= 12
     assert budget.stats()["restarted"] is True
+
+
+def test_the_spend_limit_holds_across_actors_and_a_coordinator_death(
+    cluster: None, mock: ClusterMock
+) -> None:
+    """Two actors share a spend limit of 400 quota units that cannot answer all 120 rows,
+    and the coordinator is killed mid-run: what the answers used stays within the limit,
+    every other row fails with a SpendLimitError naming the cluster's limit (nothing sent
+    for it), and the restarted coordinator still counts what was spent before its death."""
+    mock.reset(latency=0.02)
+    budget = ClusterBudget(name="spend", spend_limit=SpendLimit(max_units=400))
+    items = [{"id": index, "prompt": f"row {index}"} for index in range(120)]
+    dataset = ray_data.from_items(items).map_batches(
+        ChatStep,
+        fn_constructor_kwargs={
+            "model": "mock/echo",
+            "base_url": mock.base_url,
+            "budget": budget,
+            "prompt_column": "prompt",
+            "max_tokens": 40,
+            "max_in_flight": 3,
+        },
+        compute=ray_data.ActorPoolStrategy(size=2),
+        batch_size=10,
+        num_cpus=0.25,
+    )
+    killed: list[int] = []
+
+    def kill_when_busy() -> None:
+        deadline = time.monotonic() + 120
+        while len(mock.request_times) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        killed.append(len(mock.request_times))
+        ray.kill(ray.get_actor(budget.name, namespace=budget.namespace), no_restart=False)
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    rows = rows_by_id(dataset)
+    killer.join()
+    assert killed and killed[0] >= 20
+    answered = [row for row in rows if not row["error"]]
+    refused = [row for row in rows if row["error"]]
+    assert answered and refused
+    assert all(
+        row["error"].startswith("SpendLimitError: spend limit: refused a request to 'mock/echo'")
+        and row["content"] is None
+        for row in refused
+    )
+    sent = [request for request in mock.requests if request.path.endswith("/chat/completions")]
+    assert len(sent) == len(answered)  # a refused row sent nothing
+    used = sum(row["prompt_tokens"] + row["completion_tokens"] for row in answered)  # x1
+    assert used <= 400
+    stats = budget.stats()
+    assert stats["restarted"] is True
+    spend = stats["spend"]
+    assert spend["limit"] == 400
+    assert used <= spend["spent"] + spend["held"] <= 400
 
 
 def test_a_429_pauses_every_actor(cluster: None, mock: ClusterMock) -> None:

@@ -123,3 +123,22 @@ def test_a_pydantic_model_from_the_script_parses_every_row(results: dict[str, An
             "lines": [{"sku": f"s{index}", "size": "large"}],
             "note": None,
         }
+
+
+def test_a_cluster_spend_limit_fails_the_rows_it_refuses(results: dict[str, Any]) -> None:
+    """Under a ClusterBudget spend limit too small for every row, the answered rows used at
+    most the limit, and every other row is written with a SpendLimitError in ``error`` and
+    no answer (never an empty success)."""
+    result = results["spend"]
+    assert "raised" not in result, result
+    rows = result["rows"]
+    assert [row["id"] for row in rows] == list(range(ROWS))
+    answered = [row for row in rows if row["error"] == ""]
+    refused = [row for row in rows if row["error"] != ""]
+    assert answered and refused
+    for row in refused:
+        assert row["error"].startswith("SpendLimitError: spend limit: refused a request")
+        assert row["content"] is None and row["prompt_tokens"] is None
+    used = sum(row["prompt_tokens"] + row["completion_tokens"] for row in answered)
+    assert used <= 150
+    assert result["spend"]["limit"] == "150"

@@ -419,6 +419,9 @@ class _Budget:
     def rate_limit(self) -> ClusterRateLimit:
         return ClusterRateLimit(self.core, self.settings)
 
+    def client_spend_limit(self) -> None:
+        return None
+
     def __repr__(self) -> str:
         return "_Budget()"
 

@@ -103,6 +103,35 @@ class SpendGate(Hooks):
         if loading.cancelled() or loading.exception() is not None:
             self._loading = None  # the next call that needs it reads it again
 
+    def needs_room(self, call: Call) -> bool:
+        """Whether one of the call's limits must fetch capacity before it reserves (a
+        cluster's share)."""
+        spend: _CallSpend | None = call.state.get(self)
+        return spend is not None and any(limit.fetches_capacity for limit in spend.limits)
+
+    async def make_room(self, call: Call) -> None:
+        """Let the call's limits that fetch capacity hold enough for its worst case; the
+        caller reserves (:meth:`admit`) right after, with no await between.
+
+        :raises SpendLimitError: the capacity was refused.
+        """
+        spend: _CallSpend = call.state[self]
+        model = _model_of(call)
+        if model is None:
+            return
+        body = call.body or {}
+        cap = 0 if call.operation in _NO_OUTPUT else _output_cap(body)
+        for limit in spend.limits:
+            if limit.fetches_capacity:
+                if self._models is not None and not limit.knows(model):
+                    limit.add_models(self._models)
+                await limit.make_room(
+                    model,
+                    input_tokens=prompt_token_bound(body),
+                    max_output_tokens=cap,
+                    choices=_choices(body),
+                )
+
     def admit(self, call: Call, attempt: int) -> None:
         """Reserve the attempt's worst case in each of the call's limits, or refuse it
         before it is sent (holding nothing).

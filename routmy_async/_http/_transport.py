@@ -763,6 +763,8 @@ class Transport(Admission):
                 release = None
                 await gate.load_models(call)
                 release = await self._take_slot(timeout, method, url)
+            if gate.needs_room(call):
+                await gate.make_room(call)  # a cluster's share: no await after it, to admit
             gate.admit(call, attempt)
         except BaseException:
             if release is not None:

@@ -35,15 +35,25 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from decimal import Decimal
 from typing import Any
 
+from ..._spend import SpendLimit
+from ._cluster_spend import ClusterSpendLimit
 from ._coordinator import CoordinatorCore, Unused
 from ._grants import Grant, Settings
 from ._limit import ClusterRateLimit
 from ._ray_compat import GcsStore
+from ._spend_book import BookTotals
 from ._step import ChatStep, EmbeddingStep
 
-__all__ = ["ChatStep", "ClusterBudget", "ClusterRateLimit", "EmbeddingStep"]
+__all__ = [
+    "ChatStep",
+    "ClusterBudget",
+    "ClusterRateLimit",
+    "ClusterSpendLimit",
+    "EmbeddingStep",
+]
 
 # A coordinator call that takes longer than this has failed (it never waits for capacity).
 _CALL_TIMEOUT = 30.0
@@ -67,6 +77,13 @@ class ClusterBudget:
     pauses every one of them for the server's ``Retry-After``. Without limits, only that
     shared pause applies.
 
+    With ``spend_limit=SpendLimit(max_units=...)`` the quota units of every actor together
+    stay within ``max_units``: each attempt reserves its worst case from the cluster's limit
+    before it is sent (in blocks the coordinator hands out, so most attempts cost no round
+    trip) and settles to its real usage after; an actor that dies counts all it held as
+    spent, and a restarted coordinator remembers what was committed.
+    ``budget.client_spend_limit()`` gives one client its share (the steps do it for you).
+
     Two ``ClusterBudget`` objects with the same ``name`` and ``namespace`` are one budget
     (jobs sharing a cluster can share it; give them ``detached=True`` so it outlives the
     first job, and ``shutdown()`` it when done).
@@ -81,6 +98,9 @@ class ClusterBudget:
     :param window: the limits hold in every span of this many seconds (a minute, as the
         names say; shorter in tests).
     :param detached: keep the coordinator when the job that made it ends.
+    :param spend_limit: a :class:`~routmy_async.SpendLimit` with ``max_units`` (and
+        ``default_output_tokens`` for requests without ``max_tokens``) for the whole cluster;
+        quota units only (``max_dollars`` is not shared across a cluster).
     :raises ValueError: a limit is invalid, or a budget of that name runs with other limits.
     :raises ImportError: Ray is not installed.
     """
@@ -95,12 +115,14 @@ class ClusterBudget:
         grant_seconds: float = 2.0,
         window: float = 60.0,
         detached: bool = False,
+        spend_limit: SpendLimit | None = None,
     ):
         settings = Settings(
             requests=requests_per_minute,
             tokens=tokens_per_minute,
             window=window,
             grant_seconds=grant_seconds,
+            **_spend_settings(spend_limit),
         )
         ray = _ray()
         # Restarted whenever it dies (its process killed, its node lost), and the calls in
@@ -134,13 +156,35 @@ class ClusterBudget:
         ``await limit.aclose()``."""
         return ClusterRateLimit(_RayCoordinator(self._handle), self._settings)
 
+    @property
+    def max_units(self) -> Decimal | None:
+        """The cluster's spend limit in quota units (``None``: no spend limit)."""
+        micro = self._settings.spend_units
+        return None if micro is None else Decimal(micro) / 10**6
+
+    def client_spend_limit(self) -> ClusterSpendLimit | None:
+        """A new :class:`ClusterSpendLimit` reserving from this budget's spend limit, for
+        one client of the calling process
+        (``AsyncRoutmy(spend_limit=budget.client_spend_limit())``), or ``None`` without one;
+        close it after the client with ``await limit.aclose()``, which gives back what it
+        holds unused. Its ``spend`` shows this process's share only: ``stats()["spend"]`` has
+        the cluster's."""
+        if self._settings.spend_units is None:
+            return None
+        return ClusterSpendLimit(
+            _RayCoordinator(self._handle),
+            default_output_tokens=self._settings.default_output_tokens,
+        )
+
     def stats(self) -> dict[str, Any]:
         """The coordinator's counters: ``joined`` and ``left`` (processes whose client
         closed), ``grants``, ``granted_requests``, ``returned_requests``, ``pauses`` (the
         pauses that held starts longer than before), ``paused_for`` (the seconds the current
         pause still holds, 0.0 when none does), ``spent_by_member`` (requests granted and
-        not given back) and ``restarted`` (this coordinator was brought back after a death;
-        the counters start again then)."""
+        not given back), ``restarted`` (this coordinator was brought back after a death;
+        the counters start again then) and ``spend`` (with a spend limit: the ``limit``,
+        ``spent``, ``held`` by the actors and ``held_by_member``, in quota units; else
+        ``None``)."""
         result: dict[str, Any] = _ray().get(self._handle.stats.remote(), timeout=_CALL_TIMEOUT)
         return result
 
@@ -209,6 +253,34 @@ class _RayCoordinator:
 
     async def leave(self, member: str, unused: Unused, settle: float) -> None:
         await _answer(self._handle.leave.remote(member, unused, settle))
+
+    async def spend_call(
+        self, member: str, seq: int, spent: int, returned: int, need: int, want: int
+    ) -> tuple[int, BookTotals]:
+        answer: tuple[int, BookTotals] = await _answer(
+            self._handle.spend_call.remote(member, seq, spent, returned, need, want)
+        )
+        return answer
+
+
+def _spend_settings(limit: SpendLimit | None) -> dict[str, Any]:
+    """The cluster settings of a spend limit given as a template."""
+    if limit is None:
+        return {}
+    if not isinstance(limit, SpendLimit):
+        raise TypeError(
+            f"spend_limit must be a routmy_async.SpendLimit(max_units=...), not {limit!r}"
+        )
+    spend = limit.spend
+    if spend.dollars is not None or spend.units is None:
+        raise ValueError(
+            "a cluster's spend limit counts quota units only: give SpendLimit(max_units=...) "
+            "without max_dollars"
+        )
+    return {
+        "spend_units": int(spend.units.limit * 10**6),
+        "default_output_tokens": limit.default_output_tokens,
+    }
 
 
 async def _answer(ref: Any, timeout: float = _CALL_TIMEOUT) -> Any:

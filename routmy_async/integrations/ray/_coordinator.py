@@ -12,8 +12,11 @@ outside the actor, in a :class:`Store` (Ray's GCS key-value store): a :class:`Sn
 how far ahead the lost book had dated grants. A restarted coordinator assumes the whole
 budget granted up to that point (``GrantLedger.assume_spent``): stricter for a span, never
 over the limit. The snapshot is saved before the grant that moves it is answered, with some
-slack so that it is written about once per ``_SAVE_SLACK`` grant windows, not per grant. A
-job's spend so far (for a spend limit) belongs in the same snapshot.
+slack so that it is written about once per ``_SAVE_SLACK`` grant windows, not per grant.
+
+A spend limit's book (``_spend_book``) is saved in the same snapshot, whole, before each
+answer that changed it: a restarted coordinator knows every block handed out and every
+member's last call (Ray sends a call the lost actor did not answer again).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Protocol
 
 import msgspec
 
 from ._grants import Grant, GrantLedger, Settings
+from ._spend_book import BookState, BookTotals, SpendBook
 
 __all__ = ["CoordinatorCore", "Snapshot", "Store"]
 
@@ -45,6 +50,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     horizon: float
     #: The first grant id not handed out yet: ids stay unique across restarts.
     next_id: int = 1
+    #: The spend limit's book (micro units), when the budget has one.
+    spend: BookState | None = None
 
 
 class Store(Protocol):
@@ -99,6 +106,8 @@ class CoordinatorCore:
             store.clear()  # a snapshot left by an earlier budget of this name
         self._saved_until = -math.inf
         self._save_ids = first_id
+        self._snapshot = snapshot or Snapshot(horizon=0.0, next_id=first_id)
+        self._book = _book_of(settings, snapshot)
         self._changed: asyncio.Event | None = None
         self._joined = 0
         self._left = 0
@@ -133,7 +142,36 @@ class CoordinatorCore:
         # Ids are reserved in blocks, so that a restart starts above every id handed out.
         self._save_ids = grant_id + 1_000
         horizon = self._wall() + self._saved_until - self._clock()
-        self._store.save(Snapshot(horizon=horizon, next_id=self._save_ids))
+        self._keep(horizon=horizon, next_id=self._save_ids)
+
+    def _keep(self, **changes: Any) -> None:
+        self._snapshot = msgspec.structs.replace(self._snapshot, **changes)
+        if self._store is not None:
+            self._store.save(self._snapshot)
+
+    async def spend_call(
+        self, member: str, seq: int, spent: int, returned: int, need: int, want: int
+    ) -> tuple[int, BookTotals]:
+        """One call of a member to the spend limit's book (``SpendBook.call``, in micro
+        units): what it spent and gives back since its last call, and a block of ``need``
+        (at least) to ``want`` (``0`` when not even ``need`` fits). Saved before the answer.
+
+        :raises RuntimeError: this budget has no spend limit.
+        """
+        book = self._book_or_raise()
+        given = book.call(member, seq, spent=spent, returned=returned, need=need, want=want)
+        self._keep(spend=book.state())
+        return given, book.totals()
+
+    @property
+    def spend_book(self) -> SpendBook | None:
+        """The spend limit's book (``None``: the budget has none)."""
+        return self._book
+
+    def _book_or_raise(self) -> SpendBook:
+        if self._book is None:
+            raise RuntimeError("this budget has no spend limit")
+        return self._book
 
     async def grant(
         self, member: str, requests: int, tokens: float, need_tokens: float, settle: float
@@ -194,4 +232,27 @@ class CoordinatorCore:
             "pauses": self._pauses,
             "paused_for": ledger.pause_state()[1],
             "spent_by_member": dict(ledger.spent),
+            "spend": self._spend_stats(),
         }
+
+    def _spend_stats(self) -> dict[str, Any] | None:
+        if self._book is None:
+            return None
+        totals = self._book.totals()
+        return {
+            "limit": _units(totals.limit),
+            "spent": _units(totals.spent),
+            "held": _units(totals.held),
+            "held_by_member": {name: _units(n) for name, n in self._book.held.items()},
+        }
+
+
+def _units(micro: int) -> Decimal:
+    return Decimal(micro) / 10**6
+
+
+def _book_of(settings: Settings, snapshot: Snapshot | None) -> SpendBook | None:
+    if settings.spend_units is None:
+        return None
+    state = snapshot.spend if snapshot is not None else None
+    return SpendBook(settings.spend_units, state=state)

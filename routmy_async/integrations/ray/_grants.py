@@ -65,6 +65,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tokens: float | None = None
     window: float = 60.0
     grant_seconds: float = 2.0
+    #: The cluster's spend limit in micro quota units (``None``: no spend limit).
+    spend_units: int | None = None
+    #: The output cap reserved for a request that sets none, under the spend limit.
+    default_output_tokens: int | None = None
 
     def __post_init__(self) -> None:
         check_limit("requests_per_minute", self.requests, minimum=1.0)

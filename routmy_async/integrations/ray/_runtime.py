@@ -20,6 +20,8 @@ from typing import Any, Protocol, TypeVar
 from ..._client import AsyncRoutmy
 from ..._exceptions import RoutmyError
 from ..._http._redact import SECRET_HEADERS
+from ..._spend import SpendLimit
+from ._cluster_spend import ClusterSpendLimit
 from ._limit import ClusterRateLimit
 
 __all__ = ["BudgetSource", "Runtime", "check_headers", "read_api_key"]
@@ -38,6 +40,13 @@ class BudgetSource(Protocol):
     def rate_limit(self) -> ClusterRateLimit:
         """A new rate limit for one client, spending the shared budget."""
         ...
+
+    def client_spend_limit(self) -> SpendLimit | None:
+        """A new spend limit for one client, reserving from the shared one (if any)."""
+        ...
+
+
+MakeClient = Callable[[ClusterRateLimit | None, SpendLimit | None], AsyncRoutmy]
 
 
 def read_api_key(variable: str) -> str:
@@ -160,29 +169,25 @@ class _Loop:
 class Runtime:
     """One actor's loop, client and share of the budget; closed once, from any thread."""
 
-    def __init__(
-        self,
-        make_client: Callable[[ClusterRateLimit | None], AsyncRoutmy],
-        budget: BudgetSource | None,
-    ):
+    def __init__(self, make_client: MakeClient, budget: BudgetSource | None):
         self._loop = _Loop()
         self._lock = threading.Lock()
         self._closed = False
+        self.spend: SpendLimit | None = None
         try:
             self.client, self.limit = self._loop.run(self._open(make_client, budget))
         except BaseException:
             self._loop.stop()
             raise
 
-    @staticmethod
     async def _open(
-        make_client: Callable[[ClusterRateLimit | None], AsyncRoutmy],
-        budget: BudgetSource | None,
+        self, make_client: MakeClient, budget: BudgetSource | None
     ) -> tuple[AsyncRoutmy, ClusterRateLimit | None]:
         limit = budget.rate_limit() if budget is not None else None
         if limit is not None:
             await limit.join()  # no watch yet: an idle actor keeps no call in flight
-        return make_client(limit), limit
+        self.spend = budget.client_spend_limit() if budget is not None else None
+        return make_client(limit, self.spend), limit
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         if self._closed:
@@ -213,5 +218,9 @@ class Runtime:
         try:
             await self.client.close()
         finally:
-            if self.limit is not None:
-                await self.limit.aclose()
+            try:
+                if isinstance(self.spend, ClusterSpendLimit):
+                    await self.spend.aclose()  # what it holds unused goes back
+            finally:
+                if self.limit is not None:
+                    await self.limit.aclose()

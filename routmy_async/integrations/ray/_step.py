@@ -35,6 +35,7 @@ from ..._client import AsyncRoutmy
 from ..._config import Timeout
 from ..._deprecation import RoutmyDeprecationWarning
 from ..._exceptions import ContentParseError, RoutmyError
+from ..._spend import SpendLimit
 from ..._structured import parse_completion
 from ...types._base import _plain_value
 from ...types.chat import ChatCompletion
@@ -103,8 +104,10 @@ class _Step:
         if default_headers is not None:
             options["default_headers"] = dict(default_headers)
 
-        def make_client(limit: ClusterRateLimit | None) -> AsyncRoutmy:
-            return AsyncRoutmy(api_key=key, base_url=base_url, rate_limit=limit, **options)
+        def make_client(limit: ClusterRateLimit | None, spend: SpendLimit | None) -> AsyncRoutmy:
+            return AsyncRoutmy(
+                api_key=key, base_url=base_url, rate_limit=limit, spend_limit=spend, **options
+            )
 
         self._runtime = Runtime(make_client, budget)
         self._finalizer = weakref.finalize(self, self._runtime.close)
