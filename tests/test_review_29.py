@@ -127,7 +127,7 @@ async def test_a_pool_of_256_workers_never_makes_the_server_answer_past_the_limi
                     outcome = "answered"
                 except SpendLimitError:
                     outcome = "refused"
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin on Python 3.10
                     outcome = "gave up"
                 except Exception as error:  # a 500 or 429 past the retries
                     outcome = type(error).__name__
