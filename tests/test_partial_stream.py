@@ -416,8 +416,9 @@ async def test_a_fence_that_never_closes_is_not_passed_off(client, mock):
 
 async def test_to_sse_partial_sends_the_value_as_it_grows(client, mock):
     """to_sse(format='partial') writes the answer so far as JSON frames, only when it
-    changed, then [DONE]."""
-    mock.reply_stream(content_stream(json.dumps(ORDER), size=6))
+    changed, then [DONE]. (The chunks come apart, so that most arrive alone: chunks that
+    arrive together make one frame.)"""
+    mock.reply_stream(content_stream(json.dumps(ORDER), size=6), chunk_delay=0.01)
     stream = await client.chat.completions.create(
         model="p/m", messages=ASK, stream=True, response_format=Order
     )

@@ -17,6 +17,10 @@ Frame format (https://html.spec.whatwg.org/multipage/server-sent-events.html):
   ``id:`` and ``data:`` lines, as received, and ``data: [DONE]`` if the upstream sent one;
 - ``format="partial"`` (chat and Responses streams with a JSON format): the answer so far as
   plain JSON values, ``data: <JSON>`` each time an item changes it, then ``data: [DONE]``;
+- ``format="patch"`` (the same streams): only what changed, ``data: [<operation>, ...]``
+  (``_partial_patch``), then ``data: [DONE]``: each byte of the answer is sent about once;
+- both partial formats coalesce: items that are ready together (read in one network read, or
+  waiting while the page's connection was slow to take the last frame) make one frame;
 - ``format="text"`` (chat and Responses): only the answer's text, each piece as
   ``data: <JSON string>`` (``JSON.parse(event.data)`` in the browser gives the text back,
   newlines included), then ``data: [DONE]``, which no JSON string can be;
@@ -33,7 +37,7 @@ import asyncio
 import functools
 import re
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import anyio
@@ -41,6 +45,7 @@ import msgspec
 
 from .._checks import is_number
 from .._exceptions import RoutmyError
+from .._partial_patch import PatchWriter
 from ..types._base import raw_json_of
 
 if TYPE_CHECKING:
@@ -130,11 +135,17 @@ class ServedStream(Protocol):
 
 
 class Framing(NamedTuple):
-    """How one kind of stream is served: each item's frame (``b""`` for none), and what
-    follows the last item (``None``: nothing)."""
+    """How one kind of stream is served: each item's frame (``b""`` for none), and the
+    frames that follow the last item.
+
+    ``coalesce``: the frame shows the stream's state, not the item, so an item whose next
+    one is ready at once makes no frame (the next one shows it too); ``end`` sends what the
+    last items changed.
+    """
 
     frame: Callable[[Any], bytes]
-    end: Callable[[Any], bytes | None]
+    end: Callable[[Any], Iterable[bytes]]
+    coalesce: bool = False
 
 
 async def _next_chunk(stream: ServedStream) -> Any:
@@ -172,7 +183,7 @@ async def sse_frames(
         # Closed before a single frame was served, and not by a failure: a mistake in the
         # endpoint, not something to tell the browser.
         raise _closed_unread_error()
-    frame_of = framing.frame
+    frame_of, coalesce = framing.frame, framing.coalesce
     loop = asyncio.get_running_loop()
     pending: asyncio.Task[Any] | None = None
     last_write = loop.time()
@@ -202,6 +213,8 @@ async def sse_frames(
                 return
             if chunk is _END:
                 break
+            if coalesce and buffered():
+                continue  # the next item is here already: one frame shows both
             try:
                 frame = frame_of(chunk)
             except RoutmyError as error:  # a partial value that cannot be read: not JSON
@@ -210,8 +223,7 @@ async def sse_frames(
             if frame:
                 yield frame
                 last_write = loop.time()
-        last = framing.end(stream)
-        if last is not None:
+        for last in _closing_frames(stream, framing):
             yield last
     finally:
         if pending is not None:
@@ -219,6 +231,14 @@ async def sse_frames(
         # close() never suspends; shielded all the same, so a cancelled request cannot cut it.
         with anyio.CancelScope(shield=True):
             await stream.close()
+
+
+def _closing_frames(stream: ServedStream, framing: Framing) -> list[bytes]:
+    """The framing's end; an error frame where it fails."""
+    try:
+        return list(framing.end(stream))
+    except RoutmyError as error:  # a partial value that cannot be read: not JSON
+        return [error_frame(error)]
 
 
 def _closed_unread_error() -> RuntimeError:
@@ -247,12 +267,12 @@ def _text_frame(chunk: Any) -> bytes:
     return b"data: " + _encode("".join(pieces)) + b"\n\n"
 
 
-def _done(stream: Any) -> bytes:
-    return DONE
+def _done(stream: Any) -> tuple[bytes, ...]:
+    return (DONE,)
 
 
-def _nothing(stream: Any) -> None:
-    return None
+def _nothing(stream: Any) -> tuple[bytes, ...]:
+    return ()
 
 
 def chat_framing(format: str) -> Framing:
@@ -284,41 +304,69 @@ def responses_framing(format: str, raw_events: deque[bytes]) -> Framing:
     return Framing(event_frame, _nothing)
 
 
-def partial_framing(read: Callable[[], Any], check: Callable[[], object]) -> Framing:
-    """A structured answer's partial value (``"partial"``): after each item, ``read()`` as
-    ``data: <JSON>`` when it differs from the last frame sent, then ``data: [DONE]``.
+def partial_framing(
+    read: Callable[[], Any], check: Callable[[], object], *, patches: bool = False
+) -> Framing:
+    """A structured answer's partial value: ``read()`` after the items that are ready
+    together, as ``data: <JSON>`` when it differs from the last frame sent (``"partial"``),
+    or only what changed as ``data: [<operation>, ...]`` (``patches``, ``"patch"``); then
+    ``data: [DONE]``.
 
-    Each frame is the whole value so far, so a page renders it as it is; an item that adds
-    nothing to the value (a role, a usage chunk, a string still inside an escape) sends
-    nothing. A page cannot tell a cut answer's last frame (``{"status": "shi"}``) from a
-    whole one, so at the end ``check()`` (the stream's final parse) runs first: what it
-    raises is sent as the last frame (``event: error``) instead of ``[DONE]``.
+    A whole-value frame lets a page render it as it is; an item that adds nothing to the
+    value (a role, a usage chunk, a string still inside an escape) sends nothing. A page
+    cannot tell a cut answer's last frame (``{"status": "shi"}``) from a whole one, so at the
+    end ``check()`` (the stream's final parse) runs first: what it raises is sent as the last
+    frame (``event: error``) instead of ``[DONE]``. Either way the frames before ``[DONE]``
+    leave the page holding the final parse's value.
     """
     last = [b""]
-
-    def end(stream: Any) -> bytes:
-        try:
-            check()
-        except RoutmyError as error:
-            return error_frame(error)
-        return DONE
+    writer = PatchWriter() if patches else None
 
     def frame(item: Any) -> bytes:
         value = read()
+        if writer is not None:
+            ops = writer.changes(value)
+            return data_frame(_json_of(ops)) if ops else b""
         if value is None:
             return b""
-        try:
-            data = _encode_partial(value)
-        except UnicodeEncodeError as error:
-            # A lone surrogate escape ("\ud800"): JSON text, but no Unicode (the final parse
-            # refuses it too). sse_frames sends it as the error frame that ends the body.
-            raise _not_unicode(error) from None
+        data = _json_of(value)
         if data == last[0]:
             return b""
         last[0] = data
         return data_frame(data)
 
-    return Framing(frame, end)
+    def end(stream: Any) -> Iterator[bytes]:
+        try:
+            check()
+        except RoutmyError as error:
+            # What the last items changed (a cut answer, as far as it came), if it reads.
+            try:
+                held = frame(None)
+            except RoutmyError:
+                held = b""
+            if held:
+                yield held
+            yield error_frame(error)
+            return
+        if writer is None:
+            held = frame(None)
+        else:
+            ops = writer.closing(read())
+            held = data_frame(_json_of(ops)) if ops else b""
+        if held:
+            yield held
+        yield DONE
+
+    return Framing(frame, end, coalesce=True)
+
+
+def _json_of(value: Any) -> bytes:
+    try:
+        return _encode_partial(value)
+    except UnicodeEncodeError as error:
+        # A lone surrogate escape ("\ud800"): JSON text, but no Unicode (the final parse
+        # refuses it too). sse_frames sends it as the error frame that ends the body.
+        raise _not_unicode(error) from None
 
 
 def _not_unicode(error: UnicodeEncodeError) -> RoutmyError:
@@ -344,9 +392,9 @@ def _raw_event_frame(event: Any) -> bytes:
     return head + data_frame(payload)
 
 
-def _raw_end(stream: Any) -> bytes | None:
+def _raw_end(stream: Any) -> tuple[bytes, ...]:
     # [DONE] only where the upstream sent one: a raw stream is served as it came.
-    return DONE if stream.saw_done else None
+    return (DONE,) if stream.saw_done else ()
 
 
 def raw_framing(format: str) -> Framing:

@@ -320,9 +320,9 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
         return chat_framing(format)
 
     def _check_format(self, format: str) -> None:
-        if format == "partial" and format not in self._sse_formats:
+        if format in ("partial", "patch") and format not in self._sse_formats:
             raise ValueError(
-                "format='partial' serves the answer's partial JSON: open the stream with a "
+                f"format={format!r} serves the answer's partial JSON: open the stream with a "
                 "JSON response_format (a msgspec.Struct or Pydantic model type, or a "
                 "json_schema or json_object format)"
             )
@@ -330,7 +330,7 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
     def to_sse(
         self,
         *,
-        format: Literal["chunks", "text", "partial"] = "chunks",
+        format: Literal["chunks", "text", "partial", "patch"] = "chunks",
         keepalive: float | None = 15.0,
     ) -> AsyncGenerator[bytes, None]:
         """The stream as the body of a ``text/event-stream`` response, frame by frame.
@@ -343,12 +343,16 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
             sent it (what OpenAI-compatible clients read); ``"text"``: only the first choice's
             text, each piece as ``data: <JSON string>``; ``"partial"`` (a stream with a JSON
             ``response_format``): the first choice's answer so far, as plain JSON values, in
-            a ``data: <JSON>`` frame each time a chunk changes it (a page renders each frame
-            whole). All three end with ``data: [DONE]``.
+            a ``data: <JSON>`` frame each time it grows (a page renders each frame whole);
+            ``"patch"`` (the same streams): only what changed, ``data: [<operation>, ...]``,
+            so the bytes sent grow with the answer, not its square (a page applies each
+            frame to what it holds; see the structured-output guide). Chunks that are ready
+            together make one ``"partial"`` or ``"patch"`` frame. All end with
+            ``data: [DONE]``.
         :param keepalive: seconds of silence after which a ``: keep-alive`` comment is
             written (again every as many seconds); ``None`` for none.
-        :raises ValueError: an unknown ``format`` (``"partial"`` on a stream without a JSON
-            ``response_format``), or ``keepalive`` not positive.
+        :raises ValueError: an unknown ``format`` (``"partial"`` or ``"patch"`` on a stream
+            without a JSON ``response_format``), or ``keepalive`` not positive.
 
         An error inside the stream (an upstream error frame, a cut connection, a timeout, a
         field that failed eager validation) becomes the last frame, ``event: error`` with
@@ -362,7 +366,7 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
     def to_streaming_response(
         self,
         *,
-        format: Literal["chunks", "text", "partial"] = "chunks",
+        format: Literal["chunks", "text", "partial", "patch"] = "chunks",
         keepalive: float | None = 15.0,
         headers: Mapping[str, str] | None = None,
         status_code: int = 200,

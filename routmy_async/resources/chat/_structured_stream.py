@@ -31,7 +31,7 @@ __all__ = ["StructuredChatCompletionStream", "stream_class_for"]
 class StructuredChatCompletionStream(ChatCompletionStream):
     """A ``ChatCompletionStream`` that follows each choice's JSON answer (see the module)."""
 
-    _sse_formats = ("chunks", "text", "partial")
+    _sse_formats = ("chunks", "text", "partial", "patch")
 
     def __init__(self, context: StreamContext, *, partial_format: PartialFormat):
         super().__init__(context)
@@ -80,16 +80,18 @@ class StructuredChatCompletionStream(ChatCompletionStream):
         return None if answer is None else answer.value()
 
     def _framing(self, format: str) -> Framing:
-        if format == "partial":
+        if format in ("partial", "patch"):
             from ..._streaming._sse_out import partial_framing
 
-            return partial_framing(self._partial_json, self._check_answer)
+            return partial_framing(
+                self._partial_json, self._check_answer, patches=format == "patch"
+            )
         return super()._framing(format)
 
     def _check_answer(self) -> None:
-        """At the end of a ``"partial"`` body: the final parse, which raises what is wrong
-        with the answer (cut by the token limit, not fitting the type); a dict format's
-        answer is at least whole JSON."""
+        """At the end of a ``"partial"`` or ``"patch"`` body: the final parse, which raises
+        what is wrong with the answer (cut by the token limit, not fitting the type); a dict
+        format's answer is at least whole JSON."""
         answer = self._answers.get(0)
         if answer is not None:
             answer.check_whole()

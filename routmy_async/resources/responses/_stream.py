@@ -251,9 +251,9 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
         return responses_framing(format, raws)
 
     def _check_format(self, format: str) -> None:
-        if format == "partial" and format not in self._sse_formats:
+        if format in ("partial", "patch") and format not in self._sse_formats:
             raise ValueError(
-                "format='partial' serves the answer's partial JSON: open the stream with a "
+                f"format={format!r} serves the answer's partial JSON: open the stream with a "
                 "JSON text_format (a msgspec.Struct or Pydantic model type, or a json_schema "
                 "or json_object format)"
             )
@@ -261,7 +261,7 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
     def to_sse(
         self,
         *,
-        format: Literal["events", "text", "partial"] = "events",
+        format: Literal["events", "text", "partial", "patch"] = "events",
         keepalive: float | None = 15.0,
     ) -> AsyncGenerator[bytes, None]:
         """The stream as the body of a ``text/event-stream`` response, frame by frame (see
@@ -273,11 +273,12 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
             ``[DONE]``, the last event ends it); ``"text"``: only the output text, each piece
             as ``data: <JSON string>``, then ``data: [DONE]``; ``"partial"`` (a stream with
             a JSON ``text_format``): the answer so far as plain JSON values, a ``data: <JSON>``
-            frame each time an event changes it, then ``data: [DONE]``.
+            frame each time it grows, then ``data: [DONE]``; ``"patch"``: only what changed,
+            as on a chat stream.
         :param keepalive: seconds of silence after which a ``: keep-alive`` comment is
             written (again every as many seconds); ``None`` for none.
-        :raises ValueError: an unknown ``format`` (``"partial"`` on a stream without a JSON
-            ``text_format``), or ``keepalive`` not positive.
+        :raises ValueError: an unknown ``format`` (``"partial"`` or ``"patch"`` on a stream
+            without a JSON ``text_format``), or ``keepalive`` not positive.
         """
         self._check_format(format)
         return self._serve_sse(self._framing, format, self._sse_formats, keepalive)
@@ -285,7 +286,7 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
     def to_streaming_response(
         self,
         *,
-        format: Literal["events", "text", "partial"] = "events",
+        format: Literal["events", "text", "partial", "patch"] = "events",
         keepalive: float | None = 15.0,
         headers: Mapping[str, str] | None = None,
         status_code: int = 200,

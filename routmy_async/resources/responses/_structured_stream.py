@@ -31,7 +31,7 @@ __all__ = ["StructuredResponseStream", "stream_class_for"]
 class StructuredResponseStream(ResponseStream):
     """A ``ResponseStream`` that follows its JSON answer (see the module)."""
 
-    _sse_formats = ("events", "text", "partial")
+    _sse_formats = ("events", "text", "partial", "patch")
 
     def __init__(self, context: StreamContext, *, partial_format: PartialFormat):
         super().__init__(context)
@@ -84,14 +84,17 @@ class StructuredResponseStream(ResponseStream):
         return None if answer is None else answer.value()
 
     def _framing(self, format: str) -> Framing:
-        if format == "partial":
+        if format in ("partial", "patch"):
             from ..._streaming._sse_out import partial_framing
 
-            return partial_framing(self._partial_json, self._check_answer)
+            return partial_framing(
+                self._partial_json, self._check_answer, patches=format == "patch"
+            )
         return super()._framing(format)
 
     def _check_answer(self) -> None:
-        """At the end of a ``"partial"`` body: the final parse (see the chat stream's)."""
+        """At the end of a ``"partial"`` or ``"patch"`` body: the final parse (see the chat
+        stream's)."""
         if self._first is not None:
             self._first.check_whole()
         self._final_response()
