@@ -120,9 +120,12 @@ async def extract_stream(q: str, request: Request) -> StreamingResponse:
     upstream = await client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": q}], stream=True, response_format=Order
     )
-    # The answer so far as JSON, one frame each time it grows: {"id": "A-1"}, then
-    # {"id": "A-123", "status": "sh"}, ... then [DONE]. The page fills its form from each.
-    return upstream.to_streaming_response(format="partial", keepalive=10)
+    # Only what changed, one frame each time the answer grows: [["set", [], {"id": "A-1"}]],
+    # then [["append", ["id"], "23"], ["merge", [], {"status": "sh"}]], ... then [DONE]. The
+    # page applies each to the answer it holds (applyPatch below) and fills its form from it;
+    # the bytes sent grow with the answer, not its square (format="partial" sends the whole
+    # answer each time, simpler for small answers).
+    return upstream.to_streaming_response(format="patch", keepalive=10)
 
 
 FORM = """<!doctype html>
@@ -151,20 +154,36 @@ const fields = {id: document.getElementById("id"), status: document.getElementBy
 const status = document.getElementById("status");
 let source = null;
 
+// A patch frame is a list of [operation, path, data]: the value at `path` (keys and indices
+// from the root) is set, its string appended to, its array extended, or its object merged.
+function applyPatch(value, ops) {
+  const box = {value};
+  for (const [op, path, data] of ops) {
+    let parent = box, key = "value";
+    for (const step of path) [parent, key] = [parent[key], step];
+    if (op === "set") parent[key] = data;
+    else if (op === "append") parent[key] += data;
+    else if (op === "extend") for (const item of data) parent[key].push(item);
+    else if (op === "merge") Object.assign(parent[key], data);
+  }
+  return box.value;
+}
+
 function extract(message) {
   if (source) source.close();
   for (const input of Object.values(fields)) input.value = "";
   status.textContent = "streaming";
   source = new EventSource("/extract/stream?q=" + encodeURIComponent(message));
+  let order = null;
   source.onmessage = (event) => {
     if (event.data === "[DONE]") {
       source.close();
       status.textContent = "done";
       return;
     }
-    // Each frame is the whole answer so far: a field appears once its value begins, and a
-    // text grows as it arrives.
-    const order = JSON.parse(event.data);
+    // Each frame says what changed: a field appears once its value begins, and a text
+    // grows as it arrives.
+    order = applyPatch(order, JSON.parse(event.data));
     for (const [name, input] of Object.entries(fields)) {
       if (typeof order[name] === "string") input.value = order[name];
     }

@@ -219,3 +219,42 @@ async def test_the_form_fills_itself_as_the_answer_streams(browser, monkeypatch,
         assert [r.json["response_format"]["json_schema"]["name"] for r in mock.requests] == [
             "Order"
         ]
+
+
+async def test_the_forms_apply_patch_rebuilds_any_answer_in_the_browser(browser, monkeypatch):
+    """The example's applyPatch (JavaScript, in the /form page), given the patches of an
+    answer with nesting, escapes, non-ASCII text and a key written twice, one frame per
+    small delta, holds what JSON.parse of the whole answer gives."""
+    import msgspec
+
+    from routmy_async._partial_json import PartialJSON
+    from routmy_async._partial_patch import PatchWriter
+
+    answer = {
+        "title": 'say "hi"\n\\ é😀 ' * 20,
+        "rows": [
+            {"n": n, "tags": ["a", str(n)], "ok": n % 2 == 0, "none": None} for n in range(40)
+        ],
+        "nested": {"deep": {"list": [[1, 2], [], {"x": "y"}]}},
+    }
+    text = json.dumps(answer)[:-1] + ', "title": "again"}'  # the last "title" wins
+    parser, writer, frames = PartialJSON(), PatchWriter(), []
+    for start in range(0, len(text), 5):
+        parser.feed(text[start : start + 5])
+        if ops := writer.changes(parser.value):
+            frames.append(msgspec.json.encode(ops).decode())
+    frames.append(msgspec.json.encode(writer.closing(parser.finish())).decode())
+    async with serve_example(monkeypatch) as (base, _, _):
+        _, session = await open_page(browser, f"{base}/form")
+        expression = (
+            f"JSON.stringify({json.dumps(frames)}"
+            ".reduce((value, frame) => applyPatch(value, JSON.parse(frame)), null))"
+        )
+        for _ in range(100):
+            result = await browser.send(
+                "Runtime.evaluate", session, expression=expression, returnByValue=True
+            )
+            if "exceptionDetails" not in result:  # the page's script has loaded
+                break
+            await asyncio.sleep(0.05)
+        assert json.loads(result["result"]["value"]) == json.loads(text)

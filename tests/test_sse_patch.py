@@ -54,7 +54,7 @@ def page_of(frames: list[bytes]) -> Any:
 
 def big_answer(size: int) -> dict[str, Any]:
     """A JSON answer of about ``size`` bytes: many small records, a long text, numbers."""
-    records = []
+    records: list[dict[str, Any]] = []
     while len(json.dumps(records)) < size - size // 4:
         n = len(records)
         records.append({"name": f"item {n} é😀", "price": n * 1.25, "tags": ["a", str(n)]})
