@@ -28,8 +28,9 @@ in place, so the longer string is built when read; for long strings read after e
 is one memory copy of the string per read).
 
 **Around the JSON.** A byte order mark and whitespace before the value are skipped. A Markdown
-fence (```` ```json ```` or a bare ```` ``` ````) opening the text is skipped, and the closing
-fence ends the answer: whatever follows it is ignored. Anything else after the value is an
+fence (```` ```json ```` or a bare ```` ``` ````) opening the text is skipped, up to its line
+break or to an object or array that begins on its line (```` ```json {"a": 1}``` ````), and the
+closing fence ends the answer: whatever follows it is ignored. Anything else after the value is an
 error. The grammar is RFC 8259's: no ``NaN``, no comments, no trailing commas.
 
 **Errors.** Text that cannot become JSON raises ``InvalidJSONError`` from ``feed`` as soon as it
@@ -120,6 +121,8 @@ _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
 # control-character errors, and the same result.
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 _FENCE = "```"
+# Where the opening fence's line ends: its line break, or an object or array on that line.
+_FENCE_LINE_END = re.compile(r"[\n{\[]")
 _BOM = "\ufeff"
 _NOTHING: Any = object()
 
@@ -423,12 +426,7 @@ class PartialJSON:
         if state == _AFTER_FENCE:
             return len(text)
         if state == _OPENING_FENCE:
-            # The fence's info string (``json``) runs to the end of its line.
-            newline = text.find("\n", index)
-            if newline < 0:
-                return len(text)
-            self._state = _VALUE
-            return newline + 1
+            return self._fence_line(text, index)
         char = text[index]
         if state == _START and char == _BOM and self._fed - len(text) + index == 0:
             return index + 1
@@ -446,6 +444,16 @@ class PartialJSON:
             self._state = _VALUE
             return index
         raise _Invalid(index, f"unexpected {char!r} after the JSON value")
+
+    def _fence_line(self, text: str, index: int) -> int:
+        """The rest of the opening fence's line: its info string (``json``) runs to the end
+        of the line, or to a ``{`` or ``[`` that begins the JSON on the same line, as some
+        models write it (```` ```json {"a": 1}``` ````)."""
+        found = _FENCE_LINE_END.search(text, index)
+        if found is None:
+            return len(text)
+        self._state = _VALUE
+        return found.end() if found.group() == "\n" else found.start()
 
     # -- building the value --------------------------------------------------------------
 

@@ -25,6 +25,7 @@ raises ``InvalidJSONError``); the answer stays broken after that.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 _FENCE = "```"
+_FENCE_LINE_END = re.compile(r"[\n{\[]")
 
 
 class PartialAnswer:
@@ -386,20 +388,23 @@ def take_validate(params: dict[str, Any], *, stream: object) -> Any:
 def json_text(text: str) -> str:
     """The JSON inside a model's answer: a byte order mark and whitespace before it skipped,
     and a Markdown fence (```` ```json ````, or a bare ```` ``` ````) around it removed, as
-    the incremental parser reads it. Anything else is returned as it is."""
+    the incremental parser reads it (the JSON on the fence's line or on the next). Anything
+    else is returned as it is."""
     start = 0
     if text.startswith("\ufeff"):
         start = 1
     stripped = text[start:].lstrip()
     if not stripped.startswith(_FENCE):
         return text[start:] if start else text
-    body_at = stripped.find("\n")
-    if body_at < 0:
+    # The fence's line ends at its line break, or where an object or array begins on it.
+    line_end = _FENCE_LINE_END.search(stripped, len(_FENCE))
+    if line_end is None:
         return stripped  # only the opening fence: not JSON, and the decoder says so
+    body_at = line_end.end() if line_end.group() == "\n" else line_end.start()
     # JSON strings cannot hold a raw line break, so "\n```" is the closing fence.
     end = stripped.find("\n" + _FENCE, body_at)
     if end < 0:
         end = stripped.rfind(_FENCE)
-        if end <= body_at:
+        if end < body_at:
             end = len(stripped)
-    return stripped[body_at + 1 : end]
+    return stripped[body_at:end]

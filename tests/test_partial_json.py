@@ -162,6 +162,9 @@ def test_a_bom_after_the_start_is_an_error():
         '```json\n{"a": [1, "x"]}\n```',
         '```\n{"a": [1, "x"]}\n```\nThat is the order.',
         '  ```json  \r\n{"a": [1, "x"]}```',
+        '```json {"a": [1, "x"]}```',  # the fence and the JSON on one line
+        '```JSON{"a": [1, "x"]}\n```',
+        '```{"a": [1, "x"]} ```',
     ],
 )
 def test_partials_read_inside_a_markdown_fence_at_every_split(text):

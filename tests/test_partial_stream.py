@@ -354,6 +354,9 @@ async def test_eager_with_a_schema_dict_checks_the_schema(client, mock):
     [
         "```json\n{}\n```",
         "```\n{}\n```\nHope this helps.",
+        "```json {}```",  # the fence and the JSON on one line
+        "```{}```",
+        "```json {}",  # a one-line fence that never closes
         "\ufeff  {}",
         "\n\n  {}  \n",
     ],
