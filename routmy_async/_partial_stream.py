@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._partial_json import JSONListener, PartialJSON
 
 __all__ = [
+    "FrozenView",
     "PartialAnswer",
     "PartialFormat",
     "PartialView",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 _FENCE = "```"
+_UNREAD: Any = object()
 _FENCE_LINE_END = re.compile(r"[\n{\[]")
 
 
@@ -146,6 +148,10 @@ class PartialAnswer:
         parser = self._feed_to(len(self._pieces))
         if not parser.done:
             parser.finish()
+
+    def ended_at(self, at: int) -> bool:
+        """Whether the first ``at`` deltas are the whole answer (its choice finished)."""
+        return self._ended and at == len(self._pieces)
 
     def text(self, at: int | None = None) -> str:
         """The text of the first ``at`` deltas (all of them by default)."""
@@ -263,11 +269,67 @@ class PartialView:
         """
         return self._answer.value(self._at)
 
+    def frozen(self) -> FrozenView:
+        """This event's look, on its own: its text, parsed when read (what a copy keeps)."""
+        answer = self._answer
+        return FrozenView(answer.text(self._at), ended=answer.ended_at(self._at))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as what it shows: the answer's later deltas stay behind.
+        return self.frozen().__reduce__()
+
     def __repr__(self) -> str:
         return f"<partial answer at delta {self._at}>"
 
 
-def attach_view(event: Any, view: PartialView) -> None:
+class FrozenView:
+    """An event's look at its answer, held on its own (a deep copy's, an unpickled event's):
+    the text up to the event, parsed the first time ``parsed`` is read; it never changes.
+
+    :param ended: the text is the whole answer (a number ending it is complete).
+    """
+
+    __slots__ = ("_ended", "_text", "_value")
+
+    def __init__(self, text: str, ended: bool = False) -> None:
+        self._text = text
+        self._ended = ended
+        self._value: Any = _UNREAD
+
+    def snapshot(self) -> str:
+        """The text up to and including the event's delta."""
+        return self._text
+
+    def parsed(self) -> Any:
+        """The partial value at the event, as plain JSON values.
+
+        :raises InvalidJSONError: the text cannot become JSON.
+        """
+        if self._value is _UNREAD:
+            from ._exceptions import InvalidJSONError
+            from ._partial_json import PartialJSON
+
+            parser = PartialJSON()
+            parser.feed(self._text)
+            if self._ended:
+                try:
+                    parser.finish()
+                except InvalidJSONError:
+                    pass  # cut short: shown as far as it came, as the live view does
+            self._value = parser.value
+        return self._value
+
+    def frozen(self) -> FrozenView:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenView, (self._text, self._ended))  # the value is parsed again when read
+
+    def __repr__(self) -> str:
+        return f"<partial answer of {len(self._text)} characters>"
+
+
+def attach_view(event: Any, view: PartialView | FrozenView) -> None:
     """Give a (frozen) delta event its view. The view is an attribute of the event, not one
     of its fields: ``msgspec.json.encode(event)`` gives the event as the server sent it (a
     view holds the whole answer, which has no JSON form of its own)."""
@@ -277,8 +339,10 @@ def attach_view(event: Any, view: PartialView) -> None:
 
 
 class ViewCopies:
-    """``copy.copy`` and ``copy.deepcopy`` of a delta event that keep its view (msgspec
-    copies only the fields): a copied event reads the same ``parsed`` as the original."""
+    """Copies and pickles of a delta event that keep what its ``snapshot`` and ``parsed``
+    read (msgspec copies and pickles only the fields). ``copy.copy`` shares the original's
+    view; ``copy.deepcopy`` and pickling keep the event's own look (``FrozenView``): its
+    text, parsed when read, which later deltas never change."""
 
     __slots__ = ()
 
@@ -294,17 +358,28 @@ class ViewCopies:
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         import copy
 
-        import msgspec
-
-        fields = {
-            field.name: copy.deepcopy(getattr(self, field.name), memo)
-            for field in msgspec.structs.fields(self)  # type: ignore[arg-type]
-        }
-        copied = type(self)(**fields)
+        fields = {name: copy.deepcopy(value, memo) for name, value in _fields_of(self).items()}
         view = self.__dict__.get("_view")
-        if view is not None:
-            attach_view(copied, view)
-        return copied
+        return _rebuilt(type(self), fields, None if view is None else view.frozen())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The view pickles as its FrozenView (PartialView.__reduce__).
+        return (_rebuilt, (type(self), _fields_of(self), self.__dict__.get("_view")))
+
+
+def _fields_of(event: Any) -> dict[str, Any]:
+    import msgspec
+
+    return {field.name: getattr(event, field.name) for field in msgspec.structs.fields(event)}
+
+
+def _rebuilt(kind: type, fields: dict[str, Any], view: FrozenView | None) -> Any:
+    """A delta event made again from its fields, with its view (a copy's, an unpickled
+    event's)."""
+    event = kind(**fields)
+    if view is not None:
+        attach_view(event, view)
+    return event
 
 
 class PartialFormat:

@@ -27,6 +27,7 @@ from routmy_async import (
 from routmy_async.testing import MockRoutmy
 from routmy_async.testing._mock import sse_frame
 from routmy_async.testing._replies import response_events, response_object
+from routmy_async.types import ContentDeltaEvent
 from tests.conftest import eventually
 
 ASK = [{"role": "user", "content": "an order please"}]
@@ -586,3 +587,39 @@ def test_any_split_of_an_answer_gives_consistent_partials(order, cuts):
     assert msgspec.json.decode(msgspec.json.encode(parsed)) == msgspec.json.decode(
         msgspec.json.encode(msgspec.convert(final, Order))
     )
+
+
+async def test_a_pickled_or_deep_copied_delta_event_keeps_its_parsed_value(client, mock):
+    """Events kept across processes (pickle) or deep-copied keep snapshot and parsed: each
+    the event's own value at its delta, which later deltas never change (a plain copy shares
+    the original's)."""
+    import pickle
+
+    text = json.dumps(ORDER)
+    mock.reply_stream(content_stream(text, size=9))
+    async with client.chat.completions.stream(
+        model="p/m", messages=ASK, response_format=Order
+    ) as stream:
+        kept = []
+        async for event in stream.events():
+            if event.type == "content.delta":
+                kept.append((event, copy.deepcopy(event.parsed), event.snapshot))
+                frozen = copy.deepcopy(event)
+                assert frozen.parsed == event.parsed and frozen.parsed is not event.parsed
+    for event, parsed, snapshot in kept:
+        for again in (pickle.loads(pickle.dumps(event)), copy.deepcopy(event)):
+            assert type(again) is type(event) and again == event
+            assert again.snapshot == snapshot
+            assert again.parsed == parsed
+    assert pickle.loads(pickle.dumps(kept[-1][0])).parsed == ORDER
+
+    mock.reply_stream(response_stream(text), named=True, done=False)
+    async with client.responses.stream(model="p/m", input="x", text_format=Order) as stream:
+        deltas = [e async for e in stream if e.type == "response.output_text.delta"]
+    assert pickle.loads(pickle.dumps(deltas[-1])).parsed == ORDER
+    mock.reply_stream(response_stream(arguments='{"city": "Oslo"}'), named=True, done=False)
+    async with client.responses.stream(model="p/m", input="x") as plain:
+        calls = [e async for e in plain if e.type == "response.function_call_arguments.delta"]
+    assert pickle.loads(pickle.dumps(calls[-1])).parsed_arguments == {"city": "Oslo"}
+    plain_event = pickle.loads(pickle.dumps(ContentDeltaEvent(delta="x")))
+    assert plain_event.parsed is None and plain_event.snapshot is None

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from .._partial_stream import PartialView, ViewCopies
+from .._partial_stream import FrozenView, PartialView, ViewCopies
 from .chat import ChatCompletion, ImageOutput, ToolCall
 
 __all__ = [
@@ -43,7 +43,7 @@ class ContentDeltaEvent(ViewCopies, _Event, frozen=True, tag="content.delta", di
     # The answer this delta belongs to, and how far it had come: what snapshot and parsed are
     # built from when read. An attribute, not a field: never encoded (None on a stream
     # without a JSON format).
-    _view: ClassVar[PartialView | None] = None
+    _view: ClassVar[PartialView | FrozenView | None] = None
 
     @property
     def snapshot(self) -> str | None:
@@ -101,7 +101,7 @@ class ToolCallArgumentsDeltaEvent(
     arguments_delta: str
     id: str = ""
     # The call's arguments so far, for parsed_arguments (None: not followed); never encoded.
-    _view: ClassVar[PartialView | None] = None
+    _view: ClassVar[PartialView | FrozenView | None] = None
 
     @property
     def parsed_arguments(self) -> Any:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 
-from .._partial_stream import PartialView, ViewCopies
+from .._partial_stream import FrozenView, PartialView, ViewCopies
 from ._base import ResponseObject
 from .responses import (
     Response,
@@ -189,7 +189,7 @@ class ResponseTextDeltaEvent(
     delta: str = ""
     logprobs: list[dict[str, Any]] = []
     # Set by a stream with a JSON text_format: an attribute, not a field (never encoded).
-    _view: ClassVar[PartialView | None] = None
+    _view: ClassVar[PartialView | FrozenView | None] = None
 
     @property
     def snapshot(self) -> str | None:
@@ -270,7 +270,7 @@ class ResponseFunctionCallArgumentsDeltaEvent(
     output_index: int = 0
     delta: str = ""
     # Set by the stream as the delta is taken in: an attribute, not a field (never encoded).
-    _view: ClassVar[PartialView | None] = None
+    _view: ClassVar[PartialView | FrozenView | None] = None
 
     @property
     def parsed_arguments(self) -> Any:
