@@ -35,20 +35,26 @@ _NOTHING: Any = object()  # the page holds nothing yet (a JSON null is None)
 class PatchWriter:
     """Follows one growing JSON value and says what changed since the last call."""
 
-    __slots__ = ("_shown",)
+    __slots__ = ("_root", "_shown")
 
     def __init__(self) -> None:
         # What the page holds: our own copy, since the live value grows in place.
         self._shown: Any = _NOTHING
+        # The live value last looked at: another object is another answer (a Responses
+        # stream's next message), sent whole rather than compared with the last.
+        self._root: Any = None
 
     def changes(self, value: Any) -> list[list[Any]]:
         """The operations that turn what the page holds into ``value`` (``None`` before the
         value begins: nothing yet). Empty when nothing changed."""
         ops: list[list[Any]] = []
-        if self._shown is _NOTHING:
-            if value is not None:
-                ops.append(["set", [], value])
-                self._shown = _copy(value)
+        if value is None:
+            return ops  # nothing yet (a JSON null answer is sent by `closing`)
+        renewed = value is not self._root and type(value) in (dict, list)
+        self._root = value
+        if self._shown is _NOTHING or renewed:
+            ops.append(["set", [], value])
+            self._shown = _copy(value)
         else:
             self._shown = _diff([], value, self._shown, ops)
         return ops

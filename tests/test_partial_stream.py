@@ -623,3 +623,65 @@ async def test_a_pickled_or_deep_copied_delta_event_keeps_its_parsed_value(clien
     assert pickle.loads(pickle.dumps(calls[-1])).parsed_arguments == {"city": "Oslo"}
     plain_event = pickle.loads(pickle.dumps(ContentDeltaEvent(delta="x")))
     assert plain_event.parsed is None and plain_event.snapshot is None
+
+
+def two_message_response(first: str, second: str) -> dict[str, Any]:
+    """A response whose output holds two message items (a preamble or a first attempt, then
+    the answer), with these texts."""
+    response = response_object({"model": "p/m", "input": "x"}, created=1, serial=1)
+    [message] = [item for item in response["output"] if item["type"] == "message"]
+    later = copy.deepcopy(message)
+    message["content"][0]["text"] = first
+    later["id"] = message["id"] + "_2"
+    later["content"][0]["text"] = second
+    response["output"].append(later)
+    return response
+
+
+@pytest.mark.parametrize(
+    "first", ["I will read the order and answer in JSON.", json.dumps({**ORDER, "order_id": "X"})]
+)
+async def test_output_parsed_of_two_messages_is_the_last_messages_json(client, mock, first):
+    """A Responses answer with two message items (prose then JSON, or two JSON answers):
+    output_parsed is the JSON of the last message's text, the model's final answer, where it
+    failed on the two texts joined; output_text still joins them all. The stream agrees:
+    its partial, its final output_parsed and a 'patch' page all end on the last answer."""
+    response = two_message_response(first, json.dumps(ORDER))
+    mock.reply_json(response)
+    parsed = await client.responses.parse(model="p/m", input="x", text_format=Order)
+    assert msgspec.to_builtins(parsed.output_parsed) == ORDER
+    assert parsed.output_text == first + json.dumps(ORDER)
+
+    mock.reply_stream(response_events(response, piece=7), named=True, done=False)
+    async with client.responses.stream(model="p/m", input="x", text_format=Order) as stream:
+        async for _ in stream:
+            pass
+        assert msgspec.to_builtins(stream.partial) == ORDER
+        final = await stream.get_final_response()
+    assert msgspec.to_builtins(final.output_parsed) == ORDER
+
+    if first.startswith("{"):  # a page following the answers sees the last one at the end
+        from tests.test_sse_patch import page_of
+
+        mock.reply_stream(response_events(response, piece=7), named=True, done=False)
+        served = await client.responses.create(
+            model="p/m", input="x", stream=True, text={"format": {"type": "json_object"}}
+        )
+        assert page_of([frame async for frame in served.to_sse(format="patch")]) == ORDER
+
+
+@pytest.mark.parametrize("format", ["partial", "patch"])
+async def test_a_prose_preamble_message_never_ends_a_partial_body(client, mock, format):
+    """A Responses answer whose first message is prose and whose last is the JSON, served
+    with its events apart (so the page reads the prose message while it is the latest): the
+    prose shows nothing and ends nothing; the page ends on the JSON answer, then [DONE]."""
+    from tests.test_sse_patch import data_of, page_of
+
+    response = two_message_response("I will read the order first.", json.dumps(ORDER))
+    mock.reply_stream(response_events(response, piece=7), named=True, done=False, chunk_delay=0.005)
+    served = await client.responses.create(
+        model="p/m", input="x", stream=True, text={"format": {"type": "json_object"}}
+    )
+    frames = [frame async for frame in served.to_sse(format=format)]
+    assert frames[-1] == b"data: [DONE]\n\n"
+    assert (page_of(frames) if format == "patch" else data_of(frames[-2])) == ORDER

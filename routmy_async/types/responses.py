@@ -577,7 +577,8 @@ class Response(TopLevelResponse, frozen=True):
 
     @property
     def output_parsed(self) -> Any:
-        """After ``responses.parse(text_format=T)``: the answer decoded into a ``T``."""
+        """After ``responses.parse(text_format=T)``: the answer decoded into a ``T``, from the
+        text of the last message (all of ``output_text`` when there is one message)."""
         return output_parsed_of(self)
 
     @property

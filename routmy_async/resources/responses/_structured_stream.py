@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..._exceptions import ContentParseError
+from ..._exceptions import ContentParseError, InvalidJSONError
 from ..._partial_stream import PartialAnswer, PartialFormat, attach_view, partial_format
 from ..._streaming._context import StreamContext
 from ...types.response_events import (
@@ -36,9 +36,11 @@ class StructuredResponseStream(ResponseStream):
     def __init__(self, context: StreamContext, *, partial_format: PartialFormat):
         super().__init__(context)
         self._format = partial_format
-        # Each text part's answer, by (output_index, content_index); the first is `partial`.
+        # Each text part's answer, by (output_index, content_index). `partial` and the
+        # partial frames follow the latest (a later message is the answer output_parsed
+        # decodes; an earlier one, a preamble or a first try).
         self._answers: dict[tuple[int, int], PartialAnswer] = {}
-        self._first: PartialAnswer | None = None
+        self._latest: PartialAnswer | None = None
 
     async def __anext__(self) -> ResponseStreamEvent:
         event = await super().__anext__()
@@ -46,9 +48,7 @@ class StructuredResponseStream(ResponseStream):
             key = (event.output_index, event.content_index)
             answer = self._answers.get(key)
             if answer is None:
-                answer = self._answers[key] = self._format.answer()
-                if self._first is None:
-                    self._first = answer
+                answer = self._answers[key] = self._latest = self._format.answer()
             try:
                 view = answer.add(event.delta)
             except ContentParseError as error:
@@ -76,12 +76,19 @@ class StructuredResponseStream(ResponseStream):
 
     @property
     def partial(self) -> Any:
-        answer = self._first
+        answer = self._latest
         return None if answer is None else answer.typed()
 
     def _partial_json(self) -> Any:
-        answer = self._first
-        return None if answer is None else answer.value()
+        answer = self._latest
+        if answer is None:
+            return None
+        try:
+            return answer.value()
+        except InvalidJSONError:
+            # A message that is not JSON (a prose preamble) shows nothing: a later message may
+            # hold the answer, and the final parse, at the body's end, says whether one did.
+            return None
 
     def _framing(self, format: str) -> Framing:
         if format in ("partial", "patch"):
@@ -95,8 +102,8 @@ class StructuredResponseStream(ResponseStream):
     def _check_answer(self) -> None:
         """At the end of a ``"partial"`` or ``"patch"`` body: the final parse (see the chat
         stream's)."""
-        if self._first is not None:
-            self._first.check_whole()
+        if self._latest is not None:
+            self._latest.check_whole()
         self._final_response()
 
 

@@ -27,6 +27,7 @@ from ...types.responses import (
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputRefusal,
+    ResponseOutputText,
 )
 from ._params import check_input
 
@@ -103,8 +104,9 @@ class TextFormatFinalizer:
 
 
 def parse_response(response: Response, target: type[Any] | None) -> Response:
-    """Decode the response's text into ``target`` (plain JSON when ``None``) as
-    ``output_parsed``.
+    """Decode the response's answer into ``target`` (plain JSON when ``None``) as
+    ``output_parsed``: the text of its last message (the whole ``output_text`` when it has
+    one message; an earlier message is a preamble or a first try, kept in ``output``).
 
     :raises ContentParseError: the model refused, the response failed or is incomplete, it
         has no text, or the text does not fit.
@@ -137,8 +139,9 @@ def parse_response(response: Response, target: type[Any] | None) -> Response:
         raise ContentParseError(
             "the response has no message to parse", content=None, finish_reason=response.status
         )
-    # The JSON inside a Markdown fence, as the stream's partials read it.
-    json = json_text(text)
+    # The last message's text is the answer (an earlier one is a preamble or a first try);
+    # the JSON inside a Markdown fence, as the stream's partials read it.
+    json = json_text(_answer_text(response))
     if target is not None and not issubclass(target, msgspec.Struct):
         set_output_parsed(response, _validate_with_pydantic(response, json, target))
         return response
@@ -156,6 +159,19 @@ def parse_response(response: Response, target: type[Any] | None) -> Response:
         ) from None
     set_output_parsed(response, parsed)
     return response
+
+
+def _answer_text(response: Response) -> str:
+    """The text of the last message that has any (its ``output_text`` parts joined): what
+    ``output_parsed`` decodes. With one message, ``output_text``."""
+    messages = [item for item in response.output if isinstance(item, ResponseOutputMessage)]
+    for message in reversed(messages):
+        text = "".join(
+            part.text for part in message.content if isinstance(part, ResponseOutputText)
+        )
+        if text:
+            return text
+    return ""
 
 
 def _validate_with_pydantic(response: Response, json: str, model: type[Any]) -> Any:
