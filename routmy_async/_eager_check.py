@@ -291,6 +291,12 @@ def _problem(schema: dict[str, Any], value: Any, resolve: Any) -> str | None:
             ]
             if len(fitting) == 1:
                 return fitting[0]
+            tagged = _tagged_problem(schema, value, branches, problems)
+            if tagged is not None:
+                return tagged
+            if fitting:  # several of its kind, none fits: say why for each
+                reasons = "; or ".join(str(problem) for problem in fitting[:3])
+                return f"fits none of its choices: {reasons}"
             return f"must be {_describe_types(schema, resolve)}, got {_kind(value)}"
     if not _type_allows(schema.get("type"), value):
         return f"must be {_describe_types(schema, resolve)}, got {_kind(value)}"
@@ -324,6 +330,22 @@ def _problem(schema: dict[str, Any], value: Any, resolve: Any) -> str | None:
                 if inner is not None:
                     return f"[{index}] {inner}"
         return problem
+    return None
+
+
+def _tagged_problem(
+    schema: dict[str, Any], value: Any, branches: list[Any], problems: list[Any]
+) -> str | None:
+    """Of a tagged union's branches (a ``discriminator``), the problem of the one the
+    value's tag names: what is wrong with it as what it says it is."""
+    discriminator = schema.get("discriminator")
+    if not isinstance(discriminator, dict) or not isinstance(value, dict):
+        return None
+    tag = value.get(discriminator.get("propertyName"))
+    target = (discriminator.get("mapping") or {}).get(tag) if isinstance(tag, str) else None
+    for branch, problem in zip(branches, problems, strict=True):
+        if target is not None and isinstance(branch, dict) and branch.get("$ref") == target:
+            return str(problem)
     return None
 
 

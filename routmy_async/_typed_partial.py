@@ -8,7 +8,9 @@ every delta costs O(1), plus the string in progress:
 - an object of a Struct (or model) type is a ``Partial<Name>`` instance while it is open: every
   field ``None`` until its value is complete, then converted and validated with the field's
   own type (dates, enums, constrained numbers, nested Structs); once the object closes it is
-  replaced by a real instance of the type, built from the fields already converted;
+  replaced by a real instance of the type (a Struct built from the fields already converted, a
+  Pydantic model validated from the object's JSON, so each validator runs once). The object's
+  own after-code (``__post_init__``, an after model validator) runs then, not while it is open;
 - a list is the list of its converted items, growing; a dict, likewise;
 - a ``str`` field shows its string as far as it has arrived; a field whose type needs the
   whole string (a ``datetime``, an enum, a UUID) stays ``None`` until the string is complete;
@@ -183,7 +185,6 @@ class _ModelShape(_Shape):
             )
             for name, info in model.model_fields.items()
         }
-        self.deferred = any(slot.deferred for slot in self.fields.values())
 
     def start(self) -> Any:
         return self.partial_type.model_construct()
@@ -195,19 +196,12 @@ class _ModelShape(_Shape):
         setattr(partial, slot.attribute, value)
 
     def finish(self, partial: Any, plain: Any) -> Any:
-        # Validate from the converted fields: nested models pass through as they are, and the
-        # model's own validators (across fields) run, as they would on the whole answer.
+        # The object as the final parse reads it: its JSON, once, as it closes. Validating
+        # the fields already converted instead would run their validators a second time
+        # (an AfterValidator that multiplies, twice), and the model's own after-validators
+        # (across fields, or rewriting one) run here once, on the whole object.
         try:
-            if self.deferred:
-                # A field only the model's own code can read: the object as the final parse
-                # reads it (its JSON, once, as it closes).
-                return self.model.model_validate_json(msgspec.json.encode(plain))
-            present = {
-                alias: getattr(partial, slot.attribute)
-                for alias, slot in self.fields.items()
-                if alias in plain
-            }
-            return self.model.model_validate(present)
+            return self.model.model_validate_json(msgspec.json.encode(plain))
         except (ValueError, TypeError):  # Pydantic's ValidationError is a ValueError
             return _FAILED
 

@@ -419,3 +419,93 @@ async def test_a_lone_surrogate_escape_ends_a_partial_body_with_an_error_frame(c
     assert b"surrogate" in frames[-1]
     assert b"data: [DONE]\n\n" not in frames
     assert_no_open_connections(client)
+
+
+class Tenfold(pydantic.BaseModel):
+    """A field after-validator that is not idempotent, and an after model validator that
+    rewrites a field: each must run once on an object, as in the final parse."""
+
+    name: str
+    qty: Annotated[int, pydantic.AfterValidator(lambda value: value * 10)]
+
+    @pydantic.model_validator(mode="after")
+    def shout(self) -> Tenfold:
+        self.name = self.name.upper()
+        return self
+
+
+class Tenfolds(pydantic.BaseModel):
+    rows: list[Tenfold]
+    note: str
+
+
+class Shouted(msgspec.Struct):
+    name: str
+    qty: int
+
+    def __post_init__(self) -> None:
+        self.name = self.name.upper()
+
+
+class ShoutedRows(msgspec.Struct):
+    rows: list[Shouted]
+    note: str
+
+
+@pytest.mark.parametrize("target", [Tenfolds, ShoutedRows])
+async def test_an_objects_own_after_code_runs_once_when_it_closes(client, mock, target):
+    """A Pydantic after-validator (a field's AfterValidator, a model_validator(mode="after"))
+    or a Struct's __post_init__ runs on an object once it closes, as the final parse runs it:
+    the partial's complete objects equal the final parse's (qty 20, not a twice-validated
+    200). While an object is open its fields show as their types read them, before that
+    code has run (documented)."""
+    answer = {"rows": [{"name": "ab", "qty": 2}, {"name": "cd", "qty": 3}], "note": "n"}
+    mock.reply_stream(content_stream(json.dumps(answer), size=2))
+    partials, final = await stream_partials(client, target)
+    assert partials[-1] == final
+    tenfold = 10 if target is Tenfolds else 1
+    assert [(row.name, row.qty) for row in final.rows] == [("AB", 2 * tenfold), ("CD", 3 * tenfold)]
+    for partial in partials:
+        for row in (partial.rows or []) if partial is not None else []:
+            if isinstance(row, (Tenfold, Shouted)):  # a closed object: as the final parse has it
+                assert row in final.rows
+            elif row is not None:  # an open one: its fields as sent, its own code not run yet
+                assert row.name in (None, "", "a", "ab", "c", "cd")
+
+
+class Dot(msgspec.Struct, kw_only=True, tag_field="kind", tag="dot"):
+    size: Annotated[int, msgspec.Meta(ge=0)]
+
+    def __post_init__(self) -> None:
+        if self.size == 7:
+            raise ValueError("seven is unlucky")
+
+
+class Line(msgspec.Struct, kw_only=True, tag_field="kind", tag="line"):
+    length: int
+
+
+class Drawing(msgspec.Struct):
+    shape: Dot | Line
+    caption: str
+
+
+async def test_eager_checks_inside_a_union_of_models_follow_the_schema(client, mock):
+    """validate='eager' inside a tagged union of Structs: a field the schema refuses fails at
+    once, named by the branch its tag chose (not 'must be an object, got an object'); a
+    branch's own Python check (__post_init__) runs on the final parse only (documented)."""
+    from routmy_async import ContentParseError
+
+    bad = {"shape": {"kind": "dot", "size": -1}, "caption": "x" * 40}
+    mock.reply_stream(content_stream(json.dumps(bad), size=2))
+    with pytest.raises(FieldValidationError) as caught:
+        await stream_partials(client, Drawing, validate="eager")
+    assert caught.value.path == ("shape",)
+    assert caught.value.reason == "['size'] must be >= 0, got -1"
+
+    unlucky = {"shape": {"kind": "dot", "size": 7}, "caption": "x" * 40}
+    mock.reply_stream(content_stream(json.dumps(unlucky), size=2))
+    with pytest.raises(ContentParseError, match="seven is unlucky") as final:
+        await stream_partials(client, Drawing, validate="eager")
+    assert not isinstance(final.value, FieldValidationError)
+    assert final.value.content == json.dumps(unlucky)  # read to the end: the final parse's call
