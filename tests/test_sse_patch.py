@@ -4,6 +4,7 @@ together. Against a MockRoutmy on 127.0.0.1; the patch core by property tests.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -217,3 +218,43 @@ async def test_responses_streams_serve_patches_too(client, mock):
     with pytest.raises(ValueError, match="format='patch' serves"):
         chat.to_streaming_response(format="patch")
     await chat.close()
+
+
+async def test_a_page_that_fell_behind_gets_one_frame_for_what_waited(raw_server):
+    """The page has its first frame; then the server writes 200 chunks, one write each,
+    before the page reads again (its connection was slow): what waited is sent as one frame
+    or a few with the latest value (coalesced), not 200, and the page ends on the answer."""
+    from routmy_async import AsyncRoutmy
+    from tests.conftest import chunk as http_chunk
+    from tests.conftest import chunked_head, read_request
+
+    answer = {"title": "t" * 1600, "n": 1}
+    chunks = content_stream(json.dumps(answer), size=8)
+    page_has_first = asyncio.Event()
+    all_written = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(chunked_head() + http_chunk(sse_frame(chunks[0]) + sse_frame(chunks[1])))
+        await page_has_first.wait()
+        for item in chunks[2:]:
+            writer.write(http_chunk(sse_frame(item)))
+            await writer.drain()
+        writer.write(http_chunk(DONE) + b"0\r\n\r\n")
+        await writer.drain()
+        all_written.set()
+        await reader.read()  # until the client closes
+
+    async with raw_server(handler) as server:
+        async with AsyncRoutmy(api_key="k", base_url=server.base_url, max_retries=0) as client:
+            stream = await client.chat.completions.create(
+                model="p/m", messages=ASK, stream=True, response_format={"type": "json_object"}
+            )
+            frames = stream.to_sse(format="patch", keepalive=None)
+            first = [await frames.__anext__()]
+            page_has_first.set()
+            await asyncio.wait_for(all_written.wait(), 30)
+            rest = [frame async for frame in frames]
+    assert len(chunks) > 200
+    assert len(rest) <= 5, len(rest)  # frames for what waited, then [DONE]
+    assert page_of(first + rest) == answer
