@@ -29,7 +29,7 @@ from typing import Any
 
 from .._exceptions import SpendLimitError
 from .._hooks import Call, Hooks, StreamSummary
-from .._spend import Reservation, SpendLimit, prompt_token_bound
+from .._spend import Reservation, SpendLimit, prompt_token_bound, refusal
 
 __all__ = ["SpendGate"]
 
@@ -261,15 +261,7 @@ def _refusal(limit: SpendLimit, model: str, why: str, missing: str) -> SpendLimi
     spend = limit.spend
     totals = spend.units or spend.dollars
     assert totals is not None  # a limit has at least one of them
-    return SpendLimitError(
-        f"spend limit: refused a request to {model!r}: {why}",
-        model=model,
-        unit=totals.unit,
-        spent=totals.spent,
-        reserved=totals.reserved,
-        limit=totals.limit,
-        missing=missing,
-    )
+    return refusal(totals, model, why, missing=missing)
 
 
 def _unreadable_list(limit: SpendLimit, model: str, error: BaseException) -> SpendLimitError:

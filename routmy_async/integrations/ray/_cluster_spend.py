@@ -85,23 +85,14 @@ class ClusterSpendLimit(SpendLimit):
         """This process's name at the coordinator."""
         return self._member
 
-    async def make_room(
-        self,
-        model: str,
-        *,
-        input_tokens: int,
-        max_output_tokens: int | None,
-        choices: int = 1,
-    ) -> None:
+    async def _fetch_room(self, model: str, worst_cases: list[int]) -> None:
         """Hold blocks enough for this request's worst case, asking the coordinator when the
-        ones held are short.
+        ones held are short (:meth:`make_room` calls it).
 
         :raises SpendLimitError: the cluster has not even this request's worst case left.
         """
-        cases = self._worst_case(model, input_tokens, max_output_tokens, choices)
-        if cases is None:
-            return  # reserve() refuses it, naming why
-        ((ledger, worst),) = cases
+        (worst,) = worst_cases  # one ledger: the cluster's limit counts quota units
+        ledger = self._ledgers[0]
         self._largest = max(self._largest, worst)
         if worst <= self._unused():
             self._maybe_give_back(worst)
