@@ -341,7 +341,7 @@ class Pipeline:
         if self.spend_limits:
             gate = self.transport.spend
             assert gate is not None  # a client with a spend limit put its gate there
-            gate.begin(call, self.spend_limits)
+            gate.begin(call, self.spend_limits, spec.method, spec.path)
         return call
 
     # -- sending ----------------------------------------------------------------------------

@@ -51,6 +51,7 @@ __all__ = [
     "SpendSnapshot",
     "SpendTotals",
     "prompt_token_bound",
+    "refusal",
 ]
 
 Unit = Literal["units", "dollars"]
@@ -408,7 +409,13 @@ class SpendLimit:
                 self._refuse(ledger, model, estimate=amount, why="it does not fit the limit")
         for ledger, _, amount in holds:
             ledger.reserved += amount
-        return Reservation(model, input_tokens, output_tokens, holds)
+        held = Reservation(model, input_tokens, output_tokens, holds)
+        self._reserved(held)
+        return held
+
+    def _reserved(self, held: Reservation) -> None:
+        """The step after each reservation, before its attempt is sent: none here; a limit
+        that records where it stands (a batch run's journal) writes it down."""
 
     async def make_room(
         self,
@@ -424,10 +431,23 @@ class SpendLimit:
 
         :raises SpendLimitError: the capacity it asked for was refused.
         """
+        if not self.fetches_capacity:
+            return
+        worst_cases = self._worst_case(model, input_tokens, max_output_tokens, choices)
+        if worst_cases is not None:  # else reserve() refuses it, naming why
+            await self._fetch_room(model, worst_cases)
+
+    async def _fetch_room(self, model: str, worst_cases: list[int]) -> None:
+        """The step that makes room for a request's worst case in each ledger (in the order
+        of ``_ledgers``), for a limit that ``fetches_capacity``: a cluster's share asks its
+        coordinator. A plain limit has all its capacity here.
+
+        :raises SpendLimitError: the capacity it asked for was refused.
+        """
 
     def _worst_case(
         self, model: str, input_tokens: int, max_output_tokens: int | None, choices: int
-    ) -> list[tuple[_Ledger, int]] | None:
+    ) -> list[int] | None:
         """What :meth:`reserve` would hold in each ledger, with no side effect; ``None`` when
         it would refuse for another reason than room (unpriced, no cap, a bad count)."""
         cap = self.default_output_tokens if max_output_tokens is None else max_output_tokens
@@ -440,7 +460,7 @@ class SpendLimit:
             rate = self._rate(ledger, model)
             if rate is None:
                 return None
-            cases.append((ledger, rate.charge(input_tokens, cap * max(1, choices))))
+            cases.append(rate.charge(input_tokens, cap * max(1, choices)))
         return cases
 
     @property
@@ -490,22 +510,33 @@ class SpendLimit:
         missing: str | None = None,
     ) -> NoReturn:
         self._refused += 1
-        totals = ledger.totals()
-        scale = _SCALE[ledger.unit]
-        worst = None if estimate is None else Decimal(estimate) / scale
-        detail = f"spent {totals.spent}, reserved {totals.reserved}, limit {totals.limit}" + (
-            "" if worst is None else f", this request's worst case {worst}"
-        )
-        raise SpendLimitError(
-            f"spend limit: refused a request to {model!r}: {why} ({ledger.unit}: {detail})",
-            model=model,
-            unit=ledger.unit,
-            spent=totals.spent,
-            reserved=totals.reserved,
-            limit=totals.limit,
-            estimate=worst,
-            missing=missing,
-        )
+        worst = None if estimate is None else Decimal(estimate) / _SCALE[ledger.unit]
+        raise refusal(ledger.totals(), model, why, estimate=worst, missing=missing)
+
+
+def refusal(
+    totals: SpendTotals,
+    model: str,
+    why: str,
+    *,
+    estimate: Decimal | None = None,
+    missing: str | None = None,
+) -> SpendLimitError:
+    """The ``SpendLimitError`` of a request to ``model`` refused for ``why``, with where the
+    limit stands (``totals``) in its message and fields."""
+    detail = f"spent {totals.spent}, reserved {totals.reserved}, limit {totals.limit}" + (
+        "" if estimate is None else f", this request's worst case {estimate}"
+    )
+    return SpendLimitError(
+        f"spend limit: refused a request to {model!r}: {why} ({totals.unit}: {detail})",
+        model=model,
+        unit=totals.unit,
+        spent=totals.spent,
+        reserved=totals.reserved,
+        limit=totals.limit,
+        estimate=estimate,
+        missing=missing,
+    )
 
 
 _MISSING_HELP = {

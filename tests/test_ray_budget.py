@@ -297,6 +297,9 @@ async def test_two_actors_stay_within_one_cluster_spend_limit(fake_ray: FakeRay)
     assert used <= 600
     spend = budget.stats()["spend"]
     assert spend["limit"] == 600
+    assert spend["calls"] >= spend["blocks"] >= 1  # the round trips are counted
+    # A refused row does not ask again each time another settles: a refusal stands a while.
+    assert spend["calls"] < len(refused)
     assert spend["held"] == 0 and spend["held_by_member"] == {
         name: 0 for name in spend["held_by_member"]
     }

@@ -17,7 +17,6 @@ import pytest
 from routmy_async import (
     AsyncRoutmy,
     AutoConcurrency,
-    BatchFileError,
     Call,
     Hooks,
     RateLimitError,
@@ -320,12 +319,6 @@ async def test_the_mock_counts_every_choice_of_n_in_its_usage():
     assert spend.units.spent == one.usage.total_tokens + 2 * two.usage.total_tokens
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BatchFileError,
-    reason="issue 29 review, left open: the resume prices the output's answers by the model "
-    "the answer names, which a router may resolve to an id its models list does not have",
-)
 async def test_a_budgeted_run_resumes_when_the_server_answers_with_a_resolved_model(
     tmp_path: Path,
 ):

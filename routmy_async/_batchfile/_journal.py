@@ -80,7 +80,8 @@ def _bound_of(spend: SpendSnapshot, earlier: dict[str, Decimal]) -> bytes:
 
 class JournaledLimit(SpendLimit):
     """A run's spend limit that writes its upper bound to the journal at each reservation
-    (:meth:`reserve` runs just before an attempt is sent: the line is written first)."""
+    (:meth:`reserve` runs just before an attempt is sent: the line is written first, by
+    the step it takes after each reservation)."""
 
     __slots__ = ("_earlier", "_fd")
 
@@ -132,17 +133,7 @@ class JournaledLimit(SpendLimit):
             finally:
                 os.close(fd)
 
-    def reserve(
-        self,
-        model: str,
-        *,
-        input_tokens: int,
-        max_output_tokens: int | None,
-        choices: int = 1,
-    ) -> Reservation:
-        """:meth:`SpendLimit.reserve`, written to the journal before the attempt is sent."""
-        held = super().reserve(
-            model, input_tokens=input_tokens, max_output_tokens=max_output_tokens, choices=choices
-        )
+    def _reserved(self, held: Reservation) -> None:
+        """Each reservation is written to the journal before its attempt is sent."""
+        del held  # the bound written is the whole limit's, this attempt's hold included
         self.write_journal()
-        return held

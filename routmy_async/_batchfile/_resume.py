@@ -6,11 +6,14 @@ next run unless told not to); a line that does not decode is unreadable and neve
 a result. Only fingerprints are kept (see ``_idset``), so a million done ids cost 8 MB.
 The ``usage.cost`` of every answer is added up: what the output has cost so far; and the
 tokens of every answer, by model, which a run's spend limit counts as spent before it sends
-anything (``max_cost``, ``max_units``).
+anything (``max_cost``, ``max_units``). The model is the one the answer's request named, when
+the run read the input's (``_requested``): the rate the answer was reserved and settled at;
+else the one the answer names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ._idset import FingerprintCollector, FingerprintSet, fingerprint
@@ -75,7 +78,8 @@ class Resume:
         self.cost = cost
         #: Successful lines whose answer reported no cost.
         self.uncosted = uncosted
-        #: The answers' usage by model (a line with a usage but no model under ``""``).
+        #: The answers' usage by the model their request named (else the answer's; a line
+        #: with a usage and no model either way under ``""``).
         self.usage: dict[str, ModelUsage] = usage if usage is not None else {}
 
     @property
@@ -85,9 +89,15 @@ class Resume:
 
 
 class ResumeState:
-    """Collects the results of whole output lines; :meth:`finish` builds the :class:`Resume`."""
+    """Collects the results of whole output lines; :meth:`finish` builds the :class:`Resume`.
 
-    def __init__(self) -> None:
+    :param request_model: the model the input line of an id's fingerprint named (see
+        ``_requested``): an answer's usage is counted under its request's model, and under
+        the one the answer names when it gives ``None`` or is not given.
+    """
+
+    def __init__(self, request_model: Callable[[int], str | None] | None = None) -> None:
+        self._request_model = request_model
         self._ok = FingerprintCollector()
         self._scans: list[FileScan] = []
         self._cost = 0.0
@@ -108,15 +118,19 @@ class ResumeState:
         if seen is None:
             scan.unreadable += 1
             return
-        (self._ok if seen.ok else scan.failures).add(fingerprint(seen.custom_id))
+        value = fingerprint(seen.custom_id)
+        (self._ok if seen.ok else scan.failures).add(value)
         if seen.cost is not None:
             self._cost += seen.cost
         elif seen.ok:
             self._uncosted += 1
         if seen.input_tokens or seen.output_tokens or seen.cost is not None:
-            usage = self._usage.get(seen.model or "")
+            model = None if self._request_model is None else self._request_model(value)
+            if model is None:
+                model = seen.model or ""
+            usage = self._usage.get(model)
             if usage is None:
-                usage = self._usage[seen.model or ""] = ModelUsage()
+                usage = self._usage[model] = ModelUsage()
             usage.answers += 1
             usage.input_tokens += seen.input_tokens
             usage.output_tokens += seen.output_tokens

@@ -65,7 +65,8 @@ from ._lines import (
     success_line,
     usage_of,
 )
-from ._resume import Resume, ResumeState
+from ._requested import RequestModels, read_request_models
+from ._resume import ModelUsage, Resume, ResumeState
 from ._summary import (
     BatchCheck,
     BatchSummary,
@@ -119,8 +120,14 @@ async def _in_thread(function: Callable[..., T], *args: Any, stop: BatchStop, **
         raise
 
 
-def _read_resume(paths: list[Path], *, repair: bool, should_stop: Callable[[], bool]) -> Resume:
-    state = ResumeState()
+def _read_resume(
+    paths: list[Path],
+    *,
+    repair: bool,
+    should_stop: Callable[[], bool],
+    requested: RequestModels | None = None,
+) -> Resume:
+    state = ResumeState(None if requested is None else requested.model_of)
     for path in paths:
         scan = scan_file(path, state, repair=repair, should_stop=should_stop)
         if scan.torn:
@@ -417,7 +424,11 @@ class BatchRun:
                 held.callback(source.close)
                 try:
                     resume = await _in_thread(
-                        _read_resume, self._outputs, repair=True, stop=self._stop
+                        _read_resume,
+                        self._outputs,
+                        repair=True,
+                        stop=self._stop,
+                        requested=await self._request_models(),
                     )
                     check = await _in_thread(
                         check_input,
@@ -453,6 +464,15 @@ class BatchRun:
         if self._error is not None:
             raise BatchFileError(self._error, summary=summary)
         return summary
+
+    async def _request_models(self) -> RequestModels | None:
+        """The model each input line named, which prices the answers already in the output
+        under a budget (``None``: no budget, or no output to price)."""
+        if self._max_cost is None and self._max_units is None:
+            return None
+        if not any(path.is_file() and path.stat().st_size for path in self._outputs):
+            return None
+        return await _in_thread(read_request_models, self._source, stop=self._stop)
 
     def _plan(self, check: BatchCheck) -> None:
         summary = self.summary
@@ -583,12 +603,8 @@ class BatchRun:
                 except SpendLimitError as refused:
                     if refused.missing is None:
                         break  # already spent: the run sends nothing (see below)
-                    raise BatchFileError(
-                        f"{usage.answers:,} answer(s) of {model!r} already in "
-                        f"{self._outputs[0]} cannot be counted against the budget: "
-                        f"{refused.missing} is unknown for it; nothing was sent. Run into a "
-                        "new output file, or without the budget",
-                        check=check,
+                    raise _unpriced_answers(
+                        self._outputs[0], model, usage, refused, check
                     ) from refused
                 cost = usage.cost if usage.costed == usage.answers else None
                 held.settle(
@@ -758,6 +774,21 @@ class BatchRun:
                     )
                 except Stopped:
                     return
+
+
+def _unpriced_answers(
+    output: Path, model: str, usage: ModelUsage, refused: SpendLimitError, check: BatchCheck
+) -> BatchFileError:
+    """The error of a budgeted run whose output holds answers it cannot price: what they
+    used cannot be counted, and counting it as nothing would break the limit."""
+    # model: the one the answers' requests named, else the one each answer names
+    whose = f"of {model!r}" if model else "whose request and answer name no model"
+    return BatchFileError(
+        f"{usage.answers:,} answer(s) {whose} already in {output} cannot be counted against "
+        f"the budget: {refused.missing} is unknown for it; nothing was sent. Run into a new "
+        "output file, or without the budget",
+        check=check,
+    )
 
 
 def _has_room(limit: SpendLimit) -> bool:

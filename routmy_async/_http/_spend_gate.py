@@ -29,7 +29,7 @@ from typing import Any
 
 from .._exceptions import SpendLimitError
 from .._hooks import Call, Hooks, StreamSummary
-from .._spend import Reservation, SpendLimit, prompt_token_bound
+from .._spend import Reservation, SpendLimit, prompt_token_bound, refusal
 
 __all__ = ["SpendGate"]
 
@@ -39,15 +39,31 @@ ModelsLoader = Callable[[], Awaitable[Iterable[Mapping[str, Any]]]]
 _OUTPUT_CAPS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 # Operations that generate nothing: their reservation is the prompt alone.
 _NO_OUTPUT = frozenset({"embeddings"})
+# A raw request (``client.post(path, ...)``, operation "request") to an endpoint the SDK
+# models is priced as its typed call is; the gate sees the operation, not the URL, so the
+# path names it here.
+_RAW_PATHS = {
+    "/chat/completions": "chat",
+    "/responses": "responses",
+    "/embeddings": "embeddings",
+    "/images/generations": "images",
+    "/models": "models",
+}
+# Methods that read: a raw one to any path generates nothing (``client.get("/credits")``).
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_READ = "read"
 
 
 class _CallSpend:
-    """One call's limits and what its attempt in flight holds in each."""
+    """One call's limits, what it is priced as (an operation, ``"read"``, or ``None`` for a
+    raw request to a path no price is known for), and what its attempt in flight holds."""
 
-    __slots__ = ("held", "limits")
+    __slots__ = ("held", "limits", "priced_as", "target")
 
-    def __init__(self, limits: tuple[SpendLimit, ...]):
+    def __init__(self, limits: tuple[SpendLimit, ...], priced_as: str | None, target: str):
         self.limits = limits
+        self.priced_as = priced_as
+        self.target = target  # "POST /path", for the refusal of an unpriced one
         self.held: list[Reservation] = []
 
 
@@ -66,9 +82,12 @@ class SpendGate(Hooks):
         self._models: list[Mapping[str, Any]] | None = None
         self._loading: asyncio.Future[None] | None = None
 
-    def begin(self, call: Call, limits: tuple[SpendLimit, ...]) -> None:
-        """``call`` reserves in ``limits`` (its client's, innermost last)."""
-        call.state[self] = _CallSpend(limits)
+    def begin(self, call: Call, limits: tuple[SpendLimit, ...], method: str, path: str) -> None:
+        """``call`` (``method`` to ``path`` under the base URL) reserves in ``limits`` (its
+        client's, innermost last)."""
+        call.state[self] = _CallSpend(
+            limits, _priced_as(call.operation, method, path), f"{method} {path}"
+        )
 
     # -- before each attempt ----------------------------------------------------------------
 
@@ -78,6 +97,8 @@ class SpendGate(Hooks):
         model = _model_of(call)
         if spend is None or model is None or self._models is not None:
             return False
+        if spend.priced_as in (None, _READ):
+            return False  # nothing to price, or refused by admit() whatever the list says
         return not all(limit.knows(model) for limit in spend.limits)
 
     async def load_models(self, call: Call) -> None:
@@ -117,10 +138,10 @@ class SpendGate(Hooks):
         """
         spend: _CallSpend = call.state[self]
         model = _model_of(call)
-        if model is None:
-            return
+        if model is None or spend.priced_as in (None, _READ):
+            return  # nothing to price, or refused by admit()
         body = call.body or {}
-        cap = 0 if call.operation in _NO_OUTPUT else _output_cap(body)
+        cap = 0 if spend.priced_as in _NO_OUTPUT else _output_cap(body)
         for limit in spend.limits:
             if limit.fetches_capacity:
                 if self._models is not None and not limit.knows(model):
@@ -139,13 +160,17 @@ class SpendGate(Hooks):
         :raises SpendLimitError: it does not fit what is left, or cannot be priced.
         """
         spend: _CallSpend | None = call.state.get(self)
+        if spend is None or spend.priced_as == _READ:
+            return  # no limit, or a raw read: it generates nothing
+        if spend.priced_as is None:
+            raise _unpriced_endpoint(spend.limits[-1], _model_of(call) or "", spend.target)
         model = _model_of(call)
-        if spend is None or model is None:
-            return  # no limit, or no model and so no tokens: a models list, a raw GET
+        if model is None:
+            return  # no model and so no tokens: a models list
         if spend.held:
             self._settle_in_full(call)  # a previous attempt nobody settled: the worst case
         body = call.body or {}
-        cap = 0 if call.operation in _NO_OUTPUT else _output_cap(body)
+        cap = 0 if spend.priced_as in _NO_OUTPUT else _output_cap(body)
         prompt = prompt_token_bound(body)
         held: list[Reservation] = []
         try:
@@ -220,21 +245,43 @@ class SpendGate(Hooks):
         _count_on(call, held)
 
 
-def _unreadable_list(limit: SpendLimit, model: str, error: BaseException) -> SpendLimitError:
-    """The refusal of a call whose model could not be priced: the models list failed."""
+def _priced_as(operation: str, method: str, path: str) -> str | None:
+    """What a call is priced as: its operation; for a raw request, the operation of the
+    endpoint its path names, ``"read"`` for a reading method, else ``None`` (unpriced)."""
+    if operation != "request":
+        return operation
+    route = path.partition("?")[0].rstrip("/")
+    known = _RAW_PATHS.get(route)
+    if known is not None:
+        return known
+    return _READ if method.upper() in _READS else None
+
+
+def _refusal(limit: SpendLimit, model: str, why: str, missing: str) -> SpendLimitError:
     spend = limit.spend
     totals = spend.units or spend.dollars
     assert totals is not None  # a limit has at least one of them
-    return SpendLimitError(
-        f"spend limit: refused a request to {model!r}: the models list could not be read to "
-        f"price it ({type(error).__name__}: {error}); nothing is sent unpriced",
-        model=model,
-        unit=totals.unit,
-        spent=totals.spent,
-        reserved=totals.reserved,
-        limit=totals.limit,
-        missing="token_multiplier",
+    return refusal(totals, model, why, missing=missing)
+
+
+def _unreadable_list(limit: SpendLimit, model: str, error: BaseException) -> SpendLimitError:
+    """The refusal of a call whose model could not be priced: the models list failed."""
+    why = (
+        f"the models list could not be read to price it ({type(error).__name__}: {error}); "
+        "nothing is sent unpriced"
     )
+    return _refusal(limit, model, why, "token_multiplier")
+
+
+def _unpriced_endpoint(limit: SpendLimit, model: str, target: str) -> SpendLimitError:
+    """The refusal of a raw request to a path whose cost the limit cannot compute."""
+    known = ", ".join(sorted(_RAW_PATHS))
+    why = (
+        f"{target} is not an endpoint the spend limit can price (it prices {known}; a GET "
+        "is sent unpriced), so it is not sent rather than counted as free; send it with a "
+        "client that has no spend_limit (it is then not counted against this limit)"
+    )
+    return _refusal(limit, model, why, "endpoint")
 
 
 def _get(value: Any, name: str) -> Any:

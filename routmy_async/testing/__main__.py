@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument(
+        "--resolve-models",
+        action="store_true",
+        help="answers name <model>-2026-01-01, an id the models list does not have",
+    )
     quota = parser.add_argument_group("quota modes (a 429 with Retry-After beyond them)")
     quota.add_argument("--max-in-flight", type=int, default=None, help="requests answered at once")
     quota.add_argument("--rpm", type=int, default=None, help="requests admitted per minute")
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_in_flight": args.max_in_flight,
         "requests_per_minute": args.rpm,
         "latency_per_in_flight": args.latency_per_in_flight,
+        "resolve_models": args.resolve_models,
     }
     try:
         asyncio.run(

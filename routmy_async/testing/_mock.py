@@ -27,6 +27,8 @@ __all__ = ["MockRoutmy", "RecordedRequest", "Reply"]
 
 DEFAULT_KEY = "sk-mock-key"
 """The API key a ``MockRoutmy()`` accepts when none is given."""
+# What resolve_models appends to the model an answer names.
+_RESOLVED_SUFFIX = "-2026-01-01"
 _STORED_RESPONSES = 1000  # responses kept for previous_response_id (the "openrouter" flavor)
 
 Flavor = Literal["routmy", "openrouter"]
@@ -160,6 +162,10 @@ class MockRoutmy:
         context lengths and architectures in the models list, and stored responses that a
         ``previous_response_id`` continues (an unknown id is a 400). A test of a feature that
         needs those says so by asking for this flavor.
+    :param resolve_models: answer as a router that resolves the model asked for to an id
+        its models list does not have: a chat completion, a Responses object and an
+        embeddings list name ``<model>-2026-01-01`` (a dated snapshot, as OpenAI names its
+        answers) instead of the model the request named.
     """
 
     def __init__(
@@ -178,6 +184,7 @@ class MockRoutmy:
         quota_window: float = 60.0,
         quota_retry_after: float | None = None,
         latency_per_in_flight: float = 0.0,
+        resolve_models: bool = False,
     ):
         if flavor not in FLAVORS:
             raise ValueError(
@@ -200,6 +207,7 @@ class MockRoutmy:
             latency_per_in_flight=latency_per_in_flight,
         )
         self.stream_piece = stream_piece
+        self.resolve_models = resolve_models
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -583,6 +591,7 @@ class MockRoutmy:
         response = _replies.response_object(
             body, created=int(time.time()), serial=self._serial, earlier=earlier, cost=stateful
         )
+        self._resolve(response)
         if stateful and body.get("store", True) is not False:
             given = body.get("input")
             items = [{"role": "user", "content": given}] if isinstance(given, str) else given
@@ -603,7 +612,14 @@ class MockRoutmy:
         return await self._answer(request, self._embeddings_answer)
 
     def _embeddings_answer(self, body: Any) -> dict[str, Any]:
-        return _replies.embeddings_answer(body, cost=self.flavor != "routmy")
+        return self._resolve(_replies.embeddings_answer(body, cost=self.flavor != "routmy"))
+
+    def _resolve(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """With ``resolve_models``, the answer names the model's dated snapshot."""
+        model = answer.get("model")
+        if self.resolve_models and isinstance(model, str):
+            answer["model"] = f"{model}{_RESOLVED_SUFFIX}"
+        return answer
 
     async def _images(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, _replies.images_answer)
@@ -616,10 +632,12 @@ class MockRoutmy:
         created = int(time.time())
         cost = self.flavor != "routmy"
         if body.get("stream"):
-            return _replies.chat_chunks(
+            chunks = _replies.chat_chunks(
                 body, created=created, serial=self._serial, piece=self.stream_piece, cost=cost
             )
-        return _replies.chat_completion(body, created=created, serial=self._serial, cost=cost)
+            return [self._resolve(chunk) for chunk in chunks]
+        answer = _replies.chat_completion(body, created=created, serial=self._serial, cost=cost)
+        return self._resolve(answer)
 
     async def _answer(
         self,

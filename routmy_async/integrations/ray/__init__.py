@@ -183,8 +183,8 @@ class ClusterBudget:
         pause still holds, 0.0 when none does), ``spent_by_member`` (requests granted and
         not given back), ``restarted`` (this coordinator was brought back after a death;
         the counters start again then) and ``spend`` (with a spend limit: the ``limit``,
-        ``spent``, ``held`` by the actors and ``held_by_member``, in quota units; else
-        ``None``)."""
+        ``spent``, ``held`` by the actors and ``held_by_member``, in quota units, and the
+        coordinator's ``calls`` and the ``blocks`` they handed out; else ``None``)."""
         result: dict[str, Any] = _ray().get(self._handle.stats.remote(), timeout=_CALL_TIMEOUT)
         return result
 

@@ -112,6 +112,10 @@ class CoordinatorCore:
         self._joined = 0
         self._left = 0
         self._pauses = 0
+        # The spend limit's round trips since this coordinator started, and the blocks
+        # they handed out (how often an actor had to ask: a cost per row).
+        self._spend_calls = 0
+        self._blocks = 0
 
     async def settings(self) -> Settings:
         """The limits this coordinator enforces (a second budget of the same name must agree)."""
@@ -161,6 +165,8 @@ class CoordinatorCore:
         book = self._book_or_raise()
         given = book.call(member, seq, spent=spent, returned=returned, need=need, want=want)
         self._keep(spend=book.state())
+        self._spend_calls += 1
+        self._blocks += given > 0
         return given, book.totals()
 
     @property
@@ -244,6 +250,8 @@ class CoordinatorCore:
             "spent": _units(totals.spent),
             "held": _units(totals.held),
             "held_by_member": {name: _units(n) for name, n in self._book.held.items()},
+            "calls": self._spend_calls,
+            "blocks": self._blocks,
         }
 
 
