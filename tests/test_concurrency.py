@@ -217,6 +217,129 @@ def test_bounds_hold_for_any_sequence(max_concurrency, initial, backoff, script)
         assert controller.level <= max(first_level, 2 * controller.peak_in_flight + 1)
 
 
+def test_a_retried_loss_goes_into_a_freed_slot_before_any_new_start():
+    """A request whose attempt was refused and is retried is parked: no new request starts
+    while it waits, and its retry goes only into the slot a request leaving the server hands
+    it (or when nothing else is in flight). Its next loss cuts again: it is a start at the
+    lowered level."""
+    controller = AdaptiveConcurrency(max_concurrency=100, initial=9)
+    first, *others = fill(controller)
+    controller.lost(first)
+    assert (controller.level, controller.cuts, controller.parked) == (7, 1, 1)
+    assert controller.in_flight == 9  # the parked request is still the pool's
+    assert not controller.try_resume(first)  # eight on the server: no slot yet
+    assert controller.try_start() is None  # nor for a new request
+    controller.finish(others.pop(), "success")
+    assert controller.credits == 1 and controller.try_start() is None
+    assert controller.try_resume(first)  # into the slot the success freed
+    assert (controller.parked, controller.credits) == (0, 0)
+    assert controller.try_start() is None  # 8 in flight, level 7
+    controller.lost(first)
+    assert controller.cuts == 2
+    for ticket in others:
+        controller.finish(ticket, "neutral")  # a neutral failure left the server too
+    assert controller.try_resume(first)
+    controller.finish(first, "success")
+    assert controller.in_flight == 0 and len(fill(controller)) == controller.level
+
+
+def test_a_parked_request_given_up_frees_nothing_and_holds_nothing():
+    """A parked request cancelled before its retry (its owner left) ends its ticket: the
+    slot kept for it goes, and new starts are no longer held for it."""
+    controller = AdaptiveConcurrency(max_concurrency=10, initial=4)
+    first, second, *_ = fill(controller)
+    controller.lost(first)
+    controller.finish(second, "success")
+    assert controller.credits == 1
+    controller.finish(first, "neutral")
+    assert (controller.parked, controller.credits, controller.in_flight) == (0, 0, 2)
+    assert controller.try_start() is not None
+    with pytest.raises(ValueError, match="not in flight"):
+        controller.try_resume(first)
+    with pytest.raises(ValueError, match="not in flight"):
+        controller.lost(first)
+
+
+parking = st.lists(
+    st.tuples(
+        st.sampled_from(["start", "success", "loss", "neutral", "lost", "resume"]),
+        st.integers(0, 10**6),
+    ),
+    max_size=300,
+)
+
+
+def _play_parking(
+    controller: AdaptiveConcurrency, action: str, pick: int, pool: dict[str, list[int]]
+) -> None:
+    """One step of a pool whose retried losses park; checks what each step promises."""
+    active, parked = pool["active"], pool["parked"]
+    if action == "start":
+        ticket = controller.try_start()
+        if len(parked) > controller.credits:
+            assert ticket is None  # a parked retry waits for a slot: it goes first
+        if ticket is not None:
+            active.append(ticket)
+    elif action == "lost" and active:
+        ticket = active.pop(pick % len(active))
+        controller.lost(ticket)
+        parked.append(ticket)
+    elif action == "resume" and parked:
+        ticket = parked[pick % len(parked)]
+        freed, alone = controller.credits, not active
+        if controller.try_resume(ticket):
+            assert freed or alone
+            parked.remove(ticket)
+            active.append(ticket)
+        else:
+            assert not freed and not alone
+    elif action in ("success", "loss", "neutral") and (active or parked):
+        everyone = active + parked
+        ticket = everyone[pick % len(everyone)]
+        (active if ticket in active else parked).remove(ticket)
+        controller.finish(ticket, action)  # type: ignore[arg-type]
+
+
+@given(
+    max_concurrency=st.integers(1, 64),
+    initial=st.integers(1, 64),
+    backoff=st.floats(0.5, 0.95),
+    script=parking,
+)
+def test_parked_retries_keep_the_bounds_and_their_hold_ends(
+    max_concurrency, initial, backoff, script
+):
+    """For any order of starts, outcomes, retried losses and retries: 1 <= level <= max,
+    never more requests in the pool than max_concurrency, slots kept for parked retries
+    never more than the parked ones; and from any state the hold ends: as the requests in
+    flight finish, every parked retry goes, and then a new request may start."""
+    controller = AdaptiveConcurrency(
+        max_concurrency=max_concurrency, initial=min(initial, max_concurrency), backoff=backoff
+    )
+    pool: dict[str, list[int]] = {"active": [], "parked": []}
+    for action, pick in script:
+        _play_parking(controller, action, pick, pool)
+        assert 1 <= controller.level <= max_concurrency
+        assert controller.in_flight == len(pool["active"]) + len(pool["parked"])
+        assert controller.in_flight <= max_concurrency
+        assert controller.parked == len(pool["parked"])
+        assert 0 <= controller.credits <= controller.parked
+    active, parked = pool["active"], pool["parked"]
+    for _ in range(len(active) + len(parked) + 1):
+        for ticket in list(parked):
+            if controller.try_resume(ticket):
+                parked.remove(ticket)
+                active.append(ticket)
+        if not parked:
+            break
+        assert active  # with nothing else in flight a parked retry always goes
+        controller.finish(active.pop(0), "success")
+    assert not parked and controller.parked == controller.credits == 0
+    while active:
+        controller.finish(active.pop(), "success")
+    assert controller.try_start() is not None
+
+
 def run_against_cap(cap: int, *, rounds: int, seed: int) -> tuple[float, float]:
     """A server that admits ``cap`` requests in flight and answers the rest with a loss; each
     admitted request takes 1 to 3 ticks. Returns the mean admitted in flight over the second
