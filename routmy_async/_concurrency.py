@@ -100,10 +100,14 @@ class AdaptiveConcurrency:
     """
 
     __slots__ = (
+        "_confirmed",
+        "_cut_busy",
         "_cut_ticket",
+        "_good",
         "_next_ticket",
         "_open",
         "_parked",
+        "_round_losses",
         "_slow_start",
         "_window",
         "backoff",
@@ -130,6 +134,14 @@ class AdaptiveConcurrency:
         self._next_ticket = 0
         # Starts numbered below this were made before the last cut: their losses are old news.
         self._cut_ticket = 0
+        # What was in flight at the last cut, and the losses of its round since.
+        self._cut_busy = 0
+        self._round_losses = 0
+        # The level the server last took (known at the first cut): the level grows back to
+        # it quickly, and beyond it by one per round trip.
+        self._good = 0.0
+        # Probes just above it refused in a row: the level is the cap.
+        self._confirmed = 0
         # Each open ticket, with the number of its (last) start: a retry let in after a cut
         # is a start at the new level, and its loss is news.
         self._open: dict[int, int] = {}
@@ -198,6 +210,8 @@ class AdaptiveConcurrency:
             self.debt = min(self.debt + 1, self.level)
             if started >= self._cut_ticket:
                 self._cut(busy)
+            else:
+                self._old_loss()
             return
         # The request left the server: its slot goes first to a parked retry.
         handed_on = len(self._parked) > self.credits
@@ -226,6 +240,8 @@ class AdaptiveConcurrency:
             return
         if started >= self._cut_ticket:
             self._cut(self.in_flight - len(self._parked))
+        else:
+            self._old_loss()
         self._parked.add(ticket)
 
     def try_resume(self, ticket: int) -> bool:
@@ -248,17 +264,52 @@ class AdaptiveConcurrency:
         return True
 
     def _grow(self) -> None:
-        step = 1.0 if self._slow_start else 1.0 / max(1.0, self._window)
-        self._window = min(float(self.max_concurrency), self._window + step)
+        window = self._window
+        if self._slow_start:
+            window += 1.0
+        elif window < self._good:
+            # Below the level the server last took: half the way back to it per round trip
+            # (at least one), and no further.
+            window = min(self._good, window + max(1.0, (self._good - window) / 2) / window)
+        else:
+            # At or above it: probe by one per round trip, or by one per four once probes
+            # refused twice in a row have confirmed that level (a cap that stays put is
+            # probed less often); a probe that gets through ends that.
+            if window >= self._good + 2:
+                self._confirmed = 0
+            window += 1.0 / (window * (4 if self._confirmed >= 2 else 1))
+        self._window = min(float(self.max_concurrency), window)
         self.peak = max(self.peak, self.level)
 
     def _cut(self, busy: int) -> None:
-        self._slow_start = False
+        self._cut_ticket = self._next_ticket
+        self._cut_busy = busy
+        self._round_losses = 1
+        self.cuts += 1
+        if not self._slow_start and self._good < busy <= self._good + 1:
+            # A probe one above the level the server last took was refused: that level is
+            # the cap, confirmed. Back to it, not below.
+            self._window = min(self._window, self._good)
+            self._confirmed += 1
+            return
         # From what was really in flight: a level the pool did not fill (its slots held by
         # earlier losses) says nothing about what the server takes.
+        self._slow_start = False
+        self._confirmed = 0
         self._window = max(1.0, min(self._window, float(busy)) * self.backoff)
-        self._cut_ticket = self._next_ticket
-        self.cuts += 1
+        # The server took what was in flight but the one refused.
+        self._good = max(1.0, float(busy - 1))
+
+    def _old_loss(self) -> None:
+        """A loss of a request sent before the last cut: not a new cut, but the round it
+        came from had one request fewer room than was sent. Many of them (a first window
+        of a rate quota overshot by the slow start) bring the level down to what the server
+        did take; one or two leave the gentle cut as it was."""
+        self._round_losses += 1
+        # At most half of what was in flight: the losses of one round halve it at most.
+        took = max(self._cut_busy / 2, float(self._cut_busy - self._round_losses))
+        self._good = max(1.0, min(self._good, took))
+        self._window = max(1.0, min(self._window, took))
 
     def __repr__(self) -> str:
         return (

@@ -41,27 +41,56 @@ def test_slow_start_doubles_per_round():
     assert controller.level == 64
 
 
-def test_a_loss_backs_off_gently_then_growth_is_additive():
-    """A loss multiplies the level by 0.85; afterwards a round of successes adds one."""
+def test_a_loss_backs_off_gently_then_climbs_back_quickly_and_probes_slowly():
+    """A loss multiplies the level by 0.85; the level then climbs back to what the server
+    took (39 of the 40 sent) half the gap per round, and beyond it by one per round."""
     controller = AdaptiveConcurrency(max_concurrency=1000, initial=40)
     tickets = fill(controller)
     controller.finish(tickets[0], "loss")
     assert controller.level == 34  # floor(40 * 0.85)
     for ticket in tickets[1:]:
         controller.finish(ticket, "success")
-    for _ in range(3):
+    levels = [controller.level]
+    for _ in range(5):
         for ticket in fill(controller):
             controller.finish(ticket, "success")
-    assert controller.level == 38  # 34, then about one per round of successes: four rounds
+        levels.append(controller.level)
+    assert levels == [36, 37, 38, 39, 40, 41]
 
 
-def test_losses_of_one_round_cut_once():
-    """Losses of requests started before the last cut do not cut again."""
+def test_a_cap_that_stays_put_is_probed_less_often():
+    """Against a hard cap of 8: a probe at 9 refused brings the level back to 8, not below;
+    once two probes in a row were refused there, the next comes after four rounds, not
+    one. Probes that get through end that: the level then grows by one per round again."""
+    controller = AdaptiveConcurrency(max_concurrency=100, initial=9)
+    probes: list[int] = []
+    for _ in range(14):
+        tickets = fill(controller)
+        probes.append(len(tickets))
+        for ticket in tickets[8:]:
+            controller.finish(ticket, "loss")
+        for ticket in tickets[:8]:
+            controller.finish(ticket, "success")
+        assert controller.level >= 8
+    # A round of 9 is a probe (one refused): every other round, then every fifth.
+    assert probes == [9, 8, 9, 8, 9, 8, 8, 8, 8, 9, 8, 8, 8, 8]
+    for _ in range(12):  # the cap rose: every round gets through
+        for ticket in fill(controller):
+            controller.finish(ticket, "success")
+    assert controller.level >= 16
+
+
+def test_losses_of_one_round_cut_once_and_take_one_each_off_the_level():
+    """Losses of requests started before the last cut do not cut again, but each says the
+    server took one fewer than was sent: 100 refused bring the level to half, no lower."""
     controller = AdaptiveConcurrency(max_concurrency=1000, initial=100)
     tickets = fill(controller)
-    for ticket in tickets:
+    for ticket in tickets[:10]:
         controller.finish(ticket, "loss")
-    assert controller.level == 85
+    assert controller.level == 85  # floor(100 * 0.85): the server took 90
+    for ticket in tickets[10:]:
+        controller.finish(ticket, "loss")
+    assert controller.level == 50
     assert (controller.losses, controller.cuts) == (100, 1)
     tickets = fill(controller)  # nothing in flight: one probe, though slots are held
     controller.finish(tickets[0], "loss")
@@ -75,9 +104,9 @@ def test_a_lost_slot_waits_for_a_success():
     tickets = fill(controller)
     for ticket in tickets[:5]:
         controller.finish(ticket, "loss")
-    assert controller.level == 17  # one cut, from the 20 in flight
+    assert controller.level == 15  # one cut, from the 20 in flight; the server took 15
     assert controller.debt == 5
-    assert fill(controller) == []  # 15 in flight + 5 held = 20 >= 17
+    assert fill(controller) == []  # 15 in flight + 5 held = 20 >= 15
     for ticket in tickets[5:]:
         controller.finish(ticket, "success")
     assert controller.debt == 0
