@@ -7,14 +7,22 @@ does:
 
 - **Slow start.** From a low level, every success adds one: the level doubles per round
   trip until the first loss, so a large quota is found in a few rounds.
-- **Additive increase.** After a loss, a round trip's worth of successes adds one.
+- **Back quickly, then probe.** A loss tells what the server took: what was in flight but
+  the refused. Below that level the level climbs back half the gap per round trip (at least
+  one); at or above it, a round trip's worth of successes adds one.
 - **Gentle multiplicative decrease.** A loss (429, 503, a timeout) sets the level to
   ``backoff`` (0.85 by default) times the level, or times the requests in flight when fewer
-  were. Halving, as TCP does, idles a quarter of a hard cap on
-  average; 0.85 keeps the level between 85% and 100% of it.
-- **One cut per round.** The requests in flight when the level was cut were sent at the old
-  level, so their losses are news already: only a loss of a request started after the last
-  cut cuts again. A burst of 429s from one overfull round is one decrease, not fifty.
+  were. Halving, as TCP does, idles a quarter of a hard cap on average; 0.85 keeps the
+  level between 85% and 100% of it.
+- **One cut per round, one off per loss.** The requests in flight when the level was cut
+  were sent at the old level: only a loss of a request started after the last cut cuts
+  again. Each further loss of the round says the server took one fewer than was sent, and
+  takes one off the level, down to half of what was in flight: a probe's lone 429 leaves
+  the gentle cut as it is, while a burst of them (a rate window that the slow start
+  overshot) brings the level to what the server did take, in one round.
+- **A cap that stays put is probed less often.** A probe one above the level the server
+  took, refused, brings the level back to that level, not below; after two such refusals in
+  a row the next probe waits four round trips. A probe that gets through ends that.
 - **A lost slot waits for a success.** A request refused by a 429 frees its slot only when
   a later request succeeds (TCP's packet conservation): a refusal comes back at once, and
   refilling its slot at once would hit the same full quota again. The pool then starts
