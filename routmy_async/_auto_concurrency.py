@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ._concurrency import AdaptiveConcurrency, Outcome, attempt_lost, outcome_of
+from ._concurrency import AdaptiveConcurrency, Outcome, Readmission, attempt_lost, outcome_of
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "AutoConcurrency", "auto_concurrency_for"]
 
@@ -31,10 +31,14 @@ class AutoConcurrency(AdaptiveConcurrency):
     """Concurrency that finds its own level: as many requests in flight as the server takes.
 
     It starts at ``initial`` and grows while requests succeed (doubling per round trip until
-    the first loss, then one per round trip); a loss signal (a 429, a 503, a timeout, also
-    when a retry then succeeds) multiplies the level by ``backoff``, once per round trip.
-    Latency is not a loss signal: an answer's latency tracks its length. The level never
-    goes above ``max_concurrency`` nor below 1.
+    the first loss; after a loss, half the way back per round trip to what the server took,
+    then one per round trip); a loss signal (a 429, a 503, a timeout, also when a retry then
+    succeeds) multiplies the level by ``backoff``, once per round trip, and each further
+    loss of that round takes one off it (down to half).
+    A request whose refused attempt the client retries is *parked* (``parked``) until an
+    answer frees a slot for its retry, and no new request starts before it. Latency is not
+    a loss signal: an answer's latency tracks its length. The level never goes above
+    ``max_concurrency`` nor below 1.
 
     Pass one as ``concurrency=`` to ``create_many`` (or ``"auto"`` for a new one), or hold
     slots from your own worker pool with :meth:`slot`. ``level``, ``peak``, ``losses`` and
@@ -76,11 +80,18 @@ class AutoConcurrency(AdaptiveConcurrency):
         """Wait until one more request may be in flight; return its ticket for
         :meth:`finish`."""
         while (ticket := self.try_start()) is None:
-            loop = asyncio.get_running_loop()
-            if self._wake is None or self._wake[0] is not loop:
-                self._wake = (loop, asyncio.Event())
-            await self._wake[1].wait()
+            await self._changed()
         return ticket
+
+    async def resume(self, ticket: int) -> None:
+        """Wait until a parked request's retry may go (see
+        :meth:`AdaptiveConcurrency.try_resume`).
+
+        :raises ValueError: a ticket not in flight.
+        """
+        while not self.try_resume(ticket):
+            await self._changed()
+        self._wake_all()  # with one fewer parked, new starts may be allowed again
 
     def finish(self, ticket: int, outcome: Outcome) -> None:
         """Hand a ticket back with what became of its request (see
@@ -89,6 +100,24 @@ class AutoConcurrency(AdaptiveConcurrency):
         :raises ValueError: an unknown outcome, or a ticket not in flight.
         """
         super().finish(ticket, outcome)
+        self._wake_all()
+
+    def lost(self, ticket: int) -> None:
+        """A retried loss (see :meth:`AdaptiveConcurrency.lost`); with nothing else in flight
+        a parked retry may go, so the waiting tasks look again.
+
+        :raises ValueError: a ticket not in flight.
+        """
+        super().lost(ticket)
+        self._wake_all()
+
+    async def _changed(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._wake is None or self._wake[0] is not loop:
+            self._wake = (loop, asyncio.Event())
+        await self._wake[1].wait()
+
+    def _wake_all(self) -> None:
         wake = self._wake
         if wake is not None:
             self._wake = None
@@ -123,15 +152,26 @@ class AutoConcurrency(AdaptiveConcurrency):
         )
 
 
-def loss_listener(auto: AdaptiveConcurrency, ticket: int) -> Callable[[BaseException], None]:
-    """What the transport calls with each failed attempt it retries for ``ticket``."""
+def loss_listener(
+    auto: AutoConcurrency, ticket: int
+) -> Callable[[BaseException], Readmission | None]:
+    """What the transport calls with each failed attempt it retries for ``ticket``: for a
+    loss, the wait for a slot that its retry then awaits."""
 
-    def listen(failure: BaseException) -> None:
-        if outcome_of(failure) == "loss":
-            try:
-                auto.lost(ticket)
-            except ValueError:
-                pass  # the slot was handed back: a task started inside it outlived it
+    def listen(failure: BaseException) -> Readmission | None:
+        if outcome_of(failure) != "loss":
+            return None
+        try:
+            auto.lost(ticket)
+        except ValueError:
+            return None  # the slot was handed back: a task started inside it outlived it
+        return readmit
+
+    async def readmit() -> None:
+        try:
+            await auto.resume(ticket)
+        except ValueError:
+            pass  # handed back meanwhile (its owner left): the retry needs no slot
 
     return listen
 

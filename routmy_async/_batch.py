@@ -33,7 +33,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._auto_concurrency import AutoConcurrency, auto_concurrency_for, loss_listener
 from ._checks import check_count
-from ._concurrency import attempt_lost, outcome_of
+from ._concurrency import Readmission, attempt_lost, outcome_of
 from ._exceptions import SpendLimitError
 from ._http._ratelimit import RateLimit, batch_limit, batch_limits_running, estimate_tokens
 from .types.chat import ChatCompletion
@@ -142,7 +142,7 @@ class _AutoSlots:
     async def acquire_on_behalf_of(self, index: int) -> None:
         self._tickets[index] = await self.auto.start()
 
-    def listener(self, index: int) -> Callable[[BaseException], None]:
+    def listener(self, index: int) -> Callable[[BaseException], Readmission | None]:
         return loss_listener(self.auto, self._tickets[index])
 
     def record(self, index: int, result: Any) -> None:

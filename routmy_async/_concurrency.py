@@ -7,19 +7,34 @@ does:
 
 - **Slow start.** From a low level, every success adds one: the level doubles per round
   trip until the first loss, so a large quota is found in a few rounds.
-- **Additive increase.** After a loss, a round trip's worth of successes adds one.
+- **Back quickly, then probe.** A loss tells what the server took: what was in flight but
+  the refused. Below that level the level climbs back half the gap per round trip (at least
+  one); at or above it, a round trip's worth of successes adds one.
 - **Gentle multiplicative decrease.** A loss (429, 503, a timeout) sets the level to
   ``backoff`` (0.85 by default) times the level, or times the requests in flight when fewer
-  were. Halving, as TCP does, idles a quarter of a hard cap on
-  average; 0.85 keeps the level between 85% and 100% of it.
-- **One cut per round.** The requests in flight when the level was cut were sent at the old
-  level, so their losses are news already: only a loss of a request started after the last
-  cut cuts again. A burst of 429s from one overfull round is one decrease, not fifty.
+  were. Halving, as TCP does, idles a quarter of a hard cap on average; 0.85 keeps the
+  level between 85% and 100% of it.
+- **One cut per round, one off per loss.** The requests in flight when the level was cut
+  were sent at the old level: only a loss of a request started after the last cut cuts
+  again. Each further loss of the round says the server took one fewer than was sent, and
+  takes one off the level, down to half of what was in flight: a probe's lone 429 leaves
+  the gentle cut as it is, while a burst of them (a rate window that the slow start
+  overshot) brings the level to what the server did take, in one round.
+- **A cap that stays put is probed less often.** A probe one above the level the server
+  took, refused, brings the level back to that level, not below; after two such refusals in
+  a row the next probe waits four round trips. A probe that gets through ends that.
 - **A lost slot waits for a success.** A request refused by a 429 frees its slot only when
   a later request succeeds (TCP's packet conservation): a refusal comes back at once, and
   refilling its slot at once would hit the same full quota again. The pool then starts
   requests as fast as the quota answers them, not as fast as it refuses them. With nothing
   in flight one request may always start, so a pool whose every request fails still probes.
+- **A refused attempt that is retried waits for a freed slot.** Its request is *parked*: it
+  is not on the server, and its retry goes only into a slot that a request leaving the server
+  (a success or a neutral failure) hands it, or when nothing else is in flight. While a parked
+  request waits for its slot no new request starts: the retry would otherwise race the pool
+  for the slot that frees, and lose each time a level above the quota refills it first.
+  Nor does the level grow while a request is parked (TCP's window does not grow during loss
+  recovery): the level that refused it is not known to be right yet.
 - **Grow only when used.** A success grows the level only while it is at most twice the
   most requests ever in flight: a pool that does not fill the level must not inflate it
   without evidence.
@@ -31,35 +46,41 @@ and change nothing, as they say nothing about the quota.
 **With the client-wide 429 pause.** A 429 with ``Retry-After`` pauses every start of the
 client (``RateLimit.pause``) and cuts the level here: through the worker's ``finish(ticket,
 "loss")`` when the request fails for good, or through :meth:`lost` when the transport
-retries it (the ``attempt_lost`` context variable; the request keeps its slot while it waits
-out the pause). The two answer different questions: the pause says *when* starts may resume,
-the level says *how many* may run at once. While paused nothing starts and nothing succeeds,
-so the level does not grow; when the pause ends the workers that waited start at the lowered
-level instead of all at once, and the requests that were in flight during the pause, started
-before the cut, do not cut again when their own 429s arrive.
+retries it (the ``attempt_lost`` context variable; the request is parked while it waits
+out the pause, and its retry then waits for a freed slot). The two answer different
+questions: the pause says *when* starts may resume, the level says *how many* may run at
+once. While paused nothing starts and nothing succeeds, so the level does not grow; when
+the pause ends the workers that waited start at the lowered level instead of all at once
+(the parked retries first, each into a slot a finished request freed), and the requests
+that were in flight during the pause, started before the cut, do not cut again when their
+own 429s arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Literal
 
 from ._exceptions import APITimeoutError
 
-__all__ = ["AdaptiveConcurrency", "Outcome", "attempt_lost", "outcome_of"]
+__all__ = ["AdaptiveConcurrency", "Outcome", "Readmission", "attempt_lost", "outcome_of"]
 
 Outcome = Literal["success", "loss", "neutral"]
 _OUTCOMES = frozenset(("success", "loss", "neutral"))
 # 429: the quota is full; 503: the server (or its upstream) has no room now.
 _LOSS_STATUSES = frozenset((429, 503))
 
+#: What the transport awaits before retrying a lost attempt: until the level admits it again.
+Readmission = Callable[[], Awaitable[None]]
+
 #: Told of each failed attempt that the transport retries, inside a request that an adaptive
 #: level admitted (set per request by its worker; ``None`` elsewhere): a 429 answered to a
-#: first attempt is a loss signal even when the retry then succeeds.
-attempt_lost: ContextVar[Callable[[BaseException], None] | None] = ContextVar(
+#: first attempt is a loss signal even when the retry then succeeds. For a loss it returns
+#: what to await (after the retry's delay) before the retry is sent.
+attempt_lost: ContextVar[Callable[[BaseException], Readmission | None] | None] = ContextVar(
     "routmy_attempt_lost", default=None
 )
 
@@ -87,12 +108,18 @@ class AdaptiveConcurrency:
     """
 
     __slots__ = (
+        "_confirmed",
+        "_cut_busy",
         "_cut_ticket",
+        "_good",
         "_next_ticket",
         "_open",
+        "_parked",
+        "_round_losses",
         "_slow_start",
         "_window",
         "backoff",
+        "credits",
         "cuts",
         "debt",
         "in_flight",
@@ -113,13 +140,26 @@ class AdaptiveConcurrency:
         self._window = float(min(initial, max_concurrency))
         self._slow_start = True
         self._next_ticket = 0
-        # Tickets below this were handed out before the last cut: their losses are old news.
+        # Starts numbered below this were made before the last cut: their losses are old news.
         self._cut_ticket = 0
-        self._open: set[int] = set()
-        #: Requests started and not finished.
+        # What was in flight at the last cut, and the losses of its round since.
+        self._cut_busy = 0
+        self._round_losses = 0
+        # The level the server last took (known at the first cut): the level grows back to
+        # it quickly, and beyond it by one per round trip.
+        self._good = 0.0
+        # Probes just above it refused in a row: the level is the cap.
+        self._confirmed = 0
+        # Each open ticket, with the number of its (last) start: a retry let in after a cut
+        # is a start at the new level, and its loss is news.
+        self._open: dict[int, int] = {}
+        self._parked: set[int] = set()
+        #: Requests started and not finished (the parked ones included).
         self.in_flight = 0
         #: Slots held by losses until successes give them back.
         self.debt = 0
+        #: Slots freed by requests that left the server, kept for parked requests' retries.
+        self.credits = 0
         #: Loss signals seen, and the cuts they made (fewer: one per round).
         self.losses = 0
         self.cuts = 0
@@ -132,14 +172,23 @@ class AdaptiveConcurrency:
         """How many requests may be in flight now: between 1 and ``max_concurrency``."""
         return max(1, min(self.max_concurrency, math.floor(self._window)))
 
+    @property
+    def parked(self) -> int:
+        """Requests whose attempt was lost and whose retry waits for a slot."""
+        return len(self._parked)
+
     def try_start(self) -> int | None:
-        """A ticket for one more request in flight, or ``None`` when the level is full."""
-        if self.in_flight and self.in_flight + self.debt >= self.level:
+        """A ticket for one more request in flight, or ``None`` when the level is full (or a
+        parked request waits for a slot: its retry goes first)."""
+        if len(self._parked) > self.credits:
+            return None
+        active = self.in_flight - len(self._parked)
+        if (active or self.credits) and active + self.debt + self.credits >= self.level:
             return None
         self.in_flight += 1
         ticket = self._next_ticket
         self._next_ticket += 1
-        self._open.add(ticket)
+        self._open[ticket] = ticket
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         return ticket
 
@@ -152,46 +201,123 @@ class AdaptiveConcurrency:
         """
         if outcome not in _OUTCOMES:
             raise ValueError(f"outcome must be 'success', 'loss' or 'neutral', not {outcome!r}")
-        if ticket not in self._open:
+        started = self._open.pop(ticket, None)
+        if started is None:
             raise ValueError(f"ticket {ticket!r} is not in flight")
-        self._open.remove(ticket)
-        busy = self.in_flight
+        busy = self.in_flight - len(self._parked)
         self.in_flight -= 1
-        if outcome == "success":
-            self.debt = max(0, self.debt - 1)
-            if self.peak_in_flight * 2 >= self.level:
-                self._grow()
-        elif outcome == "loss":
+        if ticket in self._parked:
+            # Given up while waiting for its retry's slot (cancelled, or its owner stopped):
+            # it was not on the server, so it frees nothing there.
+            self._parked.discard(ticket)
+            self.credits = min(self.credits, len(self._parked))
+            self.losses += outcome == "loss"
+            return
+        if outcome == "loss":
             self.losses += 1
             self.debt = min(self.debt + 1, self.level)
-            if ticket >= self._cut_ticket:
+            if started >= self._cut_ticket:
                 self._cut(busy)
+            else:
+                self._old_loss()
+            return
+        # The request left the server: its slot goes first to a parked retry.
+        handed_on = len(self._parked) > self.credits
+        if handed_on:
+            self.credits += 1
+        if outcome == "success":
+            if not handed_on:
+                self.debt = max(0, self.debt - 1)
+            # Not while a refused request waits to retry: the level that refused it is not
+            # known to be right yet (TCP does not grow its window during loss recovery).
+            if not self._parked and self.peak_in_flight * 2 >= self.level:
+                self._grow()
 
     def lost(self, ticket: int) -> None:
         """A loss signal from a request that stays in flight (its attempt failed and is
-        retried): the level is cut as for a loss, but the request keeps its slot, so no
-        slot is held back; :meth:`finish` still ends the ticket.
+        retried): the level is cut as for a loss, and the request is parked until
+        :meth:`try_resume` lets its retry go; :meth:`finish` still ends the ticket.
+
+        :raises ValueError: a ticket not in flight.
+        """
+        started = self._open.get(ticket)
+        if started is None:
+            raise ValueError(f"ticket {ticket!r} is not in flight")
+        self.losses += 1
+        if ticket in self._parked:
+            return
+        if started >= self._cut_ticket:
+            self._cut(self.in_flight - len(self._parked))
+        else:
+            self._old_loss()
+        self._parked.add(ticket)
+
+    def try_resume(self, ticket: int) -> bool:
+        """Whether a parked request's retry may go now: into a slot a request leaving the
+        server freed for it, or as the only request in flight. A ticket not parked may go.
 
         :raises ValueError: a ticket not in flight.
         """
         if ticket not in self._open:
             raise ValueError(f"ticket {ticket!r} is not in flight")
-        self.losses += 1
-        if ticket >= self._cut_ticket:
-            self._cut(self.in_flight)
+        if ticket not in self._parked:
+            return True
+        if self.credits:
+            self.credits -= 1
+        elif self.in_flight > len(self._parked):
+            return False
+        self._parked.remove(ticket)
+        self._open[ticket] = self._next_ticket
+        self._next_ticket += 1
+        return True
 
     def _grow(self) -> None:
-        step = 1.0 if self._slow_start else 1.0 / max(1.0, self._window)
-        self._window = min(float(self.max_concurrency), self._window + step)
+        window = self._window
+        if self._slow_start:
+            window += 1.0
+        elif window < self._good:
+            # Below the level the server last took: half the way back to it per round trip
+            # (at least one), and no further.
+            window = min(self._good, window + max(1.0, (self._good - window) / 2) / window)
+        else:
+            # At or above it: probe by one per round trip, or by one per four once probes
+            # refused twice in a row have confirmed that level (a cap that stays put is
+            # probed less often); a probe that gets through ends that.
+            if window >= self._good + 2:
+                self._confirmed = 0
+            window += 1.0 / (window * (4 if self._confirmed >= 2 else 1))
+        self._window = min(float(self.max_concurrency), window)
         self.peak = max(self.peak, self.level)
 
     def _cut(self, busy: int) -> None:
-        self._slow_start = False
+        self._cut_ticket = self._next_ticket
+        self._cut_busy = busy
+        self._round_losses = 1
+        self.cuts += 1
+        if not self._slow_start and self._good < busy <= self._good + 1:
+            # A probe one above the level the server last took was refused: that level is
+            # the cap, confirmed. Back to it, not below.
+            self._window = min(self._window, self._good)
+            self._confirmed += 1
+            return
         # From what was really in flight: a level the pool did not fill (its slots held by
         # earlier losses) says nothing about what the server takes.
+        self._slow_start = False
+        self._confirmed = 0
         self._window = max(1.0, min(self._window, float(busy)) * self.backoff)
-        self._cut_ticket = self._next_ticket
-        self.cuts += 1
+        # The server took what was in flight but the one refused.
+        self._good = max(1.0, float(busy - 1))
+
+    def _old_loss(self) -> None:
+        """A loss of a request sent before the last cut: not a new cut, but the round it
+        came from had one request fewer room than was sent. Many of them (a first window
+        of a rate quota overshot by the slow start) bring the level down to what the server
+        did take; one or two leave the gentle cut as it was."""
+        self._round_losses += 1
+        # At most half of what was in flight: the losses of one round halve it at most.
+        took = max(self._cut_busy / 2, float(self._cut_busy - self._round_losses))
+        self._good = max(1.0, min(self._good, took))
+        self._window = max(1.0, min(self._window, took))
 
     def __repr__(self) -> str:
         return (

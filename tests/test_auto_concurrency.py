@@ -171,6 +171,50 @@ async def test_a_worker_pool_holds_slots_of_the_level():
         assert auto.level <= 8
 
 
+async def ask_in_slot(client: AsyncRoutmy, auto: AutoConcurrency, index: int) -> str | None:
+    async with auto.slot():
+        answer = await client.chat.completions.create(
+            model="mock/echo", messages=[{"role": "user", "content": str(index)}]
+        )
+    return answer.choices[0].message.content
+
+
+async def test_a_retry_waits_for_a_freed_slot_before_any_new_start():
+    """Against a cap of 2 with the level at 3: the refused request's one retry goes when an
+    answer frees a slot, before the next request of the pool, so the server never refuses
+    it twice and every request is answered with ``max_retries=1``."""
+    auto = AutoConcurrency(max_concurrency=3, initial=3)
+    async with MockRoutmy(latency=0.2, max_in_flight=2, quota_retry_after=0.01) as mock:
+        async with AsyncRoutmy(
+            api_key=mock.api_key, base_url=mock.base_url, max_retries=1
+        ) as client:
+            answers = await asyncio.gather(*(ask_in_slot(client, auto, i) for i in range(6)))
+    assert answers == [str(index) for index in range(6)]
+    assert mock.quota_rejections == 1 and auto.losses == 1
+    assert auto.parked == auto.in_flight == 0
+
+
+async def test_a_request_given_up_while_its_retry_waits_leaves_the_level_clean():
+    """A caller who cancels requests while one of them waits for a slot to retry in: the
+    level holds no slot for it afterwards, and the next request may start at once."""
+    auto = AutoConcurrency(max_concurrency=3, initial=3)
+    async with MockRoutmy(latency=0.3, max_in_flight=2, quota_retry_after=0.01) as mock:
+        async with AsyncRoutmy(
+            api_key=mock.api_key, base_url=mock.base_url, max_retries=1
+        ) as client:
+            tasks = [asyncio.create_task(ask_in_slot(client, auto, i)) for i in range(3)]
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if auto.parked:
+                    break
+            assert auto.parked == 1  # one of the three refused, waiting for a slot
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            assert auto.in_flight == auto.parked == auto.credits == 0
+            assert auto.try_start() is not None  # nothing held back for the cancelled ones
+
+
 async def test_a_task_that_outlives_its_slot_still_gets_its_answer():
     """A task started inside a slot carries the slot's listener; when its 429 is retried
     after the slot was handed back, the request goes on and the level is left alone."""

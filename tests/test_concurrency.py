@@ -41,27 +41,56 @@ def test_slow_start_doubles_per_round():
     assert controller.level == 64
 
 
-def test_a_loss_backs_off_gently_then_growth_is_additive():
-    """A loss multiplies the level by 0.85; afterwards a round of successes adds one."""
+def test_a_loss_backs_off_gently_then_climbs_back_quickly_and_probes_slowly():
+    """A loss multiplies the level by 0.85; the level then climbs back to what the server
+    took (39 of the 40 sent) half the gap per round, and beyond it by one per round."""
     controller = AdaptiveConcurrency(max_concurrency=1000, initial=40)
     tickets = fill(controller)
     controller.finish(tickets[0], "loss")
     assert controller.level == 34  # floor(40 * 0.85)
     for ticket in tickets[1:]:
         controller.finish(ticket, "success")
-    for _ in range(3):
+    levels = [controller.level]
+    for _ in range(5):
         for ticket in fill(controller):
             controller.finish(ticket, "success")
-    assert controller.level == 38  # 34, then about one per round of successes: four rounds
+        levels.append(controller.level)
+    assert levels == [36, 37, 38, 39, 40, 41]
 
 
-def test_losses_of_one_round_cut_once():
-    """Losses of requests started before the last cut do not cut again."""
+def test_a_cap_that_stays_put_is_probed_less_often():
+    """Against a hard cap of 8: a probe at 9 refused brings the level back to 8, not below;
+    once two probes in a row were refused there, the next comes after four rounds, not
+    one. Probes that get through end that: the level then grows by one per round again."""
+    controller = AdaptiveConcurrency(max_concurrency=100, initial=9)
+    probes: list[int] = []
+    for _ in range(14):
+        tickets = fill(controller)
+        probes.append(len(tickets))
+        for ticket in tickets[8:]:
+            controller.finish(ticket, "loss")
+        for ticket in tickets[:8]:
+            controller.finish(ticket, "success")
+        assert controller.level >= 8
+    # A round of 9 is a probe (one refused): every other round, then every fifth.
+    assert probes == [9, 8, 9, 8, 9, 8, 8, 8, 8, 9, 8, 8, 8, 8]
+    for _ in range(12):  # the cap rose: every round gets through
+        for ticket in fill(controller):
+            controller.finish(ticket, "success")
+    assert controller.level >= 16
+
+
+def test_losses_of_one_round_cut_once_and_take_one_each_off_the_level():
+    """Losses of requests started before the last cut do not cut again, but each says the
+    server took one fewer than was sent: 100 refused bring the level to half, no lower."""
     controller = AdaptiveConcurrency(max_concurrency=1000, initial=100)
     tickets = fill(controller)
-    for ticket in tickets:
+    for ticket in tickets[:10]:
         controller.finish(ticket, "loss")
-    assert controller.level == 85
+    assert controller.level == 85  # floor(100 * 0.85): the server took 90
+    for ticket in tickets[10:]:
+        controller.finish(ticket, "loss")
+    assert controller.level == 50
     assert (controller.losses, controller.cuts) == (100, 1)
     tickets = fill(controller)  # nothing in flight: one probe, though slots are held
     controller.finish(tickets[0], "loss")
@@ -75,9 +104,9 @@ def test_a_lost_slot_waits_for_a_success():
     tickets = fill(controller)
     for ticket in tickets[:5]:
         controller.finish(ticket, "loss")
-    assert controller.level == 17  # one cut, from the 20 in flight
+    assert controller.level == 15  # one cut, from the 20 in flight; the server took 15
     assert controller.debt == 5
-    assert fill(controller) == []  # 15 in flight + 5 held = 20 >= 17
+    assert fill(controller) == []  # 15 in flight + 5 held = 20 >= 15
     for ticket in tickets[5:]:
         controller.finish(ticket, "success")
     assert controller.debt == 0
@@ -215,6 +244,129 @@ def test_bounds_hold_for_any_sequence(max_concurrency, initial, backoff, script)
         # Never inflated far beyond what the pool used.
         first_level = min(initial, max_concurrency)
         assert controller.level <= max(first_level, 2 * controller.peak_in_flight + 1)
+
+
+def test_a_retried_loss_goes_into_a_freed_slot_before_any_new_start():
+    """A request whose attempt was refused and is retried is parked: no new request starts
+    while it waits, and its retry goes only into the slot a request leaving the server hands
+    it (or when nothing else is in flight). Its next loss cuts again: it is a start at the
+    lowered level."""
+    controller = AdaptiveConcurrency(max_concurrency=100, initial=9)
+    first, *others = fill(controller)
+    controller.lost(first)
+    assert (controller.level, controller.cuts, controller.parked) == (7, 1, 1)
+    assert controller.in_flight == 9  # the parked request is still the pool's
+    assert not controller.try_resume(first)  # eight on the server: no slot yet
+    assert controller.try_start() is None  # nor for a new request
+    controller.finish(others.pop(), "success")
+    assert controller.credits == 1 and controller.try_start() is None
+    assert controller.try_resume(first)  # into the slot the success freed
+    assert (controller.parked, controller.credits) == (0, 0)
+    assert controller.try_start() is None  # 8 in flight, level 7
+    controller.lost(first)
+    assert controller.cuts == 2
+    for ticket in others:
+        controller.finish(ticket, "neutral")  # a neutral failure left the server too
+    assert controller.try_resume(first)
+    controller.finish(first, "success")
+    assert controller.in_flight == 0 and len(fill(controller)) == controller.level
+
+
+def test_a_parked_request_given_up_frees_nothing_and_holds_nothing():
+    """A parked request cancelled before its retry (its owner left) ends its ticket: the
+    slot kept for it goes, and new starts are no longer held for it."""
+    controller = AdaptiveConcurrency(max_concurrency=10, initial=4)
+    first, second, *_ = fill(controller)
+    controller.lost(first)
+    controller.finish(second, "success")
+    assert controller.credits == 1
+    controller.finish(first, "neutral")
+    assert (controller.parked, controller.credits, controller.in_flight) == (0, 0, 2)
+    assert controller.try_start() is not None
+    with pytest.raises(ValueError, match="not in flight"):
+        controller.try_resume(first)
+    with pytest.raises(ValueError, match="not in flight"):
+        controller.lost(first)
+
+
+parking = st.lists(
+    st.tuples(
+        st.sampled_from(["start", "success", "loss", "neutral", "lost", "resume"]),
+        st.integers(0, 10**6),
+    ),
+    max_size=300,
+)
+
+
+def _play_parking(
+    controller: AdaptiveConcurrency, action: str, pick: int, pool: dict[str, list[int]]
+) -> None:
+    """One step of a pool whose retried losses park; checks what each step promises."""
+    active, parked = pool["active"], pool["parked"]
+    if action == "start":
+        ticket = controller.try_start()
+        if len(parked) > controller.credits:
+            assert ticket is None  # a parked retry waits for a slot: it goes first
+        if ticket is not None:
+            active.append(ticket)
+    elif action == "lost" and active:
+        ticket = active.pop(pick % len(active))
+        controller.lost(ticket)
+        parked.append(ticket)
+    elif action == "resume" and parked:
+        ticket = parked[pick % len(parked)]
+        freed, alone = controller.credits, not active
+        if controller.try_resume(ticket):
+            assert freed or alone
+            parked.remove(ticket)
+            active.append(ticket)
+        else:
+            assert not freed and not alone
+    elif action in ("success", "loss", "neutral") and (active or parked):
+        everyone = active + parked
+        ticket = everyone[pick % len(everyone)]
+        (active if ticket in active else parked).remove(ticket)
+        controller.finish(ticket, action)  # type: ignore[arg-type]
+
+
+@given(
+    max_concurrency=st.integers(1, 64),
+    initial=st.integers(1, 64),
+    backoff=st.floats(0.5, 0.95),
+    script=parking,
+)
+def test_parked_retries_keep_the_bounds_and_their_hold_ends(
+    max_concurrency, initial, backoff, script
+):
+    """For any order of starts, outcomes, retried losses and retries: 1 <= level <= max,
+    never more requests in the pool than max_concurrency, slots kept for parked retries
+    never more than the parked ones; and from any state the hold ends: as the requests in
+    flight finish, every parked retry goes, and then a new request may start."""
+    controller = AdaptiveConcurrency(
+        max_concurrency=max_concurrency, initial=min(initial, max_concurrency), backoff=backoff
+    )
+    pool: dict[str, list[int]] = {"active": [], "parked": []}
+    for action, pick in script:
+        _play_parking(controller, action, pick, pool)
+        assert 1 <= controller.level <= max_concurrency
+        assert controller.in_flight == len(pool["active"]) + len(pool["parked"])
+        assert controller.in_flight <= max_concurrency
+        assert controller.parked == len(pool["parked"])
+        assert 0 <= controller.credits <= controller.parked
+    active, parked = pool["active"], pool["parked"]
+    for _ in range(len(active) + len(parked) + 1):
+        for ticket in list(parked):
+            if controller.try_resume(ticket):
+                parked.remove(ticket)
+                active.append(ticket)
+        if not parked:
+            break
+        assert active  # with nothing else in flight a parked retry always goes
+        controller.finish(active.pop(0), "success")
+    assert not parked and controller.parked == controller.credits == 0
+    while active:
+        controller.finish(active.pop(), "success")
+    assert controller.try_start() is not None
 
 
 def run_against_cap(cap: int, *, rounds: int, seed: int) -> tuple[float, float]:

@@ -512,10 +512,9 @@ class Transport(Admission):
                 if failure is None:
                     return raw, response
                 attempt += 1
-                delay = self._before_retry(
+                await self._before_retry(
                     failure, attempt - 1, retry_headers, hooks, call, method, url
                 )
-                await anyio.sleep(delay)
         except BaseException as error:
             if isinstance(error, RoutmyError):
                 # The one place a request's errors leave the transport: no key goes with them.
@@ -536,7 +535,7 @@ class Transport(Admission):
             self._last_whole = (timeout, client_timeout)
         return client_timeout
 
-    def _before_retry(
+    async def _before_retry(
         self,
         failure: BaseException,
         attempt: int,
@@ -545,17 +544,19 @@ class Transport(Admission):
         call: Call | None,
         method: str,
         url: URL,
-    ) -> float:
-        """Between a failed attempt and its retry: the delay, told to the hooks and, when an
-        adaptive level admitted the request (``concurrency="auto"``), the failure to it: a
-        429 whose retry succeeds is a loss signal all the same."""
+    ) -> None:
+        """Between a failed attempt and its retry: the delay, told to the hooks and slept,
+        and, when an adaptive level admitted the request (``concurrency="auto"``), the
+        failure told to it: a 429 whose retry succeeds is a loss signal all the same, and the
+        retry then waits (after the delay) for the level to admit it again."""
         delay = _retry.retry_delay(attempt, retry_headers, now=time.time())
         if hooks is not None:
             self._tell_retry(hooks, call, failure, attempt, delay, method, url)
         lost = attempt_lost.get()
-        if lost is not None:
-            lost(failure)
-        return delay
+        readmit = None if lost is None else lost(failure)
+        await anyio.sleep(delay)
+        if readmit is not None:
+            await readmit()
 
     def _tell_retry(
         self,
