@@ -117,6 +117,27 @@ _NUMBER_RUN = re.compile(r"[-+0-9.eE]*")
 # A whole number; its groups (fraction, exponent) say whether it is a float.
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+_LITERAL_VALUES = {"true": True, "false": False, "null": None}
+# The usual member of an object, read in one match from just after its key's opening quote: a
+# key without escapes, the colon, and a value that completes here (a string without escapes, a
+# number that a delimiter ends, a literal) or opens here (a string, an array, an object).
+_MEMBER = re.compile(
+    r'([^"\\\x00-\x1f]*)"[ \t\n\r]*:[ \t\n\r]*'
+    r'(?:"([^"\\\x00-\x1f]*)(")?'
+    r"|(-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?)(?=[ \t\n\r,}\]])"
+    r"|(true|false|null)"
+    r"|([\[{]))"
+)
+# The start of such a member, cut before its value began or ended (the next delta's text may
+# complete it): only what can still become valid, so an error is never put off.
+_MEMBER_CUT = re.compile(
+    r'[^"\\\x00-\x1f]*(?:"[ \t\n\r]*(?::[ \t\n\r]*'
+    r"(?:-?(?:(?:0|[1-9][0-9]*)(?:\.|\.[0-9]+(?:[eE][-+]?[0-9]*)?|[eE][-+]?[0-9]*)?)?"
+    r"|t(?:ru?)?|f(?:a(?:ls?)?)?|n(?:ul?)?))?)?"
+)
+# A cut member longer than this is read as it comes instead (keys pieced together), so that
+# reading it again with each delta never grows with the length of a key.
+_CARRY_LIMIT = 64
 # The string decoder json.loads uses (in C on CPython): the same escapes, surrogate pairs and
 # control-character errors, and the same result.
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -226,6 +247,41 @@ class PartialJSON:
             index = 0
             end = len(text)
             while index < end:
+                if state == _KEY_STRING and inline and not self._pieces:
+                    member = _MEMBER.match(text, index)
+                    if member is None:
+                        if end - index <= _CARRY_LIMIT and _MEMBER_CUT.fullmatch(text, index):
+                            self._carry = text[index:]  # read again, whole, with the next delta
+                            break
+                    else:
+                        key, string, closed, number, fraction, exponent, literal, opener = (
+                            member.groups()
+                        )
+                        keys[-1] = key
+                        if closed is not None:
+                            containers[-1][key] = string
+                        elif number is not None:
+                            containers[-1][key] = (
+                                int(number)
+                                if fraction is None and exponent is None
+                                else float(number)
+                            )
+                        elif literal is not None:
+                            containers[-1][key] = _LITERAL_VALUES[literal]
+                        elif string is not None:
+                            state = _STRING  # a string that this text does not finish
+                            index = member.start(2)
+                            continue
+                        else:
+                            state = self._open(opener)
+                            index = member.end()
+                            continue
+                        index = member.end()
+                        if text.startswith(', "', index):
+                            index += 3
+                        else:
+                            state = _COMMA_OR_CLOSE
+                        continue
                 if state <= _KEY_STRING:
                     if text.find('"', index) < 0:
                         self._state = state

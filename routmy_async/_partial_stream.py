@@ -29,6 +29,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ._exceptions import ContentParseError
 
 if TYPE_CHECKING:
@@ -249,25 +251,26 @@ class PartialAnswer:
             pass  # cut short: the final parse says so
 
 
-class PartialView:
-    """One event's look at its answer: the answer, and how many deltas it had then."""
+class PartialView(msgspec.Struct, array_like=True, gc=False):
+    """One event's look at its answer: the answer, and how many deltas it had then.
 
-    __slots__ = ("_answer", "_at")
+    A Struct, made in C: one is made for every delta of a structured stream. It refers to
+    the answer only (never the other way), so it needs no garbage-collector tracking.
+    """
 
-    def __init__(self, answer: PartialAnswer, at: int) -> None:
-        self._answer = answer
-        self._at = at
+    answer: PartialAnswer
+    at: int
 
     def snapshot(self) -> str:
         """The text up to and including this event's delta."""
-        return self._answer.text(self._at)
+        return self.answer.text(self.at)
 
     def parsed(self) -> Any:
         """The partial value at this event (see the module doc for when it is live).
 
         :raises InvalidJSONError: the text up to this event cannot become JSON.
         """
-        return self._answer.value(self._at)
+        return self.answer.value(self.at)
 
     def frozen(self) -> FrozenView:
         """This event's look, on its own: its text, parsed when read (what a copy keeps)."""
@@ -279,7 +282,7 @@ class PartialView:
         return self.frozen().__reduce__()
 
     def __repr__(self) -> str:
-        return f"<partial answer at delta {self._at}>"
+        return f"<partial answer at delta {self.at}>"
 
 
 class FrozenView:
@@ -333,9 +336,7 @@ def attach_view(event: Any, view: PartialView | FrozenView) -> None:
     """Give a (frozen) delta event its view. The view is an attribute of the event, not one
     of its fields: ``msgspec.json.encode(event)`` gives the event as the server sent it (a
     view holds the whole answer, which has no JSON form of its own)."""
-    import msgspec
-
-    msgspec.structs.force_setattr(event, "_view", view)
+    event.__dict__["_view"] = view
 
 
 class ViewCopies:

@@ -116,3 +116,91 @@ def test_a_damaged_text_fails_where_json_loads_fails(value, data):
         assert isinstance(got, InvalidJSONError), damaged
     else:
         assert got == expected
+
+
+# Objects as a model writes them for a response_format: plain keys (some longer than the
+# length up to which a cut member is read again whole), numbers, literals, plain strings, and
+# nested objects and arrays, so the one-match member path and its carry meet every split.
+plain_keys = st.text(st.sampled_from("abcxyz_é 1"), min_size=0, max_size=80)
+plain_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**12), max_value=10**12)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.sampled_from('ab "\\\n\u00e9\ud83d'), max_size=6)
+)
+plain_objects = st.recursive(
+    plain_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(plain_keys, children, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+
+class _Silent:
+    """A listener that does nothing: with one, the parser reads every member token by token
+    (the one-match member path is for parsers without a listener), the reference here."""
+
+    def opened(self, key: Any, container: Any) -> None:
+        pass
+
+    def completed(self, key: Any, value: Any) -> None:
+        pass
+
+
+def _fed(text: str, cuts: list[int], parser: PartialJSON) -> list[Any]:
+    """The partial value after each delta of ``text`` cut at ``cuts`` (deep copies)."""
+    values = []
+    for start, stop in zip([0, *cuts], [*cuts, len(text)], strict=True):
+        parser.feed(text[start:stop])
+        values.append(parser.snapshot())
+    return values
+
+
+def _cuts(data: Any, text: str, most: int) -> list[int]:
+    drawn = data.draw(st.lists(st.integers(1, max(len(text) - 1, 1)), max_size=most))
+    return sorted({cut for cut in drawn if 0 < cut < len(text)})
+
+
+@given(value=plain_objects, options=dump_options, data=st.data())
+def test_a_member_read_in_one_match_shows_what_token_by_token_shows(value, options, data):
+    """After every delta, the parser that reads a usual member in one match (or carries it
+    whole to the next delta) shows exactly what the token-by-token reading shows, and that is
+    the value of the text so far fed at once: it depends on the text, not on its cuts."""
+    text = json.dumps(value, **options)
+    cuts = _cuts(data, text, 30)
+    fast = _fed(text, cuts, PartialJSON())
+    assert fast == _fed(text, cuts, PartialJSON(listener=_Silent()))
+    for cut, shown in zip(cuts, fast, strict=False):
+        whole = PartialJSON()
+        whole.feed(text[:cut])
+        assert shown == whole.snapshot(), (text[:cut],)
+
+
+def _fails_at(text: str, cuts: list[int], parser: PartialJSON) -> tuple[int, int | None]:
+    """Which delta raised (its end; past the text: ``finish``), and the offset named."""
+    fed = 0
+    try:
+        for start, stop in zip([0, *cuts], [*cuts, len(text)], strict=True):
+            fed = stop
+            parser.feed(text[start:stop])
+        fed = len(text) + 1
+        parser.finish()
+    except InvalidJSONError as error:
+        return fed, error.offset
+    return -1, None
+
+
+@given(value=plain_objects, data=st.data())
+def test_an_error_comes_with_the_delta_that_brings_it(value, data):
+    """Damage a text (drop, double or replace a character): the error is raised by the same
+    delta, naming the same offset, as the token-by-token reading raises it: a member carried
+    to the next delta never puts an error off."""
+    text = json.dumps(value)
+    at = data.draw(st.integers(0, len(text) - 1))
+    damage = data.draw(st.sampled_from(["", text[at] * 2, "x", "1", "}", ",", ".", "e", "t"]))
+    damaged = text[:at] + damage + text[at + 1 :]
+    for cuts in (list(range(1, len(damaged))), _cuts(data, damaged, 20)):
+        expected = _fails_at(damaged, cuts, PartialJSON(listener=_Silent()))
+        assert _fails_at(damaged, cuts, PartialJSON()) == expected, (damaged, cuts)

@@ -66,7 +66,7 @@ class ContentDeltaEvent(ViewCopies, _Event, frozen=True, tag="content.delta", di
         :raises InvalidJSONError: the text up to this delta cannot become JSON.
         """
         view = self._view
-        return None if view is None else view.parsed()
+        return None if view is None else view.answer.value(view.at)
 
 
 class RefusalDeltaEvent(_Event, frozen=True, tag="refusal.delta"):
@@ -112,7 +112,7 @@ class ToolCallArgumentsDeltaEvent(
         :raises InvalidJSONError: the arguments so far cannot become JSON.
         """
         view = self._view
-        return None if view is None else view.parsed()
+        return None if view is None else view.answer.value(view.at)
 
 
 class ToolCallDoneEvent(_Event, frozen=True, tag="tool_call.done"):

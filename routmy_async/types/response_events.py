@@ -207,7 +207,7 @@ class ResponseTextDeltaEvent(
         :raises InvalidJSONError: the text up to this delta cannot become JSON.
         """
         view = self._view
-        return None if view is None else view.parsed()
+        return None if view is None else view.answer.value(view.at)
 
 
 class ResponseTextDoneEvent(_ContentEvent, frozen=True, tag="response.output_text.done"):
@@ -281,7 +281,7 @@ class ResponseFunctionCallArgumentsDeltaEvent(
         :raises InvalidJSONError: the arguments so far cannot become JSON.
         """
         view = self._view
-        return None if view is None else view.parsed()
+        return None if view is None else view.answer.value(view.at)
 
 
 class ResponseFunctionCallArgumentsDoneEvent(

@@ -258,7 +258,7 @@ class ChatCompletionStream(EventStream[ChatCompletionChunk]):
                 if delta.content:
                     event = ContentDeltaEvent(choice_index=index, delta=delta.content)
                     if views is not None:
-                        attach_view(event, views[index])
+                        event.__dict__["_view"] = views[index]  # attach_view, inlined
                     yield event
                 if delta.refusal:
                     yield RefusalDeltaEvent(choice_index=index, delta=delta.refusal)

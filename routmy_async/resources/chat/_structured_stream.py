@@ -40,7 +40,9 @@ class StructuredChatCompletionStream(ChatCompletionStream):
         self._latest_views: dict[int, PartialView] = {}
 
     async def __anext__(self) -> ChatCompletionChunk:
-        chunk = await super().__anext__()
+        ready = self._ready
+        # A chunk decoded already (the usual case) costs no second coroutine.
+        chunk = ready.popleft() if ready else await super().__anext__()
         for choice in chunk.choices:
             content = choice.delta.content
             if content:
