@@ -274,8 +274,8 @@ class PartialView(msgspec.Struct, array_like=True, gc=False):
 
     def frozen(self) -> FrozenView:
         """This event's look, on its own: its text, parsed when read (what a copy keeps)."""
-        answer = self._answer
-        return FrozenView(answer.text(self._at), ended=answer.ended_at(self._at))
+        answer = self.answer
+        return FrozenView(answer.text(self.at), ended=answer.ended_at(self.at))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled as what it shows: the answer's later deltas stay behind.
@@ -321,6 +321,18 @@ class FrozenView:
                     pass  # cut short: shown as far as it came, as the live view does
             self._value = parser.value
         return self._value
+
+    # The shape of a PartialView (``view.answer.value(view.at)``, the events' one-call read):
+    # a frozen view is its own answer, at its one and only point.
+    at = None
+
+    @property
+    def answer(self) -> FrozenView:
+        return self
+
+    def value(self, at: int | None = None) -> Any:
+        """The same as ``parsed()`` (``at`` is the frozen point, whatever is passed)."""
+        return self.parsed()
 
     def frozen(self) -> FrozenView:
         return self
