@@ -86,6 +86,12 @@ def with_ray(
     result = {"rows_per_s": count / span, "failed": int((out["error"] != "").sum())}
     if budget is not None:
         stats = budget.stats()["spend"]
+        # An actor reports what it spent on its next call or when its step closes, which
+        # may come just after the dataset ends: wait a little for the last reports.
+        deadline = time.monotonic() + 5
+        while stats["held"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            stats = budget.stats()["spend"]
         result["calls_per_row"] = stats["calls"] / count
         result["blocks_per_row"] = stats["blocks"] / count
         result["spent_units"] = float(stats["spent"])

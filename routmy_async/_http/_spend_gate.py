@@ -58,13 +58,21 @@ class _CallSpend:
     """One call's limits, what it is priced as (an operation, ``"read"``, or ``None`` for a
     raw request to a path no price is known for), and what its attempt in flight holds."""
 
-    __slots__ = ("held", "limits", "priced_as", "target")
+    __slots__ = ("_prompt", "held", "limits", "priced_as", "target")
 
     def __init__(self, limits: tuple[SpendLimit, ...], priced_as: str | None, target: str):
         self.limits = limits
         self.priced_as = priced_as
         self.target = target  # "POST /path", for the refusal of an unpriced one
         self.held: list[Reservation] = []
+        self._prompt: int | None = None
+
+    def prompt_bound(self, body: Mapping[str, Any]) -> int:
+        """The call's prompt bound, walked once: every attempt sends the same body, and a
+        limit that fetches capacity needs it before each reservation too."""
+        if self._prompt is None:
+            self._prompt = prompt_token_bound(body)
+        return self._prompt
 
 
 class SpendGate(Hooks):
@@ -148,7 +156,7 @@ class SpendGate(Hooks):
                     limit.add_models(self._models)
                 await limit.make_room(
                     model,
-                    input_tokens=prompt_token_bound(body),
+                    input_tokens=spend.prompt_bound(body),
                     max_output_tokens=cap,
                     choices=_choices(body),
                 )
@@ -171,7 +179,7 @@ class SpendGate(Hooks):
             self._settle_in_full(call)  # a previous attempt nobody settled: the worst case
         body = call.body or {}
         cap = 0 if spend.priced_as in _NO_OUTPUT else _output_cap(body)
-        prompt = prompt_token_bound(body)
+        prompt = spend.prompt_bound(body)
         held: list[Reservation] = []
         try:
             for limit in spend.limits:
