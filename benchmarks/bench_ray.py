@@ -19,13 +19,14 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from _runs import load, summary  # beside this script
 
 HERE = Path(__file__).resolve().parent
 
@@ -98,22 +99,6 @@ def with_ray(
         "failed": int((out["error"] != "").sum()),
         "wall_with_actor_start_s": total,
     }
-
-
-def load() -> str:
-    """The 1-minute load average (this machine's other work shares its cores)."""
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
-
-
-def summary(runs: list[dict[str, float]], field: str, spec: str) -> str:
-    values = [run[field] for run in runs]
-    middle = format(statistics.median(values), spec)
-    if len(values) == 1:
-        return middle
-    return f"{middle} ({format(min(values), spec)}-{format(max(values), spec)})"
 
 
 def main() -> None:

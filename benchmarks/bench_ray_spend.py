@@ -22,13 +22,13 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any
+
+from _runs import load, summary  # beside this script
 
 KEY = "sk-bench"
 # Far above what the rows use (a row uses ~20 units and reserves ~100): never reached.
@@ -97,22 +97,6 @@ def with_ray(
         result["spent_units"] = float(stats["spent"])
         budget.shutdown()
     return result
-
-
-def load() -> str:
-    """The 1-minute load average (this machine's other work shares its cores)."""
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
-
-
-def summary(runs: list[dict[str, float]], field: str, spec: str) -> str:
-    values = [run[field] for run in runs]
-    middle = format(statistics.median(values), spec)
-    if len(values) == 1:
-        return middle
-    return f"{middle} ({format(min(values), spec)}-{format(max(values), spec)})"
 
 
 def start_mock(latency: float) -> tuple[subprocess.Popen[str], str]:
