@@ -101,6 +101,47 @@ async def test_a_raw_models_read_is_still_sent_unpriced():
     assert units is not None and units.spent == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/chat/completions",
+            {
+                "model": "mock/echo",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 500,
+                "stream_options": {"include_usage": True},
+            },
+        ),
+        ("/responses", {"model": "mock/echo", "input": "hi", "max_output_tokens": 500}),
+    ],
+    ids=["chat", "responses"],
+)
+async def test_a_raw_stream_settles_to_its_usage_as_the_typed_stream_does(path, body):
+    """A raw stream of chat completions (asked for its usage) or of a Responses answer
+    settles to the usage its last events carry, as the typed stream does: counting its
+    whole reservation (500 output tokens for an answer of a few) would spend a budget a
+    hundred times faster than the answers do, and report that as what they used."""
+    typed_limit, raw_limit = SpendLimit(max_units=10_000), SpendLimit(max_units=10_000)
+    async with MockRoutmy() as mock:
+        async with client_for(mock, typed_limit) as typed, client_for(mock, raw_limit) as raw:
+            if path == "/responses":
+                async with typed.responses.stream(**body) as answer:
+                    async for _ in answer:
+                        pass
+            else:
+                stream = await typed.chat.completions.create(stream=True, **body)
+                async for _ in stream:
+                    pass
+            async with raw.stream_request("POST", path, body={**body, "stream": True}) as events:
+                frames = [event async for event in events]
+    assert frames
+    typed_units, raw_units = typed_limit.spend.units, raw_limit.spend.units
+    assert typed_units is not None and raw_units is not None
+    assert raw_units.spent == typed_units.spent < 50
+    assert raw_units.reserved == 0
+
+
 # -- the prompt bound -------------------------------------------------------------------------
 
 
