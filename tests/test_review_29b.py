@@ -142,6 +142,33 @@ async def test_a_raw_stream_settles_to_its_usage_as_the_typed_stream_does(path, 
     assert raw_units.reserved == 0
 
 
+@pytest.mark.parametrize("operation", ["chat", "embeddings"])
+async def test_a_model_given_in_extra_body_is_the_one_priced(operation):
+    """``extra_body={"model": ...}`` overrides the typed ``model=`` in the body sent, so the
+    server answers (and bills) that model: the limit prices the model sent, not the one
+    the typed argument named (a 0.1x model there and a 2x one sent counted 20 times less
+    than the server used)."""
+    limit = SpendLimit(max_units=100_000)
+    override = {"model": "mock/reasoner"}
+    async with MockRoutmy() as mock:
+        async with client_for(mock, limit) as client:
+            if operation == "chat":
+                answer: Any = await client.chat.completions.create(
+                    model="mock/embed",
+                    messages=[{"role": "user", "content": "hello there"}],
+                    max_tokens=20,
+                    extra_body=override,
+                )
+            else:
+                answer = await client.embeddings.create(
+                    model="mock/embed", input="hello there", extra_body=override
+                )
+        assert mock.requests[-1].json["model"] == "mock/reasoner"
+    units = limit.spend.units
+    assert units is not None
+    assert units.spent == answer.usage.total_tokens * MULTIPLIERS["mock/reasoner"]
+
+
 # -- the prompt bound -------------------------------------------------------------------------
 
 

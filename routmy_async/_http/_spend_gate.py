@@ -315,9 +315,14 @@ def _get(value: Any, name: str) -> Any:
 
 
 def _model_of(call: Call) -> str | None:
-    model = call.model
-    if model is None and call.body is not None:
-        model = call.body.get("model")
+    """The model the request is sent to: its body's (an ``extra_body={"model": ...}``
+    overrides the typed ``model=`` there, and the server bills the one it receives), else
+    the call's; ``None`` when the body names none, or not as a string."""
+    body = call.body
+    if body is not None and "model" in body:
+        model = body["model"]
+    else:
+        model = call.model
     return model if isinstance(model, str) else None
 
 
