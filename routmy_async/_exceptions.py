@@ -265,8 +265,9 @@ class SpendLimitError(RoutmyError):
 
     Either its worst case does not fit what is left of the limit (``missing`` is ``None``), or
     its cost cannot be computed (``missing`` names what is unknown: ``"token_multiplier"``,
-    ``"price"``, ``"max_tokens"``, or ``"endpoint"`` for a raw request to a path the limit
-    cannot price) and the limit refuses it rather than count it as zero.
+    ``"price"``, ``"max_tokens"``, ``"model"`` for a raw request whose body names none, or
+    ``"endpoint"`` for a raw request to a path the limit cannot price) and the limit refuses
+    it rather than count it as zero.
     Amounts are exact ``Decimal`` values in ``unit``.
 
     :param message: what was refused, and why.

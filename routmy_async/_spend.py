@@ -551,30 +551,42 @@ def _per_million(value: Any, name: str) -> int:
     return _scaled(exact, _SCALE["dollars"] // _PER_MILLION, up=True)
 
 
+# The request fields whose keys the model reads: tools (chat's and Responses'), the old
+# functions, and the JSON schemas of structured output (chat's response_format, Responses'
+# text.format).
+_SCHEMA_FIELDS = frozenset({"tools", "functions", "response_format", "text"})
+
+
 def prompt_token_bound(request: Mapping[str, Any]) -> int:
     """An upper bound of a request's prompt tokens, for a reservation that must not be short.
 
     Every string in the request (messages, tools, schemas, ``input``) counts its UTF-8 bytes:
-    a byte-level tokenizer never makes more tokens than bytes. Each message adds what a chat
-    template wraps it in, a token array counts its tokens, and an image given by URL counts a
-    fixed allowance (one given inline already counts its base64 bytes, far more than its
-    tokens). A bound, not an estimate: for English text it is about four times the real count,
-    and the settlement gives the difference back.
+    a byte-level tokenizer never makes more tokens than bytes. The property names of tools
+    and schemas count too (the model reads a schema's names as much as its values, and a
+    schema is mostly names); the keys of the request and its messages do not (the template
+    replaces them). Each message adds what a chat template wraps it in, a token array counts
+    its tokens, and an image given by URL counts a fixed allowance (one given inline already
+    counts its base64 bytes, far more than its tokens). A bound, not an estimate: for English
+    text it is about four times the real count, and the settlement gives the difference back.
     """
     messages = request.get("messages")
     overhead = _MESSAGE_OVERHEAD * (len(messages) if isinstance(messages, list) else 0)
-    return overhead + _bytes_of(request)
+    return overhead + sum(
+        _bytes_of(value, keys=name in _SCHEMA_FIELDS) for name, value in request.items()
+    )
 
 
-def _bytes_of(value: Any) -> int:
+def _bytes_of(value: Any, *, keys: bool = False) -> int:
     if isinstance(value, str):
         if value.startswith(("http://", "https://")):
             return len(value.encode()) + _IMAGE_URL_TOKENS
         return len(value.encode())
     if isinstance(value, Mapping):
+        if keys:
+            return sum(_bytes_of(key) + _bytes_of(item, keys=True) for key, item in value.items())
         return sum(_bytes_of(item) for item in value.values())
     if isinstance(value, (list, tuple)):
         if value and all(isinstance(item, int) for item in value):
             return len(value)  # a token array: one token each
-        return sum(_bytes_of(item) for item in value)
+        return sum(_bytes_of(item, keys=keys) for item in value)
     return 0 if value is None or isinstance(value, (bool, int, float)) else len(str(value))

@@ -321,11 +321,13 @@ def test_prompt_bound_counts_utf8_bytes_and_message_overhead():
 
 
 def test_prompt_bound_counts_tools_token_arrays_and_image_urls():
-    """Tool schemas count their text, a token array its length, an image URL an allowance."""
+    """Tool schemas count their text and their property names, a token array its length,
+    an image URL an allowance."""
     base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
     with_tool = prompt_token_bound({**base, "tools": [tool]})
-    assert with_tool - prompt_token_bound(base) == len("functionlookupobject")
+    names = "type" + "function" + "name" + "parameters" + "type"
+    assert with_tool - prompt_token_bound(base) == len(names + "functionlookupobject")
     assert prompt_token_bound({"model": "", "input": [1, 2, 3, 4]}) == 4
     image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
     with_image = {"model": "m", "messages": [{"role": "user", "content": [image]}]}

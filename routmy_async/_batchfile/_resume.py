@@ -66,6 +66,7 @@ class Resume:
         cost: float = 0.0,
         uncosted: int = 0,
         usage: dict[str, ModelUsage] | None = None,
+        named_by_answers: frozenset[str] = frozenset(),
     ):
         #: Ids with a successful line.
         self.ok = ok
@@ -81,6 +82,9 @@ class Resume:
         #: The answers' usage by the model their request named (else the answer's; a line
         #: with a usage and no model either way under ``""``).
         self.usage: dict[str, ModelUsage] = usage if usage is not None else {}
+        #: The keys of ``usage`` that some answer named itself, its request's line being no
+        #: longer in the input (or naming no model).
+        self.named_by_answers = named_by_answers
 
     @property
     def empty(self) -> bool:
@@ -103,6 +107,7 @@ class ResumeState:
         self._cost = 0.0
         self._uncosted = 0
         self._usage: dict[str, ModelUsage] = {}
+        self._named_by_answers: set[str] = set()
 
     def begin(self, path: Path) -> FileScan:
         """Start reading another file."""
@@ -128,6 +133,7 @@ class ResumeState:
             model = None if self._request_model is None else self._request_model(value)
             if model is None:
                 model = seen.model or ""
+                self._named_by_answers.add(model)
             usage = self._usage.get(model)
             if usage is None:
                 usage = self._usage[model] = ModelUsage()
@@ -155,4 +161,5 @@ class ResumeState:
             cost=self._cost,
             uncosted=self._uncosted,
             usage=self._usage,
+            named_by_answers=frozenset(self._named_by_answers),
         )

@@ -604,7 +604,12 @@ class BatchRun:
                     if refused.missing is None:
                         break  # already spent: the run sends nothing (see below)
                     raise _unpriced_answers(
-                        self._outputs[0], model, usage, refused, check
+                        self._outputs[0],
+                        model,
+                        usage,
+                        refused,
+                        check,
+                        by_answer=model in resume.named_by_answers,
                     ) from refused
                 cost = usage.cost if usage.costed == usage.answers else None
                 held.settle(
@@ -777,16 +782,33 @@ class BatchRun:
 
 
 def _unpriced_answers(
-    output: Path, model: str, usage: ModelUsage, refused: SpendLimitError, check: BatchCheck
+    output: Path,
+    model: str,
+    usage: ModelUsage,
+    refused: SpendLimitError,
+    check: BatchCheck,
+    *,
+    by_answer: bool,
 ) -> BatchFileError:
     """The error of a budgeted run whose output holds answers it cannot price: what they
-    used cannot be counted, and counting it as nothing would break the limit."""
+    used cannot be counted, and counting it as nothing would break the limit.
+
+    :param by_answer: some of them are priced by the model the answer names, their
+        request's line being no longer in the input: the user never wrote that model.
+    """
     # model: the one the answers' requests named, else the one each answer names
     whose = f"of {model!r}" if model else "whose request and answer name no model"
+    why = (
+        " (the model the answer names: its line is no longer in the input, or names no "
+        "model, so the model its request named is unknown; put the line back to price it "
+        "by its request's model)"
+        if by_answer and model
+        else ""
+    )
     return BatchFileError(
         f"{usage.answers:,} answer(s) {whose} already in {output} cannot be counted against "
-        f"the budget: {refused.missing} is unknown for it; nothing was sent. Run into a new "
-        "output file, or without the budget",
+        f"the budget: {refused.missing} is unknown for it{why}; nothing was sent. Run into a "
+        "new output file, or without the budget",
         check=check,
     )
 

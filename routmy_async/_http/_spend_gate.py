@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from .._exceptions import SpendLimitError
+from .._exceptions import AuthenticationError, SpendLimitError
 from .._hooks import Call, Hooks, StreamSummary
 from .._spend import Reservation, SpendLimit, prompt_token_bound, refusal
 
@@ -114,6 +114,7 @@ class SpendGate(Hooks):
         read that failed is tried again by the next call that needs it.
 
         :raises SpendLimitError: the list could not be read, so ``call`` cannot be priced.
+        :raises AuthenticationError: the list was refused for the key (a 401).
         """
         loading = self._loading
         if loading is None:
@@ -121,6 +122,8 @@ class SpendGate(Hooks):
             loading.add_done_callback(self._after_read)
         try:
             await asyncio.shield(loading)
+        except AuthenticationError:
+            raise  # a wrong key: the call would fail with it anyway, and it is not a price
         except Exception as error:
             spend: _CallSpend = call.state[self]
             raise _unreadable_list(spend.limits[-1], _model_of(call) or "", error) from error
@@ -174,7 +177,11 @@ class SpendGate(Hooks):
             raise _unpriced_endpoint(spend.limits[-1], _model_of(call) or "", spend.target)
         model = _model_of(call)
         if model is None:
-            return  # no model and so no tokens: a models list
+            if spend.priced_as == "models":
+                return  # a models list: no model and no tokens
+            # A router answers a body without a model with one it picks (an account's
+            # default, a ``models`` fallback list) and bills it: unpriced, so not sent.
+            raise _no_model(spend.limits[-1], spend.target)
         if spend.held:
             self._settle_in_full(call)  # a previous attempt nobody settled: the worst case
         body = call.body or {}
@@ -281,6 +288,15 @@ def _unreadable_list(limit: SpendLimit, model: str, error: BaseException) -> Spe
     return _refusal(limit, model, why, "token_multiplier")
 
 
+def _no_model(limit: SpendLimit, target: str) -> SpendLimitError:
+    """The refusal of a call whose body names no model (or not as a string)."""
+    why = (
+        f"{target} names no model in its body (a string 'model'), so the router would "
+        "pick one the limit cannot price; it is not sent rather than counted as free"
+    )
+    return _refusal(limit, "", why, "model")
+
+
 def _unpriced_endpoint(limit: SpendLimit, model: str, target: str) -> SpendLimitError:
     """The refusal of a raw request to a path whose cost the limit cannot compute."""
     known = ", ".join(sorted(_RAW_PATHS))
@@ -299,9 +315,14 @@ def _get(value: Any, name: str) -> Any:
 
 
 def _model_of(call: Call) -> str | None:
-    model = call.model
-    if model is None and call.body is not None:
-        model = call.body.get("model")
+    """The model the request is sent to: its body's (an ``extra_body={"model": ...}``
+    overrides the typed ``model=`` there, and the server bills the one it receives), else
+    the call's; ``None`` when the body names none, or not as a string."""
+    body = call.body
+    if body is not None and "model" in body:
+        model = body["model"]
+    else:
+        model = call.model
     return model if isinstance(model, str) else None
 
 

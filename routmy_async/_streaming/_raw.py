@@ -111,6 +111,7 @@ class RawStream(EventStream[T], Generic[T]):
         )
         #: Events of a type other than ``message`` (``event: ping``), skipped with ``cast_to``.
         self.ignored_events = 0
+        self._last_usage: Mapping[str, Any] | None = None
         super().__init__(context)
 
     def _take(self) -> None:
@@ -131,6 +132,8 @@ class RawStream(EventStream[T], Generic[T]):
                     error.request_id = self.request_id
                     self._fail(error)
                     return
+            if b'"usage"' in data:
+                self._note_usage(data)
             self._events += 1
             if decode is None:
                 event = ServerSentEvent(name, data.decode("utf-8", "replace"), event_id, retry)
@@ -145,6 +148,31 @@ class RawStream(EventStream[T], Generic[T]):
                     failure.request_id = self.request_id
                     self._fail(failure)
                     return
+
+    def _note_usage(self, data: bytes) -> None:
+        """Keep the last usage an event carried (a chat stream's usage chunk, the response
+        of a Responses stream's last event): a spend limit settles the stream to it and the
+        hooks see it, as for the typed streams (without it a limit counts the stream's
+        whole reservation)."""
+        try:
+            payload = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(payload, dict):
+            return
+        usage = payload.get("usage")
+        response = payload.get("response")
+        if usage is None and isinstance(response, dict):
+            usage = response.get("usage")
+        if isinstance(usage, dict):
+            self._last_usage = usage
+
+    def _used_tokens(self) -> int | None:
+        total = None if self._last_usage is None else self._last_usage.get("total_tokens")
+        return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+    def _usage(self) -> Any:
+        return self._last_usage
 
     def _at_eof(self) -> None:
         # The end of the body at an event boundary ends a generic stream; inside an event
