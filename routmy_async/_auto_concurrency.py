@@ -31,10 +31,12 @@ class AutoConcurrency(AdaptiveConcurrency):
     """Concurrency that finds its own level: as many requests in flight as the server takes.
 
     It starts at ``initial`` and grows while requests succeed (doubling per round trip until
-    the first loss; after a loss, half the way back per round trip to what the server took,
-    then one per round trip); a loss signal (a 429, a 503, a timeout, also when a retry then
-    succeeds) multiplies the level by ``backoff``, once per round trip, and each further
-    loss of that round takes one off it (down to half).
+    the first loss, x1.5 above a quarter of ``max_concurrency``; after a loss, half the way
+    back per round trip to what the server took, then one per round trip); a loss signal (a
+    429, a 503, a timeout, also when a retry then succeeds) multiplies the level by
+    ``backoff``, once per round trip, and each further loss of that round takes one off it
+    (down to half) unless fewer were in flight than the server took before: a full rate
+    window, whose 429s say when, not how many.
     A request whose refused attempt the client retries is *parked* (``parked``) until an
     answer frees a slot for its retry, and no new request starts before it. Latency is not
     a loss signal: an answer's latency tracks its length. The level never goes above

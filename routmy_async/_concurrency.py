@@ -6,7 +6,9 @@ An ``AdaptiveConcurrency`` says how many requests may be in flight. A worker ask
 does:
 
 - **Slow start.** From a low level, every success adds one: the level doubles per round
-  trip until the first loss, so a large quota is found in a few rounds.
+  trip until the first loss, so a large quota is found in a few rounds. Above a quarter of
+  ``max_concurrency`` a success adds a half (x1.5 per round trip; TCP's limited slow start):
+  a requests-per-minute window refuses only once the burst that overfills it was sent.
 - **Back quickly, then probe.** A loss tells what the server took: what was in flight but
   the refused. Below that level the level climbs back half the gap per round trip (at least
   one); at or above it, a round trip's worth of successes adds one.
@@ -23,10 +25,17 @@ does:
 - **A cap that stays put is probed less often.** A probe one above the level the server
   took, refused, brings the level back to that level, not below; after two such refusals in
   a row the next probe waits four round trips. A probe that gets through ends that.
+- **A full rate window is not a smaller cap.** A refusal with fewer in flight than the
+  server took before says that a rate window is full, not that fewer in flight would do
+  better: the level is cut as usual, but what the server took is lowered only by
+  ``backoff`` (the level climbs back to it half the gap per round trip) and the round's
+  further refusals (the echo of an earlier burst) take nothing more off.
 - **A lost slot waits for a success.** A request refused by a 429 frees its slot only when
   a later request succeeds (TCP's packet conservation): a refusal comes back at once, and
   refilling its slot at once would hit the same full quota again. The pool then starts
-  requests as fast as the quota answers them, not as fast as it refuses them. With nothing
+  requests as fast as the quota answers them, not as fast as it refuses them. No more
+  slots are held than requests in flight that can give them back (a burst of refusals
+  would otherwise starve the pool for many round trips). With nothing
   in flight one request may always start, so a pool whose every request fails still probes.
 - **A refused attempt that is retried waits for a freed slot.** Its request is *parked*: it
   is not on the server, and its retry goes only into a slot that a request leaving the server
@@ -215,7 +224,9 @@ class AdaptiveConcurrency:
             return
         if outcome == "loss":
             self.losses += 1
-            self.debt = min(self.debt + 1, self.level)
+            # No more held slots than requests still in flight that can give them back: a
+            # burst of refusals would otherwise starve the pool for many round trips.
+            self.debt = min(self.debt + 1, self.level, busy - 1)
             if started >= self._cut_ticket:
                 self._cut(busy)
             else:
@@ -274,7 +285,10 @@ class AdaptiveConcurrency:
     def _grow(self) -> None:
         window = self._window
         if self._slow_start:
-            window += 1.0
+            # Doubling per round trip up to a quarter of the ceiling, then half again per
+            # round trip (TCP's limited slow start): a rate window answers the overshoot
+            # only after the burst was sent, so the burst must be smaller.
+            window += 1.0 if window < self.max_concurrency / 4 else 0.5
         elif window < self._good:
             # Below the level the server last took: half the way back to it per round trip
             # (at least one), and no further.
@@ -300,6 +314,9 @@ class AdaptiveConcurrency:
             self._window = min(self._window, self._good)
             self._confirmed += 1
             return
+        if not self._slow_start and busy < self._good:
+            self._full_window_cut(busy)
+            return
         # From what was really in flight: a level the pool did not fill (its slots held by
         # earlier losses) says nothing about what the server takes.
         self._slow_start = False
@@ -308,11 +325,25 @@ class AdaptiveConcurrency:
         # The server took what was in flight but the one refused.
         self._good = max(1.0, float(busy - 1))
 
+    def _full_window_cut(self, busy: int) -> None:
+        """A refusal with fewer in flight than the server took before: a full rate window
+        (time, not the number in flight, refused it; the client's pause holds the starts until
+        it has room). The level is cut as for any loss, but the level the server took is
+        lowered only gently (by ``backoff``), so the level climbs back to it half the gap per
+        round trip, and the round's further losses take nothing more off: they are the echo of
+        an earlier burst, not a sign that fewer in flight would do better."""
+        self._window = max(1.0, min(self._window, float(busy)) * self.backoff)
+        self._good = max(float(busy), self._good * self.backoff)
+        self._confirmed = 0
+        self._cut_busy = 0  # no one-off-per-loss for this round (see _old_loss)
+
     def _old_loss(self) -> None:
         """A loss of a request sent before the last cut: not a new cut, but the round it
         came from had one request fewer room than was sent. Many of them (a first window
         of a rate quota overshot by the slow start) bring the level down to what the server
         did take; one or two leave the gentle cut as it was."""
+        if not self._cut_busy:
+            return  # the round of a full rate window's cut
         self._round_losses += 1
         # At most half of what was in flight: the losses of one round halve it at most.
         took = max(self._cut_busy / 2, float(self._cut_busy - self._round_losses))

@@ -97,6 +97,57 @@ def test_losses_of_one_round_cut_once_and_take_one_each_off_the_level():
     assert controller.cuts == 2
 
 
+def test_slow_start_grows_by_half_above_a_quarter_of_the_ceiling():
+    """Doubling per round up to a quarter of max_concurrency, then x1.5 per round: a rate
+    window refuses only after the burst that overfills it was sent, so the burst is smaller."""
+    controller = AdaptiveConcurrency(max_concurrency=64, initial=4)
+    rounds = []
+    for _ in range(5):
+        tickets = fill(controller)
+        rounds.append(len(tickets))
+        for ticket in tickets:
+            controller.finish(ticket, "success")
+    assert rounds == [4, 8, 16, 24, 36]
+
+
+def test_a_full_rate_window_is_not_a_smaller_cap():
+    """The server took 39 in flight; later 16 of 36 are refused (a full rate window, not a cap
+    of 20): the level is cut once by 0.85 from the 36, the further refusals of that round take
+    nothing more off (the old rule took one off each, to 20), and the level climbs back to
+    the 36 it had within five rounds."""
+    controller = AdaptiveConcurrency(max_concurrency=1000, initial=40)
+    tickets = fill(controller)
+    controller.finish(tickets[0], "loss")
+    for ticket in tickets[1:]:
+        controller.finish(ticket, "success")
+    tickets = fill(controller)
+    assert len(tickets) == 36
+    for ticket in tickets[:16]:
+        controller.finish(ticket, "loss")
+    assert controller.level == 30  # floor(36 * 0.85), and no lower
+    assert controller.cuts == 2
+    for ticket in tickets[16:]:
+        controller.finish(ticket, "success")
+    for _ in range(5):
+        for ticket in fill(controller):
+            controller.finish(ticket, "success")
+    assert controller.level >= 36
+
+
+def test_held_slots_are_no_more_than_the_requests_that_can_give_them_back():
+    """19 of 20 refused: each holds a slot only while a request in flight may succeed and give
+    it back, so the last one standing does not leave the pool waiting for 19 successes."""
+    controller = AdaptiveConcurrency(max_concurrency=1000, initial=20)
+    tickets = fill(controller)
+    for ticket in tickets[:19]:
+        controller.finish(ticket, "loss")
+        assert controller.debt <= controller.in_flight
+    assert controller.debt == 1
+    controller.finish(tickets[19], "success")
+    assert controller.debt == 0
+    assert len(fill(controller)) == controller.level
+
+
 def test_a_lost_slot_waits_for_a_success():
     """After losses, their slots stay taken until successes give them back; with nothing in
     flight one request may still start, so a pool that only fails keeps probing."""
@@ -230,6 +281,9 @@ def test_bounds_hold_for_any_sequence(max_concurrency, initial, backoff, script)
             cuts, busy = controller.cuts, controller.in_flight
             controller.finish(ticket, action)
             after = controller.level
+            if action == "loss":
+                # A held slot waits for a success: no more than the requests left to give one.
+                assert controller.debt <= controller.in_flight
             if action == "success":
                 assert after >= before
             else:
