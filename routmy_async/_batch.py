@@ -145,6 +145,15 @@ class _AutoSlots:
     def listener(self, index: int) -> Callable[[BaseException], Readmission | None]:
         return loss_listener(self.auto, self._tickets[index])
 
+    def waiting(self, index: int, waiting: bool) -> None:
+        """The item waits for spend room (``True``) or goes to the server again (``False``)."""
+        ticket = self._tickets.get(index)
+        if ticket is not None:
+            if waiting:
+                self.auto.off_server(ticket)
+            else:
+                self.auto.on_server(ticket)
+
     def record(self, index: int, result: Any) -> None:
         self._outcomes[index] = outcome_of(result)
 
@@ -306,7 +315,7 @@ class _Runner:
             # The transport tells the level of the 429s it retries within this item.
             token = attempt_lost.set(auto.listener(index))
         try:
-            result: Any = await self._call_within_spend(_checked(index, request))
+            result: Any = await self._call_within_spend(index, _checked(index, request))
         except Exception as exc:  # the item's result: one failure never stops the others
             result = exc
             if self._stop_on_error:
@@ -319,7 +328,7 @@ class _Runner:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass  # the consumer has gone: the runner is being cancelled
 
-    async def _call_within_spend(self, request: dict[str, Any]) -> Any:
+    async def _call_within_spend(self, index: int, request: dict[str, Any]) -> Any:
         """The call; one the client's spend limit refuses while other calls of the batch are
         in flight is tried again when one of them ends (its settlement gives room back).
         Refused with none in flight, or for a cost it cannot compute, the refusal is the
@@ -345,7 +354,16 @@ class _Runner:
                     ended.set()
             if self._ended is None:
                 self._ended = anyio.Event()
-            await self._ended.wait()  # set by the next call of the batch that ends
+            auto = self._auto
+            if auto is not None:
+                auto.waiting(
+                    index, True
+                )  # not the server's doing: the level must not learn from it
+            try:
+                await self._ended.wait()  # set by the next call of the batch that ends
+            finally:
+                if auto is not None:
+                    auto.waiting(index, False)
 
 
 async def run_many(

@@ -46,7 +46,9 @@ does:
   recovery): the level that refused it is not known to be right yet.
 - **Grow only when used.** A success grows the level only while it is at most twice the
   most requests ever in flight: a pool that does not fill the level must not inflate it
-  without evidence.
+  without evidence. Requests that hold a slot while they wait for something other than the
+  server (room under a spend limit: :meth:`AdaptiveConcurrency.off_server`) do not count
+  there, and while any waits so the level does not grow.
 
 Latency is not a loss signal: an LLM answer's latency tracks its length, not the server's
 load. Other failures (400, 500, 502, a broken connection) are neutral: they free the slot
@@ -122,6 +124,7 @@ class AdaptiveConcurrency:
         "_cut_ticket",
         "_good",
         "_next_ticket",
+        "_off_server",
         "_open",
         "_parked",
         "_round_losses",
@@ -163,6 +166,9 @@ class AdaptiveConcurrency:
         # is a start at the new level, and its loss is news.
         self._open: dict[int, int] = {}
         self._parked: set[int] = set()
+        # Requests holding a slot while they wait for something other than the server (room
+        # under a spend limit): the server is not what bounds them.
+        self._off_server: set[int] = set()
         #: Requests started and not finished (the parked ones included).
         self.in_flight = 0
         #: Slots held by losses until successes give them back.
@@ -198,7 +204,7 @@ class AdaptiveConcurrency:
         ticket = self._next_ticket
         self._next_ticket += 1
         self._open[ticket] = ticket
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight - len(self._off_server))
         return ticket
 
     def finish(self, ticket: int, outcome: Outcome) -> None:
@@ -213,6 +219,7 @@ class AdaptiveConcurrency:
         started = self._open.pop(ticket, None)
         if started is None:
             raise ValueError(f"ticket {ticket!r} is not in flight")
+        self._off_server.discard(ticket)
         busy = self.in_flight - len(self._parked)
         self.in_flight -= 1
         if ticket in self._parked:
@@ -241,8 +248,25 @@ class AdaptiveConcurrency:
                 self.debt = max(0, self.debt - 1)
             # Not while a refused request waits to retry: the level that refused it is not
             # known to be right yet (TCP does not grow its window during loss recovery).
-            if not self._parked and self.peak_in_flight * 2 >= self.level:
+            # Nor while requests wait off the server (for spend room): then something else
+            # bounds the run, and a level grown now would say nothing about the server.
+            if not self._parked and not self._off_server and self.peak_in_flight * 2 >= self.level:
                 self._grow()
+
+    def off_server(self, ticket: int) -> None:
+        """The request of ``ticket`` keeps its slot but waits for something other than the
+        server (room under a spend limit) until :meth:`on_server`: while any request waits so,
+        successes do not grow the level, and it does not count as in flight on the server.
+
+        :raises ValueError: a ticket not in flight.
+        """
+        if ticket not in self._open:
+            raise ValueError(f"ticket {ticket!r} is not in flight")
+        self._off_server.add(ticket)
+
+    def on_server(self, ticket: int) -> None:
+        """The request of ``ticket`` goes to the server again (see :meth:`off_server`)."""
+        self._off_server.discard(ticket)
 
     def lost(self, ticket: int) -> None:
         """A loss signal from a request that stays in flight (its attempt failed and is

@@ -807,6 +807,9 @@ async def test_max_units_bounds_the_output_across_a_kill_and_a_restart(mock, tmp
     mock.latency = 0.2
     process = await spawn(mock, *argv)
     await until(lambda: len(results(target)) >= 3)
+    # Into the next answers' 0.2 s, so that two attempts are in flight at the kill (the
+    # workers start them as they write a line; on a busy machine that can lag the line).
+    await asyncio.sleep(0.05)
     process.kill()
     await finish(process)
     before = output_units(target)
