@@ -11,7 +11,7 @@ and gives, each time it is asked, only what changed, as a list of operations:
 
 A path is a list of object keys and array indices from the root. Applied in order to what
 the page holds, the operations give the value as it stands (``apply_patch`` does it in Python,
-the FastAPI example in six lines of JavaScript).
+the FastAPI example in a dozen lines of JavaScript).
 
 **Linear.** A partial value only grows (``PartialJSON``: keys and items are added, a string in
 progress only lengthens), so only the last member of each container can have changed since the
