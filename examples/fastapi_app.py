@@ -154,6 +154,11 @@ const fields = {id: document.getElementById("id"), status: document.getElementBy
 const status = document.getElementById("status");
 let source = null;
 
+// Own properties, as JSON.parse makes them: `=` and Object.assign would set the prototype
+// for a key named "__proto__" and lose it.
+const put = (target, key, value) => Object.defineProperty(target, key,
+  {value, writable: true, enumerable: true, configurable: true});
+
 // A patch frame is a list of [operation, path, data]: the value at `path` (keys and indices
 // from the root) is set, its string appended to, its array extended, or its object merged.
 function applyPatch(value, ops) {
@@ -161,10 +166,10 @@ function applyPatch(value, ops) {
   for (const [op, path, data] of ops) {
     let parent = box, key = "value";
     for (const step of path) [parent, key] = [parent[key], step];
-    if (op === "set") parent[key] = data;
-    else if (op === "append") parent[key] += data;
+    if (op === "set") put(parent, key, data);
+    else if (op === "append") put(parent, key, parent[key] + data);
     else if (op === "extend") for (const item of data) parent[key].push(item);
-    else if (op === "merge") Object.assign(parent[key], data);
+    else if (op === "merge") for (const name in data) put(parent[key], name, data[name]);
   }
   return box.value;
 }

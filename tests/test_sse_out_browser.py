@@ -258,3 +258,39 @@ async def test_the_forms_apply_patch_rebuilds_any_answer_in_the_browser(browser,
                 break
             await asyncio.sleep(0.05)
         assert json.loads(result["result"]["value"]) == json.loads(text)
+
+
+async def test_the_forms_apply_patch_keeps_a_key_named_proto(browser, monkeypatch):
+    """An answer with a key named "__proto__" (a map of words the model was given, say):
+    JSON.parse makes it an own property, and so must applyPatch, where `obj[key] = value`
+    and Object.assign would set the object's prototype instead and lose the key, leaving
+    the page short of the answer it then marks done."""
+    import msgspec
+
+    from routmy_async._partial_json import PartialJSON
+    from routmy_async._partial_patch import PatchWriter
+
+    text = (
+        '{"__proto__": "top", "words": {"a": 1, "__proto__": {"n": [2]}}, "s": {"__proto__": "x"}}'
+    )
+    parser, writer, frames = PartialJSON(), PatchWriter(), []
+    for start in range(0, len(text), 4):
+        parser.feed(text[start : start + 4])
+        if ops := writer.changes(parser.value):
+            frames.append(msgspec.json.encode(ops).decode())
+    frames.append(msgspec.json.encode(writer.closing(parser.finish())).decode())
+    assert any('"merge",["words"]' in frame for frame in frames)
+    async with serve_example(monkeypatch) as (base, _, _):
+        _, session = await open_page(browser, f"{base}/form")
+        expression = (
+            f"JSON.stringify({json.dumps(frames)}"
+            ".reduce((value, frame) => applyPatch(value, JSON.parse(frame)), null))"
+        )
+        for _ in range(100):
+            result = await browser.send(
+                "Runtime.evaluate", session, expression=expression, returnByValue=True
+            )
+            if "exceptionDetails" not in result:  # the page's script has loaded
+                break
+            await asyncio.sleep(0.05)
+        assert json.loads(result["result"]["value"]) == json.loads(text)
