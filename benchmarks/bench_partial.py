@@ -1,6 +1,7 @@
 """The extra CPU of partial structured output: our incremental parser against a re-parse.
 
     python benchmarks/bench_partial.py [--repeat 5] [--sizes 1,4,8,64,512] [--save]
+    python benchmarks/bench_partial.py --sizes 1,8 --instructions   # callgrind, valgrind needed
 
 ``--save`` writes ``benchmarks/partial-results.json``, ``partial-results.md`` and the plot
 ``docs/partial-results.svg`` (extra CPU per delta against answer size, drawn by
@@ -23,8 +24,12 @@ every delta, as a stream handing ``parsed`` to each event would. Measured, per a
   and costs the same). The snapshot's own growth (``snapshot += delta``) is not counted: both
   sides keep it anyway.
 
-Each figure is the best of the runs (``--repeat``, and more for small answers), interleaved,
-so the least disturbed by other processes, in microseconds of CPU per delta. Needs ``jiter``
+Parser, typed and jiter figures are the best of the runs (``--repeat``, and more for small
+answers), interleaved, so the least disturbed by other processes, in microseconds of CPU per
+delta. The stream's extra is a difference of two streams of ~10-20 µs a delta, so it is the
+median (with quartiles) of many samples, each reading many streams of the answer of each kind
+back to back. ``--instructions`` counts machine instructions per delta instead (deterministic;
+see ``_partial_instructions.py``). Needs ``jiter``
 (installed with openai, the ``bench`` extra).
 """
 
