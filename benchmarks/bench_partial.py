@@ -1,6 +1,7 @@
 """The extra CPU of partial structured output: our incremental parser against a re-parse.
 
     python benchmarks/bench_partial.py [--repeat 5] [--sizes 1,4,8,64,512] [--save]
+    python benchmarks/bench_partial.py --sizes 1,8 --instructions   # callgrind, valgrind needed
 
 ``--save`` writes ``benchmarks/partial-results.json``, ``partial-results.md`` and the plot
 ``docs/partial-results.svg`` (extra CPU per delta against answer size, drawn by
@@ -23,8 +24,12 @@ every delta, as a stream handing ``parsed`` to each event would. Measured, per a
   and costs the same). The snapshot's own growth (``snapshot += delta``) is not counted: both
   sides keep it anyway.
 
-Each figure is the best of the runs (``--repeat``, and more for small answers), interleaved,
-so the least disturbed by other processes, in microseconds of CPU per delta. Needs ``jiter``
+Parser, typed and jiter figures are the best of the runs (``--repeat``, and more for small
+answers), interleaved, so the least disturbed by other processes, in microseconds of CPU per
+delta. The stream's extra is a difference of two streams of ~10-20 µs a delta, so it is the
+median (with quartiles) of many samples, each reading many streams of the answer of each kind
+back to back. ``--instructions`` counts machine instructions per delta instead (deterministic;
+see ``_partial_instructions.py``). Needs ``jiter``
 (installed with openai, the ``bench`` extra).
 """
 
@@ -34,6 +39,7 @@ import argparse
 import gc
 import json
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -124,6 +130,16 @@ def time_jiter(deltas: list[str]) -> float:
     return spent - time_growth(deltas)
 
 
+def time_jiter_only(deltas: list[str]) -> float:
+    """The re-parse with the snapshot's growth (``--instructions`` subtracts that apart)."""
+    started = time.process_time()
+    snapshot = ""
+    for delta in deltas:
+        snapshot += delta
+        from_json(bytes(snapshot, "utf-8"), partial_mode="trailing-strings")
+    return time.process_time() - started
+
+
 def time_growth(deltas: list[str]) -> float:
     """The snapshot's own growth, which a stream pays with or without partials."""
     started = time.process_time()
@@ -145,43 +161,58 @@ def chunk_stream(deltas: list[str]) -> bytes:
     return b"".join(frames)
 
 
-async def _stream_cpu(client: Any, response_format: Any) -> float:
-    """CPU of reading one stream's events (``parsed`` read on each content delta)."""
+async def _stream_cpu(client: Any, response_format: Any, streams: int) -> float:
+    """CPU of reading ``streams`` streams' events (``parsed`` read on each content delta)."""
     options: dict[str, Any] = (
         {} if response_format is None else {"response_format": response_format}
     )
     started = time.process_time()
-    async with client.chat.completions.stream(
-        model="p/m", messages=[{"role": "user", "content": "x"}], **options
-    ) as stream:
-        async for event in stream.events():
-            if event.type == "content.delta":
-                event.parsed  # noqa: B018 - reading it is the point
+    for _ in range(streams):
+        async with client.chat.completions.stream(
+            model="p/m", messages=[{"role": "user", "content": "x"}], **options
+        ) as stream:
+            async for event in stream.events():
+                if event.type == "content.delta":
+                    event.parsed  # noqa: B018 - reading it is the point
     return time.process_time() - started
 
 
-def time_stream_extra(deltas: list[str], repeat: int) -> float:
-    """The best extra CPU of a stream with ``response_format=Order`` over one without."""
+def time_stream_extra(deltas: list[str], samples: int, streams: int) -> list[float]:
+    """The extra CPU per delta of a stream with ``response_format=Order`` over one without,
+    once per sample: each sample reads ``streams`` streams of each kind over one connection,
+    the two kinds back to back (their order alternating), so that a small answer's extra is
+    measured over many deltas rather than as the difference of two single short streams."""
     import asyncio
 
     from routmy_async import AsyncRoutmy
     from tests._callcount import FixedServer
 
-    async def measure() -> float:
+    async def measure() -> list[float]:
         async with FixedServer() as server:
             server.answer = ("text/event-stream", chunk_stream(deltas))
             async with AsyncRoutmy(
                 api_key="sk-bench", base_url=server.base_url, max_retries=0
             ) as client:
-                await _stream_cpu(client, Order)  # warm: the connection, lazy imports
-                best = {"with": float("inf"), "without": float("inf")}
-                for _ in range(repeat):
+                await _stream_cpu(client, Order, 2)  # warm: the connection, lazy imports
+                await _stream_cpu(client, None, 2)
+                extras = []
+                for sample in range(samples):
                     gc.collect()
-                    best["without"] = min(best["without"], await _stream_cpu(client, None))
-                    best["with"] = min(best["with"], await _stream_cpu(client, Order))
-                return max(best["with"] - best["without"], 0.0)
+                    kinds = (Order, None) if sample % 2 else (None, Order)
+                    spent = {kind: await _stream_cpu(client, kind, streams) for kind in kinds}
+                    extras.append((spent[Order] - spent[None]) / (streams * len(deltas)))
+                return extras
 
     return asyncio.run(measure())
+
+
+def stream_plan(kilobytes: int) -> tuple[int, int]:
+    """(samples, streams a sample) for an answer's size: ~64 KB of deltas a sample up to
+    64 KB, so every sample's extra is some milliseconds of CPU; fewer samples for big
+    answers, whose single streams are long already."""
+    streams = max(1, 64 // kilobytes)
+    samples = 31 if kilobytes <= 8 else 11 if kilobytes <= 64 else 3
+    return samples, streams
 
 
 def check(text: str) -> None:
@@ -204,48 +235,27 @@ def main() -> None:
     options.add_argument("--repeat", type=int, default=5)
     options.add_argument("--sizes", default="1,4,8,64,512")
     options.add_argument("--save", action="store_true", help="write partial-results.*")
-    args = options.parse_args()
-    rows = []
-    print(
-        f"{'size':>7} {'deltas':>7} {'ours':>7} {'typed':>7} {'stream':>7} {'jiter':>8}"
-        f" {'jiter/ours':>11} {'jiter/typed':>12} {'jiter/stream':>13}   (µs per delta)"
+    options.add_argument(
+        "--instructions", action="store_true", help="count machine instructions (callgrind)"
     )
-    for kilobytes in (int(size) for size in args.sizes.split(",")):
-        text = answer_of_size(kilobytes)
-        check(text)
-        deltas = deltas_of(text)
-        # Small answers take well under a millisecond a run: many runs there, for a steady
-        # best; the re-parse at 512 KB takes minutes a run: one run is enough there.
-        repeat = max(args.repeat, 256 // kilobytes)
-        slow_repeat = repeat if kilobytes <= 64 else 1
-        best = {"ours": float("inf"), "typed": float("inf"), "jiter": float("inf")}
-        for turn in range(repeat):
-            # Interleaved, so a busy moment of the machine hits every side alike.
-            gc.collect()
-            best["ours"] = min(best["ours"], time_ours(deltas))
-            best["typed"] = min(best["typed"], time_typed(deltas))
-            if turn < slow_repeat:
-                best["jiter"] = min(best["jiter"], time_jiter(deltas))
-        ours, typed, jiter = (best[side] / len(deltas) * 1e6 for side in ("ours", "typed", "jiter"))
-        stream = time_stream_extra(deltas, max(3, min(repeat, 64)) if kilobytes <= 64 else 3)
-        stream_us = stream / len(deltas) * 1e6
-        rows.append(
-            {
-                "kb": kilobytes,
-                "deltas": len(deltas),
-                "ours_us": ours,
-                "typed_us": typed,
-                "stream_us": stream_us,
-                "jiter_us": jiter,
-            }
-        )
-        print(
-            f"{kilobytes:>5}KB {len(deltas):>7} {ours:>7.2f} {typed:>7.2f} {stream_us:>7.2f}"
-            f" {jiter:>8.2f} {jiter / ours:>10.1f}x {jiter / typed:>11.1f}x"
-            f" {jiter / stream_us:>12.1f}x"
-        )
+    options.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = options.parse_args()
+    if args.worker:
+        _instructions_worker(*args.worker)
+        return
+    if args.instructions:
+        from _partial_instructions import report
+
+        report(Path(__file__).resolve(), [int(size) for size in args.sizes.split(",")])
+        return
+    rows = [measure_size(int(size), args.repeat) for size in args.sizes.split(",")]
     if args.save:
-        results = {"python": sys.version.split()[0], "delta": DELTA, "rows": rows}
+        results = {
+            "python": sys.version.split()[0],
+            "delta": DELTA,
+            "load": _load(),
+            "rows": rows,
+        }
         (HERE / "partial-results.json").write_text(json.dumps(results, indent=2) + "\n")
         (HERE / "partial-results.md").write_text(markdown(results))
         from plot_partial import main as plot
@@ -253,10 +263,86 @@ def main() -> None:
         plot()
 
 
+def _instructions_worker(side: str, kilobytes: str, passes: str) -> None:
+    """One side's work over the answer, ``passes`` times: what callgrind counts."""
+    deltas = deltas_of(answer_of_size(int(kilobytes)))
+    count = int(passes)
+    if side in ("stream", "plain"):
+        import asyncio
+
+        from routmy_async import AsyncRoutmy
+        from tests._callcount import FixedServer
+
+        async def run() -> None:
+            async with FixedServer() as server:
+                server.answer = ("text/event-stream", chunk_stream(deltas))
+                async with AsyncRoutmy(
+                    api_key="sk-bench", base_url=server.base_url, max_retries=0
+                ) as client:
+                    await _stream_cpu(client, Order if side == "stream" else None, count)
+
+        asyncio.run(run())
+        return
+    work = {"ours": time_ours, "jiter": time_jiter_only, "growth": time_growth}[side]
+    for _ in range(count):
+        work(deltas)
+
+
+def _load() -> str:
+    from _runs import load
+
+    return load()
+
+
+def measure_size(kilobytes: int, repeat_at_least: int) -> dict[str, Any]:
+    text = answer_of_size(kilobytes)
+    check(text)
+    deltas = deltas_of(text)
+    # Small answers take well under a millisecond a run: many runs there, for a steady
+    # best; the re-parse at 512 KB takes minutes a run: one run is enough there.
+    repeat = max(repeat_at_least, 256 // kilobytes)
+    slow_repeat = repeat if kilobytes <= 64 else 1
+    best = {"ours": float("inf"), "typed": float("inf"), "jiter": float("inf")}
+    for turn in range(repeat):
+        # Interleaved, so a busy moment of the machine hits every side alike.
+        gc.collect()
+        best["ours"] = min(best["ours"], time_ours(deltas))
+        best["typed"] = min(best["typed"], time_typed(deltas))
+        if turn < slow_repeat:
+            best["jiter"] = min(best["jiter"], time_jiter(deltas))
+    ours, typed, jiter = (best[side] / len(deltas) * 1e6 for side in ("ours", "typed", "jiter"))
+    extras = sorted(extra * 1e6 for extra in time_stream_extra(deltas, *stream_plan(kilobytes)))
+    if len(extras) > 2:
+        low, stream_us, high = statistics.quantiles(extras, n=4)
+    else:
+        low, stream_us, high = extras[0], statistics.median(extras), extras[-1]
+    print(
+        f"{kilobytes:>4} KB, {len(deltas)} deltas, µs per delta: parser {ours:.2f}, typed"
+        f" {typed:.2f}, stream extra {stream_us:.2f} [{low:.2f}-{high:.2f}] (median"
+        f" [quartiles] of {len(extras)}), jiter {jiter:.2f}; jiter / stream"
+        f" {jiter / stream_us:.2f}x",
+        flush=True,
+    )
+    return {
+        "kb": kilobytes,
+        "deltas": len(deltas),
+        "ours_us": ours,
+        "typed_us": typed,
+        "stream_us": stream_us,
+        "stream_q1_us": low,
+        "stream_q3_us": high,
+        "stream_samples": len(extras),
+        "jiter_us": jiter,
+    }
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Python {results['python']}, deltas of {results['delta']} characters, the partial read"
-        " after every delta; best of the interleaved runs, µs of CPU per delta.",
+        " after every delta, µs of CPU per delta; parser, typed and jiter: best of the"
+        " interleaved runs; stream, extra: median [quartiles] of the samples, each sample many"
+        " streams with and without `response_format` back to back (1-minute load"
+        f" {results.get('load', '?')}).",
         "",
         "| answer | deltas | parser | parser, typed | stream, extra | jiter re-parse "
         "| jiter / parser | jiter / stream | goal (jiter / extra) |",
@@ -267,7 +353,9 @@ def markdown(results: dict[str, Any]) -> str:
         stream = row.get("stream_us") or float("nan")
         lines.append(
             f"| {row['kb']} KB | {row['deltas']} | {row['ours_us']:.2f} | {row['typed_us']:.2f}"
-            f" | {stream:.2f} | {row['jiter_us']:.2f} | {row['jiter_us'] / row['ours_us']:.1f}x"
+            f" | {stream:.2f} [{row.get('stream_q1_us', stream):.2f}-"
+            f"{row.get('stream_q3_us', stream):.2f}] | {row['jiter_us']:.2f}"
+            f" | {row['jiter_us'] / row['ours_us']:.1f}x"
             f" | {row['jiter_us'] / stream:.1f}x | {goal} |"
         )
     by_size = {row["kb"]: row for row in results["rows"]}

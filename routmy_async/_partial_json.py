@@ -233,10 +233,13 @@ class PartialJSON:
         if self._carry:
             text = self._carry + delta
             self._carry = ""
+            end = len(text)
+            self._fed += len(delta)
         else:
             text = delta
+            end = len(text)
+            self._fed += end
         # _fed - len(text) is where ``text`` begins in the whole answer (for offsets).
-        self._fed += len(delta)
         # The whole machine is written out here, in one frame: a call per token (or even per
         # delta) costs more than the token, and this runs on every delta of every stream.
         try:
@@ -245,7 +248,6 @@ class PartialJSON:
             keys = self._keys
             inline = self._listener is None  # without a listener, values go in place right here
             index = 0
-            end = len(text)
             while index < end:
                 if state == _KEY_STRING and inline and not self._pieces:
                     member = _MEMBER.match(text, index)
@@ -275,6 +277,9 @@ class PartialJSON:
                         else:
                             state = self._open(opener)
                             index = member.end()
+                            if text.startswith('"', index):  # '{"key' or '["item'
+                                state = _KEY_STRING if opener == "{" else _STRING
+                                index += 1
                             continue
                         index = member.end()
                         if text.startswith(', "', index):
@@ -347,6 +352,16 @@ class PartialJSON:
                         raise _Invalid(index, f"expected ',' or {closer}, found {char!r}")
                     state = self._close()
                     index += 1
+                    if state == _COMMA_OR_CLOSE and text.startswith(", ", index):
+                        # The usual next member ('}, "key') or object item ('}, {"key').
+                        if type(containers[-1]) is dict:
+                            if text.startswith('"', index + 2):
+                                state = _KEY_STRING
+                                index += 3
+                        elif text.startswith('{"', index + 2):
+                            self._open("{")
+                            state = _KEY_STRING
+                            index += 4
                 elif state <= _ITEM_OR_CLOSE:
                     if char == '"':
                         state = _STRING
@@ -375,6 +390,9 @@ class PartialJSON:
                     elif char == "{" or char == "[":
                         state = self._open(char)
                         index += 1
+                        if text.startswith('"', index):  # '{"key' or '["item'
+                            state = _KEY_STRING if char == "{" else _STRING
+                            index += 1
                     elif char == "]" and state == _ITEM_OR_CLOSE:
                         state = self._close()
                         index += 1

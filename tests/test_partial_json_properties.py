@@ -204,3 +204,53 @@ def test_an_error_comes_with_the_delta_that_brings_it(value, data):
     for cuts in (list(range(1, len(damaged))), _cuts(data, damaged, 20)):
         expected = _fails_at(damaged, cuts, PartialJSON(listener=_Silent()))
         assert _fails_at(damaged, cuts, PartialJSON()) == expected, (damaged, cuts)
+
+
+def _char_by_char(text: str) -> list[Any]:
+    """The reference reading: one character a delta, a listener heard (so no step reads more
+    than one token, and no shortcut across '{"', '}, {"' or ', "' can fire); the value after
+    each character, and ``finish``'s (or the error's offset) at the end."""
+    parser = PartialJSON(listener=_Silent())
+    shown = [parser.snapshot()]
+    for char in text:
+        parser.feed(char)
+        shown.append(parser.snapshot())
+    return shown
+
+
+@given(value=plain_objects, options=dump_options, data=st.data())
+def test_the_shortcuts_across_structure_show_what_one_character_at_a_time_shows(
+    value, options, data
+):
+    """Deltas cut anywhere, read with and without a listener (the one-match member path and
+    the shortcuts across '{"', '["', '}, {"', '}, "' and ', "'): after every delta the value
+    shown is the one the reference shows after the same characters."""
+    text = json.dumps(value, **options)
+    reference = _char_by_char(text)
+    cuts = _cuts(data, text, 30)
+    for parser in (PartialJSON(), PartialJSON(listener=_Silent())):
+        shown = _fed(text, cuts, parser)
+        assert shown == [reference[stop] for stop in [*cuts, len(text)]], (text, cuts)
+        assert parser.finish() == json.loads(text)
+
+
+@given(value=plain_objects, data=st.data())
+def test_the_shortcuts_raise_where_one_character_at_a_time_raises(value, data):
+    """A damaged text read in deltas cut anywhere, with or without a listener: the error
+    names the offset the reference names, and comes with the delta holding that character
+    (or with ``finish`` when the reference's comes there)."""
+    text = json.dumps(value)
+    at = data.draw(st.integers(0, len(text) - 1))
+    damage = data.draw(st.sampled_from(["", "x", "{", "}", "]", ",", ":", '"', " {", "[{"]))
+    damaged = text[:at] + damage + text[at + 1 :]
+    one_by_one = list(range(1, len(damaged)))
+    reference_fed, offset = _fails_at(damaged, one_by_one, PartialJSON(listener=_Silent()))
+    cuts = _cuts(data, damaged, 20)
+    if offset is None:
+        expected: tuple[int, int | None] = (-1, None)
+    elif reference_fed > len(damaged):
+        expected = (reference_fed, offset)
+    else:
+        expected = (min(stop for stop in [*cuts, len(damaged)] if stop >= reference_fed), offset)
+    for parser in (PartialJSON(), PartialJSON(listener=_Silent())):
+        assert _fails_at(damaged, cuts, parser) == expected, (damaged, cuts)
