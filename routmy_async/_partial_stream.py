@@ -20,7 +20,8 @@ it): an independent value that never changes.
 
 **Eager.** With a schema and ``eager=True``, each delta is parsed as it is added, and a field
 that, once complete, cannot be valid raises ``FieldValidationError`` from ``add`` (invalid JSON
-raises ``InvalidJSONError``); the answer stays broken after that.
+raises ``InvalidJSONError``), once: the answer stays broken after that (``error``), later
+deltas are kept for the text without being parsed, and reads raise the error again.
 """
 
 from __future__ import annotations
@@ -126,13 +127,26 @@ class PartialAnswer:
     def add(self, piece: str) -> PartialView:
         """Take the next delta; return the view of the answer as it stands after it.
 
-        :raises InvalidJSONError: ``eager``, and the text cannot become JSON.
-        :raises FieldValidationError: ``eager``, and a completed field cannot be valid.
+        :raises InvalidJSONError: ``eager``, and with this delta the text cannot become JSON.
+        :raises FieldValidationError: ``eager``, and this delta completed a field that cannot
+            be valid. Either is raised at the delta that broke the answer only: the deltas
+            after it are kept (``view()``, ``text()``) without being parsed.
         """
         self._pieces.append(piece)
-        if self._eager:
+        if self._eager and self._error is None:
             self._feed_to(len(self._pieces))
         return PartialView(self, len(self._pieces))
+
+    def view(self) -> PartialView:
+        """The view of the answer after every delta added so far (the one ``add`` returns,
+        for a delta whose ``add`` raised)."""
+        return PartialView(self, len(self._pieces))
+
+    @property
+    def error(self) -> ContentParseError | None:
+        """What broke the answer's parse (with ``eager``, as soon as a delta broke it; without,
+        once a read reached it), or ``None``."""
+        return None if self._error is None else self._error[1]
 
     def end(self) -> None:
         """The answer is whole: a number or literal that ends the text is complete now (``12``
@@ -141,7 +155,7 @@ class PartialAnswer:
         :raises FieldValidationError: ``eager``, and that last value cannot be valid.
         """
         self._ended = True
-        if self._eager:
+        if self._eager and self._error is None:
             self._feed_to(len(self._pieces))
 
     def check_whole(self) -> None:

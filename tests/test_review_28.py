@@ -606,11 +606,6 @@ class Pair(msgspec.Struct):
     n: int
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left open: partials follow each output_text part on its own (keyed by "
-    "(output_index, content_index)), while output_parsed joins a message's parts",
-)
 async def test_a_responses_answer_in_two_text_parts_of_one_message_is_not_refused(client, mock):
     """One message whose JSON comes in two output_text parts: output_parsed joins them and
     reads the answer; the partials, eager validation and a 'patch' page refuse it (the
@@ -627,11 +622,6 @@ async def test_a_responses_answer_in_two_text_parts_of_one_message_is_not_refuse
     assert_no_open_connections(client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="left open: eager validation refuses a prose message before the JSON one, "
-    "which output_parsed (the last message) and the 'patch' page accept",
-)
 async def test_eager_validation_lets_a_responses_preamble_message_through(client, mock):
     """A first message of prose ('Sure, here:'), then the JSON answer: output_parsed reads
     the last message and a 'patch' page ends on it with [DONE], but validate='eager' raises

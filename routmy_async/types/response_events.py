@@ -193,8 +193,9 @@ class ResponseTextDeltaEvent(
 
     @property
     def snapshot(self) -> str | None:
-        """The text part up to and including this delta; ``None`` on a stream opened
-        without a JSON ``text_format``."""
+        """The message's text up to and including this delta (its ``output_text`` parts
+        joined, as ``output_parsed`` reads them); ``None`` on a stream opened without a JSON
+        ``text_format``."""
         view = self._view
         return None if view is None else view.snapshot()
 

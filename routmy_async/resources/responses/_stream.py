@@ -224,8 +224,9 @@ class ResponseStream(EventStream[ResponseStreamEvent]):
     def partial(self) -> Any:
         """The answer so far as the ``text_format`` type, every field optional (as the chat
         stream's :attr:`~routmy_async.ChatCompletionStream.partial`): the JSON of the latest
-        text part (a later message is the answer ``output_parsed`` decodes), over every event
-        handed out so far; ``None`` before the JSON begins.
+        message (its ``output_text`` parts joined; a later message is the answer
+        ``output_parsed`` decodes), over every event handed out so far; ``None`` before the
+        JSON begins.
 
         :raises RuntimeError: the stream was opened without a JSON ``text_format``.
         :raises InvalidJSONError: the answer so far cannot become JSON.

@@ -1,10 +1,17 @@
 """A Responses stream opened with a JSON ``text_format``: its answer followed as it streams.
 
 As the chat stream's (``resources/chat/_structured_stream.py``): each
-``response.output_text.delta`` handed out is added to its text part's ``PartialAnswer`` and
-gets the view its ``snapshot`` and ``parsed`` are built from when read; with
-``validate="eager"`` every delta is parsed as it is handed out, and the first field that
-cannot be valid closes the stream and is raised instead of the event that completed it.
+``response.output_text.delta`` handed out is added to its message's ``PartialAnswer`` (one
+per message item, by ``output_index``: the message's ``output_text`` parts continue one
+answer, as ``output_parsed`` joins them) and gets the view its ``snapshot`` and ``parsed``
+are built from when read. The latest message is the answer (``output_parsed`` decodes the
+last one; an earlier one is a preamble or a first try).
+
+With ``validate="eager"`` every delta is parsed as it is handed out, and the first field that
+cannot be valid closes the stream and is raised instead of the event that completed it. A
+message whose text is not JSON may be a prose preamble ("Sure, here:") before the message
+that holds the answer: its ``InvalidJSONError`` is kept, and raised (instead of the terminal
+event) only if it is still the latest message when the response ends.
 """
 
 from __future__ import annotations
@@ -13,12 +20,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..._exceptions import ContentParseError, InvalidJSONError
-from ..._partial_stream import PartialAnswer, PartialFormat, attach_view, partial_format
+from ..._partial_stream import (
+    PartialAnswer,
+    PartialFormat,
+    PartialView,
+    attach_view,
+    partial_format,
+)
 from ..._streaming._context import StreamContext
 from ...types.response_events import (
+    ResponseCompletedEvent,
+    ResponseIncompleteEvent,
+    ResponseOutputItemDoneEvent,
     ResponseStreamEvent,
     ResponseTextDeltaEvent,
-    ResponseTextDoneEvent,
 )
 from ._stream import ResponseStream
 
@@ -26,6 +41,9 @@ if TYPE_CHECKING:
     from ..._streaming._sse_out import Framing
 
 __all__ = ["StructuredResponseStream", "stream_class_for"]
+
+# The terminal events a stream hands out (a failed response raises instead).
+_HANDED_OUT_ENDINGS = frozenset({ResponseCompletedEvent, ResponseIncompleteEvent})
 
 
 class StructuredResponseStream(ResponseStream):
@@ -36,32 +54,53 @@ class StructuredResponseStream(ResponseStream):
     def __init__(self, context: StreamContext, *, partial_format: PartialFormat):
         super().__init__(context)
         self._format = partial_format
-        # Each text part's answer, by (output_index, content_index). `partial` and the
-        # partial frames follow the latest (a later message is the answer output_parsed
-        # decodes; an earlier one, a preamble or a first try).
-        self._answers: dict[tuple[int, int], PartialAnswer] = {}
+        # Each message's answer, by output_index. `partial` and the partial frames follow the
+        # latest (a later message is the answer output_parsed decodes; an earlier one, a
+        # preamble or a first try).
+        self._answers: dict[int, PartialAnswer] = {}
         self._latest: PartialAnswer | None = None
 
     async def __anext__(self) -> ResponseStreamEvent:
         event = await super().__anext__()
         if type(event) is ResponseTextDeltaEvent and event.delta:
-            key = (event.output_index, event.content_index)
-            answer = self._answers.get(key)
-            if answer is None:
-                answer = self._answers[key] = self._latest = self._format.answer()
-            try:
-                view = answer.add(event.delta)
-            except ContentParseError as error:
-                self._stop_at(error, answer)
-            attach_view(event, view)
-        elif type(event) is ResponseTextDoneEvent:
-            answer = self._answers.get((event.output_index, event.content_index))
+            attach_view(event, self._add(event.output_index, event.delta))
+        elif type(event) is ResponseOutputItemDoneEvent:
+            answer = self._answers.get(event.output_index)
             if answer is not None:
-                try:
-                    answer.end()
-                except ContentParseError as error:
-                    self._stop_at(error, answer)
+                self._end_message(answer)
+        elif type(event) in _HANDED_OUT_ENDINGS:
+            self._at_response_end()
         return event
+
+    def _add(self, output_index: int, delta: str) -> PartialView:
+        """Add a delta to its message's answer (a new message's answer becomes the latest)."""
+        answer = self._answers.get(output_index)
+        if answer is None:
+            answer = self._answers[output_index] = self._latest = self._format.answer()
+        try:
+            return answer.add(delta)
+        except InvalidJSONError:
+            # Not JSON: a preamble, if a later message holds the answer (_at_response_end).
+            return answer.view()
+        except ContentParseError as error:
+            self._stop_at(error, answer)
+
+    def _end_message(self, answer: PartialAnswer) -> None:
+        """The message is whole: a number ending its text is complete (eager checks it)."""
+        try:
+            answer.end()
+        except ContentParseError as error:
+            self._stop_at(error, answer)
+
+    def _at_response_end(self) -> None:
+        """The response has ended: with ``eager``, a latest message that is not JSON is the
+        answer ``output_parsed`` would refuse, and its kept error is raised now."""
+        latest = self._latest
+        if latest is None:
+            return
+        self._end_message(latest)  # for a server that sent no output_item.done for it
+        if self._format.eager and isinstance(latest.error, InvalidJSONError):
+            self._stop_at(latest.error, latest)
 
     def _stop_at(self, error: ContentParseError, answer: PartialAnswer) -> NoReturn:
         """Eager validation failed: close the connection, drop what is left, raise ``error``
