@@ -23,17 +23,9 @@ from routmy_async import (
     run_batch_file,
 )
 from routmy_async.testing import MockRoutmy, Reply
+from tests.test_review_29 import MULTIPLIERS, client_for
 
-MULTIPLIERS: dict[str, Decimal] = {
-    "mock/echo": Decimal(1),
-    "mock/reasoner": Decimal(2),
-    "mock/embed": Decimal("0.1"),
-}
 JSON = {"Content-Type": "application/json"}
-
-
-def client_for(mock: MockRoutmy, limit: SpendLimit, **options: Any) -> AsyncRoutmy:
-    return AsyncRoutmy(api_key=mock.api_key, base_url=mock.base_url, spend_limit=limit, **options)
 
 
 def sent_to(mock: MockRoutmy, path: str) -> int:
