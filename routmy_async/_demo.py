@@ -16,9 +16,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from ._auto_concurrency import AutoConcurrency
 from ._client import AsyncRoutmy
 from ._content import image_part, text_part
-from ._exceptions import FieldValidationError, PermissionDeniedError
+from ._exceptions import FieldValidationError, PermissionDeniedError, SpendLimitError
+from ._spend import SpendLimit
 from .testing import MockRoutmy, png_bytes
 from .types import ContentDeltaEvent, ToolCallDoneEvent
 
@@ -298,6 +300,35 @@ async def _many_requests(stage: _Stage) -> None:
     _say(f"server saw at most {mock.peak_in_flight} requests in flight")
 
 
+async def _within_a_budget(stage: _Stage) -> None:
+    # A server of its own: it answers at most 6 requests at once (429 beyond), which the
+    # client is not told; the spend limit counts rout.my's quota units from /v1/models.
+    tasks = [
+        {"model": "mock/echo", "messages": ask(f"task {i}"), "max_tokens": 8} for i in range(80)
+    ]
+    async with MockRoutmy(max_in_flight=6, latency=0.02) as capped:
+        auto = AutoConcurrency(max_concurrency=32)
+        async with AsyncRoutmy(api_key=capped.api_key, base_url=capped.base_url) as client:
+            results = await client.chat.completions.create_many(tasks, concurrency=auto)
+        answered = sum(not isinstance(result, BaseException) for result in results)
+        _say(
+            f'concurrency="auto": {answered} of {len(tasks)} answered; level {auto.level} at '
+            f"the end (peak {auto.peak}, {auto.losses} loss signal(s)) against a cap of 6"
+        )
+        limit = SpendLimit(max_units=250)
+        async with AsyncRoutmy(
+            api_key=capped.api_key, base_url=capped.base_url, spend_limit=limit
+        ) as client:
+            results = await client.chat.completions.create_many(tasks, concurrency=4)
+            spend = client.spend
+    answered = sum(not isinstance(result, BaseException) for result in results)
+    refused = sum(isinstance(result, SpendLimitError) for result in results)
+    _say(f"spend limit: {answered} answered, {refused} refused before sending (SpendLimitError)")
+    if spend is not None and spend.units is not None:
+        units = spend.units
+        _say(f"quota units: spent {units.spent} of {units.limit}, reserved {units.reserved}")
+
+
 async def _embeddings_and_images(stage: _Stage) -> None:
     client = stage.client
     vectors = await client.embeddings.create(
@@ -386,6 +417,7 @@ _STEPS: tuple[tuple[str, Callable[[_Stage], Awaitable[None]]], ...] = (
     ("Reasoning", _reasoning),
     ("Models", _models),
     ("Many requests at once, with progress", _many_requests),
+    ("A job within a budget: a spend limit and concurrency='auto'", _within_a_budget),
     ("Embeddings and image generation", _embeddings_and_images),
     ("An error, and a retry", _error_and_retry),
     ("The Responses API", _responses_api),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -87,6 +88,12 @@ def test_demo_runs_every_section():
     assert "partial=PartialShipment(id='S-42', carrier=None" in result.stdout
     assert "partial=Shipment(id='S-42', carrier='dhl', days=3)" in result.stdout
     assert "FieldValidationError: carrier must be one of" in result.stdout
+    # The budget step: auto answers every task against a cap it is not told; the spend limit
+    # refuses the rest before sending, and never lets the units spent pass it.
+    assert 'concurrency="auto": 80 of 80 answered' in result.stdout
+    spent = re.search(r"quota units: spent (\d+) of 250, reserved 0", result.stdout)
+    assert spent is not None and 0 < int(spent[1]) <= 250
+    assert re.search(r"spend limit: \d+ answered, [1-9]\d* refused before sending", result.stdout)
     assert result.stderr == ""
 
 
