@@ -587,23 +587,25 @@ async def test_a_served_patch_body_with_a_repeated_key_ends_on_the_answer(client
 
 def _response_events_of(messages: list[list[str]]) -> list[Any]:
     """A Responses stream whose output is these messages, each of these output_text parts."""
-    from routmy_async.testing._replies import response_events, response_object
+    from routmy_async.testing._replies import response_events
+    from tests.test_responses_partial_messages import response_of
 
-    response = response_object({"model": "p/m", "input": "x"}, created=1, serial=1)
-    template = next(item for item in response["output"] if item["type"] == "message")
-    output = []
-    for number, parts in enumerate(messages):
-        message = copy.deepcopy(template)
-        message["id"] = f"msg_{number}"
-        message["content"] = [{**template["content"][0], "text": text} for text in parts]
-        output.append(message)
-    response["output"] = output
-    return response_events(response, piece=3)
+    return response_events(response_of(messages), piece=3)
 
 
 class Pair(msgspec.Struct):
     id: str
     n: int
+
+
+async def _eager_final_response(client: Any) -> Any:
+    """The final response of a Responses stream read to its end under validate='eager'."""
+    async with client.responses.stream(
+        model="p/m", input="x", text_format=Pair, validate="eager"
+    ) as stream:
+        async for _ in stream:
+            pass
+        return await stream.get_final_response()
 
 
 async def test_a_responses_answer_in_two_text_parts_of_one_message_is_not_refused(client, mock):
@@ -612,12 +614,7 @@ async def test_a_responses_answer_in_two_text_parts_of_one_message_is_not_refuse
     second part alone, '"n": 12}', is no JSON)."""
     events = _response_events_of([['{"id": "A", ', '"n": 12}']])
     mock.reply_stream(events, named=True, done=False)
-    async with client.responses.stream(
-        model="p/m", input="x", text_format=Pair, validate="eager"
-    ) as stream:
-        async for _ in stream:
-            pass
-        final = await stream.get_final_response()
+    final = await _eager_final_response(client)
     assert final.output_parsed == Pair(id="A", n=12)
     assert_no_open_connections(client)
 
@@ -629,11 +626,6 @@ async def test_eager_validation_lets_a_responses_preamble_message_through(client
     mock.reply_stream(
         _response_events_of([["Sure, here:"], ['{"id": "B", "n": 2}']]), named=True, done=False
     )
-    async with client.responses.stream(
-        model="p/m", input="x", text_format=Pair, validate="eager"
-    ) as stream:
-        async for _ in stream:
-            pass
-        final = await stream.get_final_response()
+    final = await _eager_final_response(client)
     assert final.output_parsed == Pair(id="B", n=2)
     assert_no_open_connections(client)

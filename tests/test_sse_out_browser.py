@@ -225,11 +225,6 @@ async def test_the_forms_apply_patch_rebuilds_any_answer_in_the_browser(browser,
     """The example's applyPatch (JavaScript, in the /form page), given the patches of an
     answer with nesting, escapes, non-ASCII text and a key written twice, one frame per
     small delta, holds what JSON.parse of the whole answer gives."""
-    import msgspec
-
-    from routmy_async._partial_json import PartialJSON
-    from routmy_async._partial_patch import PatchWriter
-
     answer = {
         "title": 'say "hi"\n\\ é😀 ' * 20,
         "rows": [
@@ -238,26 +233,8 @@ async def test_the_forms_apply_patch_rebuilds_any_answer_in_the_browser(browser,
         "nested": {"deep": {"list": [[1, 2], [], {"x": "y"}]}},
     }
     text = json.dumps(answer)[:-1] + ', "title": "again"}'  # the last "title" wins
-    parser, writer, frames = PartialJSON(), PatchWriter(), []
-    for start in range(0, len(text), 5):
-        parser.feed(text[start : start + 5])
-        if ops := writer.changes(parser.value):
-            frames.append(msgspec.json.encode(ops).decode())
-    frames.append(msgspec.json.encode(writer.closing(parser.finish())).decode())
-    async with serve_example(monkeypatch) as (base, _, _):
-        _, session = await open_page(browser, f"{base}/form")
-        expression = (
-            f"JSON.stringify({json.dumps(frames)}"
-            ".reduce((value, frame) => applyPatch(value, JSON.parse(frame)), null))"
-        )
-        for _ in range(100):
-            result = await browser.send(
-                "Runtime.evaluate", session, expression=expression, returnByValue=True
-            )
-            if "exceptionDetails" not in result:  # the page's script has loaded
-                break
-            await asyncio.sleep(0.05)
-        assert json.loads(result["result"]["value"]) == json.loads(text)
+    frames = patch_frames(text, step=5)
+    assert await applied_on_the_form(browser, monkeypatch, frames) == json.loads(text)
 
 
 async def test_the_forms_apply_patch_keeps_a_key_named_proto(browser, monkeypatch):
@@ -265,21 +242,33 @@ async def test_the_forms_apply_patch_keeps_a_key_named_proto(browser, monkeypatc
     JSON.parse makes it an own property, and so must applyPatch, where `obj[key] = value`
     and Object.assign would set the object's prototype instead and lose the key, leaving
     the page short of the answer it then marks done."""
+    text = (
+        '{"__proto__": "top", "words": {"a": 1, "__proto__": {"n": [2]}}, "s": {"__proto__": "x"}}'
+    )
+    frames = patch_frames(text, step=4)
+    assert any('"merge",["words"]' in frame for frame in frames)
+    assert await applied_on_the_form(browser, monkeypatch, frames) == json.loads(text)
+
+
+def patch_frames(text: str, *, step: int) -> list[str]:
+    """The 'patch' frames of an answer fed in deltas of ``step`` characters, the closing
+    frame last, as ``to_sse(format="patch")`` writes them."""
     import msgspec
 
     from routmy_async._partial_json import PartialJSON
     from routmy_async._partial_patch import PatchWriter
 
-    text = (
-        '{"__proto__": "top", "words": {"a": 1, "__proto__": {"n": [2]}}, "s": {"__proto__": "x"}}'
-    )
     parser, writer, frames = PartialJSON(), PatchWriter(), []
-    for start in range(0, len(text), 4):
-        parser.feed(text[start : start + 4])
+    for start in range(0, len(text), step):
+        parser.feed(text[start : start + step])
         if ops := writer.changes(parser.value):
             frames.append(msgspec.json.encode(ops).decode())
     frames.append(msgspec.json.encode(writer.closing(parser.finish())).decode())
-    assert any('"merge",["words"]' in frame for frame in frames)
+    return frames
+
+
+async def applied_on_the_form(browser: Any, monkeypatch: Any, frames: list[str]) -> Any:
+    """What the example's /form page holds after its applyPatch took every frame."""
     async with serve_example(monkeypatch) as (base, _, _):
         _, session = await open_page(browser, f"{base}/form")
         expression = (
@@ -293,4 +282,4 @@ async def test_the_forms_apply_patch_keeps_a_key_named_proto(browser, monkeypatc
             if "exceptionDetails" not in result:  # the page's script has loaded
                 break
             await asyncio.sleep(0.05)
-        assert json.loads(result["result"]["value"]) == json.loads(text)
+        return json.loads(result["result"]["value"])
